@@ -1,0 +1,177 @@
+//! A mock host for native tests: records what the filter did and lets a test answer
+//! call-outs and move the clock. Shared data behaves like Envoy's, CAS included.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+
+use crate::host::{CallResponse, Host, Level, SharedSetError};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Call {
+    pub token: u32,
+    pub cluster: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub timeout_ms: u64,
+}
+
+impl Call {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A local reply: status, headers, body.
+pub type Sent = (u16, Vec<(String, String)>, String);
+
+#[derive(Default)]
+struct State {
+    now_ms: u64,
+    shared: BTreeMap<String, (Vec<u8>, u32)>,
+    calls: Vec<Call>,
+    next_token: u32,
+    fail_calls: bool,
+    response: CallResponse,
+    request_headers: Vec<(String, String)>,
+    sent: Option<Sent>,
+    resumed: bool,
+    logs: Vec<(Level, String)>,
+}
+
+#[derive(Default)]
+pub struct MockHost {
+    state: RefCell<State>,
+}
+
+impl MockHost {
+    pub fn set_now(&self, ms: u64) {
+        self.state.borrow_mut().now_ms = ms;
+    }
+    pub fn set_request(&self, headers: &[(&str, &str)]) {
+        let mut s = self.state.borrow_mut();
+        s.request_headers = headers
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
+        s.sent = None;
+        s.resumed = false;
+    }
+    pub fn request_header(&self, name: &str) -> Option<String> {
+        let s = self.state.borrow();
+        s.request_headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+    }
+    pub fn calls(&self) -> Vec<Call> {
+        self.state.borrow().calls.clone()
+    }
+    pub fn fail_calls(&self, fail: bool) {
+        self.state.borrow_mut().fail_calls = fail;
+    }
+    pub fn answer(&self, status: Option<u16>, headers: &[(&str, &str)], body: &str) {
+        self.state.borrow_mut().response = CallResponse {
+            status,
+            headers: headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+            body: body.as_bytes().to_vec(),
+        };
+    }
+    pub fn sent(&self) -> Option<Sent> {
+        self.state.borrow().sent.clone()
+    }
+    pub fn resumed(&self) -> bool {
+        self.state.borrow().resumed
+    }
+    pub fn shared_values(&self) -> Vec<Vec<u8>> {
+        self.state
+            .borrow()
+            .shared
+            .values()
+            .map(|(v, _)| v.clone())
+            .collect()
+    }
+    pub fn logs(&self) -> Vec<(Level, String)> {
+        self.state.borrow().logs.clone()
+    }
+}
+
+impl Host for MockHost {
+    fn now_ms(&self) -> u64 {
+        self.state.borrow().now_ms
+    }
+    fn log(&self, level: Level, message: &str) {
+        self.state
+            .borrow_mut()
+            .logs
+            .push((level, message.to_owned()));
+    }
+    fn shared_get(&self, key: &str) -> Option<(Vec<u8>, Option<u32>)> {
+        self.state
+            .borrow()
+            .shared
+            .get(key)
+            .map(|(v, cas)| (v.clone(), Some(*cas)))
+    }
+    fn shared_set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), SharedSetError> {
+        let mut s = self.state.borrow_mut();
+        let current = s.shared.get(key).map(|(_, c)| *c);
+        if let (Some(expected), Some(actual)) = (cas, current) {
+            if expected != actual {
+                return Err(SharedSetError::CasMismatch);
+            }
+        }
+        let next = current.unwrap_or(0) + 1;
+        s.shared.insert(key.to_owned(), (value.to_vec(), next));
+        Ok(())
+    }
+    fn http_call(
+        &self,
+        cluster: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        timeout_ms: u64,
+    ) -> Result<u32, String> {
+        let mut s = self.state.borrow_mut();
+        if s.fail_calls {
+            return Err("BadArgument".into());
+        }
+        s.next_token += 1;
+        let token = s.next_token;
+        s.calls.push(Call {
+            token,
+            cluster: cluster.to_owned(),
+            headers: headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+            body: body.to_vec(),
+            timeout_ms,
+        });
+        Ok(token)
+    }
+    fn call_response(&self, _num_headers: usize, _body_size: usize) -> CallResponse {
+        self.state.borrow().response.clone()
+    }
+    fn request_headers(&self) -> Vec<(String, String)> {
+        self.state.borrow().request_headers.clone()
+    }
+    fn set_request_header(&self, name: &str, value: Option<&str>) {
+        let mut s = self.state.borrow_mut();
+        s.request_headers.retain(|(n, _)| n != name);
+        if let Some(v) = value {
+            s.request_headers.push((name.to_owned(), v.to_owned()));
+        }
+    }
+    fn send_response(&self, status: u16, headers: &[(String, String)], body: &str) {
+        self.state.borrow_mut().sent = Some((status, headers.to_vec(), body.to_owned()));
+    }
+    fn resume_request(&self) {
+        self.state.borrow_mut().resumed = true;
+    }
+}

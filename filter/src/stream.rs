@@ -1,0 +1,459 @@
+//! One HTTP request through the filter: strip identity headers a client may not send, judge
+//! the request with the shared pipeline, answer introspection call-outs from the shared cache
+//! or the network, then forward with the mutated headers or reply with the denial.
+
+use std::rc::Rc;
+
+use portcullis_shared::denial::{Denial, DenialKind};
+use portcullis_shared::introspection::IntrospectionResponse;
+use portcullis_shared::pipeline::{self, Evaluation, IntrospectionCall, Request, Step, Verdict};
+use portcullis_shared::snapshot::CompiledSnapshot;
+
+use crate::cache::{self, Lookup};
+use crate::config::Config;
+use crate::host::{CallResponse, Host, Level};
+
+/// What the host should do with the request after a callback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Continue,
+    Pause,
+}
+
+/// The request as read once in `on_http_request_headers`, kept while a call-out is pending.
+struct RequestParts {
+    method: String,
+    scheme: String,
+    host: String,
+    target: String,
+    headers: Vec<(String, String)>,
+}
+
+impl RequestParts {
+    fn view(&self) -> Request<'_> {
+        Request {
+            method: &self.method,
+            scheme: &self.scheme,
+            host: &self.host,
+            target: &self.target,
+            headers: &self.headers,
+        }
+    }
+}
+
+struct Pending {
+    token: u32,
+    evaluation: Evaluation,
+    call: IntrospectionCall,
+    cache: Lookup,
+}
+
+pub struct Stream {
+    config: Rc<Config>,
+    snapshot: Option<Rc<CompiledSnapshot>>,
+    request: Option<RequestParts>,
+    pending: Option<Pending>,
+}
+
+impl Stream {
+    pub fn new(config: Rc<Config>, snapshot: Option<Rc<CompiledSnapshot>>) -> Self {
+        Self {
+            config,
+            snapshot,
+            request: None,
+            pending: None,
+        }
+    }
+
+    pub fn on_request_headers(&mut self, host: &impl Host) -> Action {
+        let Some(snapshot) = self.snapshot.clone() else {
+            return reply(
+                host,
+                &Denial::new(
+                    DenialKind::Unavailable,
+                    "The gateway has not received its access rules yet",
+                ),
+            );
+        };
+        let mut pseudo = (String::new(), String::new(), String::new(), String::new());
+        let mut headers = Vec::new();
+        for (name, value) in host.request_headers() {
+            match name.as_str() {
+                ":method" => pseudo.0 = value,
+                ":scheme" => pseudo.1 = value,
+                ":authority" => pseudo.2 = value,
+                ":path" => pseudo.3 = value,
+                _ if snapshot.rules.guarded_headers().contains(&name) => {
+                    // A client-sent X-User (or any header a mutator owns) never reaches upstream.
+                    host.set_request_header(&name, None);
+                }
+                _ => headers.push((name, value)),
+            }
+        }
+        let (method, scheme, authority, target) = pseudo;
+        let request = self.request.insert(RequestParts {
+            method,
+            scheme,
+            host: authority,
+            target,
+            headers,
+        });
+        let (evaluation, step) = pipeline::begin(&snapshot.rules, &request.view(), now_secs(host));
+        self.drive(host, evaluation, step)
+    }
+
+    pub fn on_call_response(
+        &mut self,
+        host: &impl Host,
+        token: u32,
+        response: CallResponse,
+    ) -> Action {
+        let Some(pending) = self.pending.take_if(|p| p.token == token) else {
+            return Action::Pause;
+        };
+        let outcome = match response.status {
+            Some(200) => match serde_json::from_slice::<IntrospectionResponse>(&response.body) {
+                Ok(answer) => {
+                    if let (true, Some(ttl)) = (answer.active, pending.call.cache_ttl_ms) {
+                        pending.cache.put(
+                            host,
+                            cache::expiry_ms(host.now_ms(), ttl, answer.exp),
+                            &response.body,
+                        );
+                    }
+                    Ok(answer)
+                }
+                Err(e) => Err(format!("unreadable introspection response: {e}")),
+            },
+            Some(status) => Err(format!("introspection endpoint answered {status}")),
+            None => Err("introspection endpoint unreachable".to_owned()),
+        };
+        if let Err(e) = &outcome {
+            host.log(
+                Level::Warn,
+                &format!("portcullis: rule {}: {e}", pending.evaluation.rule_id()),
+            );
+        }
+        let mut evaluation = pending.evaluation;
+        let Some(request) = &self.request else {
+            return Action::Pause;
+        };
+        let step = evaluation.resume(&request.view(), outcome, now_secs(host));
+        let action = self.drive(host, Some(evaluation), step);
+        if action == Action::Continue {
+            host.resume_request();
+        }
+        action
+    }
+
+    /// Runs the pipeline until it needs the network or has decided.
+    fn drive(
+        &mut self,
+        host: &impl Host,
+        mut evaluation: Option<Evaluation>,
+        mut step: Step,
+    ) -> Action {
+        loop {
+            match step {
+                Step::Done(Verdict::Allow { headers, .. }) => {
+                    for (name, value) in &headers {
+                        host.set_request_header(name, Some(value));
+                    }
+                    return Action::Continue;
+                }
+                Step::Done(Verdict::Deny(denial)) => return reply(host, &denial),
+                Step::Introspect(call) => {
+                    let Some(mut current) = evaluation.take() else {
+                        return reply(
+                            host,
+                            &Denial::new(DenialKind::Internal, "Lost track of the evaluation"),
+                        );
+                    };
+                    let Some(request) = &self.request else {
+                        return Action::Pause;
+                    };
+                    let lookup = Lookup::new(
+                        self.config.introspection_cache_slots,
+                        &call.url,
+                        &call.token,
+                        call.scope.as_deref(),
+                    );
+                    if call.cache_ttl_ms.is_some() {
+                        if let Some(answer) = lookup.get(host).and_then(|body| {
+                            serde_json::from_slice::<IntrospectionResponse>(&body).ok()
+                        }) {
+                            step = current.resume(&request.view(), Ok(answer), now_secs(host));
+                            evaluation = Some(current);
+                            continue;
+                        }
+                    }
+                    return match self.dispatch(host, &call) {
+                        Ok(token) => {
+                            self.pending = Some(Pending {
+                                token,
+                                evaluation: current,
+                                call,
+                                cache: lookup,
+                            });
+                            Action::Pause
+                        }
+                        Err(message) => {
+                            host.log(
+                                Level::Error,
+                                &format!("portcullis: rule {}: {message}", current.rule_id()),
+                            );
+                            reply(
+                                host,
+                                &Denial::new(
+                                    DenialKind::Internal,
+                                    "The access rule cannot be evaluated",
+                                ),
+                            )
+                        }
+                    };
+                }
+            }
+        }
+    }
+
+    fn dispatch(&self, host: &impl Host, call: &IntrospectionCall) -> Result<u32, String> {
+        let target = self
+            .config
+            .route(&call.url)
+            .ok_or_else(|| format!("no Envoy cluster is configured for {}", call.url))?;
+        let mut body = String::from("token=");
+        body.push_str(&form_encode(&call.token));
+        if let Some(scope) = &call.scope {
+            body.push_str("&scope=");
+            body.push_str(&form_encode(scope));
+        }
+        let mut headers: Vec<(&str, &str)> = vec![
+            (":method", "POST"),
+            (":path", &target.path),
+            (":authority", &target.authority),
+            ("content-type", "application/x-www-form-urlencoded"),
+            ("accept", "application/json"),
+        ];
+        headers.extend(
+            call.headers
+                .iter()
+                .filter(|(n, _)| n != "content-type" && !n.starts_with(':'))
+                .map(|(n, v)| (n.as_str(), v.as_str())),
+        );
+        host.http_call(
+            target.cluster,
+            &headers,
+            body.as_bytes(),
+            self.config.call_timeout_ms,
+        )
+    }
+}
+
+fn reply(host: &impl Host, denial: &Denial) -> Action {
+    let response = denial.to_response();
+    host.send_response(response.status, &response.headers, &response.body);
+    Action::Pause
+}
+
+fn now_secs(host: &impl Host) -> i64 {
+    i64::try_from(host.now_ms() / 1_000).unwrap_or(i64::MAX)
+}
+
+fn form_encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::test_config;
+    use crate::mock::MockHost;
+    use crate::sync::snapshot_json;
+    use serde_json::json;
+
+    const NOW_MS: u64 = 1_700_000_000_000;
+
+    fn snapshot() -> Rc<CompiledSnapshot> {
+        let header =
+            json!({"handler": "header", "config": {"headers": {"X-User": "{{ print .Subject }}"}}});
+        let rules = json!([
+            {"id": "ratings", "match": {"url": "http://<[^/]+>/ratings/<.*>", "methods": ["GET"]},
+             "authenticators": [{"handler": "oauth2_introspection", "config": {
+                 "introspection_url": "http://cp:4445/admin/oauth2/introspect",
+                 "cache": {"enabled": true, "ttl": "30s"}}}],
+             "authorizer": {"handler": "allow"}, "mutators": [header]},
+            {"id": "public", "match": {"url": "http://<[^/]+>/public/<.*>", "methods": ["GET"]},
+             "authenticators": [{"handler": "anonymous"}], "authorizer": {"handler": "allow"}, "mutators": [header]},
+            {"id": "elsewhere", "match": {"url": "http://<[^/]+>/elsewhere", "methods": ["GET"]},
+             "authenticators": [{"handler": "oauth2_introspection", "config": {
+                 "introspection_url": "http://not-configured:1/introspect"}}],
+             "authorizer": {"handler": "allow"}}
+        ]);
+        let snapshot: portcullis_shared::snapshot::Snapshot =
+            serde_json::from_str(&snapshot_json("v1", rules)).unwrap();
+        Rc::new(snapshot.compile().unwrap())
+    }
+
+    fn stream() -> Stream {
+        Stream::new(Rc::new(test_config()), Some(snapshot()))
+    }
+
+    fn request(host: &MockHost, path: &str, extra: &[(&str, &str)]) {
+        let mut headers = vec![
+            (":method", "GET"),
+            (":scheme", "http"),
+            (":authority", "gw:8080"),
+            (":path", path),
+        ];
+        headers.extend_from_slice(extra);
+        host.set_request(&headers);
+        host.set_now(NOW_MS);
+    }
+
+    fn active_body() -> String {
+        json!({"active": true, "sub": "my-client", "client_id": "my-client", "exp": NOW_MS / 1000 + 600}).to_string()
+    }
+
+    #[test]
+    fn valid_token_is_introspected_forwarded_with_x_user_and_cached() {
+        let host = MockHost::default();
+        let mut s = stream();
+        request(
+            &host,
+            "/ratings/1",
+            &[("authorization", "Bearer tok+1"), ("x-user", "admin")],
+        );
+        assert_eq!(s.on_request_headers(&host), Action::Pause);
+        assert_eq!(
+            host.request_header("x-user"),
+            None,
+            "spoofed X-User is removed before anything else"
+        );
+        let call = host.calls().pop().unwrap();
+        assert_eq!(call.cluster, "cp");
+        assert_eq!(call.header(":path"), Some("/admin/oauth2/introspect"));
+        assert_eq!(call.body, b"token=tok%2B1");
+        host.answer(Some(200), &[], &active_body());
+        assert_eq!(
+            s.on_call_response(&host, call.token, host.call_response(1, 0)),
+            Action::Continue
+        );
+        assert!(host.resumed());
+        assert_eq!(host.request_header("x-user").as_deref(), Some("my-client"));
+
+        // The next request with the same token is answered from the shared cache.
+        let mut again = stream();
+        request(&host, "/ratings/2", &[("authorization", "Bearer tok+1")]);
+        assert_eq!(again.on_request_headers(&host), Action::Continue);
+        assert_eq!(host.calls().len(), 1);
+        assert_eq!(host.request_header("x-user").as_deref(), Some("my-client"));
+    }
+
+    #[test]
+    fn inactive_or_missing_tokens_get_401_with_a_bearer_challenge() {
+        let host = MockHost::default();
+        let mut s = stream();
+        request(&host, "/ratings/1", &[]);
+        assert_eq!(s.on_request_headers(&host), Action::Pause);
+        let (status, headers, _) = host.sent().unwrap();
+        assert_eq!(status, 401);
+        assert!(headers.contains(&("www-authenticate".into(), "Bearer".into())));
+
+        let mut s = stream();
+        request(
+            &host,
+            "/ratings/1",
+            &[("authorization", "Bearer qwertyuio23456789")],
+        );
+        s.on_request_headers(&host);
+        let token = host.calls().pop().unwrap().token;
+        host.answer(Some(200), &[], r#"{"active":false}"#);
+        assert_eq!(
+            s.on_call_response(&host, token, host.call_response(1, 0)),
+            Action::Pause
+        );
+        assert_eq!(host.sent().unwrap().0, 401);
+        assert!(!host.resumed());
+        assert!(
+            host.shared_values().is_empty(),
+            "inactive answers are not cached"
+        );
+    }
+
+    #[test]
+    fn fails_closed_when_the_control_plane_is_down_or_misconfigured() {
+        let host = MockHost::default();
+        let mut s = stream();
+        request(&host, "/ratings/1", &[("authorization", "Bearer t")]);
+        s.on_request_headers(&host);
+        let token = host.calls().pop().unwrap().token;
+        host.answer(None, &[], "");
+        s.on_call_response(&host, token, host.call_response(0, 0));
+        assert_eq!(host.sent().unwrap().0, 503);
+        assert!(!host.resumed());
+
+        let mut s = stream();
+        request(&host, "/ratings/1", &[("authorization", "Bearer t")]);
+        s.on_request_headers(&host);
+        let token = host.calls().pop().unwrap().token;
+        host.answer(Some(500), &[], "oops");
+        s.on_call_response(&host, token, host.call_response(1, 0));
+        assert_eq!(host.sent().unwrap().0, 503);
+
+        let mut s = stream();
+        request(&host, "/elsewhere", &[("authorization", "Bearer t")]);
+        s.on_request_headers(&host);
+        assert_eq!(host.sent().unwrap().0, 500);
+
+        host.fail_calls(true);
+        let mut s = stream();
+        request(&host, "/ratings/1", &[("authorization", "Bearer t")]);
+        s.on_request_headers(&host);
+        assert_eq!(
+            host.sent().unwrap().0,
+            500,
+            "a call-out Envoy refuses is an error, not a pass"
+        );
+        host.fail_calls(false);
+
+        let mut s = Stream::new(Rc::new(test_config()), None);
+        request(&host, "/public/hello", &[]);
+        assert_eq!(s.on_request_headers(&host), Action::Pause);
+        assert_eq!(
+            host.sent().unwrap().0,
+            503,
+            "no rules yet: closed, not open"
+        );
+    }
+
+    #[test]
+    fn anonymous_rule_forwards_and_still_strips_spoofed_headers() {
+        let host = MockHost::default();
+        let mut s = stream();
+        request(&host, "/public/hello", &[("x-user", "root")]);
+        assert_eq!(s.on_request_headers(&host), Action::Continue);
+        assert_eq!(host.request_header("x-user").as_deref(), Some("anonymous"));
+        assert!(host.sent().is_none());
+    }
+
+    #[test]
+    fn unknown_paths_are_404_and_calls_for_other_tokens_are_ignored() {
+        let host = MockHost::default();
+        let mut s = stream();
+        request(&host, "/nope", &[]);
+        s.on_request_headers(&host);
+        assert_eq!(host.sent().unwrap().0, 404);
+        assert_eq!(
+            s.on_call_response(&host, 42, CallResponse::default()),
+            Action::Pause
+        );
+    }
+}
