@@ -1,0 +1,45 @@
+//! `just run`: the control plane, Envoy with the Portcullis filter, and the echo upstream on
+//! the well-known ports, with state kept in `.run/` between runs. Ctrl-C stops everything.
+
+use portcullis_e2e::{FILTER_TOKEN, Options, Ports, Testbed, workspace_root};
+
+#[tokio::main]
+async fn main() {
+    let dir = workspace_root().join(".run");
+    let testbed = match Testbed::start(Options { ports: Ports::WELL_KNOWN, dir: Some(dir) }).await {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("portcullis testbed: {e}");
+            std::process::exit(1);
+        }
+    };
+    let p = testbed.ports;
+    eprintln!(
+        r#"
+Portcullis is running.
+  gateway (Envoy + filter)   http://127.0.0.1:{gateway}
+  control plane, public      http://127.0.0.1:{public}
+  control plane, admin       http://127.0.0.1:{admin}
+  echo upstream              http://127.0.0.1:{upstream}
+  logs and data              {dir}
+  filter token               {FILTER_TOKEN}
+
+Try it:
+  curl -X POST localhost:{admin}/admin/clients -H 'Content-Type: application/json' \
+    -d '{{"client_id":"my-client","client_secret":"secret","grant_types":["client_credentials"],"scope":"read write"}}'
+  TOKEN=$(curl -s -X POST localhost:{public}/oauth2/token -u my-client:secret \
+    -d grant_type=client_credentials -d scope=read | jq -r .access_token)
+  curl -i localhost:{gateway}/ratings/1                                   # 401
+  curl -i localhost:{gateway}/ratings/1 -H "Authorization: Bearer $TOKEN" # 200, X-User: my-client
+  curl -i localhost:{gateway}/public/hello                                # 200, anonymous
+
+Ctrl-C to stop."#,
+        gateway = p.gateway,
+        public = p.public,
+        admin = p.admin,
+        upstream = p.upstream,
+        dir = testbed.dir.display(),
+    );
+    let _ = tokio::signal::ctrl_c().await;
+    eprintln!("stopping");
+}
