@@ -131,7 +131,7 @@ impl Stream {
         if let Err(e) = &outcome {
             host.log(
                 Level::Warn,
-                &format!("portcullis: rule {}: {e}", pending.evaluation.rule_id()),
+                &format!("rule {}: {e}", pending.evaluation.rule_id()),
             );
         }
         let mut evaluation = pending.evaluation;
@@ -200,7 +200,7 @@ impl Stream {
                         Err(message) => {
                             host.log(
                                 Level::Error,
-                                &format!("portcullis: rule {}: {message}", current.rule_id()),
+                                &format!("rule {}: {message}", current.rule_id()),
                             );
                             reply(
                                 host,

@@ -72,7 +72,7 @@ impl SnapshotSync {
                         host.log(
                             Level::Info,
                             &format!(
-                                "portcullis: rules version {} ({} rules)",
+                                "rules version {} ({} rules)",
                                 snapshot.version,
                                 compiled.rules.len()
                             ),
@@ -86,7 +86,7 @@ impl SnapshotSync {
                 Err(e) => {
                     host.log(
                         Level::Error,
-                        &format!("portcullis: snapshot rejected, keeping the current rules: {e}"),
+                        &format!("snapshot rejected, keeping the current rules: {e}"),
                     );
                     self.not_before_ms = host.now_ms() + RETRY_AFTER_FAILURE_MS;
                 }
@@ -95,16 +95,14 @@ impl SnapshotSync {
             Some(status) => {
                 host.log(
                     Level::Warn,
-                    &format!(
-                        "portcullis: snapshot poll answered {status}; keeping the current rules"
-                    ),
+                    &format!("snapshot poll answered {status}; keeping the current rules"),
                 );
                 self.not_before_ms = host.now_ms() + RETRY_AFTER_FAILURE_MS;
             }
             None => {
                 host.log(
                     Level::Warn,
-                    "portcullis: control plane unreachable; keeping the current rules",
+                    "control plane unreachable; keeping the current rules",
                 );
                 self.not_before_ms = host.now_ms() + RETRY_AFTER_FAILURE_MS;
             }
@@ -128,10 +126,7 @@ impl SnapshotSync {
         };
         match parse(&body) {
             Ok((_, compiled)) => self.current = Some(Rc::new(compiled)),
-            Err(e) => host.log(
-                Level::Error,
-                &format!("portcullis: shared snapshot rejected: {e}"),
-            ),
+            Err(e) => host.log(Level::Error, &format!("shared snapshot rejected: {e}")),
         }
     }
 
@@ -181,7 +176,7 @@ impl SnapshotSync {
             Err(e) => {
                 host.log(
                     Level::Error,
-                    &format!("portcullis: cannot call cluster {}: {e}", cp.cluster),
+                    &format!("cannot call cluster {}: {e}", cp.cluster),
                 );
                 self.not_before_ms = host.now_ms() + RETRY_AFTER_FAILURE_MS;
             }

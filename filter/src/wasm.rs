@@ -20,7 +20,7 @@ const TICK: Duration = Duration::from_millis(250);
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
     std::panic::set_hook(Box::new(|info| {
-        let _ = hostcalls::log(LogLevel::Critical, &format!("portcullis: panic: {info}"));
+        let _ = hostcalls::log(LogLevel::Critical, &format!("panic: {info}"));
     }));
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::new()) });
 }}
@@ -161,7 +161,7 @@ impl RootContext for Root {
                 true
             }
             Err(e) => {
-                WasmHost.log(Level::Error, &format!("portcullis: {e}"));
+                WasmHost.log(Level::Error, &format!("{e}"));
                 false
             }
         }
