@@ -5,6 +5,16 @@
 //! several rules match, the first in rule-set order wins instead of failing with a 500.
 
 use regex_lite::Regex;
+use serde::{Deserialize, Serialize};
+
+/// How the `<...>` parts of a `match.url` are read: Oathkeeper's two strategies.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Strategy {
+    #[default]
+    Regexp,
+    Glob,
+}
 
 /// A URL pattern in Oathkeeper's `regexp` strategy: literal text with regular expressions
 /// between first-level `<` `>` delimiters, anchored on the whole matched string.
@@ -14,53 +24,43 @@ pub struct UrlPattern {
 }
 
 impl UrlPattern {
-    /// Compiles `lit<re>lit<re>...` to `^lit(re)lit(re)...$`. Each fragment is checked alone
-    /// so an error names the fragment that is wrong.
-    pub fn compile(pattern: &str) -> Result<Self, String> {
+    /// Compiles a `match.url`: text outside first-level `<` `>` is literal, each fragment
+    /// inside is read with `strategy`, and the whole URL is anchored. Every fragment is checked
+    /// alone so an error names the fragment that is wrong.
+    pub fn compile_with(pattern: &str, strategy: Strategy) -> Result<Self, String> {
         let mut out = String::with_capacity(pattern.len() + 8);
         out.push('^');
-        let mut depth = 0usize;
-        let mut start = 0usize;
-        let mut literal_start = 0usize;
-        for (i, c) in pattern.char_indices() {
-            match c {
-                '<' => {
-                    if depth == 0 {
-                        out.push_str(&regex_lite::escape(&pattern[literal_start..i]));
-                        start = i + 1;
-                    }
-                    depth += 1;
+        for (literal, fragment) in split_delimited(pattern)? {
+            out.push_str(&regex_lite::escape(literal));
+            let Some(fragment) = fragment else { continue };
+            match strategy {
+                Strategy::Regexp => {
+                    Regex::new(&format!("^(?:{fragment})$"))
+                        .map_err(|e| format!("invalid regular expression <{fragment}>: {e}"))?;
+                    out.push('(');
+                    out.push_str(fragment);
+                    out.push(')');
                 }
-                '>' => {
-                    if depth == 0 {
-                        return Err(format!(
-                            "unbalanced pattern: '>' at byte {i} has no matching '<'"
-                        ));
-                    }
-                    depth -= 1;
-                    if depth == 0 {
-                        let fragment = &pattern[start..i];
-                        Regex::new(&format!("^(?:{fragment})$"))
-                            .map_err(|e| format!("invalid regular expression <{fragment}>: {e}"))?;
-                        out.push('(');
-                        out.push_str(fragment);
-                        out.push(')');
-                        literal_start = i + 1;
-                    }
-                }
-                _ => {}
+                Strategy::Glob => out.push_str(&glob_to_regex(fragment)?),
             }
         }
-        if depth != 0 {
-            return Err(format!(
-                "unbalanced pattern: '<' at byte {} is never closed",
-                start.saturating_sub(1)
-            ));
-        }
-        out.push_str(&regex_lite::escape(&pattern[literal_start..]));
         out.push('$');
         let regex = Regex::new(&out).map_err(|e| format!("invalid pattern: {e}"))?;
         Ok(Self { regex })
+    }
+
+    /// Oathkeeper's `regexp` strategy: `lit<re>lit` becomes `^lit(re)lit$`, each `<...>` one
+    /// capture group.
+    pub fn compile(pattern: &str) -> Result<Self, String> {
+        Self::compile_with(pattern, Strategy::Regexp)
+    }
+
+    /// Oathkeeper's `glob` strategy: inside `<...>`, `*` is any run without a separator (`.` or
+    /// `/`), `**` any run, `?` one non-separator character, `[a-z]`/`[!a]` one character and
+    /// `{a,b}` alternatives. Unlike gobwas/glob (Oathkeeper issue #963), separators stay
+    /// separators inside alternatives. Glob patterns have no capture groups.
+    pub fn compile_glob(pattern: &str) -> Result<Self, String> {
+        Self::compile_with(pattern, Strategy::Glob)
     }
 
     /// Matches the whole URL; on success returns the capture groups in order (a group that did
@@ -78,6 +78,103 @@ impl UrlPattern {
     pub fn is_match(&self, url: &str) -> bool {
         self.regex.is_match(url)
     }
+}
+
+/// Splits a pattern into (literal, fragment) pairs at first-level `<` `>` delimiters; the last
+/// pair has no fragment.
+fn split_delimited(pattern: &str) -> Result<Vec<(&str, Option<&str>)>, String> {
+    let mut parts = Vec::new();
+    let mut depth = 0usize;
+    let (mut literal_start, mut start) = (0usize, 0usize);
+    for (i, c) in pattern.char_indices() {
+        match c {
+            '<' => {
+                if depth == 0 {
+                    start = i + 1;
+                }
+                depth += 1;
+            }
+            '>' if depth == 0 => {
+                return Err(format!(
+                    "unbalanced pattern: '>' at byte {i} has no matching '<'"
+                ));
+            }
+            '>' => {
+                depth -= 1;
+                if depth == 0 {
+                    parts.push((&pattern[literal_start..start - 1], Some(&pattern[start..i])));
+                    literal_start = i + 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    if depth != 0 {
+        return Err(format!(
+            "unbalanced pattern: '<' at byte {} is never closed",
+            start.saturating_sub(1)
+        ));
+    }
+    parts.push((&pattern[literal_start..], None));
+    Ok(parts)
+}
+
+/// Translates one glob fragment to a regular expression (no capture groups).
+fn glob_to_regex(glob: &str) -> Result<String, String> {
+    let chars: Vec<char> = glob.chars().collect();
+    let mut out = String::new();
+    let mut i = 0;
+    let mut alternatives = 0usize;
+    while i < chars.len() {
+        match chars[i] {
+            '*' if chars.get(i + 1) == Some(&'*') => {
+                out.push_str(".*");
+                i += 1;
+            }
+            '*' => out.push_str("[^./]*"),
+            '?' => out.push_str("[^./]"),
+            '[' => {
+                let end = chars[i + 1..]
+                    .iter()
+                    .position(|c| *c == ']')
+                    .map(|p| i + 1 + p)
+                    .ok_or_else(|| format!("invalid glob <{glob}>: '[' is never closed"))?;
+                let mut class: String = chars[i + 1..end].iter().collect();
+                if class.is_empty() {
+                    return Err(format!("invalid glob <{glob}>: empty character class"));
+                }
+                if let Some(rest) = class.strip_prefix('!') {
+                    class = format!("^{rest}");
+                }
+                out.push('[');
+                out.push_str(&class.replace('\\', "\\\\").replace('[', "\\["));
+                out.push(']');
+                i = end;
+            }
+            '{' => {
+                alternatives += 1;
+                out.push_str("(?:");
+            }
+            ',' if alternatives > 0 => out.push('|'),
+            '}' if alternatives > 0 => {
+                alternatives -= 1;
+                out.push(')');
+            }
+            '\\' => {
+                i += 1;
+                let c = chars
+                    .get(i)
+                    .ok_or_else(|| format!("invalid glob <{glob}>: trailing '\\'"))?;
+                out.push_str(&regex_lite::escape(&c.to_string()));
+            }
+            c => out.push_str(&regex_lite::escape(&c.to_string())),
+        }
+        i += 1;
+    }
+    if alternatives > 0 {
+        return Err(format!("invalid glob <{glob}>: '{{' is never closed"));
+    }
+    Ok(out)
 }
 
 /// Why a request path cannot be judged. The caller answers 400: a path we cannot read is a
@@ -218,6 +315,49 @@ mod tests {
             UrlPattern::compile("http://x/<[0-9+>")
                 .unwrap_err()
                 .contains("<[0-9+>")
+        );
+    }
+
+    #[test]
+    fn glob_strategy_follows_oathkeeper_with_separators_respected() {
+        let g = |p: &str| UrlPattern::compile_glob(p).unwrap();
+        let p = g("https://example.com/<*>");
+        assert!(p.is_match("https://example.com/"));
+        assert!(p.is_match("https://example.com/abc"));
+        assert!(
+            !p.is_match("https://example.com/file.txt"),
+            "'.' is a separator"
+        );
+        assert!(!p.is_match("https://example.com/foo/bar"));
+        assert!(g("https://example.com/<**>").is_match("https://example.com/foo/bar.txt"));
+        assert!(!g("https://<*>.example.com/").is_match("https://a.b.example.com/"));
+        assert!(g("<{http,https}>://h/<?>").is_match("https://h/x"));
+        assert!(!g("<{http,https}>://h/<?>").is_match("ftp://h/x"));
+        assert!(
+            g("<http|https>://h/").is_match("http|https://h/"),
+            "'|' is literal in glob"
+        );
+        assert!(g("http://h/<[0-9]*>").is_match("http://h/1abc"));
+        assert!(g("http://h/<[!a]>").is_match("http://h/b"));
+        assert!(!g("http://h/<[!a]>").is_match("http://h/a"));
+        assert!(
+            !g("http://h/<{,????*}>").is_match("http://h/123/4"),
+            "Oathkeeper #963 fixed"
+        );
+        assert_eq!(
+            g("http://h/<*>").captures("http://h/x"),
+            Some(vec![]),
+            "glob has no captures"
+        );
+        assert!(
+            UrlPattern::compile_glob("http://h/<[a>")
+                .unwrap_err()
+                .contains("never closed")
+        );
+        assert!(
+            UrlPattern::compile_glob("http://h/<{a,b>")
+                .unwrap_err()
+                .contains("never closed")
         );
     }
 

@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::matching::UrlPattern;
+use crate::matching::{Strategy, UrlPattern};
 use crate::scope::ScopeStrategy;
 use crate::template::Template;
 
@@ -42,6 +42,9 @@ pub struct RuleSpec {
 pub struct MatchSpec {
     pub url: String,
     pub methods: Vec<String>,
+    /// Overrides the rule set's matching strategy for this rule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<Strategy>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -195,8 +198,15 @@ pub struct RuleSet {
 }
 
 impl RuleSet {
-    /// Validates and compiles every rule; the first error wins and nothing is half-loaded.
+    /// Validates and compiles every rule with the `regexp` strategy as the default.
     pub fn compile(specs: &[RuleSpec]) -> Result<Self, RuleError> {
+        Self::compile_with(specs, Strategy::Regexp)
+    }
+
+    /// Validates and compiles every rule; `strategy` applies where a rule does not set
+    /// `match.strategy` (Oathkeeper's `access_rules.matching_strategy`). The first error wins
+    /// and nothing is half-loaded.
+    pub fn compile_with(specs: &[RuleSpec], strategy: Strategy) -> Result<Self, RuleError> {
         let mut seen = BTreeMap::new();
         let mut rules = Vec::with_capacity(specs.len());
         for (index, spec) in specs.iter().enumerate() {
@@ -224,7 +234,7 @@ impl RuleSet {
                 ));
             }
             rules.push(Arc::new(
-                compile_rule(spec).map_err(|(field, message)| err(&field, message))?,
+                compile_rule(spec, strategy).map_err(|(field, message)| err(&field, message))?,
             ));
         }
         let mut guarded_headers: Vec<String> = rules
@@ -269,9 +279,10 @@ impl RuleSet {
 
 type FieldError = (String, String);
 
-fn compile_rule(spec: &RuleSpec) -> Result<CompiledRule, FieldError> {
-    let pattern =
-        UrlPattern::compile(&spec.matcher.url).map_err(|e| ("match.url".to_owned(), e))?;
+fn compile_rule(spec: &RuleSpec, default_strategy: Strategy) -> Result<CompiledRule, FieldError> {
+    let strategy = spec.matcher.strategy.unwrap_or(default_strategy);
+    let pattern = UrlPattern::compile_with(&spec.matcher.url, strategy)
+        .map_err(|e| ("match.url".to_owned(), e))?;
     if spec.matcher.methods.is_empty() {
         return Err((
             "match.methods".into(),
@@ -620,6 +631,23 @@ mod tests {
         assert!(set.select("DELETE", "http://h/b").is_none());
         assert!(set.select("GET", "http://h/c").is_none());
         assert_eq!(set.guarded_headers(), ["x-user"]);
+    }
+
+    #[test]
+    fn strategy_is_global_with_a_per_rule_override() {
+        let mut glob_rule = rule("g", "http://h/<{a,b}>/<*>");
+        glob_rule["match"]["strategy"] = json!("glob");
+        let specs = parse_rules(json!([rule("r", "http://h/re/<[0-9]+>"), glob_rule])).unwrap();
+        let set = RuleSet::compile(&specs).unwrap();
+        assert_eq!(set.select("GET", "http://h/a/x").unwrap().0.id, "g");
+        assert_eq!(set.select("GET", "http://h/re/12").unwrap().0.id, "r");
+        // With glob as the default, `[0-9]+` means "a digit, then a literal +".
+        let set = RuleSet::compile_with(&specs, Strategy::Glob).unwrap();
+        assert!(set.select("GET", "http://h/re/12").is_none());
+        assert!(set.select("GET", "http://h/re/1+").is_some());
+        let mut bad = rule("b", "http://h/");
+        bad["match"]["strategy"] = json!("regex");
+        assert_eq!(compile(json!([bad])).unwrap_err().field, "match.strategy");
     }
 
     #[test]
