@@ -28,10 +28,7 @@ impl Lookup {
         let mut head = [0u8; 4];
         head.copy_from_slice(&digest[..4]);
         let slot = u32::from_le_bytes(head) % slots.max(1);
-        Self {
-            key: format!("{PREFIX}{slot}"),
-            digest,
-        }
+        Self { key: format!("{PREFIX}{slot}"), digest }
     }
 
     /// The cached answer, if this exact token has a live entry.
@@ -39,8 +36,7 @@ impl Lookup {
         let (value, _) = host.shared_get(&self.key)?;
         let (digest, rest) = value.split_first_chunk::<32>()?;
         let (expiry, body) = rest.split_first_chunk::<8>()?;
-        (digest == &self.digest && u64::from_le_bytes(*expiry) > host.now_ms())
-            .then(|| body.to_vec())
+        (digest == &self.digest && u64::from_le_bytes(*expiry) > host.now_ms()).then(|| body.to_vec())
     }
 
     /// Stores an active answer until `expires_ms`.
@@ -88,11 +84,7 @@ mod tests {
     fn the_token_itself_is_never_stored() {
         let host = MockHost::default();
         Lookup::new(4, "http://cp/i", "secret-token", None).put(&host, u64::MAX, b"{}");
-        assert!(
-            host.shared_values()
-                .iter()
-                .all(|v| !v.windows(12).any(|w| w == b"secret-token"))
-        );
+        assert!(host.shared_values().iter().all(|v| !v.windows(12).any(|w| w == b"secret-token")));
     }
 
     #[test]

@@ -54,57 +54,38 @@ fn default_poll_wait_seconds() -> u64 {
 
 impl Config {
     pub fn parse(bytes: &[u8]) -> Result<Self, String> {
-        let config: Config = serde_json::from_slice(bytes)
-            .map_err(|e| format!("invalid plugin configuration: {e}"))?;
+        let config: Config = serde_json::from_slice(bytes).map_err(|e| format!("invalid plugin configuration: {e}"))?;
         let cp = &config.control_plane;
         if cp.cluster.is_empty() || cp.authority.is_empty() || cp.token.is_empty() {
             return Err("invalid plugin configuration: control_plane.cluster, authority and token are required".into());
         }
         if !cp.snapshot_path.starts_with('/') {
-            return Err(
-                "invalid plugin configuration: control_plane.snapshot_path must start with '/'"
-                    .into(),
-            );
+            return Err("invalid plugin configuration: control_plane.snapshot_path must start with '/'".into());
         }
         if cp.poll_wait_seconds > 60 {
-            return Err(
-                "invalid plugin configuration: control_plane.poll_wait_seconds must be at most 60"
-                    .into(),
-            );
+            return Err("invalid plugin configuration: control_plane.poll_wait_seconds must be at most 60".into());
         }
         if config.call_timeout_ms == 0 {
             return Err("invalid plugin configuration: call_timeout_ms must be positive".into());
         }
         if config.introspection_cache_slots == 0 {
-            return Err(
-                "invalid plugin configuration: introspection_cache_slots must be positive".into(),
-            );
+            return Err("invalid plugin configuration: introspection_cache_slots must be positive".into());
         }
         Ok(config)
     }
 
     /// The cluster and `:path`/`:authority` to call for an absolute `http(s)://` URL.
     pub fn route(&self, url: &str) -> Option<CallTarget<'_>> {
-        let rest = url
-            .strip_prefix("http://")
-            .or_else(|| url.strip_prefix("https://"))?;
+        let rest = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://"))?;
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/"),
         };
-        let cluster = self
-            .upstreams
-            .get(authority)
-            .map(String::as_str)
-            .or_else(|| {
-                (authority == self.control_plane.authority)
-                    .then_some(self.control_plane.cluster.as_str())
+        let cluster =
+            self.upstreams.get(authority).map(String::as_str).or_else(|| {
+                (authority == self.control_plane.authority).then_some(self.control_plane.cluster.as_str())
             })?;
-        Some(CallTarget {
-            cluster,
-            authority: authority.to_owned(),
-            path: path.to_owned(),
-        })
+        Some(CallTarget { cluster, authority: authority.to_owned(), path: path.to_owned() })
     }
 }
 
@@ -134,16 +115,8 @@ mod tests {
         assert_eq!(c.control_plane.snapshot_path, "/admin/snapshot");
         assert_eq!(c.call_timeout_ms, 2_000);
         let t = c.route("http://cp:4445/admin/oauth2/introspect").unwrap();
-        assert_eq!(
-            (t.cluster, t.path.as_str()),
-            ("cp", "/admin/oauth2/introspect")
-        );
-        assert_eq!(
-            c.route("https://idp.example:443/introspect")
-                .unwrap()
-                .cluster,
-            "idp"
-        );
+        assert_eq!((t.cluster, t.path.as_str()), ("cp", "/admin/oauth2/introspect"));
+        assert_eq!(c.route("https://idp.example:443/introspect").unwrap().cluster, "idp");
         assert_eq!(c.route("http://unknown:1/x"), None);
         assert_eq!(c.route("ftp://cp:4445/x"), None);
     }
@@ -152,11 +125,7 @@ mod tests {
     fn bad_configuration_is_refused_with_a_reason() {
         assert!(Config::parse(b"{}").unwrap_err().contains("control_plane"));
         let unknown = br#"{"control_plane": {"cluster": "c", "authority": "a", "token": "t"}, "upstream": {}}"#;
-        assert!(
-            Config::parse(unknown)
-                .unwrap_err()
-                .contains("unknown field `upstream`")
-        );
+        assert!(Config::parse(unknown).unwrap_err().contains("unknown field `upstream`"));
         let empty = br#"{"control_plane": {"cluster": "c", "authority": "a", "token": ""}}"#;
         assert!(Config::parse(empty).unwrap_err().contains("token"));
     }

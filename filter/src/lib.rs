@@ -7,10 +7,7 @@
 //! Only `wasm.rs` touches the proxy-wasm ABI; everything else talks to a small [`host::Host`]
 //! trait so it runs in native unit tests against a mock. Nothing here may panic: a filter
 //! that cannot decide answers with an error (fail closed).
-#![cfg_attr(
-    not(test),
-    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
-)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod cache;
 pub mod config;

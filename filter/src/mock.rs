@@ -17,10 +17,7 @@ pub struct Call {
 
 impl Call {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
     }
 }
 
@@ -52,19 +49,13 @@ impl MockHost {
     }
     pub fn set_request(&self, headers: &[(&str, &str)]) {
         let mut s = self.state.borrow_mut();
-        s.request_headers = headers
-            .iter()
-            .map(|(n, v)| (n.to_string(), v.to_string()))
-            .collect();
+        s.request_headers = headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect();
         s.sent = None;
         s.resumed = false;
     }
     pub fn request_header(&self, name: &str) -> Option<String> {
         let s = self.state.borrow();
-        s.request_headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.clone())
+        s.request_headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone())
     }
     pub fn calls(&self) -> Vec<Call> {
         self.state.borrow().calls.clone()
@@ -75,10 +66,7 @@ impl MockHost {
     pub fn answer(&self, status: Option<u16>, headers: &[(&str, &str)], body: &str) {
         self.state.borrow_mut().response = CallResponse {
             status,
-            headers: headers
-                .iter()
-                .map(|(n, v)| (n.to_string(), v.to_string()))
-                .collect(),
+            headers: headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect(),
             body: body.as_bytes().to_vec(),
         };
     }
@@ -89,12 +77,7 @@ impl MockHost {
         self.state.borrow().resumed
     }
     pub fn shared_values(&self) -> Vec<Vec<u8>> {
-        self.state
-            .borrow()
-            .shared
-            .values()
-            .map(|(v, _)| v.clone())
-            .collect()
+        self.state.borrow().shared.values().map(|(v, _)| v.clone()).collect()
     }
     pub fn logs(&self) -> Vec<(Level, String)> {
         self.state.borrow().logs.clone()
@@ -106,17 +89,10 @@ impl Host for MockHost {
         self.state.borrow().now_ms
     }
     fn log(&self, level: Level, message: &str) {
-        self.state
-            .borrow_mut()
-            .logs
-            .push((level, message.to_owned()));
+        self.state.borrow_mut().logs.push((level, message.to_owned()));
     }
     fn shared_get(&self, key: &str) -> Option<(Vec<u8>, Option<u32>)> {
-        self.state
-            .borrow()
-            .shared
-            .get(key)
-            .map(|(v, cas)| (v.clone(), Some(*cas)))
+        self.state.borrow().shared.get(key).map(|(v, cas)| (v.clone(), Some(*cas)))
     }
     fn shared_set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), SharedSetError> {
         let mut s = self.state.borrow_mut();
@@ -130,13 +106,7 @@ impl Host for MockHost {
         s.shared.insert(key.to_owned(), (value.to_vec(), next));
         Ok(())
     }
-    fn http_call(
-        &self,
-        cluster: &str,
-        headers: &[(&str, &str)],
-        body: &[u8],
-        timeout_ms: u64,
-    ) -> Result<u32, String> {
+    fn http_call(&self, cluster: &str, headers: &[(&str, &str)], body: &[u8], timeout_ms: u64) -> Result<u32, String> {
         let mut s = self.state.borrow_mut();
         if s.fail_calls {
             return Err("BadArgument".into());
@@ -146,10 +116,7 @@ impl Host for MockHost {
         s.calls.push(Call {
             token,
             cluster: cluster.to_owned(),
-            headers: headers
-                .iter()
-                .map(|(n, v)| (n.to_string(), v.to_string()))
-                .collect(),
+            headers: headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect(),
             body: body.to_vec(),
             timeout_ms,
         });

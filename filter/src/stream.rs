@@ -57,22 +57,14 @@ pub struct Stream {
 
 impl Stream {
     pub fn new(config: Rc<Config>, snapshot: Option<Rc<CompiledSnapshot>>) -> Self {
-        Self {
-            config,
-            snapshot,
-            request: None,
-            pending: None,
-        }
+        Self { config, snapshot, request: None, pending: None }
     }
 
     pub fn on_request_headers(&mut self, host: &impl Host) -> Action {
         let Some(snapshot) = self.snapshot.clone() else {
             return reply(
                 host,
-                &Denial::new(
-                    DenialKind::Unavailable,
-                    "The gateway has not received its access rules yet",
-                ),
+                &Denial::new(DenialKind::Unavailable, "The gateway has not received its access rules yet"),
             );
         };
         let mut pseudo = (String::new(), String::new(), String::new(), String::new());
@@ -91,23 +83,12 @@ impl Stream {
             }
         }
         let (method, scheme, authority, target) = pseudo;
-        let request = self.request.insert(RequestParts {
-            method,
-            scheme,
-            host: authority,
-            target,
-            headers,
-        });
+        let request = self.request.insert(RequestParts { method, scheme, host: authority, target, headers });
         let (evaluation, step) = pipeline::begin(&snapshot.rules, &request.view(), now_secs(host));
         self.drive(host, evaluation, step)
     }
 
-    pub fn on_call_response(
-        &mut self,
-        host: &impl Host,
-        token: u32,
-        response: CallResponse,
-    ) -> Action {
+    pub fn on_call_response(&mut self, host: &impl Host, token: u32, response: CallResponse) -> Action {
         let Some(pending) = self.pending.take_if(|p| p.token == token) else {
             return Action::Pause;
         };
@@ -115,11 +96,7 @@ impl Stream {
             Some(200) => match serde_json::from_slice::<IntrospectionResponse>(&response.body) {
                 Ok(answer) => {
                     if let (true, Some(ttl)) = (answer.active, pending.call.cache_ttl_ms) {
-                        pending.cache.put(
-                            host,
-                            cache::expiry_ms(host.now_ms(), ttl, answer.exp),
-                            &response.body,
-                        );
+                        pending.cache.put(host, cache::expiry_ms(host.now_ms(), ttl, answer.exp), &response.body);
                     }
                     Ok(answer)
                 }
@@ -129,10 +106,7 @@ impl Stream {
             None => Err("introspection endpoint unreachable".to_owned()),
         };
         if let Err(e) = &outcome {
-            host.log(
-                Level::Warn,
-                &format!("rule {}: {e}", pending.evaluation.rule_id()),
-            );
+            host.log(Level::Warn, &format!("rule {}: {e}", pending.evaluation.rule_id()));
         }
         let mut evaluation = pending.evaluation;
         let Some(request) = &self.request else {
@@ -147,12 +121,7 @@ impl Stream {
     }
 
     /// Runs the pipeline until it needs the network or has decided.
-    fn drive(
-        &mut self,
-        host: &impl Host,
-        mut evaluation: Option<Evaluation>,
-        mut step: Step,
-    ) -> Action {
+    fn drive(&mut self, host: &impl Host, mut evaluation: Option<Evaluation>, mut step: Step) -> Action {
         loop {
             match step {
                 Step::Done(Verdict::Allow { headers, .. }) => {
@@ -164,10 +133,7 @@ impl Stream {
                 Step::Done(Verdict::Deny(denial)) => return reply(host, &denial),
                 Step::Introspect(call) => {
                     let Some(mut current) = evaluation.take() else {
-                        return reply(
-                            host,
-                            &Denial::new(DenialKind::Internal, "Lost track of the evaluation"),
-                        );
+                        return reply(host, &Denial::new(DenialKind::Internal, "Lost track of the evaluation"));
                     };
                     let Some(request) = &self.request else {
                         return Action::Pause;
@@ -179,9 +145,10 @@ impl Stream {
                         call.scope.as_deref(),
                     );
                     if call.cache_ttl_ms.is_some() {
-                        if let Some(answer) = lookup.get(host).and_then(|body| {
-                            serde_json::from_slice::<IntrospectionResponse>(&body).ok()
-                        }) {
+                        if let Some(answer) = lookup
+                            .get(host)
+                            .and_then(|body| serde_json::from_slice::<IntrospectionResponse>(&body).ok())
+                        {
                             step = current.resume(&request.view(), Ok(answer), now_secs(host));
                             evaluation = Some(current);
                             continue;
@@ -189,26 +156,12 @@ impl Stream {
                     }
                     return match self.dispatch(host, &call) {
                         Ok(token) => {
-                            self.pending = Some(Pending {
-                                token,
-                                evaluation: current,
-                                call,
-                                cache: lookup,
-                            });
+                            self.pending = Some(Pending { token, evaluation: current, call, cache: lookup });
                             Action::Pause
                         }
                         Err(message) => {
-                            host.log(
-                                Level::Error,
-                                &format!("rule {}: {message}", current.rule_id()),
-                            );
-                            reply(
-                                host,
-                                &Denial::new(
-                                    DenialKind::Internal,
-                                    "The access rule cannot be evaluated",
-                                ),
-                            )
+                            host.log(Level::Error, &format!("rule {}: {message}", current.rule_id()));
+                            reply(host, &Denial::new(DenialKind::Internal, "The access rule cannot be evaluated"))
                         }
                     };
                 }
@@ -217,10 +170,8 @@ impl Stream {
     }
 
     fn dispatch(&self, host: &impl Host, call: &IntrospectionCall) -> Result<u32, String> {
-        let target = self
-            .config
-            .route(&call.url)
-            .ok_or_else(|| format!("no Envoy cluster is configured for {}", call.url))?;
+        let target =
+            self.config.route(&call.url).ok_or_else(|| format!("no Envoy cluster is configured for {}", call.url))?;
         let mut body = String::from("token=");
         body.push_str(&form_encode(&call.token));
         if let Some(scope) = &call.scope {
@@ -240,12 +191,7 @@ impl Stream {
                 .filter(|(n, _)| n != "content-type" && !n.starts_with(':'))
                 .map(|(n, v)| (n.as_str(), v.as_str())),
         );
-        host.http_call(
-            target.cluster,
-            &headers,
-            body.as_bytes(),
-            self.config.call_timeout_ms,
-        )
+        host.http_call(target.cluster, &headers, body.as_bytes(), self.config.call_timeout_ms)
     }
 }
 
@@ -282,8 +228,7 @@ mod tests {
     const NOW_MS: u64 = 1_700_000_000_000;
 
     fn snapshot() -> Rc<CompiledSnapshot> {
-        let header =
-            json!({"handler": "header", "config": {"headers": {"X-User": "{{ print .Subject }}"}}});
+        let header = json!({"handler": "header", "config": {"headers": {"X-User": "{{ print .Subject }}"}}});
         let rules = json!([
             {"id": "ratings", "match": {"url": "http://<[^/]+>/ratings/<.*>", "methods": ["GET"]},
              "authenticators": [{"handler": "oauth2_introspection", "config": {
@@ -307,12 +252,7 @@ mod tests {
     }
 
     fn request(host: &MockHost, path: &str, extra: &[(&str, &str)]) {
-        let mut headers = vec![
-            (":method", "GET"),
-            (":scheme", "http"),
-            (":authority", "gw:8080"),
-            (":path", path),
-        ];
+        let mut headers = vec![(":method", "GET"), (":scheme", "http"), (":authority", "gw:8080"), (":path", path)];
         headers.extend_from_slice(extra);
         host.set_request(&headers);
         host.set_now(NOW_MS);
@@ -326,26 +266,15 @@ mod tests {
     fn valid_token_is_introspected_forwarded_with_x_user_and_cached() {
         let host = MockHost::default();
         let mut s = stream();
-        request(
-            &host,
-            "/ratings/1",
-            &[("authorization", "Bearer tok+1"), ("x-user", "admin")],
-        );
+        request(&host, "/ratings/1", &[("authorization", "Bearer tok+1"), ("x-user", "admin")]);
         assert_eq!(s.on_request_headers(&host), Action::Pause);
-        assert_eq!(
-            host.request_header("x-user"),
-            None,
-            "spoofed X-User is removed before anything else"
-        );
+        assert_eq!(host.request_header("x-user"), None, "spoofed X-User is removed before anything else");
         let call = host.calls().pop().unwrap();
         assert_eq!(call.cluster, "cp");
         assert_eq!(call.header(":path"), Some("/admin/oauth2/introspect"));
         assert_eq!(call.body, b"token=tok%2B1");
         host.answer(Some(200), &[], &active_body());
-        assert_eq!(
-            s.on_call_response(&host, call.token, host.call_response(1, 0)),
-            Action::Continue
-        );
+        assert_eq!(s.on_call_response(&host, call.token, host.call_response(1, 0)), Action::Continue);
         assert!(host.resumed());
         assert_eq!(host.request_header("x-user").as_deref(), Some("my-client"));
 
@@ -368,24 +297,14 @@ mod tests {
         assert!(headers.contains(&("www-authenticate".into(), "Bearer".into())));
 
         let mut s = stream();
-        request(
-            &host,
-            "/ratings/1",
-            &[("authorization", "Bearer qwertyuio23456789")],
-        );
+        request(&host, "/ratings/1", &[("authorization", "Bearer qwertyuio23456789")]);
         s.on_request_headers(&host);
         let token = host.calls().pop().unwrap().token;
         host.answer(Some(200), &[], r#"{"active":false}"#);
-        assert_eq!(
-            s.on_call_response(&host, token, host.call_response(1, 0)),
-            Action::Pause
-        );
+        assert_eq!(s.on_call_response(&host, token, host.call_response(1, 0)), Action::Pause);
         assert_eq!(host.sent().unwrap().0, 401);
         assert!(!host.resumed());
-        assert!(
-            host.shared_values().is_empty(),
-            "inactive answers are not cached"
-        );
+        assert!(host.shared_values().is_empty(), "inactive answers are not cached");
     }
 
     #[test]
@@ -417,21 +336,13 @@ mod tests {
         let mut s = stream();
         request(&host, "/ratings/1", &[("authorization", "Bearer t")]);
         s.on_request_headers(&host);
-        assert_eq!(
-            host.sent().unwrap().0,
-            500,
-            "a call-out Envoy refuses is an error, not a pass"
-        );
+        assert_eq!(host.sent().unwrap().0, 500, "a call-out Envoy refuses is an error, not a pass");
         host.fail_calls(false);
 
         let mut s = Stream::new(Rc::new(test_config()), None);
         request(&host, "/public/hello", &[]);
         assert_eq!(s.on_request_headers(&host), Action::Pause);
-        assert_eq!(
-            host.sent().unwrap().0,
-            503,
-            "no rules yet: closed, not open"
-        );
+        assert_eq!(host.sent().unwrap().0, 503, "no rules yet: closed, not open");
     }
 
     #[test]
@@ -451,9 +362,6 @@ mod tests {
         request(&host, "/nope", &[]);
         s.on_request_headers(&host);
         assert_eq!(host.sent().unwrap().0, 404);
-        assert_eq!(
-            s.on_call_response(&host, 42, CallResponse::default()),
-            Action::Pause
-        );
+        assert_eq!(s.on_call_response(&host, 42, CallResponse::default()), Action::Pause);
     }
 }

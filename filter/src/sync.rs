@@ -29,12 +29,7 @@ pub struct SnapshotSync {
 
 impl SnapshotSync {
     pub fn new(instance: u64) -> Self {
-        Self {
-            instance,
-            current: None,
-            in_flight: None,
-            not_before_ms: 0,
-        }
+        Self { instance, current: None, in_flight: None, not_before_ms: 0 }
     }
 
     /// The rules this worker judges with; `None` until the first snapshot arrives.
@@ -44,21 +39,13 @@ impl SnapshotSync {
 
     pub fn on_tick(&mut self, host: &impl Host, config: &Config) {
         self.adopt_published(host);
-        if self.in_flight.is_none()
-            && host.now_ms() >= self.not_before_ms
-            && self.hold_lease(host, config)
-        {
+        if self.in_flight.is_none() && host.now_ms() >= self.not_before_ms && self.hold_lease(host, config) {
             self.poll(host, config);
         }
     }
 
     /// Handles the answer to our poll; returns false when the token was not ours.
-    pub fn on_call_response(
-        &mut self,
-        host: &impl Host,
-        token: u32,
-        response: CallResponse,
-    ) -> bool {
+    pub fn on_call_response(&mut self, host: &impl Host, token: u32, response: CallResponse) -> bool {
         if self.in_flight != Some(token) {
             return false;
         }
@@ -66,16 +53,10 @@ impl SnapshotSync {
         match response.status {
             Some(200) => match parse(&response.body) {
                 Ok((snapshot, compiled)) => {
-                    if self.current.as_ref().map(|c| c.version.as_str())
-                        != Some(snapshot.version.as_str())
-                    {
+                    if self.current.as_ref().map(|c| c.version.as_str()) != Some(snapshot.version.as_str()) {
                         host.log(
                             Level::Info,
-                            &format!(
-                                "rules version {} ({} rules)",
-                                snapshot.version,
-                                compiled.rules.len()
-                            ),
+                            &format!("rules version {} ({} rules)", snapshot.version, compiled.rules.len()),
                         );
                     }
                     // Body first, then version: a reader that sees the new version finds the body.
@@ -84,26 +65,17 @@ impl SnapshotSync {
                     self.current = Some(Rc::new(compiled));
                 }
                 Err(e) => {
-                    host.log(
-                        Level::Error,
-                        &format!("snapshot rejected, keeping the current rules: {e}"),
-                    );
+                    host.log(Level::Error, &format!("snapshot rejected, keeping the current rules: {e}"));
                     self.not_before_ms = host.now_ms() + RETRY_AFTER_FAILURE_MS;
                 }
             },
             Some(304) => {}
             Some(status) => {
-                host.log(
-                    Level::Warn,
-                    &format!("snapshot poll answered {status}; keeping the current rules"),
-                );
+                host.log(Level::Warn, &format!("snapshot poll answered {status}; keeping the current rules"));
                 self.not_before_ms = host.now_ms() + RETRY_AFTER_FAILURE_MS;
             }
             None => {
-                host.log(
-                    Level::Warn,
-                    "control plane unreachable; keeping the current rules",
-                );
+                host.log(Level::Warn, "control plane unreachable; keeping the current rules");
                 self.not_before_ms = host.now_ms() + RETRY_AFTER_FAILURE_MS;
             }
         }
@@ -114,11 +86,7 @@ impl SnapshotSync {
         let Some((version, _)) = host.shared_get(VERSION_KEY) else {
             return;
         };
-        if self
-            .current
-            .as_ref()
-            .is_some_and(|c| c.version.as_bytes() == version.as_slice())
-        {
+        if self.current.as_ref().is_some_and(|c| c.version.as_bytes() == version.as_slice()) {
             return;
         }
         let Some((body, _)) = host.shared_get(BODY_KEY) else {
@@ -139,10 +107,7 @@ impl SnapshotSync {
                 let text = String::from_utf8_lossy(&value);
                 let mut parts = text.splitn(2, ':');
                 let holder = parts.next().and_then(|h| h.parse::<u64>().ok());
-                let deadline = parts
-                    .next()
-                    .and_then(|d| d.parse::<u64>().ok())
-                    .unwrap_or(0);
+                let deadline = parts.next().and_then(|d| d.parse::<u64>().ok()).unwrap_or(0);
                 (holder, deadline, cas)
             }
             None => (None, 0, None),
@@ -174,10 +139,7 @@ impl SnapshotSync {
         match host.http_call(&cp.cluster, &headers, &[], timeout) {
             Ok(token) => self.in_flight = Some(token),
             Err(e) => {
-                host.log(
-                    Level::Error,
-                    &format!("cannot call cluster {}: {e}", cp.cluster),
-                );
+                host.log(Level::Error, &format!("cannot call cluster {}: {e}", cp.cluster));
                 self.not_before_ms = host.now_ms() + RETRY_AFTER_FAILURE_MS;
             }
         }
@@ -185,8 +147,7 @@ impl SnapshotSync {
 }
 
 fn parse(body: &[u8]) -> Result<(Snapshot, CompiledSnapshot), String> {
-    let snapshot: Snapshot =
-        serde_json::from_slice(body).map_err(|e| format!("unreadable snapshot: {e}"))?;
+    let snapshot: Snapshot = serde_json::from_slice(body).map_err(|e| format!("unreadable snapshot: {e}"))?;
     let compiled = snapshot.compile().map_err(|e| e.to_string())?;
     Ok((snapshot, compiled))
 }
@@ -225,10 +186,7 @@ mod tests {
         assert_eq!(calls.len(), 1, "only the lease holder polls");
         assert_eq!(calls[0].cluster, "cp");
         assert_eq!(calls[0].header(":path"), Some("/admin/snapshot?wait=20"));
-        assert_eq!(
-            calls[0].header("authorization"),
-            Some("Bearer filter-secret")
-        );
+        assert_eq!(calls[0].header("authorization"), Some("Bearer filter-secret"));
         assert_eq!(calls[0].header("if-none-match"), None);
 
         respond(&mut a, &host, Some(200), &snapshot_json("v1", rules("r1")));
@@ -238,10 +196,7 @@ mod tests {
         assert_eq!(b.current().unwrap().version, "v1");
 
         a.on_tick(&host, &config);
-        assert_eq!(
-            host.calls().last().unwrap().header("if-none-match"),
-            Some("\"v1\"")
-        );
+        assert_eq!(host.calls().last().unwrap().header("if-none-match"), Some("\"v1\""));
     }
 
     #[test]
@@ -258,31 +213,19 @@ mod tests {
                           "authenticators": [{"handler": "noop"}], "authorizer": {"handler": "allow"}}]);
         respond(&mut a, &host, Some(200), &snapshot_json("v2", bad));
         assert_eq!(a.current().unwrap().version, "v1");
-        assert!(
-            host.logs()
-                .iter()
-                .any(|(l, m)| *l == Level::Error && m.contains("match.url"))
-        );
+        assert!(host.logs().iter().any(|(l, m)| *l == Level::Error && m.contains("match.url")));
 
         // Backs off, then polls again; an outage changes nothing.
         let polls = host.calls().len();
         a.on_tick(&host, &config);
-        assert_eq!(
-            host.calls().len(),
-            polls,
-            "no poll inside the back-off window"
-        );
+        assert_eq!(host.calls().len(), polls, "no poll inside the back-off window");
         host.set_now(2_000);
         a.on_tick(&host, &config);
         respond(&mut a, &host, None, "");
         assert_eq!(a.current().unwrap().version, "v1");
         let mut fresh = SnapshotSync::new(3);
         fresh.on_tick(&host, &config);
-        assert_eq!(
-            fresh.current().unwrap().version,
-            "v1",
-            "shared data still holds the good snapshot"
-        );
+        assert_eq!(fresh.current().unwrap().version, "v1", "shared data still holds the good snapshot");
     }
 
     #[test]

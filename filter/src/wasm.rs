@@ -59,21 +59,9 @@ impl Host for WasmHost {
         })
     }
 
-    fn http_call(
-        &self,
-        cluster: &str,
-        headers: &[(&str, &str)],
-        body: &[u8],
-        timeout_ms: u64,
-    ) -> Result<u32, String> {
-        hostcalls::dispatch_http_call(
-            cluster,
-            headers.to_vec(),
-            Some(body),
-            vec![],
-            Duration::from_millis(timeout_ms),
-        )
-        .map_err(|status| format!("{status:?}"))
+    fn http_call(&self, cluster: &str, headers: &[(&str, &str)], body: &[u8], timeout_ms: u64) -> Result<u32, String> {
+        hostcalls::dispatch_http_call(cluster, headers.to_vec(), Some(body), vec![], Duration::from_millis(timeout_ms))
+            .map_err(|status| format!("{status:?}"))
     }
 
     fn call_response(&self, num_headers: usize, body_size: usize) -> CallResponse {
@@ -81,19 +69,10 @@ impl Host for WasmHost {
             return CallResponse::default();
         }
         let headers = hostcalls::get_map(MapType::HttpCallResponseHeaders).unwrap_or_default();
-        let status = headers
-            .iter()
-            .find(|(n, _)| n == ":status")
-            .and_then(|(_, v)| v.parse().ok());
-        let body = hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
-            .ok()
-            .flatten()
-            .unwrap_or_default();
-        CallResponse {
-            status,
-            headers,
-            body,
-        }
+        let status = headers.iter().find(|(n, _)| n == ":status").and_then(|(_, v)| v.parse().ok());
+        let body =
+            hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size).ok().flatten().unwrap_or_default();
+        CallResponse { status, headers, body }
     }
 
     fn request_headers(&self) -> Vec<(String, String)> {
@@ -105,10 +84,7 @@ impl Host for WasmHost {
     }
 
     fn send_response(&self, status: u16, headers: &[(String, String)], body: &str) {
-        let headers: Vec<(&str, &str)> = headers
-            .iter()
-            .map(|(n, v)| (n.as_str(), v.as_str()))
-            .collect();
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
         let _ = hostcalls::send_http_response(u32::from(status), headers, Some(body.as_bytes()));
     }
 
@@ -125,24 +101,13 @@ struct Root {
 impl Root {
     fn new() -> Self {
         // A random id per worker VM (WASI random_get), so workers can tell their leases apart.
-        let instance = std::collections::hash_map::RandomState::new()
-            .build_hasher()
-            .finish();
-        Self {
-            config: None,
-            sync: SnapshotSync::new(instance),
-        }
+        let instance = std::collections::hash_map::RandomState::new().build_hasher().finish();
+        Self { config: None, sync: SnapshotSync::new(instance) }
     }
 }
 
 impl Context for Root {
-    fn on_http_call_response(
-        &mut self,
-        token: u32,
-        num_headers: usize,
-        body_size: usize,
-        _trailers: usize,
-    ) {
+    fn on_http_call_response(&mut self, token: u32, num_headers: usize, body_size: usize, _trailers: usize) {
         let response = WasmHost.call_response(num_headers, body_size);
         self.sync.on_call_response(&WasmHost, token, response);
     }
@@ -150,10 +115,8 @@ impl Context for Root {
 
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
-        let bytes = hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)
-            .ok()
-            .flatten()
-            .unwrap_or_default();
+        let bytes =
+            hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX).ok().flatten().unwrap_or_default();
         match Config::parse(&bytes) {
             Ok(config) => {
                 self.config = Some(Rc::new(config));
@@ -161,7 +124,7 @@ impl RootContext for Root {
                 true
             }
             Err(e) => {
-                WasmHost.log(Level::Error, &format!("{e}"));
+                WasmHost.log(Level::Error, &e);
                 false
             }
         }
@@ -175,9 +138,7 @@ impl RootContext for Root {
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         let config = self.config.clone()?;
-        Some(Box::new(Http {
-            stream: Stream::new(config, self.sync.current()),
-        }))
+        Some(Box::new(Http { stream: Stream::new(config, self.sync.current()) }))
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -197,13 +158,7 @@ fn to_wasm(action: Action) -> WasmAction {
 }
 
 impl Context for Http {
-    fn on_http_call_response(
-        &mut self,
-        token: u32,
-        num_headers: usize,
-        body_size: usize,
-        _trailers: usize,
-    ) {
+    fn on_http_call_response(&mut self, token: u32, num_headers: usize, body_size: usize, _trailers: usize) {
         let response = WasmHost.call_response(num_headers, body_size);
         self.stream.on_call_response(&WasmHost, token, response);
     }

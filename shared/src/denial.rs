@@ -61,11 +61,7 @@ pub struct LocalResponse {
 
 impl Denial {
     pub fn new(kind: DenialKind, message: impl Into<String>) -> Self {
-        Self {
-            kind,
-            message: message.into(),
-            bearer_error: None,
-        }
+        Self { kind, message: message.into(), bearer_error: None }
     }
 
     pub fn with_bearer_error(mut self, error: BearerError) -> Self {
@@ -78,10 +74,7 @@ impl Denial {
     }
 
     pub fn no_rule() -> Self {
-        Self::new(
-            DenialKind::NotFound,
-            "Requested url does not match any rules",
-        )
+        Self::new(DenialKind::NotFound, "Requested url does not match any rules")
     }
 
     /// The JSON error response.
@@ -95,18 +88,14 @@ impl Denial {
         })
         .to_string();
         let mut headers = vec![
-            (
-                "content-type".to_owned(),
-                "application/json; charset=utf-8".to_owned(),
-            ),
+            ("content-type".to_owned(), "application/json; charset=utf-8".to_owned()),
             ("cache-control".to_owned(), "no-store".to_owned()),
         ];
         let challenge = match (self.kind, self.bearer_error) {
             (DenialKind::Unauthorized, None) => Some("Bearer".to_owned()),
-            (DenialKind::Unauthorized, Some(BearerError::InvalidToken)) => Some(format!(
-                "Bearer error=\"invalid_token\", error_description=\"{}\"",
-                quote_safe(&self.message)
-            )),
+            (DenialKind::Unauthorized, Some(BearerError::InvalidToken)) => {
+                Some(format!("Bearer error=\"invalid_token\", error_description=\"{}\"", quote_safe(&self.message)))
+            }
             (_, Some(BearerError::InsufficientScope)) => Some(format!(
                 "Bearer error=\"insufficient_scope\", error_description=\"{}\"",
                 quote_safe(&self.message)
@@ -116,19 +105,13 @@ impl Denial {
         if let Some(c) = challenge {
             headers.push(("www-authenticate".to_owned(), c));
         }
-        LocalResponse {
-            status: self.kind.status(),
-            headers,
-            body,
-        }
+        LocalResponse { status: self.kind.status(), headers, body }
     }
 }
 
 /// RFC 7235 quoted-string content: drop quotes, backslashes and control characters.
 fn quote_safe(s: &str) -> String {
-    s.chars()
-        .filter(|c| *c != '"' && *c != '\\' && !c.is_control())
-        .collect()
+    s.chars().filter(|c| *c != '"' && *c != '\\' && !c.is_control()).collect()
 }
 
 #[cfg(test)]
@@ -136,10 +119,7 @@ mod tests {
     use super::*;
 
     fn header<'a>(r: &'a LocalResponse, name: &str) -> Option<&'a str> {
-        r.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+        r.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
     }
 
     #[test]
@@ -166,14 +146,7 @@ mod tests {
             .with_bearer_error(BearerError::InsufficientScope)
             .to_response();
         assert_eq!(r.status, 403);
-        assert!(
-            header(&r, "www-authenticate")
-                .unwrap()
-                .contains("insufficient_scope")
-        );
-        assert_eq!(
-            header(&Denial::no_rule().to_response(), "www-authenticate"),
-            None
-        );
+        assert!(header(&r, "www-authenticate").unwrap().contains("insufficient_scope"));
+        assert_eq!(header(&Denial::no_rule().to_response(), "www-authenticate"), None);
     }
 }

@@ -14,33 +14,23 @@ pub fn parse_millis(input: &str) -> Result<u64, String> {
     let mut total: u64 = 0;
     let mut rest = s;
     while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
         if digits == 0 {
             return Err(format!("invalid duration {input:?}: expected a number"));
         }
-        let value: u64 = rest[..digits]
-            .parse()
-            .map_err(|_| format!("invalid duration {input:?}: number too large"))?;
+        let value: u64 = rest[..digits].parse().map_err(|_| format!("invalid duration {input:?}: number too large"))?;
         rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
+        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
         let factor = match &rest[..unit_len] {
             "ms" => 1,
             "s" => 1_000,
             "m" => 60_000,
             "h" => 3_600_000,
             "" => {
-                return Err(format!(
-                    "invalid duration {input:?}: missing unit (ms, s, m, h)"
-                ));
+                return Err(format!("invalid duration {input:?}: missing unit (ms, s, m, h)"));
             }
             other => {
-                return Err(format!(
-                    "invalid duration {input:?}: unknown unit {other:?}"
-                ));
+                return Err(format!("invalid duration {input:?}: unknown unit {other:?}"));
             }
         };
         rest = &rest[unit_len..];

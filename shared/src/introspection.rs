@@ -20,11 +20,7 @@ pub struct IntrospectionResponse {
     pub iat: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nbf: Option<i64>,
-    #[serde(
-        default,
-        deserialize_with = "string_or_list",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, deserialize_with = "string_or_list", skip_serializing_if = "Option::is_none")]
     pub aud: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iss: Option<String>,
@@ -66,19 +62,14 @@ mod tests {
 
     #[test]
     fn inactive_serialises_to_active_false_only() {
-        assert_eq!(
-            serde_json::to_value(IntrospectionResponse::inactive()).unwrap(),
-            json!({"active": false})
-        );
+        assert_eq!(serde_json::to_value(IntrospectionResponse::inactive()).unwrap(), json!({"active": false}));
     }
 
     #[test]
     fn accepts_audience_as_string_or_list() {
-        let one: IntrospectionResponse =
-            serde_json::from_value(json!({"active": true, "aud": "api"})).unwrap();
+        let one: IntrospectionResponse = serde_json::from_value(json!({"active": true, "aud": "api"})).unwrap();
         assert_eq!(one.aud, Some(vec!["api".to_owned()]));
-        let many: IntrospectionResponse =
-            serde_json::from_value(json!({"active": true, "aud": ["a", "b"]})).unwrap();
+        let many: IntrospectionResponse = serde_json::from_value(json!({"active": true, "aud": ["a", "b"]})).unwrap();
         assert_eq!(many.aud.unwrap().len(), 2);
     }
 }

@@ -6,10 +6,7 @@
 //! This crate must stay pure: no I/O, no clock, no randomness, no async runtime, no
 //! proxy-wasm. Time comes in as a parameter and every call-out is returned to the caller as
 //! a [`pipeline::Step`], so the same code runs natively, in tests, and inside Envoy.
-#![cfg_attr(
-    not(test),
-    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
-)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod denial;
 pub mod duration;

@@ -67,12 +67,7 @@ impl UrlPattern {
     /// not take part is `""`, as in Oathkeeper).
     pub fn captures(&self, url: &str) -> Option<Vec<String>> {
         let caps = self.regex.captures(url)?;
-        Some(
-            caps.iter()
-                .skip(1)
-                .map(|m| m.map(|m| m.as_str().to_owned()).unwrap_or_default())
-                .collect(),
-        )
+        Some(caps.iter().skip(1).map(|m| m.map(|m| m.as_str().to_owned()).unwrap_or_default()).collect())
     }
 
     pub fn is_match(&self, url: &str) -> bool {
@@ -95,9 +90,7 @@ fn split_delimited(pattern: &str) -> Result<Vec<(&str, Option<&str>)>, String> {
                 depth += 1;
             }
             '>' if depth == 0 => {
-                return Err(format!(
-                    "unbalanced pattern: '>' at byte {i} has no matching '<'"
-                ));
+                return Err(format!("unbalanced pattern: '>' at byte {i} has no matching '<'"));
             }
             '>' => {
                 depth -= 1;
@@ -110,10 +103,7 @@ fn split_delimited(pattern: &str) -> Result<Vec<(&str, Option<&str>)>, String> {
         }
     }
     if depth != 0 {
-        return Err(format!(
-            "unbalanced pattern: '<' at byte {} is never closed",
-            start.saturating_sub(1)
-        ));
+        return Err(format!("unbalanced pattern: '<' at byte {} is never closed", start.saturating_sub(1)));
     }
     parts.push((&pattern[literal_start..], None));
     Ok(parts)
@@ -162,9 +152,7 @@ fn glob_to_regex(glob: &str) -> Result<String, String> {
             }
             '\\' => {
                 i += 1;
-                let c = chars
-                    .get(i)
-                    .ok_or_else(|| format!("invalid glob <{glob}>: trailing '\\'"))?;
+                let c = chars.get(i).ok_or_else(|| format!("invalid glob <{glob}>: trailing '\\'"))?;
                 out.push_str(&regex_lite::escape(&c.to_string()));
             }
             c => out.push_str(&regex_lite::escape(&c.to_string())),
@@ -205,8 +193,7 @@ pub fn normalise_path(target: &str) -> Result<String, PathError> {
         return Err(PathError::NotAbsolute);
     }
     let decoded = percent_decode(raw)?;
-    let trailing_slash =
-        decoded.ends_with('/') || decoded.ends_with("/.") || decoded.ends_with("/..");
+    let trailing_slash = decoded.ends_with('/') || decoded.ends_with("/.") || decoded.ends_with("/..");
     let mut segments: Vec<&str> = Vec::new();
     for segment in decoded.split('/') {
         match segment {
@@ -235,9 +222,7 @@ fn percent_decode(input: &str) -> Result<String, PathError> {
     while i < bytes.len() {
         let b = bytes[i];
         if b == b'%' {
-            let hex = bytes
-                .get(i + 1..i + 3)
-                .ok_or(PathError::BadPercentEncoding)?;
+            let hex = bytes.get(i + 1..i + 3).ok_or(PathError::BadPercentEncoding)?;
             let hi = hex_value(hex[0]).ok_or(PathError::BadPercentEncoding)?;
             let lo = hex_value(hex[1]).ok_or(PathError::BadPercentEncoding)?;
             out.push(hi << 4 | lo);
@@ -293,29 +278,14 @@ mod tests {
     #[test]
     fn nested_groups_and_non_participating_captures() {
         let p = UrlPattern::compile("<http|https>://localhost/<(foo|bar)?>").unwrap();
-        assert_eq!(
-            p.captures("http://localhost/"),
-            Some(vec!["http".into(), "".into(), "".into()])
-        );
+        assert_eq!(p.captures("http://localhost/"), Some(vec!["http".into(), "".into(), "".into()]));
     }
 
     #[test]
     fn pattern_errors_name_the_problem() {
-        assert!(
-            UrlPattern::compile("http://x/<[0-9]+")
-                .unwrap_err()
-                .contains("never closed")
-        );
-        assert!(
-            UrlPattern::compile("http://x/>")
-                .unwrap_err()
-                .contains("no matching '<'")
-        );
-        assert!(
-            UrlPattern::compile("http://x/<[0-9+>")
-                .unwrap_err()
-                .contains("<[0-9+>")
-        );
+        assert!(UrlPattern::compile("http://x/<[0-9]+").unwrap_err().contains("never closed"));
+        assert!(UrlPattern::compile("http://x/>").unwrap_err().contains("no matching '<'"));
+        assert!(UrlPattern::compile("http://x/<[0-9+>").unwrap_err().contains("<[0-9+>"));
     }
 
     #[test]
@@ -324,57 +294,27 @@ mod tests {
         let p = g("https://example.com/<*>");
         assert!(p.is_match("https://example.com/"));
         assert!(p.is_match("https://example.com/abc"));
-        assert!(
-            !p.is_match("https://example.com/file.txt"),
-            "'.' is a separator"
-        );
+        assert!(!p.is_match("https://example.com/file.txt"), "'.' is a separator");
         assert!(!p.is_match("https://example.com/foo/bar"));
         assert!(g("https://example.com/<**>").is_match("https://example.com/foo/bar.txt"));
         assert!(!g("https://<*>.example.com/").is_match("https://a.b.example.com/"));
         assert!(g("<{http,https}>://h/<?>").is_match("https://h/x"));
         assert!(!g("<{http,https}>://h/<?>").is_match("ftp://h/x"));
-        assert!(
-            g("<http|https>://h/").is_match("http|https://h/"),
-            "'|' is literal in glob"
-        );
+        assert!(g("<http|https>://h/").is_match("http|https://h/"), "'|' is literal in glob");
         assert!(g("http://h/<[0-9]*>").is_match("http://h/1abc"));
         assert!(g("http://h/<[!a]>").is_match("http://h/b"));
         assert!(!g("http://h/<[!a]>").is_match("http://h/a"));
-        assert!(
-            !g("http://h/<{,????*}>").is_match("http://h/123/4"),
-            "Oathkeeper #963 fixed"
-        );
-        assert_eq!(
-            g("http://h/<*>").captures("http://h/x"),
-            Some(vec![]),
-            "glob has no captures"
-        );
-        assert!(
-            UrlPattern::compile_glob("http://h/<[a>")
-                .unwrap_err()
-                .contains("never closed")
-        );
-        assert!(
-            UrlPattern::compile_glob("http://h/<{a,b>")
-                .unwrap_err()
-                .contains("never closed")
-        );
+        assert!(!g("http://h/<{,????*}>").is_match("http://h/123/4"), "Oathkeeper #963 fixed");
+        assert_eq!(g("http://h/<*>").captures("http://h/x"), Some(vec![]), "glob has no captures");
+        assert!(UrlPattern::compile_glob("http://h/<[a>").unwrap_err().contains("never closed"));
+        assert!(UrlPattern::compile_glob("http://h/<{a,b>").unwrap_err().contains("never closed"));
     }
 
     #[test]
     fn paths_are_decoded_and_dot_segments_resolved() {
-        assert_eq!(
-            normalise_path("/public/../ratings/1?x=1").unwrap(),
-            "/ratings/1"
-        );
-        assert_eq!(
-            normalise_path("/public/..%2Fratings/1").unwrap(),
-            "/ratings/1"
-        );
-        assert_eq!(
-            normalise_path("/public/%2e%2e/ratings").unwrap(),
-            "/ratings"
-        );
+        assert_eq!(normalise_path("/public/../ratings/1?x=1").unwrap(), "/ratings/1");
+        assert_eq!(normalise_path("/public/..%2Fratings/1").unwrap(), "/ratings/1");
+        assert_eq!(normalise_path("/public/%2e%2e/ratings").unwrap(), "/ratings");
         assert_eq!(normalise_path("//a///b").unwrap(), "/a/b");
         assert_eq!(normalise_path("/../../etc").unwrap(), "/etc");
         assert_eq!(normalise_path("/").unwrap(), "/");

@@ -12,10 +12,7 @@ use serde_json::{Map, Value};
 use crate::denial::{BearerError, Denial, DenialKind};
 use crate::introspection::IntrospectionResponse;
 use crate::matching::{matched_url, normalise_path};
-use crate::rule::{
-    Authenticator, Authorizer, CompiledRule, IntrospectionAuthenticator, Mutator, RuleSet,
-    TokenSource,
-};
+use crate::rule::{Authenticator, Authorizer, CompiledRule, IntrospectionAuthenticator, Mutator, RuleSet, TokenSource};
 use crate::scope::{self, ScopeStrategy};
 use crate::template::Context;
 
@@ -32,31 +29,22 @@ pub struct Request<'a> {
 
 impl Request<'_> {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
     }
 
     fn query_parameter(&self, name: &str) -> Option<String> {
         let query = self.target.split_once('?')?.1.split('#').next()?;
         query.split('&').find_map(|pair| {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (form_decode(k).as_deref() == Some(name))
-                .then(|| form_decode(v))
-                .flatten()
+            (form_decode(k).as_deref() == Some(name)).then(|| form_decode(v)).flatten()
         })
     }
 
     fn cookie(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .filter(|(n, _)| n == "cookie")
-            .flat_map(|(_, v)| v.split(';'))
-            .find_map(|c| {
-                let (k, v) = c.trim().split_once('=')?;
-                (k == name).then(|| v.trim_matches('"'))
-            })
+        self.headers.iter().filter(|(n, _)| n == "cookie").flat_map(|(_, v)| v.split(';')).find_map(|c| {
+            let (k, v) = c.trim().split_once('=')?;
+            (k == name).then(|| v.trim_matches('"'))
+        })
     }
 }
 
@@ -122,21 +110,14 @@ pub fn begin(rules: &RuleSet, req: &Request<'_>, now: i64) -> (Option<Evaluation
     let path = match normalise_path(req.target) {
         Ok(p) => p,
         Err(e) => {
-            return (
-                None,
-                deny(Denial::new(DenialKind::BadRequest, e.to_string())),
-            );
+            return (None, deny(Denial::new(DenialKind::BadRequest, e.to_string())));
         }
     };
     let url = matched_url(req.scheme, req.host, &path);
     let Some((rule, captures)) = rules.select(req.method, &url) else {
         return (None, deny(Denial::no_rule()));
     };
-    let mut evaluation = Evaluation {
-        rule,
-        captures,
-        pending: 0,
-    };
+    let mut evaluation = Evaluation { rule, captures, pending: 0 };
     let step = evaluation.authenticate_from(0, req, now);
     match step {
         Step::Introspect(_) => (Some(evaluation), step),
@@ -155,20 +136,10 @@ impl Evaluation {
 
     /// Continues with the outcome of the outstanding introspection call: its response, or why
     /// the call failed (unreachable, timeout, non-200, unreadable body).
-    pub fn resume(
-        &mut self,
-        req: &Request<'_>,
-        outcome: Result<IntrospectionResponse, String>,
-        now: i64,
-    ) -> Step {
+    pub fn resume(&mut self, req: &Request<'_>, outcome: Result<IntrospectionResponse, String>, now: i64) -> Step {
         let rule = Arc::clone(&self.rule);
-        let Some(Authenticator::OAuth2Introspection(config)) =
-            rule.authenticators.get(self.pending)
-        else {
-            return deny(Denial::new(
-                DenialKind::Internal,
-                "no introspection call was outstanding",
-            ));
+        let Some(Authenticator::OAuth2Introspection(config)) = rule.authenticators.get(self.pending) else {
+            return deny(Denial::new(DenialKind::Internal, "no introspection call was outstanding"));
         };
         let response = match outcome {
             Ok(r) => r,
@@ -195,10 +166,7 @@ impl Evaluation {
                     if req.header("authorization").is_some() {
                         continue;
                     }
-                    let session = Session {
-                        subject: subject.clone(),
-                        extra: Map::new(),
-                    };
+                    let session = Session { subject: subject.clone(), extra: Map::new() };
                     return self.authorize_and_mutate(session, req);
                 }
                 Authenticator::OAuth2Introspection(config) => {
@@ -245,11 +213,7 @@ impl Evaluation {
                 }
             }
         }
-        Step::Done(Verdict::Allow {
-            rule_id: self.rule.id.clone(),
-            subject: session.subject,
-            headers,
-        })
+        Step::Done(Verdict::Allow { rule_id: self.rule.id.clone(), subject: session.subject, headers })
     }
 }
 
@@ -259,10 +223,7 @@ struct Session {
     extra: Map<String, Value>,
 }
 
-fn bearer_token<'r>(
-    req: &'r Request<'_>,
-    source: &TokenSource,
-) -> Option<std::borrow::Cow<'r, str>> {
+fn bearer_token<'r>(req: &'r Request<'_>, source: &TokenSource) -> Option<std::borrow::Cow<'r, str>> {
     use std::borrow::Cow;
     let token = match source {
         TokenSource::AuthorizationBearer => {
@@ -280,23 +241,15 @@ fn bearer_token<'r>(
     (!token.is_empty()).then_some(token)
 }
 
-fn introspection_call(
-    config: &IntrospectionAuthenticator,
-    token: std::borrow::Cow<'_, str>,
-) -> IntrospectionCall {
-    let delegate_scope =
-        config.scope_strategy == ScopeStrategy::None && !config.required_scope.is_empty();
+fn introspection_call(config: &IntrospectionAuthenticator, token: std::borrow::Cow<'_, str>) -> IntrospectionCall {
+    let delegate_scope = config.scope_strategy == ScopeStrategy::None && !config.required_scope.is_empty();
     IntrospectionCall {
         url: config.introspection_url.clone(),
         token: token.into_owned(),
         scope: delegate_scope.then(|| config.required_scope.join(" ")),
         headers: config.request_headers.clone(),
         // Oathkeeper disables the cache when the server checks scopes: the answer depends on them.
-        cache_ttl_ms: if delegate_scope {
-            None
-        } else {
-            config.cache_ttl_ms
-        },
+        cache_ttl_ms: if delegate_scope { None } else { config.cache_ttl_ms },
     }
 }
 
@@ -305,14 +258,9 @@ fn check_introspection(
     r: IntrospectionResponse,
     now: i64,
 ) -> Result<Session, Denial> {
-    let invalid = |msg: &str| {
-        Denial::new(DenialKind::Unauthorized, msg).with_bearer_error(BearerError::InvalidToken)
-    };
+    let invalid = |msg: &str| Denial::new(DenialKind::Unauthorized, msg).with_bearer_error(BearerError::InvalidToken);
     let forbidden = |msg: String| Denial::new(DenialKind::Forbidden, msg);
-    if r.token_use
-        .as_deref()
-        .is_some_and(|u| !u.is_empty() && u != "access_token")
-    {
+    if r.token_use.as_deref().is_some_and(|u| !u.is_empty() && u != "access_token") {
         return Err(forbidden("The token is not an access token".into()));
     }
     if !r.active {
@@ -323,49 +271,28 @@ fn check_introspection(
     }
     let aud = r.aud.clone().unwrap_or_default();
     if let Some(missing) = config.target_audience.iter().find(|a| !aud.contains(a)) {
-        return Err(forbidden(format!(
-            "The token is not intended for audience {missing}"
-        )));
+        return Err(forbidden(format!("The token is not intended for audience {missing}")));
     }
-    if !config.trusted_issuers.is_empty()
-        && !r
-            .iss
-            .as_ref()
-            .is_some_and(|iss| config.trusted_issuers.contains(iss))
-    {
-        return Err(forbidden(
-            "The token was issued by an untrusted issuer".into(),
-        ));
+    if !config.trusted_issuers.is_empty() && !r.iss.as_ref().is_some_and(|iss| config.trusted_issuers.contains(iss)) {
+        return Err(forbidden("The token was issued by an untrusted issuer".into()));
     }
     if config.scope_strategy != ScopeStrategy::None {
         let granted: Vec<&str> = scope::split(r.scope.as_deref().unwrap_or("")).collect();
-        if let Some(missing) = config
-            .required_scope
-            .iter()
-            .find(|s| !config.scope_strategy.covers(granted.iter().copied(), s))
+        if let Some(missing) =
+            config.required_scope.iter().find(|s| !config.scope_strategy.covers(granted.iter().copied(), s))
         {
-            return Err(Denial::new(
-                DenialKind::Forbidden,
-                format!("The token lacks the required scope {missing}"),
-            )
-            .with_bearer_error(BearerError::InsufficientScope));
+            return Err(Denial::new(DenialKind::Forbidden, format!("The token lacks the required scope {missing}"))
+                .with_bearer_error(BearerError::InsufficientScope));
         }
     }
     let mut extra = r.ext.unwrap_or_default();
-    for (key, value) in [
-        ("username", r.username),
-        ("client_id", r.client_id),
-        ("scope", r.scope),
-    ] {
+    for (key, value) in [("username", r.username), ("client_id", r.client_id), ("scope", r.scope)] {
         if let Some(v) = value {
             extra.insert(key.into(), Value::String(v));
         }
     }
     extra.insert("aud".into(), Value::from(aud));
-    Ok(Session {
-        subject: r.sub.unwrap_or_default(),
-        extra,
-    })
+    Ok(Session { subject: r.sub.unwrap_or_default(), extra })
 }
 
 #[cfg(test)]
@@ -401,20 +328,11 @@ mod tests {
     }
 
     fn headers(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(n, v)| (n.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect()
     }
 
     fn request<'a>(target: &'a str, headers: &'a [(String, String)]) -> Request<'a> {
-        Request {
-            method: "GET",
-            scheme: "http",
-            host: "h",
-            target,
-            headers,
-        }
+        Request { method: "GET", scheme: "http", host: "h", target, headers }
     }
 
     fn active(scope: &str) -> IntrospectionResponse {
@@ -441,15 +359,11 @@ mod tests {
         let h = headers(&[("authorization", "Bearer tok-1")]);
         let req = request("/ratings/1", &h);
         let (evaluation, step) = begin(&rules, &req, NOW);
-        let Step::Introspect(call) = step else {
-            panic!("{step:?}")
-        };
+        let Step::Introspect(call) = step else { panic!("{step:?}") };
         assert_eq!(call.token, "tok-1");
         assert_eq!(call.url, "http://cp/admin/oauth2/introspect");
         assert_eq!(call.cache_ttl_ms, Some(10_000));
-        let step = evaluation
-            .unwrap()
-            .resume(&req, Ok(active("read write")), NOW);
+        let step = evaluation.unwrap().resume(&req, Ok(active("read write")), NOW);
         assert_eq!(
             step,
             Step::Done(Verdict::Allow {
@@ -467,10 +381,7 @@ mod tests {
         let (_, step) = begin(&rules, &request("/ratings/1", &none), NOW);
         assert_eq!(denied_status(&step), 401);
         let basic = headers(&[("authorization", "Basic abc")]);
-        assert_eq!(
-            denied_status(&begin(&rules, &request("/ratings/1", &basic), NOW).1),
-            401
-        );
+        assert_eq!(denied_status(&begin(&rules, &request("/ratings/1", &basic), NOW).1), 401);
     }
 
     #[test]
@@ -478,31 +389,15 @@ mod tests {
         let rules = rules();
         let h = headers(&[("authorization", "bearer t")]);
         let req = request("/ratings/1", &h);
-        let resume = |r: Result<IntrospectionResponse, String>| {
-            begin(&rules, &req, NOW).0.unwrap().resume(&req, r, NOW)
-        };
-        assert_eq!(
-            denied_status(&resume(Ok(IntrospectionResponse::inactive()))),
-            401
-        );
-        assert_eq!(
-            denied_status(&resume(Ok(IntrospectionResponse {
-                exp: Some(NOW),
-                ..active("read")
-            }))),
-            401
-        );
+        let resume =
+            |r: Result<IntrospectionResponse, String>| begin(&rules, &req, NOW).0.unwrap().resume(&req, r, NOW);
+        assert_eq!(denied_status(&resume(Ok(IntrospectionResponse::inactive()))), 401);
+        assert_eq!(denied_status(&resume(Ok(IntrospectionResponse { exp: Some(NOW), ..active("read") }))), 401);
         assert_eq!(denied_status(&resume(Ok(active("write")))), 403);
-        let refresh = IntrospectionResponse {
-            token_use: Some("refresh_token".into()),
-            ..active("read")
-        };
+        let refresh = IntrospectionResponse { token_use: Some("refresh_token".into()), ..active("read") };
         assert_eq!(denied_status(&resume(Ok(refresh))), 403);
         // Fail closed: an unreachable introspection endpoint never lets the request through.
-        assert_eq!(
-            denied_status(&resume(Err("connection refused".into()))),
-            503
-        );
+        assert_eq!(denied_status(&resume(Err("connection refused".into()))), 503);
     }
 
     #[test]
@@ -510,56 +405,29 @@ mod tests {
         let rules = rules();
         let none = headers(&[]);
         let (_, step) = begin(&rules, &request("/public/hello", &none), NOW);
-        let Step::Done(Verdict::Allow {
-            subject,
-            headers: set,
-            ..
-        }) = step
-        else {
-            panic!("{step:?}")
-        };
+        let Step::Done(Verdict::Allow { subject, headers: set, .. }) = step else { panic!("{step:?}") };
         assert_eq!(subject, "anonymous");
         assert!(set.contains(&("x-user".into(), "anonymous".into())));
         assert!(set.contains(&("x-scope".into(), String::new())));
         // No token: introspection is not responsible, the anonymous authenticator takes over.
         let (_, step) = begin(&rules, &request("/chain", &none), NOW);
-        assert!(
-            matches!(step, Step::Done(Verdict::Allow { ref subject, .. }) if subject == "guest")
-        );
+        assert!(matches!(step, Step::Done(Verdict::Allow { ref subject, .. }) if subject == "guest"));
         // A token that fails does not fall back to anonymous.
         let h = headers(&[("authorization", "Bearer bad")]);
         let req = request("/chain", &h);
         let (e, _) = begin(&rules, &req, NOW);
-        assert_eq!(
-            denied_status(
-                &e.unwrap()
-                    .resume(&req, Ok(IntrospectionResponse::inactive()), NOW)
-            ),
-            401
-        );
+        assert_eq!(denied_status(&e.unwrap().resume(&req, Ok(IntrospectionResponse::inactive()), NOW)), 401);
     }
 
     #[test]
     fn unmatched_unreadable_and_denied_requests() {
         let rules = rules();
         let none = headers(&[]);
-        assert_eq!(
-            denied_status(&begin(&rules, &request("/nothing", &none), NOW).1),
-            404
-        );
-        assert_eq!(
-            denied_status(&begin(&rules, &request("/ratings/%zz", &none), NOW).1),
-            400
-        );
-        assert_eq!(
-            denied_status(&begin(&rules, &request("/closed", &none), NOW).1),
-            403
-        );
+        assert_eq!(denied_status(&begin(&rules, &request("/nothing", &none), NOW).1), 404);
+        assert_eq!(denied_status(&begin(&rules, &request("/ratings/%zz", &none), NOW).1), 400);
+        assert_eq!(denied_status(&begin(&rules, &request("/closed", &none), NOW).1), 403);
         // Dot segments cannot smuggle a protected path past its rule.
-        assert_eq!(
-            denied_status(&begin(&rules, &request("/public/..%2Fratings/1", &none), NOW).1),
-            401
-        );
+        assert_eq!(denied_status(&begin(&rules, &request("/public/..%2Fratings/1", &none), NOW).1), 401);
     }
 
     #[test]
@@ -567,30 +435,14 @@ mod tests {
         let rules = rules();
         let h = headers(&[("authorization", "Bearer t")]);
         let req = request("/ratings/1", &h);
-        let evil = IntrospectionResponse {
-            sub: Some("x\r\nX-Admin: yes".into()),
-            ..active("read")
-        };
-        assert_eq!(
-            denied_status(
-                &begin(&rules, &req, NOW)
-                    .0
-                    .unwrap()
-                    .resume(&req, Ok(evil), NOW)
-            ),
-            500
-        );
+        let evil = IntrospectionResponse { sub: Some("x\r\nX-Admin: yes".into()), ..active("read") };
+        assert_eq!(denied_status(&begin(&rules, &req, NOW).0.unwrap().resume(&req, Ok(evil), NOW)), 500);
     }
 
     #[test]
     fn tokens_from_query_and_cookie() {
-        let q = Request {
-            method: "GET",
-            scheme: "http",
-            host: "h",
-            target: "/x?a=1&access_token=a%2Bb+c",
-            headers: &[],
-        };
+        let q =
+            Request { method: "GET", scheme: "http", host: "h", target: "/x?a=1&access_token=a%2Bb+c", headers: &[] };
         assert_eq!(q.query_parameter("access_token").as_deref(), Some("a+b c"));
         let h = headers(&[("cookie", "a=1; session=\"abc\"")]);
         let c = request("/x", &h);

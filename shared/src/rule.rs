@@ -179,16 +179,8 @@ pub enum Mutator {
 pub const DEFAULT_INTROSPECTION_CACHE_TTL_MS: u64 = 60_000;
 
 /// Headers a mutator may not set: they change framing or routing, not identity.
-const FORBIDDEN_MUTATOR_HEADERS: &[&str] = &[
-    "host",
-    "content-length",
-    "transfer-encoding",
-    "connection",
-    "upgrade",
-    "te",
-    "trailer",
-    "keep-alive",
-];
+const FORBIDDEN_MUTATOR_HEADERS: &[&str] =
+    &["host", "content-length", "transfer-encoding", "connection", "upgrade", "te", "trailer", "keep-alive"];
 
 /// An ordered, validated set of rules.
 #[derive(Debug, Default)]
@@ -228,14 +220,9 @@ impl RuleSet {
                 return Err(err("id", "must be at most 190 characters".into()));
             }
             if let Some(first) = seen.insert(spec.id.clone(), index) {
-                return Err(err(
-                    "id",
-                    format!("duplicate id, already used by rule #{first}"),
-                ));
+                return Err(err("id", format!("duplicate id, already used by rule #{first}")));
             }
-            rules.push(Arc::new(
-                compile_rule(spec, strategy).map_err(|(field, message)| err(&field, message))?,
-            ));
+            rules.push(Arc::new(compile_rule(spec, strategy).map_err(|(field, message)| err(&field, message))?));
         }
         let mut guarded_headers: Vec<String> = rules
             .iter()
@@ -247,10 +234,7 @@ impl RuleSet {
             .collect();
         guarded_headers.sort();
         guarded_headers.dedup();
-        Ok(Self {
-            rules,
-            guarded_headers,
-        })
+        Ok(Self { rules, guarded_headers })
     }
 
     pub fn len(&self) -> usize {
@@ -281,41 +265,27 @@ type FieldError = (String, String);
 
 fn compile_rule(spec: &RuleSpec, default_strategy: Strategy) -> Result<CompiledRule, FieldError> {
     let strategy = spec.matcher.strategy.unwrap_or(default_strategy);
-    let pattern = UrlPattern::compile_with(&spec.matcher.url, strategy)
-        .map_err(|e| ("match.url".to_owned(), e))?;
+    let pattern = UrlPattern::compile_with(&spec.matcher.url, strategy).map_err(|e| ("match.url".to_owned(), e))?;
     if spec.matcher.methods.is_empty() {
-        return Err((
-            "match.methods".into(),
-            "must list at least one HTTP method".into(),
-        ));
+        return Err(("match.methods".into(), "must list at least one HTTP method".into()));
     }
     let mut methods = Vec::with_capacity(spec.matcher.methods.len());
     for (i, m) in spec.matcher.methods.iter().enumerate() {
         if m.is_empty() || !m.bytes().all(is_token_byte) {
-            return Err((
-                format!("match.methods[{i}]"),
-                format!("{m:?} is not an HTTP method"),
-            ));
+            return Err((format!("match.methods[{i}]"), format!("{m:?} is not an HTTP method")));
         }
         methods.push(m.to_ascii_uppercase());
     }
     if spec.authenticators.is_empty() {
-        return Err((
-            "authenticators".into(),
-            "must list at least one authenticator".into(),
-        ));
+        return Err(("authenticators".into(), "must list at least one authenticator".into()));
     }
     let authenticators = spec
         .authenticators
         .iter()
         .enumerate()
-        .map(|(i, h)| {
-            compile_authenticator(h)
-                .map_err(|(f, m)| (join(&format!("authenticators[{i}]"), &f), m))
-        })
+        .map(|(i, h)| compile_authenticator(h).map_err(|(f, m)| (join(&format!("authenticators[{i}]"), &f), m)))
         .collect::<Result<Vec<_>, _>>()?;
-    let authorizer =
-        compile_authorizer(&spec.authorizer).map_err(|(f, m)| (join("authorizer", &f), m))?;
+    let authorizer = compile_authorizer(&spec.authorizer).map_err(|(f, m)| (join("authorizer", &f), m))?;
     let mutators = spec
         .mutators
         .iter()
@@ -325,22 +295,11 @@ fn compile_rule(spec: &RuleSpec, default_strategy: Strategy) -> Result<CompiledR
     for (i, h) in spec.errors.iter().enumerate() {
         check_error_handler(h).map_err(|(f, m)| (join(&format!("errors[{i}]"), &f), m))?;
     }
-    Ok(CompiledRule {
-        id: spec.id.clone(),
-        methods,
-        pattern,
-        authenticators,
-        authorizer,
-        mutators,
-    })
+    Ok(CompiledRule { id: spec.id.clone(), methods, pattern, authenticators, authorizer, mutators })
 }
 
 fn join(prefix: &str, field: &str) -> String {
-    if field.is_empty() {
-        prefix.to_owned()
-    } else {
-        format!("{prefix}.{field}")
-    }
+    if field.is_empty() { prefix.to_owned() } else { format!("{prefix}.{field}") }
 }
 
 fn is_token_byte(b: u8) -> bool {
@@ -349,18 +308,10 @@ fn is_token_byte(b: u8) -> bool {
 
 /// Deserialises a handler's `config` (absent means `{}`), naming the field on error.
 fn config<T: DeserializeOwned>(h: &HandlerSpec) -> Result<T, FieldError> {
-    let value = if h.config.is_null() {
-        Value::Object(Default::default())
-    } else {
-        h.config.clone()
-    };
+    let value = if h.config.is_null() { Value::Object(Default::default()) } else { h.config.clone() };
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
-        let field = if path == "." {
-            "config".to_owned()
-        } else {
-            format!("config.{path}")
-        };
+        let field = if path == "." { "config".to_owned() } else { format!("config.{path}") };
         (field, e.into_inner().to_string())
     })
 }
@@ -380,18 +331,11 @@ fn compile_authenticator(h: &HandlerSpec) -> Result<Authenticator, FieldError> {
                 subject: Option<String>,
             }
             let c: Anonymous = config(h)?;
-            Authenticator::Anonymous {
-                subject: c.subject.unwrap_or_else(|| "anonymous".into()),
-            }
+            Authenticator::Anonymous { subject: c.subject.unwrap_or_else(|| "anonymous".into()) }
         }
-        "oauth2_introspection" => {
-            Authenticator::OAuth2Introspection(Box::new(compile_introspection(h)?))
-        }
+        "oauth2_introspection" => Authenticator::OAuth2Introspection(Box::new(compile_introspection(h)?)),
         other => {
-            return Err((
-                "handler".into(),
-                unknown_handler("authenticator", other, AUTHENTICATORS),
-            ));
+            return Err(("handler".into(), unknown_handler("authenticator", other, AUTHENTICATORS)));
         }
     })
 }
@@ -399,10 +343,7 @@ fn compile_authenticator(h: &HandlerSpec) -> Result<Authenticator, FieldError> {
 const AUTHENTICATORS: &[&str] = &["noop", "anonymous", "unauthorized", "oauth2_introspection"];
 
 fn unknown_handler(kind: &str, name: &str, known: &[&str]) -> String {
-    format!(
-        "unknown {kind} {name:?}; this version supports: {}",
-        known.join(", ")
-    )
+    format!("unknown {kind} {name:?}; this version supports: {}", known.join(", "))
 }
 
 fn compile_introspection(h: &HandlerSpec) -> Result<IntrospectionAuthenticator, FieldError> {
@@ -460,64 +401,35 @@ fn compile_introspection(h: &HandlerSpec) -> Result<IntrospectionAuthenticator, 
     }
 
     let c: Spec = config(h)?;
-    if !(c.introspection_url.starts_with("http://") || c.introspection_url.starts_with("https://"))
-    {
-        return Err((
-            "config.introspection_url".into(),
-            "must be an http:// or https:// URL".into(),
-        ));
+    if !(c.introspection_url.starts_with("http://") || c.introspection_url.starts_with("https://")) {
+        return Err(("config.introspection_url".into(), "must be an http:// or https:// URL".into()));
     }
     if c.pre_authorization.is_some_and(|p| p.enabled) {
-        return Err((
-            "config.pre_authorization".into(),
-            "is not supported by this version yet".into(),
-        ));
+        return Err(("config.pre_authorization".into(), "is not supported by this version yet".into()));
     }
     for (i, s) in c.required_scope.iter().enumerate() {
         if !crate::scope::is_valid_token(s) {
-            return Err((
-                format!("config.required_scope[{i}]"),
-                format!("{s:?} is not a valid scope"),
-            ));
+            return Err((format!("config.required_scope[{i}]"), format!("{s:?} is not a valid scope")));
         }
     }
     let token_from = match c.token_from {
         None => TokenSource::AuthorizationBearer,
-        Some(TokenFrom {
-            header: Some(h),
-            query_parameter: None,
-            cookie: None,
-        }) => {
+        Some(TokenFrom { header: Some(h), query_parameter: None, cookie: None }) => {
             if h.eq_ignore_ascii_case("authorization") {
                 TokenSource::AuthorizationBearer
             } else {
                 TokenSource::Header(h.to_ascii_lowercase())
             }
         }
-        Some(TokenFrom {
-            header: None,
-            query_parameter: Some(q),
-            cookie: None,
-        }) => TokenSource::QueryParameter(q),
-        Some(TokenFrom {
-            header: None,
-            query_parameter: None,
-            cookie: Some(c),
-        }) => TokenSource::Cookie(c),
+        Some(TokenFrom { header: None, query_parameter: Some(q), cookie: None }) => TokenSource::QueryParameter(q),
+        Some(TokenFrom { header: None, query_parameter: None, cookie: Some(c) }) => TokenSource::Cookie(c),
         Some(_) => {
-            return Err((
-                "config.token_from".into(),
-                "set exactly one of header, query_parameter or cookie".into(),
-            ));
+            return Err(("config.token_from".into(), "set exactly one of header, query_parameter or cookie".into()));
         }
     };
     let cache_ttl_ms = match c.cache {
-        Some(Cache {
-            enabled: true, ttl, ..
-        }) => Some(match ttl {
-            Some(t) => {
-                crate::duration::parse_millis(&t).map_err(|e| ("config.cache.ttl".to_owned(), e))?
-            }
+        Some(Cache { enabled: true, ttl, .. }) => Some(match ttl {
+            Some(t) => crate::duration::parse_millis(&t).map_err(|e| ("config.cache.ttl".to_owned(), e))?,
             None => DEFAULT_INTROSPECTION_CACHE_TTL_MS,
         }),
         _ => None,
@@ -543,10 +455,7 @@ fn compile_authorizer(h: &HandlerSpec) -> Result<Authorizer, FieldError> {
     match h.handler.as_str() {
         "allow" => config::<Empty>(h).map(|_| Authorizer::Allow),
         "deny" => config::<Empty>(h).map(|_| Authorizer::Deny),
-        other => Err((
-            "handler".into(),
-            unknown_handler("authorizer", other, &["allow", "deny"]),
-        )),
+        other => Err(("handler".into(), unknown_handler("authorizer", other, &["allow", "deny"]))),
     }
 }
 
@@ -574,10 +483,7 @@ fn compile_mutator(h: &HandlerSpec) -> Result<Mutator, FieldError> {
             }
             Ok(Mutator::Header(out))
         }
-        other => Err((
-            "handler".into(),
-            unknown_handler("mutator", other, &["noop", "header"]),
-        )),
+        other => Err(("handler".into(), unknown_handler("mutator", other, &["noop", "header"]))),
     }
 }
 
@@ -591,10 +497,7 @@ fn check_error_handler(h: &HandlerSpec) -> Result<(), FieldError> {
     }
     match h.handler.as_str() {
         "json" => config::<Json>(h).map(|_| ()),
-        other => Err((
-            "handler".into(),
-            unknown_handler("error handler", other, &["json"]),
-        )),
+        other => Err(("handler".into(), unknown_handler("error handler", other, &["json"]))),
     }
 }
 
@@ -619,11 +522,7 @@ mod tests {
 
     #[test]
     fn oathkeeper_rule_file_compiles_and_selects() {
-        let set = compile(json!([
-            rule("a", "http://<[^/]+>/a/<.*>"),
-            rule("b", "http://<[^/]+>/b")
-        ]))
-        .unwrap();
+        let set = compile(json!([rule("a", "http://<[^/]+>/a/<.*>"), rule("b", "http://<[^/]+>/b")])).unwrap();
         let (r, caps) = set.select("GET", "http://h/a/x/y").unwrap();
         assert_eq!(r.id, "a");
         assert_eq!(caps, vec!["h", "x/y"]);
@@ -652,11 +551,7 @@ mod tests {
 
     #[test]
     fn first_matching_rule_wins_instead_of_a_500() {
-        let set = compile(json!([
-            rule("specific", "http://h/a/1"),
-            rule("general", "http://h/a/<.*>")
-        ]))
-        .unwrap();
+        let set = compile(json!([rule("specific", "http://h/a/1"), rule("general", "http://h/a/<.*>")])).unwrap();
         assert_eq!(set.select("GET", "http://h/a/1").unwrap().0.id, "specific");
         assert_eq!(set.select("GET", "http://h/a/2").unwrap().0.id, "general");
     }
@@ -665,19 +560,11 @@ mod tests {
     fn errors_name_the_rule_and_field() {
         let mut bad = rule("r1", "http://h/<[0-9+>");
         let e = compile(json!([rule("ok", "http://h/"), bad.clone()])).unwrap_err();
-        assert_eq!(
-            (e.index, e.rule_id.as_deref(), e.field.as_str()),
-            (1, Some("r1"), "match.url")
-        );
-        assert!(
-            e.to_string()
-                .starts_with("rule \"r1\" (#1): match.url: invalid regular expression"),
-            "{e}"
-        );
+        assert_eq!((e.index, e.rule_id.as_deref(), e.field.as_str()), (1, Some("r1"), "match.url"));
+        assert!(e.to_string().starts_with("rule \"r1\" (#1): match.url: invalid regular expression"), "{e}");
 
         bad = rule("r2", "http://h/");
-        bad["authenticators"][0] =
-            json!({"handler": "oauth2_introspection", "config": {"introspection_ur": "x"}});
+        bad["authenticators"][0] = json!({"handler": "oauth2_introspection", "config": {"introspection_ur": "x"}});
         let e = compile(json!([bad])).unwrap_err();
         assert_eq!(e.field, "authenticators[0].config.introspection_ur");
         assert!(e.message.contains("unknown field"), "{}", e.message);
@@ -689,38 +576,21 @@ mod tests {
 
         bad = rule("r4", "http://h/");
         bad["authorizer"] = json!({"handler": "keto"});
-        assert_eq!(
-            compile(json!([bad])).unwrap_err().field,
-            "authorizer.handler"
-        );
+        assert_eq!(compile(json!([bad])).unwrap_err().field, "authorizer.handler");
 
         let e = compile(json!([{"id": "r5", "match": {"url": "http://h/", "methods": ["GET"]}, "authenticators": []}]))
             .unwrap_err();
         assert_eq!((e.rule_id.as_deref(), e.field.as_str()), (Some("r5"), ""));
         assert!(e.message.contains("authorizer"), "{}", e.message);
 
-        let e = compile(json!([
-            rule("dup", "http://h/1"),
-            rule("dup", "http://h/2")
-        ]))
-        .unwrap_err();
+        let e = compile(json!([rule("dup", "http://h/1"), rule("dup", "http://h/2")])).unwrap_err();
         assert!(e.message.contains("duplicate"), "{}", e.message);
 
-        assert!(
-            compile(json!({"id": "x"}))
-                .unwrap_err()
-                .message
-                .contains("array")
-        );
+        assert!(compile(json!({"id": "x"})).unwrap_err().message.contains("array"));
 
         bad = rule("r6", "http://h/");
         bad["mutators"][0]["config"]["headers"] = json!({"Content-Length": "1"});
-        assert!(
-            compile(json!([bad]))
-                .unwrap_err()
-                .message
-                .contains("cannot be set")
-        );
+        assert!(compile(json!([bad])).unwrap_err().message.contains("cannot be set"));
     }
 
     #[test]
@@ -734,9 +604,7 @@ mod tests {
         }});
         let set = compile(json!([r])).unwrap();
         let (rule, _) = set.select("GET", "http://h/").unwrap();
-        let Authenticator::OAuth2Introspection(i) = &rule.authenticators[0] else {
-            panic!()
-        };
+        let Authenticator::OAuth2Introspection(i) = &rule.authenticators[0] else { panic!() };
         assert_eq!(i.scope_strategy, ScopeStrategy::Exact);
         assert_eq!(i.token_from, TokenSource::Header("x-token".into()));
         assert_eq!(i.cache_ttl_ms, Some(30_000));

@@ -27,22 +27,15 @@ impl ScopeStrategy {
             ScopeStrategy::None => false,
             ScopeStrategy::Exact => g == needed,
             ScopeStrategy::Hierarchic => {
-                g == needed
-                    || (needed.starts_with(g) && needed.as_bytes().get(g.len()) == Some(&b'.'))
+                g == needed || (needed.starts_with(g) && needed.as_bytes().get(g.len()) == Some(&b'.'))
             }
             ScopeStrategy::Wildcard => wildcard_covers(g, needed),
         })
     }
 
     /// Every scope in `needed` is covered by `granted`.
-    pub fn covers_all<'a>(
-        self,
-        granted: &[&'a str],
-        needed: impl IntoIterator<Item = &'a str>,
-    ) -> bool {
-        needed
-            .into_iter()
-            .all(|n| self.covers(granted.iter().copied(), n))
+    pub fn covers_all<'a>(self, granted: &[&'a str], needed: impl IntoIterator<Item = &'a str>) -> bool {
+        needed.into_iter().all(|n| self.covers(granted.iter().copied(), n))
     }
 }
 
@@ -62,10 +55,7 @@ fn wildcard_covers(granted: &str, needed: &str) -> bool {
 }
 
 fn segments_match(pattern: &[&str], parts: &[&str]) -> bool {
-    pattern
-        .iter()
-        .zip(parts)
-        .all(|(p, s)| (*p == "*" && !s.is_empty()) || p == s)
+    pattern.iter().zip(parts).all(|(p, s)| (*p == "*" && !s.is_empty()) || p == s)
 }
 
 /// Splits a space-delimited scope string (RFC 6749 §3.3) into its tokens.
@@ -75,10 +65,7 @@ pub fn split(scope: &str) -> impl Iterator<Item = &str> {
 
 /// A scope token per RFC 6749 §3.3: printable ASCII except space, `"` and `\`.
 pub fn is_valid_token(token: &str) -> bool {
-    !token.is_empty()
-        && token
-            .bytes()
-            .all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))
+    !token.is_empty() && token.bytes().all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))
 }
 
 #[cfg(test)]

@@ -21,10 +21,7 @@ pub struct CompiledSnapshot {
 
 impl Snapshot {
     pub fn compile(&self) -> Result<CompiledSnapshot, RuleError> {
-        Ok(CompiledSnapshot {
-            version: self.version.clone(),
-            rules: RuleSet::compile(&self.rules)?,
-        })
+        Ok(CompiledSnapshot { version: self.version.clone(), rules: RuleSet::compile(&self.rules)? })
     }
 }
 

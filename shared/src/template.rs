@@ -35,15 +35,8 @@ pub struct Context<'a> {
 enum Node {
     Text(String),
     Output(Pipeline),
-    If {
-        branches: Vec<(Pipeline, Vec<Node>)>,
-        otherwise: Vec<Node>,
-    },
-    With {
-        pipeline: Pipeline,
-        body: Vec<Node>,
-        otherwise: Vec<Node>,
-    },
+    If { branches: Vec<(Pipeline, Vec<Node>)>, otherwise: Vec<Node> },
+    With { pipeline: Pipeline, body: Vec<Node>, otherwise: Vec<Node> },
 }
 
 type Pipeline = Vec<Command>;
@@ -134,9 +127,7 @@ impl Func {
             Func::Index => (2, usize::MAX),
             Func::PrintIndex | Func::Default | Func::Join | Func::Eq | Func::Ne => (2, 2),
             Func::Contains | Func::HasPrefix | Func::HasSuffix => (2, 2),
-            Func::Quote | Func::Squote | Func::ToJson | Func::Upper | Func::Lower | Func::Trim => {
-                (1, 1)
-            }
+            Func::Quote | Func::Squote | Func::ToJson | Func::Upper | Func::Lower | Func::Trim => (1, 1),
             Func::Len | Func::Not | Func::Empty => (1, 1),
         }
     }
@@ -185,18 +176,14 @@ fn tokenize(src: &str) -> Result<Vec<Token>, String> {
                 let root = c == b'$';
                 let start = i;
                 i += 1;
-                while i < bytes.len()
-                    && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_' || bytes[i] == b'.')
-                {
+                while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_' || bytes[i] == b'.') {
                     i += 1;
                 }
                 let text = &src[start + usize::from(root)..i];
                 let path: Vec<String> = if text.is_empty() || text == "." {
                     Vec::new()
                 } else {
-                    let inner = text
-                        .strip_prefix('.')
-                        .ok_or_else(|| format!("unexpected {:?}", &src[start..i]))?;
+                    let inner = text.strip_prefix('.').ok_or_else(|| format!("unexpected {:?}", &src[start..i]))?;
                     inner.split('.').map(str::to_owned).collect()
                 };
                 if path.iter().any(String::is_empty) {
@@ -276,10 +263,7 @@ impl Parser {
                 let given = args.len() + usize::from(i > 0);
                 let (min, max) = func.arity();
                 if given < min || given > max {
-                    return Err(
-                        format!("{func:?} takes {min}..{max} arguments, got {given}")
-                            .to_lowercase(),
-                    );
+                    return Err(format!("{func:?} takes {min}..{max} arguments, got {given}").to_lowercase());
                 }
             } else if i > 0 {
                 return Err("only a function can follow '|'".into());
@@ -299,17 +283,12 @@ impl Parser {
                     }
                     return Ok(Command::Call(func, args));
                 }
-                let operand = self
-                    .operand()?
-                    .ok_or_else(|| format!("unknown function {name:?}"))?;
+                let operand = self.operand()?.ok_or_else(|| format!("unknown function {name:?}"))?;
                 Ok(Command::Value(operand))
             }
             _ => {
                 let operand = self.operand()?.ok_or("expected a value")?;
-                if matches!(
-                    self.peek(),
-                    Some(Token::Ident(_) | Token::Field(..) | Token::Str(_) | Token::Number(_))
-                ) {
+                if matches!(self.peek(), Some(Token::Ident(_) | Token::Field(..) | Token::Str(_) | Token::Number(_))) {
                     return Err("a value cannot take arguments".into());
                 }
                 Ok(Command::Value(operand))
@@ -330,11 +309,7 @@ impl Parser {
                         return Err("Get needs a quoted header name".into());
                     };
                     self.pos += 1;
-                    Operand::HeaderGet {
-                        root,
-                        path,
-                        name: name.to_ascii_lowercase(),
-                    }
+                    Operand::HeaderGet { root, path, name: name.to_ascii_lowercase() }
                 } else {
                     Operand::Field { root, path }
                 }
@@ -377,10 +352,7 @@ impl Parser {
 }
 
 fn parse_pipeline(src: &str) -> Result<Pipeline, String> {
-    let mut parser = Parser {
-        tokens: tokenize(src)?,
-        pos: 0,
-    };
+    let mut parser = Parser { tokens: tokenize(src)?, pos: 0 };
     if parser.tokens.is_empty() {
         return Err("empty action".into());
     }
@@ -428,12 +400,9 @@ impl Template {
         let mut offset = 0;
         while let Some(open) = rest.find("{{") {
             let after = &rest[open + 2..];
-            let close = after.find("}}").ok_or_else(|| {
-                format!(
-                    "template: action at byte {} is not closed with }}}}",
-                    offset + open
-                )
-            })?;
+            let close = after
+                .find("}}")
+                .ok_or_else(|| format!("template: action at byte {} is not closed with }}}}", offset + open))?;
             let mut inner = &after[..close];
             let mut text = &rest[..open];
             if let Some(stripped) = inner.strip_prefix('-') {
@@ -463,9 +432,7 @@ impl Template {
         let mut iter = items.into_iter();
         let (nodes, terminator) = build(&mut iter, false)?;
         if let Some((at, _)) = terminator {
-            return Err(format!(
-                "template: action at byte {at}: unexpected {{{{ end }}}} or {{{{ else }}}}"
-            ));
+            return Err(format!("template: action at byte {at}: unexpected {{{{ end }}}} or {{{{ else }}}}"));
         }
         Ok(Self { nodes })
     }
@@ -518,16 +485,11 @@ fn build(items: &mut Items, in_with: bool) -> Result<Built, String> {
                         Some((_, Terminator::ElseIf(next))) => cond = next,
                         Some((_, Terminator::Else)) => break expect_end(items, at, in_with)?,
                         None => {
-                            return Err(format!(
-                                "template: action at byte {at}: `if` has no {{{{ end }}}}"
-                            ));
+                            return Err(format!("template: action at byte {at}: `if` has no {{{{ end }}}}"));
                         }
                     }
                 };
-                nodes.push(Node::If {
-                    branches,
-                    otherwise,
-                });
+                nodes.push(Node::If { branches, otherwise });
             }
             Action::With(pipeline) => {
                 let (body, term) = build(items, true)?;
@@ -535,16 +497,10 @@ fn build(items: &mut Items, in_with: bool) -> Result<Built, String> {
                     Some((_, Terminator::End)) => Vec::new(),
                     Some((_, Terminator::Else)) => expect_end(items, at, in_with)?,
                     _ => {
-                        return Err(format!(
-                            "template: action at byte {at}: `with` has no {{{{ end }}}}"
-                        ));
+                        return Err(format!("template: action at byte {at}: `with` has no {{{{ end }}}}"));
                     }
                 };
-                nodes.push(Node::With {
-                    pipeline,
-                    body,
-                    otherwise,
-                });
+                nodes.push(Node::With { pipeline, body, otherwise });
             }
         }
     }
@@ -554,9 +510,7 @@ fn build(items: &mut Items, in_with: bool) -> Result<Built, String> {
 fn expect_end(items: &mut Items, at: usize, in_with: bool) -> Result<Vec<Node>, String> {
     match build(items, in_with)? {
         (body, Some((_, Terminator::End))) => Ok(body),
-        _ => Err(format!(
-            "template: action at byte {at}: `else` has no {{{{ end }}}}"
-        )),
+        _ => Err(format!("template: action at byte {at}: `else` has no {{{{ end }}}}")),
     }
 }
 
@@ -564,9 +518,7 @@ fn expect_end(items: &mut Items, at: usize, in_with: bool) -> Result<Vec<Node>, 
 /// loads instead of rendering empty forever.
 fn check_action(action: &Action, in_with: bool) -> Result<(), String> {
     match action {
-        Action::Pipeline(p) | Action::If(p) | Action::ElseIf(p) | Action::With(p) => {
-            check_pipeline(p, in_with)
-        }
+        Action::Pipeline(p) | Action::If(p) | Action::ElseIf(p) | Action::With(p) => check_pipeline(p, in_with),
         Action::Else | Action::End => Ok(()),
     }
 }
@@ -579,9 +531,7 @@ fn check_pipeline(pipeline: &Pipeline, in_with: bool) -> Result<(), String> {
         };
         for operand in operands {
             match operand {
-                Operand::Field { root, path } | Operand::HeaderGet { root, path, .. }
-                    if *root || !in_with =>
-                {
+                Operand::Field { root, path } | Operand::HeaderGet { root, path, .. } if *root || !in_with => {
                     check_root_path(path)?
                 }
                 Operand::Nested(p) => check_pipeline(p, in_with)?,
@@ -592,26 +542,17 @@ fn check_pipeline(pipeline: &Pipeline, in_with: bool) -> Result<(), String> {
     Ok(())
 }
 
-const ROOT_FIELDS: &str =
-    ".Subject, .Extra, .MatchContext.RegexpCaptureGroups, .MatchContext.Header";
+const ROOT_FIELDS: &str = ".Subject, .Extra, .MatchContext.RegexpCaptureGroups, .MatchContext.Header";
 
 fn check_root_path(path: &[String]) -> Result<(), String> {
     let known = match path.first().map(String::as_str) {
         None | Some("Subject" | "Extra") => true,
-        Some("MatchContext") => matches!(
-            path.get(1).map(String::as_str),
-            None | Some("RegexpCaptureGroups" | "Header")
-        ),
+        Some("MatchContext") => {
+            matches!(path.get(1).map(String::as_str), None | Some("RegexpCaptureGroups" | "Header"))
+        }
         Some(_) => false,
     };
-    if known {
-        Ok(())
-    } else {
-        Err(format!(
-            "unknown field .{} (available: {ROOT_FIELDS})",
-            path.join(".")
-        ))
-    }
+    if known { Ok(()) } else { Err(format!("unknown field .{} (available: {ROOT_FIELDS})", path.join("."))) }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -672,8 +613,7 @@ impl<'a> Val<'a> {
             Val::Headers => {
                 let mut map = Map::new();
                 for (n, v) in scope.ctx.headers {
-                    map.entry(n.clone())
-                        .or_insert_with(|| Value::Array(Vec::new()));
+                    map.entry(n.clone()).or_insert_with(|| Value::Array(Vec::new()));
                     if let Some(Value::Array(list)) = map.get_mut(n) {
                         list.push(Value::String(v.clone()));
                     }
@@ -745,21 +685,14 @@ fn render_nodes<'a>(nodes: &[Node], scope: &Scope<'_, 'a>, dot: &Val<'a>, out: &
         match node {
             Node::Text(t) => out.push_str(t),
             Node::Output(p) => eval_pipeline(p, scope, dot).render(scope, out),
-            Node::If {
-                branches,
-                otherwise,
-            } => {
+            Node::If { branches, otherwise } => {
                 let body = branches
                     .iter()
                     .find(|(cond, _)| eval_pipeline(cond, scope, dot).is_truthy(scope))
                     .map_or(otherwise, |(_, body)| body);
                 render_nodes(body, scope, dot, out);
             }
-            Node::With {
-                pipeline,
-                body,
-                otherwise,
-            } => {
+            Node::With { pipeline, body, otherwise } => {
                 let value = eval_pipeline(pipeline, scope, dot);
                 if value.is_truthy(scope) {
                     render_nodes(body, scope, &value, out);
@@ -777,8 +710,7 @@ fn eval_pipeline<'a>(pipeline: &Pipeline, scope: &Scope<'_, 'a>, dot: &Val<'a>) 
         let value = match command {
             Command::Value(operand) => eval_operand(operand, scope, dot),
             Command::Call(func, args) => {
-                let mut values: Vec<Val<'a>> =
-                    args.iter().map(|a| eval_operand(a, scope, dot)).collect();
+                let mut values: Vec<Val<'a>> = args.iter().map(|a| eval_operand(a, scope, dot)).collect();
                 if let Some(previous) = input.take() {
                     values.push(previous);
                 }
@@ -795,27 +727,20 @@ fn eval_operand<'a>(operand: &Operand, scope: &Scope<'_, 'a>, dot: &Val<'a>) -> 
         Operand::Literal(v) => Val::Own(v.clone()),
         Operand::Nested(p) => eval_pipeline(p, scope, dot),
         Operand::Field { root, path } => walk(if *root { &Val::Root } else { dot }, path, scope),
-        Operand::HeaderGet { root, path, name } => {
-            match walk(if *root { &Val::Root } else { dot }, path, scope) {
-                Val::Headers => scope
-                    .ctx
-                    .headers
+        Operand::HeaderGet { root, path, name } => match walk(if *root { &Val::Root } else { dot }, path, scope) {
+            Val::Headers => scope.ctx.headers.iter().find(|(n, _)| n == name).map_or(Val::Nil, |(_, v)| Val::Str(v)),
+            other => match other.to_value(scope) {
+                Value::Object(map) => map
                     .iter()
-                    .find(|(n, _)| n == name)
-                    .map_or(Val::Nil, |(_, v)| Val::Str(v)),
-                other => match other.to_value(scope) {
-                    Value::Object(map) => map
-                        .iter()
-                        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-                        .map(|(_, v)| match v {
-                            Value::Array(list) => list.first().cloned().unwrap_or(Value::Null),
-                            v => v.clone(),
-                        })
-                        .map_or(Val::Nil, Val::Own),
-                    _ => Val::Nil,
-                },
-            }
-        }
+                    .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                    .map(|(_, v)| match v {
+                        Value::Array(list) => list.first().cloned().unwrap_or(Value::Null),
+                        v => v.clone(),
+                    })
+                    .map_or(Val::Nil, Val::Own),
+                _ => Val::Nil,
+            },
+        },
     }
 }
 
@@ -842,10 +767,9 @@ fn call<'a>(func: Func, mut args: Vec<Val<'a>>, scope: &Scope<'_, 'a>) -> Val<'a
         Func::PrintIndex => {
             let i = args.get(1).and_then(|v| v.to_value(scope).as_u64());
             match (args[0].to_value(scope), i) {
-                (Value::Array(list), Some(i)) => list
-                    .get(usize::try_from(i).unwrap_or(usize::MAX))
-                    .cloned()
-                    .map_or(Val::Nil, Val::Own),
+                (Value::Array(list), Some(i)) => {
+                    list.get(usize::try_from(i).unwrap_or(usize::MAX)).cloned().map_or(Val::Nil, Val::Own)
+                }
                 _ => Val::Nil,
             }
         }
@@ -853,13 +777,10 @@ fn call<'a>(func: Func, mut args: Vec<Val<'a>>, scope: &Scope<'_, 'a>) -> Val<'a
             let mut current = args[0].to_value(scope);
             for key in &args[1..] {
                 current = match (current, key.to_value(scope)) {
-                    (Value::Array(list), Value::Number(n)) => n
-                        .as_u64()
-                        .and_then(|i| list.get(usize::try_from(i).ok()?).cloned())
-                        .unwrap_or(Value::Null),
-                    (Value::Object(map), Value::String(k)) => {
-                        map.get(&k).cloned().unwrap_or(Value::Null)
+                    (Value::Array(list), Value::Number(n)) => {
+                        n.as_u64().and_then(|i| list.get(usize::try_from(i).ok()?).cloned()).unwrap_or(Value::Null)
                     }
+                    (Value::Object(map), Value::String(k)) => map.get(&k).cloned().unwrap_or(Value::Null),
                     _ => Value::Null,
                 };
             }
@@ -867,11 +788,7 @@ fn call<'a>(func: Func, mut args: Vec<Val<'a>>, scope: &Scope<'_, 'a>) -> Val<'a
         }
         Func::Default => {
             let given = args.pop().unwrap_or(Val::Nil);
-            if given.is_truthy(scope) {
-                given
-            } else {
-                args.pop().unwrap_or(Val::Nil)
-            }
+            if given.is_truthy(scope) { given } else { args.pop().unwrap_or(Val::Nil) }
         }
         Func::Quote => string(Value::String(text(&args[0])).to_string()),
         Func::Squote => string(format!("'{}'", text(&args[0]))),
@@ -882,11 +799,7 @@ fn call<'a>(func: Func, mut args: Vec<Val<'a>>, scope: &Scope<'_, 'a>) -> Val<'a
         Func::Join => {
             let sep = text(&args[0]);
             let joined = match args[1].to_value(scope) {
-                Value::Array(list) => list
-                    .iter()
-                    .map(|v| Val::Ref(v).text(scope))
-                    .collect::<Vec<_>>()
-                    .join(&sep),
+                Value::Array(list) => list.iter().map(|v| Val::Ref(v).text(scope)).collect::<Vec<_>>().join(&sep),
                 other => Val::Own(other).text(scope),
             };
             string(joined)
@@ -897,12 +810,8 @@ fn call<'a>(func: Func, mut args: Vec<Val<'a>>, scope: &Scope<'_, 'a>) -> Val<'a
             Value::String(s) => s.chars().count(),
             _ => 0,
         })),
-        Func::Eq => Val::Own(Value::Bool(
-            args[0].to_value(scope) == args[1].to_value(scope),
-        )),
-        Func::Ne => Val::Own(Value::Bool(
-            args[0].to_value(scope) != args[1].to_value(scope),
-        )),
+        Func::Eq => Val::Own(Value::Bool(args[0].to_value(scope) == args[1].to_value(scope))),
+        Func::Ne => Val::Own(Value::Bool(args[0].to_value(scope) != args[1].to_value(scope))),
         Func::And => {
             let falsy = args.iter().position(|a| !a.is_truthy(scope));
             match falsy {
@@ -938,9 +847,7 @@ fn printf<'a>(format: &str, args: &[Val<'a>], scope: &Scope<'_, 'a>) -> String {
         match chars.next() {
             Some('%') => out.push('%'),
             Some(verb @ ('s' | 'v' | 'd' | 'q')) => match args.next() {
-                Some(arg) if verb == 'q' => {
-                    out.push_str(&Value::String(arg.text(scope)).to_string())
-                }
+                Some(arg) if verb == 'q' => out.push_str(&Value::String(arg.text(scope)).to_string()),
                 Some(arg) => arg.render(scope, &mut out),
                 None => out.push_str(&format!("%!{verb}(MISSING)")),
             },
@@ -973,129 +880,37 @@ mod tests {
 
     #[test]
     fn renders_subject_extra_captures_and_headers() {
-        assert_eq!(
-            render("{{ print .Subject }}", "my-client", json!({})),
-            "my-client"
-        );
+        assert_eq!(render("{{ print .Subject }}", "my-client", json!({})), "my-client");
         assert_eq!(render("user:{{.Subject}}!", "u1", json!({})), "user:u1!");
         assert_eq!(
-            render(
-                "{{ .Extra.identity.traits.email }}",
-                "u",
-                json!({"identity": {"traits": {"email": "a@b.c"}}})
-            ),
+            render("{{ .Extra.identity.traits.email }}", "u", json!({"identity": {"traits": {"email": "a@b.c"}}})),
             "a@b.c"
         );
-        assert_eq!(
-            render(
-                "{{ printIndex .MatchContext.RegexpCaptureGroups 1 }}",
-                "u",
-                json!({})
-            ),
-            "42"
-        );
-        assert_eq!(
-            render(
-                "{{ index .MatchContext.RegexpCaptureGroups 0 }}",
-                "u",
-                json!({})
-            ),
-            "a"
-        );
-        assert_eq!(
-            render("{{ .MatchContext.RegexpCaptureGroups }}", "u", json!({})),
-            r#"["a","42"]"#
-        );
-        assert_eq!(
-            render(
-                r#"{{ .MatchContext.Header.Get "X-Tenant" }}"#,
-                "u",
-                json!({})
-            ),
-            "acme"
-        );
+        assert_eq!(render("{{ printIndex .MatchContext.RegexpCaptureGroups 1 }}", "u", json!({})), "42");
+        assert_eq!(render("{{ index .MatchContext.RegexpCaptureGroups 0 }}", "u", json!({})), "a");
+        assert_eq!(render("{{ .MatchContext.RegexpCaptureGroups }}", "u", json!({})), r#"["a","42"]"#);
+        assert_eq!(render(r#"{{ .MatchContext.Header.Get "X-Tenant" }}"#, "u", json!({})), "acme");
     }
 
     #[test]
     fn missing_values_render_empty_instead_of_failing() {
         // Oathkeeper fails here with "nil pointer evaluating interface {}.traits".
-        assert_eq!(
-            render(
-                "[{{ print .Extra.identity.traits.email }}]",
-                "anonymous",
-                json!({})
-            ),
-            "[]"
-        );
-        assert_eq!(
-            render(
-                "[{{ .Extra.identity.traits.email }}]",
-                "anonymous",
-                json!({"identity": null})
-            ),
-            "[]"
-        );
-        assert_eq!(
-            render(
-                "{{ printIndex .MatchContext.RegexpCaptureGroups 9 }}",
-                "u",
-                json!({})
-            ),
-            ""
-        );
+        assert_eq!(render("[{{ print .Extra.identity.traits.email }}]", "anonymous", json!({})), "[]");
+        assert_eq!(render("[{{ .Extra.identity.traits.email }}]", "anonymous", json!({"identity": null})), "[]");
+        assert_eq!(render("{{ printIndex .MatchContext.RegexpCaptureGroups 9 }}", "u", json!({})), "");
         assert_eq!(render("{{ .Extra.nope.deeper }}", "u", json!({})), "");
     }
 
     #[test]
     fn pipelines_defaults_and_functions() {
-        assert_eq!(
-            render(r#"{{ .Extra.email | default "nobody" }}"#, "u", json!({})),
-            "nobody"
-        );
-        assert_eq!(
-            render(
-                r#"{{ default "nobody" .Extra.email }}"#,
-                "u",
-                json!({"email": "e@x"})
-            ),
-            "e@x"
-        );
-        assert_eq!(
-            render(
-                r#"{{ printf "%s/%d" .Subject .Extra.n }}"#,
-                "u",
-                json!({"n": 7})
-            ),
-            "u/7"
-        );
-        assert_eq!(
-            render("{{ .Subject | quote }}", "a\"b", json!({})),
-            r#""a\"b""#
-        );
-        assert_eq!(
-            render("{{ .Extra | toJson }}", "u", json!({"k": [1, 2]})),
-            r#"{"k":[1,2]}"#
-        );
-        assert_eq!(
-            render(
-                r#"{{ join "," .Extra.roles }}"#,
-                "u",
-                json!({"roles": ["a", "b"]})
-            ),
-            "a,b"
-        );
-        assert_eq!(
-            render(
-                "{{ .Subject | upper }}-{{ len .Extra.roles }}",
-                "u",
-                json!({"roles": [1]})
-            ),
-            "U-1"
-        );
-        assert_eq!(
-            render(r#"{{ (print .Subject "!") | lower }}"#, "U", json!({})),
-            "u!"
-        );
+        assert_eq!(render(r#"{{ .Extra.email | default "nobody" }}"#, "u", json!({})), "nobody");
+        assert_eq!(render(r#"{{ default "nobody" .Extra.email }}"#, "u", json!({"email": "e@x"})), "e@x");
+        assert_eq!(render(r#"{{ printf "%s/%d" .Subject .Extra.n }}"#, "u", json!({"n": 7})), "u/7");
+        assert_eq!(render("{{ .Subject | quote }}", "a\"b", json!({})), r#""a\"b""#);
+        assert_eq!(render("{{ .Extra | toJson }}", "u", json!({"k": [1, 2]})), r#"{"k":[1,2]}"#);
+        assert_eq!(render(r#"{{ join "," .Extra.roles }}"#, "u", json!({"roles": ["a", "b"]})), "a,b");
+        assert_eq!(render("{{ .Subject | upper }}-{{ len .Extra.roles }}", "u", json!({"roles": [1]})), "U-1");
+        assert_eq!(render(r#"{{ (print .Subject "!") | lower }}"#, "U", json!({})), "u!");
     }
 
     #[test]
@@ -1105,36 +920,16 @@ mod tests {
         assert_eq!(render(t, "guest", json!({})), "guest");
         assert_eq!(render(t, "u", json!({"admin": false})), "user");
         let w = "{{ with .Extra.identity.traits }}{{ .email }}{{ else }}none{{ end }}";
-        assert_eq!(
-            render(w, "u", json!({"identity": {"traits": {"email": "e"}}})),
-            "e"
-        );
+        assert_eq!(render(w, "u", json!({"identity": {"traits": {"email": "e"}}})), "e");
         assert_eq!(render(w, "u", json!({})), "none");
-        assert_eq!(
-            render(
-                "{{ with .Extra.a }}{{ $.Subject }}{{ end }}",
-                "root",
-                json!({"a": 1})
-            ),
-            "root"
-        );
+        assert_eq!(render("{{ with .Extra.a }}{{ $.Subject }}{{ end }}", "root", json!({"a": 1})), "root");
         assert_eq!(render("a  {{- .Subject -}}  b", "x", json!({})), "axb");
     }
 
     #[test]
     fn lists_render_as_json() {
-        assert_eq!(
-            render("{{ .Extra.aud }}", "u", json!({"aud": ["a", "b"]})),
-            r#"["a","b"]"#
-        );
-        assert_eq!(
-            render(
-                "{{ .Extra.n }}/{{ .Extra.ok }}",
-                "u",
-                json!({"n": 3, "ok": true})
-            ),
-            "3/true"
-        );
+        assert_eq!(render("{{ .Extra.aud }}", "u", json!({"aud": ["a", "b"]})), r#"["a","b"]"#);
+        assert_eq!(render("{{ .Extra.n }}/{{ .Extra.ok }}", "u", json!({"n": 3, "ok": true})), "3/true");
     }
 
     #[test]

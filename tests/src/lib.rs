@@ -107,17 +107,22 @@ impl Testbed {
         write(&dir.join("portcullis.yaml"), &control_plane_config(&dir, &ports))?;
 
         let upstream = start_echo_upstream(ports.upstream).await?;
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .map_err(|e| e.to_string())?;
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().map_err(|e| e.to_string())?;
         let mut testbed = Testbed {
             ports,
             dir: dir.clone(),
             _temp: temp,
             control_plane: None,
             _envoy: spawn(
-                Command::new(&envoy).args(["-c", "envoy.yaml", "--concurrency", "2", "--disable-hot-restart", "-l", "info"]),
+                Command::new(&envoy).args([
+                    "-c",
+                    "envoy.yaml",
+                    "--concurrency",
+                    "2",
+                    "--disable-hot-restart",
+                    "-l",
+                    "info",
+                ]),
                 &dir,
                 "envoy.log",
             )?,

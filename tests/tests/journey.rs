@@ -92,8 +92,7 @@ async fn machine_client_journey_through_envoy() {
     assert!(challenge.unwrap().contains("invalid_token"));
 
     let bearer = format!("Bearer {token}");
-    let (status, _, echoed) =
-        get(&t, "/ratings/1", &[("authorization", bearer.as_str()), ("x-user", "admin")]).await;
+    let (status, _, echoed) = get(&t, "/ratings/1", &[("authorization", bearer.as_str()), ("x-user", "admin")]).await;
     assert_eq!(status, 200, "{echoed}");
     assert_eq!(echoed["path"], "/ratings/1");
     assert_eq!(echoed["headers"]["x-user"], json!(["my-client"]), "mutated, and the spoofed value is gone");
@@ -147,7 +146,8 @@ async fn kyma_flavour_public_introspection_and_v1_admin_paths() {
     assert_eq!(response.status(), 200);
     assert_eq!(response.json::<Value>().await.unwrap()["sub"], "kyma");
 
-    let anonymous = t.http.post(t.public("/oauth2/introspect")).form(&[("token", token.as_str())]).send().await.unwrap();
+    let anonymous =
+        t.http.post(t.public("/oauth2/introspect")).form(&[("token", token.as_str())]).send().await.unwrap();
     assert_eq!(anonymous.status(), 401, "public introspection needs client credentials");
 
     let clients: Value = t.http.get(t.admin("/clients")).send().await.unwrap().json().await.unwrap();
@@ -180,7 +180,8 @@ async fn rules_change_without_restarting_envoy_and_bad_rules_are_refused() {
     }]);
     let response = t.http.put(t.admin("/admin/rules")).json(&docs).send().await.unwrap();
     assert_eq!(response.status(), 200);
-    let took = eventually("the new rule taking effect in Envoy", async || get(&t, "/docs/intro", &[]).await.0 == 200).await;
+    let took =
+        eventually("the new rule taking effect in Envoy", async || get(&t, "/docs/intro", &[]).await.0 == 200).await;
     eprintln!("rule change reached Envoy in {took:?}");
     let (_, _, echoed) = get(&t, "/docs/intro", &[("x-reader", "spoofed")]).await;
     assert_eq!(echoed["headers"]["x-reader"], json!(["reader"]));

@@ -1,0 +1,410 @@
+//! `/admin/clients`: create, list (keyset pagination with a Hydra `Link` header), get, replace
+//! and delete OAuth2 clients. Secrets are hashed before they reach the store and shown only in
+//! the response that set or generated them.
+
+use axum::Json;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value};
+
+use crate::app::AppState;
+use crate::client::{ClientBody, ClientRequest, render};
+use crate::crypto;
+use crate::error::{ApiError, ApiJson, parse_urlencoded};
+use crate::store::{ClientRow, ListFilter};
+
+const DEFAULT_PAGE_SIZE: i64 = 250;
+const MAX_PAGE_SIZE: i64 = 1000;
+
+pub async fn create(
+    State(state): State<AppState>,
+    ApiJson(map): ApiJson<Map<String, Value>>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let req = ClientRequest::parse(map)?;
+    let client_id = req.client_id.clone().unwrap_or_else(crypto::uuid_v4);
+    let (secret, secret_hash) = new_secret(&req).await?;
+    let now = state.clock.now();
+    let row = to_row(&client_id, secret_hash, &req.body, now, now)?;
+    if !state.store.insert_client(&row).await? {
+        return Err(ApiError::conflict(format!(
+            "Unable to insert or update resource because a resource with that value exists already: client_id {client_id:?} is taken."
+        )));
+    }
+    Ok((StatusCode::CREATED, Json(render(&client_id, &req.body, secret.as_deref(), now, now))))
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let mut page_size = DEFAULT_PAGE_SIZE;
+    let mut after = String::new();
+    let mut filter = ListFilter::default();
+    for (key, value) in parse_urlencoded(query.unwrap_or_default().as_bytes()) {
+        match key.as_str() {
+            "page_size" => {
+                page_size = value.parse::<i64>().ok().filter(|n| (1..=MAX_PAGE_SIZE).contains(n)).ok_or_else(|| {
+                    ApiError::invalid_request(format!("page_size: must be a number from 1 to {MAX_PAGE_SIZE}"))
+                })?;
+            }
+            "page_token" if !value.is_empty() => {
+                after = crypto::b64url_decode(&value)
+                    .and_then(|b| String::from_utf8(b).ok())
+                    .ok_or_else(|| ApiError::invalid_request("page_token: malformed"))?;
+            }
+            "client_name" => filter.client_name = Some(value),
+            "owner" => filter.owner = Some(value),
+            _ => {}
+        }
+    }
+    let mut rows = state.store.list_clients(&after, page_size + 1, &filter).await?;
+    let more = rows.len() as i64 > page_size;
+    rows.truncate(page_size as usize);
+    let mut items = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let body = body_of(row)?;
+        items.push(render(&row.client_id, &body, None, row.created_at, row.updated_at));
+    }
+    let base = link_base(&headers, page_size, &filter);
+    let mut link = format!("<{base}&page_token=>; rel=\"first\"");
+    if let (true, Some(last)) = (more, rows.last()) {
+        let token = crypto::b64url(last.client_id.as_bytes());
+        link.push_str(&format!(",<{base}&page_token={token}>; rel=\"next\""));
+    }
+    let mut res = Json(items).into_response();
+    if let Ok(v) = HeaderValue::from_str(&link) {
+        res.headers_mut().insert(header::LINK, v);
+    }
+    Ok(res)
+}
+
+pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let row = state.store.get_client(&id).await?.ok_or_else(ApiError::not_found)?;
+    let body = body_of(&row)?;
+    Ok(Json(render(&id, &body, None, row.created_at, row.updated_at)))
+}
+
+pub async fn replace(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(map): ApiJson<Map<String, Value>>,
+) -> Result<Json<Value>, ApiError> {
+    let req = ClientRequest::parse(map)?;
+    if req.client_id.as_deref().is_some_and(|body_id| body_id != id) {
+        return Err(ApiError::invalid_request("client_id: must be absent or equal to the client id in the path"));
+    }
+    let existing = state.store.get_client(&id).await?.ok_or_else(ApiError::not_found)?;
+    let (secret, secret_hash) = match (&req.client_secret, &existing.secret_hash) {
+        // Keep the current secret unless one is supplied or the client becomes public.
+        (None, Some(hash)) if req.body.token_endpoint_auth_method != "none" => (None, Some(hash.clone())),
+        _ => new_secret(&req).await?,
+    };
+    let now = state.clock.now();
+    let row = to_row(&id, secret_hash, &req.body, existing.created_at, now)?;
+    state.secrets.forget(&id);
+    if !state.store.update_client(&row).await? {
+        return Err(ApiError::not_found());
+    }
+    state.secrets.forget(&id);
+    Ok(Json(render(&id, &req.body, secret.as_deref(), existing.created_at, now)))
+}
+
+pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    state.secrets.forget(&id);
+    if state.store.delete_client(&id).await? { Ok(StatusCode::NO_CONTENT) } else { Err(ApiError::not_found()) }
+}
+
+/// `(secret to show once, hash to store)` for a create/replace request.
+async fn new_secret(req: &ClientRequest) -> Result<(Option<String>, Option<String>), ApiError> {
+    if req.body.token_endpoint_auth_method == "none" {
+        return Ok((None, None));
+    }
+    match &req.client_secret {
+        Some(secret) => {
+            let owned = secret.clone();
+            let hash = tokio::task::spawn_blocking(move || crypto::hash_operator_secret(&owned))
+                .await
+                .map_err(|e| ApiError::internal(&e))?
+                .map_err(|e| ApiError::internal(&e))?;
+            Ok((Some(secret.clone()), Some(hash)))
+        }
+        None => {
+            let secret = crypto::generate_client_secret();
+            let hash = crypto::hash_generated_secret(&secret);
+            Ok((Some(secret), Some(hash)))
+        }
+    }
+}
+
+fn to_row(
+    client_id: &str,
+    secret_hash: Option<String>,
+    body: &ClientBody,
+    created_at: i64,
+    updated_at: i64,
+) -> Result<ClientRow, ApiError> {
+    Ok(ClientRow {
+        client_id: client_id.to_owned(),
+        secret_hash,
+        client_name: body.client_name.clone(),
+        owner: body.owner.clone(),
+        body: serde_json::to_string(body).map_err(|e| ApiError::internal(&e))?,
+        created_at,
+        updated_at,
+    })
+}
+
+fn body_of(row: &ClientRow) -> Result<ClientBody, ApiError> {
+    serde_json::from_str(&row.body).map_err(|e| ApiError::internal(&format!("client {:?} body: {e}", row.client_id)))
+}
+
+fn link_base(headers: &HeaderMap, page_size: i64, filter: &ListFilter) -> String {
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("localhost");
+    let scheme =
+        headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok()).filter(|p| *p == "https").unwrap_or("http");
+    let mut base = format!("{scheme}://{host}/admin/clients?page_size={page_size}");
+    if let Some(name) = &filter.client_name {
+        base.push_str(&format!("&client_name={}", form_encode(name)));
+    }
+    if let Some(owner) = &filter.owner {
+        base.push_str(&format!("&owner={}", form_encode(owner)));
+    }
+    base
+}
+
+fn form_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::{Method, Request, StatusCode, header};
+    use serde_json::json;
+
+    use crate::testing::{Harness, basic};
+
+    #[tokio::test]
+    async fn create_returns_hydra_shape_and_the_secret_once() {
+        let h = Harness::new().await;
+        let created = h
+            .client(json!({"client_name": "svc", "grant_types": ["client_credentials"], "scope": "read write", "jwks_uri": "https://keys"}))
+            .await;
+        let id = created["client_id"].as_str().unwrap();
+        assert_eq!(id.len(), 36, "generated UUIDv4 id: {id}");
+        let secret = created["client_secret"].as_str().unwrap();
+        assert_eq!(crate::crypto::b64url_decode(secret).unwrap().len(), 32);
+        for (k, v) in [
+            ("client_name", json!("svc")),
+            ("client_secret_expires_at", json!(0)),
+            ("redirect_uris", json!([])),
+            ("response_types", json!(["code"])),
+            ("audience", json!([])),
+            ("owner", json!("")),
+            ("token_endpoint_auth_method", json!("client_secret_basic")),
+            ("metadata", json!({})),
+            ("skip_consent", json!(false)),
+            ("client_credentials_grant_access_token_lifespan", json!(null)),
+            ("jwks_uri", json!("https://keys")),
+            ("created_at", json!("2023-11-14T22:13:20Z")),
+        ] {
+            assert_eq!(created[k], v, "{k}");
+        }
+        // Never again: GET and list do not show the secret.
+        let got = h.admin_json(Method::GET, &format!("/admin/clients/{id}"), None).await;
+        assert_eq!(got.status, StatusCode::OK);
+        assert!(got.json().get("client_secret").is_none());
+        assert_eq!(got.json()["scope"], "read write");
+        let listed = h.admin_json(Method::GET, "/admin/clients", None).await.json();
+        assert!(listed[0].get("client_secret").is_none());
+        // At rest only a hash.
+        let row = h.state.store.get_client(id).await.unwrap().unwrap();
+        let hash = row.secret_hash.unwrap();
+        assert!(hash.starts_with("sha256$") && !hash.contains(secret));
+        assert!(!row.body.contains(secret));
+    }
+
+    #[tokio::test]
+    async fn operator_secret_is_argon2_at_rest_and_works() {
+        let h = Harness::new().await;
+        let created = h
+            .client(
+                json!({"client_id": "ops", "client_secret": "chosen-secret", "grant_types": ["client_credentials"]}),
+            )
+            .await;
+        assert_eq!(created["client_secret"], "chosen-secret");
+        let row = h.state.store.get_client("ops").await.unwrap().unwrap();
+        let hash = row.secret_hash.unwrap();
+        assert!(hash.starts_with("$argon2id$") && !hash.contains("chosen-secret"));
+        let reply = h
+            .form(
+                false,
+                "/oauth2/token",
+                &[("grant_type", "client_credentials")],
+                &[("authorization", &basic("ops", "chosen-secret"))],
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn duplicate_malformed_unknown_and_invalid_are_clear_errors() {
+        let h = Harness::new().await;
+        h.client(json!({"client_id": "dup"})).await;
+        let reply = h.admin_json(Method::POST, "/admin/clients", Some(json!({"client_id": "dup"}))).await;
+        assert_eq!(reply.status, StatusCode::CONFLICT);
+        assert_eq!(reply.json()["error"], "conflict");
+        assert_eq!(reply.json()["status_code"], 409);
+
+        let req = Request::post("/admin/clients")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from("{\"client_name\": "))
+            .unwrap();
+        let reply = Harness::send(h.admin(), req).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+        assert_eq!(reply.json()["error"], "invalid_request");
+        assert!(reply.json()["error_description"].as_str().unwrap().contains("EOF"), "{}", reply.json());
+
+        let req = Request::post("/admin/clients").body(Body::from("{}")).unwrap();
+        let reply = Harness::send(h.admin(), req).await;
+        assert_eq!(reply.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        assert_eq!(reply.json()["error"], "unsupported_media_type");
+
+        let reply =
+            h.admin_json(Method::POST, "/admin/clients", Some(json!({"grant_type": ["client_credentials"]}))).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+        assert!(reply.json()["error_description"].as_str().unwrap().contains("`grant_type`"));
+
+        let reply = h.admin_json(Method::POST, "/admin/clients", Some(json!({"client_secret": "short"}))).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+        assert!(reply.json()["error_description"].as_str().unwrap().starts_with("client_secret:"));
+
+        let reply = h.admin_json(Method::POST, "/admin/clients", Some(json!({"audience": "not-a-list"}))).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+        assert!(reply.json()["error_description"].as_str().unwrap().contains("audience"));
+    }
+
+    #[tokio::test]
+    async fn oversized_body_is_413_json() {
+        let h = Harness::new().await;
+        let big = json!({"client_name": "x".repeat(1024 * 1024 + 10)});
+        let reply = h.admin_json(Method::POST, "/admin/clients", Some(big)).await;
+        assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(reply.json()["error"], "request_too_large");
+        assert_eq!(reply.json()["status_code"], 413);
+    }
+
+    #[tokio::test]
+    async fn list_paginates_with_link_headers_and_filters() {
+        let h = Harness::new().await;
+        for id in ["c1", "c2", "c3"] {
+            h.client(json!({"client_id": id, "owner": if id == "c2" { "team-b" } else { "team-a" }})).await;
+        }
+        let req = Request::get("/admin/clients?page_size=2")
+            .header(header::HOST, "admin.local:4445")
+            .body(Body::empty())
+            .unwrap();
+        let first = Harness::send(h.admin(), req).await;
+        assert_eq!(first.status, StatusCode::OK);
+        let ids: Vec<_> = first.json().as_array().unwrap().iter().map(|c| c["client_id"].clone()).collect();
+        assert_eq!(ids, [json!("c1"), json!("c2")]);
+        let link = first.header("link");
+        assert!(
+            link.starts_with("<http://admin.local:4445/admin/clients?page_size=2&page_token=>; rel=\"first\""),
+            "{link}"
+        );
+        let next = link.split(',').find(|l| l.contains("rel=\"next\"")).expect("next link");
+        let next_url = next.trim().trim_start_matches('<').split('>').next().unwrap();
+        let path = next_url.trim_start_matches("http://admin.local:4445");
+        let second = h.admin_json(Method::GET, path, None).await;
+        let ids: Vec<_> = second.json().as_array().unwrap().iter().map(|c| c["client_id"].clone()).collect();
+        assert_eq!(ids, [json!("c3")]);
+        assert!(!second.header("link").contains("rel=\"next\""));
+
+        let v1 = h.admin_json(Method::GET, "/clients?page_size=1", None).await;
+        assert_eq!(v1.json().as_array().unwrap().len(), 1, "v1 path keeps its query");
+        assert!(v1.header("link").contains("page_size=1"));
+        let owned = h.admin_json(Method::GET, "/admin/clients?owner=team-b", None).await.json();
+        assert_eq!(owned.as_array().unwrap().len(), 1);
+        assert_eq!(owned[0]["client_id"], "c2");
+        for bad in ["page_size=0", "page_size=1001", "page_size=x", "page_token=%%%"] {
+            let reply = h.admin_json(Method::GET, &format!("/admin/clients?{bad}"), None).await;
+            assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{bad}");
+        }
+    }
+
+    #[tokio::test]
+    async fn get_put_delete_and_v1_paths() {
+        let h = Harness::new().await;
+        let created = h.client(json!({"client_id": "app", "grant_types": ["client_credentials"], "token_endpoint_auth_method": "client_secret_post"})).await;
+        let secret = created["client_secret"].as_str().unwrap().to_owned();
+
+        // Hydra v1 path without /admin.
+        let v1 = h.admin_json(Method::GET, "/clients/app", None).await;
+        assert_eq!(v1.status, StatusCode::OK);
+        let v1 = h.admin_json(Method::GET, "/clients", None).await;
+        assert_eq!(v1.json()[0]["client_id"], "app");
+
+        h.clock.advance(60);
+        let put = h
+            .admin_json(Method::PUT, "/admin/clients/app", Some(json!({"client_name": "renamed", "grant_types": ["client_credentials"], "token_endpoint_auth_method": "client_secret_post"})))
+            .await;
+        assert_eq!(put.status, StatusCode::OK, "{}", put.json());
+        assert_eq!(put.json()["client_name"], "renamed");
+        assert!(put.json().get("client_secret").is_none(), "secret kept, not echoed");
+        assert_ne!(put.json()["updated_at"], put.json()["created_at"]);
+        h.token("app", &secret, "").await;
+
+        let put = h
+            .admin_json(Method::PUT, "/admin/clients/app", Some(json!({"client_secret": "brand-new-secret", "grant_types": ["client_credentials"], "token_endpoint_auth_method": "client_secret_post"})))
+            .await;
+        assert_eq!(put.json()["client_secret"], "brand-new-secret");
+        let old = h
+            .form(
+                false,
+                "/oauth2/token",
+                &[("grant_type", "client_credentials"), ("client_id", "app"), ("client_secret", &secret)],
+                &[],
+            )
+            .await;
+        assert_eq!(old.status, StatusCode::UNAUTHORIZED);
+        let token = h.token("app", "brand-new-secret", "").await;
+
+        let mismatch = h.admin_json(Method::PUT, "/admin/clients/app", Some(json!({"client_id": "other"}))).await;
+        assert_eq!(mismatch.status, StatusCode::BAD_REQUEST);
+        let missing = h.admin_json(Method::PUT, "/admin/clients/nope", Some(json!({}))).await;
+        assert_eq!(missing.status, StatusCode::NOT_FOUND);
+        assert_eq!(missing.json()["error_description"], "Unable to locate the requested resource");
+
+        let del = h.admin_json(Method::DELETE, "/admin/clients/app", None).await;
+        assert_eq!(del.status, StatusCode::NO_CONTENT);
+        assert_eq!(h.admin_json(Method::GET, "/admin/clients/app", None).await.status, StatusCode::NOT_FOUND);
+        assert_eq!(h.admin_json(Method::DELETE, "/clients/app", None).await.status, StatusCode::NOT_FOUND);
+        // Its tokens died with it.
+        let introspected =
+            h.form(true, "/admin/oauth2/introspect", &[("token", token["access_token"].as_str().unwrap())], &[]).await;
+        assert_eq!(introspected.json()["active"], false);
+    }
+
+    #[tokio::test]
+    async fn unknown_admin_routes_are_json() {
+        let h = Harness::new().await;
+        let reply = h.admin_json(Method::GET, "/admin/nothing", None).await;
+        assert_eq!(reply.status, StatusCode::NOT_FOUND);
+        assert_eq!(reply.json()["error"], "not_found");
+        let reply = h.admin_json(Method::PATCH, "/admin/rules", None).await;
+        assert_eq!(reply.status, StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(reply.json()["status_code"], 405);
+        let reply = h.admin_json(Method::GET, "/version", None).await;
+        assert_eq!(reply.json()["version"], env!("CARGO_PKG_VERSION"));
+        let reply = h.admin_json(Method::GET, "/health/ready", None).await;
+        assert_eq!(reply.json()["status"], "ok");
+    }
+}

@@ -1,0 +1,14 @@
+//! The admin API (Hydra paths under `/admin`): OAuth2 clients, access rules and the version.
+//! It has no authentication of its own, like Hydra's: bind it to a private address. Errors are
+//! [`crate::error::ApiError`]s. Routing lives in [`crate::app`]; nothing here serves the
+//! public listener.
+
+pub mod clients;
+pub mod rules;
+
+use axum::Json;
+use serde_json::{Value, json};
+
+pub async fn version() -> Json<Value> {
+    Json(json!({"version": env!("CARGO_PKG_VERSION")}))
+}

@@ -1,0 +1,215 @@
+//! Application state, the two routers (public :4444, admin :4445) and `serve`. The admin
+//! router rewrites paths lacking `/admin` before routing (Hydra v1 compatibility). Handlers
+//! live in their modules; this file only wires them and owns process-level concerns
+//! (listeners, signals, background tasks).
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::Uri;
+use axum::routing::{get, post};
+use tokio::sync::watch;
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::crypto::SecretVerifier;
+use crate::error::{ApiError, StartupError};
+use crate::rules::Rules;
+use crate::store::Store;
+use crate::{admin, health, oauth2, rules};
+
+const PUBLIC_BODY_LIMIT: usize = 64 * 1024;
+const ADMIN_BODY_LIMIT: usize = 1024 * 1024;
+
+#[derive(Clone, Debug)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub clock: Arc<dyn Clock>,
+    pub secrets: Arc<SecretVerifier>,
+    pub rules: Arc<Rules>,
+    /// Flipped to `true` on shutdown so long-polls return at once.
+    pub shutdown: Arc<watch::Sender<bool>>,
+}
+
+impl std::fmt::Debug for dyn Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Clock({})", self.now())
+    }
+}
+
+impl AppState {
+    /// Loads the rule files and the stored admin rules; the store must be migrated.
+    pub async fn new(config: Config, store: Store, clock: Arc<dyn Clock>) -> Result<Self, StartupError> {
+        let rules = Rules::load(&config.access_rules.repositories, &store).await?;
+        Ok(Self {
+            config: Arc::new(config),
+            store,
+            clock,
+            secrets: Arc::default(),
+            rules: Arc::new(rules),
+            shutdown: Arc::new(watch::Sender::new(false)),
+        })
+    }
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found()
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "The HTTP method is not allowed on this resource",
+    )
+}
+
+pub fn public_router(state: AppState) -> Router {
+    Router::new()
+        .route("/oauth2/token", post(oauth2::token::handle))
+        .route("/oauth2/introspect", post(oauth2::introspect::public))
+        .route("/health/alive", get(health::alive))
+        .route("/health/ready", get(health::ready))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(PUBLIC_BODY_LIMIT))
+        .with_state(state)
+}
+
+pub fn admin_router(state: AppState) -> Router {
+    let inner = Router::new()
+        .route("/admin/clients", get(admin::clients::list).post(admin::clients::create))
+        .route(
+            "/admin/clients/{id}",
+            get(admin::clients::get).put(admin::clients::replace).delete(admin::clients::delete),
+        )
+        .route("/admin/oauth2/introspect", post(oauth2::introspect::admin))
+        .route("/admin/rules", get(admin::rules::list).put(admin::rules::replace))
+        .route("/admin/rules/{id}", get(admin::rules::get))
+        .route("/admin/snapshot", get(rules::snapshot::handle))
+        .route("/admin/version", get(admin::version))
+        .route("/admin/health/alive", get(health::alive))
+        .route("/admin/health/ready", get(health::ready))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(ADMIN_BODY_LIMIT))
+        .with_state(state);
+    // Routing happens inside `inner`, after the rewrite; a layer on `inner` would run too late.
+    Router::new().fallback_service(tower::ServiceBuilder::new().map_request(add_admin_prefix).service(inner))
+}
+
+/// `/clients` → `/admin/clients`, as Hydra does for v1 clients.
+fn add_admin_prefix(mut req: Request) -> Request {
+    let path = req.uri().path();
+    if path == "/admin" || path.starts_with("/admin/") {
+        return req;
+    }
+    let path_and_query = match req.uri().query() {
+        Some(q) => format!("/admin{path}?{q}"),
+        None => format!("/admin{path}"),
+    };
+    let mut parts = req.uri().clone().into_parts();
+    if let Ok(pq) = path_and_query.parse() {
+        parts.path_and_query = Some(pq);
+        if let Ok(uri) = Uri::from_parts(parts) {
+            *req.uri_mut() = uri;
+        }
+    }
+    req
+}
+
+/// `portcullis migrate`.
+pub async fn migrate(config: &Config) -> Result<(), StartupError> {
+    let store = connect(config).await?;
+    store.migrate().await?;
+    tracing::info!("migrations applied");
+    Ok(())
+}
+
+async fn connect(config: &Config) -> Result<Store, StartupError> {
+    Store::connect(&config.dsn)
+        .await
+        .map_err(|e| StartupError(format!("config key dsn: cannot open the database: {e}")))
+}
+
+/// `portcullis serve`: migrate, load rules, listen on both ports until `shutdown` resolves.
+pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), StartupError> {
+    let store = connect(&config).await?;
+    store.migrate().await?;
+    let public_addr = config.serve.public.address();
+    let admin_addr = config.serve.admin.address();
+    let state = AppState::new(config, store.clone(), Arc::new(SystemClock)).await?;
+    let public = bind(&public_addr, "serve.public").await?;
+    let admin = bind(&admin_addr, "serve.admin").await?;
+    tracing::info!(address = %public_addr, "public listener listening on http://{public_addr}");
+    tracing::info!(address = %admin_addr, "admin listener listening on http://{admin_addr}");
+
+    let refresher = state.rules.clone().spawn_refresher(store.clone());
+    let janitor = spawn_token_janitor(state.clone());
+    let stop = state.shutdown.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        tracing::info!("shutting down");
+        stop.send_replace(true);
+    });
+    let wait = |s: Arc<watch::Sender<bool>>| async move {
+        let mut rx = s.subscribe();
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let public_server =
+        axum::serve(public, public_router(state.clone())).with_graceful_shutdown(wait(state.shutdown.clone()));
+    let admin_server =
+        axum::serve(admin, admin_router(state.clone())).with_graceful_shutdown(wait(state.shutdown.clone()));
+    let result = tokio::try_join!(async { public_server.await }, async { admin_server.await });
+    refresher.abort();
+    janitor.abort();
+    store.close().await;
+    result.map_err(|e| StartupError(format!("server error: {e}")))?;
+    Ok(())
+}
+
+async fn bind(address: &str, key: &str) -> Result<tokio::net::TcpListener, StartupError> {
+    tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|e| StartupError(format!("cannot listen on {address} ({key}): {e}")))
+}
+
+/// Deletes expired access tokens hourly so the table does not grow without bound.
+fn spawn_token_janitor(state: AppState) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+        loop {
+            tick.tick().await;
+            match state.store.purge_expired_tokens(state.clock.now()).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(deleted = n, "purged expired access tokens"),
+                Err(e) => tracing::warn!(error = %e, "could not purge expired access tokens"),
+            }
+        }
+    })
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

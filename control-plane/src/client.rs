@@ -1,0 +1,325 @@
+//! The OAuth2 client model in Hydra's JSON shape (`oAuth2Client`): parsing and validating an
+//! admin request, defaults, and rendering. It accepts every property Hydra knows (unmodelled
+//! ones are stored and echoed as given) and rejects names Hydra does not know, so typos fail
+//! loudly. No I/O and no hashing here; secrets pass through only as request input.
+
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{Map, Value};
+
+use crate::error::ApiError;
+
+/// Hydra's 51 `oAuth2Client` properties (hydra `client/client.go`).
+pub const HYDRA_FIELDS: [&str; 51] = [
+    "client_id",
+    "client_name",
+    "client_secret",
+    "client_secret_expires_at",
+    "redirect_uris",
+    "grant_types",
+    "response_types",
+    "scope",
+    "audience",
+    "owner",
+    "policy_uri",
+    "tos_uri",
+    "client_uri",
+    "logo_uri",
+    "contacts",
+    "allowed_cors_origins",
+    "subject_type",
+    "sector_identifier_uri",
+    "jwks_uri",
+    "jwks",
+    "token_endpoint_auth_method",
+    "token_endpoint_auth_signing_alg",
+    "request_uris",
+    "request_object_signing_alg",
+    "userinfo_signed_response_alg",
+    "frontchannel_logout_uri",
+    "frontchannel_logout_session_required",
+    "backchannel_logout_uri",
+    "backchannel_logout_session_required",
+    "post_logout_redirect_uris",
+    "metadata",
+    "access_token_strategy",
+    "skip_consent",
+    "skip_logout_consent",
+    "registration_access_token",
+    "registration_client_uri",
+    "created_at",
+    "updated_at",
+    "authorization_code_grant_access_token_lifespan",
+    "authorization_code_grant_id_token_lifespan",
+    "authorization_code_grant_refresh_token_lifespan",
+    "client_credentials_grant_access_token_lifespan",
+    "implicit_grant_access_token_lifespan",
+    "implicit_grant_id_token_lifespan",
+    "jwt_bearer_grant_access_token_lifespan",
+    "refresh_token_grant_id_token_lifespan",
+    "refresh_token_grant_access_token_lifespan",
+    "refresh_token_grant_refresh_token_lifespan",
+    "device_authorization_grant_id_token_lifespan",
+    "device_authorization_grant_access_token_lifespan",
+    "device_authorization_grant_refresh_token_lifespan",
+];
+
+/// Managed by the server: accepted in a request (SDKs send them back) but ignored.
+const SERVER_MANAGED: [&str; 5] =
+    ["client_id", "client_secret", "client_secret_expires_at", "created_at", "updated_at"];
+
+pub const GRANT_TYPES: [&str; 6] = [
+    "authorization_code",
+    "refresh_token",
+    "client_credentials",
+    "implicit",
+    "urn:ietf:params:oauth:grant-type:jwt-bearer",
+    "urn:ietf:params:oauth:grant-type:device_code",
+];
+
+pub const AUTH_METHODS: [&str; 4] = ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"];
+
+/// Everything about a client except its id, secret and timestamps; stored as `body` JSON.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClientBody {
+    #[serde(default, deserialize_with = "nullable")]
+    pub client_name: String,
+    #[serde(default, deserialize_with = "nullable")]
+    pub redirect_uris: Vec<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub grant_types: Vec<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub response_types: Vec<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub scope: String,
+    #[serde(default, deserialize_with = "nullable")]
+    pub audience: Vec<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub owner: String,
+    #[serde(default, deserialize_with = "nullable")]
+    pub policy_uri: String,
+    #[serde(default, deserialize_with = "nullable")]
+    pub tos_uri: String,
+    #[serde(default, deserialize_with = "nullable")]
+    pub client_uri: String,
+    #[serde(default, deserialize_with = "nullable")]
+    pub logo_uri: String,
+    #[serde(default, deserialize_with = "nullable")]
+    pub contacts: Vec<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub allowed_cors_origins: Vec<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub token_endpoint_auth_method: String,
+    #[serde(default = "empty_object", deserialize_with = "nullable_object")]
+    pub metadata: Value,
+    #[serde(default, deserialize_with = "nullable")]
+    pub skip_consent: bool,
+    #[serde(default)]
+    pub client_credentials_grant_access_token_lifespan: Option<String>,
+    /// The other Hydra properties, kept verbatim.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+fn nullable<'de, D: Deserializer<'de>, T: Default + Deserialize<'de>>(d: D) -> Result<T, D::Error> {
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+fn empty_object() -> Value {
+    Value::Object(Map::new())
+}
+
+fn nullable_object<'de, D: Deserializer<'de>>(d: D) -> Result<Value, D::Error> {
+    match Option::<Map<String, Value>>::deserialize(d)? {
+        Some(m) => Ok(Value::Object(m)),
+        None => Ok(empty_object()),
+    }
+}
+
+/// A validated create/replace request.
+pub struct ClientRequest {
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    pub body: ClientBody,
+}
+
+impl ClientRequest {
+    pub fn parse(mut map: Map<String, Value>) -> Result<Self, ApiError> {
+        if let Some(unknown) = map.keys().find(|k| !HYDRA_FIELDS.contains(&k.as_str())) {
+            return Err(ApiError::invalid_request(format!(
+                "unknown field `{unknown}`: not an OAuth 2.0 client property"
+            )));
+        }
+        let client_id = optional_string(&map, "client_id")?;
+        let client_secret = optional_string(&map, "client_secret")?;
+        for key in SERVER_MANAGED {
+            map.remove(key);
+        }
+        let mut body: ClientBody = serde_path_to_error::deserialize(Value::Object(map)).map_err(|e| {
+            let path = e.path().to_string();
+            ApiError::invalid_request(format!("field `{path}`: {}", e.into_inner()))
+        })?;
+        if body.grant_types.is_empty() {
+            body.grant_types = vec!["authorization_code".into()];
+        }
+        if body.response_types.is_empty() {
+            body.response_types = vec!["code".into()];
+        }
+        if body.token_endpoint_auth_method.is_empty() {
+            body.token_endpoint_auth_method = "client_secret_basic".into();
+        }
+        let request = Self { client_id, client_secret, body };
+        request.validate()?;
+        Ok(request)
+    }
+
+    fn validate(&self) -> Result<(), ApiError> {
+        let bad = |field: &str, msg: String| ApiError::invalid_request(format!("{field}: {msg}"));
+        if let Some(id) = &self.client_id {
+            validate_client_id(id).map_err(|m| bad("client_id", m))?;
+        }
+        if let Some(secret) = &self.client_secret {
+            if secret.chars().count() < 6 {
+                return Err(bad("client_secret", "must be at least 6 characters long".into()));
+            }
+        }
+        let b = &self.body;
+        for g in &b.grant_types {
+            if !GRANT_TYPES.contains(&g.as_str()) {
+                return Err(bad(
+                    "grant_types",
+                    format!("unsupported grant type {g:?}; allowed: {}", GRANT_TYPES.join(", ")),
+                ));
+            }
+        }
+        let method = b.token_endpoint_auth_method.as_str();
+        if !AUTH_METHODS.contains(&method) {
+            return Err(bad(
+                "token_endpoint_auth_method",
+                format!("unsupported method {method:?}; allowed: {}", AUTH_METHODS.join(", ")),
+            ));
+        }
+        if method == "none" {
+            if b.grant_types.iter().any(|g| g == "client_credentials") {
+                return Err(bad(
+                    "token_endpoint_auth_method",
+                    "\"none\" cannot be used with the client_credentials grant, which requires client authentication"
+                        .into(),
+                ));
+            }
+            if self.client_secret.is_some() {
+                return Err(bad("client_secret", "must not be set when token_endpoint_auth_method is \"none\"".into()));
+            }
+        }
+        for s in portcullis_shared::scope::split(&b.scope) {
+            if !portcullis_shared::scope::is_valid_token(s) {
+                return Err(bad("scope", format!("invalid scope token {s:?}")));
+            }
+        }
+        if let Some(lifespan) = &b.client_credentials_grant_access_token_lifespan {
+            lifespan_seconds(lifespan).map_err(|m| bad("client_credentials_grant_access_token_lifespan", m))?;
+        }
+        Ok(())
+    }
+}
+
+fn optional_string(map: &Map<String, Value>, key: &str) -> Result<Option<String>, ApiError> {
+    match map.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.is_empty() => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(ApiError::invalid_request(format!("field `{key}`: must be a string"))),
+    }
+}
+
+pub fn validate_client_id(id: &str) -> Result<(), String> {
+    if id.is_empty() || id.len() > 255 {
+        return Err("must be 1 to 255 characters long".into());
+    }
+    if let Some(c) = id.chars().find(|c| !(c.is_ascii_alphanumeric() || "._~:@-".contains(*c))) {
+        return Err(format!("contains {c:?}; only A-Z a-z 0-9 . _ ~ : @ - are allowed"));
+    }
+    Ok(())
+}
+
+/// A Go duration string (`"30m"`, `"1h0m0s"`) as whole seconds, at least 1.
+pub fn lifespan_seconds(text: &str) -> Result<i64, String> {
+    let ms = portcullis_shared::duration::parse_millis(text)?;
+    let secs = i64::try_from(ms / 1000).map_err(|_| format!("duration {text:?} is too long"))?;
+    if secs < 1 {
+        return Err(format!("duration {text:?} must be at least 1s"));
+    }
+    Ok(secs)
+}
+
+pub fn rfc3339(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_default()
+}
+
+/// The client as the admin API shows it; `secret` only right after it was set or generated.
+pub fn render(client_id: &str, body: &ClientBody, secret: Option<&str>, created_at: i64, updated_at: i64) -> Value {
+    let mut map = match serde_json::to_value(body) {
+        Ok(Value::Object(m)) => m,
+        _ => Map::new(),
+    };
+    map.insert("client_id".into(), client_id.into());
+    map.insert("client_secret_expires_at".into(), 0.into());
+    map.insert("created_at".into(), rfc3339(created_at).into());
+    map.insert("updated_at".into(), rfc3339(updated_at).into());
+    if let Some(secret) = secret {
+        map.insert("client_secret".into(), secret.into());
+    }
+    Value::Object(map)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parse(v: Value) -> Result<ClientRequest, String> {
+        let Value::Object(m) = v else { panic!() };
+        ClientRequest::parse(m).map_err(|e| e.description)
+    }
+
+    #[test]
+    fn defaults_and_extra_fields_round_trip() {
+        let r = parse(json!({"jwks_uri": "https://k", "redirect_uris": null, "metadata": null})).unwrap();
+        assert_eq!(r.body.grant_types, ["authorization_code"]);
+        assert_eq!(r.body.response_types, ["code"]);
+        assert_eq!(r.body.token_endpoint_auth_method, "client_secret_basic");
+        let out = render("id", &r.body, None, 0, 0);
+        assert_eq!(out["jwks_uri"], "https://k");
+        assert_eq!(out["metadata"], json!({}));
+        assert_eq!(out["redirect_uris"], json!([]));
+        assert_eq!(out["created_at"], "1970-01-01T00:00:00Z");
+        assert_eq!(out["client_credentials_grant_access_token_lifespan"], Value::Null);
+        assert!(out.get("client_secret").is_none());
+    }
+
+    #[test]
+    fn validation_names_the_field() {
+        let cases = [
+            (json!({"client_id": "a b"}), "client_id"),
+            (json!({"client_secret": "12345"}), "client_secret"),
+            (json!({"grant_types": ["password"]}), "grant_types"),
+            (
+                json!({"token_endpoint_auth_method": "none", "grant_types": ["client_credentials"]}),
+                "token_endpoint_auth_method",
+            ),
+            (json!({"scope": "a\\b"}), "scope"),
+            (
+                json!({"client_credentials_grant_access_token_lifespan": "soon"}),
+                "client_credentials_grant_access_token_lifespan",
+            ),
+            (json!({"grant_types": "client_credentials"}), "grant_types"),
+            (json!({"client_nmae": "x"}), "client_nmae"),
+        ];
+        for (input, field) in cases {
+            let err = parse(input.clone()).err().unwrap_or_else(|| panic!("{input} accepted"));
+            assert!(err.contains(field), "{input}: {err}");
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! The public OAuth2 endpoints (Hydra paths): `/oauth2/token` and `/oauth2/introspect`, plus
+//! client authentication shared by both. Errors are RFC 6749 shaped ([`crate::error::OAuthError`]).
+//! Nothing here renders admin-API errors or touches rules.
+
+pub mod client_auth;
+pub mod introspect;
+pub mod token;
+
+use crate::error::{FormParams, OAuthError};
+
+/// Form parameters whose rejections are OAuth2 errors.
+pub type OAuthParams = FormParams<OAuthError>;

@@ -1,0 +1,129 @@
+//! In-process test harness: a fresh in-memory store, a [`FixedClock`] and both routers,
+//! driven with `tower::ServiceExt::oneshot`. Test-only.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, StatusCode, header};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use tower::ServiceExt;
+
+use crate::app::{AppState, admin_router, public_router};
+use crate::clock::FixedClock;
+use crate::config::Config;
+
+pub const T0: i64 = 1_700_000_000;
+pub const FILTER_TOKEN: &str = "filter-token-1";
+
+pub struct Harness {
+    pub state: AppState,
+    pub clock: Arc<FixedClock>,
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub bytes: Vec<u8>,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.bytes).unwrap_or_else(|e| {
+            panic!("{} body is not JSON ({e}): {}", self.status, String::from_utf8_lossy(&self.bytes))
+        })
+    }
+
+    pub fn header(&self, name: &str) -> &str {
+        self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+    }
+}
+
+impl Harness {
+    pub async fn new() -> Self {
+        Self::with_config(Config::default()).await
+    }
+
+    pub async fn with_config(mut config: Config) -> Self {
+        config.filters.tokens = vec![FILTER_TOKEN.into()];
+        let store = crate::store::testing::sqlite().await;
+        let clock = Arc::new(FixedClock::new(T0));
+        let state = AppState::new(config, store, clock.clone()).await.unwrap();
+        Self { state, clock }
+    }
+
+    pub fn public(&self) -> Router {
+        public_router(self.state.clone())
+    }
+
+    pub fn admin(&self) -> Router {
+        admin_router(self.state.clone())
+    }
+
+    pub async fn send(router: Router, req: Request<Body>) -> Reply {
+        let res = router.oneshot(req).await.unwrap();
+        let status = res.status();
+        let headers = res.headers().clone();
+        let bytes = res.into_body().collect().await.unwrap().to_bytes().to_vec();
+        Reply { status, headers, bytes }
+    }
+
+    pub async fn admin_json(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
+        let mut req = Request::builder().method(method).uri(path);
+        let body = match body {
+            Some(v) => {
+                req = req.header(header::CONTENT_TYPE, "application/json");
+                Body::from(v.to_string())
+            }
+            None => Body::empty(),
+        };
+        Self::send(self.admin(), req.body(body).unwrap()).await
+    }
+
+    /// POSTs a form to `path` on the public (or admin) router with extra headers.
+    pub async fn form(&self, admin: bool, path: &str, pairs: &[(&str, &str)], headers: &[(&str, &str)]) -> Reply {
+        let body = pairs.iter().map(|(k, v)| format!("{}={}", enc(k), enc(v))).collect::<Vec<_>>().join("&");
+        let mut req = Request::post(path).header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let router = if admin { self.admin() } else { self.public() };
+        Self::send(router, req.body(Body::from(body)).unwrap()).await
+    }
+
+    /// Creates a client through the admin API and returns its JSON (with the secret).
+    pub async fn client(&self, body: Value) -> Value {
+        let reply = self.admin_json(Method::POST, "/admin/clients", Some(body)).await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.json());
+        reply.json()
+    }
+
+    /// A token for a client_secret_post client with `scope`.
+    pub async fn token(&self, id: &str, secret: &str, scope: &str) -> Value {
+        let reply = self
+            .form(
+                false,
+                "/oauth2/token",
+                &[("grant_type", "client_credentials"), ("client_id", id), ("client_secret", secret), ("scope", scope)],
+                &[],
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.json());
+        reply.json()
+    }
+}
+
+pub fn basic(id: &str, secret: &str) -> String {
+    use base64::Engine as _;
+    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", enc(id), enc(secret))))
+}
+
+pub fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
