@@ -4,12 +4,11 @@
 
 use std::rc::Rc;
 
-use portcullis_shared::denial::{Denial, DenialKind};
-use portcullis_shared::introspection::IntrospectionResponse;
-use portcullis_shared::pipeline::{self, Evaluation, IntrospectionCall, Request, Step, Verdict};
+use portcullis_shared::denial::{Denial, DenialKind, LocalResponse};
+use portcullis_shared::pipeline::{self, Evaluation, HttpCall, HttpResponse, Request, Step, Verdict};
 use portcullis_shared::snapshot::CompiledSnapshot;
 
-use crate::cache::{self, Lookup};
+use crate::cache::Lookup;
 use crate::config::Config;
 use crate::host::{CallResponse, Host, Level};
 
@@ -44,8 +43,7 @@ impl RequestParts {
 struct Pending {
     token: u32,
     evaluation: Evaluation,
-    call: IntrospectionCall,
-    cache: Lookup,
+    cache: Option<Lookup>,
 }
 
 pub struct Stream {
@@ -64,7 +62,9 @@ impl Stream {
         let Some(snapshot) = self.snapshot.clone() else {
             return reply(
                 host,
-                &Denial::new(DenialKind::Unavailable, "The gateway has not received its access rules yet"),
+                &Denial::new(DenialKind::Unavailable, "The gateway has not received its access rules yet")
+                    .with_reason("rules_not_loaded")
+                    .to_response(),
             );
         };
         let mut pseudo = (String::new(), String::new(), String::new(), String::new());
@@ -84,7 +84,7 @@ impl Stream {
         }
         let (method, scheme, authority, target) = pseudo;
         let request = self.request.insert(RequestParts { method, scheme, host: authority, target, headers });
-        let (evaluation, step) = pipeline::begin(&snapshot.rules, &request.view(), now_secs(host));
+        let (evaluation, step) = pipeline::begin(&snapshot.rules, &request.view(), now_ms(host));
         self.drive(host, evaluation, step)
     }
 
@@ -93,27 +93,27 @@ impl Stream {
             return Action::Pause;
         };
         let outcome = match response.status {
-            Some(200) => match serde_json::from_slice::<IntrospectionResponse>(&response.body) {
-                Ok(answer) => {
-                    if let (true, Some(ttl)) = (answer.active, pending.call.cache_ttl_ms) {
-                        pending.cache.put(host, cache::expiry_ms(host.now_ms(), ttl, answer.exp), &response.body);
-                    }
-                    Ok(answer)
-                }
-                Err(e) => Err(format!("unreadable introspection response: {e}")),
-            },
-            Some(status) => Err(format!("introspection endpoint answered {status}")),
-            None => Err("introspection endpoint unreachable".to_owned()),
+            Some(status) => Ok(HttpResponse { status, headers: response.headers, body: response.body }),
+            None => Err("unreachable".to_owned()),
         };
-        if let Err(e) = &outcome {
-            host.log(Level::Warn, &format!("rule {}: {e}", pending.evaluation.rule_id()));
+        if let Ok(r) = &outcome {
+            if r.status >= 500 {
+                host.log(
+                    Level::Warn,
+                    &format!("rule {}: call-out answered {}", pending.evaluation.rule_id(), r.status),
+                );
+            }
+        } else {
+            host.log(Level::Warn, &format!("rule {}: call-out failed", pending.evaluation.rule_id()));
         }
+        let cached = outcome.as_ref().ok().map(|r| (r.status, r.body.clone()));
         let mut evaluation = pending.evaluation;
-        let Some(request) = &self.request else {
-            return Action::Pause;
-        };
-        let step = evaluation.resume(&request.view(), outcome, now_secs(host));
-        let action = self.drive(host, Some(evaluation), step);
+        let Some(request) = &self.request else { return Action::Pause };
+        let resumed = evaluation.resume(&request.view(), outcome, now_ms(host));
+        if let (Some(lookup), Some(until), Some((status, body))) = (&pending.cache, resumed.cache_until_ms, cached) {
+            lookup.put(host, u64::try_from(until).unwrap_or(0), status, &body);
+        }
+        let action = self.drive(host, Some(evaluation), resumed.step);
         if action == Action::Continue {
             host.resume_request();
         }
@@ -130,38 +130,31 @@ impl Stream {
                     }
                     return Action::Continue;
                 }
-                Step::Done(Verdict::Deny(denial)) => return reply(host, &denial),
-                Step::Introspect(call) => {
+                Step::Done(Verdict::Deny { response, .. }) => return reply(host, &response),
+                Step::Call(call) => {
                     let Some(mut current) = evaluation.take() else {
-                        return reply(host, &Denial::new(DenialKind::Internal, "Lost track of the evaluation"));
+                        let denial = Denial::new(DenialKind::Internal, "Lost track of the evaluation");
+                        return reply(host, &denial.to_response());
                     };
-                    let Some(request) = &self.request else {
-                        return Action::Pause;
-                    };
-                    let lookup = Lookup::new(
-                        self.config.introspection_cache_slots,
-                        &call.url,
-                        &call.token,
-                        call.scope.as_deref(),
-                    );
-                    if call.cache_ttl_ms.is_some() {
-                        if let Some(answer) = lookup
-                            .get(host)
-                            .and_then(|body| serde_json::from_slice::<IntrospectionResponse>(&body).ok())
-                        {
-                            step = current.resume(&request.view(), Ok(answer), now_secs(host));
-                            evaluation = Some(current);
-                            continue;
-                        }
+                    let Some(request) = &self.request else { return Action::Pause };
+                    let cache =
+                        call.cache_key.as_deref().map(|key| Lookup::new(self.config.introspection_cache_slots, key));
+                    if let Some((status, body)) = cache.as_ref().and_then(|c| c.get(host)) {
+                        let cached = HttpResponse { status, headers: Vec::new(), body };
+                        step = current.resume(&request.view(), Ok(cached), now_ms(host)).step;
+                        evaluation = Some(current);
+                        continue;
                     }
                     return match self.dispatch(host, &call) {
                         Ok(token) => {
-                            self.pending = Some(Pending { token, evaluation: current, call, cache: lookup });
+                            self.pending = Some(Pending { token, evaluation: current, cache });
                             Action::Pause
                         }
                         Err(message) => {
                             host.log(Level::Error, &format!("rule {}: {message}", current.rule_id()));
-                            reply(host, &Denial::new(DenialKind::Internal, "The access rule cannot be evaluated"))
+                            let denial = Denial::new(DenialKind::Internal, "The access rule cannot be evaluated")
+                                .with_reason("callout_misconfigured");
+                            reply(host, &denial.to_response())
                         }
                     };
                 }
@@ -169,52 +162,23 @@ impl Stream {
         }
     }
 
-    fn dispatch(&self, host: &impl Host, call: &IntrospectionCall) -> Result<u32, String> {
+    fn dispatch(&self, host: &impl Host, call: &HttpCall) -> Result<u32, String> {
         let target =
             self.config.route(&call.url).ok_or_else(|| format!("no Envoy cluster is configured for {}", call.url))?;
-        let mut body = String::from("token=");
-        body.push_str(&form_encode(&call.token));
-        if let Some(scope) = &call.scope {
-            body.push_str("&scope=");
-            body.push_str(&form_encode(scope));
-        }
-        let mut headers: Vec<(&str, &str)> = vec![
-            (":method", "POST"),
-            (":path", &target.path),
-            (":authority", &target.authority),
-            ("content-type", "application/x-www-form-urlencoded"),
-            ("accept", "application/json"),
-        ];
-        headers.extend(
-            call.headers
-                .iter()
-                .filter(|(n, _)| n != "content-type" && !n.starts_with(':'))
-                .map(|(n, v)| (n.as_str(), v.as_str())),
-        );
-        host.http_call(target.cluster, &headers, body.as_bytes(), self.config.call_timeout_ms)
+        let mut headers: Vec<(&str, &str)> =
+            vec![(":method", &call.method), (":path", &target.path), (":authority", &target.authority)];
+        headers.extend(call.headers.iter().filter(|(n, _)| !n.starts_with(':')).map(|(n, v)| (n.as_str(), v.as_str())));
+        host.http_call(target.cluster, &headers, &call.body, self.config.call_timeout_ms)
     }
 }
 
-fn reply(host: &impl Host, denial: &Denial) -> Action {
-    let response = denial.to_response();
+fn reply(host: &impl Host, response: &LocalResponse) -> Action {
     host.send_response(response.status, &response.headers, &response.body);
     Action::Pause
 }
 
-fn now_secs(host: &impl Host) -> i64 {
-    i64::try_from(host.now_ms() / 1_000).unwrap_or(i64::MAX)
-}
-
-fn form_encode(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for b in value.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+fn now_ms(host: &impl Host) -> i64 {
+    i64::try_from(host.now_ms()).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ pub enum DenialKind {
     Unauthorized,
     Forbidden,
     NotFound,
+    TooManyRequests,
     Internal,
     Unavailable,
 }
@@ -20,6 +21,7 @@ impl DenialKind {
             DenialKind::Unauthorized => 401,
             DenialKind::Forbidden => 403,
             DenialKind::NotFound => 404,
+            DenialKind::TooManyRequests => 429,
             DenialKind::Internal => 500,
             DenialKind::Unavailable => 503,
         }
@@ -31,6 +33,7 @@ impl DenialKind {
             DenialKind::Unauthorized => "Unauthorized",
             DenialKind::Forbidden => "Forbidden",
             DenialKind::NotFound => "Not Found",
+            DenialKind::TooManyRequests => "Too Many Requests",
             DenialKind::Internal => "Internal Server Error",
             DenialKind::Unavailable => "Service Unavailable",
         }
@@ -49,6 +52,9 @@ pub struct Denial {
     pub kind: DenialKind,
     pub message: String,
     pub bearer_error: Option<BearerError>,
+    /// A stable, machine-readable reason (`token_expired`, `no_rule`, ...), for explaining a
+    /// 401/403 without reading logs.
+    pub reason: &'static str,
 }
 
 /// A response the filter sends instead of forwarding the request.
@@ -61,7 +67,12 @@ pub struct LocalResponse {
 
 impl Denial {
     pub fn new(kind: DenialKind, message: impl Into<String>) -> Self {
-        Self { kind, message: message.into(), bearer_error: None }
+        Self { kind, message: message.into(), bearer_error: None, reason: "" }
+    }
+
+    pub fn with_reason(mut self, reason: &'static str) -> Self {
+        self.reason = reason;
+        self
     }
 
     pub fn with_bearer_error(mut self, error: BearerError) -> Self {
@@ -74,7 +85,7 @@ impl Denial {
     }
 
     pub fn no_rule() -> Self {
-        Self::new(DenialKind::NotFound, "Requested url does not match any rules")
+        Self::new(DenialKind::NotFound, "Requested url does not match any rules").with_reason("no_rule")
     }
 
     /// The JSON error response.

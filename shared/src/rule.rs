@@ -7,13 +7,15 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::matching::{Strategy, UrlPattern};
-use crate::scope::ScopeStrategy;
-use crate::template::Template;
+use crate::pipeline::HandlerError;
+use crate::pipeline::authn::Authenticator;
+use crate::pipeline::authz::Authorizer;
+use crate::pipeline::errors::ErrorHandler;
+use crate::pipeline::mutate::Mutator;
 
 /// One rule as written in an Oathkeeper `access-rules.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -120,6 +122,7 @@ pub struct CompiledRule {
     pub authenticators: Vec<Authenticator>,
     pub authorizer: Authorizer,
     pub mutators: Vec<Mutator>,
+    pub errors: Vec<ErrorHandler>,
 }
 
 impl CompiledRule {
@@ -127,60 +130,6 @@ impl CompiledRule {
         self.methods.iter().any(|m| m.eq_ignore_ascii_case(method))
     }
 }
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum Authenticator {
-    Noop,
-    Unauthorized,
-    Anonymous { subject: String },
-    OAuth2Introspection(Box<IntrospectionAuthenticator>),
-}
-
-/// Where a bearer credential is read from (Oathkeeper `token_from`).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub enum TokenSource {
-    /// `Authorization: Bearer <token>`.
-    #[default]
-    AuthorizationBearer,
-    /// The whole value of another header.
-    Header(String),
-    QueryParameter(String),
-    Cookie(String),
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct IntrospectionAuthenticator {
-    pub introspection_url: String,
-    pub scope_strategy: ScopeStrategy,
-    pub required_scope: Vec<String>,
-    pub target_audience: Vec<String>,
-    pub trusted_issuers: Vec<String>,
-    pub prefix: String,
-    pub token_from: TokenSource,
-    pub request_headers: Vec<(String, String)>,
-    /// How long an active result may be reused, never past the token's `exp`. `None`: no cache.
-    pub cache_ttl_ms: Option<u64>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Authorizer {
-    Allow,
-    Deny,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum Mutator {
-    Noop,
-    /// Header names are lower-cased.
-    Header(Vec<(String, Template)>),
-}
-
-/// The default cache lifetime when a rule enables the introspection cache without a `ttl`.
-pub const DEFAULT_INTROSPECTION_CACHE_TTL_MS: u64 = 60_000;
-
-/// Headers a mutator may not set: they change framing or routing, not identity.
-const FORBIDDEN_MUTATOR_HEADERS: &[&str] =
-    &["host", "content-length", "transfer-encoding", "connection", "upgrade", "te", "trailer", "keep-alive"];
 
 /// An ordered, validated set of rules.
 #[derive(Debug, Default)]
@@ -226,11 +175,13 @@ impl RuleSet {
         }
         let mut guarded_headers: Vec<String> = rules
             .iter()
-            .flat_map(|r| r.mutators.iter())
-            .flat_map(|m| match m {
-                Mutator::Header(headers) => headers.iter().map(|(n, _)| n.clone()).collect(),
-                Mutator::Noop => Vec::new(),
+            .flat_map(|r| {
+                r.mutators
+                    .iter()
+                    .flat_map(Mutator::header_names)
+                    .chain(r.authorizer.header_names().iter().map(String::as_str))
             })
+            .map(str::to_owned)
             .collect();
         guarded_headers.sort();
         guarded_headers.dedup();
@@ -261,9 +212,7 @@ impl RuleSet {
     }
 }
 
-type FieldError = (String, String);
-
-fn compile_rule(spec: &RuleSpec, default_strategy: Strategy) -> Result<CompiledRule, FieldError> {
+fn compile_rule(spec: &RuleSpec, default_strategy: Strategy) -> Result<CompiledRule, HandlerError> {
     let strategy = spec.matcher.strategy.unwrap_or(default_strategy);
     let pattern = UrlPattern::compile_with(&spec.matcher.url, strategy).map_err(|e| ("match.url".to_owned(), e))?;
     if spec.matcher.methods.is_empty() {
@@ -271,7 +220,7 @@ fn compile_rule(spec: &RuleSpec, default_strategy: Strategy) -> Result<CompiledR
     }
     let mut methods = Vec::with_capacity(spec.matcher.methods.len());
     for (i, m) in spec.matcher.methods.iter().enumerate() {
-        if m.is_empty() || !m.bytes().all(is_token_byte) {
+        if m.is_empty() || !m.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)) {
             return Err((format!("match.methods[{i}]"), format!("{m:?} is not an HTTP method")));
         }
         methods.push(m.to_ascii_uppercase());
@@ -279,231 +228,35 @@ fn compile_rule(spec: &RuleSpec, default_strategy: Strategy) -> Result<CompiledR
     if spec.authenticators.is_empty() {
         return Err(("authenticators".into(), "must list at least one authenticator".into()));
     }
-    let authenticators = spec
-        .authenticators
-        .iter()
-        .enumerate()
-        .map(|(i, h)| compile_authenticator(h).map_err(|(f, m)| (join(&format!("authenticators[{i}]"), &f), m)))
-        .collect::<Result<Vec<_>, _>>()?;
-    let authorizer = compile_authorizer(&spec.authorizer).map_err(|(f, m)| (join("authorizer", &f), m))?;
-    let mutators = spec
-        .mutators
-        .iter()
-        .enumerate()
-        .map(|(i, h)| compile_mutator(h).map_err(|(f, m)| (join(&format!("mutators[{i}]"), &f), m)))
-        .collect::<Result<Vec<_>, _>>()?;
-    for (i, h) in spec.errors.iter().enumerate() {
-        check_error_handler(h).map_err(|(f, m)| (join(&format!("errors[{i}]"), &f), m))?;
-    }
-    Ok(CompiledRule { id: spec.id.clone(), methods, pattern, authenticators, authorizer, mutators })
+    Ok(CompiledRule {
+        id: spec.id.clone(),
+        methods,
+        pattern,
+        authenticators: each(&spec.authenticators, "authenticators", Authenticator::compile)?,
+        authorizer: Authorizer::compile(&spec.authorizer).map_err(|(f, m)| (join("authorizer", &f), m))?,
+        mutators: each(&spec.mutators, "mutators", Mutator::compile)?,
+        errors: each(&spec.errors, "errors", ErrorHandler::compile)?,
+    })
+}
+
+/// Compiles a list of handlers, prefixing error fields with `list[i]`.
+fn each<T>(
+    specs: &[HandlerSpec],
+    list: &str,
+    compile: impl Fn(&HandlerSpec) -> Result<T, HandlerError>,
+) -> Result<Vec<T>, HandlerError> {
+    specs.iter().enumerate().map(|(i, h)| compile(h).map_err(|(f, m)| (join(&format!("{list}[{i}]"), &f), m))).collect()
 }
 
 fn join(prefix: &str, field: &str) -> String {
     if field.is_empty() { prefix.to_owned() } else { format!("{prefix}.{field}") }
 }
 
-fn is_token_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-}
-
-/// Deserialises a handler's `config` (absent means `{}`), naming the field on error.
-fn config<T: DeserializeOwned>(h: &HandlerSpec) -> Result<T, FieldError> {
-    let value = if h.config.is_null() { Value::Object(Default::default()) } else { h.config.clone() };
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
-        let field = if path == "." { "config".to_owned() } else { format!("config.{path}") };
-        (field, e.into_inner().to_string())
-    })
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Empty {}
-
-fn compile_authenticator(h: &HandlerSpec) -> Result<Authenticator, FieldError> {
-    Ok(match h.handler.as_str() {
-        "noop" => config::<Empty>(h).map(|_| Authenticator::Noop)?,
-        "unauthorized" => config::<Empty>(h).map(|_| Authenticator::Unauthorized)?,
-        "anonymous" => {
-            #[derive(Deserialize)]
-            #[serde(deny_unknown_fields)]
-            struct Anonymous {
-                subject: Option<String>,
-            }
-            let c: Anonymous = config(h)?;
-            Authenticator::Anonymous { subject: c.subject.unwrap_or_else(|| "anonymous".into()) }
-        }
-        "oauth2_introspection" => Authenticator::OAuth2Introspection(Box::new(compile_introspection(h)?)),
-        other => {
-            return Err(("handler".into(), unknown_handler("authenticator", other, AUTHENTICATORS)));
-        }
-    })
-}
-
-const AUTHENTICATORS: &[&str] = &["noop", "anonymous", "unauthorized", "oauth2_introspection"];
-
-fn unknown_handler(kind: &str, name: &str, known: &[&str]) -> String {
-    format!("unknown {kind} {name:?}; this version supports: {}", known.join(", "))
-}
-
-fn compile_introspection(h: &HandlerSpec) -> Result<IntrospectionAuthenticator, FieldError> {
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct Spec {
-        introspection_url: String,
-        #[serde(default)]
-        scope_strategy: ScopeStrategy,
-        #[serde(default)]
-        required_scope: Vec<String>,
-        #[serde(default)]
-        target_audience: Vec<String>,
-        #[serde(default)]
-        trusted_issuers: Vec<String>,
-        #[serde(default)]
-        prefix: String,
-        /// Accepted for compatibility; Envoy keeps the Host header itself.
-        #[serde(default)]
-        #[allow(dead_code)]
-        preserve_host: bool,
-        #[serde(default)]
-        token_from: Option<TokenFrom>,
-        #[serde(default)]
-        introspection_request_headers: BTreeMap<String, String>,
-        #[serde(default)]
-        cache: Option<Cache>,
-        /// Accepted for compatibility; the filter's call-out timeout is set in its plugin config.
-        #[serde(default)]
-        #[allow(dead_code)]
-        retry: Option<Value>,
-        #[serde(default)]
-        pre_authorization: Option<PreAuthorization>,
-    }
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct TokenFrom {
-        header: Option<String>,
-        query_parameter: Option<String>,
-        cookie: Option<String>,
-    }
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct Cache {
-        #[serde(default)]
-        enabled: bool,
-        ttl: Option<String>,
-        #[allow(dead_code)]
-        max_cost: Option<i64>,
-    }
-    #[derive(Deserialize)]
-    struct PreAuthorization {
-        #[serde(default)]
-        enabled: bool,
-    }
-
-    let c: Spec = config(h)?;
-    if !(c.introspection_url.starts_with("http://") || c.introspection_url.starts_with("https://")) {
-        return Err(("config.introspection_url".into(), "must be an http:// or https:// URL".into()));
-    }
-    if c.pre_authorization.is_some_and(|p| p.enabled) {
-        return Err(("config.pre_authorization".into(), "is not supported by this version yet".into()));
-    }
-    for (i, s) in c.required_scope.iter().enumerate() {
-        if !crate::scope::is_valid_token(s) {
-            return Err((format!("config.required_scope[{i}]"), format!("{s:?} is not a valid scope")));
-        }
-    }
-    let token_from = match c.token_from {
-        None => TokenSource::AuthorizationBearer,
-        Some(TokenFrom { header: Some(h), query_parameter: None, cookie: None }) => {
-            if h.eq_ignore_ascii_case("authorization") {
-                TokenSource::AuthorizationBearer
-            } else {
-                TokenSource::Header(h.to_ascii_lowercase())
-            }
-        }
-        Some(TokenFrom { header: None, query_parameter: Some(q), cookie: None }) => TokenSource::QueryParameter(q),
-        Some(TokenFrom { header: None, query_parameter: None, cookie: Some(c) }) => TokenSource::Cookie(c),
-        Some(_) => {
-            return Err(("config.token_from".into(), "set exactly one of header, query_parameter or cookie".into()));
-        }
-    };
-    let cache_ttl_ms = match c.cache {
-        Some(Cache { enabled: true, ttl, .. }) => Some(match ttl {
-            Some(t) => crate::duration::parse_millis(&t).map_err(|e| ("config.cache.ttl".to_owned(), e))?,
-            None => DEFAULT_INTROSPECTION_CACHE_TTL_MS,
-        }),
-        _ => None,
-    };
-    Ok(IntrospectionAuthenticator {
-        introspection_url: c.introspection_url,
-        scope_strategy: c.scope_strategy,
-        required_scope: c.required_scope,
-        target_audience: c.target_audience,
-        trusted_issuers: c.trusted_issuers,
-        prefix: c.prefix,
-        token_from,
-        request_headers: c
-            .introspection_request_headers
-            .into_iter()
-            .map(|(k, v)| (k.to_ascii_lowercase(), v))
-            .collect(),
-        cache_ttl_ms,
-    })
-}
-
-fn compile_authorizer(h: &HandlerSpec) -> Result<Authorizer, FieldError> {
-    match h.handler.as_str() {
-        "allow" => config::<Empty>(h).map(|_| Authorizer::Allow),
-        "deny" => config::<Empty>(h).map(|_| Authorizer::Deny),
-        other => Err(("handler".into(), unknown_handler("authorizer", other, &["allow", "deny"]))),
-    }
-}
-
-fn compile_mutator(h: &HandlerSpec) -> Result<Mutator, FieldError> {
-    match h.handler.as_str() {
-        "noop" => config::<Empty>(h).map(|_| Mutator::Noop),
-        "header" => {
-            #[derive(Deserialize)]
-            #[serde(deny_unknown_fields)]
-            struct Headers {
-                headers: BTreeMap<String, String>,
-            }
-            let c: Headers = config(h)?;
-            let mut out = Vec::with_capacity(c.headers.len());
-            for (name, source) in c.headers {
-                let field = format!("config.headers.{name}");
-                let lower = name.to_ascii_lowercase();
-                if name.is_empty() || !name.bytes().all(is_token_byte) {
-                    return Err((field, "is not a valid header name".into()));
-                }
-                if FORBIDDEN_MUTATOR_HEADERS.contains(&lower.as_str()) {
-                    return Err((field, "cannot be set by a mutator".into()));
-                }
-                out.push((lower, Template::compile(&source).map_err(|e| (field, e))?));
-            }
-            Ok(Mutator::Header(out))
-        }
-        other => Err(("handler".into(), unknown_handler("mutator", other, &["noop", "header"]))),
-    }
-}
-
-fn check_error_handler(h: &HandlerSpec) -> Result<(), FieldError> {
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    #[allow(dead_code)]
-    struct Json {
-        verbose: Option<bool>,
-        when: Option<Value>,
-    }
-    match h.handler.as_str() {
-        "json" => config::<Json>(h).map(|_| ()),
-        other => Err(("handler".into(), unknown_handler("error handler", other, &["json"]))),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pipeline::authn::{Kind, TokenSource};
+    use crate::scope::ScopeStrategy;
     use serde_json::json;
 
     fn rule(id: &str, url: &str) -> Value {
@@ -604,7 +357,7 @@ mod tests {
         }});
         let set = compile(json!([r])).unwrap();
         let (rule, _) = set.select("GET", "http://h/").unwrap();
-        let Authenticator::OAuth2Introspection(i) = &rule.authenticators[0] else { panic!() };
+        let Kind::OAuth2Introspection(i) = &rule.authenticators[0].kind else { panic!() };
         assert_eq!(i.scope_strategy, ScopeStrategy::Exact);
         assert_eq!(i.token_from, TokenSource::Header("x-token".into()));
         assert_eq!(i.cache_ttl_ms, Some(30_000));

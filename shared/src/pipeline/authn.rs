@@ -1,0 +1,555 @@
+//! Authenticators: who is calling. Oathkeeper's handlers with their config keys — `noop`,
+//! `anonymous`, `unauthorized`, `oauth2_introspection`, `cookie_session`, `bearer_token` —
+//! each deciding "not responsible" (pass to the next), "authenticated", "failed", or "ask
+//! this URL first".
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use super::config::{self, CacheSpec, Empty, HandlerError};
+use super::{HttpCall, HttpResponse, Request, Session, form_encode, json_path};
+use crate::denial::{BearerError, Denial, DenialKind};
+use crate::introspection::IntrospectionResponse;
+use crate::rule::HandlerSpec;
+use crate::scope::{self, ScopeStrategy};
+
+pub const HANDLERS: &[&str] =
+    &["noop", "anonymous", "unauthorized", "oauth2_introspection", "cookie_session", "bearer_token"];
+
+/// The default cache lifetime when a rule enables a cache without a `ttl`.
+pub const DEFAULT_CACHE_TTL_MS: u64 = 60_000;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Authenticator {
+    pub kind: Kind,
+    /// `on_invalid: continue` — a failed check passes to the next authenticator.
+    pub continue_on_invalid: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Kind {
+    Noop,
+    Unauthorized,
+    Anonymous { subject: String },
+    OAuth2Introspection(Box<Introspection>),
+    SessionCheck(Box<SessionCheck>),
+}
+
+/// Where a bearer credential is read from (Oathkeeper `token_from`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum TokenSource {
+    /// `Authorization: Bearer <token>`.
+    #[default]
+    AuthorizationBearer,
+    /// The whole value of another header.
+    Header(String),
+    QueryParameter(String),
+    Cookie(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Introspection {
+    pub introspection_url: String,
+    pub scope_strategy: ScopeStrategy,
+    pub required_scope: Vec<String>,
+    pub target_audience: Vec<String>,
+    pub trusted_issuers: Vec<String>,
+    pub prefix: String,
+    pub token_from: TokenSource,
+    pub request_headers: Vec<(String, String)>,
+    pub preserve_host: bool,
+    /// How long an active answer may be reused, never past the token's `exp`. `None`: no cache.
+    pub cache_ttl_ms: Option<u64>,
+}
+
+/// `cookie_session` and `bearer_token`: forward the credential to a session endpoint
+/// (Kratos's `/sessions/whoami`, say) and read the subject from its answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionCheck {
+    pub credential: Credential,
+    pub check_session_url: String,
+    pub preserve_path: bool,
+    pub preserve_query: bool,
+    pub preserve_host: bool,
+    pub force_method: Option<String>,
+    /// Lower-cased names of request headers copied onto the check.
+    pub forward_headers: Vec<String>,
+    pub additional_headers: Vec<(String, String)>,
+    pub subject_from: String,
+    pub extra_from: String,
+    pub cache_ttl_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    /// Responsible when any cookie (or any of `only`) is present.
+    Cookie {
+        only: Vec<String>,
+    },
+    Bearer {
+        token_from: TokenSource,
+        prefix: String,
+    },
+}
+
+pub enum Outcome {
+    NotResponsible,
+    Authenticated(Session),
+    Failed(Denial),
+    Call(HttpCall),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenFromSpec {
+    header: Option<String>,
+    query_parameter: Option<String>,
+    cookie: Option<String>,
+}
+
+fn token_source(spec: Option<TokenFromSpec>) -> Result<TokenSource, HandlerError> {
+    Ok(match spec {
+        None => TokenSource::AuthorizationBearer,
+        Some(TokenFromSpec { header: Some(h), query_parameter: None, cookie: None }) => {
+            if h.eq_ignore_ascii_case("authorization") {
+                TokenSource::AuthorizationBearer
+            } else {
+                TokenSource::Header(h.to_ascii_lowercase())
+            }
+        }
+        Some(TokenFromSpec { header: None, query_parameter: Some(q), cookie: None }) => TokenSource::QueryParameter(q),
+        Some(TokenFromSpec { header: None, query_parameter: None, cookie: Some(c) }) => TokenSource::Cookie(c),
+        Some(_) => {
+            return Err(("config.token_from".into(), "set exactly one of header, query_parameter or cookie".into()));
+        }
+    })
+}
+
+impl Authenticator {
+    pub fn compile(h: &HandlerSpec) -> Result<Self, HandlerError> {
+        // `on_invalid` is Portcullis's, valid on every authenticator: take it out first.
+        let mut spec = h.clone();
+        let mut continue_on_invalid = false;
+        if let Value::Object(map) = &mut spec.config {
+            match map.remove("on_invalid") {
+                None => {}
+                Some(Value::String(s)) if s == "deny" => {}
+                Some(Value::String(s)) if s == "continue" => continue_on_invalid = true,
+                Some(_) => return Err(("config.on_invalid".into(), "must be \"deny\" or \"continue\"".into())),
+            }
+        }
+        let h = &spec;
+        let kind = match h.handler.as_str() {
+            "noop" => config::config::<Empty>(h).map(|_| Kind::Noop)?,
+            "unauthorized" => config::config::<Empty>(h).map(|_| Kind::Unauthorized)?,
+            "anonymous" => {
+                #[derive(Deserialize)]
+                #[serde(deny_unknown_fields)]
+                struct Anonymous {
+                    subject: Option<String>,
+                }
+                let c: Anonymous = config::config(h)?;
+                Kind::Anonymous { subject: c.subject.unwrap_or_else(|| "anonymous".into()) }
+            }
+            "oauth2_introspection" => Kind::OAuth2Introspection(Box::new(compile_introspection(h)?)),
+            "cookie_session" => Kind::SessionCheck(Box::new(compile_session_check(h, false)?)),
+            "bearer_token" => Kind::SessionCheck(Box::new(compile_session_check(h, true)?)),
+            other => return Err(config::unknown_handler("authenticator", other, HANDLERS)),
+        };
+        Ok(Self { kind, continue_on_invalid })
+    }
+
+    /// Whether this failure passes to the next authenticator: only with `on_invalid: continue`,
+    /// and only for credentials that were checked and refused — never when the check itself
+    /// could not be made.
+    pub fn continue_on_invalid(&self, denial: &Denial) -> bool {
+        self.continue_on_invalid && matches!(denial.kind, DenialKind::Unauthorized | DenialKind::Forbidden)
+    }
+
+    pub fn start(&self, req: &Request<'_>, _captures: &[String], _now_ms: i64) -> Outcome {
+        match &self.kind {
+            Kind::Noop => Outcome::Authenticated(Session::default()),
+            Kind::Unauthorized => Outcome::Failed(Denial::unauthorized().with_reason("unauthorized_handler")),
+            Kind::Anonymous { subject } => {
+                if req.header("authorization").is_some() {
+                    Outcome::NotResponsible
+                } else {
+                    Outcome::Authenticated(Session::new(subject.clone(), Map::new()))
+                }
+            }
+            Kind::OAuth2Introspection(c) => match token(req, &c.token_from) {
+                Some(t) if t.starts_with(c.prefix.as_str()) => Outcome::Call(introspection_call(c, req, &t)),
+                _ => Outcome::NotResponsible,
+            },
+            Kind::SessionCheck(c) => match session_credential(req, &c.credential) {
+                Some(credential) => Outcome::Call(session_check_call(c, req, credential)),
+                None => Outcome::NotResponsible,
+            },
+        }
+    }
+
+    /// Reads the answer to this authenticator's call; returns the outcome and, when the answer
+    /// may be cached, until when (unix ms).
+    pub fn finish(&self, outcome: Result<HttpResponse, String>, now_ms: i64) -> (Outcome, Option<i64>) {
+        match &self.kind {
+            Kind::OAuth2Introspection(c) => finish_introspection(c, outcome, now_ms),
+            Kind::SessionCheck(c) => finish_session_check(c, outcome, now_ms),
+            _ => (Outcome::Failed(Denial::new(DenialKind::Internal, "unexpected call result")), None),
+        }
+    }
+}
+
+fn token(req: &Request<'_>, source: &TokenSource) -> Option<String> {
+    let token = match source {
+        TokenSource::AuthorizationBearer => {
+            let (scheme, token) = req.header("authorization")?.trim().split_once(' ')?;
+            if !scheme.eq_ignore_ascii_case("bearer") {
+                return None;
+            }
+            token.trim().to_owned()
+        }
+        TokenSource::Header(name) => req.header(name)?.trim().to_owned(),
+        TokenSource::QueryParameter(name) => req.query_parameter(name)?,
+        TokenSource::Cookie(name) => req.cookie(name)?.to_owned(),
+    };
+    (!token.is_empty()).then_some(token)
+}
+
+fn unavailable(what: &str) -> Denial {
+    Denial::new(DenialKind::Unavailable, format!("The credentials could not be checked: {what} is unavailable"))
+        .with_reason("upstream_unavailable")
+}
+
+// --- oauth2_introspection -------------------------------------------------------------------
+
+fn compile_introspection(h: &HandlerSpec) -> Result<Introspection, HandlerError> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Spec {
+        introspection_url: String,
+        #[serde(default)]
+        scope_strategy: ScopeStrategy,
+        #[serde(default)]
+        required_scope: Vec<String>,
+        #[serde(default)]
+        target_audience: Vec<String>,
+        #[serde(default)]
+        trusted_issuers: Vec<String>,
+        #[serde(default)]
+        prefix: String,
+        #[serde(default)]
+        preserve_host: bool,
+        #[serde(default)]
+        token_from: Option<TokenFromSpec>,
+        #[serde(default)]
+        introspection_request_headers: BTreeMap<String, String>,
+        #[serde(default)]
+        cache: Option<CacheSpec>,
+        /// Accepted for compatibility; the filter's call-out timeout is set in its plugin config.
+        #[serde(default)]
+        #[allow(dead_code)]
+        retry: Option<Value>,
+        #[serde(default)]
+        pre_authorization: Option<PreAuthorization>,
+    }
+    #[derive(Deserialize)]
+    struct PreAuthorization {
+        #[serde(default)]
+        enabled: bool,
+    }
+
+    let c: Spec = config::config(h)?;
+    config::http_url("config.introspection_url", &c.introspection_url)?;
+    if c.pre_authorization.is_some_and(|p| p.enabled) {
+        return Err(("config.pre_authorization".into(), "is not supported by this version yet".into()));
+    }
+    for (i, s) in c.required_scope.iter().enumerate() {
+        if !scope::is_valid_token(s) {
+            return Err((format!("config.required_scope[{i}]"), format!("{s:?} is not a valid scope")));
+        }
+    }
+    Ok(Introspection {
+        introspection_url: c.introspection_url,
+        scope_strategy: c.scope_strategy,
+        required_scope: c.required_scope,
+        target_audience: c.target_audience,
+        trusted_issuers: c.trusted_issuers,
+        prefix: c.prefix,
+        token_from: token_source(c.token_from)?,
+        request_headers: c
+            .introspection_request_headers
+            .into_iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v))
+            .filter(|(k, _)| k != "content-type")
+            .collect(),
+        preserve_host: c.preserve_host,
+        cache_ttl_ms: CacheSpec::ttl_ms(c.cache, DEFAULT_CACHE_TTL_MS)?,
+    })
+}
+
+fn introspection_call(c: &Introspection, req: &Request<'_>, token: &str) -> HttpCall {
+    // Oathkeeper: with scope strategy `none`, required scopes are for the server to check, and
+    // the answer then depends on them, so it is not cached.
+    let delegate_scope = c.scope_strategy == ScopeStrategy::None && !c.required_scope.is_empty();
+    let scope = delegate_scope.then(|| c.required_scope.join(" "));
+    let mut body = format!("token={}", form_encode(token));
+    if let Some(scope) = &scope {
+        body.push_str("&scope=");
+        body.push_str(&form_encode(scope));
+    }
+    let mut headers = vec![
+        ("content-type".to_owned(), "application/x-www-form-urlencoded".to_owned()),
+        ("accept".to_owned(), "application/json".to_owned()),
+    ];
+    headers.extend(c.request_headers.iter().cloned());
+    if c.preserve_host {
+        headers.push(("x-forwarded-host".to_owned(), req.host.to_owned()));
+    }
+    let cacheable = c.cache_ttl_ms.is_some() && !delegate_scope;
+    HttpCall {
+        method: "POST".into(),
+        url: c.introspection_url.clone(),
+        headers,
+        body: body.into_bytes(),
+        cache_key: cacheable.then(|| format!("introspect\n{}\n{token}", c.introspection_url)),
+    }
+}
+
+fn finish_introspection(
+    c: &Introspection,
+    outcome: Result<HttpResponse, String>,
+    now_ms: i64,
+) -> (Outcome, Option<i64>) {
+    let response = match outcome {
+        Ok(r) if r.status == 200 => r,
+        Ok(r) if r.status == 429 => {
+            return (
+                Outcome::Failed(
+                    Denial::new(DenialKind::TooManyRequests, "Too many requests").with_reason("rate_limited"),
+                ),
+                None,
+            );
+        }
+        _ => return (Outcome::Failed(unavailable("the token introspection endpoint")), None),
+    };
+    let Ok(answer) = serde_json::from_slice::<IntrospectionResponse>(&response.body) else {
+        return (Outcome::Failed(unavailable("the token introspection endpoint")), None);
+    };
+    let cache_until = match (answer.active, c.cache_ttl_ms) {
+        (true, Some(ttl)) => {
+            let by_ttl = now_ms.saturating_add(i64::try_from(ttl).unwrap_or(i64::MAX));
+            Some(answer.exp.map_or(by_ttl, |exp| by_ttl.min(exp.saturating_mul(1000))))
+        }
+        _ => None,
+    };
+    match check_introspection(c, answer, now_ms / 1000) {
+        Ok(session) => (Outcome::Authenticated(session), cache_until),
+        Err(denial) => (Outcome::Failed(denial), cache_until),
+    }
+}
+
+fn check_introspection(c: &Introspection, r: IntrospectionResponse, now: i64) -> Result<Session, Denial> {
+    let invalid = |msg: &str, reason: &'static str| {
+        Denial::new(DenialKind::Unauthorized, msg).with_bearer_error(BearerError::InvalidToken).with_reason(reason)
+    };
+    let forbidden = |msg: String, reason: &'static str| Denial::new(DenialKind::Forbidden, msg).with_reason(reason);
+    if r.token_use.as_deref().is_some_and(|u| !u.is_empty() && u != "access_token") {
+        return Err(forbidden("The token is not an access token".into(), "not_an_access_token"));
+    }
+    if !r.active {
+        return Err(invalid("The access token is not active", "token_inactive"));
+    }
+    if r.exp.is_some_and(|exp| exp <= now) {
+        return Err(invalid("The access token has expired", "token_expired"));
+    }
+    let aud = r.aud.clone().unwrap_or_default();
+    if let Some(missing) = c.target_audience.iter().find(|a| !aud.contains(a)) {
+        return Err(forbidden(format!("The token is not intended for audience {missing}"), "audience_mismatch"));
+    }
+    if !c.trusted_issuers.is_empty() && !r.iss.as_ref().is_some_and(|iss| c.trusted_issuers.contains(iss)) {
+        return Err(forbidden("The token was issued by an untrusted issuer".into(), "untrusted_issuer"));
+    }
+    if c.scope_strategy != ScopeStrategy::None {
+        let granted: Vec<&str> = scope::split(r.scope.as_deref().unwrap_or("")).collect();
+        if let Some(missing) = c.required_scope.iter().find(|s| !c.scope_strategy.covers(granted.iter().copied(), s)) {
+            return Err(Denial::new(DenialKind::Forbidden, format!("The token lacks the required scope {missing}"))
+                .with_bearer_error(BearerError::InsufficientScope)
+                .with_reason("insufficient_scope"));
+        }
+    }
+    let mut extra = r.ext.unwrap_or_default();
+    for (key, value) in [("username", r.username), ("client_id", r.client_id), ("scope", r.scope)] {
+        if let Some(v) = value {
+            extra.insert(key.into(), Value::String(v));
+        }
+    }
+    extra.insert("aud".into(), Value::from(aud));
+    Ok(Session::new(r.sub.unwrap_or_default(), extra))
+}
+
+// --- cookie_session / bearer_token ----------------------------------------------------------
+
+fn compile_session_check(h: &HandlerSpec, bearer: bool) -> Result<SessionCheck, HandlerError> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Spec {
+        check_session_url: String,
+        #[serde(default)]
+        only: Option<Vec<String>>,
+        #[serde(default)]
+        preserve_path: bool,
+        #[serde(default = "yes")]
+        preserve_query: bool,
+        #[serde(default)]
+        preserve_host: bool,
+        force_method: Option<String>,
+        forward_http_headers: Option<Vec<String>>,
+        #[serde(default)]
+        additional_headers: BTreeMap<String, String>,
+        extra_from: Option<String>,
+        subject_from: Option<String>,
+        token_from: Option<TokenFromSpec>,
+        prefix: Option<String>,
+        cache: Option<CacheSpec>,
+    }
+    fn yes() -> bool {
+        true
+    }
+    let c: Spec = config::config(h)?;
+    config::http_url("config.check_session_url", &c.check_session_url)?;
+    let credential = if bearer {
+        if c.only.is_some() {
+            return Err(("config.only".into(), "is a cookie_session key; bearer_token uses token_from".into()));
+        }
+        Credential::Bearer { token_from: token_source(c.token_from)?, prefix: c.prefix.unwrap_or_default() }
+    } else {
+        if c.token_from.is_some() || c.prefix.is_some() {
+            return Err(("config.token_from".into(), "is a bearer_token key; cookie_session uses only".into()));
+        }
+        Credential::Cookie { only: c.only.unwrap_or_default() }
+    };
+    if let Some(m) = &c.force_method {
+        if m.is_empty() || !m.bytes().all(config::is_token_byte) {
+            return Err(("config.force_method".into(), format!("{m:?} is not an HTTP method")));
+        }
+    }
+    // The credential itself is always forwarded; Oathkeeper's docs list both by default.
+    let mut forward_headers: Vec<String> = c
+        .forward_http_headers
+        .unwrap_or_else(|| vec!["Authorization".into(), "Cookie".into()])
+        .iter()
+        .map(|h| h.to_ascii_lowercase())
+        .collect();
+    let always = if bearer { "authorization" } else { "cookie" };
+    if !forward_headers.iter().any(|h| h == always) {
+        forward_headers.push(always.into());
+    }
+    Ok(SessionCheck {
+        credential,
+        check_session_url: c.check_session_url,
+        preserve_path: c.preserve_path,
+        preserve_query: c.preserve_query,
+        preserve_host: c.preserve_host,
+        force_method: c.force_method.map(|m| m.to_ascii_uppercase()),
+        forward_headers,
+        additional_headers: c.additional_headers.into_iter().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect(),
+        subject_from: c.subject_from.unwrap_or_else(|| if bearer { "sub" } else { "subject" }.into()),
+        extra_from: c.extra_from.unwrap_or_else(|| "extra".into()),
+        cache_ttl_ms: CacheSpec::ttl_ms(c.cache, DEFAULT_CACHE_TTL_MS)?,
+    })
+}
+
+/// The credential that makes a session check responsible: the token, or the cookie header.
+fn session_credential(req: &Request<'_>, credential: &Credential) -> Option<String> {
+    match credential {
+        Credential::Bearer { token_from, prefix } => token(req, token_from).filter(|t| t.starts_with(prefix.as_str())),
+        Credential::Cookie { only } => {
+            let mut cookies = req.cookies().peekable();
+            let responsible = if only.is_empty() {
+                cookies.peek().is_some()
+            } else {
+                cookies.any(|(name, _)| only.iter().any(|o| o == name))
+            };
+            responsible.then(|| req.header("cookie").unwrap_or("").to_owned())
+        }
+    }
+}
+
+fn session_check_call(c: &SessionCheck, req: &Request<'_>, credential: String) -> HttpCall {
+    let (base, own_query) = match c.check_session_url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (c.check_session_url.as_str(), None),
+    };
+    let mut url = if c.preserve_path {
+        base.to_owned()
+    } else {
+        // Oathkeeper's behaviour: the request path replaces the URL's path (set preserve_path
+        // for Kratos's /sessions/whoami).
+        let after_scheme = base.find("://").map_or(0, |i| i + 3);
+        let authority_end = base[after_scheme..].find('/').map_or(base.len(), |i| after_scheme + i);
+        format!("{}{}", &base[..authority_end], req.path())
+    };
+    let query = if c.preserve_query { own_query } else { req.query() };
+    if let Some(q) = query.filter(|q| !q.is_empty()) {
+        url.push('?');
+        url.push_str(q);
+    }
+    let mut headers: Vec<(String, String)> =
+        req.headers.iter().filter(|(n, _)| c.forward_headers.contains(n)).cloned().collect();
+    if let Credential::Bearer { token_from, .. } = &c.credential {
+        if *token_from != TokenSource::AuthorizationBearer {
+            headers.retain(|(n, _)| n != "authorization");
+            headers.push(("authorization".into(), format!("Bearer {credential}")));
+        }
+    }
+    headers.extend(c.additional_headers.iter().cloned());
+    if c.preserve_host {
+        headers.push(("x-forwarded-host".into(), req.host.to_owned()));
+    }
+    headers.push(("accept".into(), "application/json".into()));
+    let method = c.force_method.clone().unwrap_or_else(|| req.method.to_ascii_uppercase());
+    let cache_key = c.cache_ttl_ms.map(|_| format!("session\n{method}\n{url}\n{credential}"));
+    HttpCall { method, url, headers, body: Vec::new(), cache_key }
+}
+
+fn finish_session_check(
+    c: &SessionCheck,
+    outcome: Result<HttpResponse, String>,
+    now_ms: i64,
+) -> (Outcome, Option<i64>) {
+    let response = match outcome {
+        Ok(r) => r,
+        Err(_) => return (Outcome::Failed(unavailable("the session endpoint")), None),
+    };
+    match response.status {
+        200 => {}
+        429 => {
+            let denial = Denial::new(DenialKind::TooManyRequests, "Too many requests").with_reason("rate_limited");
+            return (Outcome::Failed(denial), None);
+        }
+        s if s >= 500 => return (Outcome::Failed(unavailable("the session endpoint")), None),
+        _ => {
+            let denial =
+                Denial::new(DenialKind::Unauthorized, "The session is not valid").with_reason("session_invalid");
+            return (Outcome::Failed(denial), None);
+        }
+    }
+    let forbidden =
+        |msg: &str| (Outcome::Failed(Denial::new(DenialKind::Forbidden, msg).with_reason("session_malformed")), None);
+    let Ok(body) = serde_json::from_slice::<Value>(&response.body) else {
+        return forbidden("The session endpoint did not answer with JSON");
+    };
+    let subject = match json_path(&body, &c.subject_from) {
+        Some(Value::String(s)) if !s.is_empty() => s.clone(),
+        _ => return forbidden("The session endpoint's answer has no subject"),
+    };
+    let extra = match json_path(&body, &c.extra_from) {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(map)) => map.clone(),
+        Some(_) => return forbidden("The session endpoint's extra is not a JSON object"),
+    };
+    let cache_until = c.cache_ttl_ms.map(|ttl| now_ms.saturating_add(i64::try_from(ttl).unwrap_or(i64::MAX)));
+    (Outcome::Authenticated(Session::new(subject, extra)), cache_until)
+}

@@ -1,0 +1,347 @@
+//! The decision pipeline as a sans-IO state machine: match a rule, run its authenticators in
+//! order, then its authorizer and its mutators, and on a denial pick the rule's error handler.
+//! Whenever a handler needs the network (token introspection, a session check, a remote
+//! authorizer, a hydrator) the pipeline returns [`Step::Call`]; the caller — the Envoy filter,
+//! or the control plane's decisions API — performs it, or answers it from its cache, and hands
+//! the response to [`Evaluation::resume`]. Nothing here does I/O or reads a clock.
+//!
+//! Authenticator semantics are Oathkeeper's: "not responsible" passes to the next one,
+//! "responsible and failed" stops with its error — unless the authenticator says
+//! `on_invalid: continue`, Portcullis's explicit fall-through (an expired cookie falling back to
+//! `anonymous`).
+
+pub mod authn;
+pub mod authz;
+mod config;
+pub mod errors;
+pub mod mutate;
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+use crate::denial::{Denial, DenialKind, LocalResponse};
+use crate::matching::{matched_url, normalise_path};
+use crate::rule::{CompiledRule, RuleSet};
+use crate::template::Context;
+
+pub use config::HandlerError;
+
+/// The parts of a request the pipeline reads.
+pub struct Request<'a> {
+    pub method: &'a str,
+    pub scheme: &'a str,
+    pub host: &'a str,
+    /// The raw request target: path and query, as received.
+    pub target: &'a str,
+    /// Header names lower-cased.
+    pub headers: &'a [(String, String)],
+}
+
+impl Request<'_> {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+
+    pub fn path(&self) -> &str {
+        self.target.split(['?', '#']).next().unwrap_or("")
+    }
+
+    pub fn query(&self) -> Option<&str> {
+        let query = self.target.split_once('?')?.1;
+        Some(query.split('#').next().unwrap_or(""))
+    }
+
+    pub(crate) fn query_parameter(&self, name: &str) -> Option<String> {
+        self.query()?.split('&').find_map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (form_decode(k).as_deref() == Some(name)).then(|| form_decode(v)).flatten()
+        })
+    }
+
+    pub(crate) fn cookies(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.headers.iter().filter(|(n, _)| n == "cookie").flat_map(|(_, v)| v.split(';')).filter_map(|c| {
+            let (k, v) = c.trim().split_once('=')?;
+            Some((k.trim(), v.trim().trim_matches('"')))
+        })
+    }
+
+    pub(crate) fn cookie(&self, name: &str) -> Option<&str> {
+        self.cookies().find(|(k, _)| *k == name).map(|(_, v)| v)
+    }
+
+    /// The URL the request was made to, for redirects and `return_to`.
+    pub fn url(&self) -> String {
+        format!("{}://{}{}", self.scheme, self.host, self.target)
+    }
+}
+
+pub(crate) fn form_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok()
+}
+
+pub(crate) fn form_encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// An HTTP call the caller must perform and answer with [`Evaluation::resume`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpCall {
+    pub method: String,
+    /// Absolute `http(s)://` URL.
+    pub url: String,
+    /// Header names lower-cased.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// When set, a response may be reused for later calls with the same key (the caller hashes
+    /// it; it contains credentials) until the expiry [`Evaluation::resume`] reports.
+    pub cache_key: Option<String>,
+}
+
+/// The answer to an [`HttpCall`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Forward the request, after setting these headers (names lower-cased).
+    Allow { rule_id: String, subject: String, headers: Vec<(String, String)> },
+    /// Answer with `response`; `denial` says why.
+    Deny { denial: Denial, response: LocalResponse },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    Call(HttpCall),
+    Done(Verdict),
+}
+
+/// What the handlers learn about the caller, and what they pass to the upstream.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Session {
+    pub subject: String,
+    pub extra: Map<String, Value>,
+    /// Headers to set on the upstream request (names lower-cased, last write wins).
+    pub header: Vec<(String, String)>,
+}
+
+impl Session {
+    pub fn new(subject: impl Into<String>, extra: Map<String, Value>) -> Self {
+        Self { subject: subject.into(), extra, header: Vec::new() }
+    }
+
+    pub(crate) fn set_header(&mut self, name: &str, value: String) {
+        self.header.retain(|(n, _)| n != name);
+        self.header.push((name.to_owned(), value));
+    }
+
+    pub(crate) fn context<'a>(&'a self, req: &'a Request<'_>, captures: &'a [String]) -> Context<'a> {
+        Context { subject: &self.subject, extra: &self.extra, captures, headers: req.headers }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Authenticator(usize),
+    Authorizer,
+    Mutator(usize),
+}
+
+/// An evaluation waiting for a call-out result.
+#[derive(Debug)]
+pub struct Evaluation {
+    rule: Arc<CompiledRule>,
+    captures: Vec<String>,
+    session: Session,
+    stage: Stage,
+}
+
+/// The result of resuming: the next step, and how long the response just handed in may be
+/// reused for calls with the same cache key (unix milliseconds), when it may.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resumed {
+    pub step: Step,
+    pub cache_until_ms: Option<i64>,
+}
+
+/// Starts judging a request. Returns the evaluation to resume when the step is a call.
+pub fn begin(rules: &RuleSet, req: &Request<'_>, now_ms: i64) -> (Option<Evaluation>, Step) {
+    let path = match normalise_path(req.target) {
+        Ok(p) => p,
+        Err(e) => {
+            let denial = Denial::new(DenialKind::BadRequest, e.to_string()).with_reason("unreadable_path");
+            return (None, Step::Done(errors::respond(&[], denial, req)));
+        }
+    };
+    let url = matched_url(req.scheme, &req.host.to_ascii_lowercase(), &path);
+    let Some((rule, captures)) = rules.select(req.method, &url) else {
+        return (None, Step::Done(errors::respond(&[], Denial::no_rule(), req)));
+    };
+    let mut evaluation = Evaluation { rule, captures, session: Session::default(), stage: Stage::Authenticator(0) };
+    let step = evaluation.authenticate_from(0, req, now_ms);
+    match step {
+        Step::Call(_) => (Some(evaluation), step),
+        Step::Done(_) => (None, step),
+    }
+}
+
+impl Evaluation {
+    pub fn rule_id(&self) -> &str {
+        &self.rule.id
+    }
+
+    /// Continues with the outcome of the outstanding call: its response, or why it failed
+    /// (unreachable, timeout, refused by the host).
+    pub fn resume(&mut self, req: &Request<'_>, outcome: Result<HttpResponse, String>, now_ms: i64) -> Resumed {
+        let rule = Arc::clone(&self.rule);
+        match self.stage {
+            Stage::Authenticator(i) => {
+                let Some(authenticator) = rule.authenticators.get(i) else {
+                    return self.internal("no authenticator call was outstanding");
+                };
+                let (result, cache_until_ms) = authenticator.finish(outcome, now_ms);
+                let step = match result {
+                    authn::Outcome::Authenticated(session) => {
+                        self.session = session;
+                        self.authorize(req)
+                    }
+                    authn::Outcome::Failed(denial) if authenticator.continue_on_invalid(&denial) => {
+                        self.authenticate_from(i + 1, req, now_ms)
+                    }
+                    authn::Outcome::Failed(denial) => self.deny(denial, req),
+                    authn::Outcome::NotResponsible | authn::Outcome::Call(_) => {
+                        self.authenticate_from(i + 1, req, now_ms)
+                    }
+                };
+                Resumed { step, cache_until_ms }
+            }
+            Stage::Authorizer => {
+                let step = match rule.authorizer.finish(outcome, &mut self.session) {
+                    Ok(()) => self.mutate_from(0, req),
+                    Err(denial) => self.deny(denial, req),
+                };
+                Resumed { step, cache_until_ms: None }
+            }
+            Stage::Mutator(i) => {
+                let Some(mutator) = rule.mutators.get(i) else {
+                    return self.internal("no mutator call was outstanding");
+                };
+                let (result, cache_until_ms) = mutator.finish(outcome, &mut self.session, now_ms);
+                let step = match result {
+                    Ok(()) => self.mutate_from(i + 1, req),
+                    Err(denial) => self.deny(denial, req),
+                };
+                Resumed { step, cache_until_ms }
+            }
+        }
+    }
+
+    fn internal(&self, message: &str) -> Resumed {
+        let denial = Denial::new(DenialKind::Internal, message).with_reason("pipeline_state");
+        let response = denial.to_response();
+        Resumed { step: Step::Done(Verdict::Deny { denial, response }), cache_until_ms: None }
+    }
+
+    fn deny(&self, denial: Denial, req: &Request<'_>) -> Step {
+        Step::Done(errors::respond(&self.rule.errors, denial, req))
+    }
+
+    fn authenticate_from(&mut self, start: usize, req: &Request<'_>, now_ms: i64) -> Step {
+        let rule = Arc::clone(&self.rule);
+        for (i, authenticator) in rule.authenticators.iter().enumerate().skip(start) {
+            match authenticator.start(req, &self.captures, now_ms) {
+                authn::Outcome::NotResponsible => continue,
+                authn::Outcome::Authenticated(session) => {
+                    self.session = session;
+                    return self.authorize(req);
+                }
+                authn::Outcome::Failed(denial) if authenticator.continue_on_invalid(&denial) => continue,
+                authn::Outcome::Failed(denial) => return self.deny(denial, req),
+                authn::Outcome::Call(call) => {
+                    self.stage = Stage::Authenticator(i);
+                    return Step::Call(call);
+                }
+            }
+        }
+        self.deny(Denial::unauthorized().with_reason("no_credentials"), req)
+    }
+
+    fn authorize(&mut self, req: &Request<'_>) -> Step {
+        match self.rule.authorizer.start(&self.session, req, &self.captures) {
+            authz::Start::Allow => self.mutate_from(0, req),
+            authz::Start::Deny(denial) => self.deny(denial, req),
+            authz::Start::Call(call) => {
+                self.stage = Stage::Authorizer;
+                Step::Call(call)
+            }
+        }
+    }
+
+    fn mutate_from(&mut self, start: usize, req: &Request<'_>) -> Step {
+        let rule = Arc::clone(&self.rule);
+        for (i, mutator) in rule.mutators.iter().enumerate().skip(start) {
+            match mutator.apply(&mut self.session, req, &self.captures) {
+                Ok(None) => {}
+                Ok(Some(call)) => {
+                    self.stage = Stage::Mutator(i);
+                    return Step::Call(call);
+                }
+                Err(denial) => return self.deny(denial, req),
+            }
+        }
+        Step::Done(Verdict::Allow {
+            rule_id: rule.id.clone(),
+            subject: self.session.subject.clone(),
+            headers: std::mem::take(&mut self.session.header),
+        })
+    }
+}
+
+/// Reads a value from JSON with the GJSON path subset rule configs use: dotted keys, array
+/// indexes (`a.0.b`), and `@this` for the whole document.
+pub(crate) fn json_path<'v>(value: &'v Value, path: &str) -> Option<&'v Value> {
+    if path.is_empty() || path == "@this" {
+        return Some(value);
+    }
+    path.split('.').try_fold(value, |v, key| match v {
+        Value::Object(map) => map.get(key),
+        Value::Array(list) => key.parse::<usize>().ok().and_then(|i| list.get(i)),
+        _ => None,
+    })
+}
+
+#[cfg(test)]
+mod tests;

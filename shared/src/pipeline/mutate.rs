@@ -1,0 +1,257 @@
+//! Mutators: what the upstream learns about the caller. `noop`, `header` (templated headers),
+//! `cookie` (templated cookies merged into the request's `Cookie` header) and `hydrator`
+//! (an API that may enrich the session's `extra` before the other mutators run).
+
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::config::{self, CacheSpec, Empty, HandlerError};
+use super::{HttpCall, HttpResponse, Request, Session};
+use crate::denial::{Denial, DenialKind};
+use crate::rule::HandlerSpec;
+use crate::template::Template;
+
+pub const HANDLERS: &[&str] = &["noop", "header", "cookie", "hydrator"];
+
+/// Headers a mutator may not set: they change framing or routing, not identity.
+const FORBIDDEN_HEADERS: &[&str] =
+    &["host", "content-length", "transfer-encoding", "connection", "upgrade", "te", "trailer", "keep-alive", "cookie"];
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Mutator {
+    Noop,
+    /// Header names are lower-cased.
+    Header(Vec<(String, Template)>),
+    Cookie(Vec<(String, Template)>),
+    Hydrator(Box<Hydrator>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hydrator {
+    pub url: String,
+    pub basic_auth: Option<String>,
+    pub cache_ttl_ms: Option<u64>,
+}
+
+impl Mutator {
+    pub fn compile(h: &HandlerSpec) -> Result<Self, HandlerError> {
+        match h.handler.as_str() {
+            "noop" => config::config::<Empty>(h).map(|_| Mutator::Noop),
+            "header" => {
+                #[derive(Deserialize)]
+                #[serde(deny_unknown_fields)]
+                struct Spec {
+                    headers: BTreeMap<String, String>,
+                }
+                let c: Spec = config::config(h)?;
+                let headers = config::header_templates("config.headers", c.headers)?;
+                if let Some((name, _)) = headers.iter().find(|(n, _)| FORBIDDEN_HEADERS.contains(&n.as_str())) {
+                    let hint = if name == "cookie" { " (use the cookie mutator)" } else { "" };
+                    return Err((format!("config.headers.{name}"), format!("cannot be set by a mutator{hint}")));
+                }
+                Ok(Mutator::Header(headers))
+            }
+            "cookie" => {
+                #[derive(Deserialize)]
+                #[serde(deny_unknown_fields)]
+                struct Spec {
+                    cookies: BTreeMap<String, String>,
+                }
+                let c: Spec = config::config(h)?;
+                let mut cookies = Vec::with_capacity(c.cookies.len());
+                for (name, source) in c.cookies {
+                    let field = format!("config.cookies.{name}");
+                    if !config::is_header_name(&name) {
+                        return Err((field, "is not a valid cookie name".into()));
+                    }
+                    cookies.push((name, Template::compile(&source).map_err(|e| (field, e))?));
+                }
+                Ok(Mutator::Cookie(cookies))
+            }
+            "hydrator" => {
+                #[derive(Deserialize)]
+                #[serde(deny_unknown_fields)]
+                struct Spec {
+                    api: Api,
+                    cache: Option<CacheSpec>,
+                }
+                #[derive(Deserialize)]
+                #[serde(deny_unknown_fields)]
+                struct Api {
+                    url: String,
+                    auth: Option<Auth>,
+                    #[allow(dead_code)]
+                    retry: Option<Value>,
+                }
+                #[derive(Deserialize)]
+                #[serde(deny_unknown_fields)]
+                struct Auth {
+                    basic: Basic,
+                }
+                #[derive(Deserialize)]
+                #[serde(deny_unknown_fields)]
+                struct Basic {
+                    username: String,
+                    password: String,
+                }
+                let c: Spec = config::config(h)?;
+                config::http_url("config.api.url", &c.api.url)?;
+                Ok(Mutator::Hydrator(Box::new(Hydrator {
+                    url: c.api.url,
+                    basic_auth: c.api.auth.map(|a| {
+                        format!("Basic {}", STANDARD.encode(format!("{}:{}", a.basic.username, a.basic.password)))
+                    }),
+                    cache_ttl_ms: CacheSpec::ttl_ms(c.cache, 60_000)?,
+                })))
+            }
+            other => Err(config::unknown_handler("mutator", other, HANDLERS)),
+        }
+    }
+
+    /// Header names this mutator sets on the upstream request, which clients therefore must not
+    /// be able to send themselves.
+    pub fn header_names(&self) -> impl Iterator<Item = &str> {
+        let headers: &[(String, Template)] = match self {
+            Mutator::Header(h) => h,
+            _ => &[],
+        };
+        headers.iter().map(|(n, _)| n.as_str())
+    }
+
+    pub fn apply(
+        &self,
+        session: &mut Session,
+        req: &Request<'_>,
+        captures: &[String],
+    ) -> Result<Option<HttpCall>, Denial> {
+        match self {
+            Mutator::Noop => Ok(None),
+            Mutator::Header(templates) => {
+                for (name, template) in templates {
+                    let value = template.render(&session.context(req, captures));
+                    // CR, LF or NUL in a value would let a claim inject headers.
+                    if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+                        return Err(invalid_value(name));
+                    }
+                    session.set_header(name, value);
+                }
+                Ok(None)
+            }
+            Mutator::Cookie(templates) => {
+                let mut cookies: Vec<(String, String)> = Vec::new();
+                for (name, template) in templates {
+                    let value = template.render(&session.context(req, captures));
+                    if value.bytes().any(|b| b.is_ascii_control() || b == b';' || b == b',') {
+                        return Err(invalid_value(name));
+                    }
+                    cookies.push((name.clone(), value));
+                }
+                let original: Vec<(String, String)> = req
+                    .cookies()
+                    .filter(|(n, _)| !cookies.iter().any(|(c, _)| c == n))
+                    .map(|(n, v)| (n.to_owned(), v.to_owned()))
+                    .collect();
+                let header = cookies.iter().chain(&original).map(|(n, v)| format!("{n}={v}")).collect::<Vec<_>>();
+                session.set_header("cookie", header.join("; "));
+                Ok(None)
+            }
+            Mutator::Hydrator(h) => {
+                let body = json!({
+                    "subject": session.subject,
+                    "extra": session.extra,
+                    "header": header_map(&session.header),
+                    "match_context": {"regexp_capture_groups": captures, "url": req.url(), "method": req.method},
+                })
+                .to_string();
+                let mut headers: Vec<(String, String)> = req
+                    .headers
+                    .iter()
+                    .filter(|(n, _)| {
+                        !matches!(
+                            n.as_str(),
+                            "content-length" | "content-type" | "transfer-encoding" | "connection" | "host"
+                        )
+                    })
+                    .cloned()
+                    .collect();
+                headers.push(("content-type".into(), "application/json".into()));
+                if let Some(auth) = &h.basic_auth {
+                    headers.retain(|(n, _)| n != "authorization");
+                    headers.push(("authorization".into(), auth.clone()));
+                }
+                let url = match req.query() {
+                    Some(q) if !q.is_empty() => format!("{}{}{q}", h.url, if h.url.contains('?') { '&' } else { '?' }),
+                    _ => h.url.clone(),
+                };
+                let cache_key = h.cache_ttl_ms.map(|_| format!("hydrate\n{url}\n{body}"));
+                Ok(Some(HttpCall { method: "POST".into(), url, headers, body: body.into_bytes(), cache_key }))
+            }
+        }
+    }
+
+    pub fn finish(
+        &self,
+        outcome: Result<HttpResponse, String>,
+        session: &mut Session,
+        now_ms: i64,
+    ) -> (Result<(), Denial>, Option<i64>) {
+        let Mutator::Hydrator(h) = self else {
+            return (Err(Denial::new(DenialKind::Internal, "unexpected call result")), None);
+        };
+        let response = match outcome {
+            Ok(r) => r,
+            Err(_) => {
+                let d = Denial::new(DenialKind::Unavailable, "The hydrator is unavailable")
+                    .with_reason("upstream_unavailable");
+                return (Err(d), None);
+            }
+        };
+        let error = |kind, message: &str| (Err(Denial::new(kind, message).with_reason("hydrator_error")), None);
+        match response.status {
+            200 => {}
+            401 => return error(DenialKind::Unauthorized, "The hydrator refused the credentials"),
+            status => return error(DenialKind::Internal, &format!("The hydrator answered {status}")),
+        }
+        let Ok(Value::Object(answer)) = serde_json::from_slice::<Value>(&response.body) else {
+            return error(DenialKind::Internal, "The hydrator did not answer with a session object");
+        };
+        if answer.get("subject").and_then(Value::as_str) != Some(session.subject.as_str()) {
+            return error(DenialKind::Internal, "The hydrator changed the session's subject");
+        }
+        match answer.get("extra") {
+            Some(Value::Object(extra)) => session.extra = extra.clone(),
+            None | Some(Value::Null) => session.extra = Map::new(),
+            Some(_) => return error(DenialKind::Internal, "The hydrator's extra is not an object"),
+        }
+        if let Some(Value::Object(header)) = answer.get("header") {
+            for (name, values) in header {
+                let value = match values {
+                    Value::Array(list) => list.first().and_then(Value::as_str),
+                    other => other.as_str(),
+                };
+                if let Some(v) = value.filter(|v| !v.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0)) {
+                    session.set_header(&name.to_ascii_lowercase(), v.to_owned());
+                }
+            }
+        }
+        let cache_until = h.cache_ttl_ms.map(|ttl| now_ms.saturating_add(i64::try_from(ttl).unwrap_or(i64::MAX)));
+        (Ok(()), cache_until)
+    }
+}
+
+fn invalid_value(name: &str) -> Denial {
+    Denial::new(DenialKind::Internal, format!("The mutator produced an invalid value for {name}"))
+        .with_reason("mutator_invalid_value")
+}
+
+fn header_map(headers: &[(String, String)]) -> Value {
+    let mut map = Map::new();
+    for (n, v) in headers {
+        map.insert(n.clone(), json!([v]));
+    }
+    Value::Object(map)
+}

@@ -1,0 +1,423 @@
+//! The pipeline end to end on compiled rules: every handler family, call-outs answered by the
+//! test as the filter or the decisions API would answer them.
+
+use serde_json::{Value, json};
+
+use super::*;
+use crate::rule::parse_rules;
+
+const NOW_MS: i64 = 1_700_000_000_000;
+const NOW: i64 = NOW_MS / 1000;
+
+fn ruleset(rules: Value) -> RuleSet {
+    RuleSet::compile(&parse_rules(rules).unwrap()).unwrap()
+}
+
+fn user_header() -> Value {
+    json!({"handler": "header", "config": {"headers": {"X-User": "{{ print .Subject }}", "X-Scope": "{{ .Extra.scope }}"}}})
+}
+
+fn introspect(extra: Value) -> Value {
+    let mut config = json!({"introspection_url": "http://cp/admin/oauth2/introspect",
+        "scope_strategy": "exact", "required_scope": ["read"], "cache": {"enabled": true, "ttl": "10s"}});
+    if let (Some(c), Value::Object(e)) = (config.as_object_mut(), extra) {
+        c.extend(e);
+    }
+    json!({"handler": "oauth2_introspection", "config": config})
+}
+
+fn rule(id: &str, path: &str, authenticators: Value, authorizer: Value, mutators: Value) -> Value {
+    json!({"id": id, "match": {"url": format!("<http|https>://<[^/]+>{path}"), "methods": ["GET", "POST"]},
+           "authenticators": authenticators, "authorizer": authorizer, "mutators": mutators})
+}
+
+fn basic_rules() -> RuleSet {
+    let allow = json!({"handler": "allow"});
+    ruleset(json!([
+        rule("ratings", "/ratings/<.*>", json!([introspect(json!({}))]), allow.clone(), json!([user_header()])),
+        rule("public", "/public/<.*>", json!([{"handler": "anonymous"}]), allow.clone(), json!([user_header()])),
+        rule(
+            "chain",
+            "/chain",
+            json!([introspect(json!({})), {"handler": "anonymous", "config": {"subject": "guest"}}]),
+            allow.clone(),
+            json!([user_header()])
+        ),
+        rule("closed", "/closed", json!([{"handler": "noop"}]), json!({"handler": "deny"}), json!([])),
+    ]))
+}
+
+fn headers(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect()
+}
+
+fn request<'a>(target: &'a str, headers: &'a [(String, String)]) -> Request<'a> {
+    Request { method: "GET", scheme: "http", host: "h", target, headers }
+}
+
+fn ok(body: Value) -> Result<HttpResponse, String> {
+    Ok(HttpResponse { status: 200, headers: vec![], body: body.to_string().into_bytes() })
+}
+
+fn status(status: u16) -> Result<HttpResponse, String> {
+    Ok(HttpResponse { status, headers: vec![], body: vec![] })
+}
+
+fn active(scope: &str) -> Value {
+    json!({"active": true, "sub": "my-client", "client_id": "my-client", "scope": scope, "exp": NOW + 60})
+}
+
+fn denied(step: &Step) -> (u16, &'static str) {
+    match step {
+        Step::Done(Verdict::Deny { denial, response }) => (response.status, denial.reason),
+        other => panic!("expected a denial, got {other:?}"),
+    }
+}
+
+fn allowed(step: &Step) -> (&str, &[(String, String)]) {
+    match step {
+        Step::Done(Verdict::Allow { subject, headers, .. }) => (subject, headers),
+        other => panic!("expected to be allowed, got {other:?}"),
+    }
+}
+
+fn call(step: &Step) -> &HttpCall {
+    match step {
+        Step::Call(c) => c,
+        other => panic!("expected a call, got {other:?}"),
+    }
+}
+
+/// Begins and answers every call with `answers` in order.
+fn run(rules: &RuleSet, req: &Request<'_>, answers: Vec<Result<HttpResponse, String>>) -> (Step, Vec<HttpCall>) {
+    let (mut evaluation, mut step) = begin(rules, req, NOW_MS);
+    let mut calls = Vec::new();
+    for answer in answers {
+        calls.push(call(&step).clone());
+        step = evaluation.as_mut().unwrap().resume(req, answer, NOW_MS).step;
+    }
+    if let Step::Done(Verdict::Deny { .. } | Verdict::Allow { .. }) = &step {
+        evaluation = None;
+    }
+    assert!(evaluation.is_none() || matches!(step, Step::Call(_)));
+    (step, calls)
+}
+
+#[test]
+fn bearer_token_is_introspected_then_mutated() {
+    let rules = basic_rules();
+    let h = headers(&[("authorization", "Bearer tok+1")]);
+    let req = request("/ratings/1", &h);
+    let (mut evaluation, step) = begin(&rules, &req, NOW_MS);
+    let c = call(&step);
+    assert_eq!((c.method.as_str(), c.url.as_str()), ("POST", "http://cp/admin/oauth2/introspect"));
+    assert_eq!(c.body, b"token=tok%2B1");
+    assert!(c.cache_key.as_deref().unwrap().contains("tok+1"));
+    let resumed = evaluation.as_mut().unwrap().resume(&req, ok(active("read write")), NOW_MS);
+    assert_eq!(resumed.cache_until_ms, Some(NOW_MS + 10_000), "the TTL, as the token lives longer");
+    let (subject, set) = allowed(&resumed.step);
+    assert_eq!(subject, "my-client");
+    assert_eq!(set, headers(&[("x-scope", "read write"), ("x-user", "my-client")]));
+}
+
+#[test]
+fn cache_never_outlives_the_token() {
+    let rules = basic_rules();
+    let h = headers(&[("authorization", "Bearer t")]);
+    let req = request("/ratings/1", &h);
+    let mut e = begin(&rules, &req, NOW_MS).0.unwrap();
+    let short = json!({"active": true, "sub": "c", "scope": "read", "exp": NOW + 2});
+    assert_eq!(e.resume(&req, ok(short), NOW_MS).cache_until_ms, Some((NOW + 2) * 1000));
+    let mut e = begin(&rules, &req, NOW_MS).0.unwrap();
+    assert_eq!(e.resume(&req, ok(json!({"active": false})), NOW_MS).cache_until_ms, None, "never cache a refusal");
+}
+
+#[test]
+fn missing_or_foreign_credentials_are_401() {
+    let rules = basic_rules();
+    let none = headers(&[]);
+    assert_eq!(denied(&begin(&rules, &request("/ratings/1", &none), NOW_MS).1), (401, "no_credentials"));
+    let basic = headers(&[("authorization", "Basic abc")]);
+    assert_eq!(denied(&begin(&rules, &request("/ratings/1", &basic), NOW_MS).1).0, 401);
+}
+
+#[test]
+fn introspection_answers_are_checked_every_time() {
+    let rules = basic_rules();
+    let h = headers(&[("authorization", "bearer t")]);
+    let req = request("/ratings/1", &h);
+    let check = |answer| denied(&run(&rules, &req, vec![answer]).0);
+    assert_eq!(check(ok(json!({"active": false}))), (401, "token_inactive"));
+    assert_eq!(check(ok(json!({"active": true, "scope": "read", "exp": NOW}))), (401, "token_expired"));
+    assert_eq!(check(ok(active("write"))), (403, "insufficient_scope"));
+    let mut refresh = active("read");
+    refresh["token_use"] = json!("refresh_token");
+    assert_eq!(check(ok(refresh)), (403, "not_an_access_token"));
+    // Fail closed: an unreachable or broken introspection endpoint never lets a request through.
+    assert_eq!(check(Err("connection refused".into())), (503, "upstream_unavailable"));
+    assert_eq!(check(status(500)), (503, "upstream_unavailable"));
+    assert_eq!(check(Ok(HttpResponse { status: 200, headers: vec![], body: b"<html>".to_vec() })).0, 503);
+}
+
+#[test]
+fn audience_issuer_and_delegated_scope() {
+    let rules = ruleset(json!([rule(
+        "r",
+        "/x",
+        json!([introspect(json!({
+        "target_audience": ["api"], "trusted_issuers": ["https://issuer/"]}))]),
+        json!({"handler": "allow"}),
+        json!([])
+    )]));
+    let h = headers(&[("authorization", "Bearer t")]);
+    let req = request("/x", &h);
+    let mut answer = active("read");
+    answer["aud"] = json!("api");
+    answer["iss"] = json!("https://issuer/");
+    assert!(matches!(run(&rules, &req, vec![ok(answer.clone())]).0, Step::Done(Verdict::Allow { .. })));
+    answer["aud"] = json!(["other"]);
+    assert_eq!(denied(&run(&rules, &req, vec![ok(answer.clone())]).0), (403, "audience_mismatch"));
+    answer["aud"] = json!(["api"]);
+    answer["iss"] = json!("https://evil/");
+    assert_eq!(denied(&run(&rules, &req, vec![ok(answer)]).0), (403, "untrusted_issuer"));
+
+    let delegated = ruleset(json!([rule(
+        "r",
+        "/x",
+        json!([introspect(json!({"scope_strategy": "none"}))]),
+        json!({"handler": "allow"}),
+        json!([])
+    )]));
+    let (step, _) = run(&delegated, &req, vec![]);
+    assert_eq!(call(&step).body, b"token=t&scope=read");
+    assert_eq!(call(&step).cache_key, None, "a server-checked scope makes the answer uncacheable");
+}
+
+#[test]
+fn anonymous_noop_and_fall_through() {
+    let rules = basic_rules();
+    let none = headers(&[]);
+    let (_, step) = begin(&rules, &request("/public/hello", &none), NOW_MS);
+    let (subject, set) = allowed(&step);
+    assert_eq!(subject, "anonymous");
+    assert!(set.contains(&("x-user".into(), "anonymous".into())));
+    // No token: introspection is not responsible, the anonymous authenticator takes over.
+    let (_, step) = begin(&rules, &request("/chain", &none), NOW_MS);
+    assert_eq!(allowed(&step).0, "guest");
+    // A token that fails does not fall back to anonymous (Oathkeeper semantics)...
+    let h = headers(&[("authorization", "Bearer bad")]);
+    let req = request("/chain", &h);
+    assert_eq!(denied(&run(&rules, &req, vec![ok(json!({"active": false}))]).0).0, 401);
+}
+
+#[test]
+fn on_invalid_continue_falls_back_explicitly() {
+    let session = json!({"handler": "cookie_session", "config": {
+        "check_session_url": "http://idp/sessions/whoami", "preserve_path": true, "on_invalid": "continue"}});
+    let rules = ruleset(json!([rule(
+        "r",
+        "/x",
+        json!([session, {"handler": "anonymous"}]),
+        json!({"handler": "allow"}),
+        json!([])
+    )]));
+    let h = headers(&[("cookie", "ory_kratos_session=expired")]);
+    let req = request("/x", &h);
+    let (step, _) = run(&rules, &req, vec![status(401)]);
+    assert_eq!(allowed(&step).0, "anonymous", "the expired cookie falls back because the rule says so");
+    // ...but an unreachable session store is not an invalid cookie: still closed.
+    assert_eq!(denied(&run(&rules, &req, vec![Err("reset".into())]).0).0, 503);
+    let bad = json!([{"id": "r", "match": {"url": "http://h/", "methods": ["GET"]},
+        "authenticators": [{"handler": "anonymous", "config": {"on_invalid": "maybe"}}], "authorizer": {"handler": "allow"}}]);
+    assert_eq!(RuleSet::compile(&parse_rules(bad).unwrap()).unwrap_err().field, "authenticators[0].config.on_invalid");
+}
+
+#[test]
+fn cookie_session_asks_the_session_endpoint_like_oathkeeper() {
+    let kratos = json!({"handler": "cookie_session", "config": {
+        "check_session_url": "http://kratos:4433/sessions/whoami", "preserve_path": true,
+        "only": ["ory_kratos_session"], "subject_from": "identity.id", "extra_from": "@this",
+        "force_method": "GET", "cache": {"enabled": true, "ttl": "5s"}}});
+    let rules = ruleset(json!([rule(
+        "r",
+        "/x",
+        json!([kratos]),
+        json!({"handler": "allow"}),
+        json!([
+        {"handler": "header", "config": {"headers": {"X-Email": "{{ .Extra.identity.traits.email }}"}}}])
+    )]));
+    let h = headers(&[("cookie", "other=1; ory_kratos_session=abc"), ("authorization", "Bearer x"), ("x-other", "no")]);
+    let req = Request { method: "POST", scheme: "http", host: "h", target: "/x?q=1", headers: &h };
+    let whoami = json!({"id": "sess", "identity": {"id": "user-1", "traits": {"email": "a@example.com"}}});
+    let (step, calls) = run(&rules, &req, vec![ok(whoami)]);
+    let c = &calls[0];
+    assert_eq!((c.method.as_str(), c.url.as_str()), ("GET", "http://kratos:4433/sessions/whoami"));
+    assert!(c.headers.contains(&("cookie".into(), "other=1; ory_kratos_session=abc".into())));
+    assert!(c.headers.contains(&("authorization".into(), "Bearer x".into())));
+    assert!(!c.headers.iter().any(|(n, _)| n == "x-other"));
+    assert!(c.cache_key.is_some());
+    let (subject, set) = allowed(&step);
+    assert_eq!(subject, "user-1");
+    assert_eq!(set, headers(&[("x-email", "a@example.com")]));
+
+    // Not responsible without one of the `only` cookies.
+    let h = headers(&[("cookie", "other=1")]);
+    assert_eq!(denied(&begin(&rules, &request("/x", &h), NOW_MS).1), (401, "no_credentials"));
+    // Status mapping.
+    let h = headers(&[("cookie", "ory_kratos_session=abc")]);
+    let req = request("/x", &h);
+    assert_eq!(denied(&run(&rules, &req, vec![status(401)]).0), (401, "session_invalid"));
+    assert_eq!(denied(&run(&rules, &req, vec![status(429)]).0).0, 429);
+    assert_eq!(denied(&run(&rules, &req, vec![ok(json!({"identity": {}}))]).0), (403, "session_malformed"));
+}
+
+#[test]
+fn session_check_url_follows_preserve_path_and_query() {
+    let check = |config: Value, target: &str| -> String {
+        let mut c = json!({"check_session_url": "http://idp:1/whoami?x=1"});
+        c.as_object_mut().unwrap().extend(config.as_object().unwrap().clone());
+        let rules = ruleset(json!([rule(
+            "r",
+            "/<.*>",
+            json!([{"handler": "bearer_token", "config": c}]),
+            json!({"handler": "allow"}),
+            json!([])
+        )]));
+        let h = headers(&[("authorization", "Bearer t")]);
+        let (_, step) = begin(&rules, &request(target, &h), NOW_MS);
+        call(&step).url.clone()
+    };
+    assert_eq!(check(json!({}), "/api/a?y=2"), "http://idp:1/api/a?x=1", "Oathkeeper replaces the path by default");
+    assert_eq!(check(json!({"preserve_path": true}), "/api/a?y=2"), "http://idp:1/whoami?x=1");
+    assert_eq!(check(json!({"preserve_path": true, "preserve_query": false}), "/a?y=2"), "http://idp:1/whoami?y=2");
+}
+
+#[test]
+fn bearer_token_reads_sub_and_forwards_the_token() {
+    let bearer = json!({"handler": "bearer_token", "config": {"check_session_url": "http://idp/introspect",
+        "preserve_path": true, "token_from": {"query_parameter": "token"}}});
+    let rules = ruleset(json!([rule("r", "/x", json!([bearer]), json!({"handler": "allow"}), json!([]))]));
+    let req = Request { method: "GET", scheme: "http", host: "h", target: "/x?token=abc", headers: &[] };
+    let (step, calls) = run(&rules, &req, vec![ok(json!({"sub": "alice", "extra": {"role": "admin"}}))]);
+    assert!(calls[0].headers.contains(&("authorization".into(), "Bearer abc".into())));
+    assert_eq!(allowed(&step).0, "alice");
+}
+
+#[test]
+fn remote_json_authorizer_keto_style() {
+    let keto = json!({"handler": "remote_json", "config": {"remote": "http://keto:4466/relation-tuples/check",
+        "payload": r#"{"namespace":"files","object":"{{ printIndex .MatchContext.RegexpCaptureGroups 2 }}","relation":"view","subject_id":"{{ print .Subject }}"}"#,
+        "headers": {"X-Tenant": "{{ .MatchContext.Header.Get \"X-Tenant\" }}"},
+        "forward_response_headers_to_upstream": ["X-Permission"]}});
+    let rules = ruleset(json!([rule(
+        "r",
+        "/files/<[^/]+>",
+        json!([{"handler": "anonymous", "config": {"subject": "bob"}}]),
+        keto,
+        json!([])
+    )]));
+    let h = headers(&[("x-tenant", "acme")]);
+    let req = request("/files/report", &h);
+    let granted = Ok(HttpResponse { status: 200, headers: headers(&[("X-Permission", "view")]), body: vec![] });
+    let (step, calls) = run(&rules, &req, vec![granted]);
+    let payload: Value = serde_json::from_slice(&calls[0].body).unwrap();
+    assert_eq!(payload, json!({"namespace": "files", "object": "report", "relation": "view", "subject_id": "bob"}));
+    assert!(calls[0].headers.contains(&("x-tenant".into(), "acme".into())));
+    assert_eq!(allowed(&step).1, headers(&[("x-permission", "view")]));
+    assert_eq!(denied(&run(&rules, &req, vec![status(403)]).0), (403, "denied_by_authorizer"));
+    assert_eq!(denied(&run(&rules, &req, vec![status(404)]).0).0, 500);
+    assert_eq!(denied(&run(&rules, &req, vec![Err("timeout".into())]).0).0, 503);
+    assert_eq!(rules.guarded_headers(), ["x-permission"], "clients cannot send what the authorizer vouches for");
+}
+
+#[test]
+fn cookie_mutator_merges_and_hydrator_enriches() {
+    let hydrator = json!({"handler": "hydrator", "config": {"api": {"url": "http://hydra.tor/enrich",
+        "auth": {"basic": {"username": "u", "password": "p"}}}}});
+    let cookie = json!({"handler": "cookie", "config": {"cookies": {"user": "{{ print .Subject }}", "plan": "{{ .Extra.plan }}"}}});
+    let rules = ruleset(json!([rule(
+        "r",
+        "/x",
+        json!([{"handler": "anonymous", "config": {"subject": "carol"}}]),
+        json!({"handler": "allow"}),
+        json!([hydrator, cookie])
+    )]));
+    let h = headers(&[("cookie", "user=spoofed; theme=dark")]);
+    let req = Request { method: "GET", scheme: "http", host: "h", target: "/x?a=1", headers: &h };
+    let enriched = ok(json!({"subject": "carol", "extra": {"plan": "gold"}}));
+    let (step, calls) = run(&rules, &req, vec![enriched]);
+    assert_eq!(calls[0].url, "http://hydra.tor/enrich?a=1");
+    assert!(calls[0].headers.contains(&("authorization".into(), "Basic dTpw".into())));
+    let sent: Value = serde_json::from_slice(&calls[0].body).unwrap();
+    assert_eq!(sent["subject"], "carol");
+    assert_eq!(allowed(&step).1, headers(&[("cookie", "plan=gold; user=carol; theme=dark")]));
+    let changed = ok(json!({"subject": "mallory", "extra": {}}));
+    assert_eq!(denied(&run(&rules, &req, vec![changed]).0), (500, "hydrator_error"));
+}
+
+#[test]
+fn error_handlers_redirect_browsers_and_challenge_others() {
+    let errors = json!([
+        {"handler": "redirect", "config": {"to": "https://login.example/", "return_to_query_param": "return_to",
+            "when": [{"error": ["unauthorized"], "request": {"header": {"accept": ["text/html"]}}}]}},
+        {"handler": "www_authenticate", "config": {"realm": "api", "when": [{"error": ["unauthorized"]}]}}
+    ]);
+    let mut r = rule("r", "/x", json!([{"handler": "unauthorized"}]), json!({"handler": "allow"}), json!([]));
+    r["errors"] = errors;
+    let rules = ruleset(json!([r]));
+    let browser = headers(&[("accept", "text/html,application/xhtml+xml,*/*;q=0.8")]);
+    let (_, step) = begin(&rules, &request("/x?y=1", &browser), NOW_MS);
+    let Step::Done(Verdict::Deny { response, .. }) = &step else { panic!() };
+    assert_eq!(response.status, 302);
+    assert_eq!(
+        response.headers[0],
+        ("location".into(), "https://login.example/?return_to=http%3A%2F%2Fh%2Fx%3Fy%3D1".into())
+    );
+    let api = headers(&[("accept", "application/json"), ("x-request-id", "req-7")]);
+    let (_, step) = begin(&rules, &request("/x", &api), NOW_MS);
+    let Step::Done(Verdict::Deny { response, .. }) = &step else { panic!() };
+    assert_eq!(response.status, 401);
+    assert!(response.headers.contains(&("www-authenticate".into(), "Basic realm=\"api\"".into())));
+    let body: Value = serde_json::from_str(&response.body).unwrap();
+    assert_eq!(
+        (body["error"]["reason"].as_str(), body["error"]["request_id"].as_str()),
+        (Some("unauthorized_handler"), Some("req-7"))
+    );
+}
+
+#[test]
+fn unmatched_unreadable_and_denied_requests() {
+    let rules = basic_rules();
+    let none = headers(&[]);
+    assert_eq!(denied(&begin(&rules, &request("/nothing", &none), NOW_MS).1), (404, "no_rule"));
+    assert_eq!(denied(&begin(&rules, &request("/ratings/%zz", &none), NOW_MS).1), (400, "unreadable_path"));
+    assert_eq!(denied(&begin(&rules, &request("/closed", &none), NOW_MS).1), (403, "denied_by_rule"));
+    // Dot segments cannot smuggle a protected path past its rule; hosts match case-insensitively.
+    assert_eq!(denied(&begin(&rules, &request("/public/..%2Fratings/1", &none), NOW_MS).1).0, 401);
+    let upper = Request { method: "GET", scheme: "http", host: "H", target: "/public/a", headers: &none };
+    assert_eq!(allowed(&begin(&rules, &upper, NOW_MS).1).0, "anonymous");
+}
+
+#[test]
+fn header_injection_through_claims_is_refused() {
+    let rules = basic_rules();
+    let h = headers(&[("authorization", "Bearer t")]);
+    let req = request("/ratings/1", &h);
+    let mut evil = active("read");
+    evil["sub"] = json!("x\r\nX-Admin: yes");
+    assert_eq!(denied(&run(&rules, &req, vec![ok(evil)]).0), (500, "mutator_invalid_value"));
+}
+
+#[test]
+fn tokens_from_query_and_cookie_and_json_paths() {
+    let q = Request { method: "GET", scheme: "http", host: "h", target: "/x?a=1&access_token=a%2Bb+c", headers: &[] };
+    assert_eq!(q.query_parameter("access_token").as_deref(), Some("a+b c"));
+    let h = headers(&[("cookie", "a=1; session=\"abc\"")]);
+    let c = request("/x", &h);
+    assert_eq!(c.cookie("session"), Some("abc"));
+    assert_eq!(c.cookie("missing"), None);
+    let doc = json!({"identity": {"ids": ["x", "y"]}});
+    assert_eq!(json_path(&doc, "identity.ids.1"), Some(&json!("y")));
+    assert_eq!(json_path(&doc, "@this"), Some(&doc));
+    assert_eq!(json_path(&doc, "identity.nope"), None);
+}
