@@ -332,3 +332,286 @@ mod tests {
         assert_eq!(normalise_path("a/b"), Err(PathError::NotAbsolute));
     }
 }
+
+/// What the index needs to know about a `match.url` pattern without running it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PatternInfo {
+    /// Literal text before the first `<...>`: every URL the pattern matches starts with it.
+    pub literal_prefix: String,
+    /// The literal start of the path (`/ratings` in `<http|https>://<[^/]+>/ratings<.*>`), when
+    /// the scheme and host parts provably cannot contain a `/`, so every matched URL's path
+    /// starts with it.
+    pub path_prefix: Option<String>,
+    /// Literal characters in the pattern: more means more specific.
+    pub specificity: usize,
+    /// Path segments written literally between slashes (`tenants` in `/v2/tenants/<t>/`):
+    /// every URL the pattern matches has each of them as a whole segment of its path.
+    pub segments: Vec<String>,
+}
+
+impl PatternInfo {
+    pub fn analyse(pattern: &str, strategy: Strategy) -> PatternInfo {
+        let parts = split_delimited(pattern).unwrap_or_else(|_| vec![(pattern, None)]);
+        let literal_prefix = parts.first().map_or("", |(l, _)| l).to_owned();
+        let specificity = parts.iter().map(|(l, _)| l.len()).sum();
+        PatternInfo {
+            literal_prefix,
+            path_prefix: path_prefix(&parts, strategy),
+            specificity,
+            segments: segments(&parts),
+        }
+    }
+
+    /// Whether the literal prefix names a host (`https://api.example.com/...`): the most
+    /// selective thing to index on.
+    fn has_literal_host(&self) -> bool {
+        self.literal_prefix.find("://").is_some_and(|i| self.literal_prefix.len() > i + 3)
+    }
+}
+
+/// Whole literal segments after the scheme separator. A segment counts only when slashes
+/// bound it inside the same literal, so no fragment can extend it.
+fn segments(parts: &[(&str, Option<&str>)]) -> Vec<String> {
+    let mut after_scheme = false;
+    let mut out = Vec::new();
+    for (literal, _) in parts {
+        let text = if after_scheme {
+            *literal
+        } else if let Some(i) = literal.find("://") {
+            after_scheme = true;
+            // The host follows the separator: skip up to the first slash.
+            match literal[i + 3..].find('/') {
+                Some(j) => &literal[i + 3 + j..],
+                None => continue,
+            }
+        } else {
+            continue;
+        };
+        let pieces: Vec<&str> = text.split('/').collect();
+        // Interior pieces are bounded by slashes on both sides.
+        if pieces.len() > 2 {
+            out.extend(pieces[1..pieces.len() - 1].iter().filter(|p| !p.is_empty()).map(|p| (*p).to_owned()));
+        }
+    }
+    out
+}
+
+fn path_prefix(parts: &[(&str, Option<&str>)], strategy: Strategy) -> Option<String> {
+    let mut seen_scheme_separator = false;
+    for (literal, fragment) in parts {
+        let search_from = if seen_scheme_separator {
+            0
+        } else if let Some(i) = literal.find("://") {
+            seen_scheme_separator = true;
+            i + 3
+        } else {
+            literal.len()
+        };
+        if seen_scheme_separator {
+            if let Some(slash) = literal[search_from..].find('/') {
+                return Some(literal[search_from + slash..].to_owned());
+            }
+        }
+        // A fragment that could contain '/' or "://" makes where the path starts unknowable.
+        if let Some(fragment) = fragment {
+            if !slash_free(fragment, strategy) {
+                return None;
+            }
+        }
+    }
+    None
+}
+
+/// Conservatively: can this fragment never match a string containing `/`?
+fn slash_free(fragment: &str, strategy: Strategy) -> bool {
+    match strategy {
+        Strategy::Glob => !fragment.contains("**") && !fragment.contains('[') && !fragment.contains('/'),
+        Strategy::Regexp => {
+            let mut rest = fragment;
+            loop {
+                let open = rest.find('[').unwrap_or(rest.len());
+                // Outside classes: any-character, escapes (\S, \W, ...) and '/' itself can match '/'.
+                if rest[..open].contains(['.', '\\', '/']) {
+                    return false;
+                }
+                if open == rest.len() {
+                    return true;
+                }
+                let Some(close) = rest[open + 1..].find(']') else { return false };
+                let class = &rest[open + 1..open + 1 + close];
+                let ok = match class.strip_prefix('^') {
+                    Some(negated) => negated.contains('/'),
+                    None => {
+                        !class.is_empty() && class.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_:.".contains(&b))
+                    }
+                };
+                if !ok {
+                    return false;
+                }
+                rest = &rest[open + 1 + close + 1..];
+            }
+        }
+    }
+}
+
+/// Which rules could match a URL: a byte trie over literal prefixes of the whole URL, another
+/// over literal path prefixes, and the rules neither applies to. Candidates come back in rank
+/// order so the caller runs the fewest regexes; selection cost stays nearly flat in the
+/// number of rules.
+#[derive(Debug, Default)]
+pub struct RuleIndex {
+    url_trie: Trie,
+    /// Rarest literal path segment → rules that contain it.
+    by_segment: std::collections::HashMap<String, Vec<u32>>,
+    path_trie: Trie,
+    always: Vec<u32>,
+}
+
+#[derive(Debug, Default)]
+struct Trie {
+    nodes: Vec<TrieNode>,
+}
+
+#[derive(Debug, Default)]
+struct TrieNode {
+    children: Vec<(u8, u32)>,
+    ranks: Vec<u32>,
+}
+
+impl Trie {
+    fn insert(&mut self, key: &str, rank: u32) {
+        if self.nodes.is_empty() {
+            self.nodes.push(TrieNode::default());
+        }
+        let mut node = 0usize;
+        for &b in key.as_bytes() {
+            let next = match self.nodes[node].children.binary_search_by_key(&b, |(c, _)| *c) {
+                Ok(i) => self.nodes[node].children[i].1 as usize,
+                Err(i) => {
+                    let id = self.nodes.len();
+                    self.nodes.push(TrieNode::default());
+                    self.nodes[node].children.insert(i, (b, id as u32));
+                    id
+                }
+            };
+            node = next;
+        }
+        self.nodes[node].ranks.push(rank);
+    }
+
+    /// Ranks of every key that is a prefix of `text`.
+    fn prefixes_of(&self, text: &str, out: &mut Vec<u32>) {
+        let Some(mut node) = self.nodes.first() else { return };
+        out.extend_from_slice(&node.ranks);
+        for &b in text.as_bytes() {
+            match node.children.binary_search_by_key(&b, |(c, _)| *c) {
+                Ok(i) => node = &self.nodes[node.children[i].1 as usize],
+                Err(_) => return,
+            }
+            out.extend_from_slice(&node.ranks);
+        }
+    }
+}
+
+impl RuleIndex {
+    /// Builds the index from each rule's analysis, given in rank order (rank = position). Each
+    /// rule goes where it is most selective: a literal host, else its rarest literal path
+    /// segment, else its literal path prefix, else the always-tried list.
+    pub fn build<'a>(infos: impl IntoIterator<Item = &'a PatternInfo> + Clone) -> Self {
+        let mut frequency: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+        for info in infos.clone() {
+            for segment in &info.segments {
+                *frequency.entry(segment.as_str()).or_default() += 1;
+            }
+        }
+        let mut index = RuleIndex::default();
+        for (rank, info) in infos.into_iter().enumerate() {
+            let rank = rank as u32;
+            let rarest = info.segments.iter().min_by_key(|s| frequency.get(s.as_str()).copied().unwrap_or(0));
+            if info.has_literal_host() {
+                index.url_trie.insert(&info.literal_prefix, rank);
+            } else if let Some(segment) = rarest {
+                index.by_segment.entry(segment.clone()).or_default().push(rank);
+            } else if let Some(p) = &info.path_prefix {
+                index.path_trie.insert(p, rank);
+            } else if !info.literal_prefix.is_empty() {
+                index.url_trie.insert(&info.literal_prefix, rank);
+            } else {
+                index.always.push(rank);
+            }
+        }
+        index
+    }
+
+    /// Ranks of the rules that could match `url` (`scheme://host/path`), ascending.
+    pub fn candidates(&self, url: &str) -> Vec<u32> {
+        let mut out = self.always.clone();
+        self.url_trie.prefixes_of(url, &mut out);
+        if let Some(path) = url.find("://").and_then(|i| url[i + 3..].find('/').map(|j| &url[i + 3 + j..])) {
+            self.path_trie.prefixes_of(path, &mut out);
+            if !self.by_segment.is_empty() {
+                for segment in path.split('/').filter(|s| !s.is_empty()) {
+                    if let Some(ranks) = self.by_segment.get(segment) {
+                        out.extend_from_slice(ranks);
+                    }
+                }
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+}
+
+#[cfg(test)]
+mod index_tests {
+    use super::*;
+
+    fn info(p: &str) -> PatternInfo {
+        PatternInfo::analyse(p, Strategy::Regexp)
+    }
+
+    #[test]
+    fn analysis_finds_literal_and_path_prefixes() {
+        let i = info("<http|https>://<[^/]+>/ratings<(/.*)?>");
+        assert_eq!((i.literal_prefix.as_str(), i.path_prefix.as_deref()), ("", Some("/ratings")));
+        assert_eq!(info("https://api.example.com/v1/<.*>").path_prefix.as_deref(), Some("/v1/"));
+        assert_eq!(info("https://api.example.com/v1/<.*>").literal_prefix, "https://api.example.com/v1/");
+        // A host fragment that may contain '/' hides where the path starts.
+        assert_eq!(info("http://<.*>/admin").path_prefix, None);
+        assert_eq!(info("http://<[a-z/]+>/admin").path_prefix, None);
+        assert_eq!(info("http://<[a-z0-9-]+>.example.com/admin").path_prefix.as_deref(), Some("/admin"));
+        assert_eq!(info("<.*>").path_prefix, None);
+        assert_eq!(PatternInfo::analyse("http://<**>/x", Strategy::Glob).path_prefix, None);
+        assert_eq!(PatternInfo::analyse("http://<*>/x", Strategy::Glob).path_prefix.as_deref(), Some("/x"));
+        assert!(info("http://h/a/1").specificity > info("http://h/a/<.*>").specificity);
+        assert_eq!(
+            info("<http|https>://<[^/]+>/v2/tenants/<[a-z]+>/items9/<.*>").segments,
+            ["v2", "tenants", "items9"]
+        );
+        assert_eq!(
+            info("https://h/api/v1").segments,
+            ["api"],
+            "a trailing literal is not a whole segment: a fragment could extend it"
+        );
+        assert!(info("<.*>/x/y").segments.is_empty(), "no scheme separator in a literal");
+    }
+
+    #[test]
+    fn candidates_are_the_rules_whose_prefixes_fit() {
+        let patterns = [
+            "<http|https>://<[^/]+>/ratings<(/.*)?>",
+            "https://api.example.com/v1/<.*>",
+            "<.*>",
+            "<http|https>://<[^/]+>/public/<.*>",
+            "https://other.example.com<.*>",
+        ];
+        let infos: Vec<PatternInfo> = patterns.iter().map(|p| info(p)).collect();
+        let index = RuleIndex::build(&infos);
+        assert_eq!(index.candidates("http://gw/ratings/1"), vec![0, 2]);
+        assert_eq!(index.candidates("https://api.example.com/v1/x"), vec![1, 2]);
+        assert_eq!(index.candidates("https://other.example.com/ratings"), vec![0, 2, 4]);
+        assert_eq!(index.candidates("http://gw/nothing"), vec![2]);
+        assert_eq!(index.candidates("http://gw/public/a"), vec![2, 3], "indexed by its literal segment");
+    }
+}

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::matching::{Strategy, UrlPattern};
+use crate::matching::{PatternInfo, RuleIndex, Strategy, UrlPattern};
 use crate::pipeline::HandlerError;
 use crate::pipeline::authn::Authenticator;
 use crate::pipeline::authz::Authorizer;
@@ -26,6 +26,10 @@ pub struct RuleSpec {
     pub version: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// Portcullis: when several rules match, the highest priority wins (default 0); then the
+    /// most specific pattern (most literal characters); then the earlier rule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<i32>,
     #[serde(rename = "match")]
     pub matcher: MatchSpec,
     /// Accepted for compatibility and ignored: Envoy routes the request.
@@ -117,8 +121,10 @@ pub fn parse_rules(value: Value) -> Result<Vec<RuleSpec>, RuleError> {
 #[derive(Debug)]
 pub struct CompiledRule {
     pub id: String,
+    pub priority: i32,
     methods: Vec<String>,
     pattern: UrlPattern,
+    info: PatternInfo,
     pub authenticators: Vec<Authenticator>,
     pub authorizer: Authorizer,
     pub mutators: Vec<Mutator>,
@@ -134,7 +140,9 @@ impl CompiledRule {
 /// An ordered, validated set of rules.
 #[derive(Debug, Default)]
 pub struct RuleSet {
+    /// In precedence order: the first matching rule of this list is the one that judges.
     rules: Vec<Arc<CompiledRule>>,
+    index: RuleIndex,
     guarded_headers: Vec<String>,
 }
 
@@ -185,7 +193,10 @@ impl RuleSet {
             .collect();
         guarded_headers.sort();
         guarded_headers.dedup();
-        Ok(Self { rules, guarded_headers })
+        // A stable sort keeps file order among equals.
+        rules.sort_by(|a, b| b.priority.cmp(&a.priority).then(b.info.specificity.cmp(&a.info.specificity)));
+        let index = RuleIndex::build(rules.iter().map(|r| &r.info));
+        Ok(Self { rules, index, guarded_headers })
     }
 
     pub fn len(&self) -> usize {
@@ -196,13 +207,22 @@ impl RuleSet {
         self.rules.is_empty()
     }
 
-    /// The first rule (in rule-set order) whose method list and URL pattern match, with its
-    /// capture groups.
+    /// The rule that judges a request: among the rules whose methods and URL pattern match,
+    /// the highest `priority`, then the most specific pattern, then the earliest. Only the
+    /// index's candidates are tried, so the cost barely grows with the number of rules.
     pub fn select(&self, method: &str, url: &str) -> Option<(Arc<CompiledRule>, Vec<String>)> {
-        self.rules
-            .iter()
-            .filter(|r| r.matches_method(method))
-            .find_map(|r| r.pattern.captures(url).map(|c| (Arc::clone(r), c)))
+        self.index.candidates(url).into_iter().find_map(|rank| {
+            let rule = self.rules.get(rank as usize)?;
+            if !rule.matches_method(method) {
+                return None;
+            }
+            rule.pattern.captures(url).map(|c| (Arc::clone(rule), c))
+        })
+    }
+
+    /// The rules in precedence order.
+    pub fn iter(&self) -> impl Iterator<Item = &CompiledRule> {
+        self.rules.iter().map(|r| &**r)
     }
 
     /// Every header name any header mutator sets (lower-cased). A client must never be able to
@@ -230,8 +250,10 @@ fn compile_rule(spec: &RuleSpec, default_strategy: Strategy) -> Result<CompiledR
     }
     Ok(CompiledRule {
         id: spec.id.clone(),
+        priority: spec.priority.unwrap_or(0),
         methods,
         pattern,
+        info: PatternInfo::analyse(&spec.matcher.url, strategy),
         authenticators: each(&spec.authenticators, "authenticators", Authenticator::compile)?,
         authorizer: Authorizer::compile(&spec.authorizer).map_err(|(f, m)| (join("authorizer", &f), m))?,
         mutators: each(&spec.mutators, "mutators", Mutator::compile)?,
@@ -303,10 +325,40 @@ mod tests {
     }
 
     #[test]
-    fn first_matching_rule_wins_instead_of_a_500() {
-        let set = compile(json!([rule("specific", "http://h/a/1"), rule("general", "http://h/a/<.*>")])).unwrap();
-        assert_eq!(set.select("GET", "http://h/a/1").unwrap().0.id, "specific");
+    fn precedence_is_priority_then_specificity_then_order_instead_of_a_500() {
+        let set = compile(json!([rule("general", "http://h/a/<.*>"), rule("specific", "http://h/a/1")])).unwrap();
+        assert_eq!(set.select("GET", "http://h/a/1").unwrap().0.id, "specific", "more literal text wins");
         assert_eq!(set.select("GET", "http://h/a/2").unwrap().0.id, "general");
+        let set = compile(json!([rule("first", "http://h/<[a-z]+>"), rule("second", "http://h/<[a-c]+>")])).unwrap();
+        assert_eq!(set.select("GET", "http://h/abc").unwrap().0.id, "first", "equal specificity: file order");
+        let mut urgent = rule("urgent", "<.*>");
+        urgent["priority"] = json!(10);
+        let set = compile(json!([rule("specific", "http://h/a/1"), urgent])).unwrap();
+        assert_eq!(set.select("GET", "http://h/a/1").unwrap().0.id, "urgent", "priority beats specificity");
+        assert_eq!(set.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["urgent", "specific"]);
+    }
+
+    #[test]
+    fn selection_agrees_with_a_linear_scan_over_many_rules() {
+        let mut rules: Vec<Value> = (0..300)
+            .map(|i| match i % 3 {
+                0 => rule(&format!("svc{i}"), &format!("<http|https>://<[^/]+>/svc{i}/<.*>")),
+                1 => rule(&format!("host{i}"), &format!("https://api{i}.example.com/<.*>")),
+                _ => rule(&format!("any{i}"), &format!("<.*>/x{i}")),
+            })
+            .collect();
+        rules.push(rule("fallback", "<.*>"));
+        let set = compile(Value::Array(rules)).unwrap();
+        for (url, expected) in [
+            ("http://gw/svc3/a", "svc3"),
+            ("https://api4.example.com/y", "host4"),
+            ("http://gw/x5", "any5"),
+            ("http://gw/svc999/a", "fallback"),
+        ] {
+            assert_eq!(set.select("GET", url).unwrap().0.id, expected, "{url}");
+            let linear = set.iter().find(|r| r.matches_method("GET") && r.pattern.is_match(url)).unwrap();
+            assert_eq!(linear.id, expected);
+        }
     }
 
     #[test]
