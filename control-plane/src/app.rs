@@ -1,5 +1,6 @@
 //! Application state, the two routers (public :4444, admin :4445) and `serve`. The admin
-//! router rewrites paths lacking `/admin` before routing (Hydra v1 compatibility). Handlers
+//! router rewrites paths lacking `/admin` before routing (Hydra v1 compatibility), except
+//! Oathkeeper's `/decisions[/*]`, which keeps its own path. Handlers
 //! live in their modules; this file only wires them and owns process-level concerns
 //! (listeners, signals, background tasks).
 
@@ -9,7 +10,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::Uri;
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use tokio::sync::watch;
 
 use crate::clock::{Clock, SystemClock};
@@ -17,6 +18,7 @@ use crate::config::Config;
 use crate::crypto::SecretVerifier;
 use crate::error::{ApiError, StartupError};
 use crate::rules::Rules;
+use crate::rules::decisions::Decider;
 use crate::store::Store;
 use crate::{admin, health, oauth2, rules};
 
@@ -30,6 +32,8 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub secrets: Arc<SecretVerifier>,
     pub rules: Arc<Rules>,
+    /// Performs and caches the decision pipeline's call-outs.
+    pub decider: Arc<Decider>,
     /// Flipped to `true` on shutdown so long-polls return at once.
     pub shutdown: Arc<watch::Sender<bool>>,
 }
@@ -44,7 +48,9 @@ impl AppState {
     /// Loads the rule files and the stored admin rules; the store must be migrated.
     pub async fn new(config: Config, store: Store, clock: Arc<dyn Clock>) -> Result<Self, StartupError> {
         let rules = Rules::load(&config.access_rules.repositories, &store).await?;
+        let decider = Decider::new(&config.decisions).map_err(StartupError)?;
         Ok(Self {
+            decider: Arc::new(decider),
             config: Arc::new(config),
             store,
             clock,
@@ -88,6 +94,7 @@ pub fn admin_router(state: AppState) -> Router {
         )
         .route("/admin/oauth2/introspect", post(oauth2::introspect::admin))
         .route("/admin/rules", get(admin::rules::list).put(admin::rules::replace))
+        .route("/admin/rules/explain", post(rules::explain::handle))
         .route("/admin/rules/{id}", get(admin::rules::get))
         .route("/admin/snapshot", get(rules::snapshot::handle))
         .route("/admin/version", get(admin::version))
@@ -96,9 +103,19 @@ pub fn admin_router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(ADMIN_BODY_LIMIT))
-        .with_state(state);
+        .with_state(state.clone());
+    let decisions = any(rules::decisions::handle);
     // Routing happens inside `inner`, after the rewrite; a layer on `inner` would run too late.
-    Router::new().fallback_service(tower::ServiceBuilder::new().map_request(add_admin_prefix).service(inner))
+    // The decisions routes sit outside it: their path is the request being judged.
+    Router::new()
+        .route("/decisions", decisions.clone())
+        .route("/decisions/", decisions.clone())
+        .route("/decisions/{*rest}", decisions.clone())
+        .route("/admin/decisions", decisions.clone())
+        .route("/admin/decisions/", decisions.clone())
+        .route("/admin/decisions/{*rest}", decisions)
+        .with_state(state)
+        .fallback_service(tower::ServiceBuilder::new().map_request(add_admin_prefix).service(inner))
 }
 
 /// `/clients` → `/admin/clients`, as Hydra does for v1 clients.
@@ -148,6 +165,7 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + '
     tracing::info!(address = %admin_addr, "admin listener listening on http://{admin_addr}");
 
     let refresher = state.rules.clone().spawn_refresher(store.clone());
+    let file_watcher = state.rules.clone().spawn_file_watcher();
     let janitor = spawn_token_janitor(state.clone());
     let stop = state.shutdown.clone();
     tokio::spawn(async move {
@@ -165,6 +183,7 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + '
         axum::serve(admin, admin_router(state.clone())).with_graceful_shutdown(wait(state.shutdown.clone()));
     let result = tokio::try_join!(async { public_server.await }, async { admin_server.await });
     refresher.abort();
+    file_watcher.abort();
     janitor.abort();
     store.close().await;
     result.map_err(|e| StartupError(format!("server error: {e}")))?;

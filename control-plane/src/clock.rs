@@ -6,6 +6,11 @@ use std::sync::atomic::{AtomicI64, Ordering};
 /// Unix time in whole seconds.
 pub trait Clock: Send + Sync + 'static {
     fn now(&self) -> i64;
+
+    /// Unix time in milliseconds, for the decision pipeline's cache lifetimes.
+    fn now_ms(&self) -> i64 {
+        self.now().saturating_mul(1000)
+    }
 }
 
 /// The real clock.
@@ -15,6 +20,10 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now(&self) -> i64 {
         time::OffsetDateTime::now_utc().unix_timestamp()
+    }
+
+    fn now_ms(&self) -> i64 {
+        i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
     }
 }
 

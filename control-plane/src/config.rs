@@ -22,6 +22,7 @@ pub struct Config {
     pub ttl: Ttl,
     pub access_rules: AccessRules,
     pub filters: Filters,
+    pub decisions: Decisions,
 }
 
 impl Default for Config {
@@ -33,6 +34,7 @@ impl Default for Config {
             ttl: Ttl::default(),
             access_rules: AccessRules::default(),
             filters: Filters::default(),
+            decisions: Decisions::default(),
         }
     }
 }
@@ -48,6 +50,7 @@ impl std::fmt::Debug for Config {
             .field("ttl", &self.ttl)
             .field("access_rules", &self.access_rules)
             .field("filters", &self.filters)
+            .field("decisions", &self.decisions)
             .finish()
     }
 }
@@ -125,9 +128,28 @@ impl Default for Ttl {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AccessRules {
-    /// Rule files; after [`Config::load`] these are absolute or relative to the working
-    /// directory, with any `file://` prefix removed.
+    /// Rule files or directories of rule files (`*.json`, `*.yaml`, `*.yml`, read in name
+    /// order); after [`Config::load`] these are absolute or relative to the working directory,
+    /// with any `file://` prefix removed. All are polled for changes every second.
     pub repositories: Vec<String>,
+}
+
+/// The decisions API (`/decisions`) and rule explanation.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Decisions {
+    /// Limit for one call-out (introspection, session check, remote authorizer), connect
+    /// included; a call that takes longer counts as the endpoint being unavailable.
+    #[serde(with = "humantime_serde")]
+    pub call_timeout: Duration,
+    /// How many call-out answers are kept for reuse at most; 0 turns the cache off.
+    pub cache_capacity: usize,
+}
+
+impl Default for Decisions {
+    fn default() -> Self {
+        Self { call_timeout: Duration::from_secs(2), cache_capacity: 10_000 }
+    }
 }
 
 #[derive(Clone, Default, Deserialize)]
@@ -176,6 +198,9 @@ impl Config {
         }
         if self.filters.tokens.iter().any(|t| t.trim().is_empty()) {
             return Err(StartupError("config key filters.tokens: tokens must not be empty".into()));
+        }
+        if self.decisions.call_timeout.is_zero() || self.decisions.call_timeout > Duration::from_secs(60) {
+            return Err(StartupError("config key decisions.call_timeout: must be between 1ms and 60s".into()));
         }
         if self.dsn.trim().is_empty() {
             return Err(StartupError("config key dsn: must not be empty".into()));

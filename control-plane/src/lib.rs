@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod cli;
 pub mod client;
 pub mod clock;
 pub mod config;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use portcullis_control_plane::{app, config::Config};
+use portcullis_control_plane::{app, cli, config::Config};
 
 #[derive(Parser)]
 #[command(name = "portcullis", version, about = "Portcullis control plane")]
@@ -28,10 +28,40 @@ enum Command {
         #[arg(long, env = "PORTCULLIS_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Work with access rules.
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum RulesCommand {
+    /// Validate rule files (or directories of them) offline, as one set; exit 1 on errors.
+    Check {
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<String>,
+    },
+    /// Ask a running control plane why a request would be allowed (exit 0) or denied (exit 2).
+    Explain {
+        #[arg(long, default_value = "GET")]
+        method: String,
+        /// The absolute URL of the request, e.g. https://api.example.com/items?x=1
+        #[arg(long)]
+        url: String,
+        /// A request header, `Name: value`; repeatable.
+        #[arg(short = 'H', long = "header", value_name = "NAME: VALUE")]
+        headers: Vec<String>,
+        #[arg(long, env = "PORTCULLIS_ADMIN_URL", default_value = "http://127.0.0.1:4445")]
+        admin_url: String,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Rules { command: RulesCommand::Check { files } } = &cli.command {
+        return cli::rules_check(files);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -51,16 +81,20 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve { config } => {
                 let config = Config::load(config.as_deref())?;
-                app::serve(config, app::shutdown_signal()).await
+                app::serve(config, app::shutdown_signal()).await.map(|()| ExitCode::SUCCESS)
             }
             Command::Migrate { config } => {
                 let config = Config::load(config.as_deref())?;
-                app::migrate(&config).await
+                app::migrate(&config).await.map(|()| ExitCode::SUCCESS)
             }
+            Command::Rules { command: RulesCommand::Explain { method, url, headers, admin_url } } => {
+                Ok(cli::rules_explain(&admin_url, &method, &url, &headers).await)
+            }
+            Command::Rules { command: RulesCommand::Check { .. } } => Ok(ExitCode::SUCCESS),
         }
     });
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("portcullis: {e}");
             ExitCode::FAILURE

@@ -1,18 +1,25 @@
 //! Access-rule sources and snapshot publication.
 //!
-//! The active set is the rules from the configured files (read once at start) followed by the
+//! The active set is the rules from the configured repositories (files, or directories of
+//! `*.json`/`*.yaml`/`*.yml` files, polled for changes every second) followed by the
 //! admin-managed rules in the `rule_set` row. Every change is validated as a whole with the
 //! same compiler the filter uses before anything is stored or published, so a bad rule never
 //! replaces a good set. The published snapshot lives in a `watch` channel as pre-serialized
 //! bytes with a content-addressed version, so serving it is a clone of an `Arc`, and replicas
-//! sharing a database publish identical versions. This module does no HTTP.
+//! sharing a database publish identical versions; the compiled [`RuleSet`] the decisions API
+//! reads sits in an `ArcSwap`, so the request path takes no lock. This file does no HTTP; the
+//! handlers are the `decisions`, `explain` and `snapshot` submodules.
 
+pub mod check;
+pub mod decisions;
+pub mod explain;
 pub mod snapshot;
 
-use std::collections::HashMap;
+use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
+use arc_swap::ArcSwap;
 use portcullis_shared::rule::{RuleSet, RuleSpec, parse_rules};
 use portcullis_shared::snapshot::Snapshot;
 use serde_json::Value;
@@ -24,6 +31,9 @@ use crate::store::Store;
 
 /// How often replicas re-read `rule_set` to pick up changes made elsewhere.
 pub const REFRESH_INTERVAL: Duration = Duration::from_secs(2);
+
+/// How often rule files and directories are checked for changes.
+pub const FILE_POLL_INTERVAL: Duration = Duration::from_secs(1);
 
 /// A published snapshot, serialized once.
 #[derive(Debug)]
@@ -51,63 +61,94 @@ impl From<StoreError> for ReplaceError {
     }
 }
 
-struct AdminRules {
-    /// `rule_set.version` these rules came from.
-    version: i64,
-    rules: Vec<RuleSpec>,
+/// The rules of one file, in file order.
+#[derive(Debug, Clone)]
+pub struct FileRules {
+    pub file: String,
+    pub rules: Vec<RuleSpec>,
+}
+
+/// Everything the active set is made of; changed only under the lock, in one piece.
+struct Sources {
+    /// `rule_set.version` the admin rules came from.
+    admin_version: i64,
+    admin_rules: Vec<RuleSpec>,
+    /// File rules, in repository order (a directory's files sorted by name).
+    files: Vec<FileRules>,
+    /// What the repositories looked like when `files` was read; a change triggers a reload.
+    fingerprint: Vec<Stamp>,
+}
+
+impl Sources {
+    fn file_rules(&self) -> impl Iterator<Item = &RuleSpec> {
+        self.files.iter().flat_map(|f| &f.rules)
+    }
+
+    fn file_of(&self, id: &str) -> Option<&str> {
+        self.files.iter().find(|f| f.rules.iter().any(|r| r.id == id)).map(|f| f.file.as_str())
+    }
+
+    fn combined(&self, admin: &[RuleSpec]) -> Vec<RuleSpec> {
+        self.file_rules().chain(admin).cloned().collect()
+    }
+
+    /// Admin rules must compile on their own and together with the file rules, and must not
+    /// reuse a file rule's id.
+    fn check_admin(&self, specs: &[RuleSpec]) -> Result<(), String> {
+        for (index, spec) in specs.iter().enumerate() {
+            if let Some(file) = self.file_of(&spec.id) {
+                return Err(format!(
+                    "rule {:?} (#{index}): id: already defined by rule file {file}; rules from files cannot be replaced through the API",
+                    spec.id
+                ));
+            }
+        }
+        RuleSet::compile(specs).map_err(|e| e.to_string())?;
+        RuleSet::compile(&self.combined(specs)).map_err(|e| e.to_string())?;
+        Ok(())
+    }
 }
 
 pub struct Rules {
-    file_rules: Vec<RuleSpec>,
-    /// Rule id → the file that defines it.
-    file_of: HashMap<String, String>,
-    admin: Mutex<AdminRules>,
+    repositories: Vec<String>,
+    sources: Mutex<Sources>,
     tx: watch::Sender<Arc<Published>>,
+    compiled: ArcSwap<RuleSet>,
 }
 
 impl std::fmt::Debug for Rules {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Rules")
-            .field("file_rules", &self.file_rules.len())
+            .field("repositories", &self.repositories)
             .field("version", &self.tx.borrow().version)
             .finish()
     }
 }
 
 impl Rules {
-    /// Reads the rule files and the stored admin rules, validates the combination and
-    /// publishes the first snapshot.
-    pub async fn load(files: &[String], store: &Store) -> Result<Self, StartupError> {
-        let mut file_rules = Vec::new();
-        let mut origin = Vec::new();
-        for file in files {
-            let rules = read_rule_file(file)?;
-            origin.extend((0..rules.len()).map(|i| (file.clone(), i)));
-            file_rules.extend(rules);
-        }
-        RuleSet::compile(&file_rules).map_err(|mut e| {
-            let (file, local) = origin[e.index].clone();
-            e.index = local;
-            StartupError(format!("rule file {file}: {e}"))
-        })?;
-        let file_of = file_rules.iter().zip(&origin).map(|(r, (file, _))| (r.id.clone(), file.clone())).collect();
-        let (version, body) = store.get_rule_set().await?;
+    /// Reads the rule repositories and the stored admin rules, validates the combination and
+    /// publishes the first snapshot. A missing file or directory is a startup error.
+    pub async fn load(repositories: &[String], store: &Store) -> Result<Self, StartupError> {
+        let fingerprint = fingerprint(repositories);
+        let files = read_repositories(repositories).map_err(StartupError)?;
+        compile_files(&files).map_err(StartupError)?;
+        let (admin_version, body) = store.get_rule_set().await?;
         let admin_rules = serde_json::from_str::<Value>(&body)
             .map_err(|e| e.to_string())
             .and_then(|v| parse_rules(v).map_err(|e| e.to_string()))
             .map_err(|e| StartupError(format!("stored admin rules (rule_set): {e}")))?;
-        let mut rules = Self {
-            file_rules,
-            file_of,
-            admin: Mutex::new(AdminRules { version, rules: Vec::new() }),
-            tx: watch::Sender::new(Arc::new(publication(&[]))),
-        };
-        rules.check_admin(&admin_rules).map_err(|e| {
+        let sources = Sources { admin_version, admin_rules: Vec::new(), files, fingerprint };
+        sources.check_admin(&admin_rules).map_err(|e| {
             StartupError(format!("the admin-managed rules in the database conflict with the rule files: {e}"))
         })?;
-        let combined = rules.combined(&admin_rules);
-        rules.admin.get_mut().rules = admin_rules;
-        rules.tx.send_replace(Arc::new(publication(&combined)));
+        let combined = sources.combined(&admin_rules);
+        let compiled = RuleSet::compile(&combined).map_err(|e| StartupError(e.to_string()))?;
+        let rules = Self {
+            repositories: repositories.to_vec(),
+            sources: Mutex::new(Sources { admin_rules, ..sources }),
+            tx: watch::Sender::new(Arc::new(publication(&combined))),
+            compiled: ArcSwap::from_pointee(compiled),
+        };
         Ok(rules)
     }
 
@@ -119,44 +160,50 @@ impl Rules {
         self.tx.borrow().clone()
     }
 
+    /// The compiled active set, for judging requests; lock-free.
+    pub fn rule_set(&self) -> Arc<RuleSet> {
+        self.compiled.load_full()
+    }
+
     /// The active rule list, file rules first.
     pub fn active(&self) -> Vec<RuleSpec> {
         serde_json::from_slice(&self.current().rules).unwrap_or_default()
     }
 
     pub async fn admin_rules(&self) -> Vec<RuleSpec> {
-        self.admin.lock().await.rules.clone()
+        self.sources.lock().await.admin_rules.clone()
     }
 
     /// Validates `value` (a JSON array) as the new admin-managed set, stores it and publishes.
     pub async fn replace_admin(&self, store: &Store, value: Value) -> Result<Vec<RuleSpec>, ReplaceError> {
         let specs = parse_rules(value).map_err(|e| ReplaceError::Invalid(e.to_string()))?;
-        self.check_admin(&specs).map_err(ReplaceError::Invalid)?;
         let body = serde_json::to_string(&specs).map_err(|e| ReplaceError::Store(StoreError(e.to_string())))?;
-        // Holding the lock across the write keeps store order and publish order the same.
-        let mut admin = self.admin.lock().await;
-        admin.version = store.put_rule_set(&body).await?;
-        admin.rules = specs.clone();
-        self.publish(&self.combined(&specs));
+        // Holding the lock across the check and the write keeps store order and publish order
+        // the same, and a file reload cannot slip in between.
+        let mut sources = self.sources.lock().await;
+        sources.check_admin(&specs).map_err(ReplaceError::Invalid)?;
+        sources.admin_version = store.put_rule_set(&body).await?;
+        sources.admin_rules = specs.clone();
+        self.publish(&sources.combined(&specs));
         Ok(specs)
     }
 
     /// Picks up admin rules written by another replica.
     pub async fn refresh(&self, store: &Store) -> Result<(), StoreError> {
         let (version, body) = store.get_rule_set().await?;
-        let mut admin = self.admin.lock().await;
-        if version == admin.version {
+        let mut sources = self.sources.lock().await;
+        if version == sources.admin_version {
             return Ok(());
         }
-        admin.version = version;
+        sources.admin_version = version;
         let parsed = serde_json::from_str::<Value>(&body)
             .map_err(|e| e.to_string())
             .and_then(|v| parse_rules(v).map_err(|e| e.to_string()))
-            .and_then(|specs| self.check_admin(&specs).map(|()| specs));
+            .and_then(|specs| sources.check_admin(&specs).map(|()| specs));
         match parsed {
             Ok(specs) => {
-                self.publish(&self.combined(&specs));
-                admin.rules = specs;
+                self.publish(&sources.combined(&specs));
+                sources.admin_rules = specs;
             }
             Err(e) => tracing::error!(
                 version,
@@ -165,6 +212,51 @@ impl Rules {
             ),
         }
         Ok(())
+    }
+
+    /// Re-reads the rule repositories if any changed since the last look. A change that
+    /// validates replaces the file rules and publishes; one that does not is logged and the
+    /// old rules stay. Returns whether new rules were published.
+    pub async fn reload_files(&self) -> bool {
+        let now = fingerprint(&self.repositories);
+        let mut sources = self.sources.lock().await;
+        if now == sources.fingerprint {
+            return false;
+        }
+        // Record the state even when it is invalid, so one bad edit is logged once, not every
+        // second; the next edit triggers another attempt.
+        sources.fingerprint = now;
+        let mut files = Vec::new();
+        for repository in &self.repositories {
+            match read_repository(repository) {
+                Ok(read) => files.extend(read),
+                Err(RepoError::Missing(msg)) => {
+                    tracing::error!(repository = %repository, error = %msg, "rule repository disappeared; keeping its rules");
+                    let keep = |f: &&FileRules| {
+                        f.file == *repository || Path::new(&f.file).parent() == Some(Path::new(repository))
+                    };
+                    files.extend(sources.files.iter().filter(keep).cloned());
+                }
+                Err(RepoError::Invalid(msg)) => {
+                    tracing::error!(error = %msg, "rule files changed but are invalid; keeping the previous rules");
+                    return false;
+                }
+            }
+        }
+        if let Err(e) = compile_files(&files) {
+            tracing::error!(error = %e, "rule files changed but are invalid; keeping the previous rules");
+            return false;
+        }
+        let admin = sources.admin_rules.clone();
+        let previous = std::mem::replace(&mut sources.files, files);
+        if let Err(e) = sources.check_admin(&admin) {
+            tracing::error!(error = %e, "rule files changed but conflict with the admin-managed rules; keeping the previous rules");
+            sources.files = previous;
+            return false;
+        }
+        let count: usize = sources.files.iter().map(|f| f.rules.len()).sum();
+        tracing::info!(files = sources.files.len(), rules = count, "reloaded rule files");
+        self.publish(&sources.combined(&admin))
     }
 
     /// Re-reads `rule_set` every [`REFRESH_INTERVAL`] until the process ends.
@@ -181,37 +273,45 @@ impl Rules {
         })
     }
 
-    /// Admin rules must compile on their own and together with the file rules, and must not
-    /// reuse a file rule's id.
-    fn check_admin(&self, specs: &[RuleSpec]) -> Result<(), String> {
-        for (index, spec) in specs.iter().enumerate() {
-            if let Some(file) = self.file_of.get(&spec.id) {
-                return Err(format!(
-                    "rule {:?} (#{index}): id: already defined by rule file {file}; rules from files cannot be replaced through the API",
-                    spec.id
-                ));
+    /// Polls the rule repositories every [`FILE_POLL_INTERVAL`] until the process ends.
+    pub fn spawn_file_watcher(self: Arc<Self>) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(FILE_POLL_INTERVAL);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if self.repositories.is_empty() {
+                    continue;
+                }
+                self.reload_files().await;
             }
-        }
-        RuleSet::compile(specs).map_err(|e| e.to_string())?;
-        RuleSet::compile(&self.combined(specs)).map_err(|e| e.to_string())?;
-        Ok(())
+        })
     }
 
-    fn combined(&self, admin: &[RuleSpec]) -> Vec<RuleSpec> {
-        self.file_rules.iter().chain(admin).cloned().collect()
-    }
-
-    fn publish(&self, rules: &[RuleSpec]) {
+    /// Publishes `rules` (already validated); returns whether the version changed.
+    fn publish(&self, rules: &[RuleSpec]) -> bool {
+        let compiled = match RuleSet::compile(rules) {
+            Ok(c) => c,
+            Err(e) => {
+                // Unreachable in practice: every caller validated the same list.
+                tracing::error!(error = %e, "validated rules failed to compile; keeping the previous rule set");
+                return false;
+            }
+        };
         let next = publication(rules);
+        let compiled = Arc::new(compiled);
         self.tx.send_if_modified(|current| {
             if current.version == next.version {
                 false
             } else {
                 tracing::info!(version = %next.version, rules = rules.len(), "published rule snapshot");
+                // Swapped before the snapshot so a filter never sees rules the decisions API
+                // does not yet apply.
+                self.compiled.store(compiled);
                 *current = Arc::new(next);
                 true
             }
-        });
+        })
     }
 }
 
@@ -223,6 +323,112 @@ fn publication(rules: &[RuleSpec]) -> Published {
     Published { etag: format!("\"{version}\""), version, body: body.into(), rules: rules_json.into() }
 }
 
+/// Compiles the file rules as one set, naming the file and the rule's position in it on error.
+pub fn compile_files(files: &[FileRules]) -> Result<RuleSet, String> {
+    let all: Vec<RuleSpec> = files.iter().flat_map(|f| f.rules.iter().cloned()).collect();
+    RuleSet::compile(&all).map_err(|mut e| {
+        let mut index = e.index;
+        for f in files {
+            if index < f.rules.len() {
+                e.index = index;
+                return format!("rule file {}: {e}", f.file);
+            }
+            index -= f.rules.len();
+        }
+        e.to_string()
+    })
+}
+
+/// Why a repository could not be read.
+#[derive(Debug)]
+pub enum RepoError {
+    /// The file or directory does not exist (or cannot be listed).
+    Missing(String),
+    /// A file exists but is not a valid rule file.
+    Invalid(String),
+}
+
+impl std::fmt::Display for RepoError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RepoError::Missing(m) | RepoError::Invalid(m) => f.write_str(m),
+        }
+    }
+}
+
+/// Reads every repository in order; the first problem is an error.
+pub fn read_repositories(repositories: &[String]) -> Result<Vec<FileRules>, String> {
+    let mut files = Vec::new();
+    for repository in repositories {
+        files.extend(read_repository(repository).map_err(|e| e.to_string())?);
+    }
+    Ok(files)
+}
+
+/// One repository: a rule file, or a directory whose rule files are read in name order.
+pub fn read_repository(repository: &str) -> Result<Vec<FileRules>, RepoError> {
+    let path = Path::new(repository);
+    let meta = std::fs::metadata(path).map_err(|e| RepoError::Missing(format!("rule repository {repository}: {e}")))?;
+    if !meta.is_dir() {
+        let rules = read_rule_file(repository).map_err(|e| RepoError::Invalid(e.0))?;
+        return Ok(vec![FileRules { file: repository.to_owned(), rules }]);
+    }
+    directory_entries(path)
+        .map_err(|e| RepoError::Missing(format!("rule directory {repository}: {e}")))?
+        .into_iter()
+        .map(|file| {
+            let file = file.display().to_string();
+            let rules = read_rule_file(&file).map_err(|e| RepoError::Invalid(e.0))?;
+            Ok(FileRules { file, rules })
+        })
+        .collect()
+}
+
+/// The rule files directly inside `dir` (not recursive), sorted by file name.
+fn directory_entries(dir: &Path) -> std::io::Result<Vec<std::path::PathBuf>> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.is_file() && is_rule_file(p))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+fn is_rule_file(path: &Path) -> bool {
+    let name = path.file_name().map(|n| n.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
+    // Editors' hidden swap and backup files are not rules.
+    !name.starts_with('.') && [".json", ".yaml", ".yml"].iter().any(|ext| name.ends_with(ext))
+}
+
+/// What one file looked like: enough to notice an edit without reading it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Stamp {
+    path: String,
+    modified: Option<SystemTime>,
+    len: Option<u64>,
+}
+
+fn stamp(path: &Path) -> Stamp {
+    let meta = std::fs::metadata(path).ok();
+    Stamp {
+        path: path.display().to_string(),
+        modified: meta.as_ref().and_then(|m| m.modified().ok()),
+        len: meta.as_ref().map(std::fs::Metadata::len),
+    }
+}
+
+fn fingerprint(repositories: &[String]) -> Vec<Stamp> {
+    let mut stamps = Vec::new();
+    for repository in repositories {
+        let path = Path::new(repository);
+        stamps.push(stamp(path));
+        if path.is_dir() {
+            stamps.extend(directory_entries(path).unwrap_or_default().iter().map(|p| stamp(p)));
+        }
+    }
+    stamps
+}
 /// Reads one Oathkeeper rule file (JSON or YAML array).
 pub fn read_rule_file(path: &str) -> Result<Vec<RuleSpec>, StartupError> {
     let fail = |msg: String| StartupError(format!("rule file {path}: {msg}"));
@@ -293,5 +499,59 @@ pub(crate) mod tests {
         assert!(err.contains("bad.json") && err.contains("\"x\"") && err.contains("typo"), "{err}");
         let err = read_rule_file("/nonexistent/rules.txt").unwrap_err().to_string();
         assert!(err.contains("rules.txt"), "{err}");
+    }
+
+    fn rules_json(ids_and_urls: &[(&str, &str)]) -> String {
+        Value::Array(ids_and_urls.iter().map(|(id, url)| rule(id, url)).collect()).to_string()
+    }
+
+    fn ids(rules: &Rules) -> Vec<String> {
+        rules.active().into_iter().map(|r| r.id).collect()
+    }
+
+    #[tokio::test]
+    async fn a_watched_directory_reloads_valid_changes_and_keeps_old_rules_on_bad_ones() {
+        let first = temp_file("b.json", &rules_json(&[("b", "http://b/")]));
+        let dir = std::path::Path::new(&first).parent().unwrap().to_path_buf();
+        std::fs::write(dir.join("a.yaml"), "- id: a\n  match: {url: 'http://a/', methods: [GET]}\n  authenticators: [{handler: noop}]\n  authorizer: {handler: allow}\n").unwrap();
+        std::fs::write(dir.join("notes.txt"), "not rules").unwrap();
+        let store = crate::store::testing::sqlite().await;
+        let rules = Rules::load(&[dir.display().to_string()], &store).await.unwrap();
+        assert_eq!(ids(&rules), ["a", "b"], "files in name order; other extensions ignored");
+        assert!(!rules.reload_files().await, "nothing changed");
+
+        std::fs::write(dir.join("c.json"), rules_json(&[("c", "http://c/")])).unwrap();
+        assert!(rules.reload_files().await);
+        assert_eq!(ids(&rules), ["a", "b", "c"]);
+        assert!(rules.rule_set().select("GET", "http://c/").is_some(), "the decisions API sees it too");
+
+        let version = rules.current().version.clone();
+        std::fs::write(dir.join("c.json"), rules_json(&[("c", "http://c/<[>")])).unwrap();
+        assert!(!rules.reload_files().await);
+        std::fs::write(dir.join("d.json"), rules_json(&[("a", "http://d/")])).unwrap();
+        assert!(!rules.reload_files().await, "a duplicate id across files is refused");
+        assert_eq!(rules.current().version, version);
+        assert!(rules.rule_set().select("GET", "http://c/").is_some());
+
+        std::fs::remove_file(dir.join("d.json")).unwrap();
+        std::fs::write(dir.join("c.json"), rules_json(&[("c2", "http://c2/")])).unwrap();
+        assert!(rules.reload_files().await);
+        assert_eq!(ids(&rules), ["a", "b", "c2"]);
+    }
+
+    #[tokio::test]
+    async fn a_file_that_disappears_keeps_its_rules_and_a_missing_one_fails_start() {
+        let file = temp_file("r.json", &rules_json(&[("r", "http://r/")]));
+        let store = crate::store::testing::sqlite().await;
+        let rules = Rules::load(std::slice::from_ref(&file), &store).await.unwrap();
+        std::fs::remove_file(&file).unwrap();
+        assert!(!rules.reload_files().await);
+        assert_eq!(ids(&rules), ["r"]);
+        std::fs::write(&file, rules_json(&[("r", "http://r/"), ("s", "http://s/")])).unwrap();
+        assert!(rules.reload_files().await);
+        assert_eq!(ids(&rules), ["r", "s"]);
+
+        let err = Rules::load(&["/nonexistent/portcullis/rules.json".to_owned()], &store).await.unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/portcullis/rules.json"), "{err}");
     }
 }

@@ -1,0 +1,542 @@
+//! The Oathkeeper-compatible decisions API (`/decisions[/*]` on the admin listener, any
+//! method), for Envoy `ext_authz`, nginx `auth_request` and Traefik `forwardAuth` users, and
+//! the driver loop it shares with `/admin/rules/explain`. The request judged is rebuilt from
+//! `X-Forwarded-{Method,Proto,Host,Uri}` (always trusted, as in Oathkeeper) or from the request
+//! itself; the shared pipeline decides, and this module only performs its call-outs, with a
+//! timeout and a bounded, sharded cache keyed by a hash of the pipeline's cache key (which
+//! holds credentials). An allow is `200` with the mutation headers as response headers; a deny
+//! is the pipeline's local response as it is. It must not make any decision of its own.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use portcullis_shared::denial::{Denial, DenialKind};
+use portcullis_shared::pipeline::{self, HttpCall, HttpResponse, Step, Verdict};
+use portcullis_shared::rule::RuleSet;
+
+use crate::app::AppState;
+use crate::clock::Clock;
+use crate::config;
+use crate::crypto;
+
+/// A pipeline needs at most a handful of calls (authenticators, authorizer, hydrators); more
+/// means something loops, and the request is refused rather than left hanging.
+const MAX_CALLS: usize = 16;
+
+/// Call-out answers larger than this are treated as a failed call.
+const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
+
+const SHARDS: usize = 16;
+
+/// One call-out as it happened, for `explain`. Holds no credentials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallRecord {
+    pub method: String,
+    pub url: String,
+    /// Request headers, with credential values replaced by `<redacted>`.
+    pub headers: Vec<(String, String)>,
+    /// The status, or why the call failed.
+    pub outcome: Result<u16, String>,
+    /// Answered from the cache, without a network call.
+    pub cached: bool,
+}
+
+/// A finished decision.
+#[derive(Debug)]
+pub struct Decision {
+    pub verdict: Verdict,
+    /// The rule that judged the request, when a call-out was made (allow verdicts carry their
+    /// own).
+    pub rule_id: Option<String>,
+}
+
+/// Performs the pipeline's call-outs and caches their answers. One per process.
+pub struct Decider {
+    http: reqwest::Client,
+    cache: CallCache,
+}
+
+impl std::fmt::Debug for Decider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Decider").field("cache_capacity", &self.cache.capacity()).finish()
+    }
+}
+
+/// An owned request to judge; the pipeline borrows from it.
+#[derive(Debug, Clone)]
+pub struct Judged {
+    pub method: String,
+    pub scheme: String,
+    pub host: String,
+    pub target: String,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Judged {
+    fn view(&self) -> pipeline::Request<'_> {
+        pipeline::Request {
+            method: &self.method,
+            scheme: &self.scheme,
+            host: &self.host,
+            target: &self.target,
+            headers: &self.headers,
+        }
+    }
+}
+
+impl Decider {
+    pub fn new(config: &config::Decisions) -> Result<Self, String> {
+        let http = reqwest::Client::builder()
+            .timeout(config.call_timeout)
+            .connect_timeout(config.call_timeout)
+            // A session endpoint redirecting to a login page must not count as a valid session.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client for call-outs: {e}"))?;
+        Ok(Self { http, cache: CallCache::new(config.cache_capacity) })
+    }
+
+    /// Runs the pipeline to a verdict, performing (or answering from the cache) each call it
+    /// asks for. With `record`, every call is appended there.
+    pub async fn decide(
+        &self,
+        rules: &RuleSet,
+        judged: &Judged,
+        clock: &dyn Clock,
+        mut record: Option<&mut Vec<CallRecord>>,
+    ) -> Decision {
+        let req = judged.view();
+        let (mut evaluation, mut step) = pipeline::begin(rules, &req, clock.now_ms());
+        let rule_id = evaluation.as_ref().map(|e| e.rule_id().to_owned());
+        let mut calls = 0;
+        loop {
+            let call = match step {
+                Step::Done(verdict) => return Decision { verdict, rule_id },
+                Step::Call(call) => call,
+            };
+            let Some(eval) = evaluation.as_mut() else {
+                return internal(rule_id, "the pipeline asked for a call without an evaluation");
+            };
+            calls += 1;
+            if calls > MAX_CALLS {
+                return internal(rule_id, "the rule needs too many call-outs");
+            }
+            let key = call.cache_key.as_deref().map(|k| crypto::sha256(k.as_bytes()));
+            let hit = key.and_then(|k| self.cache.get(&k, clock.now_ms()));
+            let cached = hit.is_some();
+            let outcome = match hit {
+                Some(response) => Ok(response),
+                None => self.perform(&call).await,
+            };
+            if let Some(record) = record.as_deref_mut() {
+                record.push(CallRecord {
+                    method: call.method.clone(),
+                    url: call.url.clone(),
+                    headers: redact(&call.headers),
+                    outcome: outcome.as_ref().map(|r| r.status).map_err(Clone::clone),
+                    cached,
+                });
+            }
+            if let Err(e) = &outcome {
+                // The URL is the rule's configured endpoint; the headers and body, which carry
+                // the credential, are not logged.
+                tracing::warn!(method = %call.method, url = %call.url, error = %e, "decision call-out failed");
+            }
+            let now = clock.now_ms();
+            let resumed = eval.resume(&req, outcome.clone(), now);
+            if let (Some(key), Some(until), Ok(response), false) = (key, resumed.cache_until_ms, outcome, cached) {
+                if until > now {
+                    self.cache.insert(key, response, until, now);
+                }
+            }
+            step = resumed.step;
+        }
+    }
+
+    async fn perform(&self, call: &HttpCall) -> Result<HttpResponse, String> {
+        let method = reqwest::Method::from_bytes(call.method.as_bytes())
+            .map_err(|_| format!("{:?} is not an HTTP method", call.method))?;
+        let mut request = self.http.request(method, &call.url);
+        for (name, value) in &call.headers {
+            request = request.header(name.as_str(), value.as_str());
+        }
+        if !call.body.is_empty() {
+            request = request.body(call.body.clone());
+        }
+        // Without the URL: reqwest's messages repeat it, and a query may carry a credential.
+        let describe = |e: reqwest::Error| {
+            let e = e.without_url();
+            if e.is_timeout() { "timed out".to_owned() } else { e.to_string() }
+        };
+        let mut response = request.send().await.map_err(describe)?;
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .filter_map(|(n, v)| Some((n.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+            .collect();
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(describe)? {
+            if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+                return Err(format!("the answer is larger than {MAX_RESPONSE_BYTES} bytes"));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(HttpResponse { status, headers, body })
+    }
+}
+
+fn internal(rule_id: Option<String>, message: &str) -> Decision {
+    let denial = Denial::new(DenialKind::Internal, message).with_reason("pipeline_state");
+    let response = denial.to_response();
+    Decision { verdict: Verdict::Deny { denial, response }, rule_id }
+}
+
+/// Header values that are credentials, which must never be shown back.
+pub fn redact(headers: &[(String, String)]) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(n, v)| {
+            let secret = matches!(n.as_str(), "authorization" | "cookie" | "proxy-authorization" | "x-api-key");
+            (n.clone(), if secret { "<redacted>".to_owned() } else { v.clone() })
+        })
+        .collect()
+}
+
+/// Call-out answers by hashed cache key, split over shards so concurrent decisions rarely
+/// wait on the same lock; no lock is held across an `await`.
+struct CallCache {
+    shards: Vec<Mutex<HashMap<[u8; 32], Entry>>>,
+    per_shard: usize,
+}
+
+struct Entry {
+    until_ms: i64,
+    response: HttpResponse,
+}
+
+impl CallCache {
+    fn new(capacity: usize) -> Self {
+        let per_shard = capacity.div_ceil(SHARDS);
+        Self { shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(), per_shard }
+    }
+
+    fn capacity(&self) -> usize {
+        self.per_shard * SHARDS
+    }
+
+    fn shard(&self, key: &[u8; 32]) -> &Mutex<HashMap<[u8; 32], Entry>> {
+        &self.shards[usize::from(key[0]) % SHARDS]
+    }
+
+    fn get(&self, key: &[u8; 32], now_ms: i64) -> Option<HttpResponse> {
+        if self.per_shard == 0 {
+            return None;
+        }
+        // A poisoned shard only means another request panicked mid-insert; the map is intact.
+        let mut shard = self.shard(key).lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match shard.get(key) {
+            Some(entry) if entry.until_ms > now_ms => Some(entry.response.clone()),
+            Some(_) => {
+                shard.remove(key);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn insert(&self, key: [u8; 32], response: HttpResponse, until_ms: i64, now_ms: i64) {
+        if self.per_shard == 0 {
+            return;
+        }
+        let mut shard = self.shard(&key).lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if shard.len() >= self.per_shard && !shard.contains_key(&key) {
+            shard.retain(|_, e| e.until_ms > now_ms);
+            if shard.len() >= self.per_shard {
+                // Still full of live answers: drop the one that would expire first.
+                if let Some(oldest) = shard.iter().min_by_key(|(_, e)| e.until_ms).map(|(k, _)| *k) {
+                    shard.remove(&oldest);
+                }
+            }
+        }
+        shard.insert(key, Entry { until_ms, response });
+    }
+}
+
+/// `any /decisions[/*]` and `any /admin/decisions[/*]`.
+pub async fn handle(State(state): State<AppState>, request: Request) -> Response {
+    let judged = match from_request(request.uri(), request.method().as_str(), request.headers()) {
+        Ok(j) => j,
+        Err(message) => {
+            let denial = Denial::new(DenialKind::BadRequest, message).with_reason("bad_forwarded_headers");
+            return local_response(denial.to_response());
+        }
+    };
+    let rules = state.rules.rule_set();
+    let decision = state.decider.decide(&rules, &judged, state.clock.as_ref(), None).await;
+    match decision.verdict {
+        Verdict::Allow { rule_id, subject, headers } => {
+            tracing::debug!(rule_id = %rule_id, subject = %subject, granted = true, "decision");
+            allowed(&headers)
+        }
+        Verdict::Deny { denial, response } => {
+            tracing::debug!(
+                rule_id = decision.rule_id.as_deref().unwrap_or(""),
+                reason = denial.reason,
+                status = response.status,
+                granted = false,
+                "decision"
+            );
+            local_response(response)
+        }
+    }
+}
+
+/// The request to judge, per Oathkeeper's decision API: `X-Forwarded-*` first, else the
+/// request itself with the `/decisions` prefix removed from its path.
+pub fn from_request(uri: &axum::http::Uri, method: &str, headers: &HeaderMap) -> Result<Judged, String> {
+    let header = |name: &str| -> Result<Option<String>, String> {
+        match headers.get(name) {
+            None => Ok(None),
+            Some(v) => v
+                .to_str()
+                .map(|s| Some(s.trim().to_owned()))
+                .map_err(|_| format!("the {name} header is not valid text")),
+        }
+    };
+    let method = header("x-forwarded-method")?.filter(|m| !m.is_empty()).unwrap_or_else(|| method.to_owned());
+    if !method.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)) {
+        return Err("X-Forwarded-Method is not an HTTP method".into());
+    }
+    let scheme = match header("x-forwarded-proto")? {
+        Some(p) if p.eq_ignore_ascii_case("https") => "https".to_owned(),
+        Some(p) if p.eq_ignore_ascii_case("http") || p.is_empty() => "http".to_owned(),
+        Some(_) => return Err("X-Forwarded-Proto must be http or https".into()),
+        None => "http".to_owned(),
+    };
+    let host = match header("x-forwarded-host")?.filter(|h| !h.is_empty()) {
+        Some(h) => h,
+        None => header("host")?.or_else(|| uri.authority().map(|a| a.to_string())).unwrap_or_default(),
+    };
+    let target = match header("x-forwarded-uri")?.filter(|u| !u.is_empty()) {
+        Some(u) => u,
+        None => {
+            let path = uri.path();
+            let rest =
+                ["/admin/decisions", "/decisions"].iter().find_map(|prefix| path.strip_prefix(prefix)).unwrap_or(path);
+            let rest = if rest.is_empty() { "/" } else { rest };
+            match uri.query() {
+                Some(q) => format!("{rest}?{q}"),
+                None => rest.to_owned(),
+            }
+        }
+    };
+    let headers =
+        headers.iter().filter_map(|(n, v)| Some((n.as_str().to_owned(), v.to_str().ok()?.to_owned()))).collect();
+    Ok(Judged { method: method.to_ascii_uppercase(), scheme, host, target, headers })
+}
+
+fn allowed(headers: &[(String, String)]) -> Response {
+    let mut response = StatusCode::OK.into_response();
+    for (name, value) in headers {
+        match (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) {
+            (Ok(n), Ok(v)) => {
+                response.headers_mut().append(n, v);
+            }
+            _ => {
+                // Dropping the header would forward the request without the identity the
+                // upstream relies on; failing closed is the safe answer.
+                tracing::error!(header = %name, "a mutator produced a header that cannot be sent; denying");
+                let denial = Denial::new(DenialKind::Internal, "A mutator produced an invalid header")
+                    .with_reason("invalid_mutation");
+                return local_response(denial.to_response());
+            }
+        }
+    }
+    response
+}
+
+fn local_response(local: portcullis_shared::denial::LocalResponse) -> Response {
+    let status = StatusCode::from_u16(local.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = (status, Body::from(local.body)).into_response();
+    for (name, value) in &local.headers {
+        if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) {
+            response.headers_mut().append(n, v);
+        }
+    }
+    response
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use axum::http::{Method, Request, StatusCode};
+    use serde_json::{Value, json};
+
+    use crate::testing::{Harness, Reply};
+
+    /// A stand-in session endpoint: `Bearer good` is alice, anything else 401. Counts calls.
+    pub(crate) async fn session_server() -> (String, Arc<AtomicUsize>) {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counter = calls.clone();
+        let app = axum::Router::new().route(
+            "/session",
+            axum::routing::get(move |headers: axum::http::HeaderMap| {
+                let counter = counter.clone();
+                async move {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    match headers.get("authorization").and_then(|v| v.to_str().ok()) {
+                        Some("Bearer good") => (StatusCode::OK, axum::Json(json!({"sub": "alice"}))),
+                        _ => (StatusCode::UNAUTHORIZED, axum::Json(json!({"error": "no"}))),
+                    }
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (format!("http://{addr}/session"), calls)
+    }
+
+    /// A URL nothing listens on.
+    pub(crate) async fn closed_url() -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        format!("http://{addr}/session")
+    }
+
+    fn header_mutator() -> Value {
+        json!([{"handler": "header", "config": {"headers": {"X-User": "{{ print .Subject }}"}}}])
+    }
+
+    fn session_rule(id: &str, path: &str, url: &str) -> Value {
+        json!({"id": id, "match": {"url": format!("<http|https>://api.test/{path}/<.*>"), "methods": ["GET", "POST"]},
+               "authenticators": [{"handler": "bearer_token", "config": {
+                   "check_session_url": url, "preserve_path": true, "cache": {"enabled": true, "ttl": "30s"}}}],
+               "authorizer": {"handler": "allow"}, "mutators": header_mutator()})
+    }
+
+    /// A harness with an open rule, a session-checked rule and one whose endpoint is down.
+    pub(crate) async fn harness() -> (Harness, Arc<AtomicUsize>) {
+        let h = Harness::new().await;
+        let (url, calls) = session_server().await;
+        let open = json!({"id": "open", "match": {"url": "http://api.test/public/<.*>", "methods": ["GET"]},
+            "authenticators": [{"handler": "anonymous"}], "authorizer": {"handler": "allow"}, "mutators": header_mutator()});
+        let rules =
+            json!([open, session_rule("private", "private", &url), session_rule("down", "down", &closed_url().await)]);
+        h.state.rules.replace_admin(&h.state.store, rules).await.unwrap();
+        (h, calls)
+    }
+
+    pub(crate) async fn get(h: &Harness, path: &str, headers: &[(&str, &str)]) -> Reply {
+        let mut req = Request::builder().method(Method::GET).uri(path);
+        for (n, v) in headers {
+            req = req.header(*n, *v);
+        }
+        Harness::send(h.admin(), req.body(axum::body::Body::empty()).unwrap()).await
+    }
+
+    #[tokio::test]
+    async fn allow_from_forwarded_headers_sets_the_mutation_headers() {
+        let (h, _) = harness().await;
+        let forwarded = [
+            ("x-forwarded-method", "GET"),
+            ("x-forwarded-proto", "http"),
+            ("x-forwarded-host", "api.test"),
+            ("x-forwarded-uri", "/public/a?b=1"),
+            ("host", "127.0.0.1:4445"),
+        ];
+        // The forwarded headers win over the request's own method and path.
+        let r = get(&h, "/decisions/elsewhere", &forwarded).await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(r.header("x-user"), "anonymous");
+        assert!(r.bytes.is_empty());
+
+        let wrong_method = [("x-forwarded-method", "DELETE"), ("host", "api.test")];
+        assert_eq!(get(&h, "/decisions/public/a", &wrong_method).await.status, StatusCode::NOT_FOUND);
+    }
+
+    #[tokio::test]
+    async fn allow_from_the_decisions_path_prefix() {
+        let (h, _) = harness().await;
+        for path in ["/decisions/public/x?y=1", "/admin/decisions/public/x"] {
+            let r = get(&h, path, &[("host", "api.test")]).await;
+            assert_eq!(r.status, StatusCode::OK, "{path}");
+            assert_eq!(r.header("x-user"), "anonymous", "{path}");
+        }
+        // `/decisions` alone judges `/`, which no rule covers.
+        let r = get(&h, "/decisions", &[("host", "api.test")]).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND);
+        assert_eq!(r.json()["error"]["code"], 404);
+        // Other admin paths still get the `/admin` prefix.
+        assert_eq!(get(&h, "/version", &[]).await.status, StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn deny_is_the_pipeline_response_as_is() {
+        let (h, calls) = harness().await;
+        let r = get(&h, "/decisions/private/x", &[("host", "api.test")]).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(r.header("www-authenticate"), "Bearer");
+        assert_eq!(r.header("content-type"), "application/json; charset=utf-8");
+        assert_eq!(r.json()["error"]["code"], 401);
+        assert_eq!(calls.load(Ordering::SeqCst), 0, "no credential, no call");
+
+        let r = get(&h, "/decisions/private/x", &[("host", "api.test"), ("authorization", "Bearer bad")]).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_endpoint_is_503() {
+        let (h, _) = harness().await;
+        let r = get(&h, "/decisions/down/x", &[("host", "api.test"), ("authorization", "Bearer good")]).await;
+        assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(r.json()["error"]["code"], 503);
+    }
+
+    #[tokio::test]
+    async fn a_cached_answer_is_reused_until_it_expires() {
+        let (h, calls) = harness().await;
+        let auth = [("host", "api.test"), ("authorization", "Bearer good")];
+        for _ in 0..2 {
+            let r = get(&h, "/decisions/private/x", &auth).await;
+            assert_eq!(r.status, StatusCode::OK);
+            assert_eq!(r.header("x-user"), "alice");
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "the second request is answered from the cache");
+        h.clock.advance(31);
+        assert_eq!(get(&h, "/decisions/private/x", &auth).await.status, StatusCode::OK);
+        assert_eq!(calls.load(Ordering::SeqCst), 2, "an expired answer is fetched again");
+    }
+
+    #[tokio::test]
+    async fn bad_forwarded_headers_are_400() {
+        let (h, _) = harness().await;
+        let r = get(&h, "/decisions/public/x", &[("host", "api.test"), ("x-forwarded-proto", "gopher")]).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST);
+        assert!(r.json()["error"]["message"].as_str().unwrap().contains("X-Forwarded-Proto"));
+    }
+
+    #[test]
+    fn the_cache_is_bounded() {
+        let cache = super::CallCache::new(16);
+        let response = super::HttpResponse { status: 200, ..Default::default() };
+        for i in 0..100u8 {
+            let mut key = [0u8; 32];
+            key[0] = 0;
+            key[1] = i;
+            cache.insert(key, response.clone(), 1000 + i64::from(i), 0);
+        }
+        let shard = cache.shards[0].lock().unwrap();
+        assert_eq!(shard.len(), 1, "one entry per shard at capacity 16");
+        assert!(shard.keys().all(|k| k[1] == 99), "the entry expiring last stays");
+    }
+}

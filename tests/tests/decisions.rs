@@ -1,0 +1,45 @@
+//! The Oathkeeper-compatible decisions API, black-box: a real `portcullis` with the demo rules
+//! judges `GET /decisions/ratings/1` on its admin port, calling its own introspection endpoint,
+//! as Envoy `ext_authz` or nginx `auth_request` would ask it.
+
+use portcullis_e2e::{Options, Ports, Testbed};
+use serde_json::{Value, json};
+
+#[tokio::test]
+async fn decisions_api_allows_a_valid_token_and_denies_none() {
+    let t = match Testbed::start(Options { ports: Ports::free().unwrap(), dir: None }).await {
+        Ok(t) => t,
+        Err(e) => panic!("testbed did not start: {e}"),
+    };
+    let created = t
+        .http
+        .post(t.admin("/admin/clients"))
+        .json(&json!({"client_id": "rater", "client_secret": "secret", "grant_types": ["client_credentials"], "scope": "read"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let token: Value = t
+        .http
+        .post(t.public("/oauth2/token"))
+        .basic_auth("rater", Some("secret"))
+        .form(&[("grant_type", "client_credentials"), ("scope", "read")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = token["access_token"].as_str().expect("an access token");
+
+    let allowed = t.http.get(t.admin("/decisions/ratings/1")).bearer_auth(token).send().await.unwrap();
+    assert_eq!(allowed.status(), 200);
+    assert_eq!(allowed.headers().get("x-user").and_then(|v| v.to_str().ok()), Some("rater"));
+    assert!(allowed.bytes().await.unwrap().is_empty());
+
+    let denied = t.http.get(t.admin("/decisions/ratings/1")).send().await.unwrap();
+    assert_eq!(denied.status(), 401);
+    assert!(denied.headers().get("www-authenticate").is_some());
+    let body: Value = denied.json().await.unwrap();
+    assert_eq!(body["error"]["code"], 401);
+}
