@@ -47,7 +47,8 @@ impl std::fmt::Debug for dyn Clock {
 impl AppState {
     /// Loads the rule files and the stored admin rules; the store must be migrated.
     pub async fn new(config: Config, store: Store, clock: Arc<dyn Clock>) -> Result<Self, StartupError> {
-        let rules = Rules::load(&config.access_rules.repositories, &store).await?;
+        let rules =
+            Rules::load_with(&config.access_rules.repositories, config.access_rules.matching_strategy, &store).await?;
         let decider = Decider::new(&config.decisions).map_err(StartupError)?;
         Ok(Self {
             decider: Arc::new(decider),
@@ -166,6 +167,7 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + '
 
     let refresher = state.rules.clone().spawn_refresher(store.clone());
     let file_watcher = state.rules.clone().spawn_file_watcher();
+    let jwks_refresher = state.rules.clone().spawn_jwks_refresher(state.config.access_rules.jwks_refresh);
     let janitor = spawn_token_janitor(state.clone());
     let stop = state.shutdown.clone();
     tokio::spawn(async move {
@@ -183,6 +185,7 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + '
         axum::serve(admin, admin_router(state.clone())).with_graceful_shutdown(wait(state.shutdown.clone()));
     let result = tokio::try_join!(async { public_server.await }, async { admin_server.await });
     refresher.abort();
+    jwks_refresher.abort();
     file_watcher.abort();
     janitor.abort();
     store.close().await;

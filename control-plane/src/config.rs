@@ -125,13 +125,30 @@ impl Default for Ttl {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AccessRules {
     /// Rule files or directories of rule files (`*.json`, `*.yaml`, `*.yml`, read in name
     /// order); after [`Config::load`] these are absolute or relative to the working directory,
     /// with any `file://` prefix removed. All are polled for changes every second.
     pub repositories: Vec<String>,
+    /// How `<...>` parts of `match.url` are read when a rule does not say: `regexp` (default)
+    /// or `glob`, as Oathkeeper's `access_rules.matching_strategy`.
+    pub matching_strategy: portcullis_shared::matching::Strategy,
+    /// How often the key sets named by `jwt` authenticators' `jwks_urls` are fetched again
+    /// (new URLs are fetched within a second).
+    #[serde(with = "humantime_serde")]
+    pub jwks_refresh: Duration,
+}
+
+impl Default for AccessRules {
+    fn default() -> Self {
+        Self {
+            repositories: Vec::new(),
+            matching_strategy: portcullis_shared::matching::Strategy::Regexp,
+            jwks_refresh: Duration::from_secs(300),
+        }
+    }
 }
 
 /// The decisions API (`/decisions`) and rule explanation.

@@ -7,6 +7,8 @@
 
 use sha2::{Digest, Sha256};
 
+use std::collections::HashMap;
+
 use crate::host::Host;
 
 const PREFIX: &str = "portcullis.cache.";
@@ -50,6 +52,36 @@ impl Lookup {
     }
 }
 
+/// Tokens whose signature this worker has verified, by SHA-256, until their `exp`: verifying
+/// an ES256 signature costs far more than a lookup, and a client repeats its token. Per worker
+/// (no lock, no copy through shared data), bounded.
+#[derive(Debug, Default)]
+pub struct VerifiedTokens {
+    until: HashMap<[u8; 32], u64>,
+}
+
+const VERIFIED_CAPACITY: usize = 16_384;
+
+impl VerifiedTokens {
+    pub fn digest(token: &str) -> [u8; 32] {
+        Sha256::digest(token.as_bytes()).into()
+    }
+
+    pub fn contains(&self, digest: &[u8; 32], now_ms: u64) -> bool {
+        self.until.get(digest).is_some_and(|until| *until > now_ms)
+    }
+
+    pub fn insert(&mut self, digest: [u8; 32], until_ms: u64, now_ms: u64) {
+        if self.until.len() >= VERIFIED_CAPACITY {
+            self.until.retain(|_, until| *until > now_ms);
+            if self.until.len() >= VERIFIED_CAPACITY {
+                self.until.clear();
+            }
+        }
+        self.until.insert(digest, until_ms);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,6 +105,19 @@ mod tests {
         let host = MockHost::default();
         Lookup::new(4, "introspect\nhttp://cp/i\nsecret-token").put(&host, u64::MAX, 200, b"{}");
         assert!(host.shared_values().iter().all(|v| !v.windows(12).any(|w| w == b"secret-token")));
+    }
+
+    #[test]
+    fn verified_tokens_expire_and_stay_bounded() {
+        let mut v = VerifiedTokens::default();
+        let d = VerifiedTokens::digest("t");
+        v.insert(d, 1_000, 0);
+        assert!(v.contains(&d, 999));
+        assert!(!v.contains(&d, 1_000));
+        for i in 0..(VERIFIED_CAPACITY + 10) {
+            v.insert(VerifiedTokens::digest(&i.to_string()), u64::MAX, 0);
+        }
+        assert!(v.until.len() <= VERIFIED_CAPACITY);
     }
 
     #[test]

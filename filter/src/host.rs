@@ -49,4 +49,9 @@ pub trait Host {
     fn set_request_header(&self, name: &str, value: Option<&str>);
     fn send_response(&self, status: u16, headers: &[(String, String)], body: &str);
     fn resume_request(&self);
+
+    /// Checks a signature natively (Envoy's `verify_signature`: BoringSSL). `public_key` is
+    /// SubjectPublicKeyInfo DER; ECDSA signatures are DER. `Err` when the host cannot verify.
+    fn verify_signature(&self, hash: &str, public_key: &[u8], signature: &[u8], message: &[u8])
+    -> Result<bool, String>;
 }

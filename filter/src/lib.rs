@@ -11,6 +11,7 @@
 
 pub mod cache;
 pub mod config;
+pub mod foreign;
 pub mod host;
 pub mod stream;
 pub mod sync;

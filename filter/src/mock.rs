@@ -36,6 +36,7 @@ struct State {
     sent: Option<Sent>,
     resumed: bool,
     logs: Vec<(Level, String)>,
+    verifications: usize,
 }
 
 #[derive(Default)]
@@ -78,6 +79,9 @@ impl MockHost {
     }
     pub fn shared_values(&self) -> Vec<Vec<u8>> {
         self.state.borrow().shared.values().map(|(v, _)| v.clone()).collect()
+    }
+    pub fn verifications(&self) -> usize {
+        self.state.borrow().verifications
     }
     pub fn logs(&self) -> Vec<(Level, String)> {
         self.state.borrow().logs.clone()
@@ -140,5 +144,23 @@ impl Host for MockHost {
     }
     fn resume_request(&self) {
         self.state.borrow_mut().resumed = true;
+    }
+    fn verify_signature(
+        &self,
+        hash: &str,
+        public_key: &[u8],
+        signature: &[u8],
+        message: &[u8],
+    ) -> Result<bool, String> {
+        use p256::ecdsa::signature::Verifier;
+        use p256::pkcs8::DecodePublicKey;
+        let mut s = self.state.borrow_mut();
+        s.verifications += 1;
+        if hash != "sha256" {
+            return Err(format!("mock verifies ES256 only, not {hash}"));
+        }
+        let key = p256::ecdsa::VerifyingKey::from_public_key_der(public_key).map_err(|e| e.to_string())?;
+        let signature = p256::ecdsa::Signature::from_der(signature).map_err(|e| e.to_string())?;
+        Ok(key.verify(message, &signature).is_ok())
     }
 }

@@ -5,10 +5,12 @@
 use std::rc::Rc;
 
 use portcullis_shared::denial::{Denial, DenialKind, LocalResponse};
-use portcullis_shared::pipeline::{self, Evaluation, HttpCall, HttpResponse, Request, Step, Verdict};
+use portcullis_shared::pipeline::{self, Evaluation, HttpCall, HttpResponse, Request, SignatureCheck, Step, Verdict};
 use portcullis_shared::snapshot::CompiledSnapshot;
 
-use crate::cache::Lookup;
+use std::cell::RefCell;
+
+use crate::cache::{Lookup, VerifiedTokens};
 use crate::config::Config;
 use crate::host::{CallResponse, Host, Level};
 
@@ -49,13 +51,18 @@ struct Pending {
 pub struct Stream {
     config: Rc<Config>,
     snapshot: Option<Rc<CompiledSnapshot>>,
+    verified: Rc<RefCell<VerifiedTokens>>,
     request: Option<RequestParts>,
     pending: Option<Pending>,
 }
 
 impl Stream {
-    pub fn new(config: Rc<Config>, snapshot: Option<Rc<CompiledSnapshot>>) -> Self {
-        Self { config, snapshot, request: None, pending: None }
+    pub fn new(
+        config: Rc<Config>,
+        snapshot: Option<Rc<CompiledSnapshot>>,
+        verified: Rc<RefCell<VerifiedTokens>>,
+    ) -> Self {
+        Self { config, snapshot, verified, request: None, pending: None }
     }
 
     pub fn on_request_headers(&mut self, host: &impl Host) -> Action {
@@ -131,6 +138,27 @@ impl Stream {
                     return Action::Continue;
                 }
                 Step::Done(Verdict::Deny { response, .. }) => return reply(host, &response),
+                Step::Verify(check) => {
+                    let Some(request) = &self.request else { return Action::Pause };
+                    let Some(current) = evaluation.as_mut() else {
+                        let denial = Denial::new(DenialKind::Internal, "Lost track of the evaluation");
+                        return reply(host, &denial.to_response());
+                    };
+                    let verified = match self.verify(host, &check) {
+                        Ok(v) => v,
+                        Err(e) => {
+                            host.log(
+                                Level::Error,
+                                &format!("rule {}: cannot verify signatures: {e}", current.rule_id()),
+                            );
+                            let denial =
+                                Denial::new(DenialKind::Unavailable, "The token's signature cannot be checked")
+                                    .with_reason("verifier_unavailable");
+                            return reply(host, &denial.to_response());
+                        }
+                    };
+                    step = current.resume_verified(&request.view(), verified, now_ms(host));
+                }
                 Step::Call(call) => {
                     let Some(mut current) = evaluation.take() else {
                         let denial = Denial::new(DenialKind::Internal, "Lost track of the evaluation");
@@ -160,6 +188,24 @@ impl Stream {
                 }
             }
         }
+    }
+
+    /// Checks a token's signature, or finds it already checked by this worker.
+    fn verify(&self, host: &impl Host, check: &SignatureCheck) -> Result<bool, String> {
+        let digest = VerifiedTokens::digest(&check.cache_key);
+        let now = host.now_ms();
+        if self.verified.borrow().contains(&digest, now) {
+            return Ok(true);
+        }
+        for key in &check.keys {
+            if host.verify_signature(check.alg.hash(), key, &check.signature, &check.message)? {
+                if let Some(until) = check.cache_until_ms.and_then(|t| u64::try_from(t).ok()) {
+                    self.verified.borrow_mut().insert(digest, until, now);
+                }
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     fn dispatch(&self, host: &impl Host, call: &HttpCall) -> Result<u32, String> {
@@ -212,7 +258,7 @@ mod tests {
     }
 
     fn stream() -> Stream {
-        Stream::new(Rc::new(test_config()), Some(snapshot()))
+        Stream::new(Rc::new(test_config()), Some(snapshot()), Rc::default())
     }
 
     fn request(host: &MockHost, path: &str, extra: &[(&str, &str)]) {
@@ -303,7 +349,7 @@ mod tests {
         assert_eq!(host.sent().unwrap().0, 500, "a call-out Envoy refuses is an error, not a pass");
         host.fail_calls(false);
 
-        let mut s = Stream::new(Rc::new(test_config()), None);
+        let mut s = Stream::new(Rc::new(test_config()), None, Rc::default());
         request(&host, "/public/hello", &[]);
         assert_eq!(s.on_request_headers(&host), Action::Pause);
         assert_eq!(host.sent().unwrap().0, 503, "no rules yet: closed, not open");
@@ -327,5 +373,109 @@ mod tests {
         s.on_request_headers(&host);
         assert_eq!(host.sent().unwrap().0, 404);
         assert_eq!(s.on_call_response(&host, 42, CallResponse::default()), Action::Pause);
+    }
+}
+
+#[cfg(test)]
+mod jwt_tests {
+    use super::*;
+    use crate::config::test_config;
+    use crate::mock::MockHost;
+    use p256::ecdsa::signature::Signer;
+    use p256::ecdsa::{Signature, SigningKey};
+    use portcullis_shared::snapshot::Snapshot;
+    use serde_json::json;
+
+    const NOW_MS: u64 = 1_700_000_000_000;
+
+    fn b64(bytes: impl AsRef<[u8]>) -> String {
+        const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let bytes = bytes.as_ref();
+        let mut out = String::new();
+        for chunk in bytes.chunks(3) {
+            let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+            for i in 0..=chunk.len() {
+                out.push(char::from(A[(n >> (18 - 6 * i) & 63) as usize]));
+            }
+        }
+        out
+    }
+
+    fn setup() -> (Stream, SigningKey, Rc<RefCell<VerifiedTokens>>, Rc<Config>, Rc<CompiledSnapshot>) {
+        let key = SigningKey::from_bytes(&[9u8; 32].into()).unwrap();
+        let point = key.verifying_key().to_encoded_point(false);
+        let snapshot = Snapshot {
+            version: "v1".into(),
+            rules: serde_json::from_value(json!([{"id": "api", "match": {"url": "http://<[^/]+>/api/<.*>", "methods": ["GET"]},
+                "authenticators": [{"handler": "jwt", "config": {"jwks_urls": ["http://cp:4444/.well-known/jwks.json"]}}],
+                "authorizer": {"handler": "allow"},
+                "mutators": [{"handler": "header", "config": {"headers": {"X-User": "{{ print .Subject }}"}}}]}]))
+            .unwrap(),
+            jwks: [("http://cp:4444/.well-known/jwks.json".to_owned(), json!({"keys": [{"kty": "EC", "crv": "P-256",
+                "x": b64(point.x().unwrap()), "y": b64(point.y().unwrap())}]}))]
+            .into(),
+            ..Snapshot::default()
+        };
+        let compiled = Rc::new(snapshot.compile().unwrap());
+        let verified = Rc::new(RefCell::new(VerifiedTokens::default()));
+        let config = Rc::new(test_config());
+        (
+            Stream::new(Rc::clone(&config), Some(Rc::clone(&compiled)), Rc::clone(&verified)),
+            key,
+            verified,
+            config,
+            compiled,
+        )
+    }
+
+    fn token(key: &SigningKey, sub: &str) -> String {
+        let input = format!(
+            "{}.{}",
+            b64(r#"{"alg":"ES256"}"#),
+            b64(json!({"sub": sub, "exp": NOW_MS / 1000 + 60}).to_string())
+        );
+        let signature: Signature = key.sign(input.as_bytes());
+        format!("{input}.{}", b64(signature.to_bytes()))
+    }
+
+    fn request(host: &MockHost, token: &str) {
+        let bearer = format!("Bearer {token}");
+        host.set_request(&[
+            (":method", "GET"),
+            (":scheme", "http"),
+            (":authority", "gw"),
+            (":path", "/api/x"),
+            ("authorization", &bearer),
+        ]);
+        host.set_now(NOW_MS);
+    }
+
+    #[test]
+    fn jwt_is_verified_natively_once_per_worker_and_forwarded() {
+        let (mut stream, key, verified, config, snapshot) = setup();
+        let host = MockHost::default();
+        let t = token(&key, "alice");
+        request(&host, &t);
+        assert_eq!(stream.on_request_headers(&host), Action::Continue);
+        assert_eq!(host.request_header("x-user").as_deref(), Some("alice"));
+        assert_eq!(host.verifications(), 1);
+        assert!(host.calls().is_empty(), "no call-out for a JWT");
+
+        let mut again = Stream::new(config, Some(snapshot), verified);
+        request(&host, &t);
+        assert_eq!(again.on_request_headers(&host), Action::Continue);
+        assert_eq!(host.verifications(), 1, "the same token is not verified twice on a worker");
+    }
+
+    #[test]
+    fn a_forged_token_is_refused() {
+        let (mut stream, _, _, _, _) = setup();
+        let other = SigningKey::from_bytes(&[3u8; 32].into()).unwrap();
+        let host = MockHost::default();
+        request(&host, &token(&other, "mallory"));
+        assert_eq!(stream.on_request_headers(&host), Action::Pause);
+        let (status, _, body) = host.sent().unwrap();
+        assert_eq!(status, 401);
+        assert!(body.contains("bad_signature"), "{body}");
     }
 }

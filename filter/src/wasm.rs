@@ -10,7 +10,11 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action as WasmAction, BufferType, ContextType, LogLevel, MapType, Status};
 
+use std::cell::RefCell;
+
+use crate::cache::VerifiedTokens;
 use crate::config::Config;
+use crate::foreign;
 use crate::host::{CallResponse, Host, Level, SharedSetError};
 use crate::stream::{Action, Stream};
 use crate::sync::SnapshotSync;
@@ -91,18 +95,33 @@ impl Host for WasmHost {
     fn resume_request(&self) {
         let _ = hostcalls::resume_http_request();
     }
+
+    fn verify_signature(
+        &self,
+        hash: &str,
+        public_key: &[u8],
+        signature: &[u8],
+        message: &[u8],
+    ) -> Result<bool, String> {
+        let args = foreign::verify_signature_arguments(hash, public_key, signature, message);
+        let result = hostcalls::call_foreign_function("verify_signature", Some(&args))
+            .map_err(|status| format!("verify_signature: {status:?}"))?
+            .unwrap_or_default();
+        foreign::verify_signature_result(&result)
+    }
 }
 
 struct Root {
     config: Option<Rc<Config>>,
     sync: SnapshotSync,
+    verified: Rc<RefCell<VerifiedTokens>>,
 }
 
 impl Root {
     fn new() -> Self {
         // A random id per worker VM (WASI random_get), so workers can tell their leases apart.
         let instance = std::collections::hash_map::RandomState::new().build_hasher().finish();
-        Self { config: None, sync: SnapshotSync::new(instance) }
+        Self { config: None, sync: SnapshotSync::new(instance), verified: Rc::default() }
     }
 }
 
@@ -138,7 +157,7 @@ impl RootContext for Root {
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         let config = self.config.clone()?;
-        Some(Box::new(Http { stream: Stream::new(config, self.sync.current()) }))
+        Some(Box::new(Http { stream: Stream::new(config, self.sync.current(), Rc::clone(&self.verified)) }))
     }
 
     fn get_type(&self) -> Option<ContextType> {

@@ -11,6 +11,7 @@
 pub mod denial;
 pub mod duration;
 pub mod introspection;
+pub mod jwt;
 pub mod matching;
 pub mod pipeline;
 pub mod rule;

@@ -117,6 +117,15 @@ pub fn parse_rules(value: Value) -> Result<Vec<RuleSpec>, RuleError> {
         .collect()
 }
 
+/// What compiling a rule set needs besides the rules themselves.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Environment {
+    /// Oathkeeper's `access_rules.matching_strategy`, for rules without `match.strategy`.
+    pub strategy: Strategy,
+    /// JWKS documents by URL, fetched by the control plane for `jwt` authenticators.
+    pub jwks: BTreeMap<String, Value>,
+}
+
 /// A validated rule, ready to judge requests.
 #[derive(Debug)]
 pub struct CompiledRule {
@@ -149,13 +158,19 @@ pub struct RuleSet {
 impl RuleSet {
     /// Validates and compiles every rule with the `regexp` strategy as the default.
     pub fn compile(specs: &[RuleSpec]) -> Result<Self, RuleError> {
-        Self::compile_with(specs, Strategy::Regexp)
+        Self::compile_in(specs, &Environment::default())
     }
 
     /// Validates and compiles every rule; `strategy` applies where a rule does not set
     /// `match.strategy` (Oathkeeper's `access_rules.matching_strategy`). The first error wins
     /// and nothing is half-loaded.
     pub fn compile_with(specs: &[RuleSpec], strategy: Strategy) -> Result<Self, RuleError> {
+        Self::compile_in(specs, &Environment { strategy, ..Environment::default() })
+    }
+
+    /// Validates and compiles every rule in `env`. The first error wins and nothing is
+    /// half-loaded.
+    pub fn compile_in(specs: &[RuleSpec], env: &Environment) -> Result<Self, RuleError> {
         let mut seen = BTreeMap::new();
         let mut rules = Vec::with_capacity(specs.len());
         for (index, spec) in specs.iter().enumerate() {
@@ -179,7 +194,7 @@ impl RuleSet {
             if let Some(first) = seen.insert(spec.id.clone(), index) {
                 return Err(err("id", format!("duplicate id, already used by rule #{first}")));
             }
-            rules.push(Arc::new(compile_rule(spec, strategy).map_err(|(field, message)| err(&field, message))?));
+            rules.push(Arc::new(compile_rule(spec, env).map_err(|(field, message)| err(&field, message))?));
         }
         let mut guarded_headers: Vec<String> = rules
             .iter()
@@ -232,8 +247,8 @@ impl RuleSet {
     }
 }
 
-fn compile_rule(spec: &RuleSpec, default_strategy: Strategy) -> Result<CompiledRule, HandlerError> {
-    let strategy = spec.matcher.strategy.unwrap_or(default_strategy);
+fn compile_rule(spec: &RuleSpec, env: &Environment) -> Result<CompiledRule, HandlerError> {
+    let strategy = spec.matcher.strategy.unwrap_or(env.strategy);
     let pattern = UrlPattern::compile_with(&spec.matcher.url, strategy).map_err(|e| ("match.url".to_owned(), e))?;
     if spec.matcher.methods.is_empty() {
         return Err(("match.methods".into(), "must list at least one HTTP method".into()));
@@ -254,7 +269,7 @@ fn compile_rule(spec: &RuleSpec, default_strategy: Strategy) -> Result<CompiledR
         methods,
         pattern,
         info: PatternInfo::analyse(&spec.matcher.url, strategy),
-        authenticators: each(&spec.authenticators, "authenticators", Authenticator::compile)?,
+        authenticators: each(&spec.authenticators, "authenticators", |h| Authenticator::compile(h, &env.jwks))?,
         authorizer: Authorizer::compile(&spec.authorizer).map_err(|(f, m)| (join("authorizer", &f), m))?,
         mutators: each(&spec.mutators, "mutators", Mutator::compile)?,
         errors: each(&spec.errors, "errors", ErrorHandler::compile)?,

@@ -2,14 +2,25 @@
 //! The version is a digest of the content computed by the control plane, so replicas agree on
 //! it and a filter can ask "anything newer than this?" with `If-None-Match`.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
-use crate::rule::{RuleError, RuleSet, RuleSpec};
+use crate::matching::Strategy;
+use crate::rule::{Environment, RuleError, RuleSet, RuleSpec};
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Snapshot {
     pub version: String,
     pub rules: Vec<RuleSpec>,
+    /// The default matching strategy (`access_rules.matching_strategy`).
+    #[serde(default)]
+    pub matching_strategy: Strategy,
+    /// Key sets for `jwt` authenticators, by JWKS URL, fetched by the control plane so the
+    /// filter never has to.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub jwks: BTreeMap<String, Value>,
 }
 
 /// A snapshot ready to judge requests.
@@ -21,7 +32,8 @@ pub struct CompiledSnapshot {
 
 impl Snapshot {
     pub fn compile(&self) -> Result<CompiledSnapshot, RuleError> {
-        Ok(CompiledSnapshot { version: self.version.clone(), rules: RuleSet::compile(&self.rules)? })
+        let env = Environment { strategy: self.matching_strategy, jwks: self.jwks.clone() };
+        Ok(CompiledSnapshot { version: self.version.clone(), rules: RuleSet::compile_in(&self.rules, &env)? })
     }
 }
 

@@ -51,7 +51,7 @@ pub fn check(paths: &[String]) -> Report {
     }
     if report.errors.is_empty() {
         // Anything only the whole set can reveal, with the server's own message.
-        if let Err(e) = crate::rules::compile_files(&files) {
+        if let Err(e) = crate::rules::compile_files(&files, portcullis_shared::matching::Strategy::Regexp) {
             report.errors.push(e);
         }
     }

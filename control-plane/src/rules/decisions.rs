@@ -117,6 +117,17 @@ impl Decider {
             let call = match step {
                 Step::Done(verdict) => return Decision { verdict, rule_id },
                 Step::Call(call) => call,
+                Step::Verify(check) => {
+                    let Some(eval) = evaluation.as_mut() else {
+                        return internal(rule_id, "the pipeline asked for a signature check without an evaluation");
+                    };
+                    let verified = check
+                        .keys
+                        .iter()
+                        .any(|key| crypto::verify_signature(check.alg, key, &check.signature, &check.message));
+                    step = eval.resume_verified(&req, verified, clock.now_ms());
+                    continue;
+                }
             };
             let Some(eval) = evaluation.as_mut() else {
                 return internal(rule_id, "the pipeline asked for a call without an evaluation");

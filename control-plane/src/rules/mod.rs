@@ -15,11 +15,14 @@ pub mod decisions;
 pub mod explain;
 pub mod snapshot;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
+use portcullis_shared::matching::Strategy;
+use portcullis_shared::rule::Environment;
 use portcullis_shared::rule::{RuleSet, RuleSpec, parse_rules};
 use portcullis_shared::snapshot::Snapshot;
 use serde_json::Value;
@@ -94,7 +97,7 @@ impl Sources {
 
     /// Admin rules must compile on their own and together with the file rules, and must not
     /// reuse a file rule's id.
-    fn check_admin(&self, specs: &[RuleSpec]) -> Result<(), String> {
+    fn check_admin(&self, specs: &[RuleSpec], strategy: Strategy) -> Result<(), String> {
         for (index, spec) in specs.iter().enumerate() {
             if let Some(file) = self.file_of(&spec.id) {
                 return Err(format!(
@@ -103,14 +106,17 @@ impl Sources {
                 ));
             }
         }
-        RuleSet::compile(specs).map_err(|e| e.to_string())?;
-        RuleSet::compile(&self.combined(specs)).map_err(|e| e.to_string())?;
+        RuleSet::compile_with(specs, strategy).map_err(|e| e.to_string())?;
+        RuleSet::compile_with(&self.combined(specs), strategy).map_err(|e| e.to_string())?;
         Ok(())
     }
 }
 
 pub struct Rules {
     repositories: Vec<String>,
+    strategy: Strategy,
+    /// Key sets for `jwt` authenticators by URL, as last fetched; pushed in every snapshot.
+    jwks: std::sync::Mutex<BTreeMap<String, Value>>,
     sources: Mutex<Sources>,
     tx: watch::Sender<Arc<Published>>,
     compiled: ArcSwap<RuleSet>,
@@ -129,24 +135,32 @@ impl Rules {
     /// Reads the rule repositories and the stored admin rules, validates the combination and
     /// publishes the first snapshot. A missing file or directory is a startup error.
     pub async fn load(repositories: &[String], store: &Store) -> Result<Self, StartupError> {
+        Self::load_with(repositories, Strategy::Regexp, store).await
+    }
+
+    /// [`Rules::load`] with `strategy` for rules that do not set `match.strategy`.
+    pub async fn load_with(repositories: &[String], strategy: Strategy, store: &Store) -> Result<Self, StartupError> {
         let fingerprint = fingerprint(repositories);
         let files = read_repositories(repositories).map_err(StartupError)?;
-        compile_files(&files).map_err(StartupError)?;
+        compile_files(&files, strategy).map_err(StartupError)?;
         let (admin_version, body) = store.get_rule_set().await?;
         let admin_rules = serde_json::from_str::<Value>(&body)
             .map_err(|e| e.to_string())
             .and_then(|v| parse_rules(v).map_err(|e| e.to_string()))
             .map_err(|e| StartupError(format!("stored admin rules (rule_set): {e}")))?;
         let sources = Sources { admin_version, admin_rules: Vec::new(), files, fingerprint };
-        sources.check_admin(&admin_rules).map_err(|e| {
+        sources.check_admin(&admin_rules, strategy).map_err(|e| {
             StartupError(format!("the admin-managed rules in the database conflict with the rule files: {e}"))
         })?;
         let combined = sources.combined(&admin_rules);
-        let compiled = RuleSet::compile(&combined).map_err(|e| StartupError(e.to_string()))?;
+        let env = Environment { strategy, ..Environment::default() };
+        let compiled = RuleSet::compile_in(&combined, &env).map_err(|e| StartupError(e.to_string()))?;
         let rules = Self {
             repositories: repositories.to_vec(),
+            strategy,
+            jwks: std::sync::Mutex::new(BTreeMap::new()),
             sources: Mutex::new(Sources { admin_rules, ..sources }),
-            tx: watch::Sender::new(Arc::new(publication(&combined))),
+            tx: watch::Sender::new(Arc::new(publication(&combined, &env))),
             compiled: ArcSwap::from_pointee(compiled),
         };
         Ok(rules)
@@ -181,7 +195,7 @@ impl Rules {
         // Holding the lock across the check and the write keeps store order and publish order
         // the same, and a file reload cannot slip in between.
         let mut sources = self.sources.lock().await;
-        sources.check_admin(&specs).map_err(ReplaceError::Invalid)?;
+        sources.check_admin(&specs, self.strategy).map_err(ReplaceError::Invalid)?;
         sources.admin_version = store.put_rule_set(&body).await?;
         sources.admin_rules = specs.clone();
         self.publish(&sources.combined(&specs));
@@ -199,7 +213,7 @@ impl Rules {
         let parsed = serde_json::from_str::<Value>(&body)
             .map_err(|e| e.to_string())
             .and_then(|v| parse_rules(v).map_err(|e| e.to_string()))
-            .and_then(|specs| sources.check_admin(&specs).map(|()| specs));
+            .and_then(|specs| sources.check_admin(&specs, self.strategy).map(|()| specs));
         match parsed {
             Ok(specs) => {
                 self.publish(&sources.combined(&specs));
@@ -243,13 +257,13 @@ impl Rules {
                 }
             }
         }
-        if let Err(e) = compile_files(&files) {
+        if let Err(e) = compile_files(&files, self.strategy) {
             tracing::error!(error = %e, "rule files changed but are invalid; keeping the previous rules");
             return false;
         }
         let admin = sources.admin_rules.clone();
         let previous = std::mem::replace(&mut sources.files, files);
-        if let Err(e) = sources.check_admin(&admin) {
+        if let Err(e) = sources.check_admin(&admin, self.strategy) {
             tracing::error!(error = %e, "rule files changed but conflict with the admin-managed rules; keeping the previous rules");
             sources.files = previous;
             return false;
@@ -288,9 +302,62 @@ impl Rules {
         })
     }
 
+    fn environment(&self) -> Environment {
+        let jwks = self.jwks.lock().map(|j| j.clone()).unwrap_or_default();
+        Environment { strategy: self.strategy, jwks }
+    }
+
+    /// Fetches the key sets `jwt` rules name — every second for URLs not fetched yet, all of
+    /// them every `every` — and republishes when they change. A failing URL keeps its last
+    /// good keys; one never fetched leaves its rules failing closed (503) in the filter.
+    pub fn spawn_jwks_refresher(self: Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let client = match reqwest::Client::builder().timeout(Duration::from_secs(5)).build() {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot build the JWKS client; jwt rules will fail closed");
+                    return;
+                }
+            };
+            let mut last_full = tokio::time::Instant::now();
+            let mut first = true;
+            loop {
+                let wanted = jwks_urls(&self.active());
+                let known: BTreeMap<String, Value> = self.jwks.lock().map(|j| j.clone()).unwrap_or_default();
+                let full = first || last_full.elapsed() >= every;
+                let to_fetch: Vec<&String> = wanted.iter().filter(|u| full || !known.contains_key(*u)).collect();
+                if !to_fetch.is_empty() {
+                    let mut next: BTreeMap<String, Value> =
+                        known.into_iter().filter(|(u, _)| wanted.contains(u)).collect();
+                    for url in to_fetch {
+                        match fetch_jwks(&client, url).await {
+                            Ok(set) => {
+                                next.insert(url.clone(), set);
+                            }
+                            Err(e) => {
+                                tracing::warn!(url = %url, error = %e, "cannot fetch JWKS; keeping the last good keys")
+                            }
+                        }
+                    }
+                    let changed =
+                        self.jwks.lock().map(|mut j| std::mem::replace(&mut *j, next.clone()) != next).unwrap_or(false);
+                    if changed {
+                        self.publish(&self.active());
+                    }
+                    if full {
+                        last_full = tokio::time::Instant::now();
+                    }
+                }
+                first = false;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        })
+    }
+
     /// Publishes `rules` (already validated); returns whether the version changed.
     fn publish(&self, rules: &[RuleSpec]) -> bool {
-        let compiled = match RuleSet::compile(rules) {
+        let env = self.environment();
+        let compiled = match RuleSet::compile_in(rules, &env) {
             Ok(c) => c,
             Err(e) => {
                 // Unreachable in practice: every caller validated the same list.
@@ -298,7 +365,7 @@ impl Rules {
                 return false;
             }
         };
-        let next = publication(rules);
+        let next = publication(rules, &env);
         let compiled = Arc::new(compiled);
         self.tx.send_if_modified(|current| {
             if current.version == next.version {
@@ -315,18 +382,57 @@ impl Rules {
     }
 }
 
-fn publication(rules: &[RuleSpec]) -> Published {
+/// The JWKS URLs that `jwt` authenticators in `rules` name.
+pub fn jwks_urls(rules: &[RuleSpec]) -> std::collections::BTreeSet<String> {
+    rules
+        .iter()
+        .flat_map(|r| &r.authenticators)
+        .filter(|a| a.handler == "jwt")
+        .filter_map(|a| a.config.get("jwks_urls").and_then(Value::as_array))
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(str::to_owned)
+        .collect()
+}
+
+async fn fetch_jwks(client: &reqwest::Client, url: &str) -> Result<Value, String> {
+    let body = match url.strip_prefix("file://") {
+        Some(path) => tokio::fs::read(path).await.map_err(|e| e.to_string())?,
+        None => {
+            let response = client.get(url).send().await.map_err(|e| e.without_url().to_string())?;
+            if !response.status().is_success() {
+                return Err(format!("answered {}", response.status()));
+            }
+            response.bytes().await.map_err(|e| e.without_url().to_string())?.to_vec()
+        }
+    };
+    let set: Value = serde_json::from_slice(&body).map_err(|e| format!("not JSON: {e}"))?;
+    if !set.get("keys").is_some_and(Value::is_array) {
+        return Err("not a JWKS document (no \"keys\" array)".into());
+    }
+    Ok(set)
+}
+
+fn publication(rules: &[RuleSpec], env: &Environment) -> Published {
     // Serializing plain data structures cannot fail.
     let rules_json = serde_json::to_vec(rules).unwrap_or_else(|_| b"[]".to_vec());
-    let version = crypto::sha256_hex(&rules_json)[..16].to_owned();
-    let body = serde_json::to_vec(&Snapshot { version: version.clone(), rules: rules.to_vec() }).unwrap_or_default();
+    let mut snapshot = Snapshot {
+        version: String::new(),
+        rules: rules.to_vec(),
+        matching_strategy: env.strategy,
+        jwks: env.jwks.clone(),
+    };
+    // Content-addressed: the same rules, strategy and keys give the same version everywhere.
+    let version = crypto::sha256_hex(&serde_json::to_vec(&snapshot).unwrap_or_default())[..16].to_owned();
+    snapshot.version = version.clone();
+    let body = serde_json::to_vec(&snapshot).unwrap_or_default();
     Published { etag: format!("\"{version}\""), version, body: body.into(), rules: rules_json.into() }
 }
 
 /// Compiles the file rules as one set, naming the file and the rule's position in it on error.
-pub fn compile_files(files: &[FileRules]) -> Result<RuleSet, String> {
+pub fn compile_files(files: &[FileRules], strategy: Strategy) -> Result<RuleSet, String> {
     let all: Vec<RuleSpec> = files.iter().flat_map(|f| f.rules.iter().cloned()).collect();
-    RuleSet::compile(&all).map_err(|mut e| {
+    RuleSet::compile_with(&all, strategy).map_err(|mut e| {
         let mut index = e.index;
         for f in files {
             if index < f.rules.len() {
@@ -553,5 +659,32 @@ pub(crate) mod tests {
 
         let err = Rules::load(&["/nonexistent/portcullis/rules.json".to_owned()], &store).await.unwrap_err();
         assert!(err.to_string().contains("/nonexistent/portcullis/rules.json"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn jwks_named_by_jwt_rules_are_fetched_into_the_snapshot() {
+        let store = crate::store::testing::sqlite().await;
+        let jwks =
+            temp_file("jwks.json", r#"{"keys": [{"kty": "EC", "crv": "P-256", "kid": "k", "x": "AQ", "y": "AQ"}]}"#);
+        let url = format!("file://{jwks}");
+        let rules = Arc::new(Rules::load(&[], &store).await.unwrap());
+        let jwt_rule = json!([{"id": "api", "match": {"url": "http://h/<.*>", "methods": ["GET"]},
+            "authenticators": [{"handler": "jwt", "config": {"jwks_urls": [url]}}], "authorizer": {"handler": "allow"}}]);
+        rules.replace_admin(&store, jwt_rule).await.unwrap();
+        let before = rules.current().version.clone();
+        let task = rules.clone().spawn_jwks_refresher(Duration::from_secs(300));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let snapshot: Snapshot = serde_json::from_slice(&rules.current().body).unwrap();
+            if let Some(set) = snapshot.jwks.get(&url) {
+                assert_eq!(set["keys"][0]["kid"], "k");
+                assert_ne!(snapshot.version, before, "new keys, new version");
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "the key set never reached the snapshot");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        task.abort();
+        assert_eq!(jwks_urls(&rules.active()).into_iter().collect::<Vec<_>>(), [url]);
     }
 }

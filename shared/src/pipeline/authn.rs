@@ -9,14 +9,15 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::config::{self, CacheSpec, Empty, HandlerError};
-use super::{HttpCall, HttpResponse, Request, Session, form_encode, json_path};
+use super::{HttpCall, HttpResponse, Request, Session, SignatureCheck, form_encode, json_path};
 use crate::denial::{BearerError, Denial, DenialKind};
 use crate::introspection::IntrospectionResponse;
+use crate::jwt::{Algorithm, TokenError, UntrustedToken, VerifyingKey};
 use crate::rule::HandlerSpec;
 use crate::scope::{self, ScopeStrategy};
 
 pub const HANDLERS: &[&str] =
-    &["noop", "anonymous", "unauthorized", "oauth2_introspection", "cookie_session", "bearer_token"];
+    &["noop", "anonymous", "unauthorized", "oauth2_introspection", "cookie_session", "bearer_token", "jwt"];
 
 /// The default cache lifetime when a rule enables a cache without a `ttl`.
 pub const DEFAULT_CACHE_TTL_MS: u64 = 60_000;
@@ -35,6 +36,22 @@ pub enum Kind {
     Anonymous { subject: String },
     OAuth2Introspection(Box<Introspection>),
     SessionCheck(Box<SessionCheck>),
+    Jwt(Box<Jwt>),
+}
+
+/// `jwt`: verify a signed token against keys the control plane fetched from `jwks_urls` and
+/// pushed in the snapshot, then check its claims.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Jwt {
+    pub keys: Vec<VerifyingKey>,
+    /// Some `jwks_urls` had no keys in the snapshot (not fetched yet, or failing).
+    pub keys_missing: bool,
+    pub allowed_algorithms: Vec<Algorithm>,
+    pub scope_strategy: ScopeStrategy,
+    pub required_scope: Vec<String>,
+    pub target_audience: Vec<String>,
+    pub trusted_issuers: Vec<String>,
+    pub token_from: TokenSource,
 }
 
 /// Where a bearer credential is read from (Oathkeeper `token_from`).
@@ -99,6 +116,8 @@ pub enum Outcome {
     Authenticated(Session),
     Failed(Denial),
     Call(HttpCall),
+    /// Check this signature; the claims wait for the answer.
+    Verify(SignatureCheck, Map<String, Value>),
 }
 
 #[derive(Deserialize)]
@@ -128,7 +147,8 @@ fn token_source(spec: Option<TokenFromSpec>) -> Result<TokenSource, HandlerError
 }
 
 impl Authenticator {
-    pub fn compile(h: &HandlerSpec) -> Result<Self, HandlerError> {
+    /// `jwks` holds the key sets the control plane fetched, by URL, for `jwt` authenticators.
+    pub fn compile(h: &HandlerSpec, jwks: &BTreeMap<String, Value>) -> Result<Self, HandlerError> {
         // `on_invalid` is Portcullis's, valid on every authenticator: take it out first.
         let mut spec = h.clone();
         let mut continue_on_invalid = false;
@@ -156,6 +176,7 @@ impl Authenticator {
             "oauth2_introspection" => Kind::OAuth2Introspection(Box::new(compile_introspection(h)?)),
             "cookie_session" => Kind::SessionCheck(Box::new(compile_session_check(h, false)?)),
             "bearer_token" => Kind::SessionCheck(Box::new(compile_session_check(h, true)?)),
+            "jwt" => Kind::Jwt(Box::new(compile_jwt(h, jwks)?)),
             other => return Err(config::unknown_handler("authenticator", other, HANDLERS)),
         };
         Ok(Self { kind, continue_on_invalid })
@@ -168,7 +189,7 @@ impl Authenticator {
         self.continue_on_invalid && matches!(denial.kind, DenialKind::Unauthorized | DenialKind::Forbidden)
     }
 
-    pub fn start(&self, req: &Request<'_>, _captures: &[String], _now_ms: i64) -> Outcome {
+    pub fn start(&self, req: &Request<'_>, _captures: &[String], now_ms: i64) -> Outcome {
         match &self.kind {
             Kind::Noop => Outcome::Authenticated(Session::default()),
             Kind::Unauthorized => Outcome::Failed(Denial::unauthorized().with_reason("unauthorized_handler")),
@@ -187,6 +208,19 @@ impl Authenticator {
                 Some(credential) => Outcome::Call(session_check_call(c, req, credential)),
                 None => Outcome::NotResponsible,
             },
+            Kind::Jwt(c) => match token(req, &c.token_from) {
+                Some(t) => start_jwt(c, &t, now_ms),
+                None => Outcome::NotResponsible,
+            },
+        }
+    }
+
+    /// Reads the verifier's answer for this authenticator's signature check.
+    pub fn finish_verified(&self, verified: bool, claims: Map<String, Value>, now_ms: i64) -> Outcome {
+        match &self.kind {
+            Kind::Jwt(c) if verified => check_claims(c, claims, now_ms / 1000),
+            Kind::Jwt(_) => Outcome::Failed(invalid_token("The token's signature is not valid", "bad_signature")),
+            _ => Outcome::Failed(Denial::new(DenialKind::Internal, "unexpected signature result")),
         }
     }
 
@@ -552,4 +586,173 @@ fn finish_session_check(
     };
     let cache_until = c.cache_ttl_ms.map(|ttl| now_ms.saturating_add(i64::try_from(ttl).unwrap_or(i64::MAX)));
     (Outcome::Authenticated(Session::new(subject, extra)), cache_until)
+}
+
+// --- jwt --------------------------------------------------------------------------------------
+
+fn compile_jwt(h: &HandlerSpec, jwks: &BTreeMap<String, Value>) -> Result<Jwt, HandlerError> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Spec {
+        jwks_urls: Vec<String>,
+        allowed_algorithms: Option<Vec<String>>,
+        #[serde(default)]
+        scope_strategy: ScopeStrategy,
+        #[serde(default)]
+        required_scope: Vec<String>,
+        #[serde(default)]
+        target_audience: Vec<String>,
+        #[serde(default)]
+        trusted_issuers: Vec<String>,
+        token_from: Option<TokenFromSpec>,
+        /// Accepted for compatibility: the control plane fetches and refreshes key sets.
+        #[allow(dead_code)]
+        jwks_max_wait: Option<String>,
+        #[allow(dead_code)]
+        jwks_ttl: Option<String>,
+    }
+    let c: Spec = config::config(h)?;
+    if c.jwks_urls.is_empty() {
+        return Err(("config.jwks_urls".into(), "must list at least one JWKS URL".into()));
+    }
+    for (i, url) in c.jwks_urls.iter().enumerate() {
+        if !["http://", "https://", "file://"].iter().any(|p| url.starts_with(p)) {
+            return Err((format!("config.jwks_urls[{i}]"), "must be an http://, https:// or file:// URL".into()));
+        }
+    }
+    let allowed_algorithms = match c.allowed_algorithms {
+        None => vec![Algorithm::RS256, Algorithm::RS384, Algorithm::RS512, Algorithm::ES256],
+        Some(names) => names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                Algorithm::parse(n).ok_or_else(|| {
+                    (
+                        format!("config.allowed_algorithms[{i}]"),
+                        format!("{n:?} is not supported (RS256, RS384, RS512, ES256)"),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+    };
+    if !c.required_scope.is_empty() && c.scope_strategy == ScopeStrategy::None {
+        // Oathkeeper accepts this and then rejects every token; say so when the rule loads.
+        return Err((
+            "config.scope_strategy".into(),
+            "required_scope needs a scope strategy (exact, hierarchic or wildcard)".into(),
+        ));
+    }
+    let mut keys = Vec::new();
+    let mut keys_missing = false;
+    for url in &c.jwks_urls {
+        match jwks.get(url) {
+            Some(set) => keys.extend(crate::jwt::signing_keys(set)),
+            None => keys_missing = true,
+        }
+    }
+    Ok(Jwt {
+        keys,
+        keys_missing,
+        allowed_algorithms,
+        scope_strategy: c.scope_strategy,
+        required_scope: c.required_scope,
+        target_audience: c.target_audience,
+        trusted_issuers: c.trusted_issuers,
+        token_from: token_source(c.token_from)?,
+    })
+}
+
+fn invalid_token(message: &str, reason: &'static str) -> Denial {
+    Denial::new(DenialKind::Unauthorized, message).with_bearer_error(BearerError::InvalidToken).with_reason(reason)
+}
+
+fn start_jwt(c: &Jwt, token: &str, now_ms: i64) -> Outcome {
+    let parsed = match UntrustedToken::parse(token, &c.allowed_algorithms) {
+        Ok(t) => t,
+        // An opaque token is someone else's: let introspection or bearer_token have a go.
+        Err(TokenError::NotAJwt) => return Outcome::NotResponsible,
+        Err(TokenError::AlgorithmNotAllowed(alg)) => {
+            return Outcome::Failed(invalid_token(
+                &format!("The token's algorithm {alg} is not allowed"),
+                "algorithm_not_allowed",
+            ));
+        }
+        Err(TokenError::Malformed(part)) => {
+            return Outcome::Failed(invalid_token(&format!("The token's {part} is malformed"), "malformed_token"));
+        }
+    };
+    let candidates = parsed.candidate_keys(&c.keys);
+    if candidates.is_empty() {
+        if c.keys_missing && c.keys.is_empty() {
+            return Outcome::Failed(
+                Denial::new(DenialKind::Unavailable, "The signing keys for this token are not available yet")
+                    .with_reason("jwks_unavailable"),
+            );
+        }
+        return Outcome::Failed(invalid_token("No known key signed this token", "unknown_key"));
+    }
+    let cache_until_ms =
+        parsed.claims.get("exp").and_then(Value::as_i64).map(|exp| exp.saturating_mul(1000)).filter(|t| *t > now_ms);
+    let check = SignatureCheck {
+        alg: parsed.alg,
+        keys: candidates.into_iter().map(|k| k.spki_der.clone()).collect(),
+        message: parsed.signing_input.to_vec(),
+        signature: parsed.signature,
+        cache_key: token.to_owned(),
+        cache_until_ms,
+    };
+    Outcome::Verify(check, parsed.claims)
+}
+
+/// Claims checks after a good signature: times (60 s leeway for clock skew), issuer, audience,
+/// scope. Oathkeeper answers 401 for all of them.
+fn check_claims(c: &Jwt, claims: Map<String, Value>, now: i64) -> Outcome {
+    const LEEWAY: i64 = 60;
+    let number = |name: &str| claims.get(name).and_then(Value::as_i64);
+    if number("exp").is_some_and(|exp| exp <= now - LEEWAY) || claims.get("exp").is_some_and(|v| !v.is_i64()) {
+        return Outcome::Failed(invalid_token("The token has expired", "token_expired"));
+    }
+    if number("nbf").is_some_and(|nbf| nbf > now + LEEWAY) {
+        return Outcome::Failed(invalid_token("The token is not valid yet", "token_not_yet_valid"));
+    }
+    if number("iat").is_some_and(|iat| iat > now + LEEWAY) {
+        return Outcome::Failed(invalid_token("The token was issued in the future", "token_issued_in_future"));
+    }
+    let iss = claims.get("iss").and_then(Value::as_str);
+    if !c.trusted_issuers.is_empty() && !iss.is_some_and(|i| c.trusted_issuers.iter().any(|t| t == i)) {
+        return Outcome::Failed(invalid_token("The token was issued by an untrusted issuer", "untrusted_issuer"));
+    }
+    let aud: Vec<&str> = match claims.get("aud") {
+        Some(Value::String(a)) => vec![a.as_str()],
+        Some(Value::Array(list)) => list.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    };
+    if let Some(missing) = c.target_audience.iter().find(|a| !aud.contains(&a.as_str())) {
+        return Outcome::Failed(invalid_token(
+            &format!("The token is not intended for audience {missing}"),
+            "audience_mismatch",
+        ));
+    }
+    // Scopes come as `scp`, `scope` or `scopes`, a list or a space-separated string.
+    let granted: Vec<String> = ["scp", "scope", "scopes"]
+        .iter()
+        .find_map(|name| claims.get(*name))
+        .map(|v| match v {
+            Value::String(s) => scope::split(s).map(str::to_owned).collect(),
+            Value::Array(list) => list.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
+            _ => Vec::new(),
+        })
+        .unwrap_or_default();
+    let granted_refs: Vec<&str> = granted.iter().map(String::as_str).collect();
+    if let Some(missing) = c.required_scope.iter().find(|s| !c.scope_strategy.covers(granted_refs.iter().copied(), s)) {
+        return Outcome::Failed(
+            Denial::new(DenialKind::Forbidden, format!("The token lacks the required scope {missing}"))
+                .with_bearer_error(BearerError::InsufficientScope)
+                .with_reason("insufficient_scope"),
+        );
+    }
+    let subject = claims.get("sub").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let mut extra = claims;
+    extra.insert("scp".into(), Value::from(granted));
+    Outcome::Authenticated(Session::new(subject, extra))
 }

@@ -143,9 +143,26 @@ pub enum Verdict {
     Deny { denial: Denial, response: LocalResponse },
 }
 
+/// A signature the caller must check (Envoy's `verify_signature` in the filter, RustCrypto in
+/// the control plane) and report with [`Evaluation::resume_verified`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignatureCheck {
+    pub alg: crate::jwt::Algorithm,
+    /// SubjectPublicKeyInfo DER of each key that may have signed; one verifying is enough.
+    pub keys: Vec<Vec<u8>>,
+    pub message: Vec<u8>,
+    /// DER-encoded for ECDSA.
+    pub signature: Vec<u8>,
+    /// The token: a caller may remember a good signature for it (hash it: it is a credential)...
+    pub cache_key: String,
+    /// ...until then (the token's `exp`, unix ms); `None`: do not remember.
+    pub cache_until_ms: Option<i64>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
     Call(HttpCall),
+    Verify(SignatureCheck),
     Done(Verdict),
 }
 
@@ -187,6 +204,8 @@ pub struct Evaluation {
     captures: Vec<String>,
     session: Session,
     stage: Stage,
+    /// Claims of a token whose signature is being checked.
+    pending_claims: Option<Map<String, Value>>,
 }
 
 /// The result of resuming: the next step, and how long the response just handed in may be
@@ -210,10 +229,16 @@ pub fn begin(rules: &RuleSet, req: &Request<'_>, now_ms: i64) -> (Option<Evaluat
     let Some((rule, captures)) = rules.select(req.method, &url) else {
         return (None, Step::Done(errors::respond(&[], Denial::no_rule(), req)));
     };
-    let mut evaluation = Evaluation { rule, captures, session: Session::default(), stage: Stage::Authenticator(0) };
+    let mut evaluation = Evaluation {
+        rule,
+        captures,
+        session: Session::default(),
+        stage: Stage::Authenticator(0),
+        pending_claims: None,
+    };
     let step = evaluation.authenticate_from(0, req, now_ms);
     match step {
-        Step::Call(_) => (Some(evaluation), step),
+        Step::Call(_) | Step::Verify(_) => (Some(evaluation), step),
         Step::Done(_) => (None, step),
     }
 }
@@ -233,20 +258,7 @@ impl Evaluation {
                     return self.internal("no authenticator call was outstanding");
                 };
                 let (result, cache_until_ms) = authenticator.finish(outcome, now_ms);
-                let step = match result {
-                    authn::Outcome::Authenticated(session) => {
-                        self.session = session;
-                        self.authorize(req)
-                    }
-                    authn::Outcome::Failed(denial) if authenticator.continue_on_invalid(&denial) => {
-                        self.authenticate_from(i + 1, req, now_ms)
-                    }
-                    authn::Outcome::Failed(denial) => self.deny(denial, req),
-                    authn::Outcome::NotResponsible | authn::Outcome::Call(_) => {
-                        self.authenticate_from(i + 1, req, now_ms)
-                    }
-                };
-                Resumed { step, cache_until_ms }
+                Resumed { step: self.after_authenticator(i, result, req, now_ms), cache_until_ms }
             }
             Stage::Authorizer => {
                 let step = match rule.authorizer.finish(outcome, &mut self.session) {
@@ -269,6 +281,44 @@ impl Evaluation {
         }
     }
 
+    /// Continues with the verifier's answer to the outstanding [`Step::Verify`].
+    pub fn resume_verified(&mut self, req: &Request<'_>, verified: bool, now_ms: i64) -> Step {
+        let rule = Arc::clone(&self.rule);
+        let (Stage::Authenticator(i), Some(claims)) = (self.stage, self.pending_claims.take()) else {
+            return self.internal("no signature check was outstanding").step;
+        };
+        let Some(authenticator) = rule.authenticators.get(i) else {
+            return self.internal("no signature check was outstanding").step;
+        };
+        self.after_authenticator(i, authenticator.finish_verified(verified, claims, now_ms), req, now_ms)
+    }
+
+    /// Where an authenticator's outcome leads: on to authorization, to the next authenticator,
+    /// to a denial, or to another effect.
+    fn after_authenticator(&mut self, i: usize, outcome: authn::Outcome, req: &Request<'_>, now_ms: i64) -> Step {
+        let authenticator = &self.rule.authenticators[i];
+        match outcome {
+            authn::Outcome::Authenticated(session) => {
+                self.session = session;
+                self.authorize(req)
+            }
+            authn::Outcome::NotResponsible => self.authenticate_from(i + 1, req, now_ms),
+            authn::Outcome::Failed(denial) if authenticator.continue_on_invalid(&denial) => {
+                self.authenticate_from(i + 1, req, now_ms)
+            }
+            authn::Outcome::Failed(denial) => self.deny(denial, req),
+            authn::Outcome::Call(call) => {
+                self.stage = Stage::Authenticator(i);
+                Step::Call(call)
+            }
+            authn::Outcome::Verify(check, claims) => {
+                self.stage = Stage::Authenticator(i);
+                self.pending_claims = Some(claims);
+                Step::Verify(check)
+            }
+        }
+    }
+
     fn internal(&self, message: &str) -> Resumed {
         let denial = Denial::new(DenialKind::Internal, message).with_reason("pipeline_state");
         let response = denial.to_response();
@@ -284,16 +334,8 @@ impl Evaluation {
         for (i, authenticator) in rule.authenticators.iter().enumerate().skip(start) {
             match authenticator.start(req, &self.captures, now_ms) {
                 authn::Outcome::NotResponsible => continue,
-                authn::Outcome::Authenticated(session) => {
-                    self.session = session;
-                    return self.authorize(req);
-                }
                 authn::Outcome::Failed(denial) if authenticator.continue_on_invalid(&denial) => continue,
-                authn::Outcome::Failed(denial) => return self.deny(denial, req),
-                authn::Outcome::Call(call) => {
-                    self.stage = Stage::Authenticator(i);
-                    return Step::Call(call);
-                }
+                outcome => return self.after_authenticator(i, outcome, req, now_ms),
             }
         }
         self.deny(Denial::unauthorized().with_reason("no_credentials"), req)

@@ -421,3 +421,150 @@ fn tokens_from_query_and_cookie_and_json_paths() {
     assert_eq!(json_path(&doc, "@this"), Some(&doc));
     assert_eq!(json_path(&doc, "identity.nope"), None);
 }
+
+mod jwt {
+    use super::*;
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use p256::ecdsa::signature::{Signer, Verifier};
+    use p256::ecdsa::{Signature, SigningKey, VerifyingKey};
+    use p256::pkcs8::DecodePublicKey;
+
+    fn key() -> SigningKey {
+        SigningKey::from_bytes(&[7u8; 32].into()).unwrap()
+    }
+
+    fn jwks() -> Value {
+        let point = key().verifying_key().to_encoded_point(false);
+        json!({"keys": [{"kty": "EC", "crv": "P-256", "kid": "k1", "use": "sig",
+            "x": URL_SAFE_NO_PAD.encode(point.x().unwrap()), "y": URL_SAFE_NO_PAD.encode(point.y().unwrap())}]})
+    }
+
+    fn token(claims: Value, kid: Option<&str>) -> String {
+        let header = match kid {
+            Some(k) => json!({"alg": "ES256", "typ": "JWT", "kid": k}),
+            None => json!({"alg": "ES256", "typ": "JWT"}),
+        };
+        let input =
+            format!("{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(claims.to_string()));
+        let signature: Signature = key().sign(input.as_bytes());
+        format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature.to_bytes()))
+    }
+
+    /// What the control plane's verifier does: SPKI DER key, DER signature.
+    fn verify(check: &SignatureCheck) -> bool {
+        check.keys.iter().any(|der| {
+            let (Ok(key), Ok(sig)) = (VerifyingKey::from_public_key_der(der), Signature::from_der(&check.signature))
+            else {
+                return false;
+            };
+            key.verify(&check.message, &sig).is_ok()
+        })
+    }
+
+    fn rules(config: Value) -> RuleSet {
+        let mut c = json!({"jwks_urls": ["https://issuer.example/.well-known/jwks.json"]});
+        c.as_object_mut().unwrap().extend(config.as_object().unwrap().clone());
+        let specs = parse_rules(json!([rule(
+            "r",
+            "/api/<.*>",
+            json!([{"handler": "jwt", "config": c}, {"handler": "anonymous"}]),
+            json!({"handler": "allow"}),
+            json!([user_header()])
+        )]))
+        .unwrap();
+        let mut env = crate::rule::Environment::default();
+        env.jwks.insert("https://issuer.example/.well-known/jwks.json".into(), jwks());
+        RuleSet::compile_in(&specs, &env).unwrap()
+    }
+
+    fn judge(rules: &RuleSet, token: &str) -> Step {
+        let bearer = format!("Bearer {token}");
+        let h = headers(&[("authorization", bearer.as_str())]);
+        let req = request("/api/x", &h);
+        let (mut evaluation, step) = begin(rules, &req, NOW_MS);
+        match step {
+            Step::Verify(check) => {
+                assert_eq!(check.cache_until_ms, check.cache_until_ms.filter(|t| *t > NOW_MS));
+                evaluation.as_mut().unwrap().resume_verified(&req, verify(&check), NOW_MS)
+            }
+            other => other,
+        }
+    }
+
+    #[test]
+    fn a_signed_token_authenticates_with_its_claims() {
+        let rules = rules(json!({"trusted_issuers": ["https://issuer.example/"], "target_audience": ["api"],
+            "scope_strategy": "exact", "required_scope": ["read"]}));
+        let claims = json!({"sub": "user-9", "iss": "https://issuer.example/", "aud": ["api"], "scope": "read write",
+            "exp": NOW + 300, "iat": NOW});
+        let step = judge(&rules, &token(claims, Some("k1")));
+        assert_eq!(allowed(&step), ("user-9", &headers(&[("x-scope", "read write"), ("x-user", "user-9")])[..]));
+        // No kid: every EC key is tried.
+        let step = judge(
+            &rules,
+            &token(
+                json!({"sub": "u", "iss": "https://issuer.example/", "aud": "api", "scp": ["read"], "exp": NOW + 60}),
+                None,
+            ),
+        );
+        assert_eq!(allowed(&step).0, "u");
+    }
+
+    #[test]
+    fn tampering_and_bad_claims_are_refused() {
+        let rules = rules(
+            json!({"trusted_issuers": ["https://issuer.example/"], "scope_strategy": "exact", "required_scope": ["read"]}),
+        );
+        let good = json!({"sub": "u", "iss": "https://issuer.example/", "scope": "read", "exp": NOW + 60});
+        let t = token(good.clone(), Some("k1"));
+        let (head, rest) = t.split_once('.').unwrap();
+        let (_, sig) = rest.split_once('.').unwrap();
+        let forged = format!(
+            "{head}.{}.{sig}",
+            URL_SAFE_NO_PAD
+                .encode(json!({"sub": "admin", "iss": "https://issuer.example/", "scope": "read"}).to_string())
+        );
+        assert_eq!(denied(&judge(&rules, &forged)), (401, "bad_signature"));
+        let mut expired = good.clone();
+        expired["exp"] = json!(NOW - 120);
+        assert_eq!(denied(&judge(&rules, &token(expired, Some("k1")))), (401, "token_expired"));
+        let mut foreign = good.clone();
+        foreign["iss"] = json!("https://evil.example/");
+        assert_eq!(denied(&judge(&rules, &token(foreign, Some("k1")))), (401, "untrusted_issuer"));
+        let mut narrow = good.clone();
+        narrow["scope"] = json!("write");
+        assert_eq!(denied(&judge(&rules, &token(narrow, Some("k1")))), (403, "insufficient_scope"));
+        assert_eq!(denied(&judge(&rules, &token(good, Some("other")))), (401, "unknown_key"));
+        let none =
+            format!("{}.{}.", URL_SAFE_NO_PAD.encode(r#"{"alg":"none"}"#), URL_SAFE_NO_PAD.encode(r#"{"sub":"x"}"#));
+        assert_eq!(denied(&judge(&rules, &none)), (401, "algorithm_not_allowed"));
+    }
+
+    #[test]
+    fn opaque_tokens_pass_on_and_missing_keys_fail_closed() {
+        let rules = rules(json!({}));
+        // Not a JWT: the jwt authenticator is not responsible; anonymous is not either
+        // (an Authorization header is present), so the request is unauthorized.
+        assert_eq!(denied(&judge(&rules, "opaque-token")), (401, "no_credentials"));
+        let specs = parse_rules(json!([rule(
+            "r",
+            "/api/<.*>",
+            json!([{"handler": "jwt", "config": {"jwks_urls": ["https://not-fetched/jwks"]}}]),
+            json!({"handler": "allow"}),
+            json!([])
+        )]))
+        .unwrap();
+        let unfetched = RuleSet::compile(&specs).unwrap();
+        assert_eq!(denied(&judge(&unfetched, &token(json!({"sub": "u"}), Some("k1")))), (503, "jwks_unavailable"));
+        let bad = parse_rules(json!([rule(
+            "r",
+            "/x",
+            json!([{"handler": "jwt", "config": {"jwks_urls": ["https://i/j"], "required_scope": ["a"]}}]),
+            json!({"handler": "allow"}),
+            json!([])
+        )]))
+        .unwrap();
+        assert_eq!(RuleSet::compile(&bad).unwrap_err().field, "authenticators[0].config.scope_strategy");
+    }
+}
