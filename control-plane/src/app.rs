@@ -47,8 +47,13 @@ impl std::fmt::Debug for dyn Clock {
 impl AppState {
     /// Loads the rule files and the stored admin rules; the store must be migrated.
     pub async fn new(config: Config, store: Store, clock: Arc<dyn Clock>) -> Result<Self, StartupError> {
-        let rules =
-            Rules::load_with(&config.access_rules.repositories, config.access_rules.matching_strategy, &store).await?;
+        let rules = Rules::load_with(
+            &config.access_rules.repositories,
+            config.access_rules.matching_strategy,
+            config.access_rules.cors.clone(),
+            &store,
+        )
+        .await?;
         let decider = Decider::new(&config.decisions).map_err(StartupError)?;
         Ok(Self {
             decider: Arc::new(decider),

@@ -139,6 +139,9 @@ pub struct AccessRules {
     /// (new URLs are fetched within a second).
     #[serde(with = "humantime_serde")]
     pub jwks_refresh: Duration,
+    /// The CORS policy for rules without their own (`allowed_origins`, `allowed_methods`,
+    /// `allowed_headers`, `exposed_headers`, `allow_credentials`, `max_age`).
+    pub cors: Option<portcullis_shared::cors::CorsSpec>,
 }
 
 impl Default for AccessRules {
@@ -147,6 +150,7 @@ impl Default for AccessRules {
             repositories: Vec::new(),
             matching_strategy: portcullis_shared::matching::Strategy::Regexp,
             jwks_refresh: Duration::from_secs(300),
+            cors: None,
         }
     }
 }

@@ -47,6 +47,8 @@ pub trait Host {
     /// Request headers, pseudo-headers (`:path`, `:method`, ...) included, names lower-case.
     fn request_headers(&self) -> Vec<(String, String)>;
     fn set_request_header(&self, name: &str, value: Option<&str>);
+    /// Sets a header on the upstream's response (during response headers).
+    fn set_response_header(&self, name: &str, value: &str);
     fn send_response(&self, status: u16, headers: &[(String, String)], body: &str);
     fn resume_request(&self);
 

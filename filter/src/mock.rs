@@ -37,6 +37,7 @@ struct State {
     resumed: bool,
     logs: Vec<(Level, String)>,
     verifications: usize,
+    response_headers: Vec<(String, String)>,
 }
 
 #[derive(Default)]
@@ -79,6 +80,9 @@ impl MockHost {
     }
     pub fn shared_values(&self) -> Vec<Vec<u8>> {
         self.state.borrow().shared.values().map(|(v, _)| v.clone()).collect()
+    }
+    pub fn response_headers(&self) -> Vec<(String, String)> {
+        self.state.borrow().response_headers.clone()
     }
     pub fn verifications(&self) -> usize {
         self.state.borrow().verifications
@@ -138,6 +142,9 @@ impl Host for MockHost {
         if let Some(v) = value {
             s.request_headers.push((name.to_owned(), v.to_owned()));
         }
+    }
+    fn set_response_header(&self, name: &str, value: &str) {
+        self.state.borrow_mut().response_headers.push((name.to_owned(), value.to_owned()));
     }
     fn send_response(&self, status: u16, headers: &[(String, String)], body: &str) {
         self.state.borrow_mut().sent = Some((status, headers.to_vec(), body.to_owned()));

@@ -54,6 +54,8 @@ pub struct Stream {
     verified: Rc<RefCell<VerifiedTokens>>,
     request: Option<RequestParts>,
     pending: Option<Pending>,
+    /// CORS headers for the upstream's response.
+    response_headers: Vec<(String, String)>,
 }
 
 impl Stream {
@@ -62,7 +64,7 @@ impl Stream {
         snapshot: Option<Rc<CompiledSnapshot>>,
         verified: Rc<RefCell<VerifiedTokens>>,
     ) -> Self {
-        Self { config, snapshot, verified, request: None, pending: None }
+        Self { config, snapshot, verified, request: None, pending: None, response_headers: Vec::new() }
     }
 
     pub fn on_request_headers(&mut self, host: &impl Host) -> Action {
@@ -131,12 +133,14 @@ impl Stream {
     fn drive(&mut self, host: &impl Host, mut evaluation: Option<Evaluation>, mut step: Step) -> Action {
         loop {
             match step {
-                Step::Done(Verdict::Allow { headers, .. }) => {
+                Step::Done(Verdict::Allow { headers, response_headers, .. }) => {
                     for (name, value) in &headers {
                         host.set_request_header(name, Some(value));
                     }
+                    self.response_headers = response_headers;
                     return Action::Continue;
                 }
+                Step::Done(Verdict::Preflight(response)) => return reply(host, &response),
                 Step::Done(Verdict::Deny { response, .. }) => return reply(host, &response),
                 Step::Verify(check) => {
                     let Some(request) = &self.request else { return Action::Pause };
@@ -187,6 +191,13 @@ impl Stream {
                     };
                 }
             }
+        }
+    }
+
+    /// Adds the CORS headers decided for this request to the upstream's response.
+    pub fn on_response_headers(&mut self, host: &impl Host) {
+        for (name, value) in std::mem::take(&mut self.response_headers) {
+            host.set_response_header(&name, &value);
         }
     }
 
@@ -363,6 +374,40 @@ mod tests {
         assert_eq!(s.on_request_headers(&host), Action::Continue);
         assert_eq!(host.request_header("x-user").as_deref(), Some("anonymous"));
         assert!(host.sent().is_none());
+    }
+
+    #[test]
+    fn cors_preflight_is_answered_and_real_responses_get_allow_origin() {
+        let mut snapshot: portcullis_shared::snapshot::Snapshot = serde_json::from_str(&snapshot_json(
+            "v1",
+            json!([
+            {"id": "public", "match": {"url": "http://<[^/]+>/public/<.*>", "methods": ["GET"]},
+             "authenticators": [{"handler": "anonymous"}], "authorizer": {"handler": "allow"}}]),
+        ))
+        .unwrap();
+        snapshot.cors = Some(serde_json::from_value(json!({"allowed_origins": ["https://app.example"]})).unwrap());
+        let compiled = Rc::new(snapshot.compile().unwrap());
+        let host = MockHost::default();
+        let mut s = Stream::new(Rc::new(test_config()), Some(Rc::clone(&compiled)), Rc::default());
+        request(&host, "/public/x", &[("origin", "https://app.example"), ("access-control-request-method", "GET")]);
+        host.set_request(&[
+            (":method", "OPTIONS"),
+            (":scheme", "http"),
+            (":authority", "gw"),
+            (":path", "/public/x"),
+            ("origin", "https://app.example"),
+            ("access-control-request-method", "GET"),
+        ]);
+        assert_eq!(s.on_request_headers(&host), Action::Pause);
+        assert_eq!(host.sent().unwrap().0, 204);
+
+        let mut s = Stream::new(Rc::new(test_config()), Some(compiled), Rc::default());
+        request(&host, "/public/x", &[("origin", "https://app.example")]);
+        assert_eq!(s.on_request_headers(&host), Action::Continue);
+        s.on_response_headers(&host);
+        assert!(
+            host.response_headers().contains(&("access-control-allow-origin".into(), "https://app.example".into()))
+        );
     }
 
     #[test]

@@ -87,6 +87,10 @@ impl Host for WasmHost {
         let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, value);
     }
 
+    fn set_response_header(&self, name: &str, value: &str) {
+        let _ = hostcalls::set_map_value(MapType::HttpResponseHeaders, name, Some(value));
+    }
+
     fn send_response(&self, status: u16, headers: &[(String, String)], body: &str) {
         let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
         let _ = hostcalls::send_http_response(u32::from(status), headers, Some(body.as_bytes()));
@@ -186,5 +190,10 @@ impl Context for Http {
 impl HttpContext for Http {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> WasmAction {
         to_wasm(self.stream.on_request_headers(&WasmHost))
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> WasmAction {
+        self.stream.on_response_headers(&WasmHost);
+        WasmAction::Continue
     }
 }

@@ -8,6 +8,7 @@
 //! a [`pipeline::Step`], so the same code runs natively, in tests, and inside Envoy.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+pub mod cors;
 pub mod denial;
 pub mod duration;
 pub mod introspection;

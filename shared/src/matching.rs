@@ -1,6 +1,7 @@
 //! Which rule judges a request. A request is reduced to Oathkeeper's matched string,
-//! `scheme://host/path`, with the path percent-decoded and its dot segments and repeated
-//! slashes resolved, so `/public/..%2Fadmin` is judged as `/admin` and cannot slip past a rule.
+//! `scheme://host/path`, with the path percent-decoded, backslashes read as slashes, and its
+//! dot segments and repeated slashes resolved, so `/public/..%2Fadmin` and `/public/..%5Cadmin`
+//! are judged as `/admin` and cannot slip past a rule.
 //! Unlike Oathkeeper, a trailing slash is kept (`/api/` stays distinct from `/api`), and when
 //! several rules match, the first in rule-set order wins instead of failing with a 500.
 
@@ -192,7 +193,9 @@ pub fn normalise_path(target: &str) -> Result<String, PathError> {
     if !raw.starts_with('/') {
         return Err(PathError::NotAbsolute);
     }
-    let decoded = percent_decode(raw)?;
+    // A backslash (raw or `%5C`) is a separator for some upstreams (IIS, some frameworks):
+    // judge it as one, so `/public/..%5Cadmin` is judged as `/admin`.
+    let decoded = percent_decode(raw)?.replace('\\', "/");
     let trailing_slash = decoded.ends_with('/') || decoded.ends_with("/.") || decoded.ends_with("/..");
     let mut segments: Vec<&str> = Vec::new();
     for segment in decoded.split('/') {
@@ -321,6 +324,8 @@ mod tests {
         assert_eq!(normalise_path("/api/").unwrap(), "/api/");
         assert_eq!(normalise_path("/api/x/..").unwrap(), "/api/");
         assert_eq!(normalise_path("/caf%C3%A9").unwrap(), "/café");
+        assert_eq!(normalise_path("/public/..%5Cratings/1").unwrap(), "/ratings/1");
+        assert_eq!(normalise_path("/public\\..\\ratings").unwrap(), "/ratings");
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::cors::{CorsPolicy, CorsSpec};
 use crate::matching::{PatternInfo, RuleIndex, Strategy, UrlPattern};
 use crate::pipeline::HandlerError;
 use crate::pipeline::authn::Authenticator;
@@ -41,6 +42,9 @@ pub struct RuleSpec {
     pub mutators: Vec<HandlerSpec>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<HandlerSpec>,
+    /// Portcullis: this rule's CORS policy, instead of the global one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cors: Option<CorsSpec>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -124,6 +128,8 @@ pub struct Environment {
     pub strategy: Strategy,
     /// JWKS documents by URL, fetched by the control plane for `jwt` authenticators.
     pub jwks: BTreeMap<String, Value>,
+    /// The CORS policy for rules without their own.
+    pub cors: Option<CorsPolicy>,
 }
 
 /// A validated rule, ready to judge requests.
@@ -138,6 +144,8 @@ pub struct CompiledRule {
     pub authorizer: Authorizer,
     pub mutators: Vec<Mutator>,
     pub errors: Vec<ErrorHandler>,
+    /// `None`: the global policy applies; `Some(None)`: CORS disabled for this rule.
+    cors: Option<Option<CorsPolicy>>,
 }
 
 impl CompiledRule {
@@ -153,6 +161,7 @@ pub struct RuleSet {
     rules: Vec<Arc<CompiledRule>>,
     index: RuleIndex,
     guarded_headers: Vec<String>,
+    cors: Option<CorsPolicy>,
 }
 
 impl RuleSet {
@@ -211,7 +220,7 @@ impl RuleSet {
         // A stable sort keeps file order among equals.
         rules.sort_by(|a, b| b.priority.cmp(&a.priority).then(b.info.specificity.cmp(&a.info.specificity)));
         let index = RuleIndex::build(rules.iter().map(|r| &r.info));
-        Ok(Self { rules, index, guarded_headers })
+        Ok(Self { rules, index, guarded_headers, cors: env.cors.clone() })
     }
 
     pub fn len(&self) -> usize {
@@ -233,6 +242,14 @@ impl RuleSet {
             }
             rule.pattern.captures(url).map(|c| (Arc::clone(rule), c))
         })
+    }
+
+    /// The CORS policy for requests judged by `rule` (or by no rule).
+    pub fn cors_for<'a>(&'a self, rule: Option<&'a CompiledRule>) -> Option<&'a CorsPolicy> {
+        match rule.and_then(|r| r.cors.as_ref()) {
+            Some(own) => own.as_ref(),
+            None => self.cors.as_ref(),
+        }
     }
 
     /// The rules in precedence order.
@@ -273,6 +290,7 @@ fn compile_rule(spec: &RuleSpec, env: &Environment) -> Result<CompiledRule, Hand
         authorizer: Authorizer::compile(&spec.authorizer).map_err(|(f, m)| (join("authorizer", &f), m))?,
         mutators: each(&spec.mutators, "mutators", Mutator::compile)?,
         errors: each(&spec.errors, "errors", ErrorHandler::compile)?,
+        cors: spec.cors.as_ref().map(CorsPolicy::compile).transpose()?,
     })
 }
 

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::cors::{CorsPolicy, CorsSpec};
 use crate::matching::Strategy;
 use crate::rule::{Environment, RuleError, RuleSet, RuleSpec};
 
@@ -21,6 +22,9 @@ pub struct Snapshot {
     /// filter never has to.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub jwks: BTreeMap<String, Value>,
+    /// The global CORS policy (`access_rules.cors`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cors: Option<CorsSpec>,
 }
 
 /// A snapshot ready to judge requests.
@@ -32,7 +36,16 @@ pub struct CompiledSnapshot {
 
 impl Snapshot {
     pub fn compile(&self) -> Result<CompiledSnapshot, RuleError> {
-        let env = Environment { strategy: self.matching_strategy, jwks: self.jwks.clone() };
+        let cors = match &self.cors {
+            Some(spec) => CorsPolicy::compile(spec).map_err(|(field, message)| RuleError {
+                index: 0,
+                rule_id: None,
+                field,
+                message,
+            })?,
+            None => None,
+        };
+        let env = Environment { strategy: self.matching_strategy, jwks: self.jwks.clone(), cors };
         Ok(CompiledSnapshot { version: self.version.clone(), rules: RuleSet::compile_in(&self.rules, &env)? })
     }
 }

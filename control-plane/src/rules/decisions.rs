@@ -290,10 +290,13 @@ pub async fn handle(State(state): State<AppState>, request: Request) -> Response
     let rules = state.rules.rule_set();
     let decision = state.decider.decide(&rules, &judged, state.clock.as_ref(), None).await;
     match decision.verdict {
-        Verdict::Allow { rule_id, subject, headers } => {
+        // CORS response headers are the gateway's to add; ext_authz has no place for them on 200.
+        Verdict::Allow { rule_id, subject, headers, .. } => {
             tracing::debug!(rule_id = %rule_id, subject = %subject, granted = true, "decision");
             allowed(&headers)
         }
+        // A preflight answer goes back to the client as it is, like a denial would.
+        Verdict::Preflight(response) => local_response(response),
         Verdict::Deny { denial, response } => {
             tracing::debug!(
                 rule_id = decision.rule_id.as_deref().unwrap_or(""),

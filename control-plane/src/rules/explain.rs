@@ -41,7 +41,16 @@ pub async fn handle(
     let decision = state.decider.decide(&rules, &judged, state.clock.as_ref(), Some(&mut calls)).await;
     let calls: Vec<Value> = calls.iter().map(call_json).collect();
     let out = match decision.verdict {
-        Verdict::Allow { rule_id, subject, headers } => json!({
+        Verdict::Preflight(response) => json!({
+            "rule": decision.rule_id,
+            "decision": "preflight",
+            "status": response.status,
+            "reason": null,
+            "message": "A CORS preflight, answered from the CORS policy without authentication",
+            "calls": calls,
+            "response": {"status": response.status, "headers": headers_json(&response.headers), "body": response.body},
+        }),
+        Verdict::Allow { rule_id, subject, headers, .. } => json!({
             "rule": rule_id,
             "decision": "allow",
             "status": 200,

@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
+use portcullis_shared::cors::{CorsPolicy, CorsSpec};
 use portcullis_shared::matching::Strategy;
 use portcullis_shared::rule::Environment;
 use portcullis_shared::rule::{RuleSet, RuleSpec, parse_rules};
@@ -115,6 +116,7 @@ impl Sources {
 pub struct Rules {
     repositories: Vec<String>,
     strategy: Strategy,
+    cors: Option<CorsSpec>,
     /// Key sets for `jwt` authenticators by URL, as last fetched; pushed in every snapshot.
     jwks: std::sync::Mutex<BTreeMap<String, Value>>,
     sources: Mutex<Sources>,
@@ -135,11 +137,22 @@ impl Rules {
     /// Reads the rule repositories and the stored admin rules, validates the combination and
     /// publishes the first snapshot. A missing file or directory is a startup error.
     pub async fn load(repositories: &[String], store: &Store) -> Result<Self, StartupError> {
-        Self::load_with(repositories, Strategy::Regexp, store).await
+        Self::load_with(repositories, Strategy::Regexp, None, store).await
     }
 
-    /// [`Rules::load`] with `strategy` for rules that do not set `match.strategy`.
-    pub async fn load_with(repositories: &[String], strategy: Strategy, store: &Store) -> Result<Self, StartupError> {
+    /// [`Rules::load`] with `strategy` for rules that do not set `match.strategy`, and the
+    /// global CORS policy.
+    pub async fn load_with(
+        repositories: &[String],
+        strategy: Strategy,
+        cors: Option<CorsSpec>,
+        store: &Store,
+    ) -> Result<Self, StartupError> {
+        let cors_policy = match &cors {
+            Some(spec) => CorsPolicy::compile(spec)
+                .map_err(|(field, message)| StartupError(format!("access_rules.{field}: {message}")))?,
+            None => None,
+        };
         let fingerprint = fingerprint(repositories);
         let files = read_repositories(repositories).map_err(StartupError)?;
         compile_files(&files, strategy).map_err(StartupError)?;
@@ -153,14 +166,15 @@ impl Rules {
             StartupError(format!("the admin-managed rules in the database conflict with the rule files: {e}"))
         })?;
         let combined = sources.combined(&admin_rules);
-        let env = Environment { strategy, ..Environment::default() };
+        let env = Environment { strategy, cors: cors_policy, ..Environment::default() };
         let compiled = RuleSet::compile_in(&combined, &env).map_err(|e| StartupError(e.to_string()))?;
         let rules = Self {
             repositories: repositories.to_vec(),
             strategy,
+            cors: cors.clone(),
             jwks: std::sync::Mutex::new(BTreeMap::new()),
             sources: Mutex::new(Sources { admin_rules, ..sources }),
-            tx: watch::Sender::new(Arc::new(publication(&combined, &env))),
+            tx: watch::Sender::new(Arc::new(publication(&combined, &env, cors.as_ref()))),
             compiled: ArcSwap::from_pointee(compiled),
         };
         Ok(rules)
@@ -304,7 +318,9 @@ impl Rules {
 
     fn environment(&self) -> Environment {
         let jwks = self.jwks.lock().map(|j| j.clone()).unwrap_or_default();
-        Environment { strategy: self.strategy, jwks }
+        // Validated at load: a policy that compiled once compiles again.
+        let cors = self.cors.as_ref().and_then(|c| CorsPolicy::compile(c).ok().flatten());
+        Environment { strategy: self.strategy, jwks, cors }
     }
 
     /// Fetches the key sets `jwt` rules name — every second for URLs not fetched yet, all of
@@ -365,7 +381,7 @@ impl Rules {
                 return false;
             }
         };
-        let next = publication(rules, &env);
+        let next = publication(rules, &env, self.cors.as_ref());
         let compiled = Arc::new(compiled);
         self.tx.send_if_modified(|current| {
             if current.version == next.version {
@@ -413,7 +429,7 @@ async fn fetch_jwks(client: &reqwest::Client, url: &str) -> Result<Value, String
     Ok(set)
 }
 
-fn publication(rules: &[RuleSpec], env: &Environment) -> Published {
+fn publication(rules: &[RuleSpec], env: &Environment, cors: Option<&CorsSpec>) -> Published {
     // Serializing plain data structures cannot fail.
     let rules_json = serde_json::to_vec(rules).unwrap_or_else(|_| b"[]".to_vec());
     let mut snapshot = Snapshot {
@@ -421,6 +437,7 @@ fn publication(rules: &[RuleSpec], env: &Environment) -> Published {
         rules: rules.to_vec(),
         matching_strategy: env.strategy,
         jwks: env.jwks.clone(),
+        cors: cors.cloned(),
     };
     // Content-addressed: the same rules, strategy and keys give the same version everywhere.
     let version = crypto::sha256_hex(&serde_json::to_vec(&snapshot).unwrap_or_default())[..16].to_owned();

@@ -202,12 +202,11 @@ pub fn respond(handlers: &[ErrorHandler], denial: Denial, req: &Request<'_>) -> 
     Verdict::Deny { denial, response }
 }
 
-/// The URL the client asked for, as the client saw it (forwarded headers first).
+/// The URL the client asked for. Only what the proxy itself saw (its `:scheme`, `:authority`
+/// and `:path`): Oathkeeper prefers `X-Forwarded-*`, which any client can send, turning
+/// `return_to` into an open redirect (`X-Forwarded-Host: evil.example`).
 fn original_url(req: &Request<'_>) -> String {
-    let scheme = req.header("x-forwarded-proto").unwrap_or(req.scheme);
-    let host = req.header("x-forwarded-host").unwrap_or(req.host);
-    let uri = req.header("x-forwarded-uri").unwrap_or(req.target);
-    format!("{scheme}://{host}{uri}")
+    req.url()
 }
 
 /// Oathkeeper's JSON error body, plus the reason code and the request id.

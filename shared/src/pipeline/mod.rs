@@ -137,10 +137,13 @@ impl HttpResponse {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
-    /// Forward the request, after setting these headers (names lower-cased).
-    Allow { rule_id: String, subject: String, headers: Vec<(String, String)> },
+    /// Forward the request, after setting `headers` on it (names lower-cased); add
+    /// `response_headers` (CORS) to the upstream's response.
+    Allow { rule_id: String, subject: String, headers: Vec<(String, String)>, response_headers: Vec<(String, String)> },
     /// Answer with `response`; `denial` says why.
     Deny { denial: Denial, response: LocalResponse },
+    /// A CORS preflight, answered without authentication.
+    Preflight(LocalResponse),
 }
 
 /// A signature the caller must check (Envoy's `verify_signature` in the filter, RustCrypto in
@@ -204,6 +207,8 @@ pub struct Evaluation {
     captures: Vec<String>,
     session: Session,
     stage: Stage,
+    /// CORS headers every answer to this request carries (empty without an allowed Origin).
+    cors: Vec<(String, String)>,
     /// Claims of a token whose signature is being checked.
     pending_claims: Option<Map<String, Value>>,
 }
@@ -216,30 +221,63 @@ pub struct Resumed {
     pub cache_until_ms: Option<i64>,
 }
 
-/// Starts judging a request. Returns the evaluation to resume when the step is a call.
+/// Starts judging a request. Returns the evaluation to resume when the step is an effect.
 pub fn begin(rules: &RuleSet, req: &Request<'_>, now_ms: i64) -> (Option<Evaluation>, Step) {
+    let origin = req.header("origin");
     let path = match normalise_path(req.target) {
         Ok(p) => p,
         Err(e) => {
             let denial = Denial::new(DenialKind::BadRequest, e.to_string()).with_reason("unreadable_path");
-            return (None, Step::Done(errors::respond(&[], denial, req)));
+            let cors = cors_headers(rules.cors_for(None), origin);
+            return (None, Step::Done(with_cors(errors::respond(&[], denial, req), &cors)));
         }
     };
     let url = matched_url(req.scheme, &req.host.to_ascii_lowercase(), &path);
+    if let (true, Some(origin), Some(method)) =
+        (req.method.eq_ignore_ascii_case("OPTIONS"), origin, req.header("access-control-request-method"))
+    {
+        // A preflight is judged by the rule of the request it announces, before authentication.
+        let rule = rules.select(method.trim(), &url).map(|(r, _)| r);
+        if let Some(policy) = rules.cors_for(rule.as_deref()) {
+            let response = policy.preflight(origin, method.trim(), req.header("access-control-request-headers"));
+            return (None, Step::Done(Verdict::Preflight(response)));
+        }
+    }
     let Some((rule, captures)) = rules.select(req.method, &url) else {
-        return (None, Step::Done(errors::respond(&[], Denial::no_rule(), req)));
+        let cors = cors_headers(rules.cors_for(None), origin);
+        return (None, Step::Done(with_cors(errors::respond(&[], Denial::no_rule(), req), &cors)));
     };
+    let cors = cors_headers(rules.cors_for(Some(&rule)), origin);
     let mut evaluation = Evaluation {
         rule,
         captures,
         session: Session::default(),
         stage: Stage::Authenticator(0),
+        cors,
         pending_claims: None,
     };
     let step = evaluation.authenticate_from(0, req, now_ms);
     match step {
         Step::Call(_) | Step::Verify(_) => (Some(evaluation), step),
         Step::Done(_) => (None, step),
+    }
+}
+
+fn cors_headers(policy: Option<&crate::cors::CorsPolicy>, origin: Option<&str>) -> Vec<(String, String)> {
+    match (policy, origin) {
+        (Some(p), Some(o)) => p.response_headers(o),
+        _ => Vec::new(),
+    }
+}
+
+/// Adds CORS headers to a denial, so a browser app can read why it was refused.
+fn with_cors(verdict: Verdict, cors: &[(String, String)]) -> Verdict {
+    match verdict {
+        Verdict::Deny { denial, mut response } => {
+            response.headers.extend(cors.iter().cloned());
+            Verdict::Deny { denial, response }
+        }
+        other => other,
     }
 }
 
@@ -326,7 +364,7 @@ impl Evaluation {
     }
 
     fn deny(&self, denial: Denial, req: &Request<'_>) -> Step {
-        Step::Done(errors::respond(&self.rule.errors, denial, req))
+        Step::Done(with_cors(errors::respond(&self.rule.errors, denial, req), &self.cors))
     }
 
     fn authenticate_from(&mut self, start: usize, req: &Request<'_>, now_ms: i64) -> Step {
@@ -368,6 +406,7 @@ impl Evaluation {
             rule_id: rule.id.clone(),
             subject: self.session.subject.clone(),
             headers: std::mem::take(&mut self.session.header),
+            response_headers: std::mem::take(&mut self.cors),
         })
     }
 }

@@ -365,7 +365,12 @@ fn error_handlers_redirect_browsers_and_challenge_others() {
     let mut r = rule("r", "/x", json!([{"handler": "unauthorized"}]), json!({"handler": "allow"}), json!([]));
     r["errors"] = errors;
     let rules = ruleset(json!([r]));
-    let browser = headers(&[("accept", "text/html,application/xhtml+xml,*/*;q=0.8")]);
+    let browser = headers(&[
+        ("accept", "text/html,application/xhtml+xml,*/*;q=0.8"),
+        // Spoofed by the client: must not steer return_to anywhere else.
+        ("x-forwarded-host", "evil.example"),
+        ("x-forwarded-proto", "javascript"),
+    ]);
     let (_, step) = begin(&rules, &request("/x?y=1", &browser), NOW_MS);
     let Step::Done(Verdict::Deny { response, .. }) = &step else { panic!() };
     assert_eq!(response.status, 302);
@@ -567,4 +572,45 @@ mod jwt {
         .unwrap();
         assert_eq!(RuleSet::compile(&bad).unwrap_err().field, "authenticators[0].config.scope_strategy");
     }
+}
+
+#[test]
+fn cors_preflights_are_answered_before_authentication() {
+    let mut own =
+        rule("own", "/own/<.*>", json!([{"handler": "unauthorized"}]), json!({"handler": "allow"}), json!([]));
+    own["cors"] = json!({"allowed_origins": ["https://own.example"]});
+    let protected =
+        rule("api", "/api/<.*>", json!([{"handler": "unauthorized"}]), json!({"handler": "allow"}), json!([]));
+    let specs = parse_rules(json!([own, protected])).unwrap();
+    let global = crate::cors::CorsPolicy::compile(
+        &serde_json::from_value(json!({"allowed_origins": ["https://app.example"]})).unwrap(),
+    )
+    .unwrap();
+    let rules = RuleSet::compile_in(&specs, &crate::rule::Environment { cors: global, ..Default::default() }).unwrap();
+    let preflight = |path: &str, origin: &str| {
+        let h = headers(&[
+            ("origin", origin),
+            ("access-control-request-method", "POST"),
+            ("access-control-request-headers", "authorization"),
+        ]);
+        let req = Request { method: "OPTIONS", scheme: "https", host: "gw", target: path, headers: &h };
+        match begin(&rules, &req, NOW_MS).1 {
+            Step::Done(Verdict::Preflight(r)) => r,
+            other => panic!("{other:?}"),
+        }
+    };
+    let r = preflight("/api/x", "https://app.example");
+    assert_eq!(r.status, 204, "no 401 for a preflight to a protected rule");
+    assert!(r.headers.contains(&("access-control-allow-origin".into(), "https://app.example".into())));
+    assert_eq!(preflight("/api/x", "https://evil.example").status, 403);
+    assert_eq!(preflight("/own/x", "https://own.example").status, 204, "the rule's own policy");
+    assert_eq!(preflight("/own/x", "https://app.example").status, 403);
+    assert_eq!(preflight("/no-rule", "https://app.example").status, 204, "global policy even without a rule");
+    // The real request is judged as usual, and its denial is readable by the browser.
+    let h = headers(&[("origin", "https://app.example")]);
+    let (_, step) =
+        begin(&rules, &Request { method: "POST", scheme: "https", host: "gw", target: "/api/x", headers: &h }, NOW_MS);
+    let Step::Done(Verdict::Deny { response, .. }) = step else { panic!() };
+    assert_eq!(response.status, 401);
+    assert!(response.headers.contains(&("access-control-allow-origin".into(), "https://app.example".into())));
 }
