@@ -1,14 +1,20 @@
 //! The Portcullis testbed: the real `portcullis` binary, a real Envoy loading the built
 //! filter, and an upstream that echoes what it received as JSON, wired together on loopback.
 //! `just run` starts it on the well-known ports; the end-to-end tests start one per test on
-//! free ports. Nothing here is mocked: if the testbed works, the deployment story works.
+//! free ports. Portcullis itself is never mocked; only the external systems rules call out to
+//! (a Kratos-like session endpoint, a bearer check, a Keto-like permission check, a hydrator)
+//! are stood in for by [`start_mock_services`], reachable from Envoy as the `mocks` cluster.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Router;
+use axum::body::Body;
 use axum::extract::Request;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 use tokio::net::TcpListener;
 use tokio::process::{Child, Command};
@@ -22,11 +28,14 @@ pub struct Ports {
     pub admin: u16,
     pub upstream: u16,
     pub envoy_admin: u16,
+    /// The mock external services (session, bearer check, permission check, hydrator).
+    pub mock: u16,
 }
 
 impl Ports {
     /// The ports `just run` and the README use.
-    pub const WELL_KNOWN: Ports = Ports { gateway: 8080, public: 4444, admin: 4445, upstream: 8090, envoy_admin: 9901 };
+    pub const WELL_KNOWN: Ports =
+        Ports { gateway: 8080, public: 4444, admin: 4445, upstream: 8090, envoy_admin: 9901, mock: 8091 };
 
     /// Free loopback ports, for tests that run side by side.
     pub fn free() -> Result<Ports, String> {
@@ -37,8 +46,29 @@ impl Ports {
             listeners.push(l);
             Ok(port)
         };
-        Ok(Ports { gateway: next()?, public: next()?, admin: next()?, upstream: next()?, envoy_admin: next()? })
+        Ok(Ports {
+            gateway: next()?,
+            public: next()?,
+            admin: next()?,
+            upstream: next()?,
+            envoy_admin: next()?,
+            mock: next()?,
+        })
     }
+}
+
+/// Longer than the filter's tick (250 ms), on which each Envoy worker adopts a new snapshot.
+pub const SETTLE: Duration = Duration::from_millis(400);
+
+/// A client that opens a new connection for every request and follows no redirects, so that
+/// successive requests are spread over Envoy's workers and a 302 is seen as such.
+pub fn fresh_client() -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .map_err(|e| e.to_string())
 }
 
 /// The token Envoy's filter presents to the control plane in the testbed.
@@ -57,6 +87,9 @@ pub struct Testbed {
     control_plane: Option<Child>,
     _envoy: Child,
     _upstream: JoinHandle<()>,
+    _mocks: JoinHandle<()>,
+    /// What the mock services received, to assert on call-outs (and on caching).
+    pub mocks: MockLog,
     pub http: reqwest::Client,
 }
 
@@ -80,6 +113,7 @@ fn render(template: &str, ports: &Ports, wasm: &Path) -> String {
         .replace("{{admin_port}}", &ports.admin.to_string())
         .replace("{{upstream_port}}", &ports.upstream.to_string())
         .replace("{{envoy_admin_port}}", &ports.envoy_admin.to_string())
+        .replace("{{mock_port}}", &ports.mock.to_string())
         .replace("{{filter_token}}", FILTER_TOKEN)
         .replace("{{wasm_path}}", &wasm.display().to_string())
 }
@@ -107,6 +141,8 @@ impl Testbed {
         write(&dir.join("portcullis.yaml"), &control_plane_config(&dir, &ports))?;
 
         let upstream = start_echo_upstream(ports.upstream).await?;
+        let mocks = MockLog::default();
+        let mock_server = start_mock_services(ports.mock, mocks.clone()).await?;
         let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().map_err(|e| e.to_string())?;
         let mut testbed = Testbed {
             ports,
@@ -127,6 +163,8 @@ impl Testbed {
                 "envoy.log",
             )?,
             _upstream: upstream,
+            _mocks: mock_server,
+            mocks,
             http,
         };
         testbed.start_control_plane_with(&portcullis).await?;
@@ -160,13 +198,41 @@ impl Testbed {
         }
     }
 
-    /// Envoy answers 503 until its filter has received a snapshot; wait for a rule to answer.
+    /// Envoy answers 503 until its filter has received a snapshot; wait for a rule to answer on
+    /// every worker.
     async fn wait_for_rules(&self) -> Result<(), String> {
         let url = self.gateway("/public/ready-check");
-        self.wait_until("Envoy's filter to load the rules", "envoy.log", || async {
-            self.http.get(&url).send().await.is_ok_and(|r| r.status().as_u16() == 200)
+        let client = fresh_client()?;
+        self.wait_settled("Envoy's filter to load the rules", "envoy.log", || async {
+            client.get(&url).send().await.is_ok_and(|r| r.status().as_u16() == 200)
         })
         .await
+    }
+
+    /// Waits until `check` holds on every Envoy worker. Each worker adopts a new rule snapshot
+    /// on its own next tick, so one success proves only that one worker has it: `check` must
+    /// keep holding, on fresh connections (see [`fresh_client`]), for longer than a tick.
+    pub async fn wait_settled<F, Fut>(&self, what: &str, log: &str, mut check: F) -> Result<(), String>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut holding: Option<(Instant, u32)> = None;
+        while Instant::now() < deadline {
+            if check().await {
+                let (since, probes) = holding.get_or_insert((Instant::now(), 0));
+                *probes += 1;
+                if since.elapsed() >= SETTLE && *probes >= 8 {
+                    return Ok(());
+                }
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            } else {
+                holding = None;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        Err(self.timed_out(what, log))
     }
 
     async fn wait_until<F, Fut>(&self, what: &str, log: &str, mut check: F) -> Result<(), String>
@@ -181,12 +247,16 @@ impl Testbed {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        Err(self.timed_out(what, log))
+    }
+
+    fn timed_out(&self, what: &str, log: &str) -> String {
         let text = std::fs::read_to_string(self.dir.join(log)).unwrap_or_default();
         let tail: Vec<&str> = text.lines().rev().take(30).collect();
-        Err(format!(
+        format!(
             "timed out waiting for {what}; last lines of {log}:\n{}",
             tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-        ))
+        )
     }
 
     pub fn gateway(&self, path: &str) -> String {
@@ -197,6 +267,10 @@ impl Testbed {
     }
     pub fn admin(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.ports.admin)
+    }
+    /// A URL of the mock services, as rules name it (`http://127.0.0.1:<mock>/sessions/whoami`).
+    pub fn mock(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.ports.mock)
     }
 }
 
@@ -252,4 +326,145 @@ pub async fn start_echo_upstream(port: u16) -> Result<JoinHandle<()>, String> {
     Ok(tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     }))
+}
+
+/// One request a mock service received.
+#[derive(Debug, Clone)]
+pub struct MockRequest {
+    pub method: String,
+    pub path: String,
+    /// Header names lower-cased, in arrival order.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl MockRequest {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+}
+
+/// Every request the mock services received, shared with the server task.
+#[derive(Debug, Clone, Default)]
+pub struct MockLog(Arc<Mutex<Vec<MockRequest>>>);
+
+impl MockLog {
+    /// How many requests were made to `path` (without the query).
+    pub fn count(&self, path: &str) -> usize {
+        self.requests(path).len()
+    }
+
+    /// The requests made to `path`, oldest first.
+    pub fn requests(&self, path: &str) -> Vec<MockRequest> {
+        let log = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        log.iter().filter(|r| r.path == path).cloned().collect()
+    }
+
+    fn record(&self, request: MockRequest) {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(request);
+    }
+}
+
+/// The external systems access rules call out to, in one server:
+///
+/// * `/sessions/whoami` (any method, like Kratos): 200 with a Kratos session when the `Cookie`
+///   holds `ory_kratos_session=valid`, 500 for `ory_kratos_session=down` (Kratos failing), 401
+///   otherwise;
+/// * `GET /check`: 200 `{"sub":"svc-1","extra":{"role":"reader"}}` for `Bearer good-token`, 401
+///   otherwise;
+/// * `POST /relation-tuples/check` (Keto-like): 200 with `X-Permission: granted` when the JSON
+///   body has `subject_id` `user-1` and `object` `report`, 403 otherwise;
+/// * `POST /hydrate`: the session it is sent, with `extra.plan` set to `gold`;
+/// * `GET /__count?path=/sessions/whoami`: `{"path", "count"}`, how often a path was called.
+///
+/// Every request but `/__count` is recorded in `log`.
+pub async fn start_mock_services(port: u16, log: MockLog) -> Result<JoinHandle<()>, String> {
+    let listener = TcpListener::bind(("127.0.0.1", port)).await.map_err(|e| format!("mock port {port}: {e}"))?;
+    let app = Router::new().fallback(move |request: Request| {
+        let log = log.clone();
+        async move { mock_service(request, &log).await }
+    });
+    Ok(tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    }))
+}
+
+async fn mock_service(request: Request, log: &MockLog) -> Response {
+    let (parts, body) = request.into_parts();
+    let path = parts.uri.path().to_owned();
+    if path == "/__count" {
+        let wanted = parts
+            .uri
+            .query()
+            .unwrap_or("")
+            .split('&')
+            .find_map(|pair| pair.strip_prefix("path="))
+            .map(|p| p.replace("%2F", "/").replace("%2f", "/"))
+            .unwrap_or_default();
+        return axum::Json(json!({"path": wanted, "count": log.count(&wanted)})).into_response();
+    }
+    let body = axum::body::to_bytes(body, 1 << 20).await.map(|b| b.to_vec()).unwrap_or_default();
+    let headers: Vec<(String, String)> = parts
+        .headers
+        .iter()
+        .map(|(n, v)| (n.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .collect();
+    let request = MockRequest { method: parts.method.as_str().to_owned(), path: path.clone(), headers, body };
+    log.record(request.clone());
+    let status = |code: StatusCode| Response::builder().status(code).body(Body::empty()).unwrap_or_default();
+    match (request.method.as_str(), path.as_str()) {
+        (_, "/sessions/whoami") => {
+            let has = |cookie: &str| {
+                request
+                    .headers
+                    .iter()
+                    .filter(|(n, _)| n == "cookie")
+                    .flat_map(|(_, v)| v.split(';'))
+                    .any(|c| c.trim() == cookie)
+            };
+            if has("ory_kratos_session=down") {
+                status(StatusCode::INTERNAL_SERVER_ERROR)
+            } else if has("ory_kratos_session=valid") {
+                axum::Json(json!({
+                    "id": "s1",
+                    "active": true,
+                    "identity": {"id": "user-1", "traits": {"email": "a@example.com"}},
+                }))
+                .into_response()
+            } else {
+                status(StatusCode::UNAUTHORIZED)
+            }
+        }
+        ("GET", "/check") => {
+            if request.header("authorization") == Some("Bearer good-token") {
+                axum::Json(json!({"sub": "svc-1", "extra": {"role": "reader"}})).into_response()
+            } else {
+                status(StatusCode::UNAUTHORIZED)
+            }
+        }
+        ("POST", "/relation-tuples/check") => {
+            let body = request.json();
+            if body["subject_id"] == "user-1" && body["object"] == "report" {
+                ([("x-permission", "granted")], axum::Json(json!({"allowed": true}))).into_response()
+            } else {
+                (StatusCode::FORBIDDEN, axum::Json(json!({"allowed": false}))).into_response()
+            }
+        }
+        ("POST", "/hydrate") => {
+            let mut session = request.json();
+            if !session.is_object() {
+                return status(StatusCode::BAD_REQUEST);
+            }
+            if !session["extra"].is_object() {
+                session["extra"] = json!({});
+            }
+            session["extra"]["plan"] = json!("gold");
+            axum::Json(session).into_response()
+        }
+        _ => status(StatusCode::NOT_FOUND),
+    }
 }

@@ -1,5 +1,6 @@
-//! `just run`: the control plane, Envoy with the Portcullis filter, and the echo upstream on
-//! the well-known ports, with state kept in `.run/` between runs. Ctrl-C stops everything.
+//! `just run`: the control plane, Envoy with the Portcullis filter, the echo upstream and the
+//! mock external services (session, permission check, hydrator) on the well-known ports, with
+//! state kept in `.run/` between runs. Ctrl-C stops everything.
 
 use portcullis_e2e::{FILTER_TOKEN, Options, Ports, Testbed, workspace_root};
 
@@ -21,6 +22,7 @@ Portcullis is running.
   control plane, public      http://127.0.0.1:{public}
   control plane, admin       http://127.0.0.1:{admin}
   echo upstream              http://127.0.0.1:{upstream}
+  mock services              http://127.0.0.1:{mock}  (/sessions/whoami, /check, /relation-tuples/check, /hydrate)
   logs and data              {dir}
   filter token               {FILTER_TOKEN}
 
@@ -38,8 +40,28 @@ Ctrl-C to stop."#,
         public = p.public,
         admin = p.admin,
         upstream = p.upstream,
+        mock = p.mock,
         dir = testbed.dir.display(),
     );
-    let _ = tokio::signal::ctrl_c().await;
+    stop_signal().await;
     eprintln!("stopping");
+    // Dropping the testbed stops Envoy and the control plane (`kill_on_drop`).
+    drop(testbed);
+}
+
+/// Ctrl-C, or SIGTERM (`kill`, a supervisor): either way the children are stopped on the way
+/// out instead of being left running.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }
