@@ -83,6 +83,7 @@ pub fn public_router(state: AppState) -> Router {
     Router::new()
         .route("/oauth2/token", post(oauth2::token::handle))
         .route("/oauth2/introspect", post(oauth2::introspect::public))
+        .route("/oauth2/revoke", post(oauth2::revoke::handle))
         .route("/health/alive", get(health::alive))
         .route("/health/ready", get(health::ready))
         .fallback(not_found)
@@ -99,6 +100,7 @@ pub fn admin_router(state: AppState) -> Router {
             get(admin::clients::get).put(admin::clients::replace).delete(admin::clients::delete),
         )
         .route("/admin/oauth2/introspect", post(oauth2::introspect::admin))
+        .route("/admin/oauth2/tokens", axum::routing::delete(admin::tokens::delete_client_tokens))
         .route("/admin/rules", get(admin::rules::list).put(admin::rules::replace))
         .route("/admin/rules/explain", post(rules::explain::handle))
         .route("/admin/rules/{id}", get(admin::rules::get))

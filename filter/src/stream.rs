@@ -141,7 +141,24 @@ impl Stream {
                     return Action::Continue;
                 }
                 Step::Done(Verdict::Preflight(response)) => return reply(host, &response),
-                Step::Done(Verdict::Deny { response, .. }) => return reply(host, &response),
+                Step::Done(Verdict::Deny { denial, response }) => {
+                    // One line per denial, so a 401/403 can be explained from the gateway's log.
+                    let rule = evaluation.as_ref().map_or("-", |e| e.rule_id());
+                    let request = self.request.as_ref();
+                    let id = request.and_then(|r| r.view().header("x-request-id").map(str::to_owned));
+                    host.log(
+                        Level::Info,
+                        &format!(
+                            "denied {} {} status={} rule={rule} reason={} request_id={}",
+                            request.map_or("", |r| r.method.as_str()),
+                            request.map_or("", |r| r.target.split('?').next().unwrap_or("")),
+                            response.status,
+                            if denial.reason.is_empty() { "-" } else { denial.reason },
+                            id.as_deref().unwrap_or("-"),
+                        ),
+                    );
+                    return reply(host, &response);
+                }
                 Step::Verify(check) => {
                     let Some(request) = &self.request else { return Action::Pause };
                     let Some(current) = evaluation.as_mut() else {
@@ -414,9 +431,14 @@ mod tests {
     fn unknown_paths_are_404_and_calls_for_other_tokens_are_ignored() {
         let host = MockHost::default();
         let mut s = stream();
-        request(&host, "/nope", &[]);
+        request(&host, "/nope?secret=1", &[("x-request-id", "req-1")]);
         s.on_request_headers(&host);
         assert_eq!(host.sent().unwrap().0, 404);
+        let logged = host.logs().pop().unwrap().1;
+        assert_eq!(
+            logged, "denied GET /nope status=404 rule=- reason=no_rule request_id=req-1",
+            "no query: it may hold secrets"
+        );
         assert_eq!(s.on_call_response(&host, 42, CallResponse::default()), Action::Pause);
     }
 }

@@ -130,7 +130,12 @@ pub struct Environment {
     pub jwks: BTreeMap<String, Value>,
     /// The CORS policy for rules without their own.
     pub cors: Option<CorsPolicy>,
+    /// SHA-256 of tokens revoked before they expired: refused before any cache is consulted.
+    pub revoked: Arc<Revoked>,
 }
+
+/// Revoked tokens, by SHA-256 (the tokens themselves are never pushed).
+pub type Revoked = std::collections::HashSet<[u8; 32]>;
 
 /// A validated rule, ready to judge requests.
 #[derive(Debug)]
@@ -162,6 +167,7 @@ pub struct RuleSet {
     index: RuleIndex,
     guarded_headers: Vec<String>,
     cors: Option<CorsPolicy>,
+    revoked: Arc<Revoked>,
 }
 
 impl RuleSet {
@@ -220,7 +226,7 @@ impl RuleSet {
         // A stable sort keeps file order among equals.
         rules.sort_by(|a, b| b.priority.cmp(&a.priority).then(b.info.specificity.cmp(&a.info.specificity)));
         let index = RuleIndex::build(rules.iter().map(|r| &r.info));
-        Ok(Self { rules, index, guarded_headers, cors: env.cors.clone() })
+        Ok(Self { rules, index, guarded_headers, cors: env.cors.clone(), revoked: Arc::clone(&env.revoked) })
     }
 
     pub fn len(&self) -> usize {
@@ -250,6 +256,11 @@ impl RuleSet {
             Some(own) => own.as_ref(),
             None => self.cors.as_ref(),
         }
+    }
+
+    /// Revoked token digests, shared with every evaluation.
+    pub fn revoked(&self) -> &Arc<Revoked> {
+        &self.revoked
     }
 
     /// The rules in precedence order.

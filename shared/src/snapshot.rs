@@ -3,6 +3,7 @@
 //! it and a filter can ask "anything newer than this?" with `If-None-Match`.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -25,6 +26,10 @@ pub struct Snapshot {
     /// The global CORS policy (`access_rules.cors`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cors: Option<CorsSpec>,
+    /// Hex SHA-256 of tokens revoked before their expiry; filters refuse them at once, cache
+    /// or not.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub revoked: Vec<String>,
 }
 
 /// A snapshot ready to judge requests.
@@ -45,9 +50,36 @@ impl Snapshot {
             })?,
             None => None,
         };
-        let env = Environment { strategy: self.matching_strategy, jwks: self.jwks.clone(), cors };
+        let revoked = self
+            .revoked
+            .iter()
+            .enumerate()
+            .map(|(i, hex)| {
+                parse_digest(hex).ok_or_else(|| RuleError {
+                    index: i,
+                    rule_id: None,
+                    field: format!("revoked[{i}]"),
+                    message: "must be 64 hex digits (a SHA-256)".into(),
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        let env =
+            Environment { strategy: self.matching_strategy, jwks: self.jwks.clone(), cors, revoked: Arc::new(revoked) };
         Ok(CompiledSnapshot { version: self.version.clone(), rules: RuleSet::compile_in(&self.rules, &env)? })
     }
+}
+
+/// Reads a hex SHA-256 digest.
+pub fn parse_digest(hex: &str) -> Option<[u8; 32]> {
+    let bytes = hex.as_bytes();
+    if bytes.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, pair) in bytes.chunks(2).enumerate() {
+        out[i] = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
+    }
+    Some(out)
 }
 
 #[cfg(test)]

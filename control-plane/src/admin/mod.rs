@@ -5,6 +5,7 @@
 
 pub mod clients;
 pub mod rules;
+pub mod tokens;
 
 use axum::Json;
 use serde_json::{Value, json};

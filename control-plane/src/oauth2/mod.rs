@@ -1,9 +1,11 @@
-//! The public OAuth2 endpoints (Hydra paths): `/oauth2/token` and `/oauth2/introspect`, plus
+//! The public OAuth2 endpoints (Hydra paths): `/oauth2/token`, `/oauth2/introspect` and
+//! `/oauth2/revoke`, plus
 //! client authentication shared by both. Errors are RFC 6749 shaped ([`crate::error::OAuthError`]).
 //! Nothing here renders admin-API errors or touches rules.
 
 pub mod client_auth;
 pub mod introspect;
+pub mod revoke;
 pub mod token;
 
 use crate::error::{FormParams, OAuthError};

@@ -25,7 +25,7 @@ use portcullis_shared::cors::{CorsPolicy, CorsSpec};
 use portcullis_shared::matching::Strategy;
 use portcullis_shared::rule::Environment;
 use portcullis_shared::rule::{RuleSet, RuleSpec, parse_rules};
-use portcullis_shared::snapshot::Snapshot;
+use portcullis_shared::snapshot::{Snapshot, parse_digest};
 use serde_json::Value;
 use tokio::sync::{Mutex, watch};
 
@@ -119,6 +119,8 @@ pub struct Rules {
     cors: Option<CorsSpec>,
     /// Key sets for `jwt` authenticators by URL, as last fetched; pushed in every snapshot.
     jwks: std::sync::Mutex<BTreeMap<String, Value>>,
+    /// Hex SHA-256 of revoked, unexpired tokens; pushed in every snapshot.
+    revoked: std::sync::Mutex<Vec<String>>,
     sources: Mutex<Sources>,
     tx: watch::Sender<Arc<Published>>,
     compiled: ArcSwap<RuleSet>,
@@ -173,8 +175,9 @@ impl Rules {
             strategy,
             cors: cors.clone(),
             jwks: std::sync::Mutex::new(BTreeMap::new()),
+            revoked: std::sync::Mutex::new(Vec::new()),
             sources: Mutex::new(Sources { admin_rules, ..sources }),
-            tx: watch::Sender::new(Arc::new(publication(&combined, &env, cors.as_ref()))),
+            tx: watch::Sender::new(Arc::new(publication(&combined, &env, cors.as_ref(), Vec::new()))),
             compiled: ArcSwap::from_pointee(compiled),
         };
         Ok(rules)
@@ -242,6 +245,15 @@ impl Rules {
         Ok(())
     }
 
+    /// Re-reads the revoked tokens and publishes when they changed, so every filter refuses a
+    /// revoked token within one long-poll.
+    pub async fn refresh_revocations(&self, store: &Store, now: i64) -> Result<bool, StoreError> {
+        let revoked = store.revoked_tokens(now).await?;
+        let changed =
+            self.revoked.lock().map(|mut r| std::mem::replace(&mut *r, revoked.clone()) != revoked).unwrap_or(false);
+        Ok(changed && self.publish(&self.active()))
+    }
+
     /// Re-reads the rule repositories if any changed since the last look. A change that
     /// validates replaces the file rules and publishes; one that does not is logged and the
     /// old rules stay. Returns whether new rules were published.
@@ -297,6 +309,10 @@ impl Rules {
                 if let Err(e) = self.refresh(&store).await {
                     tracing::warn!(error = %e, "could not re-read the admin rules");
                 }
+                let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+                if let Err(e) = self.refresh_revocations(&store, now).await {
+                    tracing::warn!(error = %e, "could not re-read the revoked tokens");
+                }
             }
         })
     }
@@ -320,7 +336,9 @@ impl Rules {
         let jwks = self.jwks.lock().map(|j| j.clone()).unwrap_or_default();
         // Validated at load: a policy that compiled once compiles again.
         let cors = self.cors.as_ref().and_then(|c| CorsPolicy::compile(c).ok().flatten());
-        Environment { strategy: self.strategy, jwks, cors }
+        let revoked =
+            self.revoked.lock().map(|r| r.iter().filter_map(|h| parse_digest(h)).collect()).unwrap_or_default();
+        Environment { strategy: self.strategy, jwks, cors, revoked: Arc::new(revoked) }
     }
 
     /// Fetches the key sets `jwt` rules name — every second for URLs not fetched yet, all of
@@ -373,6 +391,7 @@ impl Rules {
     /// Publishes `rules` (already validated); returns whether the version changed.
     fn publish(&self, rules: &[RuleSpec]) -> bool {
         let env = self.environment();
+        let revoked = self.revoked.lock().map(|r| r.clone()).unwrap_or_default();
         let compiled = match RuleSet::compile_in(rules, &env) {
             Ok(c) => c,
             Err(e) => {
@@ -381,7 +400,7 @@ impl Rules {
                 return false;
             }
         };
-        let next = publication(rules, &env, self.cors.as_ref());
+        let next = publication(rules, &env, self.cors.as_ref(), revoked);
         let compiled = Arc::new(compiled);
         self.tx.send_if_modified(|current| {
             if current.version == next.version {
@@ -429,7 +448,7 @@ async fn fetch_jwks(client: &reqwest::Client, url: &str) -> Result<Value, String
     Ok(set)
 }
 
-fn publication(rules: &[RuleSpec], env: &Environment, cors: Option<&CorsSpec>) -> Published {
+fn publication(rules: &[RuleSpec], env: &Environment, cors: Option<&CorsSpec>, revoked: Vec<String>) -> Published {
     // Serializing plain data structures cannot fail.
     let rules_json = serde_json::to_vec(rules).unwrap_or_else(|_| b"[]".to_vec());
     let mut snapshot = Snapshot {
@@ -438,6 +457,7 @@ fn publication(rules: &[RuleSpec], env: &Environment, cors: Option<&CorsSpec>) -
         matching_strategy: env.strategy,
         jwks: env.jwks.clone(),
         cors: cors.cloned(),
+        revoked,
     };
     // Content-addressed: the same rules, strategy and keys give the same version everywhere.
     let version = crypto::sha256_hex(&serde_json::to_vec(&snapshot).unwrap_or_default())[..16].to_owned();

@@ -189,7 +189,9 @@ impl Authenticator {
         self.continue_on_invalid && matches!(denial.kind, DenialKind::Unauthorized | DenialKind::Forbidden)
     }
 
-    pub fn start(&self, req: &Request<'_>, _captures: &[String], now_ms: i64) -> Outcome {
+    /// `revoked`: digests of tokens revoked before they expired — refused here, before any
+    /// call-out or cache, so a revocation pushed in a snapshot takes effect at once.
+    pub fn start(&self, req: &Request<'_>, revoked: &crate::rule::Revoked, now_ms: i64) -> Outcome {
         match &self.kind {
             Kind::Noop => Outcome::Authenticated(Session::default()),
             Kind::Unauthorized => Outcome::Failed(Denial::unauthorized().with_reason("unauthorized_handler")),
@@ -201,14 +203,21 @@ impl Authenticator {
                 }
             }
             Kind::OAuth2Introspection(c) => match token(req, &c.token_from) {
+                Some(t) if is_revoked(revoked, &t) => Outcome::Failed(revoked_token()),
                 Some(t) if t.starts_with(c.prefix.as_str()) => Outcome::Call(introspection_call(c, req, &t)),
                 _ => Outcome::NotResponsible,
             },
             Kind::SessionCheck(c) => match session_credential(req, &c.credential) {
+                Some(credential)
+                    if matches!(c.credential, Credential::Bearer { .. }) && is_revoked(revoked, &credential) =>
+                {
+                    Outcome::Failed(revoked_token())
+                }
                 Some(credential) => Outcome::Call(session_check_call(c, req, credential)),
                 None => Outcome::NotResponsible,
             },
             Kind::Jwt(c) => match token(req, &c.token_from) {
+                Some(t) if is_revoked(revoked, &t) => Outcome::Failed(revoked_token()),
                 Some(t) => start_jwt(c, &t, now_ms),
                 None => Outcome::NotResponsible,
             },
@@ -249,6 +258,17 @@ fn token(req: &Request<'_>, source: &TokenSource) -> Option<String> {
         TokenSource::Cookie(name) => req.cookie(name)?.to_owned(),
     };
     (!token.is_empty()).then_some(token)
+}
+
+fn is_revoked(revoked: &crate::rule::Revoked, token: &str) -> bool {
+    use sha2::Digest;
+    !revoked.is_empty() && revoked.contains(&<[u8; 32]>::from(sha2::Sha256::digest(token.as_bytes())))
+}
+
+fn revoked_token() -> Denial {
+    Denial::new(DenialKind::Unauthorized, "The token has been revoked")
+        .with_bearer_error(BearerError::InvalidToken)
+        .with_reason("token_revoked")
 }
 
 fn unavailable(what: &str) -> Denial {

@@ -209,6 +209,7 @@ pub struct Evaluation {
     stage: Stage,
     /// CORS headers every answer to this request carries (empty without an allowed Origin).
     cors: Vec<(String, String)>,
+    revoked: Arc<crate::rule::Revoked>,
     /// Claims of a token whose signature is being checked.
     pending_claims: Option<Map<String, Value>>,
 }
@@ -254,6 +255,7 @@ pub fn begin(rules: &RuleSet, req: &Request<'_>, now_ms: i64) -> (Option<Evaluat
         session: Session::default(),
         stage: Stage::Authenticator(0),
         cors,
+        revoked: Arc::clone(rules.revoked()),
         pending_claims: None,
     };
     let step = evaluation.authenticate_from(0, req, now_ms);
@@ -370,7 +372,7 @@ impl Evaluation {
     fn authenticate_from(&mut self, start: usize, req: &Request<'_>, now_ms: i64) -> Step {
         let rule = Arc::clone(&self.rule);
         for (i, authenticator) in rule.authenticators.iter().enumerate().skip(start) {
-            match authenticator.start(req, &self.captures, now_ms) {
+            match authenticator.start(req, &self.revoked, now_ms) {
                 authn::Outcome::NotResponsible => continue,
                 authn::Outcome::Failed(denial) if authenticator.continue_on_invalid(&denial) => continue,
                 outcome => return self.after_authenticator(i, outcome, req, now_ms),

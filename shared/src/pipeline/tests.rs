@@ -614,3 +614,23 @@ fn cors_preflights_are_answered_before_authentication() {
     assert_eq!(response.status, 401);
     assert!(response.headers.contains(&("access-control-allow-origin".into(), "https://app.example".into())));
 }
+
+#[test]
+fn revoked_tokens_are_refused_before_any_call_or_cache() {
+    use sha2::Digest;
+    let specs = parse_rules(json!([rule(
+        "ratings",
+        "/ratings/<.*>",
+        json!([introspect(json!({}))]),
+        json!({"handler": "allow"}),
+        json!([])
+    )]))
+    .unwrap();
+    let digest: [u8; 32] = sha2::Sha256::digest(b"revoked-token").into();
+    let env = crate::rule::Environment { revoked: std::sync::Arc::new([digest].into()), ..Default::default() };
+    let rules = RuleSet::compile_in(&specs, &env).unwrap();
+    let h = headers(&[("authorization", "Bearer revoked-token")]);
+    assert_eq!(denied(&begin(&rules, &request("/ratings/1", &h), NOW_MS).1), (401, "token_revoked"));
+    let other = headers(&[("authorization", "Bearer live-token")]);
+    assert!(matches!(begin(&rules, &request("/ratings/1", &other), NOW_MS).1, Step::Call(_)));
+}
