@@ -228,3 +228,29 @@ async fn control_plane_down_fails_closed_and_keeps_the_last_rules() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_revoked_token_stops_working_in_envoy_even_when_cached() {
+    let t = testbed().await;
+    create_client(&t, "rev", "rev-secret", "read").await;
+    let token = issue_token(&t, "rev", "rev-secret", "read").await;
+    let bearer = format!("Bearer {token}");
+    // The demo rule caches introspection answers for 30 s: this one is now cached.
+    assert_eq!(get(&t, "/ratings/1", &[("authorization", bearer.as_str())]).await.0, 200);
+
+    let revoked = t
+        .http
+        .post(t.public("/oauth2/revoke"))
+        .basic_auth("rev", Some("rev-secret"))
+        .form(&[("token", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 200);
+    let took = eventually("the revocation reaching every Envoy worker", async || {
+        let (status, _, body) = get(&t, "/ratings/1", &[("authorization", bearer.as_str())]).await;
+        status == 401 && body["error"]["reason"] == "token_revoked"
+    })
+    .await;
+    eprintln!("revocation reached Envoy in {took:?}");
+}
