@@ -468,3 +468,61 @@ async fn mock_service(request: Request, log: &MockLog) -> Response {
         _ => status(StatusCode::NOT_FOUND),
     }
 }
+
+/// Starts a testbed on free ports for one test; panics with the reason (and log tail) when it
+/// cannot.
+pub async fn testbed() -> Testbed {
+    match Testbed::start(Options { ports: Ports::free().unwrap_or_else(|e| panic!("{e}")), dir: None }).await {
+        Ok(t) => t,
+        Err(e) => panic!("testbed did not start: {e}"),
+    }
+}
+
+/// What a client sees of one answer.
+pub struct Reply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    /// The raw body; for an upstream answer, the echo's `{"method", "path", "headers"}`.
+    pub text: String,
+    /// The body as JSON (`Null` when it is not JSON).
+    pub body: Value,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The values the upstream received for a request header.
+    pub fn upstream(&self, name: &str) -> Value {
+        self.body["headers"][name].clone()
+    }
+
+    /// The `error.reason` of a Portcullis denial.
+    pub fn reason(&self) -> Option<&str> {
+        self.body["error"]["reason"].as_str()
+    }
+}
+
+/// Sends a request to `url` on a new connection (so requests spread over Envoy's workers),
+/// without following redirects.
+pub async fn send(method: &str, url: &str, headers: &[(&str, &str)]) -> Reply {
+    let client = fresh_client().unwrap_or_else(|e| panic!("{e}"));
+    let mut request = client.request(method.parse().unwrap_or(reqwest::Method::GET), url);
+    for (n, v) in headers {
+        request = request.header(*n, *v);
+    }
+    let response = request.send().await.unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let text = response.text().await.unwrap_or_default();
+    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Reply { status, headers, text, body }
+}
+
+/// Replaces the admin-managed rules; panics if the control plane refuses them.
+pub async fn put_rules(t: &Testbed, rules: Value) {
+    let response = t.http.put(t.admin("/admin/rules")).json(&rules).send().await.unwrap_or_else(|e| panic!("{e}"));
+    let status = response.status();
+    assert_eq!(status, 200, "rules refused: {}", response.text().await.unwrap_or_default());
+}

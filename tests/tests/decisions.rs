@@ -2,15 +2,12 @@
 //! judges `GET /decisions/ratings/1` on its admin port, calling its own introspection endpoint,
 //! as Envoy `ext_authz` or nginx `auth_request` would ask it.
 
-use portcullis_e2e::{Options, Ports, Testbed};
+use portcullis_e2e::testbed;
 use serde_json::{Value, json};
 
 #[tokio::test]
 async fn decisions_api_allows_a_valid_token_and_denies_none() {
-    let t = match Testbed::start(Options { ports: Ports::free().unwrap(), dir: None }).await {
-        Ok(t) => t,
-        Err(e) => panic!("testbed did not start: {e}"),
-    };
+    let t = testbed().await;
     let created = t
         .http
         .post(t.admin("/admin/clients"))

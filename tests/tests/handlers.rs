@@ -1,63 +1,21 @@
 //! Rule handlers through a real Envoy against mock external services, as users write them.
 
-use portcullis_e2e::{Options, Ports, Testbed, fresh_client};
-use reqwest::header::HeaderMap;
+use portcullis_e2e::{Reply, Testbed, put_rules, send, testbed};
 use serde_json::{Value, json};
 
-async fn testbed() -> Testbed {
-    match Testbed::start(Options { ports: Ports::free().unwrap(), dir: None }).await {
-        Ok(t) => t,
-        Err(e) => panic!("testbed did not start: {e}"),
-    }
-}
-
-/// What a client sees of one answer through the gateway.
-struct Reply {
-    status: u16,
-    headers: HeaderMap,
-    /// The JSON body: the echo upstream's `{"method", "path", "headers"}` or an error.
-    body: Value,
-}
-
-impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-
-    /// The values the upstream received for a request header.
-    fn upstream(&self, name: &str) -> Value {
-        self.body["headers"][name].clone()
-    }
-
-    fn reason(&self) -> Option<&str> {
-        self.body["error"]["reason"].as_str()
-    }
-}
-
 /// Sends a request through Envoy on a new connection, without following redirects.
-async fn send(t: &Testbed, method: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
-    let client = fresh_client().unwrap();
-    let mut request = client.request(method.parse().unwrap(), t.gateway(path));
-    for (n, v) in headers {
-        request = request.header(*n, *v);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    let body = response.json().await.unwrap_or(Value::Null);
-    Reply { status, headers, body }
+async fn gateway(t: &Testbed, method: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
+    send(method, &t.gateway(path), headers).await
 }
 
 async fn get(t: &Testbed, path: &str, headers: &[(&str, &str)]) -> Reply {
-    send(t, "GET", path, headers).await
+    gateway(t, "GET", path, headers).await
 }
 
 /// Replaces the API rules and waits until every Envoy worker judges `probe` (a GET without
 /// credentials) with one of them, i.e. no longer answers "no rule matches".
-async fn put_rules(t: &Testbed, rules: Value, probe: &str) {
-    let response = t.http.put(t.admin("/admin/rules")).json(&rules).send().await.unwrap();
-    let status = response.status();
-    assert_eq!(status, 200, "rules refused: {}", response.text().await.unwrap_or_default());
+async fn put_rules_and_wait(t: &Testbed, rules: Value, probe: &str) {
+    put_rules(t, rules).await;
     let settled = t
         .wait_settled(&format!("the new rules judging {probe}"), "envoy.log", || async {
             let reply = get(t, probe, &[]).await;
@@ -118,7 +76,7 @@ async fn cookie_session_asks_kratos_whoami_and_caches_when_told() {
             "authorizer": {"handler": "allow"}, "mutators": [mutator]
         }
     ]);
-    put_rules(&t, rules, "/session/probe").await;
+    put_rules_and_wait(&t, rules, "/session/probe").await;
 
     let cookie = format!("{VALID}; theme=dark");
     let reply = get(&t, "/session/a?x=1", &[("cookie", &cookie), ("x-user", "admin"), ("x-email", "root@evil")]).await;
@@ -162,11 +120,11 @@ async fn kratos_rule_falls_back_to_anonymous_on_a_missing_or_invalid_session() {
         "authorizer": {"handler": "allow"},
         "mutators": [x_user()]
     }]);
-    put_rules(&t, rules, "/app/probe").await;
+    put_rules_and_wait(&t, rules, "/app/probe").await;
 
     let reply = get(&t, "/app/home", &[("x-user", "admin")]).await;
     assert_eq!((reply.status, reply.upstream("x-user")), (200, json!(["anonymous"])), "{}", reply.body);
-    let preflight = send(&t, "OPTIONS", "/app/home", &[("origin", "http://app.example")]).await;
+    let preflight = gateway(&t, "OPTIONS", "/app/home", &[("origin", "http://app.example")]).await;
     assert_eq!(preflight.status, 200, "{}", preflight.body);
     assert_eq!(preflight.body["method"], "OPTIONS");
     assert_eq!(preflight.upstream("x-user"), json!(["anonymous"]));
@@ -198,7 +156,7 @@ async fn bearer_token_is_checked_by_the_remote_endpoint() {
             "X-User": "{{ print .Subject }}", "X-Role": "{{ .Extra.role }}"
         }}}]
     }]);
-    put_rules(&t, rules, "/svc/probe").await;
+    put_rules_and_wait(&t, rules, "/svc/probe").await;
 
     let reply = get(&t, "/svc/items", &[("authorization", "Bearer good-token")]).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
@@ -228,7 +186,7 @@ async fn remote_json_authorizer_asks_keto_and_forwards_its_answer_header() {
         }},
         "mutators": [x_user()]
     }]);
-    put_rules(&t, rules, "/reports/probe").await;
+    put_rules_and_wait(&t, rules, "/reports/probe").await;
 
     let reply = get(&t, "/reports/report", &[("cookie", VALID), ("x-permission", "spoofed")]).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
@@ -261,7 +219,7 @@ async fn hydrator_enriches_the_session_and_the_cookie_mutator_passes_it_on() {
             x_user()
         ]
     }]);
-    put_rules(&t, rules, "/account/probe").await;
+    put_rules_and_wait(&t, rules, "/account/probe").await;
 
     let reply = get(&t, "/account/billing", &[("cookie", "ory_kratos_session=valid; theme=dark; plan=free")]).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
@@ -304,7 +262,7 @@ async fn error_handlers_redirect_browsers_challenge_api_clients_and_explain_in_j
             "authorizer": {"handler": "deny"}, "mutators": [x_user()], "errors": errors
         }
     ]);
-    put_rules(&t, rules, "/portal/probe").await;
+    put_rules_and_wait(&t, rules, "/portal/probe").await;
 
     let browser = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
     let reply = get(&t, "/portal/page?tab=1", &[("accept", browser), ("cookie", BOGUS)]).await;
@@ -343,7 +301,7 @@ async fn glob_strategy_rule_matches_through_envoy() {
         "glob-reader",
     );
     rule["match"]["strategy"] = json!("glob");
-    put_rules(&t, json!([rule]), "/glob/alpha/probe").await;
+    put_rules_and_wait(&t, json!([rule]), "/glob/alpha/probe").await;
 
     for path in ["/glob/alpha/intro", "/glob/beta/intro"] {
         let reply = get(&t, path, &[]).await;
@@ -367,7 +325,7 @@ async fn priority_then_specificity_decide_between_overlapping_rules() {
         anonymous_rule("spec-regex", "<http|https>://<[^/]+>/spec/<.*>", "regex"),
         anonymous_rule("spec-literal", &format!("http://127.0.0.1:{gateway}/spec/exact"), "literal"),
     ]);
-    put_rules(&t, rules, "/spec/probe").await;
+    put_rules_and_wait(&t, rules, "/spec/probe").await;
 
     let reply = get(&t, "/prio/report", &[]).await;
     assert_eq!(reply.upstream("x-user"), json!(["urgent"]), "priority 10 beats a more specific rule");
@@ -402,7 +360,7 @@ async fn explain_names_the_rule_and_the_reason_of_a_denial() {
         "authenticators": [kratos_session(&t, json!({}))],
         "authorizer": {"handler": "allow"}, "mutators": [x_user()]
     }]);
-    put_rules(&t, rules, "/explained/probe").await;
+    put_rules_and_wait(&t, rules, "/explained/probe").await;
     let url = t.gateway("/explained/page");
 
     let explain = async |request: Value| -> Value {

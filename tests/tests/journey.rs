@@ -3,15 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use portcullis_e2e::{Options, Ports, Testbed};
+use portcullis_e2e::{Testbed, testbed};
 use serde_json::{Value, json};
-
-async fn testbed() -> Testbed {
-    match Testbed::start(Options { ports: Ports::free().unwrap(), dir: None }).await {
-        Ok(t) => t,
-        Err(e) => panic!("testbed did not start: {e}"),
-    }
-}
 
 async fn create_client(t: &Testbed, id: &str, secret: &str, scope: &str) {
     let response = t

@@ -6,62 +6,8 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use p256::ecdsa::signature::Signer;
 use p256::ecdsa::{Signature, SigningKey};
-use portcullis_e2e::{Options, Ports, Testbed, fresh_client};
-use reqwest::header::HeaderMap;
+use portcullis_e2e::{Testbed, put_rules, send, testbed};
 use serde_json::{Value, json};
-
-async fn testbed() -> Testbed {
-    match Testbed::start(Options { ports: Ports::free().unwrap(), dir: None }).await {
-        Ok(t) => t,
-        Err(e) => panic!("testbed did not start: {e}"),
-    }
-}
-
-/// What a client sees of one answer.
-struct Reply {
-    status: u16,
-    headers: HeaderMap,
-    /// The raw body; for an upstream answer, the echo's `{"method", "path", "headers"}`.
-    text: String,
-    body: Value,
-}
-
-impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-
-    /// The values the upstream received for a request header.
-    fn upstream(&self, name: &str) -> Value {
-        self.body["headers"][name].clone()
-    }
-
-    fn reason(&self) -> Option<&str> {
-        self.body["error"]["reason"].as_str()
-    }
-}
-
-/// Sends a request to `url` on a new connection (so requests spread over Envoy's workers).
-async fn send(method: &str, url: &str, headers: &[(&str, &str)]) -> Reply {
-    let client = fresh_client().unwrap();
-    let mut request = client.request(method.parse().unwrap(), url);
-    for (n, v) in headers {
-        request = request.header(*n, *v);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    let text = response.text().await.unwrap_or_default();
-    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-    Reply { status, headers, text, body }
-}
-
-/// Replaces the API rules; refuses to go on if the control plane rejects them.
-async fn put_rules(t: &Testbed, rules: Value) {
-    let response = t.http.put(t.admin("/admin/rules")).json(&rules).send().await.unwrap();
-    let status = response.status();
-    assert_eq!(status, 200, "rules refused: {}", response.text().await.unwrap_or_default());
-}
 
 fn now() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default().try_into().unwrap()
