@@ -16,8 +16,16 @@ use crate::jwt::{Algorithm, TokenError, UntrustedToken, VerifyingKey};
 use crate::rule::HandlerSpec;
 use crate::scope::{self, ScopeStrategy};
 
-pub const HANDLERS: &[&str] =
-    &["noop", "anonymous", "unauthorized", "oauth2_introspection", "cookie_session", "bearer_token", "jwt"];
+pub const HANDLERS: &[&str] = &[
+    "noop",
+    "anonymous",
+    "unauthorized",
+    "oauth2_introspection",
+    "cookie_session",
+    "bearer_token",
+    "jwt",
+    "oauth2_client_credentials",
+];
 
 /// The default cache lifetime when a rule enables a cache without a `ttl`.
 pub const DEFAULT_CACHE_TTL_MS: u64 = 60_000;
@@ -37,6 +45,16 @@ pub enum Kind {
     OAuth2Introspection(Box<Introspection>),
     SessionCheck(Box<SessionCheck>),
     Jwt(Box<Jwt>),
+    ClientCredentials(Box<ClientCredentials>),
+}
+
+/// `oauth2_client_credentials`: HTTP Basic credentials are valid when the token endpoint grants
+/// them a client-credentials token; the subject is the client id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientCredentials {
+    pub token_url: String,
+    pub required_scope: Vec<String>,
+    pub cache_ttl_ms: Option<u64>,
 }
 
 /// `jwt`: verify a signed token against keys the control plane fetched from `jwks_urls` and
@@ -177,6 +195,7 @@ impl Authenticator {
             "cookie_session" => Kind::SessionCheck(Box::new(compile_session_check(h, false)?)),
             "bearer_token" => Kind::SessionCheck(Box::new(compile_session_check(h, true)?)),
             "jwt" => Kind::Jwt(Box::new(compile_jwt(h, jwks)?)),
+            "oauth2_client_credentials" => Kind::ClientCredentials(Box::new(compile_client_credentials(h)?)),
             other => return Err(config::unknown_handler("authenticator", other, HANDLERS)),
         };
         Ok(Self { kind, continue_on_invalid })
@@ -221,6 +240,10 @@ impl Authenticator {
                 Some(t) => start_jwt(c, &t, now_ms),
                 None => Outcome::NotResponsible,
             },
+            Kind::ClientCredentials(c) => match basic_credentials(req) {
+                Some((id, secret)) => Outcome::Call(client_credentials_call(c, &id, &secret)),
+                None => Outcome::NotResponsible,
+            },
         }
     }
 
@@ -235,10 +258,16 @@ impl Authenticator {
 
     /// Reads the answer to this authenticator's call; returns the outcome and, when the answer
     /// may be cached, until when (unix ms).
-    pub fn finish(&self, outcome: Result<HttpResponse, String>, now_ms: i64) -> (Outcome, Option<i64>) {
+    pub fn finish(
+        &self,
+        req: &Request<'_>,
+        outcome: Result<HttpResponse, String>,
+        now_ms: i64,
+    ) -> (Outcome, Option<i64>) {
         match &self.kind {
             Kind::OAuth2Introspection(c) => finish_introspection(c, outcome, now_ms),
             Kind::SessionCheck(c) => finish_session_check(c, outcome, now_ms),
+            Kind::ClientCredentials(c) => finish_client_credentials(c, req, outcome, now_ms),
             _ => (Outcome::Failed(Denial::new(DenialKind::Internal, "unexpected call result")), None),
         }
     }
@@ -775,4 +804,113 @@ fn check_claims(c: &Jwt, claims: Map<String, Value>, now: i64) -> Outcome {
     let mut extra = claims;
     extra.insert("scp".into(), Value::from(granted));
     Outcome::Authenticated(Session::new(subject, extra))
+}
+
+// --- oauth2_client_credentials ----------------------------------------------------------------
+
+fn compile_client_credentials(h: &HandlerSpec) -> Result<ClientCredentials, HandlerError> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Spec {
+        token_url: String,
+        #[serde(default)]
+        required_scope: Vec<String>,
+        cache: Option<CacheSpec>,
+        #[allow(dead_code)]
+        retry: Option<Value>,
+    }
+    let c: Spec = config::config(h)?;
+    config::http_url("config.token_url", &c.token_url)?;
+    for (i, s) in c.required_scope.iter().enumerate() {
+        if !scope::is_valid_token(s) {
+            return Err((format!("config.required_scope[{i}]"), format!("{s:?} is not a valid scope")));
+        }
+    }
+    Ok(ClientCredentials {
+        token_url: c.token_url,
+        required_scope: c.required_scope,
+        cache_ttl_ms: CacheSpec::ttl_ms(c.cache, DEFAULT_CACHE_TTL_MS)?,
+    })
+}
+
+/// `Authorization: Basic base64(id:secret)`, both query-unescaped as Oathkeeper does.
+fn basic_credentials(req: &Request<'_>) -> Option<(String, String)> {
+    use base64::Engine as _;
+    let (scheme, encoded) = req.header("authorization")?.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
+    let (id, secret) = std::str::from_utf8(&decoded).ok()?.split_once(':')?;
+    let (id, secret) = (super::form_decode(id)?, super::form_decode(secret)?);
+    (!id.is_empty()).then_some((id, secret))
+}
+
+fn client_credentials_call(c: &ClientCredentials, id: &str, secret: &str) -> HttpCall {
+    use base64::Engine as _;
+    let mut body = String::from("grant_type=client_credentials");
+    if !c.required_scope.is_empty() {
+        body.push_str("&scope=");
+        body.push_str(&form_encode(&c.required_scope.join(" ")));
+    }
+    // RFC 6749 §2.3.1: each part form-encoded before the Basic encoding.
+    let credentials = format!("{}:{}", form_encode(id), form_encode(secret));
+    let authorization = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(credentials));
+    HttpCall {
+        method: "POST".into(),
+        url: c.token_url.clone(),
+        headers: vec![
+            ("content-type".into(), "application/x-www-form-urlencoded".into()),
+            ("accept".into(), "application/json".into()),
+            ("authorization".into(), authorization),
+        ],
+        body: body.into_bytes(),
+        cache_key: c
+            .cache_ttl_ms
+            .map(|_| format!("client-credentials\n{}\n{}\n{id}:{secret}", c.token_url, c.required_scope.join(" "))),
+    }
+}
+
+fn finish_client_credentials(
+    c: &ClientCredentials,
+    req: &Request<'_>,
+    outcome: Result<HttpResponse, String>,
+    now_ms: i64,
+) -> (Outcome, Option<i64>) {
+    let response = match outcome {
+        Ok(r) => r,
+        Err(_) => return (Outcome::Failed(unavailable("the token endpoint")), None),
+    };
+    match response.status {
+        200 => {}
+        429 => {
+            let denial = Denial::new(DenialKind::TooManyRequests, "Too many requests").with_reason("rate_limited");
+            return (Outcome::Failed(denial), None);
+        }
+        s if s >= 500 => return (Outcome::Failed(unavailable("the token endpoint")), None),
+        _ => {
+            let denial = Denial::new(DenialKind::Unauthorized, "The client credentials are not valid")
+                .with_reason("client_invalid");
+            return (Outcome::Failed(denial), None);
+        }
+    }
+    let Ok(body) = serde_json::from_slice::<Value>(&response.body) else {
+        return (Outcome::Failed(unavailable("the token endpoint")), None);
+    };
+    let Some((subject, _)) = basic_credentials(req) else {
+        return (Outcome::Failed(Denial::new(DenialKind::Internal, "the credentials disappeared")), None);
+    };
+    let by_ttl = c.cache_ttl_ms.map(|ttl| now_ms.saturating_add(i64::try_from(ttl).unwrap_or(i64::MAX)));
+    let by_token =
+        body.get("expires_in").and_then(Value::as_i64).map(|s| now_ms.saturating_add(s.saturating_mul(1000)));
+    let cache_until = match (by_ttl, by_token) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, None) => a,
+        (None, Some(_)) => None,
+    };
+    let mut extra = Map::new();
+    if let Some(scope) = body.get("scope") {
+        extra.insert("scope".into(), scope.clone());
+    }
+    (Outcome::Authenticated(Session::new(subject, extra)), cache_until)
 }

@@ -297,7 +297,7 @@ impl Evaluation {
                 let Some(authenticator) = rule.authenticators.get(i) else {
                     return self.internal("no authenticator call was outstanding");
                 };
-                let (result, cache_until_ms) = authenticator.finish(outcome, now_ms);
+                let (result, cache_until_ms) = authenticator.finish(req, outcome, now_ms);
                 Resumed { step: self.after_authenticator(i, result, req, now_ms), cache_until_ms }
             }
             Stage::Authorizer => {

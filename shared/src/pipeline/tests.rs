@@ -634,3 +634,35 @@ fn revoked_tokens_are_refused_before_any_call_or_cache() {
     let other = headers(&[("authorization", "Bearer live-token")]);
     assert!(matches!(begin(&rules, &request("/ratings/1", &other), NOW_MS).1, Step::Call(_)));
 }
+
+#[test]
+fn client_credentials_are_exchanged_at_the_token_endpoint_and_cached() {
+    let cc = json!({"handler": "oauth2_client_credentials", "config": {"token_url": "http://idp/oauth2/token",
+        "required_scope": ["read"], "cache": {"enabled": true, "ttl": "5m"}}});
+    let rules = ruleset(json!([rule(
+        "r",
+        "/x",
+        json!([cc, {"handler": "anonymous"}]),
+        json!({"handler": "allow"}),
+        json!([user_header()])
+    )]));
+    // base64("svc 1:p@ss") with the id form-encoded as a client would: "svc+1:p%40ss".
+    let h = headers(&[("authorization", "Basic c3ZjKzE6cCU0MHNz")]);
+    let req = request("/x", &h);
+    let granted = ok(json!({"access_token": "t", "token_type": "bearer", "expires_in": 60, "scope": "read"}));
+    let (mut evaluation, step) = begin(&rules, &req, NOW_MS);
+    let c = call(&step).clone();
+    assert_eq!(c.body, b"grant_type=client_credentials&scope=read");
+    let sent = c.headers.iter().find(|(n, _)| n == "authorization").unwrap().1.strip_prefix("Basic ").unwrap();
+    use base64::Engine as _;
+    let sent = base64::engine::general_purpose::STANDARD.decode(sent).unwrap();
+    assert_eq!(sent, b"svc%201:p%40ss", "RFC 6749 §2.3.1: each part form-encoded");
+    let resumed = evaluation.as_mut().unwrap().resume(&req, granted, NOW_MS);
+    assert_eq!(resumed.cache_until_ms, Some(NOW_MS + 60_000), "the token's lifetime bounds the cache");
+    assert_eq!(allowed(&resumed.step).0, "svc 1");
+    assert_eq!(denied(&run(&rules, &req, vec![status(401)]).0), (401, "client_invalid"));
+    assert_eq!(denied(&run(&rules, &req, vec![status(503)]).0).0, 503);
+    // Without Basic credentials the authenticator is not responsible.
+    let none = headers(&[]);
+    assert_eq!(allowed(&begin(&rules, &request("/x", &none), NOW_MS).1).0, "anonymous");
+}
