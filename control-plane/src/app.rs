@@ -17,6 +17,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::crypto::SecretVerifier;
 use crate::error::{ApiError, StartupError};
+use crate::keys::Keys;
 use crate::rules::Rules;
 use crate::rules::decisions::Decider;
 use crate::store::Store;
@@ -34,6 +35,8 @@ pub struct AppState {
     pub rules: Arc<Rules>,
     /// Performs and caches the decision pipeline's call-outs.
     pub decider: Arc<Decider>,
+    /// The id_token signing key set (private key, public JWKS).
+    pub keys: Arc<Keys>,
     /// Flipped to `true` on shutdown so long-polls return at once.
     pub shutdown: Arc<watch::Sender<bool>>,
 }
@@ -45,8 +48,10 @@ impl std::fmt::Debug for dyn Clock {
 }
 
 impl AppState {
-    /// Loads the rule files and the stored admin rules; the store must be migrated.
+    /// Loads the rule files, the stored admin rules and the signing key (generating and
+    /// storing one if there is none); the store must be migrated.
     pub async fn new(config: Config, store: Store, clock: Arc<dyn Clock>) -> Result<Self, StartupError> {
+        let keys = Keys::load(&config.secrets, &store, clock.now()).await?;
         let rules = Rules::load_with(
             &config.access_rules.repositories,
             config.access_rules.matching_strategy,
@@ -54,9 +59,12 @@ impl AppState {
             &store,
         )
         .await?;
+        rules.set_signing_key(Some(keys.signer().snapshot_key().clone())).await;
         let decider = Decider::new(&config.decisions).map_err(StartupError)?;
+        decider.set_signer(Some(keys.signer()));
         Ok(Self {
             decider: Arc::new(decider),
+            keys: Arc::new(keys),
             config: Arc::new(config),
             store,
             clock,
@@ -84,6 +92,7 @@ pub fn public_router(state: AppState) -> Router {
         .route("/oauth2/token", post(oauth2::token::handle))
         .route("/oauth2/introspect", post(oauth2::introspect::public))
         .route("/oauth2/revoke", post(oauth2::revoke::handle))
+        .route("/.well-known/jwks.json", get(oauth2::jwks::handle))
         .route("/health/alive", get(health::alive))
         .route("/health/ready", get(health::ready))
         .fallback(not_found)
@@ -99,6 +108,8 @@ pub fn admin_router(state: AppState) -> Router {
             "/admin/clients/{id}",
             get(admin::clients::get).put(admin::clients::replace).delete(admin::clients::delete),
         )
+        .route("/admin/keys/{set}", get(admin::keys::set))
+        .route("/admin/keys/{set}/{kid}", get(admin::keys::key))
         .route("/admin/oauth2/introspect", post(oauth2::introspect::admin))
         .route("/admin/oauth2/tokens", axum::routing::delete(admin::tokens::delete_client_tokens))
         .route("/admin/rules", get(admin::rules::list).put(admin::rules::replace))

@@ -23,6 +23,7 @@ pub struct Config {
     pub access_rules: AccessRules,
     pub filters: Filters,
     pub decisions: Decisions,
+    pub secrets: Secrets,
 }
 
 impl Default for Config {
@@ -35,6 +36,7 @@ impl Default for Config {
             access_rules: AccessRules::default(),
             filters: Filters::default(),
             decisions: Decisions::default(),
+            secrets: Secrets::default(),
         }
     }
 }
@@ -51,6 +53,7 @@ impl std::fmt::Debug for Config {
             .field("access_rules", &self.access_rules)
             .field("filters", &self.filters)
             .field("decisions", &self.decisions)
+            .field("secrets", &self.secrets)
             .finish()
     }
 }
@@ -186,6 +189,39 @@ impl std::fmt::Debug for Filters {
     }
 }
 
+/// Secrets the server keeps (Hydra's `secrets` section).
+#[derive(Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Secrets {
+    /// Encrypts signing keys at rest (AES-256-GCM with the SHA-256 of the secret). The first
+    /// entry encrypts; every entry is tried to decrypt, so a secret is rotated by prepending
+    /// the new one. Empty: signing keys are never stored and live only in memory.
+    pub system: Vec<String>,
+}
+
+/// Shorter secrets are guessable offline from a stolen database; Hydra refuses them too.
+pub const MIN_SYSTEM_SECRET_CHARS: usize = 16;
+
+impl Secrets {
+    /// Refuses a short secret, naming its position but never its value.
+    pub fn validate(&self) -> Result<(), StartupError> {
+        for (i, secret) in self.system.iter().enumerate() {
+            if secret.chars().count() < MIN_SYSTEM_SECRET_CHARS {
+                return Err(StartupError(format!(
+                    "config key secrets.system[{i}]: must be at least {MIN_SYSTEM_SECRET_CHARS} characters long"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Secrets {{ system: <{} redacted> }}", self.system.len())
+    }
+}
+
 impl Config {
     /// Reads `file` (if any), applies `PORTCULLIS_*` overrides, validates, and resolves rule
     /// file paths against the config file's directory.
@@ -226,7 +262,7 @@ impl Config {
         if self.dsn.trim().is_empty() {
             return Err(StartupError("config key dsn: must not be empty".into()));
         }
-        Ok(())
+        self.secrets.validate()
     }
 }
 
@@ -319,5 +355,18 @@ mod tests {
         let path = write(&dir, "d.yaml", "ttl:\n  access_token: soon\n");
         let err = Config::load(Some(&path)).unwrap_err().to_string();
         assert!(err.contains("ttl.access_token"), "{err}");
+    }
+
+    #[test]
+    fn short_system_secrets_are_named_and_never_shown() {
+        let dir = temp_dir("secrets");
+        let path = write(&dir, "c.yaml", "secrets:\n  system: ['a-long-enough-secret-1', 'short-secret']\n");
+        let err = Config::load(Some(&path)).unwrap_err().to_string();
+        assert!(err.contains("secrets.system[1]") && err.contains("16"), "{err}");
+        assert!(!err.contains("short-secret"), "{err}");
+        let path = write(&dir, "d.yaml", "secrets:\n  system: ['a-long-enough-secret-1']\n");
+        let c = Config::load(Some(&path)).unwrap();
+        assert_eq!(c.secrets.system.len(), 1);
+        assert!(!format!("{c:?}").contains("a-long-enough"));
     }
 }

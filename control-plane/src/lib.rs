@@ -14,6 +14,7 @@ pub mod config;
 pub mod crypto;
 pub mod error;
 pub mod health;
+pub mod keys;
 pub mod oauth2;
 pub mod rules;
 pub mod store;

@@ -52,6 +52,36 @@ impl Lookup {
     }
 }
 
+/// Per-worker caches, shared by the worker's streams (no lock, no copy through shared data).
+#[derive(Debug, Default)]
+pub struct WorkerCaches {
+    pub verified: VerifiedTokens,
+    pub minted: MintedTokens,
+}
+
+/// `id_token`s this worker signed, by SHA-256 of the pipeline's cache key (key, subject,
+/// claims), until shortly before they expire: signing costs far more than a lookup.
+#[derive(Debug, Default)]
+pub struct MintedTokens {
+    tokens: HashMap<[u8; 32], (String, u64)>,
+}
+
+impl MintedTokens {
+    pub fn get(&self, digest: &[u8; 32], now_ms: u64) -> Option<&str> {
+        self.tokens.get(digest).filter(|(_, until)| *until > now_ms).map(|(t, _)| t.as_str())
+    }
+
+    pub fn insert(&mut self, digest: [u8; 32], token: String, until_ms: u64, now_ms: u64) {
+        if self.tokens.len() >= VERIFIED_CAPACITY {
+            self.tokens.retain(|_, (_, until)| *until > now_ms);
+            if self.tokens.len() >= VERIFIED_CAPACITY {
+                self.tokens.clear();
+            }
+        }
+        self.tokens.insert(digest, (token, until_ms));
+    }
+}
+
 /// Tokens whose signature this worker has verified, by SHA-256, until their `exp`: verifying
 /// an ES256 signature costs far more than a lookup, and a client repeats its token. Per worker
 /// (no lock, no copy through shared data), bounded.

@@ -1,7 +1,45 @@
-//! The wire format of Envoy's `verify_signature` foreign function: protobuf messages
+//! The wire format of Envoy's `verify_signature` and `sign` foreign functions: protobuf messages
 //! `VerifySignatureArguments { string hash_function = 1; bytes public_key = 2; bytes signature = 3;
 //! bytes text = 4; }` and `VerifySignatureResult { bool result = 1; string error = 2; }`, encoded
 //! by hand — two messages do not justify a protobuf runtime in the filter.
+
+/// `SignArguments { string hash_function = 1; bytes private_key = 2 (PKCS#8 DER); bytes text = 3; }`.
+pub fn sign_arguments(hash: &str, private_key: &[u8], message: &[u8]) -> Vec<u8> {
+    let mut args = Vec::with_capacity(private_key.len() + message.len() + 16);
+    field(&mut args, 1, hash.as_bytes());
+    field(&mut args, 2, private_key);
+    field(&mut args, 3, message);
+    args
+}
+
+/// `SignResult { bool result = 1; bytes signature = 2; string error = 3; }` → the signature.
+pub fn sign_result(mut bytes: &[u8]) -> Result<Vec<u8>, String> {
+    let (mut ok, mut signature, mut error) = (false, Vec::new(), String::new());
+    while let Some((&tag, rest)) = bytes.split_first() {
+        let (value, rest) = varint(rest).ok_or("truncated sign result")?;
+        bytes = match tag {
+            0x08 => {
+                ok = value != 0;
+                rest
+            }
+            0x12 | 0x1a => {
+                let len = usize::try_from(value).unwrap_or(usize::MAX);
+                let data = rest.get(..len).ok_or("truncated field")?;
+                if tag == 0x12 {
+                    signature = data.to_vec();
+                } else {
+                    error = String::from_utf8_lossy(data).into_owned();
+                }
+                &rest[len..]
+            }
+            _ => return Err(format!("unexpected field tag {tag} in sign result")),
+        };
+    }
+    match (ok, signature.is_empty()) {
+        (true, false) => Ok(signature),
+        _ => Err(if error.is_empty() { "signing failed".into() } else { error }),
+    }
+}
 
 /// The request: SPKI DER public key, DER signature for ECDSA, the signed bytes.
 pub fn verify_signature_arguments(hash: &str, public_key: &[u8], signature: &[u8], message: &[u8]) -> Vec<u8> {
@@ -69,6 +107,14 @@ mod tests {
         assert_eq!(&args[8..12], &[0x12, 2, 1, 2]);
         assert_eq!(&args[12..15], &[0x1a, 0xc8, 0x01], "200 is a two-byte varint");
         assert_eq!(&args[args.len() - 3..], &[0x22, 1, b'm']);
+    }
+
+    #[test]
+    fn sign_messages_round_trip() {
+        assert_eq!(&sign_arguments("sha256", &[9], b"m")[8..], &[0x12, 1, 9, 0x1a, 1, b'm']);
+        assert_eq!(sign_result(&[0x08, 1, 0x12, 2, 0xaa, 0xbb]), Ok(vec![0xaa, 0xbb]));
+        assert_eq!(sign_result(&[0x08, 0, 0x1a, 3, b'b', b'a', b'd']), Err("bad".into()));
+        assert!(sign_result(&[]).is_err());
     }
 
     #[test]

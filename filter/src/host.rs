@@ -56,4 +56,7 @@ pub trait Host {
     /// SubjectPublicKeyInfo DER; ECDSA signatures are DER. `Err` when the host cannot verify.
     fn verify_signature(&self, hash: &str, public_key: &[u8], signature: &[u8], message: &[u8])
     -> Result<bool, String>;
+
+    /// Signs natively (Envoy's `sign`): PKCS#8 DER private key; ECDSA signatures come back DER.
+    fn sign(&self, hash: &str, private_key: &[u8], message: &[u8]) -> Result<Vec<u8>, String>;
 }

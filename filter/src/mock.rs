@@ -37,6 +37,7 @@ struct State {
     resumed: bool,
     logs: Vec<(Level, String)>,
     verifications: usize,
+    signatures: usize,
     response_headers: Vec<(String, String)>,
 }
 
@@ -83,6 +84,9 @@ impl MockHost {
     }
     pub fn response_headers(&self) -> Vec<(String, String)> {
         self.state.borrow().response_headers.clone()
+    }
+    pub fn signatures(&self) -> usize {
+        self.state.borrow().signatures
     }
     pub fn verifications(&self) -> usize {
         self.state.borrow().verifications
@@ -169,5 +173,17 @@ impl Host for MockHost {
         let key = p256::ecdsa::VerifyingKey::from_public_key_der(public_key).map_err(|e| e.to_string())?;
         let signature = p256::ecdsa::Signature::from_der(signature).map_err(|e| e.to_string())?;
         Ok(key.verify(message, &signature).is_ok())
+    }
+    fn sign(&self, hash: &str, private_key: &[u8], message: &[u8]) -> Result<Vec<u8>, String> {
+        use p256::ecdsa::signature::Signer;
+        use p256::pkcs8::DecodePrivateKey;
+        self.state.borrow_mut().signatures += 1;
+        if hash != "sha256" {
+            return Err(format!("mock signs ES256 only, not {hash}"));
+        }
+        let key = p256::ecdsa::SigningKey::from_pkcs8_der(private_key).map_err(|e| e.to_string())?;
+        let signature: p256::ecdsa::Signature = key.sign(message);
+        // Envoy (BoringSSL) answers DER.
+        Ok(signature.to_der().as_bytes().to_vec())
     }
 }

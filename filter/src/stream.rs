@@ -5,12 +5,14 @@
 use std::rc::Rc;
 
 use portcullis_shared::denial::{Denial, DenialKind, LocalResponse};
+use portcullis_shared::jwt;
+use portcullis_shared::pipeline::mutate::MintRequest;
 use portcullis_shared::pipeline::{self, Evaluation, HttpCall, HttpResponse, Request, SignatureCheck, Step, Verdict};
 use portcullis_shared::snapshot::CompiledSnapshot;
 
 use std::cell::RefCell;
 
-use crate::cache::{Lookup, VerifiedTokens};
+use crate::cache::{Lookup, VerifiedTokens, WorkerCaches};
 use crate::config::Config;
 use crate::host::{CallResponse, Host, Level};
 
@@ -51,7 +53,7 @@ struct Pending {
 pub struct Stream {
     config: Rc<Config>,
     snapshot: Option<Rc<CompiledSnapshot>>,
-    verified: Rc<RefCell<VerifiedTokens>>,
+    caches: Rc<RefCell<WorkerCaches>>,
     request: Option<RequestParts>,
     pending: Option<Pending>,
     /// CORS headers for the upstream's response.
@@ -59,12 +61,8 @@ pub struct Stream {
 }
 
 impl Stream {
-    pub fn new(
-        config: Rc<Config>,
-        snapshot: Option<Rc<CompiledSnapshot>>,
-        verified: Rc<RefCell<VerifiedTokens>>,
-    ) -> Self {
-        Self { config, snapshot, verified, request: None, pending: None, response_headers: Vec::new() }
+    pub fn new(config: Rc<Config>, snapshot: Option<Rc<CompiledSnapshot>>, caches: Rc<RefCell<WorkerCaches>>) -> Self {
+        Self { config, snapshot, caches, request: None, pending: None, response_headers: Vec::new() }
     }
 
     pub fn on_request_headers(&mut self, host: &impl Host) -> Action {
@@ -159,6 +157,18 @@ impl Stream {
                     );
                     return reply(host, &response);
                 }
+                Step::Mint(request) => {
+                    let Some(parts) = &self.request else { return Action::Pause };
+                    let Some(current) = evaluation.as_mut() else {
+                        let denial = Denial::new(DenialKind::Internal, "Lost track of the evaluation");
+                        return reply(host, &denial.to_response());
+                    };
+                    let token = self.mint(host, &request);
+                    if let Err(e) = &token {
+                        host.log(Level::Error, &format!("rule {}: cannot sign an id_token: {e}", current.rule_id()));
+                    }
+                    step = current.resume_minted(&parts.view(), token, now_ms(host));
+                }
                 Step::Verify(check) => {
                     let Some(request) = &self.request else { return Action::Pause };
                     let Some(current) = evaluation.as_mut() else {
@@ -218,17 +228,36 @@ impl Stream {
         }
     }
 
+    /// Signs an id_token with the snapshot's key, or reuses one this worker signed for the same
+    /// key, subject and claims.
+    fn mint(&self, host: &impl Host, request: &MintRequest) -> Result<String, String> {
+        let digest = VerifiedTokens::digest(&request.cache_key);
+        let now = host.now_ms();
+        if let Some(token) = self.caches.borrow().minted.get(&digest, now) {
+            return Ok(token.to_owned());
+        }
+        let key = self.snapshot.as_ref().and_then(|s| s.signing_key.as_ref()).filter(|k| k.kid == request.kid);
+        let key = key.ok_or("the snapshot has no signing key with that kid")?;
+        let signature = host.sign("sha256", &key.pkcs8_der, request.signing_input.as_bytes())?;
+        let token = jwt::compact_es256(&request.signing_input, &signature)
+            .ok_or("the signer returned a malformed signature")?;
+        if let Ok(until) = u64::try_from(request.cache_until_ms) {
+            self.caches.borrow_mut().minted.insert(digest, token.clone(), until, now);
+        }
+        Ok(token)
+    }
+
     /// Checks a token's signature, or finds it already checked by this worker.
     fn verify(&self, host: &impl Host, check: &SignatureCheck) -> Result<bool, String> {
         let digest = VerifiedTokens::digest(&check.cache_key);
         let now = host.now_ms();
-        if self.verified.borrow().contains(&digest, now) {
+        if self.caches.borrow().verified.contains(&digest, now) {
             return Ok(true);
         }
         for key in &check.keys {
             if host.verify_signature(check.alg.hash(), key, &check.signature, &check.message)? {
                 if let Some(until) = check.cache_until_ms.and_then(|t| u64::try_from(t).ok()) {
-                    self.verified.borrow_mut().insert(digest, until, now);
+                    self.caches.borrow_mut().verified.insert(digest, until, now);
                 }
                 return Ok(true);
             }
@@ -468,7 +497,7 @@ mod jwt_tests {
         out
     }
 
-    fn setup() -> (Stream, SigningKey, Rc<RefCell<VerifiedTokens>>, Rc<Config>, Rc<CompiledSnapshot>) {
+    fn setup() -> (Stream, SigningKey, Rc<RefCell<WorkerCaches>>, Rc<Config>, Rc<CompiledSnapshot>) {
         let key = SigningKey::from_bytes(&[9u8; 32].into()).unwrap();
         let point = key.verifying_key().to_encoded_point(false);
         let snapshot = Snapshot {
@@ -484,7 +513,7 @@ mod jwt_tests {
             ..Snapshot::default()
         };
         let compiled = Rc::new(snapshot.compile().unwrap());
-        let verified = Rc::new(RefCell::new(VerifiedTokens::default()));
+        let verified = Rc::new(RefCell::new(WorkerCaches::default()));
         let config = Rc::new(test_config());
         (
             Stream::new(Rc::clone(&config), Some(Rc::clone(&compiled)), Rc::clone(&verified)),
@@ -544,5 +573,50 @@ mod jwt_tests {
         let (status, _, body) = host.sent().unwrap();
         assert_eq!(status, 401);
         assert!(body.contains("bad_signature"), "{body}");
+    }
+
+    #[test]
+    fn id_tokens_are_signed_natively_once_per_subject_and_verify() {
+        use base64::Engine as _;
+        use p256::ecdsa::signature::Verifier;
+        use p256::pkcs8::EncodePrivateKey;
+        let key = SigningKey::from_bytes(&[4u8; 32].into()).unwrap();
+        let pkcs8 = key.to_pkcs8_der().unwrap();
+        let snapshot = Snapshot {
+            version: "v1".into(),
+            rules: serde_json::from_value(json!([{"id": "p", "match": {"url": "http://<[^/]+>/p/<.*>", "methods": ["GET"]},
+                "authenticators": [{"handler": "anonymous", "config": {"subject": "guest"}}], "authorizer": {"handler": "allow"},
+                "mutators": [{"handler": "id_token", "config": {"issuer_url": "https://gw.example/", "claims": "{\"aud\": [\"api\"]}"}}]}]))
+            .unwrap(),
+            signing_key: Some(portcullis_shared::snapshot::SigningKey {
+                kid: "id-1".into(),
+                alg: portcullis_shared::jwt::Algorithm::ES256,
+                pkcs8: base64::engine::general_purpose::STANDARD.encode(pkcs8.as_bytes()),
+            }),
+            ..Snapshot::default()
+        };
+        let compiled = Rc::new(snapshot.compile().unwrap());
+        let caches = Rc::new(RefCell::new(WorkerCaches::default()));
+        let host = MockHost::default();
+        for _ in 0..2 {
+            let mut s = Stream::new(Rc::new(test_config()), Some(Rc::clone(&compiled)), Rc::clone(&caches));
+            host.set_request(&[(":method", "GET"), (":scheme", "http"), (":authority", "gw"), (":path", "/p/x")]);
+            host.set_now(NOW_MS);
+            assert_eq!(s.on_request_headers(&host), Action::Continue);
+        }
+        assert_eq!(host.signatures(), 1, "the second request reuses the worker's token");
+        let bearer = host.request_header("authorization").unwrap();
+        let token = bearer.strip_prefix("Bearer ").unwrap();
+        let (input, signature) = token.rsplit_once('.').unwrap();
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(signature).unwrap();
+        let signature = Signature::from_slice(&raw).unwrap();
+        assert!(key.verifying_key().verify(input.as_bytes(), &signature).is_ok(), "verifiable with the public key");
+        let claims: serde_json::Value = serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(input.split_once('.').unwrap().1).unwrap(),
+        )
+        .unwrap();
+        assert_eq!((claims["sub"].as_str(), claims["iss"].as_str()), (Some("guest"), Some("https://gw.example/")));
+        assert_eq!(claims["aud"], json!(["api"]));
+        assert_eq!(claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(), 900);
     }
 }

@@ -12,7 +12,7 @@ use proxy_wasm::types::{Action as WasmAction, BufferType, ContextType, LogLevel,
 
 use std::cell::RefCell;
 
-use crate::cache::VerifiedTokens;
+use crate::cache::WorkerCaches;
 use crate::config::Config;
 use crate::foreign;
 use crate::host::{CallResponse, Host, Level, SharedSetError};
@@ -113,19 +113,27 @@ impl Host for WasmHost {
             .unwrap_or_default();
         foreign::verify_signature_result(&result)
     }
+
+    fn sign(&self, hash: &str, private_key: &[u8], message: &[u8]) -> Result<Vec<u8>, String> {
+        let args = foreign::sign_arguments(hash, private_key, message);
+        let result = hostcalls::call_foreign_function("sign", Some(&args))
+            .map_err(|status| format!("sign: {status:?}"))?
+            .unwrap_or_default();
+        foreign::sign_result(&result)
+    }
 }
 
 struct Root {
     config: Option<Rc<Config>>,
     sync: SnapshotSync,
-    verified: Rc<RefCell<VerifiedTokens>>,
+    caches: Rc<RefCell<WorkerCaches>>,
 }
 
 impl Root {
     fn new() -> Self {
         // A random id per worker VM (WASI random_get), so workers can tell their leases apart.
         let instance = std::collections::hash_map::RandomState::new().build_hasher().finish();
-        Self { config: None, sync: SnapshotSync::new(instance), verified: Rc::default() }
+        Self { config: None, sync: SnapshotSync::new(instance), caches: Rc::default() }
     }
 }
 
@@ -161,7 +169,7 @@ impl RootContext for Root {
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         let config = self.config.clone()?;
-        Some(Box::new(Http { stream: Stream::new(config, self.sync.current(), Rc::clone(&self.verified)) }))
+        Some(Box::new(Http { stream: Stream::new(config, self.sync.current(), Rc::clone(&self.caches)) }))
     }
 
     fn get_type(&self) -> Option<ContextType> {

@@ -145,6 +145,40 @@ fn header_len_plus_payload(token: &str) -> usize {
     token.rfind('.').unwrap_or(token.len())
 }
 
+/// Finishes a compact JWS from its signing input and an ES256 signature as signers produce it
+/// (DER `SEQUENCE { r, s }`, or already the 64-byte `r || s` JWS wants).
+pub fn compact_es256(signing_input: &str, signature: &[u8]) -> Option<String> {
+    let raw = if signature.len() == 64 { signature.to_vec() } else { ecdsa_raw(signature)? };
+    Some(format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(raw)))
+}
+
+/// DER `SEQUENCE { INTEGER r, INTEGER s }` → 64-byte `r || s`.
+fn ecdsa_raw(der: &[u8]) -> Option<Vec<u8>> {
+    let (&tag, rest) = der.split_first()?;
+    let (&len, mut body) = rest.split_first()?;
+    if tag != 0x30 || usize::from(len) != body.len() {
+        return None;
+    }
+    let mut out = Vec::with_capacity(64);
+    for _ in 0..2 {
+        let (&int_tag, rest) = body.split_first()?;
+        let (&int_len, rest) = rest.split_first()?;
+        let int_len = usize::from(int_len);
+        if int_tag != 0x02 || rest.len() < int_len || int_len > 33 {
+            return None;
+        }
+        let digits = &rest[..int_len];
+        let digits = digits.strip_prefix(&[0]).unwrap_or(digits);
+        if digits.len() > 32 {
+            return None;
+        }
+        out.extend(std::iter::repeat_n(0u8, 32 - digits.len()));
+        out.extend_from_slice(digits);
+        body = &rest[int_len..];
+    }
+    body.is_empty().then_some(out)
+}
+
 /// JWS ECDSA signatures are `r || s`; verifiers want `SEQUENCE { INTEGER r, INTEGER s }`.
 fn ecdsa_der(raw: &[u8]) -> Option<Vec<u8>> {
     if raw.len() != 64 {
@@ -235,6 +269,20 @@ mod tests {
         assert_eq!(t.signing_input, token.rsplit_once('.').unwrap().0.as_bytes());
         // High bit set: each INTEGER gets a leading zero (33 bytes), SEQUENCE of 2 × 35.
         assert_eq!(&t.signature[..4], &[0x30, 70, 0x02, 33]);
+    }
+
+    #[test]
+    fn der_and_raw_signatures_round_trip() {
+        let mut raw = [0x11u8; 64];
+        raw[0] = 0x80; // r needs a leading zero in DER
+        raw[32] = 0;
+        raw[33] = 0x05; // s is shorter in DER
+        let der = ecdsa_der(&raw).unwrap();
+        assert_eq!(ecdsa_raw(&der).unwrap(), raw);
+        let token = compact_es256("h.p", &der).unwrap();
+        assert_eq!(token, compact_es256("h.p", &raw).unwrap());
+        assert!(token.starts_with("h.p."));
+        assert_eq!(compact_es256("h.p", &[0x30, 2, 0x02, 0]), None);
     }
 
     #[test]

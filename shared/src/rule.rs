@@ -132,6 +132,8 @@ pub struct Environment {
     pub cors: Option<CorsPolicy>,
     /// SHA-256 of tokens revoked before they expired: refused before any cache is consulted.
     pub revoked: Arc<Revoked>,
+    /// The `kid` of the key `id_token` mutators sign with, when there is one.
+    pub signing_kid: Option<String>,
 }
 
 /// Revoked tokens, by SHA-256 (the tokens themselves are never pushed).
@@ -168,6 +170,7 @@ pub struct RuleSet {
     guarded_headers: Vec<String>,
     cors: Option<CorsPolicy>,
     revoked: Arc<Revoked>,
+    signing_kid: Option<String>,
 }
 
 impl RuleSet {
@@ -226,7 +229,14 @@ impl RuleSet {
         // A stable sort keeps file order among equals.
         rules.sort_by(|a, b| b.priority.cmp(&a.priority).then(b.info.specificity.cmp(&a.info.specificity)));
         let index = RuleIndex::build(rules.iter().map(|r| &r.info));
-        Ok(Self { rules, index, guarded_headers, cors: env.cors.clone(), revoked: Arc::clone(&env.revoked) })
+        Ok(Self {
+            rules,
+            index,
+            guarded_headers,
+            cors: env.cors.clone(),
+            revoked: Arc::clone(&env.revoked),
+            signing_kid: env.signing_kid.clone(),
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -256,6 +266,11 @@ impl RuleSet {
             Some(own) => own.as_ref(),
             None => self.cors.as_ref(),
         }
+    }
+
+    /// The `kid` `id_token` mutators sign with.
+    pub fn signing_kid(&self) -> Option<&str> {
+        self.signing_kid.as_deref()
     }
 
     /// Revoked token digests, shared with every evaluation.

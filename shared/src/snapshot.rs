@@ -30,6 +30,26 @@ pub struct Snapshot {
     /// or not.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub revoked: Vec<String>,
+    /// The key `id_token` mutators sign with. Secret: the snapshot is only served to
+    /// filters that present their token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_key: Option<SigningKey>,
+}
+
+/// A private signing key as the control plane distributes it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SigningKey {
+    pub kid: String,
+    /// `ES256` (P-256) — the algorithm Envoy's `sign` and `verify_signature` handle natively.
+    pub alg: crate::jwt::Algorithm,
+    /// PKCS#8 DER, standard base64.
+    pub pkcs8: String,
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKey").field("kid", &self.kid).field("alg", &self.alg).finish_non_exhaustive()
+    }
 }
 
 /// A snapshot ready to judge requests.
@@ -37,6 +57,20 @@ pub struct Snapshot {
 pub struct CompiledSnapshot {
     pub version: String,
     pub rules: RuleSet,
+    /// The id_token signing key: `kid` and PKCS#8 DER.
+    pub signing_key: Option<DecodedKey>,
+}
+
+/// A signing key ready for a signer; its bytes never appear in `Debug`.
+pub struct DecodedKey {
+    pub kid: String,
+    pub pkcs8_der: Vec<u8>,
+}
+
+impl std::fmt::Debug for DecodedKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DecodedKey").field("kid", &self.kid).finish_non_exhaustive()
+    }
 }
 
 impl Snapshot {
@@ -63,9 +97,32 @@ impl Snapshot {
                 })
             })
             .collect::<Result<_, _>>()?;
-        let env =
-            Environment { strategy: self.matching_strategy, jwks: self.jwks.clone(), cors, revoked: Arc::new(revoked) };
-        Ok(CompiledSnapshot { version: self.version.clone(), rules: RuleSet::compile_in(&self.rules, &env)? })
+        let env = Environment {
+            strategy: self.matching_strategy,
+            jwks: self.jwks.clone(),
+            cors,
+            revoked: Arc::new(revoked),
+            signing_kid: self.signing_key.as_ref().map(|k| k.kid.clone()),
+        };
+        let signing_key = match &self.signing_key {
+            None => None,
+            Some(key) => {
+                use base64::Engine as _;
+                let pkcs8_der =
+                    base64::engine::general_purpose::STANDARD.decode(&key.pkcs8).map_err(|_| RuleError {
+                        index: 0,
+                        rule_id: None,
+                        field: "signing_key.pkcs8".into(),
+                        message: "is not base64".into(),
+                    })?;
+                Some(DecodedKey { kid: key.kid.clone(), pkcs8_der })
+            }
+        };
+        Ok(CompiledSnapshot {
+            version: self.version.clone(),
+            rules: RuleSet::compile_in(&self.rules, &env)?,
+            signing_key,
+        })
     }
 }
 

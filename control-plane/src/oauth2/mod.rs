@@ -1,10 +1,11 @@
-//! The public OAuth2 endpoints (Hydra paths): `/oauth2/token`, `/oauth2/introspect` and
-//! `/oauth2/revoke`, plus
+//! The public OAuth2 endpoints (Hydra paths): `/oauth2/token`, `/oauth2/introspect`,
+//! `/oauth2/revoke` and `/.well-known/jwks.json`, plus
 //! client authentication shared by both. Errors are RFC 6749 shaped ([`crate::error::OAuthError`]).
 //! Nothing here renders admin-API errors or touches rules.
 
 pub mod client_auth;
 pub mod introspect;
+pub mod jwks;
 pub mod revoke;
 pub mod token;
 

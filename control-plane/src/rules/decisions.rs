@@ -4,17 +4,21 @@
 //! `X-Forwarded-{Method,Proto,Host,Uri}` (always trusted, as in Oathkeeper) or from the request
 //! itself; the shared pipeline decides, and this module only performs its call-outs, with a
 //! timeout and a bounded, sharded cache keyed by a hash of the pipeline's cache key (which
-//! holds credentials). An allow is `200` with the mutation headers as response headers; a deny
-//! is the pipeline's local response as it is. It must not make any decision of its own.
+//! holds credentials), and signs the id_tokens `id_token` mutators ask for with the active
+//! signing key, reusing a minted token until the pipeline's `cache_until_ms`. An allow is `200`
+//! with the mutation headers as response headers; a deny is the pipeline's local response as it
+//! is. It must not make any decision of its own.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
+use arc_swap::ArcSwapOption;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use portcullis_shared::denial::{Denial, DenialKind};
+use portcullis_shared::pipeline::mutate::MintRequest;
 use portcullis_shared::pipeline::{self, HttpCall, HttpResponse, Step, Verdict};
 use portcullis_shared::rule::RuleSet;
 
@@ -22,6 +26,7 @@ use crate::app::AppState;
 use crate::clock::Clock;
 use crate::config;
 use crate::crypto;
+use crate::keys::Signer;
 
 /// A pipeline needs at most a handful of calls (authenticators, authorizer, hydrators); more
 /// means something loops, and the request is refused rather than left hanging.
@@ -58,6 +63,10 @@ pub struct Decision {
 pub struct Decider {
     http: reqwest::Client,
     cache: CallCache,
+    /// The key id_tokens are signed with; swappable so a rotation needs no restart.
+    signer: ArcSwapOption<Signer>,
+    /// Minted id_tokens by hashed mint cache key (which holds the subject and claims).
+    minted: CallCache<String>,
 }
 
 impl std::fmt::Debug for Decider {
@@ -97,7 +106,37 @@ impl Decider {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| format!("cannot build the HTTP client for call-outs: {e}"))?;
-        Ok(Self { http, cache: CallCache::new(config.cache_capacity) })
+        Ok(Self {
+            http,
+            cache: CallCache::new(config.cache_capacity),
+            signer: ArcSwapOption::empty(),
+            minted: CallCache::new(config.cache_capacity),
+        })
+    }
+
+    /// Sets the key `id_token` mutators are signed with (`None`: they answer 503).
+    pub fn set_signer(&self, signer: Option<Arc<Signer>>) {
+        self.signer.store(signer);
+    }
+
+    /// The token for `mint`: a cached one minted for the same key, subject and claims, or a
+    /// new signature. The error text is the pipeline's to keep; it names no key material.
+    fn mint(&self, mint: &MintRequest, now_ms: i64) -> Result<String, String> {
+        let key = crypto::sha256(mint.cache_key.as_bytes());
+        if let Some(token) = self.minted.get(&key, now_ms) {
+            return Ok(token);
+        }
+        let signer = self.signer.load_full().ok_or("no signing key")?;
+        // The rules were compiled with another key's id (mid-rotation): a token whose `kid`
+        // names a key that did not sign it would never verify.
+        if signer.kid() != mint.kid {
+            return Err(format!("signing key {:?} is not available", mint.kid));
+        }
+        let token = signer.sign(&mint.signing_input).ok_or("signing failed")?;
+        if mint.cache_until_ms > now_ms {
+            self.minted.insert(key, token.clone(), mint.cache_until_ms, now_ms);
+        }
+        Ok(token)
     }
 
     /// Runs the pipeline to a verdict, performing (or answering from the cache) each call it
@@ -117,6 +156,18 @@ impl Decider {
             let call = match step {
                 Step::Done(verdict) => return Decision { verdict, rule_id },
                 Step::Call(call) => call,
+                Step::Mint(mint) => {
+                    let Some(eval) = evaluation.as_mut() else {
+                        return internal(rule_id, "the pipeline asked for a token without an evaluation");
+                    };
+                    let now = clock.now_ms();
+                    let token = self.mint(&mint, now);
+                    if let Err(e) = &token {
+                        tracing::warn!(kid = %mint.kid, error = %e, "cannot mint an id_token");
+                    }
+                    step = eval.resume_minted(&req, token, now);
+                    continue;
+                }
                 Step::Verify(check) => {
                     let Some(eval) = evaluation.as_mut() else {
                         return internal(rule_id, "the pipeline asked for a signature check without an evaluation");
@@ -218,19 +269,19 @@ pub fn redact(headers: &[(String, String)]) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Call-out answers by hashed cache key, split over shards so concurrent decisions rarely
-/// wait on the same lock; no lock is held across an `await`.
-struct CallCache {
-    shards: Vec<Mutex<HashMap<[u8; 32], Entry>>>,
+/// Call-out answers (or minted tokens) by hashed cache key, split over shards so concurrent
+/// decisions rarely wait on the same lock; no lock is held across an `await`.
+struct CallCache<V = HttpResponse> {
+    shards: Vec<Mutex<HashMap<[u8; 32], Entry<V>>>>,
     per_shard: usize,
 }
 
-struct Entry {
+struct Entry<V> {
     until_ms: i64,
-    response: HttpResponse,
+    response: V,
 }
 
-impl CallCache {
+impl<V: Clone> CallCache<V> {
     fn new(capacity: usize) -> Self {
         let per_shard = capacity.div_ceil(SHARDS);
         Self { shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(), per_shard }
@@ -240,11 +291,11 @@ impl CallCache {
         self.per_shard * SHARDS
     }
 
-    fn shard(&self, key: &[u8; 32]) -> &Mutex<HashMap<[u8; 32], Entry>> {
+    fn shard(&self, key: &[u8; 32]) -> &Mutex<HashMap<[u8; 32], Entry<V>>> {
         &self.shards[usize::from(key[0]) % SHARDS]
     }
 
-    fn get(&self, key: &[u8; 32], now_ms: i64) -> Option<HttpResponse> {
+    fn get(&self, key: &[u8; 32], now_ms: i64) -> Option<V> {
         if self.per_shard == 0 {
             return None;
         }
@@ -260,7 +311,7 @@ impl CallCache {
         }
     }
 
-    fn insert(&self, key: [u8; 32], response: HttpResponse, until_ms: i64, now_ms: i64) {
+    fn insert(&self, key: [u8; 32], response: V, until_ms: i64, now_ms: i64) {
         if self.per_shard == 0 {
             return;
         }
@@ -393,6 +444,7 @@ pub(crate) mod tests {
     use axum::http::{Method, Request, StatusCode};
     use serde_json::{Value, json};
 
+    use crate::crypto;
     use crate::testing::{Harness, Reply};
 
     /// A stand-in session endpoint: `Bearer good` is alice, anything else 401. Counts calls.
@@ -537,6 +589,70 @@ pub(crate) mod tests {
         let r = get(&h, "/decisions/public/x", &[("host", "api.test"), ("x-forwarded-proto", "gopher")]).await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST);
         assert!(r.json()["error"]["message"].as_str().unwrap().contains("X-Forwarded-Proto"));
+    }
+
+    fn id_token_rule() -> Value {
+        json!([{"id": "minted", "match": {"url": "http://api.test/minted/<.*>", "methods": ["GET"]},
+            "authenticators": [{"handler": "anonymous"}], "authorizer": {"handler": "allow"},
+            "mutators": [{"handler": "id_token", "config": {
+                "issuer_url": "http://127.0.0.1:4444/",
+                "claims": "{\"aud\": [\"api\"], \"email\": \"{{ .Extra.email }}\"}"}}]}])
+    }
+
+    fn bearer(r: &Reply) -> String {
+        r.header("authorization").strip_prefix("Bearer ").expect("a bearer id_token").to_owned()
+    }
+
+    #[tokio::test]
+    async fn id_tokens_are_signed_with_the_key_the_jwks_publishes_and_reused() {
+        use p256::ecdsa::signature::Verifier as _;
+        let h = Harness::new().await;
+        h.state.rules.replace_admin(&h.state.store, id_token_rule()).await.unwrap();
+        let r = get(&h, "/decisions/minted/x", &[("host", "api.test")]).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", String::from_utf8_lossy(&r.bytes));
+        let token = bearer(&r);
+
+        let jwks = Harness::send(
+            h.public(),
+            axum::http::Request::get("/.well-known/jwks.json").body(axum::body::Body::empty()).unwrap(),
+        )
+        .await
+        .json();
+        let parts: Vec<&str> = token.split('.').collect();
+        assert_eq!(parts.len(), 3);
+        let decode = |part: &str| -> Value { serde_json::from_slice(&crypto::b64url_decode(part).unwrap()).unwrap() };
+        let header = decode(parts[0]);
+        assert_eq!(header["alg"], "ES256");
+        let jwk = jwks["keys"].as_array().unwrap().iter().find(|k| k["kid"] == header["kid"]).expect("kid in the JWKS");
+        let signature = p256::ecdsa::Signature::from_slice(&crypto::b64url_decode(parts[2]).unwrap()).unwrap();
+        crate::keys::tests::verifying_key(jwk)
+            .verify(format!("{}.{}", parts[0], parts[1]).as_bytes(), &signature)
+            .expect("the id_token verifies with the published key");
+
+        let claims = decode(parts[1]);
+        assert_eq!(claims["iss"], "http://127.0.0.1:4444/");
+        assert_eq!(claims["sub"], "anonymous");
+        assert_eq!(claims["aud"], json!(["api"]));
+        assert_eq!(claims["iat"], crate::testing::T0);
+        assert!(claims["exp"].as_i64().unwrap() > crate::testing::T0);
+        assert!(claims["jti"].as_str().is_some_and(|j| !j.is_empty()));
+
+        h.clock.advance(5);
+        let again = get(&h, "/decisions/minted/y", &[("host", "api.test")]).await;
+        assert_eq!(bearer(&again), token, "the same subject and claims reuse the minted token");
+        h.clock.advance(24 * 3600);
+        let later = get(&h, "/decisions/minted/y", &[("host", "api.test")]).await;
+        assert_ne!(bearer(&later), token, "an expiring token is not handed out again");
+    }
+
+    #[tokio::test]
+    async fn without_a_signing_key_an_id_token_rule_is_503() {
+        let h = Harness::new().await;
+        h.state.decider.set_signer(None);
+        h.state.rules.replace_admin(&h.state.store, id_token_rule()).await.unwrap();
+        let r = get(&h, "/decisions/minted/x", &[("host", "api.test")]).await;
+        assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(r.header("authorization").is_empty());
     }
 
     #[test]

@@ -25,7 +25,7 @@ use portcullis_shared::cors::{CorsPolicy, CorsSpec};
 use portcullis_shared::matching::Strategy;
 use portcullis_shared::rule::Environment;
 use portcullis_shared::rule::{RuleSet, RuleSpec, parse_rules};
-use portcullis_shared::snapshot::{Snapshot, parse_digest};
+use portcullis_shared::snapshot::{SigningKey, Snapshot, parse_digest};
 use serde_json::Value;
 use tokio::sync::{Mutex, watch};
 
@@ -39,8 +39,8 @@ pub const REFRESH_INTERVAL: Duration = Duration::from_secs(2);
 /// How often rule files and directories are checked for changes.
 pub const FILE_POLL_INTERVAL: Duration = Duration::from_secs(1);
 
-/// A published snapshot, serialized once.
-#[derive(Debug)]
+/// A published snapshot, serialized once. Its body carries the private id_token signing key:
+/// it goes to authenticated filters only, and `Debug` leaves it out.
 pub struct Published {
     /// First 16 hex chars of sha256 of the serialized rules array.
     pub version: String,
@@ -50,6 +50,12 @@ pub struct Published {
     pub body: axum::body::Bytes,
     /// The active rules (file then admin) as a JSON array.
     pub rules: axum::body::Bytes,
+}
+
+impl std::fmt::Debug for Published {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Published").field("version", &self.version).finish_non_exhaustive()
+    }
 }
 
 /// Why a replacement of the admin-managed rules was refused.
@@ -121,6 +127,8 @@ pub struct Rules {
     jwks: std::sync::Mutex<BTreeMap<String, Value>>,
     /// Hex SHA-256 of revoked, unexpired tokens; pushed in every snapshot.
     revoked: std::sync::Mutex<Vec<String>>,
+    /// The key `id_token` mutators sign with; pushed in every snapshot, its kid compiled in.
+    signing_key: std::sync::Mutex<Option<SigningKey>>,
     sources: Mutex<Sources>,
     tx: watch::Sender<Arc<Published>>,
     compiled: ArcSwap<RuleSet>,
@@ -176,8 +184,9 @@ impl Rules {
             cors: cors.clone(),
             jwks: std::sync::Mutex::new(BTreeMap::new()),
             revoked: std::sync::Mutex::new(Vec::new()),
+            signing_key: std::sync::Mutex::new(None),
             sources: Mutex::new(Sources { admin_rules, ..sources }),
-            tx: watch::Sender::new(Arc::new(publication(&combined, &env, cors.as_ref(), Vec::new()))),
+            tx: watch::Sender::new(Arc::new(publication(&combined, &env, cors.as_ref(), Vec::new(), None))),
             compiled: ArcSwap::from_pointee(compiled),
         };
         Ok(rules)
@@ -217,6 +226,18 @@ impl Rules {
         sources.admin_rules = specs.clone();
         self.publish(&sources.combined(&specs));
         Ok(specs)
+    }
+
+    /// Makes `key` the one `id_token` mutators sign with (its kid compiled into the rules, the
+    /// key itself in the snapshot) and republishes; returns whether the snapshot changed.
+    pub async fn set_signing_key(&self, key: Option<SigningKey>) -> bool {
+        // Under the sources lock, like every other publish of the whole set, so a concurrent
+        // rule change cannot publish an older combination after this one.
+        let sources = self.sources.lock().await;
+        if let Ok(mut current) = self.signing_key.lock() {
+            *current = key;
+        }
+        self.publish(&sources.combined(&sources.admin_rules))
     }
 
     /// Picks up admin rules written by another replica.
@@ -338,7 +359,12 @@ impl Rules {
         let cors = self.cors.as_ref().and_then(|c| CorsPolicy::compile(c).ok().flatten());
         let revoked =
             self.revoked.lock().map(|r| r.iter().filter_map(|h| parse_digest(h)).collect()).unwrap_or_default();
-        Environment { strategy: self.strategy, jwks, cors, revoked: Arc::new(revoked) }
+        let signing_kid = self.signing_key().map(|k| k.kid);
+        Environment { strategy: self.strategy, jwks, cors, revoked: Arc::new(revoked), signing_kid }
+    }
+
+    fn signing_key(&self) -> Option<SigningKey> {
+        self.signing_key.lock().ok().and_then(|k| k.clone())
     }
 
     /// Fetches the key sets `jwt` rules name — every second for URLs not fetched yet, all of
@@ -400,7 +426,7 @@ impl Rules {
                 return false;
             }
         };
-        let next = publication(rules, &env, self.cors.as_ref(), revoked);
+        let next = publication(rules, &env, self.cors.as_ref(), revoked, self.signing_key());
         let compiled = Arc::new(compiled);
         self.tx.send_if_modified(|current| {
             if current.version == next.version {
@@ -448,7 +474,13 @@ async fn fetch_jwks(client: &reqwest::Client, url: &str) -> Result<Value, String
     Ok(set)
 }
 
-fn publication(rules: &[RuleSpec], env: &Environment, cors: Option<&CorsSpec>, revoked: Vec<String>) -> Published {
+fn publication(
+    rules: &[RuleSpec],
+    env: &Environment,
+    cors: Option<&CorsSpec>,
+    revoked: Vec<String>,
+    signing_key: Option<SigningKey>,
+) -> Published {
     // Serializing plain data structures cannot fail.
     let rules_json = serde_json::to_vec(rules).unwrap_or_else(|_| b"[]".to_vec());
     let mut snapshot = Snapshot {
@@ -458,6 +490,7 @@ fn publication(rules: &[RuleSpec], env: &Environment, cors: Option<&CorsSpec>, r
         jwks: env.jwks.clone(),
         cors: cors.cloned(),
         revoked,
+        signing_key,
     };
     // Content-addressed: the same rules, strategy and keys give the same version everywhere.
     let version = crypto::sha256_hex(&serde_json::to_vec(&snapshot).unwrap_or_default())[..16].to_owned();
@@ -630,6 +663,21 @@ pub(crate) mod tests {
         rules.replace_admin(&store, json!([])).await.unwrap();
         other.refresh(&store).await.unwrap();
         assert_eq!(other.current().version, v0);
+    }
+
+    #[tokio::test]
+    async fn a_new_signing_key_is_a_new_version() {
+        let store = crate::store::testing::sqlite().await;
+        let rules = Rules::load(&[], &store).await.unwrap();
+        let v0 = rules.current().version.clone();
+        assert_eq!(rules.rule_set().signing_kid(), None);
+        let signer = crate::keys::Signer::generate().unwrap();
+        assert!(rules.set_signing_key(Some(signer.snapshot_key().clone())).await);
+        assert_ne!(rules.current().version, v0);
+        assert_eq!(rules.rule_set().signing_kid(), Some(signer.kid()));
+        assert!(!rules.set_signing_key(Some(signer.snapshot_key().clone())).await, "same key, same version");
+        assert!(rules.set_signing_key(None).await);
+        assert_eq!(rules.current().version, v0, "content-addressed");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! `GET /admin/snapshot`: what filters poll. Guarded by the bearer tokens in
-//! `filters.tokens` (compared in constant time). Supports long-polling: with
+//! `filters.tokens` (compared in constant time), because the snapshot carries the private
+//! id_token signing key; no other endpoint serves its body. Supports long-polling: with
 //! `If-None-Match: "<version>"` and `wait=<seconds>` the request parks on the watch channel
 //! until the snapshot changes, the wait elapses (304) or the server shuts down (304). It never
 //! re-serializes: the published bytes are sent as they are.
@@ -153,6 +154,26 @@ mod tests {
         assert!(start.elapsed() >= Duration::from_millis(900));
         let stale = get(&h, "?wait=5", Some(FILTER_TOKEN), Some("\"old\"")).await;
         assert_eq!(stale.status, StatusCode::OK, "a stale etag gets the snapshot at once");
+    }
+
+    #[tokio::test]
+    async fn the_snapshot_carries_the_signing_key_and_nothing_else_echoes_it() {
+        let h = Harness::new().await;
+        h.admin_json(Method::PUT, "/admin/rules", Some(json!([rule("r1", "http://a/")]))).await;
+        let signer = h.state.keys.signer();
+        let reply = get(&h, "", Some(FILTER_TOKEN), None).await;
+        let snap: Snapshot = serde_json::from_slice(&reply.bytes).unwrap();
+        let key = snap.signing_key.as_ref().expect("the snapshot carries the signing key");
+        assert_eq!(key, signer.snapshot_key());
+        assert_eq!(snap.compile().unwrap().rules.signing_kid(), Some(signer.kid()), "filters compile its kid in");
+        assert_eq!(h.state.rules.rule_set().signing_kid(), Some(signer.kid()), "and so does the decisions API");
+
+        for (path, status) in [("/admin/rules", StatusCode::OK), ("/admin/rules/r1", StatusCode::OK)] {
+            let r = h.admin_json(Method::GET, path, None).await;
+            assert_eq!(r.status, status, "{path}");
+            assert!(!String::from_utf8_lossy(&r.bytes).contains(&key.pkcs8), "{path} leaks the private key");
+        }
+        assert!(!format!("{:?} {:?}", h.state.rules, h.state.rules.current()).contains(&key.pkcs8));
     }
 
     #[tokio::test]

@@ -4,6 +4,7 @@
 //! [`StoreError`]s; it knows nothing about HTTP, and a failure is never turned into "absent".
 
 pub mod clients;
+pub mod keys;
 pub mod rules;
 pub mod tokens;
 
@@ -15,6 +16,7 @@ use sqlx::{AnyPool, Connection as _};
 use crate::error::StoreError;
 
 pub use clients::{ClientRow, ListFilter};
+pub use keys::KeyRow;
 pub use tokens::TokenRow;
 
 #[derive(Clone, Debug)]

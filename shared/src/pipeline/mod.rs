@@ -166,6 +166,9 @@ pub struct SignatureCheck {
 pub enum Step {
     Call(HttpCall),
     Verify(SignatureCheck),
+    /// Sign a token (or reuse one minted for the same key) and report it with
+    /// [`Evaluation::resume_minted`].
+    Mint(mutate::MintRequest),
     Done(Verdict),
 }
 
@@ -210,6 +213,8 @@ pub struct Evaluation {
     /// CORS headers every answer to this request carries (empty without an allowed Origin).
     cors: Vec<(String, String)>,
     revoked: Arc<crate::rule::Revoked>,
+    signing_kid: Option<String>,
+    now_ms: i64,
     /// Claims of a token whose signature is being checked.
     pending_claims: Option<Map<String, Value>>,
 }
@@ -256,11 +261,13 @@ pub fn begin(rules: &RuleSet, req: &Request<'_>, now_ms: i64) -> (Option<Evaluat
         stage: Stage::Authenticator(0),
         cors,
         revoked: Arc::clone(rules.revoked()),
+        signing_kid: rules.signing_kid().map(str::to_owned),
+        now_ms,
         pending_claims: None,
     };
     let step = evaluation.authenticate_from(0, req, now_ms);
     match step {
-        Step::Call(_) | Step::Verify(_) => (Some(evaluation), step),
+        Step::Call(_) | Step::Verify(_) | Step::Mint(_) => (Some(evaluation), step),
         Step::Done(_) => (None, step),
     }
 }
@@ -291,6 +298,7 @@ impl Evaluation {
     /// Continues with the outcome of the outstanding call: its response, or why it failed
     /// (unreachable, timeout, refused by the host).
     pub fn resume(&mut self, req: &Request<'_>, outcome: Result<HttpResponse, String>, now_ms: i64) -> Resumed {
+        self.now_ms = now_ms;
         let rule = Arc::clone(&self.rule);
         match self.stage {
             Stage::Authenticator(i) => {
@@ -323,6 +331,7 @@ impl Evaluation {
 
     /// Continues with the verifier's answer to the outstanding [`Step::Verify`].
     pub fn resume_verified(&mut self, req: &Request<'_>, verified: bool, now_ms: i64) -> Step {
+        self.now_ms = now_ms;
         let rule = Arc::clone(&self.rule);
         let (Stage::Authenticator(i), Some(claims)) = (self.stage, self.pending_claims.take()) else {
             return self.internal("no signature check was outstanding").step;
@@ -331,6 +340,25 @@ impl Evaluation {
             return self.internal("no signature check was outstanding").step;
         };
         self.after_authenticator(i, authenticator.finish_verified(verified, claims, now_ms), req, now_ms)
+    }
+
+    /// Continues with the token minted for the outstanding [`Step::Mint`], or why it could not
+    /// be signed.
+    pub fn resume_minted(&mut self, req: &Request<'_>, token: Result<String, String>, now_ms: i64) -> Step {
+        self.now_ms = now_ms;
+        let Stage::Mutator(i) = self.stage else {
+            return self.internal("no token was being minted").step;
+        };
+        match token {
+            Ok(token) => {
+                self.session.set_header("authorization", format!("Bearer {token}"));
+                self.mutate_from(i + 1, req)
+            }
+            Err(_) => self.deny(
+                Denial::new(DenialKind::Unavailable, "The id token could not be signed").with_reason("signing_failed"),
+                req,
+            ),
+        }
     }
 
     /// Where an authenticator's outcome leads: on to authorization, to the next authenticator,
@@ -395,11 +423,14 @@ impl Evaluation {
     fn mutate_from(&mut self, start: usize, req: &Request<'_>) -> Step {
         let rule = Arc::clone(&self.rule);
         for (i, mutator) in rule.mutators.iter().enumerate().skip(start) {
-            match mutator.apply(&mut self.session, req, &self.captures) {
+            match mutator.apply(&mut self.session, req, &self.captures, self.now_ms, self.signing_kid.as_deref()) {
                 Ok(None) => {}
-                Ok(Some(call)) => {
+                Ok(Some(effect)) => {
                     self.stage = Stage::Mutator(i);
-                    return Step::Call(call);
+                    return match effect {
+                        mutate::Effect::Call(call) => Step::Call(call),
+                        mutate::Effect::Mint(request) => Step::Mint(request),
+                    };
                 }
                 Err(denial) => return self.deny(denial, req),
             }

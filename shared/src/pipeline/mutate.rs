@@ -15,7 +15,7 @@ use crate::denial::{Denial, DenialKind};
 use crate::rule::HandlerSpec;
 use crate::template::Template;
 
-pub const HANDLERS: &[&str] = &["noop", "header", "cookie", "hydrator"];
+pub const HANDLERS: &[&str] = &["noop", "header", "cookie", "hydrator", "id_token"];
 
 /// Headers a mutator may not set: they change framing or routing, not identity.
 const FORBIDDEN_HEADERS: &[&str] =
@@ -28,6 +28,36 @@ pub enum Mutator {
     Header(Vec<(String, Template)>),
     Cookie(Vec<(String, Template)>),
     Hydrator(Box<Hydrator>),
+    IdToken(Box<IdToken>),
+}
+
+/// `id_token`: a short-lived JWT about the session, signed in the gateway with the key the
+/// control plane distributes, sent upstream as `Authorization: Bearer`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IdToken {
+    pub issuer_url: String,
+    pub ttl_ms: u64,
+    /// Renders a JSON object of extra claims; `exp`, `iat`, `nbf`, `iss`, `sub` and `jti` are
+    /// always set by the mutator and override it.
+    pub claims: Option<Template>,
+}
+
+/// What a mutator needs done outside the pipeline.
+pub enum Effect {
+    Call(HttpCall),
+    Mint(MintRequest),
+}
+
+/// A token to sign (or to take from the caller's cache): `signing_input` is
+/// `base64url(header).base64url(claims)`; the caller signs it with the key `kid`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MintRequest {
+    pub kid: String,
+    pub signing_input: String,
+    /// Same subject, claims and key: the caller may hand back a token it minted before...
+    pub cache_key: String,
+    /// ...until then (unix ms).
+    pub cache_until_ms: i64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -108,6 +138,34 @@ impl Mutator {
                     cache_ttl_ms: CacheSpec::ttl_ms(c.cache, 60_000)?,
                 })))
             }
+            "id_token" => {
+                #[derive(Deserialize)]
+                #[serde(deny_unknown_fields)]
+                struct Spec {
+                    issuer_url: String,
+                    /// Accepted for compatibility: the public keys are on the control plane's
+                    /// `/.well-known/jwks.json`.
+                    #[allow(dead_code)]
+                    jwks_url: Option<String>,
+                    ttl: Option<String>,
+                    claims: Option<String>,
+                }
+                let c: Spec = config::config(h)?;
+                config::http_url("config.issuer_url", &c.issuer_url)?;
+                let ttl_ms = match c.ttl {
+                    Some(t) => config::duration("config.ttl", &t)?,
+                    None => 15 * 60_000,
+                };
+                if ttl_ms < 60_000 {
+                    return Err((
+                        "config.ttl".into(),
+                        "must be at least 1m (tokens are cached until shortly before expiry)".into(),
+                    ));
+                }
+                let claims =
+                    c.claims.map(|t| Template::compile(&t).map_err(|e| ("config.claims".to_owned(), e))).transpose()?;
+                Ok(Mutator::IdToken(Box::new(IdToken { issuer_url: c.issuer_url, ttl_ms, claims })))
+            }
             other => Err(config::unknown_handler("mutator", other, HANDLERS)),
         }
     }
@@ -127,9 +185,14 @@ impl Mutator {
         session: &mut Session,
         req: &Request<'_>,
         captures: &[String],
-    ) -> Result<Option<HttpCall>, Denial> {
+        now_ms: i64,
+        signing_kid: Option<&str>,
+    ) -> Result<Option<Effect>, Denial> {
         match self {
             Mutator::Noop => Ok(None),
+            Mutator::IdToken(t) => {
+                mint_request(t, session, req, captures, now_ms, signing_kid).map(|m| Some(Effect::Mint(m)))
+            }
             Mutator::Header(templates) => {
                 for (name, template) in templates {
                     let value = template.render(&session.context(req, captures));
@@ -188,7 +251,13 @@ impl Mutator {
                     _ => h.url.clone(),
                 };
                 let cache_key = h.cache_ttl_ms.map(|_| format!("hydrate\n{url}\n{body}"));
-                Ok(Some(HttpCall { method: "POST".into(), url, headers, body: body.into_bytes(), cache_key }))
+                Ok(Some(Effect::Call(HttpCall {
+                    method: "POST".into(),
+                    url,
+                    headers,
+                    body: body.into_bytes(),
+                    cache_key,
+                })))
             }
         }
     }
@@ -241,6 +310,59 @@ impl Mutator {
         let cache_until = h.cache_ttl_ms.map(|ttl| now_ms.saturating_add(i64::try_from(ttl).unwrap_or(i64::MAX)));
         (Ok(()), cache_until)
     }
+}
+
+fn mint_request(
+    t: &IdToken,
+    session: &Session,
+    req: &Request<'_>,
+    captures: &[String],
+    now_ms: i64,
+    signing_kid: Option<&str>,
+) -> Result<MintRequest, Denial> {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use sha2::Digest;
+    let Some(kid) = signing_kid else {
+        return Err(Denial::new(DenialKind::Unavailable, "The gateway has no signing key for id tokens yet")
+            .with_reason("signing_key_unavailable"));
+    };
+    let mut claims = match &t.claims {
+        None => Map::new(),
+        Some(template) => match serde_json::from_str::<Value>(&template.render(&session.context(req, captures))) {
+            Ok(Value::Object(map)) => map,
+            _ => {
+                return Err(Denial::new(
+                    DenialKind::Internal,
+                    "The id_token claims template did not render a JSON object",
+                )
+                .with_reason("mutator_invalid_value"));
+            }
+        },
+    };
+    // Cached per key, subject and claims: the time fields below are not part of the key.
+    let cache_key =
+        format!("id_token\n{kid}\n{}\n{}\n{}", t.issuer_url, session.subject, Value::Object(claims.clone()));
+    let iat = now_ms / 1000;
+    let exp = iat + i64::try_from(t.ttl_ms / 1000).unwrap_or(i64::MAX / 2);
+    let jti: [u8; 32] = sha2::Sha256::digest(format!("{cache_key}\n{iat}").as_bytes()).into();
+    for (name, value) in [
+        ("iss", Value::from(t.issuer_url.clone())),
+        ("sub", Value::from(session.subject.clone())),
+        ("iat", Value::from(iat)),
+        ("nbf", Value::from(iat)),
+        ("exp", Value::from(exp)),
+        ("jti", Value::from(URL_SAFE_NO_PAD.encode(&jti[..16]))),
+    ] {
+        claims.insert(name.into(), value);
+    }
+    let header = json!({"alg": "ES256", "typ": "JWT", "kid": kid});
+    let signing_input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(Value::Object(claims).to_string())
+    );
+    // Reused until a minute before it expires, so the upstream never receives a dying token.
+    Ok(MintRequest { kid: kid.to_owned(), signing_input, cache_key, cache_until_ms: (exp - 60) * 1000 })
 }
 
 fn invalid_value(name: &str) -> Denial {

@@ -666,3 +666,40 @@ fn client_credentials_are_exchanged_at_the_token_endpoint_and_cached() {
     let none = headers(&[]);
     assert_eq!(allowed(&begin(&rules, &request("/x", &none), NOW_MS).1).0, "anonymous");
 }
+
+#[test]
+fn id_token_mutator_asks_for_a_signed_token_and_forwards_it() {
+    let id_token = json!({"handler": "id_token", "config": {"issuer_url": "https://gw.example/", "ttl": "10m",
+        "claims": "{\"email\": \"{{ .Extra.email }}\", \"sub\": \"forged\"}"}});
+    let specs = parse_rules(json!([rule(
+        "r",
+        "/x",
+        json!([{"handler": "anonymous", "config": {"subject": "u1"}}]),
+        json!({"handler": "allow"}),
+        json!([id_token])
+    )]))
+    .unwrap();
+    let env = crate::rule::Environment { signing_kid: Some("k9".into()), ..Default::default() };
+    let rules = RuleSet::compile_in(&specs, &env).unwrap();
+    let none = headers(&[]);
+    let req = request("/x", &none);
+    let (mut evaluation, step) = begin(&rules, &req, NOW_MS);
+    let Step::Mint(m) = step else { panic!("{step:?}") };
+    assert_eq!(m.kid, "k9");
+    assert_eq!(m.cache_until_ms, (NOW + 600 - 60) * 1000);
+    use base64::Engine as _;
+    let (header, claims) = m.signing_input.split_once('.').unwrap();
+    let header: Value =
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(header).unwrap()).unwrap();
+    assert_eq!(header, json!({"alg": "ES256", "typ": "JWT", "kid": "k9"}));
+    let claims: Value =
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(claims).unwrap()).unwrap();
+    assert_eq!(claims["sub"], "u1", "sub cannot be overridden by the template");
+    assert_eq!(claims["exp"], NOW + 600);
+    assert_eq!(claims["email"], "", "null-safe: a missing value renders empty");
+    let step = evaluation.as_mut().unwrap().resume_minted(&req, Ok("h.p.s".into()), NOW_MS);
+    assert_eq!(allowed(&step).1, headers(&[("authorization", "Bearer h.p.s")]));
+    // No key yet: closed, with a reason.
+    let keyless = RuleSet::compile(&specs).unwrap();
+    assert_eq!(denied(&begin(&keyless, &req, NOW_MS).1), (503, "signing_key_unavailable"));
+}
