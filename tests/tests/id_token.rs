@@ -1,0 +1,71 @@
+//! The id_token mutator through a real Envoy: the filter signs with Envoy's `sign` foreign
+//! function (BoringSSL) using the key the control plane pushed, and the token verifies against
+//! the control plane's `/.well-known/jwks.json`.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use p256::ecdsa::signature::Verifier;
+use p256::ecdsa::{Signature, VerifyingKey};
+use portcullis_e2e::{put_rules, send, testbed};
+use serde_json::{Value, json};
+
+#[tokio::test]
+async fn envoy_signs_id_tokens_that_verify_with_the_published_jwks() {
+    let t = testbed().await;
+    put_rules(
+        &t,
+        json!([{
+            "id": "with-id-token", "match": {"url": "<http|https>://<[^/]+>/idt/<.*>", "methods": ["GET"]},
+            "authenticators": [{"handler": "anonymous", "config": {"subject": "guest-7"}}],
+            "authorizer": {"handler": "allow"},
+            "mutators": [{"handler": "id_token", "config": {"issuer_url": t.public("/"),
+                "claims": "{\"aud\": [\"orders\"], \"tenant\": \"{{ .MatchContext.Header.Get \"X-Tenant\" }}\"}"}}]
+        }]),
+    )
+    .await;
+
+    let mut reply = None;
+    let mut last = String::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::time::Instant::now() < deadline {
+        // No Authorization of our own: `anonymous` is only responsible without one (Oathkeeper).
+        let r = send("GET", &t.gateway("/idt/x"), &[("x-tenant", "acme")]).await;
+        last = format!("{} {}", r.status, r.text);
+        if r.status == 200 {
+            reply = Some(r);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let reply = reply.unwrap_or_else(|| {
+        let log = std::fs::read_to_string(t.dir.join("envoy.log")).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().filter(|l| l.contains("sign") || l.contains("denied")).collect();
+        panic!("the rule never answered 200 with a minted token; last reply: {last}; envoy.log:\n{}", lines.join("\n"))
+    });
+    let bearer = reply.upstream("authorization")[0].as_str().unwrap().to_owned();
+    let token = bearer.strip_prefix("Bearer ").expect("the upstream gets a Bearer id_token");
+
+    let jwks: Value = t.http.get(t.public("/.well-known/jwks.json")).send().await.unwrap().json().await.unwrap();
+    let (input, signature) = token.rsplit_once('.').unwrap();
+    let header: Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(input.split_once('.').unwrap().0).unwrap()).unwrap();
+    let key = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kid"] == header["kid"])
+        .expect("the token's kid is published");
+    let mut point = vec![4u8];
+    point.extend(URL_SAFE_NO_PAD.decode(key["x"].as_str().unwrap()).unwrap());
+    point.extend(URL_SAFE_NO_PAD.decode(key["y"].as_str().unwrap()).unwrap());
+    let verifying = VerifyingKey::from_sec1_bytes(&point).unwrap();
+    let signature = Signature::from_slice(&URL_SAFE_NO_PAD.decode(signature).unwrap()).unwrap();
+    assert!(verifying.verify(input.as_bytes(), &signature).is_ok(), "signed by Envoy, verifiable with the JWKS");
+
+    let claims: Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(input.split_once('.').unwrap().1).unwrap()).unwrap();
+    assert_eq!(claims["sub"], "guest-7");
+    assert_eq!(claims["iss"], t.public("/"));
+    assert_eq!(claims["aud"], json!(["orders"]));
+    assert_eq!(claims["tenant"], "acme");
+}
