@@ -97,6 +97,17 @@ pub struct Introspection {
     pub preserve_host: bool,
     /// How long an active answer may be reused, never past the token's `exp`. `None`: no cache.
     pub cache_ttl_ms: Option<u64>,
+    /// Introspect with a client-credentials token obtained first (for protected endpoints).
+    pub pre_authorization: Option<PreAuthorization>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PreAuthorization {
+    pub token_url: String,
+    pub client_id: String,
+    pub client_secret: String,
+    pub scope: Vec<String>,
+    pub audience: Option<String>,
 }
 
 /// `cookie_session` and `bearer_token`: forward the credential to a session endpoint
@@ -223,7 +234,10 @@ impl Authenticator {
             }
             Kind::OAuth2Introspection(c) => match token(req, &c.token_from) {
                 Some(t) if is_revoked(revoked, &t) => Outcome::Failed(revoked_token()),
-                Some(t) if t.starts_with(c.prefix.as_str()) => Outcome::Call(introspection_call(c, req, &t)),
+                Some(t) if t.starts_with(c.prefix.as_str()) => match &c.pre_authorization {
+                    Some(p) => Outcome::Call(pre_authorization_call(p)),
+                    None => Outcome::Call(introspection_call(c, req, &t, None)),
+                },
                 _ => Outcome::NotResponsible,
             },
             Kind::SessionCheck(c) => match session_credential(req, &c.credential) {
@@ -257,14 +271,27 @@ impl Authenticator {
     }
 
     /// Reads the answer to this authenticator's call; returns the outcome and, when the answer
-    /// may be cached, until when (unix ms).
+    /// may be cached, until when (unix ms). `phase` counts this authenticator's earlier calls
+    /// for the same request (0 for the first).
     pub fn finish(
         &self,
         req: &Request<'_>,
         outcome: Result<HttpResponse, String>,
         now_ms: i64,
+        phase: u8,
     ) -> (Outcome, Option<i64>) {
         match &self.kind {
+            Kind::OAuth2Introspection(c) if c.pre_authorization.is_some() && phase == 0 => {
+                match (pre_authorization_token(outcome, now_ms), token(req, &c.token_from)) {
+                    (Ok((bearer, until)), Some(t)) => {
+                        (Outcome::Call(introspection_call(c, req, &t, Some(&bearer))), until)
+                    }
+                    (Ok(_), None) => {
+                        (Outcome::Failed(Denial::new(DenialKind::Internal, "the token disappeared")), None)
+                    }
+                    (Err(denial), _) => (Outcome::Failed(denial), None),
+                }
+            }
             Kind::OAuth2Introspection(c) => finish_introspection(c, outcome, now_ms),
             Kind::SessionCheck(c) => finish_session_check(c, outcome, now_ms),
             Kind::ClientCredentials(c) => finish_client_credentials(c, req, outcome, now_ms),
@@ -335,19 +362,41 @@ fn compile_introspection(h: &HandlerSpec) -> Result<Introspection, HandlerError>
         #[allow(dead_code)]
         retry: Option<Value>,
         #[serde(default)]
-        pre_authorization: Option<PreAuthorization>,
+        pre_authorization: Option<PreAuthorizationSpec>,
     }
     #[derive(Deserialize)]
-    struct PreAuthorization {
+    #[serde(deny_unknown_fields)]
+    struct PreAuthorizationSpec {
         #[serde(default)]
         enabled: bool,
+        client_id: Option<String>,
+        client_secret: Option<String>,
+        token_url: Option<String>,
+        #[serde(default)]
+        scope: Vec<String>,
+        audience: Option<String>,
     }
 
     let c: Spec = config::config(h)?;
     config::http_url("config.introspection_url", &c.introspection_url)?;
-    if c.pre_authorization.is_some_and(|p| p.enabled) {
-        return Err(("config.pre_authorization".into(), "is not supported by this version yet".into()));
-    }
+    let pre_authorization = match c.pre_authorization {
+        Some(p) if p.enabled => {
+            let required = |v: Option<String>, key: &str| {
+                v.filter(|v| !v.is_empty())
+                    .ok_or_else(|| (format!("config.pre_authorization.{key}"), "is required when enabled".to_owned()))
+            };
+            let token_url = required(p.token_url, "token_url")?;
+            config::http_url("config.pre_authorization.token_url", &token_url)?;
+            Some(PreAuthorization {
+                token_url,
+                client_id: required(p.client_id, "client_id")?,
+                client_secret: required(p.client_secret, "client_secret")?,
+                scope: p.scope,
+                audience: p.audience,
+            })
+        }
+        _ => None,
+    };
     for (i, s) in c.required_scope.iter().enumerate() {
         if !scope::is_valid_token(s) {
             return Err((format!("config.required_scope[{i}]"), format!("{s:?} is not a valid scope")));
@@ -369,10 +418,67 @@ fn compile_introspection(h: &HandlerSpec) -> Result<Introspection, HandlerError>
             .collect(),
         preserve_host: c.preserve_host,
         cache_ttl_ms: CacheSpec::ttl_ms(c.cache, DEFAULT_CACHE_TTL_MS)?,
+        pre_authorization,
     })
 }
 
-fn introspection_call(c: &Introspection, req: &Request<'_>, token: &str) -> HttpCall {
+/// The client-credentials request a pre-authorized introspection starts with.
+fn pre_authorization_call(p: &PreAuthorization) -> HttpCall {
+    use base64::Engine as _;
+    let mut body = String::from("grant_type=client_credentials");
+    if !p.scope.is_empty() {
+        body.push_str("&scope=");
+        body.push_str(&form_encode(&p.scope.join(" ")));
+    }
+    if let Some(audience) = &p.audience {
+        body.push_str("&audience=");
+        body.push_str(&form_encode(audience));
+    }
+    let credentials = format!("{}:{}", form_encode(&p.client_id), form_encode(&p.client_secret));
+    HttpCall {
+        method: "POST".into(),
+        url: p.token_url.clone(),
+        headers: vec![
+            ("content-type".into(), "application/x-www-form-urlencoded".into()),
+            ("accept".into(), "application/json".into()),
+            (
+                "authorization".into(),
+                format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(credentials)),
+            ),
+        ],
+        body: body.into_bytes(),
+        cache_key: Some(format!(
+            "pre-authorization\n{}\n{}:{}\n{}",
+            p.token_url,
+            p.client_id,
+            p.client_secret,
+            p.scope.join(" ")
+        )),
+    }
+}
+
+/// Reads the pre-authorization token response: the access token, and how long to reuse it.
+fn pre_authorization_token(
+    outcome: Result<HttpResponse, String>,
+    now_ms: i64,
+) -> Result<(String, Option<i64>), Denial> {
+    let failed = || unavailable("the introspection pre-authorization token endpoint");
+    let response = outcome.map_err(|_| failed())?;
+    if response.status != 200 {
+        return Err(failed());
+    }
+    let body: Value = serde_json::from_slice(&response.body).map_err(|_| failed())?;
+    let token = body.get("access_token").and_then(Value::as_str).filter(|t| !t.is_empty()).ok_or_else(failed)?;
+    // Reused until 30 s before it expires, so the introspection call never carries a dead token.
+    let until = body
+        .get("expires_in")
+        .and_then(Value::as_i64)
+        .map(|s| now_ms.saturating_add(s.saturating_sub(30).saturating_mul(1000)))
+        .filter(|t| *t > now_ms);
+    Ok((token.to_owned(), until))
+}
+
+fn introspection_call(c: &Introspection, req: &Request<'_>, token: &str, bearer: Option<&str>) -> HttpCall {
     // Oathkeeper: with scope strategy `none`, required scopes are for the server to check, and
     // the answer then depends on them, so it is not cached.
     let delegate_scope = c.scope_strategy == ScopeStrategy::None && !c.required_scope.is_empty();
@@ -389,6 +495,10 @@ fn introspection_call(c: &Introspection, req: &Request<'_>, token: &str) -> Http
     headers.extend(c.request_headers.iter().cloned());
     if c.preserve_host {
         headers.push(("x-forwarded-host".to_owned(), req.host.to_owned()));
+    }
+    if let Some(bearer) = bearer {
+        headers.retain(|(n, _)| n != "authorization");
+        headers.push(("authorization".to_owned(), format!("Bearer {bearer}")));
     }
     let cacheable = c.cache_ttl_ms.is_some() && !delegate_scope;
     HttpCall {

@@ -215,6 +215,8 @@ pub struct Evaluation {
     revoked: Arc<crate::rule::Revoked>,
     signing_kid: Option<String>,
     now_ms: i64,
+    /// How many calls the current authenticator has made for this request.
+    phase: u8,
     /// Claims of a token whose signature is being checked.
     pending_claims: Option<Map<String, Value>>,
 }
@@ -263,6 +265,7 @@ pub fn begin(rules: &RuleSet, req: &Request<'_>, now_ms: i64) -> (Option<Evaluat
         revoked: Arc::clone(rules.revoked()),
         signing_kid: rules.signing_kid().map(str::to_owned),
         now_ms,
+        phase: 0,
         pending_claims: None,
     };
     let step = evaluation.authenticate_from(0, req, now_ms);
@@ -305,7 +308,8 @@ impl Evaluation {
                 let Some(authenticator) = rule.authenticators.get(i) else {
                     return self.internal("no authenticator call was outstanding");
                 };
-                let (result, cache_until_ms) = authenticator.finish(req, outcome, now_ms);
+                let (result, cache_until_ms) = authenticator.finish(req, outcome, now_ms, self.phase);
+                self.phase = if matches!(result, authn::Outcome::Call(_)) { self.phase.saturating_add(1) } else { 0 };
                 Resumed { step: self.after_authenticator(i, result, req, now_ms), cache_until_ms }
             }
             Stage::Authorizer => {
@@ -400,6 +404,7 @@ impl Evaluation {
     fn authenticate_from(&mut self, start: usize, req: &Request<'_>, now_ms: i64) -> Step {
         let rule = Arc::clone(&self.rule);
         for (i, authenticator) in rule.authenticators.iter().enumerate().skip(start) {
+            self.phase = 0;
             match authenticator.start(req, &self.revoked, now_ms) {
                 authn::Outcome::NotResponsible => continue,
                 authn::Outcome::Failed(denial) if authenticator.continue_on_invalid(&denial) => continue,

@@ -703,3 +703,42 @@ fn id_token_mutator_asks_for_a_signed_token_and_forwards_it() {
     let keyless = RuleSet::compile(&specs).unwrap();
     assert_eq!(denied(&begin(&keyless, &req, NOW_MS).1), (503, "signing_key_unavailable"));
 }
+
+#[test]
+fn pre_authorization_fetches_a_client_token_then_introspects_with_it() {
+    let rules = ruleset(json!([rule(
+        "r",
+        "/x",
+        json!([introspect(json!({"pre_authorization": {"enabled": true,
+        "client_id": "gw", "client_secret": "s3cret", "token_url": "http://idp/oauth2/token", "scope": ["introspect"]}}))]),
+        json!({"handler": "allow"}),
+        json!([user_header()])
+    )]));
+    let h = headers(&[("authorization", "Bearer user-token")]);
+    let req = request("/x", &h);
+    let (mut evaluation, step) = begin(&rules, &req, NOW_MS);
+    let first = call(&step).clone();
+    assert_eq!(first.url, "http://idp/oauth2/token");
+    assert_eq!(first.body, b"grant_type=client_credentials&scope=introspect");
+    assert!(first.cache_key.is_some(), "the gateway's own token is reused");
+    let e = evaluation.as_mut().unwrap();
+    let resumed = e.resume(&req, ok(json!({"access_token": "gw-at", "expires_in": 3600})), NOW_MS);
+    assert_eq!(resumed.cache_until_ms, Some(NOW_MS + (3600 - 30) * 1000));
+    let second = call(&resumed.step).clone();
+    assert_eq!(second.url, "http://cp/admin/oauth2/introspect");
+    assert!(second.headers.contains(&("authorization".into(), "Bearer gw-at".into())));
+    assert_eq!(second.body, b"token=user-token");
+    let done = e.resume(&req, ok(active("read")), NOW_MS);
+    assert_eq!(allowed(&done.step).0, "my-client");
+    // A failing token endpoint fails closed.
+    assert_eq!(denied(&run(&rules, &req, vec![status(500)]).0), (503, "upstream_unavailable"));
+    let bad = parse_rules(json!([rule(
+        "r",
+        "/x",
+        json!([introspect(json!({"pre_authorization": {"enabled": true, "client_id": "gw"}}))]),
+        json!({"handler": "allow"}),
+        json!([])
+    )]))
+    .unwrap();
+    assert_eq!(RuleSet::compile(&bad).unwrap_err().field, "authenticators[0].config.pre_authorization.token_url");
+}
