@@ -1,7 +1,7 @@
 //! Authorizers: may this subject do this? `allow`, `deny`, and the call-out authorizers
 //! `remote` and `remote_json` (how Keto v0.6+ permission checks are written in Oathkeeper
-//! rules). A call-out answers 200 to allow and 403 to deny; its listed response headers are
-//! passed on to the upstream.
+//! rules) and `keto_engine_acp_ory` (the legacy Keto ≤0.5 ACP engine). A call-out answers 200
+//! to allow and 403 to deny; its listed response headers are passed on to the upstream.
 
 use std::collections::BTreeMap;
 
@@ -14,7 +14,7 @@ use crate::denial::{Denial, DenialKind};
 use crate::rule::HandlerSpec;
 use crate::template::Template;
 
-pub const HANDLERS: &[&str] = &["allow", "deny", "remote", "remote_json"];
+pub const HANDLERS: &[&str] = &["allow", "deny", "remote", "remote_json", "keto_engine_acp_ory"];
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Authorizer {
@@ -26,11 +26,22 @@ pub enum Authorizer {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Remote {
     pub url: String,
-    /// `remote_json`: the rendered JSON body. `remote`: none (see [`Authorizer::start`]).
-    pub payload: Option<Template>,
+    pub body: Body,
     pub headers: Vec<(String, Template)>,
     /// Lower-cased names of response headers to pass to the upstream.
     pub forward_response_headers: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Body {
+    /// `remote_json`: a template that must render JSON.
+    Json(Template),
+    /// `remote` with `body`: a template sent as `text/plain`.
+    Text(Template),
+    /// `remote` without `body`: no body (see [`Authorizer::start`]).
+    Empty,
+    /// `keto_engine_acp_ory`: `{action, resource, subject, context}` from these templates.
+    Keto { action: Template, resource: Template, subject: Option<Template> },
 }
 
 pub enum Start {
@@ -43,9 +54,20 @@ impl Authorizer {
     pub fn compile(h: &HandlerSpec) -> Result<Self, HandlerError> {
         #[derive(Deserialize)]
         #[serde(deny_unknown_fields)]
+        struct Keto {
+            base_url: String,
+            required_action: String,
+            required_resource: String,
+            subject: Option<String>,
+            flavor: Option<String>,
+        }
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
         struct Spec {
             remote: String,
             payload: Option<String>,
+            /// Portcullis: a body template for `remote` (Oathkeeper streams the request body).
+            body: Option<String>,
             #[serde(default)]
             headers: BTreeMap<String, String>,
             #[serde(default)]
@@ -57,16 +79,40 @@ impl Authorizer {
         match h.handler.as_str() {
             "allow" => config::config::<Empty>(h).map(|_| Authorizer::Allow),
             "deny" => config::config::<Empty>(h).map(|_| Authorizer::Deny),
+            "keto_engine_acp_ory" => {
+                let c: Keto = config::config(h)?;
+                config::http_url("config.base_url", &c.base_url)?;
+                let flavor = c.flavor.unwrap_or_else(|| "regex".into());
+                if !matches!(flavor.as_str(), "regex" | "exact" | "glob") {
+                    return Err(("config.flavor".into(), "must be regex, exact or glob".into()));
+                }
+                let template =
+                    |field: &str, source: &str| Template::compile(source).map_err(|e| (format!("config.{field}"), e));
+                Ok(Authorizer::Remote(Box::new(Remote {
+                    url: format!("{}/engines/acp/ory/{flavor}/allowed", c.base_url.trim_end_matches('/')),
+                    body: Body::Keto {
+                        action: template("required_action", &c.required_action)?,
+                        resource: template("required_resource", &c.required_resource)?,
+                        subject: c.subject.as_deref().map(|s| template("subject", s)).transpose()?,
+                    },
+                    headers: Vec::new(),
+                    forward_response_headers: Vec::new(),
+                })))
+            }
             kind @ ("remote" | "remote_json") => {
                 let c: Spec = config::config(h)?;
                 config::http_url("config.remote", &c.remote)?;
-                let payload = match (kind, c.payload) {
-                    ("remote_json", Some(p)) => {
-                        Some(Template::compile(&p).map_err(|e| ("config.payload".to_owned(), e))?)
+                let compile =
+                    |field: &str, source: &str| Template::compile(source).map_err(|e| (format!("config.{field}"), e));
+                let body = match (kind, c.payload, c.body) {
+                    ("remote_json", Some(p), None) => Body::Json(compile("payload", &p)?),
+                    ("remote_json", None, None) => return Err(("config.payload".into(), "is required".into())),
+                    ("remote_json", _, Some(_)) => {
+                        return Err(("config.body".into(), "is a remote key; remote_json uses payload".into()));
                     }
-                    ("remote_json", None) => return Err(("config.payload".into(), "is required".into())),
-                    (_, Some(_)) => return Err(("config.payload".into(), "is a remote_json key".into())),
-                    (_, None) => None,
+                    (_, Some(_), _) => return Err(("config.payload".into(), "is a remote_json key".into())),
+                    (_, None, Some(b)) => Body::Text(compile("body", &b)?),
+                    (_, None, None) => Body::Empty,
                 };
                 for (i, name) in c.forward_response_headers_to_upstream.iter().enumerate() {
                     if !config::is_header_name(name) {
@@ -78,7 +124,7 @@ impl Authorizer {
                 }
                 Ok(Authorizer::Remote(Box::new(Remote {
                     url: c.remote,
-                    payload,
+                    body,
                     headers: config::header_templates("config.headers", c.headers)?,
                     forward_response_headers: c
                         .forward_response_headers_to_upstream
@@ -112,8 +158,8 @@ impl Authorizer {
         };
         let ctx = session.context(req, captures);
         let mut headers: Vec<(String, String)> = Vec::new();
-        let body = match &remote.payload {
-            Some(payload) => {
+        let body = match &remote.body {
+            Body::Json(payload) => {
                 let rendered = payload.render(&ctx);
                 if serde_json::from_str::<Value>(&rendered).is_err() {
                     return Start::Deny(
@@ -124,7 +170,24 @@ impl Authorizer {
                 headers.push(("content-type".into(), "application/json".into()));
                 rendered.into_bytes()
             }
-            None => {
+            Body::Text(template) => {
+                headers.push(("content-type".into(), "text/plain; charset=utf-8".into()));
+                template.render(&ctx).into_bytes()
+            }
+            Body::Keto { action, resource, subject } => {
+                headers.push(("content-type".into(), "application/json".into()));
+                let subject = subject.as_ref().map_or_else(|| session.subject.clone(), |s| s.render(&ctx));
+                let remote_ip = req.header("x-forwarded-for").and_then(|f| f.split(',').next()).unwrap_or("").trim();
+                serde_json::json!({
+                    "action": action.render(&ctx),
+                    "resource": resource.render(&ctx),
+                    "subject": subject,
+                    "context": {"remoteIpAddress": remote_ip},
+                })
+                .to_string()
+                .into_bytes()
+            }
+            Body::Empty => {
                 // `remote`: Oathkeeper streams the request body; the filter decides on headers
                 // alone, so the authorizer gets the request's credentials and type, no body.
                 for name in ["content-type", "authorization"] {
@@ -152,6 +215,16 @@ impl Authorizer {
         let response = outcome.map_err(|_| {
             Denial::new(DenialKind::Unavailable, "The authorizer is unavailable").with_reason("upstream_unavailable")
         })?;
+        let keto_refused = matches!(remote.body, Body::Keto { .. })
+            && response.status == 200
+            && serde_json::from_slice::<Value>(&response.body)
+                .ok()
+                .and_then(|v| v.get("allowed").and_then(Value::as_bool))
+                != Some(true);
+        if keto_refused {
+            return Err(Denial::new(DenialKind::Forbidden, "Access denied by the authorizer")
+                .with_reason("denied_by_authorizer"));
+        }
         match response.status {
             200 => {
                 for name in &remote.forward_response_headers {

@@ -742,3 +742,42 @@ fn pre_authorization_fetches_a_client_token_then_introspects_with_it() {
     .unwrap();
     assert_eq!(RuleSet::compile(&bad).unwrap_err().field, "authenticators[0].config.pre_authorization.token_url");
 }
+
+#[test]
+fn remote_with_a_body_template_and_legacy_keto() {
+    let remote = json!({"handler": "remote", "config": {"remote": "http://authz/check", "body": "{{ print .Subject }} wants {{ printIndex .MatchContext.RegexpCaptureGroups 2 }}"}});
+    let rules = ruleset(json!([rule(
+        "r",
+        "/doc/<[a-z]+>",
+        json!([{"handler": "anonymous", "config": {"subject": "ann"}}]),
+        remote,
+        json!([])
+    )]));
+    let none = headers(&[]);
+    let req = request("/doc/report", &none);
+    let (step, calls) = run(&rules, &req, vec![status(200)]);
+    assert_eq!(calls[0].body, b"ann wants report");
+    assert!(matches!(step, Step::Done(Verdict::Allow { .. })));
+
+    let keto = json!({"handler": "keto_engine_acp_ory", "config": {"base_url": "http://keto:4456/",
+        "required_action": "read", "required_resource": "docs:{{ printIndex .MatchContext.RegexpCaptureGroups 2 }}"}});
+    let rules = ruleset(json!([rule(
+        "k",
+        "/doc/<[a-z]+>",
+        json!([{"handler": "anonymous", "config": {"subject": "ann"}}]),
+        keto,
+        json!([])
+    )]));
+    let h = headers(&[("x-forwarded-for", "203.0.113.7, 10.0.0.1")]);
+    let req = request("/doc/report", &h);
+    let (step, calls) = run(&rules, &req, vec![ok(json!({"allowed": true}))]);
+    assert_eq!(calls[0].url, "http://keto:4456/engines/acp/ory/regex/allowed");
+    let sent: Value = serde_json::from_slice(&calls[0].body).unwrap();
+    assert_eq!(
+        sent,
+        json!({"action": "read", "resource": "docs:report", "subject": "ann", "context": {"remoteIpAddress": "203.0.113.7"}})
+    );
+    assert!(matches!(step, Step::Done(Verdict::Allow { .. })));
+    assert_eq!(denied(&run(&rules, &req, vec![ok(json!({"allowed": false}))]).0), (403, "denied_by_authorizer"));
+    assert_eq!(denied(&run(&rules, &req, vec![status(403)]).0).0, 403);
+}
