@@ -250,6 +250,34 @@ fn hex_value(b: u8) -> Option<u8> {
     }
 }
 
+/// The host part rules are matched against: lower-cased, without a trailing dot, and without
+/// the scheme's default port, so `API.example.com.:443` over https is judged as
+/// `api.example.com` and cannot fall through to a weaker rule.
+pub fn normalise_host(scheme: &str, host: &str) -> String {
+    let mut host = host.to_ascii_lowercase();
+    let default_port = match scheme {
+        "http" => Some(":80"),
+        "https" => Some(":443"),
+        _ => None,
+    };
+    if let Some(port) = default_port {
+        // Not for IPv6 literals without brackets, which have no port to strip anyway.
+        if host.ends_with(port) && (host.starts_with('[') || host.matches(':').count() == 1) {
+            host.truncate(host.len() - port.len());
+        }
+    }
+    match host.rfind(':').filter(|_| !host.ends_with(']')) {
+        Some(colon) if host[..colon].ends_with('.') && !host.starts_with('[') => {
+            host.remove(colon - 1);
+        }
+        None if host.ends_with('.') => {
+            host.pop();
+        }
+        _ => {}
+    }
+    host
+}
+
 /// The string a rule's `match.url` is matched against.
 pub fn matched_url(scheme: &str, host: &str, normalised_path: &str) -> String {
     let mut url = String::with_capacity(scheme.len() + host.len() + normalised_path.len() + 3);
@@ -326,6 +354,19 @@ mod tests {
         assert_eq!(normalise_path("/caf%C3%A9").unwrap(), "/café");
         assert_eq!(normalise_path("/public/..%5Cratings/1").unwrap(), "/ratings/1");
         assert_eq!(normalise_path("/public\\..\\ratings").unwrap(), "/ratings");
+    }
+
+    #[test]
+    fn hosts_are_normalised_so_a_rule_cannot_be_dodged() {
+        assert_eq!(normalise_host("https", "API.Example.com"), "api.example.com");
+        assert_eq!(normalise_host("https", "api.example.com."), "api.example.com");
+        assert_eq!(normalise_host("https", "api.example.com:443"), "api.example.com");
+        assert_eq!(normalise_host("https", "api.example.com.:443"), "api.example.com");
+        assert_eq!(normalise_host("http", "api.example.com:80"), "api.example.com");
+        assert_eq!(normalise_host("http", "api.example.com.:8080"), "api.example.com:8080");
+        assert_eq!(normalise_host("http", "api.example.com:443"), "api.example.com:443", "not http's default");
+        assert_eq!(normalise_host("https", "[::1]:443"), "[::1]");
+        assert_eq!(normalise_host("http", "127.0.0.1:8080"), "127.0.0.1:8080");
     }
 
     #[test]

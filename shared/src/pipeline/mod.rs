@@ -21,7 +21,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use crate::denial::{Denial, DenialKind, LocalResponse};
-use crate::matching::{matched_url, normalise_path};
+use crate::matching::{matched_url, normalise_host, normalise_path};
 use crate::rule::{CompiledRule, RuleSet};
 use crate::template::Context;
 
@@ -240,7 +240,7 @@ pub fn begin(rules: &RuleSet, req: &Request<'_>, now_ms: i64) -> (Option<Evaluat
             return (None, Step::Done(with_cors(errors::respond(&[], denial, req), &cors)));
         }
     };
-    let url = matched_url(req.scheme, &req.host.to_ascii_lowercase(), &path);
+    let url = matched_url(req.scheme, &normalise_host(req.scheme, req.host), &path);
     if let (true, Some(origin), Some(method)) =
         (req.method.eq_ignore_ascii_case("OPTIONS"), origin, req.header("access-control-request-method"))
     {

@@ -781,3 +781,18 @@ fn remote_with_a_body_template_and_legacy_keto() {
     assert_eq!(denied(&run(&rules, &req, vec![ok(json!({"allowed": false}))]).0), (403, "denied_by_authorizer"));
     assert_eq!(denied(&run(&rules, &req, vec![status(403)]).0).0, 403);
 }
+
+#[test]
+fn a_literal_host_rule_cannot_be_dodged_with_a_trailing_dot_or_default_port() {
+    let admin = json!({"id": "admin", "match": {"url": "https://api.example.com/admin", "methods": ["GET"]},
+        "authenticators": [{"handler": "unauthorized"}], "authorizer": {"handler": "allow"}});
+    let open = json!({"id": "open", "match": {"url": "<.*>", "methods": ["GET"]},
+        "authenticators": [{"handler": "anonymous"}], "authorizer": {"handler": "allow"}});
+    let rules = ruleset(json!([admin, open]));
+    for host in
+        ["api.example.com", "API.EXAMPLE.COM", "api.example.com.", "api.example.com:443", "api.example.com.:443"]
+    {
+        let req = Request { method: "GET", scheme: "https", host, target: "/admin", headers: &[] };
+        assert_eq!(denied(&begin(&rules, &req, NOW_MS).1).0, 401, "{host}");
+    }
+}
