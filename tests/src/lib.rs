@@ -110,6 +110,7 @@ fn artifact(env: &str, default: &str) -> Result<PathBuf, String> {
 fn render(template: &str, ports: &Ports, wasm: &Path) -> String {
     template
         .replace("{{gateway_port}}", &ports.gateway.to_string())
+        .replace("{{public_port}}", &ports.public.to_string())
         .replace("{{admin_port}}", &ports.admin.to_string())
         .replace("{{upstream_port}}", &ports.upstream.to_string())
         .replace("{{envoy_admin_port}}", &ports.envoy_admin.to_string())
@@ -525,4 +526,37 @@ pub async fn put_rules(t: &Testbed, rules: Value) {
     let response = t.http.put(t.admin("/admin/rules")).json(&rules).send().await.unwrap_or_else(|e| panic!("{e}"));
     let status = response.status();
     assert_eq!(status, 200, "rules refused: {}", response.text().await.unwrap_or_default());
+}
+
+/// Verifies an ES256 id_token against the control plane's `/.well-known/jwks.json` (the key
+/// named by the token's `kid`) and returns its claims; panics when it does not verify.
+pub async fn verified_claims(t: &Testbed, token: &str) -> Value {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use p256::ecdsa::signature::Verifier;
+    use p256::ecdsa::{Signature, VerifyingKey};
+
+    let decode = |part: &str| URL_SAFE_NO_PAD.decode(part).unwrap_or_else(|e| panic!("{token:?} is not a JWT: {e}"));
+    let json = |part: &str| -> Value {
+        serde_json::from_slice(&decode(part)).unwrap_or_else(|e| panic!("{token:?} is not a JWT: {e}"))
+    };
+    let (input, signature) = token.rsplit_once('.').unwrap_or_else(|| panic!("{token:?} is not a JWT"));
+    let (header, payload) = input.split_once('.').unwrap_or_else(|| panic!("{token:?} is not a JWT"));
+    let header = json(header);
+    let jwks: Value = match t.http.get(t.public("/.well-known/jwks.json")).send().await {
+        Ok(r) => r.json().await.unwrap_or_else(|e| panic!("the JWKS is not JSON: {e}")),
+        Err(e) => panic!("GET /.well-known/jwks.json: {e}"),
+    };
+    let key = jwks["keys"]
+        .as_array()
+        .and_then(|keys| keys.iter().find(|k| k["kid"] == header["kid"]))
+        .unwrap_or_else(|| panic!("the token's kid {} is not in the JWKS {jwks}", header["kid"]));
+    let coordinate = |name: &str| decode(key[name].as_str().unwrap_or_else(|| panic!("JWK without {name}: {key}")));
+    let mut point = vec![4u8];
+    point.extend(coordinate("x"));
+    point.extend(coordinate("y"));
+    let verifying = VerifyingKey::from_sec1_bytes(&point).unwrap_or_else(|e| panic!("bad JWK {key}: {e}"));
+    let signature = Signature::from_slice(&decode(signature)).unwrap_or_else(|e| panic!("bad signature: {e}"));
+    assert!(verifying.verify(input.as_bytes(), &signature).is_ok(), "the token verifies with the published JWKS");
+    json(payload)
 }

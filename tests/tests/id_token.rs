@@ -2,12 +2,8 @@
 //! function (BoringSSL) using the key the control plane pushed, and the token verifies against
 //! the control plane's `/.well-known/jwks.json`.
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use p256::ecdsa::signature::Verifier;
-use p256::ecdsa::{Signature, VerifyingKey};
-use portcullis_e2e::{put_rules, send, testbed};
-use serde_json::{Value, json};
+use portcullis_e2e::{put_rules, send, testbed, verified_claims};
+use serde_json::json;
 
 #[tokio::test]
 async fn envoy_signs_id_tokens_that_verify_with_the_published_jwks() {
@@ -45,25 +41,7 @@ async fn envoy_signs_id_tokens_that_verify_with_the_published_jwks() {
     let bearer = reply.upstream("authorization")[0].as_str().unwrap().to_owned();
     let token = bearer.strip_prefix("Bearer ").expect("the upstream gets a Bearer id_token");
 
-    let jwks: Value = t.http.get(t.public("/.well-known/jwks.json")).send().await.unwrap().json().await.unwrap();
-    let (input, signature) = token.rsplit_once('.').unwrap();
-    let header: Value =
-        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(input.split_once('.').unwrap().0).unwrap()).unwrap();
-    let key = jwks["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|k| k["kid"] == header["kid"])
-        .expect("the token's kid is published");
-    let mut point = vec![4u8];
-    point.extend(URL_SAFE_NO_PAD.decode(key["x"].as_str().unwrap()).unwrap());
-    point.extend(URL_SAFE_NO_PAD.decode(key["y"].as_str().unwrap()).unwrap());
-    let verifying = VerifyingKey::from_sec1_bytes(&point).unwrap();
-    let signature = Signature::from_slice(&URL_SAFE_NO_PAD.decode(signature).unwrap()).unwrap();
-    assert!(verifying.verify(input.as_bytes(), &signature).is_ok(), "signed by Envoy, verifiable with the JWKS");
-
-    let claims: Value =
-        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(input.split_once('.').unwrap().1).unwrap()).unwrap();
+    let claims = verified_claims(&t, token).await;
     assert_eq!(claims["sub"], "guest-7");
     assert_eq!(claims["iss"], t.public("/"));
     assert_eq!(claims["aud"], json!(["orders"]));
