@@ -327,6 +327,23 @@ fn revoked_token() -> Denial {
         .with_reason("token_revoked")
 }
 
+/// A credential check's answer: 200 goes on; 429 is passed on; 5xx or no answer means the
+/// check could not be made (503, never a pass); anything else refuses the credential (401).
+fn accepted(
+    outcome: Result<HttpResponse, String>,
+    what: &str,
+    refused: &str,
+    reason: &'static str,
+) -> Result<HttpResponse, Denial> {
+    let response = outcome.map_err(|_| unavailable(what))?;
+    match response.status {
+        200 => Ok(response),
+        429 => Err(Denial::new(DenialKind::TooManyRequests, "Too many requests").with_reason("rate_limited")),
+        s if s >= 500 => Err(unavailable(what)),
+        _ => Err(Denial::new(DenialKind::Unauthorized, refused).with_reason(reason)),
+    }
+}
+
 fn unavailable(what: &str) -> Denial {
     Denial::new(DenialKind::Unavailable, format!("The credentials could not be checked: {what} is unavailable"))
         .with_reason("upstream_unavailable")
@@ -712,23 +729,10 @@ fn finish_session_check(
     outcome: Result<HttpResponse, String>,
     now_ms: i64,
 ) -> (Outcome, Option<i64>) {
-    let response = match outcome {
+    let response = match accepted(outcome, "the session endpoint", "The session is not valid", "session_invalid") {
         Ok(r) => r,
-        Err(_) => return (Outcome::Failed(unavailable("the session endpoint")), None),
+        Err(denial) => return (Outcome::Failed(denial), None),
     };
-    match response.status {
-        200 => {}
-        429 => {
-            let denial = Denial::new(DenialKind::TooManyRequests, "Too many requests").with_reason("rate_limited");
-            return (Outcome::Failed(denial), None);
-        }
-        s if s >= 500 => return (Outcome::Failed(unavailable("the session endpoint")), None),
-        _ => {
-            let denial =
-                Denial::new(DenialKind::Unauthorized, "The session is not valid").with_reason("session_invalid");
-            return (Outcome::Failed(denial), None);
-        }
-    }
     let forbidden =
         |msg: &str| (Outcome::Failed(Denial::new(DenialKind::Forbidden, msg).with_reason("session_malformed")), None);
     let Ok(body) = serde_json::from_slice::<Value>(&response.body) else {
@@ -987,23 +991,11 @@ fn finish_client_credentials(
     outcome: Result<HttpResponse, String>,
     now_ms: i64,
 ) -> (Outcome, Option<i64>) {
-    let response = match outcome {
-        Ok(r) => r,
-        Err(_) => return (Outcome::Failed(unavailable("the token endpoint")), None),
-    };
-    match response.status {
-        200 => {}
-        429 => {
-            let denial = Denial::new(DenialKind::TooManyRequests, "Too many requests").with_reason("rate_limited");
-            return (Outcome::Failed(denial), None);
-        }
-        s if s >= 500 => return (Outcome::Failed(unavailable("the token endpoint")), None),
-        _ => {
-            let denial = Denial::new(DenialKind::Unauthorized, "The client credentials are not valid")
-                .with_reason("client_invalid");
-            return (Outcome::Failed(denial), None);
-        }
-    }
+    let response =
+        match accepted(outcome, "the token endpoint", "The client credentials are not valid", "client_invalid") {
+            Ok(r) => r,
+            Err(denial) => return (Outcome::Failed(denial), None),
+        };
     let Ok(body) = serde_json::from_slice::<Value>(&response.body) else {
         return (Outcome::Failed(unavailable("the token endpoint")), None);
     };
