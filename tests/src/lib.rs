@@ -560,3 +560,37 @@ pub async fn verified_claims(t: &Testbed, token: &str) -> Value {
     assert!(verifying.verify(input.as_bytes(), &signature).is_ok(), "the token verifies with the published JWKS");
     json(payload)
 }
+
+/// Creates a client_credentials client (client_secret_basic) through the admin API, checking
+/// the Hydra-shaped answer.
+pub async fn create_client(t: &Testbed, id: &str, secret: &str, scope: &str) {
+    let response = t
+        .http
+        .post(t.admin("/admin/clients"))
+        .json(&json!({"client_id": id, "client_secret": secret, "grant_types": ["client_credentials"], "scope": scope}))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(response.status(), 201);
+    let client: Value = response.json().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(client["client_id"], id);
+    assert_eq!(client["client_secret"], secret, "the secret is shown once, on creation");
+    assert_eq!(client["token_endpoint_auth_method"], "client_secret_basic");
+}
+
+/// A client_credentials access token for `scope`, with client_secret_basic.
+pub async fn issue_token(t: &Testbed, id: &str, secret: &str, scope: &str) -> String {
+    let response = t
+        .http
+        .post(t.public("/oauth2/token"))
+        .basic_auth(id, Some(secret))
+        .form(&[("grant_type", "client_credentials"), ("scope", scope)])
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(body["token_type"], "bearer");
+    assert_eq!(body["scope"], scope);
+    body["access_token"].as_str().unwrap().to_owned()
+}

@@ -2,34 +2,16 @@
 //! judges `GET /decisions/ratings/1` on its admin port, calling its own introspection endpoint,
 //! as Envoy `ext_authz` or nginx `auth_request` would ask it.
 
-use portcullis_e2e::testbed;
-use serde_json::{Value, json};
+use portcullis_e2e::{create_client, issue_token, testbed};
+use serde_json::Value;
 
 #[tokio::test]
 async fn decisions_api_allows_a_valid_token_and_denies_none() {
     let t = testbed().await;
-    let created = t
-        .http
-        .post(t.admin("/admin/clients"))
-        .json(&json!({"client_id": "rater", "client_secret": "secret", "grant_types": ["client_credentials"], "scope": "read"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status(), 201);
-    let token: Value = t
-        .http
-        .post(t.public("/oauth2/token"))
-        .basic_auth("rater", Some("secret"))
-        .form(&[("grant_type", "client_credentials"), ("scope", "read")])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = token["access_token"].as_str().expect("an access token");
+    create_client(&t, "rater", "secret", "read").await;
+    let token = issue_token(&t, "rater", "secret", "read").await;
 
-    let allowed = t.http.get(t.admin("/decisions/ratings/1")).bearer_auth(token).send().await.unwrap();
+    let allowed = t.http.get(t.admin("/decisions/ratings/1")).bearer_auth(&token).send().await.unwrap();
     assert_eq!(allowed.status(), 200);
     assert_eq!(allowed.headers().get("x-user").and_then(|v| v.to_str().ok()), Some("rater"));
     assert!(allowed.bytes().await.unwrap().is_empty());

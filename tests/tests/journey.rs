@@ -3,39 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use portcullis_e2e::{Testbed, testbed};
+use portcullis_e2e::{Testbed, create_client, issue_token, testbed};
 use serde_json::{Value, json};
-
-async fn create_client(t: &Testbed, id: &str, secret: &str, scope: &str) {
-    let response = t
-        .http
-        .post(t.admin("/admin/clients"))
-        .json(&json!({"client_id": id, "client_secret": secret, "grant_types": ["client_credentials"], "scope": scope}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201);
-    let client: Value = response.json().await.unwrap();
-    assert_eq!(client["client_id"], id);
-    assert_eq!(client["client_secret"], secret, "the secret is shown once, on creation");
-    assert_eq!(client["token_endpoint_auth_method"], "client_secret_basic");
-}
-
-async fn issue_token(t: &Testbed, id: &str, secret: &str, scope: &str) -> String {
-    let response = t
-        .http
-        .post(t.public("/oauth2/token"))
-        .basic_auth(id, Some(secret))
-        .form(&[("grant_type", "client_credentials"), ("scope", scope)])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(body["token_type"], "bearer");
-    assert_eq!(body["scope"], scope);
-    body["access_token"].as_str().unwrap().to_owned()
-}
 
 /// GET through Envoy; returns the status, the `WWW-Authenticate` header and the JSON body.
 async fn get(t: &Testbed, path: &str, headers: &[(&str, &str)]) -> (u16, Option<String>, Value) {
