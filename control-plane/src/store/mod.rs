@@ -25,7 +25,8 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens `dsn`: `memory` (a private in-memory SQLite), `sqlite://...` or `postgres://...`.
+    /// Opens `dsn`: `memory` (a private in-memory SQLite), `sqlite://...` (in WAL mode) or
+    /// `postgres://...`.
     pub async fn connect(dsn: &str) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         let pool = if dsn == "memory" || dsn.starts_with("sqlite::memory:") {
@@ -41,7 +42,31 @@ impl Store {
             // The pool hides the cause of a failed first connection behind "timed out"; one
             // direct attempt surfaces "connection refused", "password authentication failed"...
             sqlx::AnyConnection::connect(dsn).await?.close().await?;
-            AnyPoolOptions::new().max_connections(8).acquire_timeout(Duration::from_secs(5)).connect(dsn).await?
+            let sqlite = dsn.starts_with("sqlite:");
+            AnyPoolOptions::new()
+                .max_connections(8)
+                .acquire_timeout(Duration::from_secs(5))
+                .after_connect(move |conn, _| {
+                    Box::pin(async move {
+                        if sqlite {
+                            // The default rollback journal lets one writer block every reader
+                            // and fsyncs each commit: token issuance queued behind it (p99 > 1 s).
+                            // WAL lets readers run beside the writer; NORMAL syncs at checkpoints
+                            // (a power cut may lose the last commits, a crash loses nothing);
+                            // busy_timeout waits for the write lock instead of failing.
+                            for pragma in [
+                                "PRAGMA journal_mode = WAL",
+                                "PRAGMA synchronous = NORMAL",
+                                "PRAGMA busy_timeout = 5000",
+                            ] {
+                                sqlx::query(pragma).execute(&mut *conn).await?;
+                            }
+                        }
+                        Ok(())
+                    })
+                })
+                .connect(dsn)
+                .await?
         };
         Ok(Self { pool })
     }
