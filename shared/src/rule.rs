@@ -57,12 +57,21 @@ pub struct MatchSpec {
     pub strategy: Option<Strategy>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HandlerSpec {
     pub handler: String,
     #[serde(default, skip_serializing_if = "Value::is_null")]
     pub config: Value,
+}
+
+/// Configs can hold secrets (`pre_authorization.client_secret`, hydrator credentials): `Debug`
+/// shows the handler and the config's keys only.
+impl std::fmt::Debug for HandlerSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let keys: Vec<&String> = self.config.as_object().map(|m| m.keys().collect()).unwrap_or_default();
+        f.debug_struct("HandlerSpec").field("handler", &self.handler).field("config_keys", &keys).finish()
+    }
 }
 
 /// A rule that cannot be loaded, with where and why.
@@ -455,6 +464,21 @@ mod tests {
         bad = rule("r6", "http://h/");
         bad["mutators"][0]["config"]["headers"] = json!({"Content-Length": "1"});
         assert!(compile(json!([bad])).unwrap_err().message.contains("cannot be set"));
+    }
+
+    #[test]
+    fn secrets_in_handler_configs_stay_out_of_debug_output() {
+        let mut r = rule("s", "http://h/");
+        r["authenticators"][0] = json!({"handler": "oauth2_introspection", "config": {
+            "introspection_url": "http://cp/i",
+            "pre_authorization": {"enabled": true, "client_id": "gw", "client_secret": "hunter2-secret", "token_url": "http://cp/t"}}});
+        r["mutators"][0] = json!({"handler": "hydrator", "config": {"api": {"url": "http://h/",
+            "auth": {"basic": {"username": "u", "password": "hunter2-password"}}}}});
+        let specs = parse_rules(json!([r])).unwrap();
+        let compiled = RuleSet::compile(&specs).unwrap();
+        let printed = format!("{specs:?} {compiled:?}");
+        assert!(!printed.contains("hunter2"), "{printed}");
+        assert!(printed.contains("pre_authorization"), "still useful: {printed}");
     }
 
     #[test]

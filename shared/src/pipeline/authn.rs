@@ -101,13 +101,23 @@ pub struct Introspection {
     pub pre_authorization: Option<PreAuthorization>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct PreAuthorization {
     pub token_url: String,
     pub client_id: String,
     pub client_secret: String,
     pub scope: Vec<String>,
     pub audience: Option<String>,
+}
+
+impl std::fmt::Debug for PreAuthorization {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PreAuthorization")
+            .field("token_url", &self.token_url)
+            .field("client_id", &self.client_id)
+            .field("scope", &self.scope)
+            .finish_non_exhaustive()
+    }
 }
 
 /// `cookie_session` and `bearer_token`: forward the credential to a session endpoint

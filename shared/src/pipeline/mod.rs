@@ -108,7 +108,7 @@ pub(crate) fn form_encode(value: &str) -> String {
 }
 
 /// An HTTP call the caller must perform and answer with [`Evaluation::resume`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct HttpCall {
     pub method: String,
     /// Absolute `http(s)://` URL.
@@ -119,6 +119,21 @@ pub struct HttpCall {
     /// When set, a response may be reused for later calls with the same key (the caller hashes
     /// it; it contains credentials) until the expiry [`Evaluation::resume`] reports.
     pub cache_key: Option<String>,
+}
+
+/// Calls carry credentials (the token being introspected, forwarded cookies): `Debug` shows
+/// where they go, not what they carry.
+impl std::fmt::Debug for HttpCall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.headers.iter().map(|(n, _)| n.as_str()).collect();
+        f.debug_struct("HttpCall")
+            .field("method", &self.method)
+            .field("url", &self.url)
+            .field("header_names", &names)
+            .field("body_len", &self.body.len())
+            .field("cacheable", &self.cache_key.is_some())
+            .finish()
+    }
 }
 
 /// The answer to an [`HttpCall`].
@@ -148,7 +163,7 @@ pub enum Verdict {
 
 /// A signature the caller must check (Envoy's `verify_signature` in the filter, RustCrypto in
 /// the control plane) and report with [`Evaluation::resume_verified`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct SignatureCheck {
     pub alg: crate::jwt::Algorithm,
     /// SubjectPublicKeyInfo DER of each key that may have signed; one verifying is enough.
@@ -160,6 +175,13 @@ pub struct SignatureCheck {
     pub cache_key: String,
     /// ...until then (the token's `exp`, unix ms); `None`: do not remember.
     pub cache_until_ms: Option<i64>,
+}
+
+impl std::fmt::Debug for SignatureCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The cache key is the token itself.
+        f.debug_struct("SignatureCheck").field("alg", &self.alg).field("keys", &self.keys.len()).finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

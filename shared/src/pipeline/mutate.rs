@@ -60,11 +60,21 @@ pub struct MintRequest {
     pub cache_until_ms: i64,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct Hydrator {
     pub url: String,
+    /// `Basic …`: a credential, kept out of `Debug`.
     pub basic_auth: Option<String>,
     pub cache_ttl_ms: Option<u64>,
+}
+
+impl std::fmt::Debug for Hydrator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hydrator")
+            .field("url", &self.url)
+            .field("cache_ttl_ms", &self.cache_ttl_ms)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Mutator {

@@ -796,3 +796,15 @@ fn a_literal_host_rule_cannot_be_dodged_with_a_trailing_dot_or_default_port() {
         assert_eq!(denied(&begin(&rules, &req, NOW_MS).1).0, 401, "{host}");
     }
 }
+
+#[test]
+fn effects_do_not_print_the_credentials_they_carry() {
+    let rules = basic_rules();
+    let h = headers(&[("authorization", "Bearer secret-token-123")]);
+    let (_, step) = begin(&rules, &request("/ratings/1", &h), NOW_MS);
+    let printed = format!("{step:?}");
+    assert!(
+        printed.contains("http://cp/admin/oauth2/introspect") && !printed.contains("secret-token-123"),
+        "{printed}"
+    );
+}
