@@ -570,6 +570,48 @@ fn finish_introspection(
     }
 }
 
+/// The claim checks introspection answers and JWTs share: trusted issuer, every target
+/// audience, every required scope (under the strategy; `None` checks nothing here).
+struct ClaimRules<'a> {
+    trusted_issuers: &'a [String],
+    target_audience: &'a [String],
+    scope_strategy: ScopeStrategy,
+    required_scope: &'a [String],
+}
+
+impl ClaimRules<'_> {
+    /// `mismatch` is the status for issuer and audience failures; a missing scope is always 403.
+    fn check(&self, iss: Option<&str>, aud: &[String], granted: &[&str], mismatch: DenialKind) -> Result<(), Denial> {
+        let refuse = |message: String, reason: &'static str| {
+            let denial = Denial::new(mismatch, message).with_reason(reason);
+            if mismatch == DenialKind::Unauthorized {
+                denial.with_bearer_error(BearerError::InvalidToken)
+            } else {
+                denial
+            }
+        };
+        if !self.trusted_issuers.is_empty() && !iss.is_some_and(|i| self.trusted_issuers.iter().any(|t| t == i)) {
+            return Err(refuse("The token was issued by an untrusted issuer".into(), "untrusted_issuer"));
+        }
+        if let Some(missing) = self.target_audience.iter().find(|a| !aud.contains(a)) {
+            return Err(refuse(format!("The token is not intended for audience {missing}"), "audience_mismatch"));
+        }
+        if self.scope_strategy != ScopeStrategy::None {
+            if let Some(missing) =
+                self.required_scope.iter().find(|s| !self.scope_strategy.covers(granted.iter().copied(), s))
+            {
+                return Err(Denial::new(
+                    DenialKind::Forbidden,
+                    format!("The token lacks the required scope {missing}"),
+                )
+                .with_bearer_error(BearerError::InsufficientScope)
+                .with_reason("insufficient_scope"));
+            }
+        }
+        Ok(())
+    }
+}
+
 fn check_introspection(c: &Introspection, r: IntrospectionResponse, now: i64) -> Result<Session, Denial> {
     let invalid = |msg: &str, reason: &'static str| {
         Denial::new(DenialKind::Unauthorized, msg).with_bearer_error(BearerError::InvalidToken).with_reason(reason)
@@ -585,20 +627,15 @@ fn check_introspection(c: &Introspection, r: IntrospectionResponse, now: i64) ->
         return Err(invalid("The access token has expired", "token_expired"));
     }
     let aud = r.aud.clone().unwrap_or_default();
-    if let Some(missing) = c.target_audience.iter().find(|a| !aud.contains(a)) {
-        return Err(forbidden(format!("The token is not intended for audience {missing}"), "audience_mismatch"));
-    }
-    if !c.trusted_issuers.is_empty() && !r.iss.as_ref().is_some_and(|iss| c.trusted_issuers.contains(iss)) {
-        return Err(forbidden("The token was issued by an untrusted issuer".into(), "untrusted_issuer"));
-    }
-    if c.scope_strategy != ScopeStrategy::None {
-        let granted: Vec<&str> = scope::split(r.scope.as_deref().unwrap_or("")).collect();
-        if let Some(missing) = c.required_scope.iter().find(|s| !c.scope_strategy.covers(granted.iter().copied(), s)) {
-            return Err(Denial::new(DenialKind::Forbidden, format!("The token lacks the required scope {missing}"))
-                .with_bearer_error(BearerError::InsufficientScope)
-                .with_reason("insufficient_scope"));
-        }
-    }
+    let granted: Vec<&str> = scope::split(r.scope.as_deref().unwrap_or("")).collect();
+    let claims = ClaimRules {
+        trusted_issuers: &c.trusted_issuers,
+        target_audience: &c.target_audience,
+        scope_strategy: c.scope_strategy,
+        required_scope: &c.required_scope,
+    };
+    // Oathkeeper: after introspection, issuer and audience mismatches are 403.
+    claims.check(r.iss.as_deref(), &aud, &granted, DenialKind::Forbidden)?;
     let mut extra = r.ext.unwrap_or_default();
     for (key, value) in [("username", r.username), ("client_id", r.client_id), ("scope", r.scope)] {
         if let Some(v) = value {
@@ -892,20 +929,11 @@ fn check_claims(c: &Jwt, claims: Map<String, Value>, now: i64) -> Outcome {
         return Outcome::Failed(invalid_token("The token was issued in the future", "token_issued_in_future"));
     }
     let iss = claims.get("iss").and_then(Value::as_str);
-    if !c.trusted_issuers.is_empty() && !iss.is_some_and(|i| c.trusted_issuers.iter().any(|t| t == i)) {
-        return Outcome::Failed(invalid_token("The token was issued by an untrusted issuer", "untrusted_issuer"));
-    }
-    let aud: Vec<&str> = match claims.get("aud") {
-        Some(Value::String(a)) => vec![a.as_str()],
-        Some(Value::Array(list)) => list.iter().filter_map(Value::as_str).collect(),
+    let aud: Vec<String> = match claims.get("aud") {
+        Some(Value::String(a)) => vec![a.clone()],
+        Some(Value::Array(list)) => list.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
         _ => Vec::new(),
     };
-    if let Some(missing) = c.target_audience.iter().find(|a| !aud.contains(&a.as_str())) {
-        return Outcome::Failed(invalid_token(
-            &format!("The token is not intended for audience {missing}"),
-            "audience_mismatch",
-        ));
-    }
     // Scopes come as `scp`, `scope` or `scopes`, a list or a space-separated string.
     let granted: Vec<String> = ["scp", "scope", "scopes"]
         .iter()
@@ -917,12 +945,15 @@ fn check_claims(c: &Jwt, claims: Map<String, Value>, now: i64) -> Outcome {
         })
         .unwrap_or_default();
     let granted_refs: Vec<&str> = granted.iter().map(String::as_str).collect();
-    if let Some(missing) = c.required_scope.iter().find(|s| !c.scope_strategy.covers(granted_refs.iter().copied(), s)) {
-        return Outcome::Failed(
-            Denial::new(DenialKind::Forbidden, format!("The token lacks the required scope {missing}"))
-                .with_bearer_error(BearerError::InsufficientScope)
-                .with_reason("insufficient_scope"),
-        );
+    let rules = ClaimRules {
+        trusted_issuers: &c.trusted_issuers,
+        target_audience: &c.target_audience,
+        scope_strategy: c.scope_strategy,
+        required_scope: &c.required_scope,
+    };
+    // Oathkeeper: every jwt claim failure but scope is 401.
+    if let Err(denial) = rules.check(iss, &aud, &granted_refs, DenialKind::Unauthorized) {
+        return Outcome::Failed(denial);
     }
     let subject = claims.get("sub").and_then(Value::as_str).unwrap_or_default().to_owned();
     let mut extra = claims;
