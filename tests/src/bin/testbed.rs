@@ -7,7 +7,18 @@ use portcullis_e2e::{FILTER_TOKEN, Options, Ports, Testbed, workspace_root};
 #[tokio::main]
 async fn main() {
     let dir = workspace_root().join(".run");
-    let testbed = match Testbed::start(Options { ports: Ports::WELL_KNOWN, dir: Some(dir) }).await {
+    // Listen for the stop signal from the first moment: a signal during start-up drops the
+    // unfinished start, and with it the children it spawned (`kill_on_drop`).
+    let stop = stop_signal();
+    tokio::pin!(stop);
+    let started = tokio::select! {
+        started = Testbed::start(Options { ports: Ports::WELL_KNOWN, dir: Some(dir) }) => started,
+        () = &mut stop => {
+            eprintln!("stopping");
+            return;
+        }
+    };
+    let testbed = match started {
         Ok(t) => t,
         Err(e) => {
             eprintln!("portcullis testbed: {e}");
@@ -43,7 +54,7 @@ Ctrl-C to stop."#,
         mock = p.mock,
         dir = testbed.dir.display(),
     );
-    stop_signal().await;
+    stop.await;
     eprintln!("stopping");
     // Dropping the testbed stops Envoy and the control plane (`kill_on_drop`).
     drop(testbed);
