@@ -24,6 +24,10 @@ pub struct Config {
     pub filters: Filters,
     pub decisions: Decisions,
     pub secrets: Secrets,
+    /// Set by `portcullis serve --dev`, never by a file or the environment: the admin
+    /// listener accepts requests without an API key and the courier's outbox is browsable.
+    #[serde(skip)]
+    pub dev: bool,
 }
 
 impl Default for Config {
@@ -37,6 +41,7 @@ impl Default for Config {
             filters: Filters::default(),
             decisions: Decisions::default(),
             secrets: Secrets::default(),
+            dev: false,
         }
     }
 }
@@ -54,6 +59,7 @@ impl std::fmt::Debug for Config {
             .field("filters", &self.filters)
             .field("decisions", &self.decisions)
             .field("secrets", &self.secrets)
+            .field("dev", &self.dev)
             .finish()
     }
 }
@@ -107,11 +113,22 @@ pub struct Urls {
 #[serde(deny_unknown_fields, default)]
 pub struct SelfUrls {
     pub issuer: String,
+    /// Where browsers reach the public listener (self-service flows, built-in pages, cookies).
+    /// Empty: the issuer. Its scheme decides whether cookies are `Secure`.
+    pub public: String,
 }
 
 impl Default for SelfUrls {
     fn default() -> Self {
-        Self { issuer: "http://127.0.0.1:4444/".into() }
+        Self { issuer: "http://127.0.0.1:4444/".into(), public: String::new() }
+    }
+}
+
+impl SelfUrls {
+    /// The public base URL without a trailing slash.
+    pub fn public_base(&self) -> &str {
+        let url = if self.public.is_empty() { &self.issuer } else { &self.public };
+        url.trim_end_matches('/')
     }
 }
 
