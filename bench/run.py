@@ -189,24 +189,26 @@ def jwt_authenticator(jwks_url: str) -> dict:
 HEADER_MUTATOR = {"handler": "header", "config": {"headers": {"X-User": "{{ print .Subject }}"}}}
 
 
-def introspection_rule(rule_id: str, prefix: str, admin_port: int, cached: bool) -> dict:
+def introspection_rule(rule_id: str, prefix: str, admin_port: int, api_key: str, cached: bool) -> dict:
+    """`api_key`: a `tokens:read` admin API key, which the admin introspection endpoint requires."""
     cache = {"enabled": True, "ttl": "5m"} if cached else {"enabled": False}
     return {
         "id": rule_id, "match": {"url": f"<http|https>://<[^/]+>/{prefix}<(/.*)?>", "methods": ["GET"]},
         "authenticators": [{"handler": "oauth2_introspection", "config": {
             "introspection_url": f"http://127.0.0.1:{admin_port}/admin/oauth2/introspect",
+            "introspection_request_headers": {"X-Portcullis-Api-Key": api_key},
             "scope_strategy": "exact", "required_scope": ["read"], "cache": cache}}],
         "authorizer": {"handler": "allow"}, "mutators": [HEADER_MUTATOR],
     }
 
 
-def main_rules(jwks_url: str, admin_port: int) -> list[dict]:
+def main_rules(jwks_url: str, admin_port: int, api_key: str) -> list[dict]:
     return [
         {"id": "jwt", "match": {"url": "<http|https>://<[^/]+>/jwt<(/.*)?>", "methods": ["GET"]},
          "authenticators": [jwt_authenticator(jwks_url)], "authorizer": {"handler": "allow"},
          "mutators": [HEADER_MUTATOR]},
-        introspection_rule("introspection-warm", "intro-warm", admin_port, True),
-        introspection_rule("introspection-cold", "intro-cold", admin_port, False),
+        introspection_rule("introspection-warm", "intro-warm", admin_port, api_key, True),
+        introspection_rule("introspection-cold", "intro-cold", admin_port, api_key, False),
         {"id": "public", "match": {"url": "<http|https>://<[^/]+>/public/<.*>", "methods": ["GET"]},
          "authenticators": [{"handler": "anonymous"}], "authorizer": {"handler": "allow"},
          "mutators": [HEADER_MUTATOR]},
@@ -242,14 +244,16 @@ def many_rules(n: int, jwks_url: str) -> tuple[list[dict], str]:
 
 class ControlPlane:
     def __init__(self, name: str, work: Path, dsn: str | None, rules) -> None:
-        """`rules`: the rule list, or a function of the admin port (rules that call the control
-        plane name its URL)."""
+        """`rules`: the rule list, or a function of the admin port and a `tokens:read` API key
+        (rules that call the control plane name its URL and send the key).
+
+        The admin API is guarded by API keys, as deployed (no `--dev`): two keys are made with
+        `portcullis keys create` before `serve`, `admin` for the bench's own admin calls and
+        `tokens:read` for introspection (rule call-outs and the cp-introspect rows)."""
         self.name = name
         self.dir = work / name
         self.dir.mkdir(parents=True, exist_ok=True)
         self.public, self.admin = free_port(), free_port()
-        rules = rules(self.admin) if callable(rules) else rules
-        (self.dir / "rules.json").write_text(json.dumps(rules))
         dsn = dsn or f"sqlite://{self.dir / 'portcullis.sqlite'}?mode=rwc"
         (self.dir / "portcullis.yaml").write_text(
             f"dsn: {dsn}\n"
@@ -259,8 +263,21 @@ class ControlPlane:
             f"ttl:\n  access_token: 2h\n"
             f"access_rules:\n  repositories: [rules.json]\n"
             f"filters:\n  tokens: [{FILTER_TOKEN}]\n")
+        self.api_key = self.create_key("bench", "admin")
+        self.introspection_key = self.create_key("filter-introspection", "tokens:read")
+        rules = rules(self.admin, self.introspection_key) if callable(rules) else rules
+        (self.dir / "rules.json").write_text(json.dumps(rules))
         self.proc = start([str(PORTCULLIS), "serve", "--config", "portcullis.yaml"], self.dir,
                           "portcullis.log", {"RUST_LOG": "warn"})
+
+    def create_key(self, name: str, scopes: str) -> str:
+        out = subprocess.run([str(PORTCULLIS), "keys", "create", "--config", "portcullis.yaml", "--name", name,
+                              "--scopes", scopes], cwd=self.dir, capture_output=True, text=True, timeout=60,
+                             env={**os.environ, "RUST_LOG": "warn"})
+        key = out.stdout.strip()
+        if out.returncode != 0 or not key.startswith("pc_ak_"):
+            raise RuntimeError(f"portcullis keys create ({self.name}): {out.stderr.strip()[:300]}")
+        return key
 
     def wait_ready(self) -> None:
         wait_for(f"control plane {self.name}", lambda: http(
@@ -270,7 +287,7 @@ class ControlPlane:
         body = json.dumps({"client_name": "bench", "grant_types": ["client_credentials"], "scope": "read",
                            "token_endpoint_auth_method": "client_secret_basic"}).encode()
         status, _, raw = http("POST", f"http://127.0.0.1:{self.admin}/admin/clients", body,
-                              {"Content-Type": "application/json"})
+                              {"Content-Type": "application/json", "Authorization": f"Bearer {self.api_key}"})
         if status not in (200, 201):
             raise RuntimeError(f"creating a client: {status} {raw[:300]!r}")
         c = json.loads(raw)
@@ -787,7 +804,9 @@ def main() -> int:
         "control plane's `/decisions` (the Oathkeeper architecture); its rule is the portcullis-jwt rule.",
         "introspection-warm/cold: an opaque client_credentials token from the control plane, the "
         "filter calling `/admin/oauth2/introspect` through Envoy, with the rule's cache "
-        "`{enabled: true, ttl: 5m}` (warm) or disabled (cold: one call-out per request).",
+        "`{enabled: true, ttl: 5m}` (warm) or disabled (cold: one call-out per request). The admin "
+        "API runs as deployed (no `--dev`): each introspection call carries a `tokens:read` API key "
+        "(`introspection_request_headers`, also on the cp-introspect rows), verified from a 5 s cache.",
         "rules-10k: a second control plane serving 10,000 JWT rules in the shapes of "
         "bench/src/lib.rs (plus one anonymous readiness rule), loaded by a second filter instance "
         "(its own VM) on its own listener; the request matches the last JWT rule.",
@@ -821,7 +840,7 @@ def main() -> int:
         verify_file.write_text("\n".join(minter.mint(f"verify-{i}", exp) for i in range(verify_pool_size)) + "\n")
         log(f"minted {pool_size + verify_pool_size + 1:,} ES256 tokens in {time.time() - t0:.1f} s")
 
-        cp = ControlPlane("cp", work, None, lambda admin: main_rules(jwks_url, admin))
+        cp = ControlPlane("cp", work, None, lambda admin, key: main_rules(jwks_url, admin, key))
         rules10k, path10k = many_rules(n_rules, jwks_url)
         want10k = only is None or "rules-10k" in only
         cp10k = ControlPlane("cp-10k", work, None, rules10k) if want10k else None
@@ -884,14 +903,16 @@ def main() -> int:
             Scenario("cp-introspect-sqlite", "control-plane",
                      f"http://127.0.0.1:{cp.admin}/admin/oauth2/introspect",
                      "POST /admin/oauth2/introspect of an active opaque token, SQLite",
-                     script=[post_lua, "token=" + urllib.parse.quote(opaque, safe="")], cps=[cp]),
+                     script=[post_lua, "token=" + urllib.parse.quote(opaque, safe=""),
+                             f"Bearer {cp.introspection_key}"], cps=[cp]),
         ]
         if not args.no_postgres and (only is None or any("postgres" in o for o in only)):
             out = subprocess.run([str(ROOT / "tools" / "postgres.sh"), "start"], env=pg_env,
                                  capture_output=True, text=True, timeout=120)
             if out.returncode == 0:
                 pg_started = True
-                cppg = ControlPlane("cp-postgres", work, out.stdout.strip(), lambda admin: main_rules(jwks_url, admin))
+                cppg = ControlPlane("cp-postgres", work, out.stdout.strip(),
+                                    lambda admin, key: main_rules(jwks_url, admin, key))
                 cppg.wait_ready()
                 pg_client = cppg.client()
                 pg_token = cppg.token(pg_client)
@@ -904,7 +925,8 @@ def main() -> int:
                     Scenario("cp-introspect-postgres", "control-plane",
                              f"http://127.0.0.1:{cppg.admin}/admin/oauth2/introspect",
                              "POST /admin/oauth2/introspect, PostgreSQL (local, fsync=off)",
-                             script=[post_lua, "token=" + urllib.parse.quote(pg_token, safe="")], cps=[cppg]),
+                             script=[post_lua, "token=" + urllib.parse.quote(pg_token, safe=""),
+                                     f"Bearer {cppg.introspection_key}"], cps=[cppg]),
                 ]
             else:
                 notes.append(f"PostgreSQL rows skipped: tools/postgres.sh start failed: {out.stderr.strip()[:200]}")

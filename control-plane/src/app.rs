@@ -37,8 +37,18 @@ pub struct AppState {
     pub decider: Arc<Decider>,
     /// The id_token signing key set (private key, public JWKS).
     pub keys: Arc<Keys>,
+    /// The e-mail queue and its worker's settings.
+    pub courier: Arc<crate::courier::Courier>,
+    /// Identity schemas (`identity.schemas` or the built-in default).
+    pub schemas: Arc<crate::identity::schema::Schemas>,
+    /// Outbound HTTP for web hooks and the optional breached-password check.
+    pub http: reqwest::Client,
     /// Flipped to `true` on shutdown so long-polls return at once.
     pub shutdown: Arc<watch::Sender<bool>>,
+    /// Admin API keys verified in the last few seconds.
+    pub api_keys: Arc<admin::auth::ApiKeyCache>,
+    /// The passkey relying party (`selfservice.methods.passkey`), checked at startup.
+    pub passkeys: Arc<crate::identity::passkey::Passkeys>,
 }
 
 impl std::fmt::Debug for dyn Clock {
@@ -62,7 +72,16 @@ impl AppState {
         rules.set_signing_key(Some(keys.signer().snapshot_key().clone())).await;
         let decider = Decider::new(&config.decisions).map_err(StartupError)?;
         decider.set_signer(Some(keys.signer()));
+        let schemas = crate::identity::schema::Schemas::load(&config.identity)?;
+        let passkeys = crate::identity::passkey::Passkeys::from_config(&config)?;
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(30))
+            .build()
+            .map_err(|e| StartupError(format!("HTTP client: {e}")))?;
         Ok(Self {
+            schemas: Arc::new(schemas),
+            http,
+            courier: Arc::new(crate::courier::Courier::new(&config.courier, config.dev)),
             decider: Arc::new(decider),
             keys: Arc::new(keys),
             config: Arc::new(config),
@@ -71,6 +90,8 @@ impl AppState {
             secrets: Arc::default(),
             rules: Arc::new(rules),
             shutdown: Arc::new(watch::Sender::new(false)),
+            api_keys: Arc::default(),
+            passkeys: Arc::new(passkeys),
         })
     }
 }
@@ -93,12 +114,22 @@ pub fn public_router(state: AppState) -> Router {
         .route("/oauth2/introspect", post(oauth2::introspect::public))
         .route("/oauth2/revoke", post(oauth2::revoke::handle))
         .route("/.well-known/jwks.json", get(oauth2::jwks::handle))
+        .route("/schemas", get(crate::identity::schema::list))
+        .route("/schemas/{id}", get(crate::identity::schema::get))
         .route("/health/alive", get(health::alive))
         .route("/health/ready", get(health::ready))
+        .merge(crate::identity::public_routes())
+        .merge(crate::ui::routes())
+        .merge(dev_routes(&state))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(PUBLIC_BODY_LIMIT))
         .with_state(state)
+}
+
+/// Routes that exist only under `--dev`; without it they are plain 404s.
+fn dev_routes(state: &AppState) -> Router<AppState> {
+    if state.config.dev { Router::new().route("/dev/outbox", get(crate::courier::outbox::page)) } else { Router::new() }
 }
 
 pub fn admin_router(state: AppState) -> Router {
@@ -115,6 +146,11 @@ pub fn admin_router(state: AppState) -> Router {
         .route("/admin/rules", get(admin::rules::list).put(admin::rules::replace))
         .route("/admin/rules/explain", post(rules::explain::handle))
         .route("/admin/rules/{id}", get(admin::rules::get))
+        .route("/admin/api-keys", get(admin::api_keys::list).post(admin::api_keys::create))
+        .route("/admin/api-keys/{id}", axum::routing::delete(admin::api_keys::revoke))
+        .route("/admin/courier/messages", get(admin::courier::list))
+        .route("/admin/courier/messages/{id}", get(admin::courier::get))
+        .merge(crate::identity::admin_routes())
         .route("/admin/snapshot", get(rules::snapshot::handle))
         .route("/admin/version", get(admin::version))
         .route("/admin/health/alive", get(health::alive))
@@ -125,7 +161,10 @@ pub fn admin_router(state: AppState) -> Router {
         .with_state(state.clone());
     let decisions = any(rules::decisions::handle);
     // Routing happens inside `inner`, after the rewrite; a layer on `inner` would run too late.
-    // The decisions routes sit outside it: their path is the request being judged.
+    // The API-key guard runs between the two, so it judges the path `inner` routes (`/clients`
+    // as `/admin/clients`). The decisions routes sit outside both: their path is the request
+    // being judged, their Authorization header that request's.
+    let guard = axum::middleware::from_fn_with_state(state.clone(), admin::auth::require_api_key);
     Router::new()
         .route("/decisions", decisions.clone())
         .route("/decisions/", decisions.clone())
@@ -134,7 +173,7 @@ pub fn admin_router(state: AppState) -> Router {
         .route("/admin/decisions/", decisions.clone())
         .route("/admin/decisions/{*rest}", decisions)
         .with_state(state)
-        .fallback_service(tower::ServiceBuilder::new().map_request(add_admin_prefix).service(inner))
+        .fallback_service(tower::ServiceBuilder::new().map_request(add_admin_prefix).layer(guard).service(inner))
 }
 
 /// `/clients` → `/admin/clients`, as Hydra does for v1 clients.
@@ -165,7 +204,7 @@ pub async fn migrate(config: &Config) -> Result<(), StartupError> {
     Ok(())
 }
 
-async fn connect(config: &Config) -> Result<Store, StartupError> {
+pub(crate) async fn connect(config: &Config) -> Result<Store, StartupError> {
     Store::connect(&config.dsn)
         .await
         .map_err(|e| StartupError(format!("config key dsn: cannot open the database: {e}")))
@@ -175,6 +214,7 @@ async fn connect(config: &Config) -> Result<Store, StartupError> {
 pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), StartupError> {
     let store = connect(&config).await?;
     store.migrate().await?;
+    admin::auth::announce(&config, &store).await?;
     let public_addr = config.serve.public.address();
     let admin_addr = config.serve.admin.address();
     let state = AppState::new(config, store.clone(), Arc::new(SystemClock)).await?;
@@ -187,6 +227,7 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + '
     let file_watcher = state.rules.clone().spawn_file_watcher();
     let jwks_refresher = state.rules.clone().spawn_jwks_refresher(state.config.access_rules.jwks_refresh);
     let janitor = spawn_token_janitor(state.clone());
+    let courier = state.courier.clone().spawn_worker(store.clone(), state.clock.clone());
     let stop = state.shutdown.clone();
     tokio::spawn(async move {
         shutdown.await;
@@ -206,6 +247,7 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + '
     jwks_refresher.abort();
     file_watcher.abort();
     janitor.abort();
+    courier.abort();
     store.close().await;
     result.map_err(|e| StartupError(format!("server error: {e}")))?;
     Ok(())

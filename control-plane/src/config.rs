@@ -10,7 +10,10 @@ use figment::Figment;
 use figment::providers::{Env, Format, Yaml};
 use serde::Deserialize;
 
+pub use crate::courier::config::CourierConfig;
+pub use crate::ui::UiConfig;
 use crate::error::StartupError;
+pub use crate::identity::config::{IdentityConfig, SchemaSource, SelfService, SessionConfig};
 
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -24,6 +27,13 @@ pub struct Config {
     pub filters: Filters,
     pub decisions: Decisions,
     pub secrets: Secrets,
+    pub identity: IdentityConfig,
+    pub selfservice: SelfService,
+    pub session: SessionConfig,
+    /// E-mail delivery (Kratos's `courier`); the SMTP URI's password is redacted in `Debug`.
+    pub courier: CourierConfig,
+    /// The built-in pages: site title and an optional operator layout (`templates_dir`).
+    pub ui: UiConfig,
     /// Set by `portcullis serve --dev`, never by a file or the environment: the admin
     /// listener accepts requests without an API key and the courier's outbox is browsable.
     #[serde(skip)]
@@ -41,6 +51,11 @@ impl Default for Config {
             filters: Filters::default(),
             decisions: Decisions::default(),
             secrets: Secrets::default(),
+            identity: IdentityConfig::default(),
+            selfservice: SelfService::default(),
+            session: SessionConfig::default(),
+            courier: CourierConfig::default(),
+            ui: UiConfig::default(),
             dev: false,
         }
     }
@@ -59,6 +74,11 @@ impl std::fmt::Debug for Config {
             .field("filters", &self.filters)
             .field("decisions", &self.decisions)
             .field("secrets", &self.secrets)
+            .field("identity", &self.identity)
+            .field("selfservice", &self.selfservice)
+            .field("session", &self.session)
+            .field("courier", &self.courier)
+            .field("ui", &self.ui)
             .field("dev", &self.dev)
             .finish()
     }
@@ -262,6 +282,7 @@ impl Config {
         let mut config: Config = figment.extract().map_err(|e| StartupError(one_line(&e)))?;
         let base = file.and_then(Path::parent).map(Path::to_path_buf).unwrap_or_default();
         config.access_rules.repositories = config.access_rules.repositories.iter().map(|r| resolve(&base, r)).collect();
+        config.ui.load_templates(&base)?;
         config.validate()?;
         Ok(config)
     }
@@ -279,6 +300,9 @@ impl Config {
         if self.dsn.trim().is_empty() {
             return Err(StartupError("config key dsn: must not be empty".into()));
         }
+        self.selfservice.validate()?;
+        self.session.validate(self.urls.self_.public_base().starts_with("https://"))?;
+        self.courier.validate()?;
         self.secrets.validate()
     }
 }

@@ -11,13 +11,16 @@ pub mod cli;
 pub mod client;
 pub mod clock;
 pub mod config;
+pub mod courier;
 pub mod crypto;
 pub mod error;
 pub mod health;
+pub mod identity;
 pub mod keys;
 pub mod oauth2;
 pub mod rules;
 pub mod store;
+pub mod ui;
 
 #[cfg(test)]
 pub(crate) mod testing;

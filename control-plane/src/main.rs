@@ -22,6 +22,10 @@ enum Command {
         /// YAML config file; `PORTCULLIS_*` environment variables override it.
         #[arg(long, env = "PORTCULLIS_CONFIG")]
         config: Option<PathBuf>,
+        /// Development only: the admin API accepts requests without an API key. Deliberately
+        /// a flag alone (no config key, no environment variable), so it is never on by accident.
+        #[arg(long)]
+        dev: bool,
     },
     /// Apply database migrations and exit.
     Migrate {
@@ -32,6 +36,34 @@ enum Command {
     Rules {
         #[command(subcommand)]
         command: RulesCommand,
+    },
+    /// Manage admin API keys in the database (works while no key exists yet).
+    Keys {
+        #[arg(long, env = "PORTCULLIS_CONFIG", global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create a key; it is printed once on stdout and cannot be shown again.
+    Create {
+        /// What the key is for, e.g. `ci`.
+        #[arg(long)]
+        name: String,
+        /// Comma-separated: `admin`, or `<resource>:read|write` with resource one of clients,
+        /// identities, sessions, rules, keys, courier, tokens, api-keys.
+        #[arg(long, value_name = "SCOPE[,SCOPE...]")]
+        scopes: String,
+    },
+    /// List keys (never the keys themselves), revoked ones included.
+    List,
+    /// Revoke a key by id.
+    Revoke {
+        #[arg(value_name = "ID")]
+        id: String,
     },
 }
 
@@ -54,6 +86,9 @@ enum RulesCommand {
         headers: Vec<String>,
         #[arg(long, env = "PORTCULLIS_ADMIN_URL", default_value = "http://127.0.0.1:4445")]
         admin_url: String,
+        /// An admin API key with `rules:read` (not needed when the server runs with --dev).
+        #[arg(long, env = "PORTCULLIS_API_KEY", hide_env_values = true)]
+        api_key: Option<String>,
     },
 }
 
@@ -79,16 +114,25 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve { config } => {
-                let config = Config::load(config.as_deref())?;
+            Command::Serve { config, dev } => {
+                let mut config = Config::load(config.as_deref())?;
+                config.dev = dev;
                 app::serve(config, app::shutdown_signal()).await.map(|()| ExitCode::SUCCESS)
             }
             Command::Migrate { config } => {
                 let config = Config::load(config.as_deref())?;
                 app::migrate(&config).await.map(|()| ExitCode::SUCCESS)
             }
-            Command::Rules { command: RulesCommand::Explain { method, url, headers, admin_url } } => {
-                Ok(cli::rules_explain(&admin_url, &method, &url, &headers).await)
+            Command::Rules { command: RulesCommand::Explain { method, url, headers, admin_url, api_key } } => {
+                Ok(cli::rules_explain(&admin_url, api_key.as_deref(), &method, &url, &headers).await)
+            }
+            Command::Keys { config, command } => {
+                let config = Config::load(config.as_deref())?;
+                match command {
+                    KeysCommand::Create { name, scopes } => cli::keys_create(&config, &name, &scopes).await,
+                    KeysCommand::List => cli::keys_list(&config).await,
+                    KeysCommand::Revoke { id } => cli::keys_revoke(&config, &id).await,
+                }
             }
             Command::Rules { command: RulesCommand::Check { .. } } => Ok(ExitCode::SUCCESS),
         }

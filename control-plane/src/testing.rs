@@ -45,7 +45,19 @@ impl Harness {
         Self::with_config(Config::default()).await
     }
 
+    /// A `--dev` harness: its admin API needs no key, since most tests are about something
+    /// else (those about keys use [`Harness::secured`]).
     pub async fn with_config(mut config: Config) -> Self {
+        config.dev = true;
+        Self::build(config).await
+    }
+
+    /// A harness whose admin API requires API keys, as `portcullis serve` without `--dev`.
+    pub async fn secured() -> Self {
+        Self::build(Config::default()).await
+    }
+
+    async fn build(mut config: Config) -> Self {
         config.filters.tokens = vec![FILTER_TOKEN.into()];
         let store = crate::store::testing::sqlite().await;
         let clock = Arc::new(FixedClock::new(T0));

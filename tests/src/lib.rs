@@ -4,6 +4,11 @@
 //! free ports. Portcullis itself is never mocked; only the external systems rules call out to
 //! (a Kratos-like session endpoint, a bearer check, a Keto-like permission check, a hydrator)
 //! are stood in for by [`start_mock_services`], reachable from Envoy as the `mocks` cluster.
+//!
+//! The tests' control plane runs as in production, its admin API guarded by API keys: before
+//! `serve`, the harness creates an `admin` key and a `tokens:read` key for the demo rules'
+//! introspection call-outs with the real `portcullis keys create`, and every admin request made
+//! through [`Testbed::admin_request`] carries the first. `just run` passes `--dev` instead.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -19,6 +24,8 @@ use serde_json::{Map, Value, json};
 use tokio::net::TcpListener;
 use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
+
+pub mod browser;
 
 /// Where each piece listens.
 #[derive(Debug, Clone, Copy)]
@@ -78,6 +85,26 @@ pub struct Options {
     pub ports: Ports,
     /// Where configs, logs and the SQLite file go; `None`: a fresh temporary directory.
     pub dir: Option<PathBuf>,
+    /// `portcullis serve --dev`: an admin API without keys (the README's curl examples).
+    pub dev: bool,
+}
+
+/// What a test may change about the testbed beyond [`Options`] ([`Testbed::start_with`]).
+#[derive(Debug, Clone)]
+pub struct Extras {
+    /// The host name in the public listener's and the gateway's URLs (the issuer, and so the
+    /// cookies' host and the passkey relying party). Browser tests use `localhost`: cookies are
+    /// per host, and `127.0.0.1` cannot be a WebAuthn RP ID. Everything still listens on
+    /// 127.0.0.1.
+    pub host: String,
+    /// Merged into the control plane's config: objects key by key, anything else replaces.
+    pub config: Value,
+}
+
+impl Default for Extras {
+    fn default() -> Self {
+        Self { host: "127.0.0.1".into(), config: Value::Null }
+    }
 }
 
 pub struct Testbed {
@@ -91,6 +118,13 @@ pub struct Testbed {
     /// What the mock services received, to assert on call-outs (and on caching).
     pub mocks: MockLog,
     pub http: reqwest::Client,
+    pub dev: bool,
+    /// An `admin` API key, sent by [`Testbed::admin_request`]; `None` under `--dev`.
+    pub admin_key: Option<String>,
+    /// A `tokens:read` API key that rules calling the admin introspection endpoint send.
+    pub introspection_key: Option<String>,
+    /// The host in [`Testbed::public`] and [`Testbed::gateway`] URLs ([`Extras::host`]).
+    pub host: String,
 }
 
 /// The workspace root (this crate lives in `tests/`).
@@ -107,8 +141,9 @@ fn artifact(env: &str, default: &str) -> Result<PathBuf, String> {
     }
 }
 
-fn render(template: &str, ports: &Ports, wasm: &Path) -> String {
+fn render(template: &str, ports: &Ports, wasm: &Path, introspection_headers: &Value) -> String {
     template
+        .replace("{{introspection_request_headers}}", &introspection_headers.to_string())
         .replace("{{gateway_port}}", &ports.gateway.to_string())
         .replace("{{public_port}}", &ports.public.to_string())
         .replace("{{admin_port}}", &ports.admin.to_string())
@@ -121,6 +156,10 @@ fn render(template: &str, ports: &Ports, wasm: &Path) -> String {
 
 impl Testbed {
     pub async fn start(options: Options) -> Result<Testbed, String> {
+        Self::start_with(options, Extras::default()).await
+    }
+
+    pub async fn start_with(options: Options, extras: Extras) -> Result<Testbed, String> {
         let portcullis = artifact("PORTCULLIS_BIN", "target/debug/portcullis")?;
         let envoy = artifact("ENVOY_BIN", ".venv/bin/envoy")?;
         let wasm = artifact("PORTCULLIS_WASM", "target/wasm32-wasip1/wasm-release/portcullis_filter.wasm")?;
@@ -137,9 +176,17 @@ impl Testbed {
         let read = |name: &str| {
             std::fs::read_to_string(workspace_root().join("envoy").join(name)).map_err(|e| format!("{name}: {e}"))
         };
-        write(&dir.join("rules.json"), &render(&read("demo-rules.template.json")?, &ports, &wasm))?;
-        write(&dir.join("envoy.yaml"), &render(&read("envoy.template.yaml")?, &ports, &wasm))?;
-        write(&dir.join("portcullis.yaml"), &control_plane_config(&dir, &ports))?;
+        write(&dir.join("portcullis.yaml"), &control_plane_config(&dir, &ports, &extras)?)?;
+        let (admin_key, introspection_key) = if options.dev {
+            (None, None)
+        } else {
+            let admin = create_api_key(&portcullis, &dir, "e2e", "admin").await?;
+            let introspection = create_api_key(&portcullis, &dir, "filter-introspection", "tokens:read").await?;
+            (Some(admin), Some(introspection))
+        };
+        let headers = introspection_headers(introspection_key.as_deref());
+        write(&dir.join("rules.json"), &render(&read("demo-rules.template.json")?, &ports, &wasm, &headers))?;
+        write(&dir.join("envoy.yaml"), &render(&read("envoy.template.yaml")?, &ports, &wasm, &headers))?;
 
         let upstream = start_echo_upstream(ports.upstream).await?;
         let mocks = MockLog::default();
@@ -167,6 +214,10 @@ impl Testbed {
             _mocks: mock_server,
             mocks,
             http,
+            dev: options.dev,
+            admin_key,
+            introspection_key,
+            host: extras.host,
         };
         testbed.start_control_plane_with(&portcullis).await?;
         testbed.wait_for_rules().await?;
@@ -174,11 +225,12 @@ impl Testbed {
     }
 
     async fn start_control_plane_with(&mut self, portcullis: &Path) -> Result<(), String> {
-        let child = spawn(
-            Command::new(portcullis).args(["serve", "--config", "portcullis.yaml"]).env("RUST_LOG", "info"),
-            &self.dir,
-            "portcullis.log",
-        )?;
+        let mut command = Command::new(portcullis);
+        command.args(["serve", "--config", "portcullis.yaml"]).env("RUST_LOG", "info");
+        if self.dev {
+            command.arg("--dev");
+        }
+        let child = spawn(&mut command, &self.dir, "portcullis.log")?;
         self.control_plane = Some(child);
         let ready = self.public("/health/ready");
         self.wait_until("the control plane to be ready", "portcullis.log", || async {
@@ -261,10 +313,10 @@ impl Testbed {
     }
 
     pub fn gateway(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.ports.gateway)
+        format!("http://{}:{}{path}", self.host, self.ports.gateway)
     }
     pub fn public(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.ports.public)
+        format!("http://{}:{}{path}", self.host, self.ports.public)
     }
     pub fn admin(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.ports.admin)
@@ -273,20 +325,91 @@ impl Testbed {
     pub fn mock(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.ports.mock)
     }
+
+    /// A request to the admin listener with the harness's admin API key: every admin call of
+    /// the tests goes through here (or the shortcuts below), so this is the one place that
+    /// authenticates them.
+    pub fn admin_request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let request = self.http.request(method, self.admin(path));
+        match &self.admin_key {
+            Some(key) => request.bearer_auth(key),
+            None => request,
+        }
+    }
+    pub fn admin_get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.admin_request(reqwest::Method::GET, path)
+    }
+    pub fn admin_post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.admin_request(reqwest::Method::POST, path)
+    }
+    pub fn admin_put(&self, path: &str) -> reqwest::RequestBuilder {
+        self.admin_request(reqwest::Method::PUT, path)
+    }
+
+    /// What a rule's `oauth2_introspection` sends to the admin introspection endpoint
+    /// (`introspection_request_headers`): the `tokens:read` key, if the admin API needs one.
+    pub fn introspection_headers(&self) -> Value {
+        introspection_headers(self.introspection_key.as_deref())
+    }
 }
 
-fn control_plane_config(dir: &Path, ports: &Ports) -> String {
-    format!(
-        "# Generated by the Portcullis testbed.\n\
-         dsn: sqlite://{db}?mode=rwc\n\
-         serve:\n  public: {{ host: 127.0.0.1, port: {public} }}\n  admin: {{ host: 127.0.0.1, port: {admin} }}\n\
-         urls:\n  self: {{ issuer: \"http://127.0.0.1:{public}/\" }}\n\
-         access_rules:\n  repositories: [rules.json]\n\
-         filters:\n  tokens: [{FILTER_TOKEN}]\n",
-        db = dir.join("portcullis.sqlite").display(),
-        public = ports.public,
-        admin = ports.admin,
-    )
+fn introspection_headers(key: Option<&str>) -> Value {
+    match key {
+        Some(key) => json!({"X-Portcullis-Api-Key": key}),
+        None => json!({}),
+    }
+}
+
+/// `portcullis keys create` against the testbed's config (and so its database), before
+/// `serve`: the key is the one line on stdout.
+async fn create_api_key(portcullis: &Path, dir: &Path, name: &str, scopes: &str) -> Result<String, String> {
+    let output = Command::new(portcullis)
+        .args(["keys", "create", "--config", "portcullis.yaml", "--name", name, "--scopes", scopes])
+        .env("RUST_LOG", "warn")
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .map_err(|e| format!("cannot run portcullis keys create: {e}"))?;
+    let key = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    if !output.status.success() || !key.starts_with("pc_ak_") || key.contains('\n') {
+        return Err(format!(
+            "portcullis keys create --name {name} --scopes {scopes} failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        ));
+    }
+    Ok(key)
+}
+
+fn control_plane_config(dir: &Path, ports: &Ports, extras: &Extras) -> Result<String, String> {
+    let mut config = json!({
+        "dsn": format!("sqlite://{}?mode=rwc", dir.join("portcullis.sqlite").display()),
+        "serve": {
+            "public": {"host": "127.0.0.1", "port": ports.public},
+            "admin": {"host": "127.0.0.1", "port": ports.admin},
+        },
+        "urls": {"self": {"issuer": format!("http://{}:{}/", extras.host, ports.public)}},
+        "access_rules": {"repositories": ["rules.json"]},
+        "filters": {"tokens": [FILTER_TOKEN]},
+    });
+    merge(&mut config, &extras.config);
+    let yaml = serde_yaml::to_string(&config).map_err(|e| format!("portcullis.yaml: {e}"))?;
+    Ok(format!("# Generated by the Portcullis testbed.\n{yaml}"))
+}
+
+/// Merges `extra` into `base`: objects key by key, anything else (lists too) replaces.
+fn merge(base: &mut Value, extra: &Value) {
+    match (base, extra) {
+        (_, Value::Null) => {}
+        (Value::Object(base), Value::Object(extra)) => {
+            for (key, value) in extra {
+                merge(base.entry(key.clone()).or_insert(Value::Null), value);
+            }
+        }
+        (base, extra) => *base = extra.clone(),
+    }
 }
 
 fn write(path: &Path, contents: &str) -> Result<(), String> {
@@ -473,7 +596,9 @@ async fn mock_service(request: Request, log: &MockLog) -> Response {
 /// Starts a testbed on free ports for one test; panics with the reason (and log tail) when it
 /// cannot.
 pub async fn testbed() -> Testbed {
-    match Testbed::start(Options { ports: Ports::free().unwrap_or_else(|e| panic!("{e}")), dir: None }).await {
+    match Testbed::start(Options { ports: Ports::free().unwrap_or_else(|e| panic!("{e}")), dir: None, dev: false })
+        .await
+    {
         Ok(t) => t,
         Err(e) => panic!("testbed did not start: {e}"),
     }
@@ -523,7 +648,7 @@ pub async fn send(method: &str, url: &str, headers: &[(&str, &str)]) -> Reply {
 
 /// Replaces the admin-managed rules; panics if the control plane refuses them.
 pub async fn put_rules(t: &Testbed, rules: Value) {
-    let response = t.http.put(t.admin("/admin/rules")).json(&rules).send().await.unwrap_or_else(|e| panic!("{e}"));
+    let response = t.admin_put("/admin/rules").json(&rules).send().await.unwrap_or_else(|e| panic!("{e}"));
     let status = response.status();
     assert_eq!(status, 200, "rules refused: {}", response.text().await.unwrap_or_default());
 }
@@ -565,8 +690,7 @@ pub async fn verified_claims(t: &Testbed, token: &str) -> Value {
 /// the Hydra-shaped answer.
 pub async fn create_client(t: &Testbed, id: &str, secret: &str, scope: &str) {
     let response = t
-        .http
-        .post(t.admin("/admin/clients"))
+        .admin_post("/admin/clients")
         .json(&json!({"client_id": id, "client_secret": secret, "grant_types": ["client_credentials"], "scope": scope}))
         .send()
         .await

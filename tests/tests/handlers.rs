@@ -364,7 +364,7 @@ async fn explain_names_the_rule_and_the_reason_of_a_denial() {
     let url = t.gateway("/explained/page");
 
     let explain = async |request: Value| -> Value {
-        let response = t.http.post(t.admin("/admin/rules/explain")).json(&request).send().await.unwrap();
+        let response = t.admin_post("/admin/rules/explain").json(&request).send().await.unwrap();
         assert_eq!(response.status(), 200);
         response.json().await.unwrap()
     };

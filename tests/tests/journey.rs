@@ -26,8 +26,7 @@ async fn machine_client_journey_through_envoy() {
     let token = issue_token(&t, "my-client", "secret", "read").await;
 
     let introspected: Value = t
-        .http
-        .post(t.admin("/admin/oauth2/introspect"))
+        .admin_post("/admin/oauth2/introspect")
         .form(&[("token", token.as_str())])
         .send()
         .await
@@ -112,9 +111,19 @@ async fn kyma_flavour_public_introspection_and_v1_admin_paths() {
         t.http.post(t.public("/oauth2/introspect")).form(&[("token", token.as_str())]).send().await.unwrap();
     assert_eq!(anonymous.status(), 401, "public introspection needs client credentials");
 
-    let clients: Value = t.http.get(t.admin("/clients")).send().await.unwrap().json().await.unwrap();
+    let clients: Value = t.admin_get("/clients").send().await.unwrap().json().await.unwrap();
     assert_eq!(clients[0]["client_id"], "kyma");
     assert!(clients[0].get("client_secret").is_none(), "secrets are never listed");
+
+    // The real server, started without --dev, guards its admin API, v1 paths included.
+    for path in ["/clients", "/admin/clients"] {
+        let without_key = t.http.get(t.admin(path)).send().await.unwrap();
+        assert_eq!(without_key.status(), 401, "{path} without an API key");
+        let challenge = without_key.headers().get("www-authenticate").and_then(|v| v.to_str().ok());
+        assert_eq!(challenge, Some("Bearer realm=\"portcullis-admin\""), "{path}");
+        let body: Value = without_key.json().await.unwrap();
+        assert_eq!(body["error"], "unauthorized", "{path}");
+    }
 }
 
 /// Waits for `check` and returns how long it took. The bound is for correctness ("it happens
@@ -143,7 +152,7 @@ async fn rules_change_without_restarting_envoy_and_bad_rules_are_refused() {
         "authorizer": {"handler": "allow"},
         "mutators": [{"handler": "header", "config": {"headers": {"X-Reader": "{{ print .Subject }}"}}}]
     }]);
-    let response = t.http.put(t.admin("/admin/rules")).json(&docs).send().await.unwrap();
+    let response = t.admin_put("/admin/rules").json(&docs).send().await.unwrap();
     assert_eq!(response.status(), 200);
     let took =
         eventually("the new rule taking effect in Envoy", async || get(&t, "/docs/intro", &[]).await.0 == 200).await;
@@ -153,13 +162,13 @@ async fn rules_change_without_restarting_envoy_and_bad_rules_are_refused() {
 
     let mut broken = docs.clone();
     broken[0]["match"]["url"] = json!("http://<[^/]+/docs");
-    let response = t.http.put(t.admin("/admin/rules")).json(&broken).send().await.unwrap();
+    let response = t.admin_put("/admin/rules").json(&broken).send().await.unwrap();
     assert_eq!(response.status(), 400);
     let error: Value = response.json().await.unwrap();
     let message = error["error_description"].as_str().unwrap();
     assert!(message.contains("\"docs\"") && message.contains("match.url"), "{message}");
 
-    let rules: Value = t.http.get(t.admin("/admin/rules")).send().await.unwrap().json().await.unwrap();
+    let rules: Value = t.admin_get("/admin/rules").send().await.unwrap().json().await.unwrap();
     let ids: Vec<&str> = rules.as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap()).collect();
     assert_eq!(ids, ["ratings", "public", "docs"]);
     tokio::time::sleep(Duration::from_millis(500)).await;

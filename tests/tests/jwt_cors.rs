@@ -157,6 +157,7 @@ async fn cors_preflight_is_answered_before_authentication() {
                 "match": {"url": "<http|https>://<[^/]+>/api/<.*>", "methods": ["GET", "POST"]},
                 "authenticators": [{"handler": "oauth2_introspection", "config": {
                     "introspection_url": t.admin("/admin/oauth2/introspect"),
+                    "introspection_request_headers": t.introspection_headers(),
                     "scope_strategy": "exact",
                     "required_scope": ["read"],
                 }}],

@@ -37,8 +37,7 @@ fn upstream_bearer(reply: &Reply) -> String {
 async fn oauth2_client_credentials_authenticates_basic_credentials_through_envoy() {
     let t = testbed().await;
     let created = t
-        .http
-        .post(t.admin("/admin/clients"))
+        .admin_post("/admin/clients")
         .json(&json!({
             "client_name": "e2e-service",
             "grant_types": ["client_credentials"],

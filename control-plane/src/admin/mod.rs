@@ -1,10 +1,14 @@
 //! The admin API (Hydra paths under `/admin`): OAuth2 clients, access rules, the public
-//! signing keys and the version.
-//! It has no authentication of its own, like Hydra's: bind it to a private address. Errors are
+//! signing keys, API keys and the version.
+//! Unlike Hydra's, it requires an API key with the right scope (see [`auth`]) unless the
+//! server runs with `--dev`; still bind it to a private address. Errors are
 //! [`crate::error::ApiError`]s. Routing lives in [`crate::app`]; nothing here serves the
 //! public listener.
 
+pub mod api_keys;
+pub mod auth;
 pub mod clients;
+pub mod courier;
 pub mod keys;
 pub mod rules;
 pub mod tokens;

@@ -3,9 +3,14 @@
 //! and only TEXT/BIGINT columns. One module per aggregate. This layer returns rows and
 //! [`StoreError`]s; it knows nothing about HTTP, and a failure is never turned into "absent".
 
+pub mod api_keys;
 pub mod clients;
+pub mod courier;
+pub mod flows;
+pub mod identities;
 pub mod keys;
 pub mod rules;
+pub mod sessions;
 pub mod tokens;
 
 use std::time::Duration;

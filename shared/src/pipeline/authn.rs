@@ -256,6 +256,7 @@ impl Authenticator {
                 {
                     Outcome::Failed(revoked_token())
                 }
+                Some(_) if revoked_session_cookie(req, &c.credential, revoked) => Outcome::Failed(revoked_token()),
                 Some(credential) => Outcome::Call(session_check_call(c, req, credential)),
                 None => Outcome::NotResponsible,
             },
@@ -324,6 +325,16 @@ fn token(req: &Request<'_>, source: &TokenSource) -> Option<String> {
         TokenSource::Cookie(name) => req.cookie(name)?.to_owned(),
     };
     (!token.is_empty()).then_some(token)
+}
+
+/// A session cookie whose value is a revoked token (a signed-out Portcullis session): refused
+/// before the cached whoami answer can let it through.
+fn revoked_session_cookie(req: &Request<'_>, credential: &Credential, revoked: &crate::rule::Revoked) -> bool {
+    let Credential::Cookie { only } = credential else { return false };
+    !revoked.is_empty()
+        && req
+            .cookies()
+            .any(|(name, value)| (only.is_empty() || only.iter().any(|o| o == name)) && is_revoked(revoked, value))
 }
 
 fn is_revoked(revoked: &crate::rule::Revoked, token: &str) -> bool {

@@ -636,6 +636,24 @@ fn revoked_tokens_are_refused_before_any_call_or_cache() {
 }
 
 #[test]
+fn a_signed_out_session_cookie_is_refused_before_its_cached_whoami_answer() {
+    use sha2::Digest;
+    let session = json!({"handler": "cookie_session", "config": {
+        "check_session_url": "http://portcullis/sessions/whoami", "preserve_path": true, "only": ["ory_kratos_session"]}});
+    let specs =
+        parse_rules(json!([rule("app", "/app/<.*>", json!([session]), json!({"handler": "allow"}), json!([]))]))
+            .unwrap();
+    let digest: [u8; 32] = sha2::Sha256::digest(b"pc_st_gone").into();
+    let env = crate::rule::Environment { revoked: std::sync::Arc::new([digest].into()), ..Default::default() };
+    let rules = RuleSet::compile_in(&specs, &env).unwrap();
+    let h = headers(&[("cookie", "theme=dark; ory_kratos_session=pc_st_gone")]);
+    assert_eq!(denied(&begin(&rules, &request("/app/x", &h), NOW_MS).1), (401, "token_revoked"));
+    // Another cookie with a revoked-looking value does not matter: only the session cookie counts.
+    let h = headers(&[("cookie", "theme=pc_st_gone; ory_kratos_session=pc_st_live")]);
+    assert!(matches!(begin(&rules, &request("/app/x", &h), NOW_MS).1, Step::Call(_)));
+}
+
+#[test]
 fn client_credentials_are_exchanged_at_the_token_endpoint_and_cached() {
     let cc = json!({"handler": "oauth2_client_credentials", "config": {"token_url": "http://idp/oauth2/token",
         "required_scope": ["read"], "cache": {"enabled": true, "ttl": "5m"}}});

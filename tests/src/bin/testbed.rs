@@ -1,6 +1,7 @@
 //! `just run`: the control plane, Envoy with the Portcullis filter, the echo upstream and the
 //! mock external services (session, permission check, hydrator) on the well-known ports, with
-//! state kept in `.run/` between runs. Ctrl-C stops everything.
+//! state kept in `.run/` between runs. Ctrl-C stops everything. The control plane runs with
+//! `--dev` (its admin API needs no key), so the README's curl examples work as they are.
 
 use portcullis_e2e::{FILTER_TOKEN, Options, Ports, Testbed, workspace_root};
 
@@ -12,7 +13,7 @@ async fn main() {
     let stop = stop_signal();
     tokio::pin!(stop);
     let started = tokio::select! {
-        started = Testbed::start(Options { ports: Ports::WELL_KNOWN, dir: Some(dir) }) => started,
+        started = Testbed::start(Options { ports: Ports::WELL_KNOWN, dir: Some(dir), dev: true }) => started,
         () = &mut stop => {
             eprintln!("stopping");
             return;
@@ -28,7 +29,7 @@ async fn main() {
     let p = testbed.ports;
     eprintln!(
         r#"
-Portcullis is running.
+Portcullis is running (portcullis serve --dev: the admin API takes no API key; never in production).
   gateway (Envoy + filter)   http://127.0.0.1:{gateway}
   control plane, public      http://127.0.0.1:{public}
   control plane, admin       http://127.0.0.1:{admin}

@@ -1,0 +1,231 @@
+//! `/admin/courier/messages`: the courier's queue in Kratos's shape, listed newest first with
+//! keyset pagination (`page_token`, `Link` header) and filters `status` and `recipient`, or one
+//! message by id. Read-only. A one-time code is masked here even while its message is still
+//! queued: the admin API is not a way to read codes (use the mail server, or `/dev/outbox`).
+
+use axum::Json;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use crate::app::AppState;
+use crate::client::rfc3339;
+use crate::courier::MASK;
+use crate::crypto;
+use crate::error::{ApiError, parse_urlencoded};
+use crate::store::courier::{CourierFilter, CourierMessageRow, STATUSES};
+
+const DEFAULT_PAGE_SIZE: i64 = 250;
+const MAX_PAGE_SIZE: i64 = 1000;
+
+pub async fn list(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let mut page_size = DEFAULT_PAGE_SIZE;
+    let mut after: Option<(i64, String)> = None;
+    let mut filter = CourierFilter::default();
+    for (key, value) in parse_urlencoded(query.unwrap_or_default().as_bytes()) {
+        match key.as_str() {
+            "page_size" => {
+                page_size = value.parse::<i64>().ok().filter(|n| (1..=MAX_PAGE_SIZE).contains(n)).ok_or_else(|| {
+                    ApiError::invalid_request(format!("page_size: must be a number from 1 to {MAX_PAGE_SIZE}"))
+                })?;
+            }
+            "page_token" if !value.is_empty() => after = Some(decode_token(&value)?),
+            "status" if !value.is_empty() => {
+                if !STATUSES.contains(&value.as_str()) {
+                    return Err(ApiError::invalid_request(format!(
+                        "status: must be one of {}, not {value:?}",
+                        STATUSES.join(", ")
+                    )));
+                }
+                filter.status = Some(value);
+            }
+            "recipient" if !value.is_empty() => filter.recipient = Some(value),
+            _ => {}
+        }
+    }
+    let position = after.as_ref().map(|(at, id)| (*at, id.as_str()));
+    let mut rows = state.store.list_courier_messages(&filter, position, page_size + 1).await?;
+    let more = rows.len() as i64 > page_size;
+    rows.truncate(page_size as usize);
+    let items: Vec<Value> = rows.iter().map(render).collect();
+    let base = link_base(&headers, page_size, &filter);
+    let mut link = format!("<{base}&page_token=>; rel=\"first\"");
+    if let (true, Some(last)) = (more, rows.last()) {
+        link.push_str(&format!(",<{base}&page_token={}>; rel=\"next\"", encode_token(last)));
+    }
+    let mut res = Json(items).into_response();
+    if let Ok(v) = HeaderValue::from_str(&link) {
+        res.headers_mut().insert(header::LINK, v);
+    }
+    Ok(res)
+}
+
+pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let row = state.store.get_courier_message(&id).await?.ok_or_else(ApiError::not_found)?;
+    Ok(Json(render(&row)))
+}
+
+/// Kratos's `courierMessage`.
+fn render(row: &CourierMessageRow) -> Value {
+    let masked = |text: &str| match &row.secret {
+        Some(secret) => text.replace(secret.as_str(), MASK),
+        None => text.to_owned(),
+    };
+    let dispatches: Value = serde_json::from_str(&row.dispatches).unwrap_or_else(|_| json!([]));
+    json!({
+        "id": row.id,
+        "status": row.status,
+        "type": row.kind,
+        "recipient": row.recipient,
+        "subject": masked(&row.subject),
+        "body": masked(&row.body),
+        "template_type": row.template_type,
+        "send_count": row.send_count,
+        "created_at": rfc3339(row.created_at),
+        "updated_at": rfc3339(row.updated_at),
+        "dispatches": dispatches,
+    })
+}
+
+/// The keyset position of the last row of a page: its creation time and id.
+fn encode_token(row: &CourierMessageRow) -> String {
+    crypto::b64url(format!("{}:{}", row.created_at, row.id).as_bytes())
+}
+
+fn decode_token(token: &str) -> Result<(i64, String), ApiError> {
+    crypto::b64url_decode(token)
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|s| {
+            let (at, id) = s.split_once(':')?;
+            Some((at.parse().ok()?, id.to_owned()))
+        })
+        .ok_or_else(|| ApiError::invalid_request("page_token: malformed"))
+}
+
+fn link_base(headers: &HeaderMap, page_size: i64, filter: &CourierFilter) -> String {
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("localhost");
+    let scheme =
+        headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok()).filter(|p| *p == "https").unwrap_or("http");
+    let mut base = format!("{scheme}://{host}/admin/courier/messages?page_size={page_size}");
+    if let Some(status) = &filter.status {
+        base.push_str(&format!("&status={status}"));
+    }
+    if let Some(recipient) = &filter.recipient {
+        base.push_str(&format!("&recipient={}", form_encode(recipient)));
+    }
+    base
+}
+
+fn form_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::{Method, StatusCode};
+
+    use crate::courier::NewMessage;
+    use crate::testing::{Harness, T0};
+
+    async fn enqueue(h: &Harness, to: &str, code: &str, at: i64) -> String {
+        let message = NewMessage {
+            recipient: to.into(),
+            subject: "Recover your account".into(),
+            body: format!("Your recovery code is {code}"),
+            template_type: "recovery_code".into(),
+            secret: Some(code.into()),
+        };
+        h.state.courier.enqueue(&h.state.store, at, message).await.unwrap()
+    }
+
+    /// The `rel="next"` URL's path and query.
+    fn next_link(link: &str) -> Option<String> {
+        let next = link.split(',').find(|part| part.contains("rel=\"next\""))?;
+        let url = next.split(['<', '>']).nth(1)?;
+        Some(url.split_once("localhost").map_or(url, |(_, rest)| rest).to_owned())
+    }
+
+    #[tokio::test]
+    async fn courier_admin_lists_filters_and_pages_like_kratos() {
+        let h = Harness::new().await;
+        let a1 = enqueue(&h, "a@example.com", "111111", T0).await;
+        let b = enqueue(&h, "b@example.com", "222222", T0 + 1).await;
+        let a2 = enqueue(&h, "a@example.com", "333333", T0 + 2).await;
+
+        let reply = h.admin_json(Method::GET, "/admin/courier/messages", None).await;
+        assert_eq!(reply.status, StatusCode::OK);
+        let list = reply.json();
+        let ids: Vec<&str> = list.as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+        assert_eq!(ids, [a2.as_str(), b.as_str(), a1.as_str()], "newest first");
+        let first = &list[0];
+        for (key, value) in [
+            ("status", "queued"),
+            ("type", "email"),
+            ("recipient", "a@example.com"),
+            ("subject", "Recover your account"),
+            ("template_type", "recovery_code"),
+            ("created_at", "2023-11-14T22:13:22Z"),
+            ("updated_at", "2023-11-14T22:13:22Z"),
+        ] {
+            assert_eq!(first[key], value, "{key}");
+        }
+        assert_eq!(first["send_count"], 0);
+        assert_eq!(first["dispatches"], serde_json::json!([]));
+        // The code is not readable through the admin API, even before delivery.
+        assert_eq!(first["body"], "Your recovery code is ******");
+        assert!(!reply.bytes.windows(6).any(|w| w == b"333333"));
+
+        let reply =
+            h.admin_json(Method::GET, "/admin/courier/messages?recipient=a%40example.com&page_size=1", None).await;
+        assert_eq!(reply.status, StatusCode::OK);
+        assert_eq!(reply.json()[0]["id"], a2.as_str());
+        let next = next_link(reply.header("link")).expect("a next link");
+        assert!(next.contains("recipient=a%40example.com") && next.contains("page_size=1"), "{next}");
+        let reply = h.admin_json(Method::GET, &next, None).await;
+        assert_eq!(reply.json().as_array().unwrap().len(), 1);
+        assert_eq!(reply.json()[0]["id"], a1.as_str());
+        assert!(next_link(reply.header("link")).is_none(), "last page: {}", reply.header("link"));
+
+        let reply = h.admin_json(Method::GET, "/admin/courier/messages?status=sent", None).await;
+        assert_eq!(reply.json(), serde_json::json!([]));
+        let reply = h.admin_json(Method::GET, "/admin/courier/messages?status=queued", None).await;
+        assert_eq!(reply.json().as_array().unwrap().len(), 3);
+        // Hydra's v1 path rewrite applies here too.
+        let reply = h.admin_json(Method::GET, "/courier/messages?status=queued", None).await;
+        assert_eq!(reply.status, StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn courier_admin_gets_one_and_rejects_bad_parameters() {
+        let h = Harness::new().await;
+        let id = enqueue(&h, "c@example.com", "444444", T0).await;
+        let reply = h.admin_json(Method::GET, &format!("/admin/courier/messages/{id}"), None).await;
+        assert_eq!(reply.status, StatusCode::OK);
+        assert_eq!(reply.json()["id"], id.as_str());
+        assert_eq!(reply.json()["recipient"], "c@example.com");
+
+        let reply = h.admin_json(Method::GET, "/admin/courier/messages/no-such-id", None).await;
+        assert_eq!(reply.status, StatusCode::NOT_FOUND);
+        assert_eq!(reply.json()["error"], "not_found");
+
+        for (query, parameter) in
+            [("status=delivered", "status"), ("page_size=0", "page_size"), ("page_token=%%%", "page_token")]
+        {
+            let reply = h.admin_json(Method::GET, &format!("/admin/courier/messages?{query}"), None).await;
+            assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{query}");
+            assert_eq!(reply.json()["error"], "invalid_request");
+            let description = reply.json()["error_description"].as_str().unwrap().to_owned();
+            assert!(description.starts_with(parameter), "{query}: {description}");
+        }
+    }
+}

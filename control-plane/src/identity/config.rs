@@ -1,0 +1,377 @@
+//! Configuration of identities, self-service flows and sessions (`identity`, `selfservice`,
+//! `session`), Kratos's key names where Kratos has one. Read and validated here; used by the
+//! rest of `identity`. Unknown keys are rejected like everywhere else in the config.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::StartupError;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IdentityConfig {
+    /// Which of `schemas` new identities use; empty: the first (or the built-in `default`).
+    pub default_schema_id: String,
+    /// `{id, url}` with `file://…`, a path, or `base64://…`. None: the built-in e-mail schema.
+    pub schemas: Vec<SchemaSource>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchemaSource {
+    pub id: String,
+    pub url: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SelfService {
+    /// Where a browser goes after a flow when neither `return_to` nor a flow setting says.
+    /// Empty: the built-in account page.
+    pub default_browser_return_url: String,
+    /// Origins (or URL prefixes) `return_to` may point at, besides the public URL itself.
+    pub allowed_return_urls: Vec<String>,
+    /// Who may register or sign in, for every method (password, code, passkey).
+    pub policy: RegistrationPolicy,
+    pub flows: Flows,
+    pub methods: Methods,
+}
+
+/// E-mail addresses allowed to register and sign in. Both lists empty: everyone.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistrationPolicy {
+    /// `example.com` allows `a@example.com`; `*.example.com` allows every subdomain.
+    pub allowed_email_domains: Vec<String>,
+    /// Individual addresses allowed whatever their domain (invites).
+    pub allowed_emails: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Flows {
+    #[serde(with = "humantime_serde")]
+    pub lifespan: Duration,
+    pub registration: RegistrationFlow,
+    /// Settings changes to password and passkeys need a sign-in at most this old.
+    #[serde(with = "humantime_serde")]
+    pub privileged_session_max_age: Duration,
+    pub recovery: Toggle,
+    pub verification: Toggle,
+}
+
+impl Default for Flows {
+    fn default() -> Self {
+        Self {
+            lifespan: Duration::from_secs(3600),
+            registration: RegistrationFlow::default(),
+            privileged_session_max_age: Duration::from_secs(3600),
+            recovery: Toggle { enabled: true },
+            verification: Toggle { enabled: true },
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistrationFlow {
+    pub enabled: bool,
+    /// `after` hooks run once the identity is valid: `session` signs the new user in,
+    /// `web_hook` calls out (and may refuse the registration).
+    pub after: Vec<Hook>,
+}
+
+impl Default for RegistrationFlow {
+    fn default() -> Self {
+        Self { enabled: true, after: vec![Hook::Session] }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Toggle {
+    pub enabled: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "hook", content = "config", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Hook {
+    Session,
+    WebHook(WebHook),
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebHook {
+    pub url: String,
+    #[serde(default = "post")]
+    pub method: String,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// `true`: a 4xx answer with Kratos's `{"messages": [...]}` refuses the flow with those
+    /// messages, and `{"identity": {"traits"|"metadata_public"|"metadata_admin": …}}` in a 200
+    /// answer changes the identity before it is stored.
+    #[serde(default)]
+    pub can_interrupt: bool,
+    #[serde(default = "thirty_seconds", with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+// Hook headers usually carry an API key.
+impl std::fmt::Debug for WebHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebHook")
+            .field("url", &self.url)
+            .field("method", &self.method)
+            .field("headers", &format!("<{} redacted>", self.headers.len()))
+            .field("can_interrupt", &self.can_interrupt)
+            .finish()
+    }
+}
+
+fn post() -> String {
+    "POST".into()
+}
+
+fn thirty_seconds() -> Duration {
+    Duration::from_secs(30)
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Methods {
+    pub password: PasswordMethod,
+    pub code: CodeMethod,
+    pub passkey: PasskeyMethod,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PasswordMethod {
+    pub enabled: bool,
+    pub min_password_length: usize,
+    /// Refuse passwords found in breaches (Have I Been Pwned's k-anonymity range API; only
+    /// the first five hex digits of the SHA-1 leave the server).
+    pub haveibeenpwned_enabled: bool,
+    /// Failed sign-ins allowed per identifier, and per client address, within `lockout_window`.
+    pub max_failures: u32,
+    #[serde(with = "humantime_serde")]
+    pub lockout_window: Duration,
+}
+
+impl Default for PasswordMethod {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            min_password_length: 8,
+            haveibeenpwned_enabled: false,
+            max_failures: 10,
+            lockout_window: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CodeMethod {
+    /// Sign in and register with a six-digit code e-mailed to the address.
+    pub passwordless_enabled: bool,
+    #[serde(with = "humantime_serde")]
+    pub lifespan: Duration,
+    /// Wrong codes allowed per sent code; then a new code must be requested.
+    pub max_submissions: u32,
+}
+
+impl Default for CodeMethod {
+    fn default() -> Self {
+        Self { passwordless_enabled: true, lifespan: Duration::from_secs(15 * 60), max_submissions: 5 }
+    }
+}
+
+/// Passkeys (WebAuthn discoverable credentials): usernameless sign-in, passwordless sign-up,
+/// add/remove in settings. Checked at startup by `identity::passkey::Passkeys::from_config`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PasskeyMethod {
+    /// `true` (default) offers passkeys wherever the relying party can work. With nothing set
+    /// under `rp` and a public URL that cannot be a relying party (an IP address such as the
+    /// default `http://127.0.0.1:4444`, or plain http on a host other than localhost), passkeys
+    /// are switched off with a startup warning; explicit `rp` settings that cannot work are
+    /// startup errors.
+    pub enabled: bool,
+    pub rp: RelyingParty,
+}
+
+impl Default for PasskeyMethod {
+    fn default() -> Self {
+        Self { enabled: true, rp: RelyingParty::default() }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RelyingParty {
+    /// The domain passkeys are bound to (`example.com`, no scheme or port); empty: the host of
+    /// `urls.self.public`. Browsers refuse IP addresses here: `127.0.0.1` is not a valid RP ID,
+    /// `localhost` is, which is why the testbed's browser tests reach the public listener as
+    /// `http://localhost:4444` for passkeys. Changing it invalidates every registered passkey.
+    pub id: String,
+    /// Shown by the browser and the authenticator; empty: the id.
+    pub display_name: String,
+    /// The exact origins (`https://login.example.com`, `http://localhost:4444`) pages run the
+    /// ceremony from; each must be on `id` (equal or a subdomain), https or localhost, and
+    /// matches scheme, host and port exactly. Empty: the origin of `urls.self.public`.
+    pub origins: Vec<String>,
+}
+
+impl Default for RelyingParty {
+    fn default() -> Self {
+        Self { id: String::new(), display_name: "Portcullis".into(), origins: Vec::new() }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionConfig {
+    #[serde(with = "humantime_serde")]
+    pub lifespan: Duration,
+    /// Sliding sessions: a session used when less than half its lifespan is left is extended
+    /// to a full lifespan (at most one write per half lifespan). `false`: fixed lifetime.
+    pub sliding: bool,
+    pub cookie: SessionCookie,
+    pub whoami: Whoami,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            lifespan: Duration::from_secs(24 * 3600),
+            sliding: true,
+            cookie: SessionCookie::default(),
+            whoami: Whoami::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionCookie {
+    pub name: String,
+    pub domain: Option<String>,
+    pub path: String,
+    /// `Lax` (default), `Strict` or `None` (`None` requires an https public URL).
+    pub same_site: String,
+    /// `Max-Age` = lifespan; `false`: a browser-session cookie.
+    pub persistent: bool,
+}
+
+impl Default for SessionCookie {
+    fn default() -> Self {
+        Self {
+            name: "ory_kratos_session".into(),
+            domain: None,
+            path: "/".into(),
+            same_site: "Lax".into(),
+            persistent: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Whoami {
+    pub tokenizer: Tokenizer,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Tokenizer {
+    /// `?tokenize_as=NAME` → a JWT signed with the control plane's key (published at
+    /// `/.well-known/jwks.json`).
+    pub templates: BTreeMap<String, TokenTemplate>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenTemplate {
+    #[serde(default = "one_minute", with = "humantime_serde")]
+    pub ttl: Duration,
+    /// Extra claims; string values are templates over the session (`{{ .identity.traits.email }}`).
+    #[serde(default)]
+    pub claims: serde_json::Map<String, serde_json::Value>,
+    /// `id` (default) or `external_id`.
+    #[serde(default)]
+    pub subject_source: Option<String>,
+}
+
+fn one_minute() -> Duration {
+    Duration::from_secs(60)
+}
+
+impl SelfService {
+    pub fn validate(&self) -> Result<(), StartupError> {
+        if self.flows.lifespan < Duration::from_secs(60) {
+            return Err(StartupError("config key selfservice.flows.lifespan: must be at least 1m".into()));
+        }
+        let m = &self.methods;
+        if m.password.min_password_length < 6 {
+            return Err(StartupError(
+                "config key selfservice.methods.password.min_password_length: must be at least 6".into(),
+            ));
+        }
+        if !(1..=255).contains(&m.code.max_submissions) {
+            return Err(StartupError("config key selfservice.methods.code.max_submissions: must be 1–255".into()));
+        }
+        if m.code.lifespan < Duration::from_secs(60) {
+            return Err(StartupError("config key selfservice.methods.code.lifespan: must be at least 1m".into()));
+        }
+        for (i, hook) in self.flows.registration.after.iter().enumerate() {
+            if let Hook::WebHook(w) = hook {
+                if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
+                    return Err(StartupError(format!(
+                        "config key selfservice.flows.registration.after[{i}].config.url: must be an http(s) URL"
+                    )));
+                }
+            }
+        }
+        for (i, d) in self.policy.allowed_email_domains.iter().enumerate() {
+            if d.is_empty() || d.contains('@') {
+                return Err(StartupError(format!(
+                    "config key selfservice.policy.allowed_email_domains[{i}]: {d:?} is not a domain"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl SessionConfig {
+    pub fn validate(&self, https: bool) -> Result<(), StartupError> {
+        if self.lifespan < Duration::from_secs(60) {
+            return Err(StartupError("config key session.lifespan: must be at least 1m".into()));
+        }
+        match self.cookie.same_site.as_str() {
+            "Lax" | "Strict" => {}
+            "None" if https => {}
+            "None" => {
+                return Err(StartupError(
+                    "config key session.cookie.same_site: None needs an https public URL (browsers drop it otherwise)"
+                        .into(),
+                ));
+            }
+            other => {
+                return Err(StartupError(format!(
+                    "config key session.cookie.same_site: {other:?} is not Lax, Strict or None"
+                )));
+            }
+        }
+        if self.cookie.name.is_empty()
+            || !self.cookie.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            return Err(StartupError("config key session.cookie.name: letters, digits, _ and - only".into()));
+        }
+        Ok(())
+    }
+}

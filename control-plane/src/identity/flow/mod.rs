@@ -1,0 +1,845 @@
+//! Self-service flows with Kratos's endpoints and flow object: `/self-service/{kind}/browser`
+//! (303 to the UI, or the flow as JSON for `Accept: application/json`), `/self-service/{kind}/api`
+//! (native apps: JSON, no cookies, no CSRF), `/self-service/{kind}/flows?id=` and
+//! `POST /self-service/{kind}?flow=` (form or JSON). This module owns what every kind shares:
+//! the stored flow, CSRF (double submit: a per-browser cookie and the flow's token must
+//! match), `return_to` checking, request bodies, and turning a step's [`Outcome`] into the
+//! right answer for a browser form, a browser SPA, or a native app. The kinds live in
+//! `login`, `registration`, `settings` and `recovery` (recovery and verification).
+
+pub mod login;
+pub mod recovery;
+pub mod registration;
+pub mod settings;
+pub mod ui;
+
+use std::collections::BTreeMap;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::app::AppState;
+use crate::client::rfc3339;
+use crate::crypto;
+use crate::error::StoreError;
+use crate::identity::session::{self, Issued};
+use crate::identity::{Identity, View};
+use ui::{UiNode, UiText};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Login,
+    Registration,
+    Settings,
+    Recovery,
+    Verification,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Login => "login",
+            Self::Registration => "registration",
+            Self::Settings => "settings",
+            Self::Recovery => "recovery",
+            Self::Verification => "verification",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "login" => Self::Login,
+            "registration" => Self::Registration,
+            "settings" => Self::Settings,
+            "recovery" => Self::Recovery,
+            "verification" => Self::Verification,
+            _ => return None,
+        })
+    }
+}
+
+/// A one-time code sent for this flow. Only an HMAC of the code is kept.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct CodeState {
+    pub address: String,
+    pub hash: String,
+    pub expires_at: i64,
+    pub attempts: u32,
+    /// How many codes this flow has sent (resends are limited too).
+    pub sent: u32,
+    /// The identity the code signs in (login, recovery); `None` when the address is unknown,
+    /// in which case no code can succeed but the answer looks the same.
+    pub identity_id: Option<String>,
+    pub used: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Flow {
+    pub id: String,
+    pub kind: Kind,
+    /// `browser` or `api`.
+    #[serde(rename = "type")]
+    pub flow_type: String,
+    pub issued_at: i64,
+    pub expires_at: i64,
+    pub request_url: String,
+    #[serde(default)]
+    pub return_to: Option<String>,
+    /// `choose_method`, `sent_email`, `passed_challenge`, `success` (Kratos's states).
+    pub state: String,
+    #[serde(default)]
+    pub active: Option<String>,
+    #[serde(default)]
+    pub csrf_token: String,
+    /// Settings: whose settings; recovery: who is recovering.
+    #[serde(default)]
+    pub identity_id: Option<String>,
+    #[serde(default)]
+    pub refresh: bool,
+    #[serde(default)]
+    pub oauth2_login_challenge: Option<String>,
+    #[serde(default)]
+    pub messages: Vec<UiText>,
+    #[serde(default)]
+    pub field_messages: BTreeMap<String, Vec<UiText>>,
+    /// Values the user typed, shown again (never passwords or codes).
+    #[serde(default)]
+    pub values: BTreeMap<String, String>,
+    #[serde(default)]
+    pub code: Option<CodeState>,
+    /// Traits waiting for a code (registration by code).
+    #[serde(default)]
+    pub pending_traits: Option<Value>,
+    /// WebAuthn ceremony state between challenge and answer.
+    #[serde(default)]
+    pub passkey_state: Option<Value>,
+    #[serde(skip)]
+    pub version: i64,
+}
+
+impl Flow {
+    pub fn is_api(&self) -> bool {
+        self.flow_type == "api"
+    }
+
+    pub fn action(&self, state: &AppState) -> String {
+        format!("{}/self-service/{}?flow={}", state.config.urls.self_.public_base(), self.kind.as_str(), self.id)
+    }
+
+    pub fn ui_url(&self, state: &AppState) -> String {
+        format!("{}/ui/{}?flow={}", state.config.urls.self_.public_base(), self.kind.as_str(), self.id)
+    }
+
+    pub fn clear_messages(&mut self) {
+        self.messages.clear();
+        self.field_messages.clear();
+    }
+
+    pub fn field_error(&mut self, name: &str, text: UiText) {
+        self.field_messages.entry(name.to_owned()).or_default().push(text);
+    }
+
+    pub fn has_errors(&self) -> bool {
+        self.messages.iter().chain(self.field_messages.values().flatten()).any(|m| m.kind == "error")
+    }
+
+    /// The nodes for this flow's kind and step, with messages and sticky values applied.
+    pub async fn nodes(&self, state: &AppState) -> Vec<UiNode> {
+        let mut nodes = vec![];
+        if !self.is_api() {
+            nodes.push(ui::hidden("default", "csrf_token", &self.csrf_token));
+        }
+        nodes.extend(match self.kind {
+            Kind::Login => login::nodes(state, self),
+            Kind::Registration => registration::nodes(state, self),
+            Kind::Settings => settings::nodes(state, self).await,
+            Kind::Recovery | Kind::Verification => recovery::nodes(state, self),
+        });
+        for node in &mut nodes {
+            let name = node.name().to_owned();
+            if let Some(m) = self.field_messages.get(&name) {
+                node.messages.extend(m.iter().cloned());
+            }
+            if let Some(v) = self.values.get(&name) {
+                if node.attributes["type"] != "submit" && node.attributes["type"] != "hidden" {
+                    node.attributes["value"] = json!(v);
+                }
+            }
+        }
+        nodes
+    }
+
+    /// Kratos's flow JSON.
+    pub async fn to_json(&self, state: &AppState) -> Value {
+        let mut o = json!({
+            "id": self.id,
+            "type": self.flow_type,
+            "expires_at": rfc3339(self.expires_at),
+            "issued_at": rfc3339(self.issued_at),
+            "request_url": self.request_url,
+            "state": self.state,
+            "ui": {
+                "action": self.action(state),
+                "method": "POST",
+                "nodes": self.nodes(state).await,
+                "messages": self.messages,
+            },
+        });
+        if let Some(r) = &self.return_to {
+            o["return_to"] = json!(r);
+        }
+        if let Some(a) = &self.active {
+            o["active"] = json!(a);
+        }
+        if self.kind == Kind::Login {
+            o["refresh"] = json!(self.refresh);
+            o["requested_aal"] = json!("aal1");
+        }
+        if let Some(c) = &self.oauth2_login_challenge {
+            o["oauth2_login_challenge"] = json!(c);
+        }
+        if self.kind == Kind::Settings {
+            if let Some(id) = &self.identity_id {
+                if let Ok(Some(i)) = state.store.get_identity(id).await {
+                    o["identity"] = i.to_json(state.config.urls.self_.public_base(), View::Owner, None);
+                }
+            }
+        }
+        o
+    }
+}
+
+// --- errors -----------------------------------------------------------------------------
+
+/// A flow-level error in Kratos's generic error shape (`{"error": {id, code, status, reason,
+/// message}}`); browsers navigating get the error page instead.
+#[derive(Debug)]
+pub struct FlowError {
+    pub status: StatusCode,
+    pub id: &'static str,
+    pub reason: String,
+    /// Where a browser should go instead (`redirect_browser_to`).
+    pub redirect: Option<String>,
+}
+
+impl FlowError {
+    pub fn new(status: StatusCode, id: &'static str, reason: impl Into<String>) -> Self {
+        Self { status, id, reason: reason.into(), redirect: None }
+    }
+    pub fn not_found() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "self_service_flow_not_found", "The flow does not exist.")
+    }
+    pub fn csrf() -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "security_csrf_violation",
+            "The request was rejected to protect you from Cross-Site-Request-Forgery (CSRF): the anti-CSRF cookie \
+             is missing or does not match the flow's csrf_token. Start the flow again from the same browser and \
+             host (127.0.0.1 and localhost are different hosts).",
+        )
+    }
+    pub fn internal(e: &dyn std::fmt::Display) -> Self {
+        tracing::error!(error = %e, "internal error in a self-service flow");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_server_error",
+            "An internal error occurred; see the server log.",
+        )
+    }
+
+    fn body(&self) -> Value {
+        let mut e = json!({
+            "id": self.id,
+            "code": self.status.as_u16(),
+            "status": self.status.canonical_reason().unwrap_or(""),
+            "reason": self.reason,
+            "message": self.status.canonical_reason().unwrap_or("error"),
+        });
+        if let Some(r) = &self.redirect {
+            e["details"] = json!({"redirect_to": r});
+        }
+        let mut o = json!({ "error": e });
+        if let Some(r) = &self.redirect {
+            o["redirect_browser_to"] = json!(r);
+        }
+        o
+    }
+
+    pub fn respond(self, state: &AppState, html: bool) -> Response {
+        if html {
+            let target = self
+                .redirect
+                .clone()
+                .unwrap_or_else(|| format!("{}/ui/error?id={}", state.config.urls.self_.public_base(), self.id));
+            return see_other(&target);
+        }
+        (self.status, axum::Json(self.body())).into_response()
+    }
+}
+
+impl From<StoreError> for FlowError {
+    fn from(e: StoreError) -> Self {
+        Self::internal(&e)
+    }
+}
+
+impl From<crate::error::ApiError> for FlowError {
+    fn from(e: crate::error::ApiError) -> Self {
+        Self::new(e.status, "internal_server_error", e.description)
+    }
+}
+
+pub fn see_other(location: &str) -> Response {
+    let mut r = StatusCode::SEE_OTHER.into_response();
+    if let Ok(v) = HeaderValue::from_str(location) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    r
+}
+
+// --- request context --------------------------------------------------------------------
+
+/// Whether the caller wants JSON (an SPA or a native app) rather than a page.
+pub fn wants_json(headers: &HeaderMap) -> bool {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let content = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    accept.contains("application/json") || content.starts_with("application/json")
+}
+
+/// The anti-CSRF cookie's name: per public URL, as Kratos (`csrf_token_<hash>`).
+pub fn csrf_cookie_name(state: &AppState) -> String {
+    let digest = crypto::sha256(state.config.urls.self_.public_base().as_bytes());
+    format!("csrf_token_{}", crypto::hex(&digest[..8]))
+}
+
+fn csrf_cookie(state: &AppState, token: &str) -> HeaderValue {
+    let mut v = format!("{}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age=31536000", csrf_cookie_name(state));
+    if session::secure_cookies(state) {
+        v.push_str("; Secure");
+    }
+    HeaderValue::from_str(&v).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// `Some(url)` when `return_to` may be used: the public URL itself or a prefix listed in
+/// `selfservice.allowed_return_urls` (compared by origin and path prefix, never by substring).
+pub fn allowed_return_to(state: &AppState, return_to: &str) -> Option<String> {
+    if return_to.is_empty() || return_to.chars().any(|c| c.is_control() || c == '\\') {
+        return None;
+    }
+    let public = state.config.urls.self_.public_base();
+    let allowed = std::iter::once(public.to_owned())
+        .chain(state.config.selfservice.allowed_return_urls.iter().cloned())
+        .chain(std::iter::once(state.config.selfservice.default_browser_return_url.clone()).filter(|u| !u.is_empty()));
+    for base in allowed {
+        let base = base.trim_end_matches('/');
+        if return_to == base {
+            return Some(return_to.to_owned());
+        }
+        if let Some(rest) = return_to.strip_prefix(base) {
+            // `https://app.example` must not admit `https://app.example.evil`.
+            if rest.starts_with('/') || rest.starts_with('?') || rest.starts_with('#') {
+                return Some(return_to.to_owned());
+            }
+        }
+    }
+    None
+}
+
+/// Where a browser goes after a flow: its `return_to`, the configured default, or the
+/// built-in account page.
+pub fn after_url(state: &AppState, flow: &Flow) -> String {
+    if let Some(r) = &flow.return_to {
+        return r.clone();
+    }
+    let d = &state.config.selfservice.default_browser_return_url;
+    if d.is_empty() { format!("{}/ui/welcome", state.config.urls.self_.public_base()) } else { d.clone() }
+}
+
+/// A submitted body: form fields or a JSON object flattened to dotted names
+/// (`{"traits": {"email": …}}` → `traits.email`).
+#[derive(Default)]
+pub struct Form(pub BTreeMap<String, String>);
+
+// Passwords and codes pass through here.
+impl std::fmt::Debug for Form {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.0.keys()).finish()
+    }
+}
+
+impl Form {
+    pub fn parse(headers: &HeaderMap, body: &[u8]) -> Result<Self, FlowError> {
+        let content = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let mut map = BTreeMap::new();
+        if content.starts_with("application/json") {
+            let v: Value = serde_json::from_slice(body).map_err(|e| {
+                FlowError::new(StatusCode::BAD_REQUEST, "bad_request", format!("The body is not valid JSON: {e}"))
+            })?;
+            flatten("", &v, &mut map);
+        } else {
+            for (k, v) in crate::error::parse_urlencoded(body) {
+                map.insert(k, v);
+            }
+        }
+        Ok(Self(map))
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str).filter(|v| !v.is_empty())
+    }
+
+    /// `traits.*` as a JSON object; empty strings are left out so optional traits stay unset.
+    pub fn traits(&self) -> Value {
+        let mut o = serde_json::Map::new();
+        for (k, v) in &self.0 {
+            if let Some(name) = k.strip_prefix("traits.") {
+                if !v.is_empty() {
+                    o.insert(name.to_owned(), json!(v.trim()));
+                }
+            }
+        }
+        Value::Object(o)
+    }
+}
+
+fn flatten(prefix: &str, v: &Value, out: &mut BTreeMap<String, String>) {
+    match v {
+        Value::Object(m) => {
+            for (k, v) in m {
+                let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                // Passkey answers are JSON objects the ceremony parses as a whole.
+                if k.starts_with("passkey_") && v.is_object() {
+                    out.insert(key, v.to_string());
+                } else {
+                    flatten(&key, v, out);
+                }
+            }
+        }
+        Value::String(s) => {
+            out.insert(prefix.to_owned(), s.clone());
+        }
+        Value::Null => {}
+        other => {
+            out.insert(prefix.to_owned(), other.to_string());
+        }
+    }
+}
+
+// --- storage ----------------------------------------------------------------------------
+
+pub async fn create(state: &AppState, flow: &Flow) -> Result<(), FlowError> {
+    let body = serde_json::to_string(flow).map_err(|e| FlowError::internal(&e))?;
+    state.store.insert_flow(&flow.id, flow.kind.as_str(), &body, flow.expires_at).await?;
+    Ok(())
+}
+
+pub async fn load(state: &AppState, id: &str, kind: Kind) -> Result<Flow, FlowError> {
+    let Some((stored_kind, body, version)) = state.store.get_flow(id).await? else {
+        return Err(FlowError::not_found());
+    };
+    if stored_kind != kind.as_str() {
+        return Err(FlowError::not_found());
+    }
+    let mut flow: Flow = serde_json::from_str(&body).map_err(|e| FlowError::internal(&e))?;
+    flow.version = version;
+    Ok(flow)
+}
+
+/// Writes the flow back; fails with 409 if another request changed it meanwhile.
+pub async fn save(state: &AppState, flow: &mut Flow) -> Result<(), FlowError> {
+    let body = serde_json::to_string(flow).map_err(|e| FlowError::internal(&e))?;
+    if !state.store.update_flow(&flow.id, flow.version, &body).await? {
+        return Err(FlowError::new(
+            StatusCode::CONFLICT,
+            "self_service_flow_replaced",
+            "This flow was submitted twice at the same time; try again.",
+        ));
+    }
+    flow.version += 1;
+    Ok(())
+}
+
+pub(crate) fn new_flow(
+    state: &AppState,
+    kind: Kind,
+    api: bool,
+    request_url: String,
+    return_to: Option<String>,
+    csrf: &str,
+) -> Flow {
+    let now = state.clock.now();
+    let lifespan = i64::try_from(state.config.selfservice.flows.lifespan.as_secs()).unwrap_or(3600);
+    Flow {
+        id: crypto::uuid_v4(),
+        kind,
+        flow_type: if api { "api" } else { "browser" }.into(),
+        issued_at: now,
+        expires_at: now + lifespan,
+        request_url,
+        return_to,
+        state: "choose_method".into(),
+        active: None,
+        csrf_token: csrf.to_owned(),
+        identity_id: None,
+        refresh: false,
+        oauth2_login_challenge: None,
+        messages: Vec::new(),
+        field_messages: BTreeMap::new(),
+        values: BTreeMap::new(),
+        code: None,
+        pending_traits: None,
+        passkey_state: None,
+        version: 0,
+    }
+}
+
+// --- handlers ---------------------------------------------------------------------------
+
+#[derive(Deserialize, Default)]
+pub struct InitQuery {
+    pub return_to: Option<String>,
+    #[serde(default)]
+    pub refresh: Option<bool>,
+    pub login_challenge: Option<String>,
+}
+
+fn parse_kind(kind: &str) -> Result<Kind, FlowError> {
+    Kind::parse(kind).ok_or_else(FlowError::not_found)
+}
+
+/// `GET /self-service/{kind}/browser`.
+pub async fn init_browser(
+    State(state): State<AppState>,
+    Path(kind): Path<String>,
+    Query(q): Query<InitQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let html = !wants_json(&headers);
+    match init(&state, &kind, q, &headers, false).await {
+        Ok((flow, cookie)) => {
+            let mut response = if html {
+                see_other(&flow.ui_url(&state))
+            } else {
+                axum::Json(flow.to_json(&state).await).into_response()
+            };
+            if let Some(c) = cookie {
+                response.headers_mut().append(header::SET_COOKIE, c);
+            }
+            response
+        }
+        Err(e) => e.respond(&state, html),
+    }
+}
+
+/// `GET /self-service/{kind}/api`.
+pub async fn init_api(
+    State(state): State<AppState>,
+    Path(kind): Path<String>,
+    Query(q): Query<InitQuery>,
+    headers: HeaderMap,
+) -> Response {
+    match init(&state, &kind, q, &headers, true).await {
+        Ok((flow, _)) => axum::Json(flow.to_json(&state).await).into_response(),
+        Err(e) => e.respond(&state, false),
+    }
+}
+
+async fn init(
+    state: &AppState,
+    kind: &str,
+    q: InitQuery,
+    headers: &HeaderMap,
+    api: bool,
+) -> Result<(Flow, Option<HeaderValue>), FlowError> {
+    let kind = parse_kind(kind)?;
+    let return_to = match q.return_to.as_deref().filter(|r| !r.is_empty()) {
+        Some(r) => Some(allowed_return_to(state, r).ok_or_else(|| {
+            FlowError::new(
+                StatusCode::BAD_REQUEST,
+                "self_service_flow_return_to_forbidden",
+                "The return_to address is not allowed: add its origin to selfservice.allowed_return_urls.",
+            )
+        })?),
+        None => None,
+    };
+    let public = state.config.urls.self_.public_base();
+    let request_url = format!("{public}/self-service/{}/{}", kind.as_str(), if api { "api" } else { "browser" });
+    let (csrf, cookie) = if api {
+        (String::new(), None)
+    } else {
+        match session::cookie(headers, &csrf_cookie_name(state)).filter(|t| t.len() >= 32) {
+            Some(existing) => (existing.to_owned(), None),
+            None => {
+                let token = crypto::b64url(&crypto::random_bytes::<32>());
+                let cookie = csrf_cookie(state, &token);
+                (token, Some(cookie))
+            }
+        }
+    };
+    let mut flow = new_flow(state, kind, api, request_url, return_to, &csrf);
+    flow.refresh = q.refresh.unwrap_or(false);
+    flow.oauth2_login_challenge = q.login_challenge.filter(|c| !c.is_empty());
+    let current = session::authenticate(state, headers).await?;
+    match kind {
+        Kind::Login | Kind::Registration if current.is_some() && !flow.refresh => {
+            let mut e = FlowError::new(
+                StatusCode::BAD_REQUEST,
+                "session_already_available",
+                "A valid session was detected and thus login is not possible. Did you forget to set `?refresh=true`?",
+            );
+            if !api {
+                e.redirect = Some(after_url(state, &flow));
+            }
+            return Err(e);
+        }
+        Kind::Registration if !state.config.selfservice.flows.registration.enabled => {
+            return Err(FlowError::new(
+                StatusCode::BAD_REQUEST,
+                "self_service_flow_disabled",
+                "Registration is not enabled.",
+            ));
+        }
+        Kind::Recovery if !state.config.selfservice.flows.recovery.enabled => {
+            return Err(FlowError::new(
+                StatusCode::BAD_REQUEST,
+                "self_service_flow_disabled",
+                "Recovery is not enabled.",
+            ));
+        }
+        Kind::Verification if !state.config.selfservice.flows.verification.enabled => {
+            return Err(FlowError::new(
+                StatusCode::BAD_REQUEST,
+                "self_service_flow_disabled",
+                "Verification is not enabled.",
+            ));
+        }
+        Kind::Settings => {
+            let Some(auth) = current else {
+                let mut e =
+                    FlowError::new(StatusCode::UNAUTHORIZED, "session_inactive", "Sign in to change your settings.");
+                if !api {
+                    e.redirect = Some(format!(
+                        "{public}/self-service/login/browser?return_to={}",
+                        crate::identity::url_segment(&format!("{public}/self-service/settings/browser"))
+                    ));
+                }
+                return Err(e);
+            };
+            flow.identity_id = Some(auth.identity.id.clone());
+        }
+        _ => {}
+    }
+    if kind == Kind::Login {
+        login::prepare(state, &mut flow);
+    }
+    if kind == Kind::Registration {
+        registration::prepare(state, &mut flow);
+    }
+    if kind == Kind::Settings {
+        settings::prepare(state, &mut flow).await?;
+    }
+    create(state, &flow).await?;
+    Ok((flow, cookie))
+}
+
+#[derive(Deserialize)]
+pub struct FlowQuery {
+    pub id: Option<String>,
+    pub flow: Option<String>,
+}
+
+/// `GET /self-service/{kind}/flows?id=`.
+pub async fn get(
+    State(state): State<AppState>,
+    Path(kind): Path<String>,
+    Query(q): Query<FlowQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let result = async {
+        let kind = parse_kind(&kind)?;
+        let id =
+            q.id.or(q.flow).ok_or_else(|| FlowError::new(StatusCode::BAD_REQUEST, "bad_request", "id is required"))?;
+        let flow = load(&state, &id, kind).await?;
+        if !flow.is_api() && !csrf_cookie_matches(&state, &headers, &flow) {
+            return Err(FlowError::csrf());
+        }
+        if flow.expires_at <= state.clock.now() {
+            return Err(expired(&state, &flow));
+        }
+        Ok(flow.to_json(&state).await)
+    }
+    .await;
+    match result {
+        Ok(v) => axum::Json(v).into_response(),
+        Err(e) => e.respond(&state, false),
+    }
+}
+
+pub fn csrf_cookie_matches(state: &AppState, headers: &HeaderMap, flow: &Flow) -> bool {
+    session::cookie(headers, &csrf_cookie_name(state)).is_some_and(|c| crypto::secret_eq(c, &flow.csrf_token))
+}
+
+fn expired(state: &AppState, flow: &Flow) -> FlowError {
+    let mut e = FlowError::new(StatusCode::GONE, "self_service_flow_expired", "The flow expired; start a new one.");
+    if !flow.is_api() {
+        e.redirect =
+            Some(format!("{}/self-service/{}/browser", state.config.urls.self_.public_base(), flow.kind.as_str()));
+    }
+    e
+}
+
+/// What a submitted step produced.
+pub enum Outcome {
+    /// Show the flow again: the next step, or the same step with messages.
+    Again(Flow),
+    /// The user is signed in.
+    SignedIn { flow: Box<Flow>, identity: Box<Identity>, issued: Box<Issued> },
+    /// Registered without a session (no `session` hook).
+    Registered { flow: Flow, identity: Identity },
+    /// The browser must continue elsewhere (recovery → settings), with cookies to set.
+    Continue { flow: Flow, to: String, cookies: Vec<HeaderValue> },
+}
+
+/// `POST /self-service/{kind}?flow=`.
+pub async fn submit(
+    State(state): State<AppState>,
+    Path(kind): Path<String>,
+    Query(q): Query<FlowQuery>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let json = wants_json(&headers);
+    let result = async {
+        let kind = parse_kind(&kind)?;
+        let id = q
+            .flow
+            .or(q.id)
+            .ok_or_else(|| FlowError::new(StatusCode::BAD_REQUEST, "bad_request", "flow is required"))?;
+        let mut flow = load(&state, &id, kind).await?;
+        if flow.expires_at <= state.clock.now() {
+            return Err(expired(&state, &flow));
+        }
+        let form = Form::parse(&headers, &body)?;
+        if !flow.is_api() {
+            let sent = form.get("csrf_token").or_else(|| headers.get("x-csrf-token").and_then(|v| v.to_str().ok()));
+            let form_ok = sent.is_some_and(|t| crypto::secret_eq(t, &flow.csrf_token));
+            if !form_ok || !csrf_cookie_matches(&state, &headers, &flow) {
+                return Err(FlowError::csrf());
+            }
+        }
+        flow.clear_messages();
+        match kind {
+            Kind::Login => login::submit(&state, flow, &form, &headers).await,
+            Kind::Registration => registration::submit(&state, flow, &form, &headers).await,
+            Kind::Settings => settings::submit(&state, flow, &form, &headers).await,
+            Kind::Recovery => recovery::submit_recovery(&state, flow, &form, &headers).await,
+            Kind::Verification => recovery::submit_verification(&state, flow, &form).await,
+        }
+    }
+    .await;
+    match result {
+        Ok(outcome) => respond(&state, outcome, json).await,
+        Err(e) => {
+            let html = !json && !e.redirect.as_deref().is_some_and(str::is_empty);
+            e.respond(&state, html)
+        }
+    }
+}
+
+async fn respond(state: &AppState, outcome: Outcome, json: bool) -> Response {
+    match outcome {
+        Outcome::Again(flow) => {
+            if flow.is_api() || json {
+                let status = if flow.has_errors() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
+                (status, axum::Json(flow.to_json(state).await)).into_response()
+            } else {
+                see_other(&flow.ui_url(state))
+            }
+        }
+        Outcome::SignedIn { flow, identity, issued } => {
+            let (flow, identity, issued) = (*flow, *identity, *issued);
+            let after = crate::identity::flow::login::after_sign_in(state, &flow, &identity).await;
+            let session = session::session_json(state, &issued.row, Some(&identity));
+            if flow.is_api() {
+                let mut body = json!({"session": session, "session_token": issued.token, "continue_with": [
+                    {"action": "set_ory_session_token", "ory_session_token": issued.token}
+                ]});
+                if flow.kind == Kind::Registration {
+                    body["identity"] = identity.to_json(state.config.urls.self_.public_base(), View::Owner, None);
+                }
+                return axum::Json(body).into_response();
+            }
+            let cookie = session::session_cookie(state, &issued.token, issued.row.expires_at);
+            let mut response = if json {
+                let mut body = json!({"session": session, "continue_with": [
+                    {"action": "redirect_browser_to", "redirect_browser_to": after}
+                ]});
+                if flow.kind == Kind::Registration {
+                    body["identity"] = identity.to_json(state.config.urls.self_.public_base(), View::Owner, None);
+                }
+                axum::Json(body).into_response()
+            } else {
+                see_other(&after)
+            };
+            response.headers_mut().append(header::SET_COOKIE, cookie);
+            response
+        }
+        Outcome::Registered { flow, identity } => {
+            let login = format!("{}/self-service/login/browser", state.config.urls.self_.public_base());
+            if flow.is_api() || json {
+                axum::Json(json!({
+                    "identity": identity.to_json(state.config.urls.self_.public_base(), View::Owner, None),
+                    "continue_with": [],
+                }))
+                .into_response()
+            } else {
+                see_other(&login)
+            }
+        }
+        Outcome::Continue { flow, to, cookies } => {
+            let mut response = if flow.is_api() {
+                axum::Json(json!({"continue_with": [{"action": "show_settings_ui", "flow": {"url": to}}]}))
+                    .into_response()
+            } else if json {
+                let e = FlowError {
+                    status: StatusCode::UNPROCESSABLE_ENTITY,
+                    id: "browser_location_change_required",
+                    reason: "Continue in the browser.".into(),
+                    redirect: Some(to.clone()),
+                };
+                e.respond(state, false)
+            } else {
+                see_other(&to)
+            };
+            for c in cookies {
+                response.headers_mut().append(header::SET_COOKIE, c);
+            }
+            response
+        }
+    }
+}
+
+/// Deletes expired flows hourly.
+pub fn spawn_janitor(state: AppState) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+        loop {
+            tick.tick().await;
+            let now = state.clock.now();
+            if let Err(e) = state.store.purge_expired_flows(now - 3600).await {
+                tracing::warn!(error = %e, "could not purge expired self-service flows");
+            }
+            if let Err(e) = state.store.purge_expired_sessions(now, 7 * 24 * 3600).await {
+                tracing::warn!(error = %e, "could not purge expired sessions");
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests;

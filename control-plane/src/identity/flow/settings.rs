@@ -1,0 +1,166 @@
+//! The settings flow, for the signed-in identity only: `profile` (traits; changed addresses
+//! become unverified and identifiers follow), `password` (needs a recent sign-in:
+//! `session_refresh_required` otherwise) and `passkey` (add or remove). Every submission
+//! re-checks that the caller's session belongs to the flow's identity.
+
+use axum::http::{HeaderMap, StatusCode};
+
+use super::ui::{self, UiNode, msg};
+use super::{Flow, FlowError, Form, Outcome};
+use crate::app::AppState;
+use crate::identity::session::{self, Authenticated};
+use crate::identity::{PASSWORD, password};
+
+pub async fn prepare(_state: &AppState, flow: &mut Flow) -> Result<(), FlowError> {
+    flow.state = "show_form".into();
+    Ok(())
+}
+
+pub async fn nodes(state: &AppState, flow: &Flow) -> Vec<UiNode> {
+    let Some(id) = &flow.identity_id else { return Vec::new() };
+    let Ok(Some(identity)) = state.store.get_identity(id).await else { return Vec::new() };
+    let schema = state.schemas.get(&identity.schema_id).unwrap_or_else(|| state.schemas.default_schema());
+    let mut nodes: Vec<UiNode> = super::registration::trait_nodes(&schema)
+        .into_iter()
+        .map(|mut n| {
+            n.group = "profile".into();
+            let name = n.name().trim_start_matches("traits.").to_owned();
+            if let Some(v) = identity.body.traits[&name].as_str() {
+                n.attributes["value"] = v.into();
+            }
+            n
+        })
+        .collect();
+    nodes.push(ui::submit("profile", "profile", msg::save()));
+    if state.config.selfservice.methods.password.enabled {
+        let mut pw = ui::input("password", "password", "password", "", true, Some(msg::label_password()));
+        pw.attributes["autocomplete"] = "new-password".into();
+        nodes.push(pw);
+        nodes.push(ui::submit("password", PASSWORD, msg::save()));
+    }
+    let credentials = state.store.get_credentials(id).await.unwrap_or_default();
+    nodes.extend(crate::identity::passkey::settings_nodes(state, flow, &identity, &credentials));
+    nodes
+}
+
+pub async fn submit(state: &AppState, mut flow: Flow, form: &Form, headers: &HeaderMap) -> Result<Outcome, FlowError> {
+    let Some(auth) = session::authenticate(state, headers).await? else {
+        return Err(FlowError::new(StatusCode::UNAUTHORIZED, "session_inactive", "Sign in to change your settings."));
+    };
+    if flow.identity_id.as_deref() != Some(auth.identity.id.as_str()) {
+        return Err(FlowError::new(
+            StatusCode::FORBIDDEN,
+            "security_identity_mismatch",
+            "This settings flow belongs to another identity.",
+        ));
+    }
+    let saved = match form.get("method") {
+        Some("profile") => profile(state, &mut flow, form, &auth).await?,
+        Some(PASSWORD) if state.config.selfservice.methods.password.enabled => {
+            privileged(state, &flow, &auth)?;
+            change_password(state, &mut flow, form, &auth).await?
+        }
+        Some("passkey") if state.config.selfservice.methods.passkey.enabled => {
+            privileged(state, &flow, &auth)?;
+            crate::identity::passkey::settings(state, &mut flow, form, &auth.identity).await?
+        }
+        _ => {
+            flow.messages.push(msg::no_strategy());
+            false
+        }
+    };
+    if saved {
+        flow.state = "success".into();
+        flow.messages.push(msg::settings_saved());
+    }
+    super::save(state, &mut flow).await?;
+    Ok(Outcome::Again(flow))
+}
+
+/// Credential changes need a sign-in younger than `privileged_session_max_age`.
+fn privileged(state: &AppState, flow: &Flow, auth: &Authenticated) -> Result<(), FlowError> {
+    let max = i64::try_from(state.config.selfservice.flows.privileged_session_max_age.as_secs()).unwrap_or(3600);
+    if state.clock.now() - auth.session.authenticated_at <= max {
+        return Ok(());
+    }
+    let public = state.config.urls.self_.public_base();
+    let mut e = FlowError::new(
+        StatusCode::FORBIDDEN,
+        "session_refresh_required",
+        "The login session is too old and thus not allowed to update these fields. Please re-authenticate.",
+    );
+    if !flow.is_api() {
+        e.redirect = Some(format!(
+            "{public}/self-service/login/browser?refresh=true&return_to={}",
+            crate::identity::url_segment(&flow.ui_url(state))
+        ));
+    }
+    Err(e)
+}
+
+async fn profile(state: &AppState, flow: &mut Flow, form: &Form, auth: &Authenticated) -> Result<bool, FlowError> {
+    let mut identity = auth.identity.clone();
+    let schema = state.schemas.get(&identity.schema_id).unwrap_or_else(|| state.schemas.default_schema());
+    let traits = form.traits();
+    if let Err(errors) = schema.validate(&traits) {
+        for e in errors {
+            flow.field_error(&e.pointer.trim_start_matches('/').replace('/', "."), ui::UiText::error(e.id, e.text));
+        }
+        return Ok(false);
+    }
+    for f in schema.fields.iter().filter(|f| f.is_email) {
+        if let Some(v) = traits[&f.name].as_str() {
+            if let Err(text) = state.config.selfservice.policy.check(v) {
+                flow.field_error(&format!("traits.{}", f.name), msg::not_allowed(text));
+                return Ok(false);
+            }
+        }
+    }
+    let now = state.clock.now();
+    identity.body.traits = traits.clone();
+    crate::identity::sync_addresses(&schema, &mut identity.body, now);
+    identity.updated_at = now;
+    let existing = state.store.get_credentials(&identity.id).await?;
+    let creds = crate::identity::derived_credentials(&schema, &traits, &existing, None, now);
+    match state.store.update_identity(&identity, &creds).await? {
+        Ok(_) => Ok(true),
+        Err(_) => {
+            flow.field_error("traits.email", msg::duplicate());
+            Ok(false)
+        }
+    }
+}
+
+async fn change_password(
+    state: &AppState,
+    flow: &mut Flow,
+    form: &Form,
+    auth: &Authenticated,
+) -> Result<bool, FlowError> {
+    let pw = form.get("password").unwrap_or("");
+    let schema = state.schemas.get(&auth.identity.schema_id).unwrap_or_else(|| state.schemas.default_schema());
+    let identifier =
+        schema.values(&auth.identity.body.traits, |f| f.password_identifier).into_iter().next().unwrap_or_default();
+    if let Err((id, text)) =
+        password::check_policy(&state.config.selfservice.methods.password, &identifier, pw, &state.http).await
+    {
+        flow.field_error("password", ui::UiText::error(id, text));
+        return Ok(false);
+    }
+    let presented = pw.to_owned();
+    let hash = tokio::task::spawn_blocking(move || password::hash(&presented))
+        .await
+        .map_err(|e| FlowError::internal(&e))?
+        .map_err(|e| FlowError::internal(&e))?;
+    let now = state.clock.now();
+    let existing = state.store.get_credentials(&auth.identity.id).await?;
+    let creds = crate::identity::derived_credentials(&schema, &auth.identity.body.traits, &existing, Some(hash), now);
+    let mut identity = auth.identity.clone();
+    identity.updated_at = now;
+    if state.store.update_identity(&identity, &creds).await?.is_err() {
+        flow.messages.push(msg::duplicate());
+        return Ok(false);
+    }
+    tracing::info!(identity_id = %identity.id, "password changed");
+    Ok(true)
+}

@@ -1,0 +1,376 @@
+//! Real-browser journeys in headless Chromium: the built-in pages, the self-service flows,
+//! sessions, one-time codes read from an in-process SMTP sink, passkeys with a WebAuthn virtual
+//! authenticator, the registration policy, and an Envoy-protected app that sends signed-out
+//! browsers to the login page. Each test asserts what the user would notice and saves a
+//! screenshot per step under `target/browser-screenshots/<test>/`.
+//!
+//! Everything a browser sees is on `http://localhost:<port>`, the public listener and the
+//! gateway alike: cookies are per host (so one session serves both), and passkeys need an RP
+//! ID of `localhost` (`127.0.0.1` is not a valid one). Without Chromium and chromedriver these
+//! tests skip, except under `CI`, where they fail.
+
+use std::time::{Duration, Instant};
+
+use portcullis_control_plane::courier::sink::{SmtpSink, six_digit_code};
+use portcullis_e2e::browser::{self, Browser};
+use portcullis_e2e::{Extras, Options, Ports, Testbed, fresh_client, put_rules};
+use serde_json::{Value, json};
+
+/// Strong enough for any length or similarity policy, and in no breach list.
+const PASSWORD: &str = "portcullis-Browser-7f3a9c";
+
+/// A testbed whose browser-facing URLs are on `localhost`, whose courier mails the sink, and
+/// whose flows may return to the gateway; `extra` is merged into the control plane's config.
+async fn testbed(sink: &SmtpSink, extra: impl FnOnce(&Ports) -> Value) -> Testbed {
+    let ports = Ports::free().unwrap_or_else(|e| panic!("{e}"));
+    let mut config = json!({
+        "courier": {"smtp": {"connection_uri": sink.connection_uri()}},
+        "selfservice": {"allowed_return_urls": [format!("http://localhost:{}", ports.gateway)]},
+    });
+    merge(&mut config, extra(&ports));
+    let extras = Extras { host: "localhost".into(), config };
+    match Testbed::start_with(Options { ports, dir: None, dev: false }, extras).await {
+        Ok(t) => t,
+        Err(e) => panic!("testbed did not start: {e}"),
+    }
+}
+
+fn merge(base: &mut Value, extra: Value) {
+    match (base, extra) {
+        (Value::Object(base), Value::Object(extra)) => {
+            for (k, v) in extra {
+                merge(base.entry(k).or_insert(Value::Null), v);
+            }
+        }
+        (_, Value::Null) => {}
+        (base, extra) => *base = extra,
+    }
+}
+
+fn no_extra(_: &Ports) -> Value {
+    Value::Null
+}
+
+/// The welcome page after a sign-in, showing who is signed in.
+async fn assert_signed_in(t: &Testbed, b: &Browser, email: &str, step: &str) {
+    b.wait_for_url(&t.public("/ui/welcome")).await;
+    b.wait_for_text(email).await;
+    b.shot(step).await;
+    let (status, session) = b.fetch("/sessions/whoami").await;
+    assert_eq!(status, 200, "whoami after {step}: {session}");
+    assert_eq!(session["active"], true);
+    assert_eq!(session["identity"]["traits"]["email"], email);
+}
+
+/// Signs out as a user would: the sign-out control on `/ui/logout`. When the page has none
+/// (yet), the Kratos API way: `GET /self-service/logout/browser` → `logout_url`.
+async fn sign_out(t: &Testbed, b: &Browser) {
+    b.goto(&t.public("/ui/logout")).await;
+    b.shot("logout-page").await;
+    let control = "a[href*=\"/self-service/logout?\"], form[action*=\"/self-service/logout\"] button, \
+                   form[action*=\"/self-service/logout\"] input[type=submit]";
+    if b.has(control).await {
+        b.click(control).await;
+    } else {
+        eprintln!("/ui/logout has no sign-out link or button: signing out through /self-service/logout/browser");
+        b.goto(&t.public("/self-service/logout/browser")).await;
+        let answer = b.json().await;
+        let Some(url) = answer["logout_url"].as_str() else {
+            b.fail(&format!("/self-service/logout/browser answered {answer}")).await;
+        };
+        b.goto(url).await;
+    }
+    b.wait_for_url(&t.public("/ui/login")).await;
+    b.shot("signed-out").await;
+    let (status, body) = b.fetch("/sessions/whoami").await;
+    assert_eq!(status, 401, "whoami after signing out: {body}");
+}
+
+/// The code e-mailed to `to`, waiting for the courier.
+async fn mailed_code(sink: &SmtpSink, to: &str) -> String {
+    let Some(mail) = sink.wait_for(to, Duration::from_secs(20)).await else {
+        panic!(
+            "no e-mail to {to} within 20 s; the sink holds {:?}",
+            sink.messages().iter().map(|m| &m.to).collect::<Vec<_>>()
+        );
+    };
+    six_digit_code(&mail.text).unwrap_or_else(|| panic!("no six-digit code in the e-mail to {to}:\n{}", mail.text))
+}
+
+#[tokio::test]
+async fn browser_register_with_password_and_see_whoami() {
+    let test = "browser_register_with_password_and_see_whoami";
+    if !browser::available(test) {
+        return;
+    }
+    let sink = SmtpSink::start().await;
+    let t = testbed(&sink, no_extra).await;
+    let b = Browser::launch(test).await;
+
+    b.goto(&t.public("/self-service/registration/browser")).await;
+    b.wait_for_url(&t.public("/ui/registration?flow=")).await;
+    b.element("[name=\"traits.email\"]").await;
+    b.shot("registration-form").await;
+    b.fill("traits.email", "alice@example.com").await;
+    b.fill("password", PASSWORD).await;
+    b.shot("registration-filled").await;
+    b.press("method", "password").await;
+    assert_signed_in(&t, &b, "alice@example.com", "welcome").await;
+
+    b.goto(&t.public("/sessions/whoami")).await;
+    let session = b.json().await;
+    b.shot("whoami").await;
+    assert_eq!(session["active"], true, "{session}");
+    assert_eq!(session["identity"]["traits"]["email"], "alice@example.com");
+    assert_eq!(session["authentication_methods"][0]["method"], "password");
+    assert!(b.cookie("ory_kratos_session").await.is_some(), "the session cookie is set for localhost");
+    b.close().await;
+}
+
+#[tokio::test]
+async fn browser_register_and_sign_in_with_emailed_code() {
+    let test = "browser_register_and_sign_in_with_emailed_code";
+    if !browser::available(test) {
+        return;
+    }
+    let sink = SmtpSink::start().await;
+    let t = testbed(&sink, no_extra).await;
+    let b = Browser::launch(test).await;
+    let email = "bob@example.com";
+
+    b.goto(&t.public("/self-service/registration/browser")).await;
+    b.wait_for_url(&t.public("/ui/registration?flow=")).await;
+    b.fill("traits.email", email).await;
+    b.shot("registration-email").await;
+    b.press("method", "code").await;
+    b.element("input[name=\"code\"]").await;
+    b.shot("registration-code-sent").await;
+    let code = mailed_code(&sink, email).await;
+    b.fill("code", &code).await;
+    b.shot("registration-code-entered").await;
+    b.press("method", "code").await;
+    assert_signed_in(&t, &b, email, "registered").await;
+    let (_, session) = b.fetch("/sessions/whoami").await;
+    assert_eq!(session["identity"]["verifiable_addresses"][0]["verified"], true, "the code verified the address");
+
+    sign_out(&t, &b).await;
+
+    b.goto(&t.public("/self-service/login/browser")).await;
+    b.wait_for_url(&t.public("/ui/login?flow=")).await;
+    b.fill("identifier", email).await;
+    b.shot("login-email").await;
+    b.press("method", "code").await;
+    b.element("input[name=\"code\"]").await;
+    b.shot("login-code-sent").await;
+    let code = mailed_code(&sink, email).await;
+    b.fill("code", &code).await;
+    b.press("method", "code").await;
+    assert_signed_in(&t, &b, email, "signed-in-with-code").await;
+    let (_, session) = b.fetch("/sessions/whoami").await;
+    assert_eq!(session["authentication_methods"][0]["method"], "code");
+    b.close().await;
+}
+
+#[tokio::test]
+async fn browser_register_and_sign_in_with_a_passkey() {
+    let test = "browser_register_and_sign_in_with_a_passkey";
+    if !browser::available(test) {
+        return;
+    }
+    let sink = SmtpSink::start().await;
+    let t = testbed(&sink, no_extra).await;
+    let b = Browser::launch(test).await;
+    let authenticator = b.add_virtual_authenticator().await;
+    let email = "carol@example.com";
+
+    b.goto(&t.public("/self-service/registration/browser")).await;
+    b.wait_for_url(&t.public("/ui/registration?flow=")).await;
+    b.fill("traits.email", email).await;
+    b.shot("registration-email").await;
+    // "Sign up with passkey" sends the traits first; the server checks them and answers with
+    // the ceremony's challenge and a button that runs it (webauthn.js, loaded async).
+    b.press("method", "passkey").await;
+    let create = "[data-portcullis-trigger=\"oryPasskeyRegistration\"]";
+    b.element(create).await;
+    b.wait_for_js("webauthn.js", "typeof window.oryPasskeyRegistration === 'function'").await;
+    b.shot("registration-passkey-challenge").await;
+    b.click(create).await;
+    assert_signed_in(&t, &b, email, "registered-with-passkey").await;
+    let credentials = b.authenticator_credentials(&authenticator).await;
+    assert_eq!(credentials.len(), 1, "one passkey on the authenticator: {credentials:?}");
+    assert_eq!(credentials[0]["rpId"], "localhost");
+    assert_eq!(credentials[0]["isResidentCredential"], true, "a discoverable credential");
+
+    sign_out(&t, &b).await;
+
+    b.goto(&t.public("/self-service/login/browser")).await;
+    b.wait_for_url(&t.public("/ui/login?flow=")).await;
+    let sign_in = "[data-portcullis-trigger=\"oryPasskeyLogin\"]";
+    b.element(sign_in).await;
+    b.wait_for_js("webauthn.js", "typeof window.oryPasskeyLogin === 'function'").await;
+    b.shot("login-page").await;
+    b.click(sign_in).await;
+    assert_signed_in(&t, &b, email, "signed-in-with-passkey").await;
+    let (_, session) = b.fetch("/sessions/whoami").await;
+    assert_eq!(session["authentication_methods"][0]["method"], "passkey");
+    b.close().await;
+}
+
+#[tokio::test]
+async fn browser_disallowed_email_domain_is_refused_with_a_message() {
+    let test = "browser_disallowed_email_domain_is_refused_with_a_message";
+    if !browser::available(test) {
+        return;
+    }
+    let sink = SmtpSink::start().await;
+    let t = testbed(&sink, |_| json!({"selfservice": {"policy": {"allowed_email_domains": ["example.com"]}}})).await;
+    let b = Browser::launch(test).await;
+
+    b.goto(&t.public("/self-service/registration/browser")).await;
+    b.wait_for_url(&t.public("/ui/registration?flow=")).await;
+    b.fill("traits.email", "mallory@evil.test").await;
+    b.fill("password", PASSWORD).await;
+    b.press("method", "password").await;
+    b.wait_for_text("Only e-mail addresses at example.com can be used here.").await;
+    b.shot("refused-password").await;
+    assert!(b.url().await.starts_with(&t.public("/ui/registration?flow=")), "still on the registration page");
+    let (status, _) = b.fetch("/sessions/whoami").await;
+    assert_eq!(status, 401, "not signed in");
+
+    // The code method refuses before anything is mailed.
+    b.fill("traits.email", "mallory@evil.test").await;
+    b.press("method", "code").await;
+    b.wait_for_text("Only e-mail addresses at example.com can be used here.").await;
+    b.shot("refused-code").await;
+    assert!(!b.has("input[name=\"code\"]").await, "no code step");
+    assert!(sink.wait_for("mallory@evil.test", Duration::from_secs(2)).await.is_none(), "no e-mail was sent");
+    b.close().await;
+}
+
+#[tokio::test]
+async fn browser_logout_ends_the_session() {
+    let test = "browser_logout_ends_the_session";
+    if !browser::available(test) {
+        return;
+    }
+    let sink = SmtpSink::start().await;
+    let t = testbed(&sink, no_extra).await;
+    let b = Browser::launch(test).await;
+
+    b.goto(&t.public("/self-service/registration/browser")).await;
+    b.wait_for_url(&t.public("/ui/registration?flow=")).await;
+    b.fill("traits.email", "erin@example.com").await;
+    b.fill("password", PASSWORD).await;
+    b.press("method", "password").await;
+    assert_signed_in(&t, &b, "erin@example.com", "signed-in").await;
+
+    sign_out(&t, &b).await;
+    assert!(b.cookie("ory_kratos_session").await.is_none(), "the session cookie is gone");
+    b.goto(&t.public("/sessions/whoami")).await;
+    b.shot("whoami-after-logout").await;
+    let (status, body) = b.fetch("/sessions/whoami").await;
+    assert_eq!(status, 401, "{body}");
+    b.close().await;
+}
+
+#[tokio::test]
+async fn browser_envoy_sends_signed_out_users_to_login_and_signed_in_ones_through() {
+    let test = "browser_envoy_sends_signed_out_users_to_login_and_signed_in_ones_through";
+    if !browser::available(test) {
+        return;
+    }
+    let sink = SmtpSink::start().await;
+    let t = testbed(&sink, no_extra).await;
+    let login = t.public("/self-service/login/browser");
+    put_rules(
+        &t,
+        json!([{
+            "id": "app",
+            "match": {"url": format!("http://localhost:{}/app/<**>", t.ports.gateway), "methods": ["GET", "POST"], "strategy": "glob"},
+            "authenticators": [{"handler": "cookie_session", "config": {
+                "check_session_url": format!("http://127.0.0.1:{}/sessions/whoami", t.ports.public),
+                "preserve_path": true,
+                "only": ["ory_kratos_session"],
+                "subject_from": "identity.id",
+                "extra_from": "@this",
+            }}],
+            "authorizer": {"handler": "allow"},
+            "mutators": [{"handler": "header", "config": {"headers": {"X-User-Email": "{{ print .Extra.identity.traits.email }}"}}}],
+            "errors": [{"handler": "redirect", "config": {
+                "to": login,
+                "return_to_query_param": "return_to",
+                "when": [{"request": {"header": {"accept": ["text/html"]}}}],
+            }}],
+        }]),
+    )
+    .await;
+    let app = t.gateway("/app/hello");
+    let client = fresh_client().unwrap_or_else(|e| panic!("{e}"));
+    t.wait_settled("the app rule to redirect to login", "envoy.log", || async {
+        client.get(&app).header("accept", "text/html").send().await.is_ok_and(|r| {
+            r.status().as_u16() == 302
+                && r.headers().get("location").and_then(|l| l.to_str().ok()).is_some_and(|l| l.starts_with(&login))
+        })
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+
+    let b = Browser::launch(test).await;
+    let email = "dave@example.com";
+    b.goto(&t.public("/self-service/registration/browser")).await;
+    b.wait_for_url(&t.public("/ui/registration?flow=")).await;
+    b.fill("traits.email", email).await;
+    b.fill("password", PASSWORD).await;
+    b.press("method", "password").await;
+    assert_signed_in(&t, &b, email, "registered").await;
+    sign_out(&t, &b).await;
+
+    // Signed out: the app sends the browser to sign in, and back afterwards.
+    b.goto(&app).await;
+    b.wait_for_url(&t.public("/ui/login?flow=")).await;
+    b.shot("app-sends-to-login").await;
+    b.fill("identifier", email).await;
+    b.fill("password", PASSWORD).await;
+    b.press("method", "password").await;
+    b.wait_for_url(&app).await;
+    b.wait_for_text("x-user-email").await;
+    b.shot("app-reached").await;
+    let echoed = b.json().await;
+    assert_eq!(echoed["path"], "/app/hello", "{echoed}");
+    assert_eq!(echoed["headers"]["x-user-email"], json!([email]), "the upstream learns who signed in: {echoed}");
+    let Some(cookie) = b.cookie("ory_kratos_session").await else {
+        b.fail("no session cookie after signing in").await;
+    };
+
+    // Signed out again: the browser is sent to login, and the old cookie, replayed, is refused
+    // once the revocation has reached the filter.
+    sign_out(&t, &b).await;
+    let signed_out = Instant::now();
+    b.goto(&app).await;
+    b.wait_for_url(&t.public("/ui/login?flow=")).await;
+    b.shot("app-sends-to-login-after-logout").await;
+
+    let replay = || async {
+        let r = client
+            .get(&app)
+            .header("accept", "text/html")
+            .header("cookie", format!("ory_kratos_session={cookie}"))
+            .send()
+            .await;
+        r.is_ok_and(|r| r.status().as_u16() == 302)
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !replay().await {
+        assert!(Instant::now() < deadline, "the signed-out session still passes the gateway after 30 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let first = signed_out.elapsed();
+    t.wait_settled("every Envoy worker to refuse the signed-out session", "envoy.log", replay)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    eprintln!(
+        "revocation: the replayed session cookie was refused {first:?} after signing out (and still on every worker, probed until {:?})",
+        signed_out.elapsed()
+    );
+    b.close().await;
+}
