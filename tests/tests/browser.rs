@@ -63,12 +63,14 @@ async fn assert_signed_in(t: &Testbed, b: &Browser, email: &str, step: &str) {
 }
 
 /// Signs out as a user would: the sign-out control on `/ui/logout`. When the page has none
-/// (yet), the Kratos API way: `GET /self-service/logout/browser` → `logout_url`.
-async fn sign_out(t: &Testbed, b: &Browser) {
+/// (yet), the Kratos API way: `GET /self-service/logout/browser` → `logout_url`. Returns when
+/// the sign-out was clicked.
+async fn sign_out(t: &Testbed, b: &Browser) -> Instant {
     b.goto(&t.public("/ui/logout")).await;
     b.shot("logout-page").await;
     let control = "a[href*=\"/self-service/logout?\"], form[action*=\"/self-service/logout\"] button, \
                    form[action*=\"/self-service/logout\"] input[type=submit]";
+    let clicked = Instant::now();
     if b.has(control).await {
         b.click(control).await;
     } else {
@@ -84,6 +86,7 @@ async fn sign_out(t: &Testbed, b: &Browser) {
     b.shot("signed-out").await;
     let (status, body) = b.fetch("/sessions/whoami").await;
     assert_eq!(status, 401, "whoami after signing out: {body}");
+    clicked
 }
 
 /// The code e-mailed to `to`, waiting for the courier.
@@ -342,35 +345,43 @@ async fn browser_envoy_sends_signed_out_users_to_login_and_signed_in_ones_throug
         b.fail("no session cookie after signing in").await;
     };
 
-    // Signed out again: the browser is sent to login, and the old cookie, replayed, is refused
-    // once the revocation has reached the filter.
-    sign_out(&t, &b).await;
-    let signed_out = Instant::now();
-    b.goto(&app).await;
-    b.wait_for_url(&t.public("/ui/login?flow=")).await;
-    b.shot("app-sends-to-login-after-logout").await;
-
+    // The session cookie, replayed by another client, passes too (and is now in the filter's
+    // whoami cache)...
     let replay = || async {
         let r = client
             .get(&app)
             .header("accept", "text/html")
             .header("cookie", format!("ory_kratos_session={cookie}"))
             .send()
-            .await;
-        r.is_ok_and(|r| r.status().as_u16() == 302)
+            .await
+            .unwrap_or_else(|e| panic!("GET {app}: {e}"));
+        r.status().as_u16()
     };
+    assert_eq!(replay().await, 200, "the session cookie passes the gateway while signed in");
+
+    // ...until the user signs out: the revocation is pushed to the filter, which refuses the
+    // replayed cookie, cached answer or not; and the browser itself is sent to sign in again.
+    let clicked = sign_out(&t, &b).await;
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !replay().await {
+    let mut passed = 0;
+    while replay().await != 302 {
+        passed += 1;
         assert!(Instant::now() < deadline, "the signed-out session still passes the gateway after 30 s");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let first = signed_out.elapsed();
-    t.wait_settled("every Envoy worker to refuse the signed-out session", "envoy.log", replay)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let first = clicked.elapsed();
+    t.wait_settled("every Envoy worker to refuse the signed-out session", "envoy.log", || async {
+        replay().await == 302
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
     eprintln!(
-        "revocation: the replayed session cookie was refused {first:?} after signing out (and still on every worker, probed until {:?})",
-        signed_out.elapsed()
+        "revocation: the replayed session cookie was refused {first:?} after the sign-out click \
+         ({passed} replays still passed in between; refused on every worker, probed until {:?})",
+        clicked.elapsed()
     );
+    b.goto(&app).await;
+    b.wait_for_url(&t.public("/ui/login?flow=")).await;
+    b.shot("app-sends-to-login-after-logout").await;
     b.close().await;
 }

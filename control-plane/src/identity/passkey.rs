@@ -69,7 +69,8 @@ impl Passkeys {
         };
         let rp_key = "config key selfservice.methods.passkey.rp";
         let invalid = |e: webauthn_rs::prelude::WebauthnError| StartupError(format!("{rp_key}: {e}"));
-        let name = if method.rp.display_name.trim().is_empty() { rp_id.as_str() } else { method.rp.display_name.trim() };
+        let name =
+            if method.rp.display_name.trim().is_empty() { rp_id.as_str() } else { method.rp.display_name.trim() };
         let mut builder = WebauthnBuilder::new(&rp_id, &origins[0]).map_err(invalid)?.rp_name(name);
         for origin in &origins[1..] {
             builder = builder.append_allowed_origin(origin);
@@ -109,7 +110,11 @@ fn relying_party(config: &Config) -> Result<Option<(String, Vec<Url>)>, StartupE
                      browsers accept only domain names as relying party ids"
                 )));
             }
-            None => return off(format!("the public URL {public} has an IP address for a host, which browsers refuse as a relying party id")),
+            None => {
+                return off(format!(
+                    "the public URL {public} has an IP address for a host, which browsers refuse as a relying party id"
+                ));
+            }
         }
     } else {
         let id = rp.id.trim().to_ascii_lowercase();
@@ -137,7 +142,9 @@ fn relying_party(config: &Config) -> Result<Option<(String, Vec<Url>)>, StartupE
             let k = format!("{key}.origins[{i}]");
             let url = Url::parse(o.trim()).map_err(|e| StartupError(format!("{k}: {o:?} is not a URL: {e}")))?;
             if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
-                return Err(StartupError(format!("{k}: {o:?} must be an origin (scheme://host[:port]) without a path")));
+                return Err(StartupError(format!(
+                    "{k}: {o:?} must be an origin (scheme://host[:port]) without a path"
+                )));
             }
             out.push(url);
             keys.push(k);
@@ -151,7 +158,9 @@ fn relying_party(config: &Config) -> Result<Option<(String, Vec<Url>)>, StartupE
             if derived {
                 return off(format!("the public URL {public} has an IP address for a host"));
             }
-            return Err(StartupError(format!("{k}: {origin} has an IP address for a host; browsers refuse passkeys there")));
+            return Err(StartupError(format!(
+                "{k}: {origin} has an IP address for a host; browsers refuse passkeys there"
+            )));
         };
         if host != rp_id && !host.ends_with(&format!(".{rp_id}")) {
             let k = if rp.origins.is_empty() { format!("{key}.id") } else { k.clone() };
@@ -614,10 +623,9 @@ pub async fn settings(state: &AppState, flow: &mut Flow, form: &Form, identity: 
         let (handle, exclude) = match &config {
             Some(s) => (s.user_handle.clone(), s.credentials.iter().map(|p| p.passkey.cred_id().clone()).collect()),
             // Identities from elsewhere may have ids that are not UUIDs; user handles must be.
-            None => (
-                Uuid::parse_str(&identity.id).map_or_else(|_| crate::crypto::uuid_v4(), |u| u.to_string()),
-                Vec::new(),
-            ),
+            None => {
+                (Uuid::parse_str(&identity.id).map_or_else(|_| crate::crypto::uuid_v4(), |u| u.to_string()), Vec::new())
+            }
         };
         start_registration(state, w, flow, identity, &handle, exclude)?;
         return Ok(false);
@@ -991,7 +999,10 @@ mod tests {
         assert_eq!(trigger["attributes"]["onclickTrigger"], "oryPasskeyLogin");
         assert_eq!(trigger["meta"]["label"]["id"], 1_010_021);
         assert_eq!(trigger["meta"]["label"]["text"], "Sign in with passkey");
-        assert!(flow["ui"]["nodes"].as_array().unwrap().iter().all(|n| n["type"] != "script"), "API flows load no script");
+        assert!(
+            flow["ui"]["nodes"].as_array().unwrap().iter().all(|n| n["type"] != "script"),
+            "API flows load no script"
+        );
 
         let answer = a.get(&challenge);
         let r = post(&h, &flow, json!({"method": "passkey", "passkey_login": answer}), &[]).await;
@@ -1022,7 +1033,10 @@ mod tests {
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", String::from_utf8_lossy(&r.bytes));
         assert_eq!(message_ids(&r.json()), [4_000_006]);
         let second = json_node(&r.json(), "passkey_challenge");
-        assert_ne!(first["publicKey"]["challenge"], second["publicKey"]["challenge"], "each attempt gets a new challenge");
+        assert_ne!(
+            first["publicKey"]["challenge"], second["publicKey"]["challenge"],
+            "each attempt gets a new challenge"
+        );
 
         // An answer to the old challenge is refused; one to the new challenge is not.
         let stale = a.get(&first);
@@ -1138,12 +1152,15 @@ mod tests {
         assert!(r.header("cache-control").contains("max-age="));
         use base64::Engine as _;
         use sha2::Digest as _;
-        let sri = format!("sha512-{}", base64::engine::general_purpose::STANDARD.encode(sha2::Sha512::digest(&r.bytes)));
+        let sri =
+            format!("sha512-{}", base64::engine::general_purpose::STANDARD.encode(sha2::Sha512::digest(&r.bytes)));
         assert_eq!(script["attributes"]["integrity"], sri, "the SRI hash matches what is served");
         let js = String::from_utf8(r.bytes.clone()).unwrap();
         assert!(js.contains("Passkeys need a secure origin (https:// or localhost). This page is served from "));
         assert!(js.contains("role\", \"alert"));
-        for f in ["oryPasskeyLogin", "oryPasskeyRegistration", "oryPasskeySettingsRegistration", "data-portcullis-trigger"] {
+        for f in
+            ["oryPasskeyLogin", "oryPasskeyRegistration", "oryPasskeySettingsRegistration", "data-portcullis-trigger"]
+        {
             assert!(js.contains(f), "{f}");
         }
         let etag = r.header("etag").to_owned();
@@ -1175,7 +1192,10 @@ mod tests {
         assert_eq!(with("", &[], "https://login.example.com/"), Ok(true));
         assert_eq!(with("", &[], "http://login.example.com/"), Ok(false), "plain http: off, with a warning");
         assert_eq!(with("example.com", &[], "https://login.example.com/"), Ok(true));
-        assert_eq!(with("example.com", &["https://a.example.com", "https://example.com:8443"], "http://127.0.0.1/"), Ok(true));
+        assert_eq!(
+            with("example.com", &["https://a.example.com", "https://example.com:8443"], "http://127.0.0.1/"),
+            Ok(true)
+        );
         let err = |r: Result<bool, String>| r.unwrap_err();
         assert!(err(with("127.0.0.1", &[], "http://127.0.0.1:4444/")).contains("selfservice.methods.passkey.rp.id"));
         assert!(err(with("https://example.com", &[], "https://example.com/")).contains("rp.id"));
@@ -1183,7 +1203,12 @@ mod tests {
         assert!(err(with("", &["https://localhost:4444"], "http://127.0.0.1:4444/")).contains("rp.id: must be set"));
         let e = err(with("example.com", &["http://example.com"], "https://example.com/"));
         assert!(e.contains("rp.origins[0]") && e.contains("https"), "{e}");
-        assert!(err(with("example.com", &["https://example.com/login"], "https://example.com/")).contains("origins[0]"));
-        assert!(err(with("example.com", &["https://example.com", "https://other.org"], "https://example.com/")).contains("origins[1]"));
+        assert!(
+            err(with("example.com", &["https://example.com/login"], "https://example.com/")).contains("origins[0]")
+        );
+        assert!(
+            err(with("example.com", &["https://example.com", "https://other.org"], "https://example.com/"))
+                .contains("origins[1]")
+        );
     }
 }

@@ -341,9 +341,13 @@
   // UI as data-portcullis-onload: run once the document is there.
   function runOnload() {
     var els = document.querySelectorAll("[data-portcullis-onload]");
+    var ran = {};
     for (var i = 0; i < els.length; i++) {
       var name = els[i].getAttribute("data-portcullis-onload");
-      if (TRIGGERS.indexOf(name) >= 0) window[name]();
+      if (TRIGGERS.indexOf(name) >= 0 && !ran[name]) {
+        ran[name] = true;
+        window[name]();
+      }
     }
   }
   if (document.readyState === "loading") {
