@@ -704,6 +704,7 @@ pub async fn recovery_code(
     let csrf = if api { String::new() } else { crypto::b64url(&crypto::random_bytes::<32>()) };
     let request_url = format!("{public}/self-service/recovery/{}", if api { "api" } else { "browser" });
     let mut f = flow::new_flow(&state, Kind::Recovery, api, request_url, None, &csrf);
+    f.skip_csrf = !api;
     f.expires_at = now + lifespan;
     f.state = "sent_email".into();
     f.active = Some(CODE.into());

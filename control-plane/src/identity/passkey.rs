@@ -588,8 +588,9 @@ pub fn settings_nodes(state: &AppState, flow: &Flow, identity: &Identity, creden
     let mut nodes = Vec::new();
     if let Some(config) = credentials.iter().find(|c| c.kind == PASSKEY).and_then(stored) {
         for p in &config.credentials {
-            let added = p.added_at.get(..10).unwrap_or(&p.added_at);
-            let label = msg::remove_passkey(&format!("{}, added {added}", p.display_name));
+            // Passkeys share the display name; when they were added tells them apart.
+            let added = p.added_at.get(..19).unwrap_or(&p.added_at).replace('T', " ");
+            let label = msg::remove_passkey(&format!("{}, added {added} UTC", p.display_name));
             nodes.push(ui::button(GROUP, "passkey_remove", &p.id, label));
         }
     }

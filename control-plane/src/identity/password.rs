@@ -73,11 +73,16 @@ pub fn verify(stored: &str, password: &str) -> Verified {
 }
 
 /// Whether `stored` is a hash format this server can verify (for admin imports).
+/// Hashes whose cost exceeds the limits are refused here, at import, rather than accepted and
+/// then never verifying.
 pub fn is_supported_hash(stored: &str) -> bool {
     if stored.starts_with("$2a$") || stored.starts_with("$2b$") || stored.starts_with("$2y$") {
-        return stored.len() == 60;
+        let cost: u32 = stored.get(4..6).and_then(|c| c.parse().ok()).unwrap_or(u32::MAX);
+        return stored.len() == 60 && cost <= MAX_BCRYPT_COST;
     }
-    PasswordHash::new(stored).is_ok_and(|h| h.algorithm.as_str().starts_with("argon2"))
+    let Ok(h) = PasswordHash::new(stored) else { return false };
+    h.algorithm.as_str().starts_with("argon2")
+        && Params::try_from(&h).is_ok_and(|p| p.m_cost() <= MAX_ARGON2_MEMORY_KIB && p.t_cost() <= MAX_ARGON2_TIME)
 }
 
 /// Passwords seen most in breach corpora; refused outright whatever the length policy.
@@ -280,6 +285,7 @@ mod tests {
         let huge =
             "$argon2id$v=19$m=4194304,t=1,p=1$MDEyMzQ1Njc4OWFiY2RlZg$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
         assert_eq!(verify(huge, "x"), Verified::No);
+        assert!(!is_supported_hash(huge), "refused at import too");
         assert_eq!(verify("$2b$31$abcdefghijklmnopqrstuu0123456789012345678901234567890", "x"), Verified::No);
     }
 

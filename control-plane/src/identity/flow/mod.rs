@@ -118,6 +118,10 @@ pub struct Flow {
     /// WebAuthn ceremony state between challenge and answer.
     #[serde(default)]
     pub passkey_state: Option<Value>,
+    /// Created by an operator (`POST /admin/recovery/code`) for a browser that has no CSRF
+    /// cookie yet; the unguessable code is what protects the submission, as in Kratos.
+    #[serde(default)]
+    pub skip_csrf: bool,
     #[serde(skip)]
     pub version: i64,
 }
@@ -317,7 +321,7 @@ pub fn csrf_cookie_name(state: &AppState) -> String {
     format!("csrf_token_{}", crypto::hex(&digest[..8]))
 }
 
-fn csrf_cookie(state: &AppState, token: &str) -> HeaderValue {
+pub(crate) fn csrf_cookie(state: &AppState, token: &str) -> HeaderValue {
     let mut v = format!("{}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age=31536000", csrf_cookie_name(state));
     if session::secure_cookies(state) {
         v.push_str("; Secure");
@@ -494,6 +498,7 @@ pub(crate) fn new_flow(
         code: None,
         pending_traits: None,
         passkey_state: None,
+        skip_csrf: false,
         version: 0,
     }
 }
@@ -681,7 +686,8 @@ pub async fn get(
 }
 
 pub fn csrf_cookie_matches(state: &AppState, headers: &HeaderMap, flow: &Flow) -> bool {
-    session::cookie(headers, &csrf_cookie_name(state)).is_some_and(|c| crypto::secret_eq(c, &flow.csrf_token))
+    flow.skip_csrf
+        || session::cookie(headers, &csrf_cookie_name(state)).is_some_and(|c| crypto::secret_eq(c, &flow.csrf_token))
 }
 
 fn expired(state: &AppState, flow: &Flow) -> FlowError {
@@ -725,7 +731,7 @@ pub async fn submit(
             return Err(expired(&state, &flow));
         }
         let form = Form::parse(&headers, &body)?;
-        if !flow.is_api() {
+        if !flow.is_api() && !flow.skip_csrf {
             let sent = form.get("csrf_token").or_else(|| headers.get("x-csrf-token").and_then(|v| v.to_str().ok()));
             let form_ok = sent.is_some_and(|t| crypto::secret_eq(t, &flow.csrf_token));
             if !form_ok || !csrf_cookie_matches(&state, &headers, &flow) {

@@ -107,21 +107,32 @@ pub async fn submit_recovery(
     super::save(state, &mut flow).await?;
     let issued = session::issue(state, &identity, "code_recovery", headers).await?;
     tracing::info!(identity_id = %identity.id, "account recovered");
-    // A settings flow where the user sets a new password or passkey.
+    // A settings flow where the user sets a new password or passkey, bound to this browser's
+    // CSRF cookie (an operator-made recovery flow may be the browser's first visit).
+    let mut cookies = Vec::new();
+    let csrf = match session::cookie(headers, &super::csrf_cookie_name(state)).filter(|t| t.len() >= 32) {
+        Some(existing) => existing.to_owned(),
+        None if flow.is_api() => String::new(),
+        None => {
+            let token = crate::crypto::b64url(&crate::crypto::random_bytes::<32>());
+            cookies.push(super::csrf_cookie(state, &token));
+            token
+        }
+    };
     let mut settings = super::new_flow(
         state,
         Kind::Settings,
         flow.is_api(),
         format!("{}/self-service/settings/browser", state.config.urls.self_.public_base()),
         flow.return_to.clone(),
-        &flow.csrf_token,
+        &csrf,
     );
     settings.identity_id = Some(identity.id.clone());
     settings.state = "show_form".into();
     settings.messages.push(msg::recovered());
     super::create(state, &settings).await?;
-    let cookie = session::session_cookie(state, &issued.token, issued.row.expires_at);
-    Ok(Outcome::Continue { flow, to: settings.ui_url(state), cookies: vec![cookie] })
+    cookies.push(session::session_cookie(state, &issued.token, issued.row.expires_at));
+    Ok(Outcome::Continue { flow, to: settings.ui_url(state), cookies })
 }
 
 pub async fn submit_verification(state: &AppState, mut flow: Flow, form: &Form) -> Result<Outcome, FlowError> {
