@@ -11,9 +11,9 @@ use figment::providers::{Env, Format, Yaml};
 use serde::Deserialize;
 
 pub use crate::courier::config::CourierConfig;
-pub use crate::ui::UiConfig;
 use crate::error::StartupError;
 pub use crate::identity::config::{IdentityConfig, SchemaSource, SelfService, SessionConfig};
+pub use crate::ui::UiConfig;
 
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]

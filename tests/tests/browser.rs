@@ -361,23 +361,33 @@ async fn browser_envoy_sends_signed_out_users_to_login_and_signed_in_ones_throug
 
     // ...until the user signs out: the revocation is pushed to the filter, which refuses the
     // replayed cookie, cached answer or not; and the browser itself is sent to sign in again.
-    let clicked = sign_out(&t, &b).await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut passed = 0;
-    while replay().await != 302 {
-        passed += 1;
-        assert!(Instant::now() < deadline, "the signed-out session still passes the gateway after 30 s");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let first = clicked.elapsed();
+    // Replays run alongside the sign-out, so the first refusal is timed to within a probe.
+    let probing = async {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut last_passed = None;
+        loop {
+            let sent = Instant::now();
+            if replay().await == 302 {
+                return (sent, last_passed);
+            }
+            last_passed = Some(sent);
+            assert!(Instant::now() < deadline, "the signed-out session still passes the gateway after 30 s");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    let (clicked, (refused, last_passed)) = tokio::join!(sign_out(&t, &b), probing);
+    let after =
+        |at: Instant| at.checked_duration_since(clicked).map_or("before the click".into(), |d| format!("{d:?}"));
     t.wait_settled("every Envoy worker to refuse the signed-out session", "envoy.log", || async {
         replay().await == 302
     })
     .await
     .unwrap_or_else(|e| panic!("{e}"));
     eprintln!(
-        "revocation: the replayed session cookie was refused {first:?} after the sign-out click \
-         ({passed} replays still passed in between; refused on every worker, probed until {:?})",
+        "revocation: a replay of the signed-out session cookie sent {} after the sign-out click was refused \
+         (the last one that passed was sent {}); every worker refused it, probed until {:?}",
+        after(refused),
+        last_passed.map_or("never".into(), after),
         clicked.elapsed()
     );
     b.goto(&app).await;

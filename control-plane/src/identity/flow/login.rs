@@ -46,10 +46,7 @@ pub fn nodes(state: &AppState, flow: &Flow) -> Vec<UiNode> {
 }
 
 pub async fn submit(state: &AppState, mut flow: Flow, form: &Form, headers: &HeaderMap) -> Result<Outcome, FlowError> {
-    let method = form
-        .get("method")
-        .map(str::to_owned)
-        .or_else(|| if form.get("code").is_some() || form.get("resend").is_some() { Some(CODE.into()) } else { None });
+    let method = form.method().map(str::to_owned);
     let methods = &state.config.selfservice.methods;
     let identity = match method.as_deref() {
         Some(PASSWORD) if methods.password.enabled => password_login(state, &mut flow, form, headers).await?,

@@ -397,6 +397,18 @@ impl Form {
         self.0.get(name).map(String::as_str).filter(|v| !v.is_empty())
     }
 
+    /// The chosen method: `method`, or what the fields imply when a form without JavaScript
+    /// sent none (a code, a resend, a passkey answer or removal), as Kratos infers it.
+    pub fn method(&self) -> Option<&str> {
+        if let Some(m) = self.get("method") {
+            return Some(m);
+        }
+        if self.0.iter().any(|(k, v)| k.starts_with("passkey_") && !v.is_empty()) {
+            return Some("passkey");
+        }
+        (self.get("code").is_some() || self.get("resend").is_some()).then_some("code")
+    }
+
     /// `traits.*` as a JSON object; empty strings are left out so optional traits stay unset.
     pub fn traits(&self) -> Value {
         let mut o = serde_json::Map::new();

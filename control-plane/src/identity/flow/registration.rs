@@ -67,10 +67,7 @@ pub fn nodes(state: &AppState, flow: &Flow) -> Vec<UiNode> {
 
 pub async fn submit(state: &AppState, mut flow: Flow, form: &Form, headers: &HeaderMap) -> Result<Outcome, FlowError> {
     let methods = &state.config.selfservice.methods;
-    let method = form
-        .get("method")
-        .map(str::to_owned)
-        .or_else(|| if form.get("code").is_some() || form.get("resend").is_some() { Some(CODE.into()) } else { None });
+    let method = form.method().map(str::to_owned);
     let schema = state.schemas.default_schema();
     let now = state.clock.now();
     let (identity, credentials) = match method.as_deref() {
