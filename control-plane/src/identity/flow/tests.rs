@@ -498,3 +498,64 @@ async fn my_sessions_and_the_admin_session_api() {
     assert_eq!(d.status, StatusCode::NO_CONTENT);
     assert_eq!(whoami(&h, &first).await.status, StatusCode::UNAUTHORIZED);
 }
+
+/// A registration web hook on a local port: refuses `blocked@…` with Kratos's message shape
+/// and stamps `metadata_public` on everyone else.
+async fn hook_server() -> String {
+    use axum::routing::post;
+    let app = axum::Router::new().route(
+        "/hook",
+        post(|axum::Json(body): axum::Json<Value>| async move {
+            let email = body["identity"]["traits"]["email"].as_str().unwrap_or("").to_owned();
+            if email.starts_with("blocked@") {
+                let refusal = json!({"messages": [{"instance_ptr": "#/traits/email",
+                    "messages": [{"id": 4_000_099, "text": "This address is on the block list.", "type": "error"}]}]});
+                (StatusCode::FORBIDDEN, axum::Json(refusal))
+            } else {
+                (StatusCode::OK, axum::Json(json!({"identity": {"metadata_public": {"plan": "free"}}})))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
+#[tokio::test]
+async fn an_interrupting_web_hook_can_refuse_or_amend_a_registration() {
+    let url = hook_server().await;
+    let mut config = Config::default();
+    config.selfservice.flows.registration.after = serde_json::from_value(json!([
+        {"hook": "web_hook", "config": {"url": url, "can_interrupt": true}},
+        {"hook": "session"}
+    ]))
+    .unwrap();
+    let h = Harness::with_config(config).await;
+    let refused = register(&h, "blocked@example.com", "violet-tractor-umbrella").await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    assert_eq!(message_ids(&refused.json()), [4_000_099]);
+    assert!(h.state.store.find_identity_by_identifier("password", "blocked@example.com").await.unwrap().is_none());
+    let ok = register(&h, "welcome@example.com", "violet-tractor-umbrella").await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.json());
+    assert_eq!(ok.json()["identity"]["metadata_public"]["plan"], "free", "the hook's change was stored");
+}
+
+#[tokio::test]
+async fn an_unreachable_interrupting_hook_refuses_and_without_the_session_hook_nobody_is_signed_in() {
+    let mut config = Config::default();
+    config.selfservice.flows.registration.after = serde_json::from_value(
+        json!([{"hook": "web_hook", "config": {"url": "http://127.0.0.1:9/hook", "can_interrupt": true}}]),
+    )
+    .unwrap();
+    let h = Harness::with_config(config).await;
+    let r = register(&h, "x@example.com", "violet-tractor-umbrella").await;
+    assert_eq!(message_ids(&r.json()), [5_000_001], "fail closed");
+    let mut config = Config::default();
+    config.selfservice.flows.registration.after = Vec::new();
+    let h = Harness::with_config(config).await;
+    let r = register(&h, "y@example.com", "violet-tractor-umbrella").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.json().get("session_token").is_none(), "registered, not signed in");
+    assert_eq!(r.json()["identity"]["traits"]["email"], "y@example.com");
+}
