@@ -18,6 +18,7 @@ pub mod health;
 pub mod identity;
 pub mod keys;
 pub mod oauth2;
+pub mod paging;
 pub mod rules;
 pub mod store;
 pub mod ui;

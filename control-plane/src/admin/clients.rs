@@ -166,21 +166,12 @@ fn link_base(headers: &HeaderMap, page_size: i64, filter: &ListFilter) -> String
         headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok()).filter(|p| *p == "https").unwrap_or("http");
     let mut base = format!("{scheme}://{host}/admin/clients?page_size={page_size}");
     if let Some(name) = &filter.client_name {
-        base.push_str(&format!("&client_name={}", form_encode(name)));
+        base.push_str(&format!("&client_name={}", portcullis_shared::pipeline::form_encode(name)));
     }
     if let Some(owner) = &filter.owner {
-        base.push_str(&format!("&owner={}", form_encode(owner)));
+        base.push_str(&format!("&owner={}", portcullis_shared::pipeline::form_encode(owner)));
     }
     base
-}
-
-fn form_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 #[cfg(test)]

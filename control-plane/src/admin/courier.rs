@@ -12,7 +12,6 @@ use serde_json::{Value, json};
 use crate::app::AppState;
 use crate::client::rfc3339;
 use crate::courier::MASK;
-use crate::crypto;
 use crate::error::{ApiError, parse_urlencoded};
 use crate::store::courier::{CourierFilter, CourierMessageRow, STATUSES};
 
@@ -34,7 +33,7 @@ pub async fn list(
                     ApiError::invalid_request(format!("page_size: must be a number from 1 to {MAX_PAGE_SIZE}"))
                 })?;
             }
-            "page_token" if !value.is_empty() => after = Some(decode_token(&value)?),
+            "page_token" if !value.is_empty() => after = Some(crate::paging::parse_token(&value)?),
             "status" if !value.is_empty() => {
                 if !STATUSES.contains(&value.as_str()) {
                     return Err(ApiError::invalid_request(format!(
@@ -56,7 +55,10 @@ pub async fn list(
     let base = link_base(&headers, page_size, &filter);
     let mut link = format!("<{base}&page_token=>; rel=\"first\"");
     if let (true, Some(last)) = (more, rows.last()) {
-        link.push_str(&format!(",<{base}&page_token={}>; rel=\"next\"", encode_token(last)));
+        link.push_str(&format!(
+            ",<{base}&page_token={}>; rel=\"next\"",
+            crate::paging::token(last.created_at, &last.id)
+        ));
     }
     let mut res = Json(items).into_response();
     if let Ok(v) = HeaderValue::from_str(&link) {
@@ -92,21 +94,6 @@ fn render(row: &CourierMessageRow) -> Value {
     })
 }
 
-/// The keyset position of the last row of a page: its creation time and id.
-fn encode_token(row: &CourierMessageRow) -> String {
-    crypto::b64url(format!("{}:{}", row.created_at, row.id).as_bytes())
-}
-
-fn decode_token(token: &str) -> Result<(i64, String), ApiError> {
-    crypto::b64url_decode(token)
-        .and_then(|b| String::from_utf8(b).ok())
-        .and_then(|s| {
-            let (at, id) = s.split_once(':')?;
-            Some((at.parse().ok()?, id.to_owned()))
-        })
-        .ok_or_else(|| ApiError::invalid_request("page_token: malformed"))
-}
-
 fn link_base(headers: &HeaderMap, page_size: i64, filter: &CourierFilter) -> String {
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("localhost");
     let scheme =
@@ -116,18 +103,9 @@ fn link_base(headers: &HeaderMap, page_size: i64, filter: &CourierFilter) -> Str
         base.push_str(&format!("&status={status}"));
     }
     if let Some(recipient) = &filter.recipient {
-        base.push_str(&format!("&recipient={}", form_encode(recipient)));
+        base.push_str(&format!("&recipient={}", portcullis_shared::pipeline::form_encode(recipient)));
     }
     base
-}
-
-fn form_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 #[cfg(test)]

@@ -403,16 +403,7 @@ pub async fn list(State(state): State<AppState>, RawQuery(query): RawQuery) -> R
                     ApiError::invalid_request(format!("page_size: must be a number from 1 to {MAX_PAGE_SIZE}"))
                 })?;
             }
-            "page_token" if !value.is_empty() => {
-                let decoded = crypto::b64url_decode(value).and_then(|b| String::from_utf8(b).ok());
-                let parsed = decoded
-                    .as_deref()
-                    .and_then(|d| d.split_once(':'))
-                    .and_then(|(ts, id)| Some((ts.parse::<i64>().ok()?, id.to_owned())));
-                after = Some(
-                    parsed.ok_or_else(|| ApiError::invalid_request("page_token: not a token this server issued"))?,
-                );
-            }
+            "page_token" if !value.is_empty() => after = Some(crate::paging::parse_token(value)?),
             "ids" if !value.is_empty() => filter.ids.push(value.clone()),
             "credentials_identifier" if !value.is_empty() => {
                 // Identifiers are stored normalised; e-mail addresses lower-cased.
@@ -449,7 +440,7 @@ pub async fn list(State(state): State<AppState>, RawQuery(query): RawQuery) -> R
     }
     let mut link = format!("<{base}>; rel=\"first\"");
     if let (true, Some(last)) = (more, rows.last()) {
-        let token = crypto::b64url(format!("{}:{}", last.created_at, last.id).as_bytes());
+        let token = crate::paging::token(last.created_at, &last.id);
         link.push_str(&format!(",<{base}&page_token={token}>; rel=\"next\""));
     }
     let mut response = Json(items).into_response();

@@ -193,17 +193,9 @@ impl Identity {
     }
 }
 
-/// Percent-encodes a path segment (schema ids are operator-chosen).
+/// Percent-encodes a path segment or query value (schema ids, identifiers are user-chosen).
 pub fn url_segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    portcullis_shared::pipeline::form_encode(s)
 }
 
 /// Lower-cases what the schema says is an e-mail address, so `Alice@Example.com` and

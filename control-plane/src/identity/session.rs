@@ -314,28 +314,19 @@ fn page_bounds(q: &PageQuery) -> Result<(i64, Option<(i64, String)>), ApiError> 
     if !(1..=1000).contains(&size) {
         return Err(ApiError::invalid_request("page_size: must be between 1 and 1000"));
     }
-    let before = match &q.page_token {
-        None => None,
-        Some(t) => {
-            let decoded = crypto::b64url_decode(t).and_then(|b| String::from_utf8(b).ok());
-            let parsed = decoded
-                .as_deref()
-                .and_then(|d| d.split_once(':'))
-                .and_then(|(ts, id)| Some((ts.parse().ok()?, id.to_owned())));
-            Some(parsed.ok_or_else(|| ApiError::invalid_request("page_token: not a token this server issued"))?)
-        }
-    };
+    let before = q.page_token.as_deref().map(crate::paging::parse_token).transpose()?;
     Ok((size, before))
 }
 
 /// A JSON array with Kratos's `Link: <…>; rel="next"` when there may be more.
 fn paged(state: &AppState, path: &str, rows: Vec<SessionRow>, size: i64, identities: &[Identity]) -> Response {
-    let next = (rows.len() as i64 == size).then(|| rows.last().map(|s| format!("{}:{}", s.issued_at, s.id))).flatten();
+    let next =
+        (rows.len() as i64 == size).then(|| rows.last().map(|s| crate::paging::token(s.issued_at, &s.id))).flatten();
     let items: Vec<Value> =
         rows.iter().map(|s| session_json(state, s, identities.iter().find(|i| i.id == s.identity_id))).collect();
     let mut response = Json(items).into_response();
     if let Some(n) = next {
-        let link = format!("<{path}?page_size={size}&page_token={}>; rel=\"next\"", crypto::b64url(n.as_bytes()));
+        let link = format!("<{path}?page_size={size}&page_token={n}>; rel=\"next\"");
         if let Ok(v) = HeaderValue::from_str(&link) {
             response.headers_mut().insert(header::LINK, v);
         }

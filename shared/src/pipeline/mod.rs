@@ -95,7 +95,9 @@ pub(crate) fn form_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-pub(crate) fn form_encode(value: &str) -> String {
+/// Percent-encodes everything but RFC 3986 unreserved characters: safe in a query value,
+/// a form field and a path segment.
+pub fn form_encode(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for b in value.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
