@@ -41,8 +41,6 @@ CREATE TABLE sessions (
     id               TEXT PRIMARY KEY,
     -- sha256 hex of the session token; the token is never stored.
     token_hash       TEXT NOT NULL UNIQUE,
-    -- sha256 hex of the logout token, for `GET /self-service/logout?token=`.
-    logout_hash      TEXT NOT NULL UNIQUE,
     identity_id      TEXT NOT NULL REFERENCES identities (id) ON DELETE CASCADE,
     active           BIGINT NOT NULL,
     aal              TEXT NOT NULL,

@@ -21,11 +21,10 @@ use crate::store::sessions::{Deactivate, SessionFilter, SessionRow};
 pub const SESSION_TOKEN_PREFIX: &str = "pc_st_";
 pub const LOGOUT_TOKEN_PREFIX: &str = "pc_lo_";
 
-/// A session just issued: the row and the two secrets only its holder ever sees.
+/// A session just issued: the row and the token only its holder ever sees.
 pub struct Issued {
     pub row: SessionRow,
     pub token: String,
-    pub logout_token: String,
 }
 
 /// How the user proved who they are (Kratos's `authentication_methods[].method`).
@@ -42,13 +41,11 @@ pub async fn issue(
 ) -> Result<Issued, StoreError> {
     let now = state.clock.now();
     let token = format!("{SESSION_TOKEN_PREFIX}{}", crypto::b64url(&crypto::random_bytes::<32>()));
-    let logout_token = format!("{LOGOUT_TOKEN_PREFIX}{}", crypto::b64url(&crypto::random_bytes::<32>()));
     let user_agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("");
     let ip = client_ip(headers);
     let row = SessionRow {
         id: crypto::uuid_v4(),
         token_hash: crypto::sha256_hex(token.as_bytes()),
-        logout_hash: crypto::sha256_hex(logout_token.as_bytes()),
         identity_id: identity.id.clone(),
         active: true,
         aal: "aal1".into(),
@@ -60,7 +57,7 @@ pub async fn issue(
     };
     state.store.insert_session(&row).await?;
     tracing::info!(session_id = %row.id, identity_id = %identity.id, method, "session issued");
-    Ok(Issued { row, token, logout_token })
+    Ok(Issued { row, token })
 }
 
 fn lifespan(state: &AppState) -> i64 {
@@ -378,8 +375,7 @@ pub async fn revoke_mine(
 // --- logout ----------------------------------------------------------------------------
 
 /// `GET /self-service/logout/browser`: `{logout_url, logout_token}` for the cookie's session.
-/// The logout token is not stored in clear, so a new session would be needed to mint a new
-/// one; instead the URL carries a token derived for this request and bound to the session.
+/// The logout token is derived from the session token, so nothing extra is stored.
 pub async fn logout_browser(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
     let token = cookie(&headers, &state.config.session.cookie.name).map(str::to_owned);
     let Some(auth) = authenticate(&state, &headers).await?.filter(|_| token.is_some()) else {
@@ -413,13 +409,10 @@ pub async fn logout(
     let token = q.token.unwrap_or_default();
     let session = match token.strip_prefix(LOGOUT_TOKEN_PREFIX).and_then(|t| t.split_once('.')) {
         Some((id, _)) => state.store.get_session(id).await?,
-        None => state.store.get_session_by_logout_token(&crypto::sha256_hex(token.as_bytes())).await?,
+        None => None,
     };
     let presented = cookie(&headers, &state.config.session.cookie.name).unwrap_or("");
-    let valid = session.as_ref().is_some_and(|s| {
-        let derived = logout_token_for(s, presented);
-        crypto::secret_eq(&derived, &token) || crypto::secret_eq(&crypto::sha256_hex(token.as_bytes()), &s.logout_hash)
-    });
+    let valid = session.as_ref().is_some_and(|s| crypto::secret_eq(&logout_token_for(s, presented), &token));
     let Some(session) = session.filter(|_| valid) else {
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,

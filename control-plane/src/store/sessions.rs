@@ -1,4 +1,4 @@
-//! The `sessions` table. Session and logout tokens are stored as SHA-256 digests only (Kratos
+//! The `sessions` table. Session tokens are stored as SHA-256 digests only (Kratos
 //! stores them in clear). Deactivating a session also records its token digest in
 //! `revoked_tokens` until the session would have expired, so every Envoy filter refuses the
 //! cookie at once even where a whoami answer is cached.
@@ -13,7 +13,6 @@ use crate::error::StoreError;
 pub struct SessionRow {
     pub id: String,
     pub token_hash: String,
-    pub logout_hash: String,
     pub identity_id: String,
     pub active: bool,
     pub aal: String,
@@ -36,7 +35,7 @@ impl std::fmt::Debug for SessionRow {
 }
 
 const COLUMNS: &str =
-    "id, token_hash, logout_hash, identity_id, active, aal, methods, devices, issued_at, authenticated_at, expires_at";
+    "id, token_hash, identity_id, active, aal, methods, devices, issued_at, authenticated_at, expires_at";
 
 fn from_row(row: &sqlx::any::AnyRow) -> Result<SessionRow, StoreError> {
     let json = |i: usize| -> Result<Value, StoreError> {
@@ -46,15 +45,14 @@ fn from_row(row: &sqlx::any::AnyRow) -> Result<SessionRow, StoreError> {
     Ok(SessionRow {
         id: row.try_get(0)?,
         token_hash: row.try_get(1)?,
-        logout_hash: row.try_get(2)?,
-        identity_id: row.try_get(3)?,
-        active: row.try_get::<i64, _>(4)? != 0,
-        aal: row.try_get(5)?,
-        methods: json(6)?,
-        devices: json(7)?,
-        issued_at: row.try_get(8)?,
-        authenticated_at: row.try_get(9)?,
-        expires_at: row.try_get(10)?,
+        identity_id: row.try_get(2)?,
+        active: row.try_get::<i64, _>(3)? != 0,
+        aal: row.try_get(4)?,
+        methods: json(5)?,
+        devices: json(6)?,
+        issued_at: row.try_get(7)?,
+        authenticated_at: row.try_get(8)?,
+        expires_at: row.try_get(9)?,
     })
 }
 
@@ -68,10 +66,9 @@ pub struct SessionFilter {
 
 impl Store {
     pub async fn insert_session(&self, s: &SessionRow) -> Result<(), StoreError> {
-        sqlx::query(&format!("INSERT INTO sessions ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"))
+        sqlx::query(&format!("INSERT INTO sessions ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"))
             .bind(&s.id)
             .bind(&s.token_hash)
-            .bind(&s.logout_hash)
             .bind(&s.identity_id)
             .bind(i64::from(s.active))
             .bind(&s.aal)
@@ -96,14 +93,6 @@ impl Store {
     pub async fn get_session_by_token(&self, token_hash: &str) -> Result<Option<SessionRow>, StoreError> {
         let row = sqlx::query(&format!("SELECT {COLUMNS} FROM sessions WHERE token_hash = $1"))
             .bind(token_hash)
-            .fetch_optional(self.pool())
-            .await?;
-        row.as_ref().map(from_row).transpose()
-    }
-
-    pub async fn get_session_by_logout_token(&self, logout_hash: &str) -> Result<Option<SessionRow>, StoreError> {
-        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM sessions WHERE logout_hash = $1"))
-            .bind(logout_hash)
             .fetch_optional(self.pool())
             .await?;
         row.as_ref().map(from_row).transpose()
@@ -218,7 +207,6 @@ mod tests {
         SessionRow {
             id: id.into(),
             token_hash: format!("{id:0>64}"),
-            logout_hash: format!("{id:1>64}"),
             identity_id: identity.into(),
             active: true,
             aal: "aal1".into(),
@@ -250,7 +238,6 @@ mod tests {
             }
             let s1 = store.get_session_by_token(&row("s1", "alice", 10).token_hash).await.unwrap().unwrap();
             assert_eq!(s1, row("s1", "alice", 10), "{backend}");
-            assert_eq!(store.get_session_by_logout_token(&s1.logout_hash).await.unwrap().unwrap().id, "s1");
 
             let mine = SessionFilter { identity_id: Some("alice".into()), active: Some(true), now: 15 };
             let page = store.list_sessions(&mine, None, 2).await.unwrap();
