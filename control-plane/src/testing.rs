@@ -126,6 +126,51 @@ impl Harness {
     }
 }
 
+impl Harness {
+    /// `GET path` on the public router with extra headers.
+    pub async fn get(&self, path: &str, headers: &[(&str, &str)]) -> Reply {
+        let mut req = Request::get(path);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        Self::send(self.public(), req.body(Body::empty()).unwrap()).await
+    }
+
+    /// POSTs `body` as JSON (and asks for JSON) to `path` on the public router.
+    pub async fn post_json(&self, path: &str, body: Value, headers: &[(&str, &str)]) -> Reply {
+        let mut req = Request::post(path)
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::ACCEPT, "application/json");
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        Self::send(self.public(), req.body(Body::from(body.to_string())).unwrap()).await
+    }
+
+    /// A new native-app (`/api`) self-service flow of `kind`.
+    pub async fn api_flow(&self, kind: &str, headers: &[(&str, &str)]) -> Value {
+        let r = self.get(&format!("/self-service/{kind}/api"), headers).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", String::from_utf8_lossy(&r.bytes));
+        r.json()
+    }
+}
+
+/// The path and query of a self-service flow's `ui.action`.
+pub fn flow_action(flow: &Value) -> String {
+    let url = flow["ui"]["action"].as_str().unwrap();
+    url[url.find("/self-service").unwrap()..].to_owned()
+}
+
+/// Every message id on a flow: the flow's own, then each node's.
+pub fn message_ids(flow: &Value) -> Vec<u64> {
+    let mut ids: Vec<u64> =
+        flow["ui"]["messages"].as_array().unwrap().iter().map(|m| m["id"].as_u64().unwrap()).collect();
+    for n in flow["ui"]["nodes"].as_array().unwrap() {
+        ids.extend(n["messages"].as_array().unwrap().iter().map(|m| m["id"].as_u64().unwrap()));
+    }
+    ids
+}
+
 pub fn basic(id: &str, secret: &str) -> String {
     use base64::Engine as _;
     format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", enc(id), enc(secret))))

@@ -742,15 +742,14 @@ mod tests {
     //! webauthn-authenticator-rs's `SoftPasskey` can create neither resident keys nor user
     //! handles, so it cannot do usernameless sign-in.
 
-    use axum::body::Body;
-    use axum::http::{Request, StatusCode, header};
+    use axum::http::StatusCode;
     use p256::ecdsa::signature::Signer as _;
     use p256::ecdsa::{Signature, SigningKey};
     use serde_json::{Value, json};
 
     use super::*;
     use crate::crypto::{b64url, b64url_decode, sha256};
-    use crate::testing::{Harness, Reply};
+    use crate::testing::{Harness, Reply, flow_action, message_ids};
 
     const ORIGIN: &str = "http://localhost:4444";
 
@@ -760,30 +759,8 @@ mod tests {
         config
     }
 
-    async fn get(h: &Harness, path: &str, headers: &[(&str, &str)]) -> Reply {
-        let mut req = Request::get(path);
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        Harness::send(h.public(), req.body(Body::empty()).unwrap()).await
-    }
-
     async fn post(h: &Harness, flow: &Value, body: Value, headers: &[(&str, &str)]) -> Reply {
-        let url = flow["ui"]["action"].as_str().unwrap();
-        let path = &url[url.find("/self-service").unwrap()..];
-        let mut req = Request::post(path)
-            .header(header::CONTENT_TYPE, "application/json")
-            .header(header::ACCEPT, "application/json");
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        Harness::send(h.public(), req.body(Body::from(body.to_string())).unwrap()).await
-    }
-
-    async fn api_flow(h: &Harness, kind: &str, headers: &[(&str, &str)]) -> Value {
-        let r = get(h, &format!("/self-service/{kind}/api"), headers).await;
-        assert_eq!(r.status, StatusCode::OK, "{}", String::from_utf8_lossy(&r.bytes));
-        r.json()
+        h.post_json(&flow_action(flow), body, headers).await
     }
 
     fn node<'a>(flow: &'a Value, name: &str) -> Option<&'a Value> {
@@ -793,15 +770,6 @@ mod tests {
     fn json_node(flow: &Value, name: &str) -> Value {
         let n = node(flow, name).unwrap_or_else(|| panic!("no {name} node in {flow}"));
         serde_json::from_str(n["attributes"]["value"].as_str().unwrap()).unwrap()
-    }
-
-    fn message_ids(flow: &Value) -> Vec<u64> {
-        let mut ids: Vec<u64> =
-            flow["ui"]["messages"].as_array().unwrap().iter().map(|m| m["id"].as_u64().unwrap()).collect();
-        for n in flow["ui"]["nodes"].as_array().unwrap() {
-            ids.extend(n["messages"].as_array().unwrap().iter().map(|m| m["id"].as_u64().unwrap()));
-        }
-        ids
     }
 
     // --- a software authenticator --------------------------------------------------------
@@ -929,7 +897,7 @@ mod tests {
 
     /// Registers `email` with a passkey through an API flow; the reply signs in.
     async fn register(h: &Harness, a: &mut Authenticator, email: &str) -> Value {
-        let flow = api_flow(h, "registration", &[]).await;
+        let flow = h.api_flow("registration", &[]).await;
         let started = post(h, &flow, json!({"method": "passkey", "traits": {"email": email}}), &[]).await;
         assert_eq!(started.status, StatusCode::OK, "{}", started.json());
         let answer = a.create(&json_node(&started.json(), "passkey_create_data"));
@@ -939,7 +907,7 @@ mod tests {
     }
 
     async fn login(h: &Harness, a: &mut Authenticator) -> Reply {
-        let flow = api_flow(h, "login", &[]).await;
+        let flow = h.api_flow("login", &[]).await;
         let answer = a.get(&json_node(&flow, "passkey_challenge"));
         post(h, &flow, json!({"method": "passkey", "passkey_login": answer}), &[]).await
     }
@@ -951,7 +919,7 @@ mod tests {
     #[tokio::test]
     async fn passkey_registration_then_usernameless_login() {
         let h = Harness::with_config(config()).await;
-        let flow = api_flow(&h, "registration", &[]).await;
+        let flow = h.api_flow("registration", &[]).await;
         let button = flow["ui"]["nodes"].as_array().unwrap().iter().find(|n| n["attributes"]["value"] == "passkey");
         let button = button.expect("a Sign up with passkey button");
         assert_eq!((&button["group"], &button["attributes"]["name"]), (&json!("passkey"), &json!("method")));
@@ -990,7 +958,7 @@ mod tests {
         assert_eq!(passkeys[0]["display_name"], "ada@example.com");
         assert_eq!(credential.config["user_handle"], id);
 
-        let flow = api_flow(&h, "login", &[]).await;
+        let flow = h.api_flow("login", &[]).await;
         let challenge = json_node(&flow, "passkey_challenge");
         assert_eq!(challenge["publicKey"]["rpId"], "localhost");
         assert!(challenge.get("mediation").is_none(), "the button asks modally; autofill is webauthn.js's choice");
@@ -1009,7 +977,7 @@ mod tests {
         let r = post(&h, &flow, json!({"method": "passkey", "passkey_login": answer}), &[]).await;
         assert_eq!(r.status, StatusCode::OK, "{}", String::from_utf8_lossy(&r.bytes));
         let token = r.json()["session_token"].as_str().unwrap().to_owned();
-        let me = get(&h, "/sessions/whoami", &[("x-session-token", &token)]).await.json();
+        let me = h.get("/sessions/whoami", &[("x-session-token", &token)]).await.json();
         assert_eq!(me["identity"]["id"], id);
         assert_eq!(me["authentication_methods"][0]["method"], "passkey");
         let credential = h.state.store.get_credential(&id, PASSKEY).await.unwrap().unwrap();
@@ -1022,7 +990,7 @@ mod tests {
         let mut a = Authenticator::new(9);
         register(&h, &mut a, "bob@example.com").await;
 
-        let flow = api_flow(&h, "login", &[]).await;
+        let flow = h.api_flow("login", &[]).await;
         let first = json_node(&flow, "passkey_challenge");
         let mut tampered = a.get(&first);
         let sig = tampered["response"]["signature"].as_str().unwrap();
@@ -1057,7 +1025,7 @@ mod tests {
         assert_eq!(message_ids(&r.json()), [4_000_006]);
 
         // Another origin (a phishing page relaying the challenge) is refused.
-        let flow = api_flow(&h, "login", &[]).await;
+        let flow = h.api_flow("login", &[]).await;
         a.origin = "http://localhost:4445".into();
         let phished = a.get(&json_node(&flow, "passkey_challenge"));
         a.origin = ORIGIN.into();
@@ -1072,7 +1040,7 @@ mod tests {
         assert_eq!(message_ids(&r.json()), [4_000_006]);
 
         // A registration answer for another origin creates nothing.
-        let flow = api_flow(&h, "registration", &[]).await;
+        let flow = h.api_flow("registration", &[]).await;
         let started = post(&h, &flow, json!({"method": "passkey", "traits": {"email": "eve@example.com"}}), &[]).await;
         let mut b = Authenticator::new(13);
         b.origin = "https://evil.example".into();
@@ -1085,7 +1053,7 @@ mod tests {
         assert!(list.is_none(), "no identity was created");
 
         // A taken address is refused before any passkey is created.
-        let flow = api_flow(&h, "registration", &[]).await;
+        let flow = h.api_flow("registration", &[]).await;
         let r = post(&h, &flow, json!({"method": "passkey", "traits": {"email": "bob@example.com"}}), &[]).await;
         assert_eq!(message_ids(&r.json()), [4_000_007]);
         assert!(node(&r.json(), "passkey_create_data").is_none());
@@ -1102,7 +1070,7 @@ mod tests {
         let id = registered["identity"]["id"].as_str().unwrap().to_owned();
         let auth = [("x-session-token", token.as_str())];
 
-        let flow = api_flow(&h, "settings", &auth).await;
+        let flow = h.api_flow("settings", &auth).await;
         let remove = node(&flow, "passkey_remove").unwrap();
         assert_eq!(remove["attributes"]["value"], b64url(&a.credential_id));
         assert_eq!(remove["meta"]["label"]["id"], 1_050_020);
@@ -1142,12 +1110,12 @@ mod tests {
     #[tokio::test]
     async fn passkey_script_is_served_with_its_sri_hash_and_the_insecure_origin_message() {
         let h = Harness::with_config(config()).await;
-        let flow = get(&h, "/self-service/login/browser", &[("accept", "application/json")]).await.json();
+        let flow = h.get("/self-service/login/browser", &[("accept", "application/json")]).await.json();
         let script = flow["ui"]["nodes"].as_array().unwrap().iter().find(|n| n["type"] == "script").unwrap().clone();
         assert_eq!(script["group"], "passkey");
         assert_eq!(script["attributes"]["src"], format!("{ORIGIN}/.well-known/ory/webauthn.js"));
 
-        let r = get(&h, "/.well-known/ory/webauthn.js", &[]).await;
+        let r = h.get("/.well-known/ory/webauthn.js", &[]).await;
         assert_eq!(r.status, StatusCode::OK);
         assert!(r.header("content-type").starts_with("text/javascript"), "{}", r.header("content-type"));
         assert!(r.header("cache-control").contains("max-age="));
@@ -1165,7 +1133,7 @@ mod tests {
             assert!(js.contains(f), "{f}");
         }
         let etag = r.header("etag").to_owned();
-        let again = get(&h, "/.well-known/ory/webauthn.js", &[("if-none-match", &etag)]).await;
+        let again = h.get("/.well-known/ory/webauthn.js", &[("if-none-match", &etag)]).await;
         assert_eq!(again.status, StatusCode::NOT_MODIFIED);
     }
 
@@ -1173,7 +1141,7 @@ mod tests {
     async fn an_ip_address_public_url_offers_no_passkeys_and_refuses_the_method() {
         let h = Harness::new().await; // http://127.0.0.1:4444
         assert!(!h.state.passkeys.available());
-        let flow = api_flow(&h, "login", &[]).await;
+        let flow = h.api_flow("login", &[]).await;
         assert!(flow["ui"]["nodes"].as_array().unwrap().iter().all(|n| n["group"] != "passkey"));
         let r = post(&h, &flow, json!({"method": "passkey", "passkey_login": "{}"}), &[]).await;
         assert_eq!(message_ids(&r.json()), [4_010_002]);

@@ -6,61 +6,27 @@ use axum::http::{Method, Request, StatusCode, header};
 use serde_json::{Value, json};
 
 use crate::config::Config;
-use crate::testing::{FILTER_TOKEN, Harness, Reply};
-
-async fn get(h: &Harness, path: &str, headers: &[(&str, &str)]) -> Reply {
-    let mut req = Request::get(path);
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    Harness::send(h.public(), req.body(Body::empty()).unwrap()).await
-}
-
-async fn post_json(h: &Harness, path: &str, body: Value, headers: &[(&str, &str)]) -> Reply {
-    let mut req =
-        Request::post(path).header(header::CONTENT_TYPE, "application/json").header(header::ACCEPT, "application/json");
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    Harness::send(h.public(), req.body(Body::from(body.to_string())).unwrap()).await
-}
-
-/// The path and query of a flow's `ui.action`.
-fn action(flow: &Value) -> String {
-    let url = flow["ui"]["action"].as_str().unwrap();
-    url[url.find("/self-service").unwrap()..].to_owned()
-}
-
-async fn api_flow(h: &Harness, kind: &str) -> Value {
-    let r = get(h, &format!("/self-service/{kind}/api"), &[]).await;
-    assert_eq!(r.status, StatusCode::OK, "{}", String::from_utf8_lossy(&r.bytes));
-    r.json()
-}
-
-fn message_ids(flow: &Value) -> Vec<u64> {
-    let mut ids: Vec<u64> =
-        flow["ui"]["messages"].as_array().unwrap().iter().map(|m| m["id"].as_u64().unwrap()).collect();
-    for n in flow["ui"]["nodes"].as_array().unwrap() {
-        ids.extend(n["messages"].as_array().unwrap().iter().map(|m| m["id"].as_u64().unwrap()));
-    }
-    ids
-}
+use crate::testing::{FILTER_TOKEN, Harness, Reply, flow_action, message_ids};
 
 /// Registers with a password as a native app; returns the session token.
 async fn register(h: &Harness, email: &str, password: &str) -> Reply {
-    let flow = api_flow(h, "registration").await;
-    post_json(h, &action(&flow), json!({"method": "password", "traits": {"email": email}, "password": password}), &[])
-        .await
+    let flow = h.api_flow("registration", &[]).await;
+    h.post_json(
+        &flow_action(&flow),
+        json!({"method": "password", "traits": {"email": email}, "password": password}),
+        &[],
+    )
+    .await
 }
 
 async fn login(h: &Harness, identifier: &str, password: &str) -> Reply {
-    let flow = api_flow(h, "login").await;
-    post_json(h, &action(&flow), json!({"method": "password", "identifier": identifier, "password": password}), &[])
+    let flow = h.api_flow("login", &[]).await;
+    h.post_json(&flow_action(&flow), json!({"method": "password", "identifier": identifier, "password": password}), &[])
         .await
 }
 
 async fn whoami(h: &Harness, token: &str) -> Reply {
-    get(h, "/sessions/whoami", &[("x-session-token", token)]).await
+    h.get("/sessions/whoami", &[("x-session-token", token)]).await
 }
 
 /// The code in the newest courier message to `to`, read from the store: the admin API masks
@@ -137,27 +103,27 @@ async fn wrong_passwords_are_refused_and_then_rate_limited() {
 #[tokio::test]
 async fn code_registration_and_login_by_email() {
     let h = Harness::new().await;
-    let flow = api_flow(&h, "registration").await;
+    let flow = h.api_flow("registration", &[]).await;
     let sent =
-        post_json(&h, &action(&flow), json!({"method": "code", "traits": {"email": "dan@example.com"}}), &[]).await;
+        h.post_json(&flow_action(&flow), json!({"method": "code", "traits": {"email": "dan@example.com"}}), &[]).await;
     assert_eq!(sent.status, StatusCode::OK, "{}", sent.json());
     assert_eq!(sent.json()["state"], "sent_email");
     let code = mailed_code(&h, "dan@example.com").await;
-    let wrong = post_json(&h, &action(&flow), json!({"method": "code", "code": "000000"}), &[]).await;
+    let wrong = h.post_json(&flow_action(&flow), json!({"method": "code", "code": "000000"}), &[]).await;
     assert_eq!(message_ids(&wrong.json()), [4_040_003]);
-    let done = post_json(&h, &action(&flow), json!({"method": "code", "code": code}), &[]).await;
+    let done = h.post_json(&flow_action(&flow), json!({"method": "code", "code": code}), &[]).await;
     assert_eq!(done.status, StatusCode::OK, "{}", done.json());
     let identity = &done.json()["identity"];
     assert_eq!(identity["verifiable_addresses"][0]["verified"], true, "the code proved the address");
     // The same code cannot be used twice.
-    let again = post_json(&h, &action(&flow), json!({"method": "code", "code": code}), &[]).await;
+    let again = h.post_json(&flow_action(&flow), json!({"method": "code", "code": code}), &[]).await;
     assert_ne!(again.status, StatusCode::OK);
 
-    let flow = api_flow(&h, "login").await;
-    let sent = post_json(&h, &action(&flow), json!({"method": "code", "identifier": "dan@example.com"}), &[]).await;
+    let flow = h.api_flow("login", &[]).await;
+    let sent = h.post_json(&flow_action(&flow), json!({"method": "code", "identifier": "dan@example.com"}), &[]).await;
     assert_eq!(message_ids(&sent.json()), [1_010_014]);
     let code = mailed_code(&h, "dan@example.com").await;
-    let done = post_json(&h, &action(&flow), json!({"method": "code", "code": code}), &[]).await;
+    let done = h.post_json(&flow_action(&flow), json!({"method": "code", "code": code}), &[]).await;
     assert_eq!(done.status, StatusCode::OK, "{}", done.json());
     assert_eq!(done.json()["session"]["authentication_methods"][0]["method"], "code");
 }
@@ -165,27 +131,28 @@ async fn code_registration_and_login_by_email() {
 #[tokio::test]
 async fn login_codes_expire_and_allow_few_tries_and_unknown_addresses_look_the_same() {
     let h = Harness::new().await;
-    let flow = api_flow(&h, "login").await;
-    let sent = post_json(&h, &action(&flow), json!({"method": "code", "identifier": "ghost@example.com"}), &[]).await;
+    let flow = h.api_flow("login", &[]).await;
+    let sent =
+        h.post_json(&flow_action(&flow), json!({"method": "code", "identifier": "ghost@example.com"}), &[]).await;
     assert_eq!(message_ids(&sent.json()), [1_010_014], "no hint that the account does not exist");
     let r = h.admin_json(Method::GET, "/admin/courier/messages?recipient=ghost@example.com", None).await;
     assert_eq!(r.json().as_array().unwrap().len(), 0, "but nothing is mailed");
 
     assert_eq!(register(&h, "erin@example.com", "violet-tractor-umbrella").await.status, StatusCode::OK);
-    let flow = api_flow(&h, "login").await;
-    post_json(&h, &action(&flow), json!({"method": "code", "identifier": "erin@example.com"}), &[]).await;
+    let flow = h.api_flow("login", &[]).await;
+    h.post_json(&flow_action(&flow), json!({"method": "code", "identifier": "erin@example.com"}), &[]).await;
     let code = mailed_code(&h, "erin@example.com").await;
     for _ in 0..5 {
-        post_json(&h, &action(&flow), json!({"method": "code", "code": "999999"}), &[]).await;
+        h.post_json(&flow_action(&flow), json!({"method": "code", "code": "999999"}), &[]).await;
     }
-    let spent = post_json(&h, &action(&flow), json!({"method": "code", "code": code}), &[]).await;
+    let spent = h.post_json(&flow_action(&flow), json!({"method": "code", "code": code}), &[]).await;
     assert_eq!(spent.status, StatusCode::BAD_REQUEST, "five wrong tries burn the code");
 
-    let flow = api_flow(&h, "login").await;
-    post_json(&h, &action(&flow), json!({"method": "code", "identifier": "erin@example.com"}), &[]).await;
+    let flow = h.api_flow("login", &[]).await;
+    h.post_json(&flow_action(&flow), json!({"method": "code", "identifier": "erin@example.com"}), &[]).await;
     let code = mailed_code(&h, "erin@example.com").await;
     h.clock.advance(15 * 60 + 1);
-    let late = post_json(&h, &action(&flow), json!({"method": "code", "code": code}), &[]).await;
+    let late = h.post_json(&flow_action(&flow), json!({"method": "code", "code": code}), &[]).await;
     assert_eq!(late.status, StatusCode::BAD_REQUEST, "codes live 15 minutes");
 }
 
@@ -198,12 +165,13 @@ async fn the_registration_policy_applies_to_every_method() {
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     let text = String::from_utf8_lossy(&r.bytes).to_string();
     assert!(text.contains("Only e-mail addresses at example.com"), "{text}");
-    let flow = api_flow(&h, "registration").await;
+    let flow = h.api_flow("registration", &[]).await;
     let by_code =
-        post_json(&h, &action(&flow), json!({"method": "code", "traits": {"email": "m@evil.test"}}), &[]).await;
+        h.post_json(&flow_action(&flow), json!({"method": "code", "traits": {"email": "m@evil.test"}}), &[]).await;
     assert_eq!(message_ids(&by_code.json()), [4_000_040]);
-    let flow = api_flow(&h, "login").await;
-    let login_code = post_json(&h, &action(&flow), json!({"method": "code", "identifier": "m@evil.test"}), &[]).await;
+    let flow = h.api_flow("login", &[]).await;
+    let login_code =
+        h.post_json(&flow_action(&flow), json!({"method": "code", "identifier": "m@evil.test"}), &[]).await;
     assert_eq!(message_ids(&login_code.json()), [4_000_040]);
     assert_eq!(register(&h, "ok@example.com", "violet-tractor-umbrella").await.status, StatusCode::OK);
 }
@@ -257,11 +225,11 @@ impl Browser {
     }
 
     async fn start(&mut self, h: &Harness, kind: &str) -> Value {
-        let r = get(h, &format!("/self-service/{kind}/browser"), &[("cookie", &self.cookie_header())]).await;
+        let r = h.get(&format!("/self-service/{kind}/browser"), &[("cookie", &self.cookie_header())]).await;
         assert_eq!(r.status, StatusCode::SEE_OTHER);
         self.absorb(&r);
         let id = r.header("location").split("flow=").nth(1).unwrap().to_owned();
-        let f = get(h, &format!("/self-service/{kind}/flows?id={id}"), &[("cookie", &self.cookie_header())]).await;
+        let f = h.get(&format!("/self-service/{kind}/flows?id={id}"), &[("cookie", &self.cookie_header())]).await;
         assert_eq!(f.status, StatusCode::OK, "{}", String::from_utf8_lossy(&f.bytes));
         f.json()
     }
@@ -270,7 +238,7 @@ impl Browser {
         let csrf = flow["ui"]["nodes"][0]["attributes"]["value"].as_str().unwrap().to_owned();
         let mut all = vec![("csrf_token", csrf.as_str())];
         all.extend_from_slice(pairs);
-        let r = h.form(false, &action(flow), &all, &[("cookie", &self.cookie_header())]).await;
+        let r = h.form(false, &flow_action(flow), &all, &[("cookie", &self.cookie_header())]).await;
         self.absorb(&r);
         r
     }
@@ -299,15 +267,15 @@ async fn browser_forms_redirect_set_cookies_and_need_the_csrf_cookie() {
     let set = r.headers.get_all(header::SET_COOKIE).iter().map(|v| v.to_str().unwrap().to_owned()).collect::<Vec<_>>();
     let session = set.iter().find(|c| c.starts_with("ory_kratos_session=pc_st_")).expect("session cookie");
     assert!(session.contains("HttpOnly") && session.contains("SameSite=Lax"), "{session}");
-    let me = get(&h, "/sessions/whoami", &[("cookie", &b.cookie_header())]).await;
+    let me = h.get("/sessions/whoami", &[("cookie", &b.cookie_header())]).await;
     assert_eq!(me.status, StatusCode::OK);
 
     // Signed in: a new login flow is not needed.
-    let again = get(&h, "/self-service/login/browser", &[("cookie", &b.cookie_header())]).await;
+    let again = h.get("/self-service/login/browser", &[("cookie", &b.cookie_header())]).await;
     assert_eq!(again.status, StatusCode::SEE_OTHER);
     assert!(again.header("location").ends_with("/ui/welcome"));
     let json =
-        get(&h, "/self-service/login/browser", &[("cookie", &b.cookie_header()), ("accept", "application/json")]).await;
+        h.get("/self-service/login/browser", &[("cookie", &b.cookie_header()), ("accept", "application/json")]).await;
     assert_eq!(json.json()["error"]["id"], "session_already_available");
 
     // Another site cannot submit for this browser: its form lacks the cookie.
@@ -317,7 +285,7 @@ async fn browser_forms_redirect_set_cookies_and_need_the_csrf_cookie() {
     let forged = h
         .form(
             false,
-            &action(&flow),
+            &flow_action(&flow),
             &[("csrf_token", csrf), ("method", "password"), ("identifier", "x"), ("password", "y")],
             &[("accept", "application/json")],
         )
@@ -326,15 +294,15 @@ async fn browser_forms_redirect_set_cookies_and_need_the_csrf_cookie() {
     assert_eq!(forged.json()["error"]["id"], "security_csrf_violation");
 
     // Logout in the browser.
-    let logout = get(&h, "/self-service/logout/browser", &[("cookie", &b.cookie_header())]).await;
+    let logout = h.get("/self-service/logout/browser", &[("cookie", &b.cookie_header())]).await;
     let url = logout.json()["logout_url"].as_str().unwrap().to_owned();
     let path = &url[url.find("/self-service").unwrap()..];
-    let done = get(&h, path, &[("cookie", &b.cookie_header())]).await;
+    let done = h.get(path, &[("cookie", &b.cookie_header())]).await;
     assert_eq!(done.status, StatusCode::SEE_OTHER);
     b.absorb(&done);
-    let forged_logout = get(&h, path, &[]).await;
+    let forged_logout = h.get(path, &[]).await;
     assert_eq!(forged_logout.status, StatusCode::UNAUTHORIZED, "a logout link works only in its browser");
-    assert_eq!(get(&h, "/sessions/whoami", &[("cookie", &b.cookie_header())]).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(h.get("/sessions/whoami", &[("cookie", &b.cookie_header())]).await.status, StatusCode::UNAUTHORIZED);
 }
 
 #[tokio::test]
@@ -342,17 +310,17 @@ async fn return_to_must_be_allowed() {
     let mut config = Config::default();
     config.selfservice.allowed_return_urls = vec!["https://app.example".into()];
     let h = Harness::with_config(config).await;
-    let ok =
-        get(&h, "/self-service/login/browser?return_to=https://app.example/after", &[("accept", "application/json")])
-            .await;
+    let ok = h
+        .get("/self-service/login/browser?return_to=https://app.example/after", &[("accept", "application/json")])
+        .await;
     assert_eq!(ok.json()["return_to"], "https://app.example/after");
     for bad in ["https://app.example.evil.io/", "https://evil.io/", "javascript:alert(1)"] {
-        let r = get(
-            &h,
-            &format!("/self-service/login/browser?return_to={}", crate::testing::enc(bad)),
-            &[("accept", "application/json")],
-        )
-        .await;
+        let r = h
+            .get(
+                &format!("/self-service/login/browser?return_to={}", crate::testing::enc(bad)),
+                &[("accept", "application/json")],
+            )
+            .await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}");
         assert_eq!(r.json()["error"]["id"], "self_service_flow_return_to_forbidden");
     }
@@ -365,34 +333,34 @@ async fn settings_change_the_password_only_with_a_recent_sign_in() {
         .as_str()
         .unwrap()
         .to_owned();
-    let flow = get(&h, "/self-service/settings/api", &[("x-session-token", &token)]).await.json();
+    let flow = h.get("/self-service/settings/api", &[("x-session-token", &token)]).await.json();
     let email =
         flow["ui"]["nodes"].as_array().unwrap().iter().find(|n| n["attributes"]["name"] == "traits.email").unwrap();
     assert_eq!(email["attributes"]["value"], "hal@example.com");
-    let r = post_json(
-        &h,
-        &action(&flow),
-        json!({"method": "password", "password": "new-secret-phrase-42"}),
-        &[("x-session-token", &token)],
-    )
-    .await;
+    let r = h
+        .post_json(
+            &flow_action(&flow),
+            json!({"method": "password", "password": "new-secret-phrase-42"}),
+            &[("x-session-token", &token)],
+        )
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.json());
     assert_eq!(message_ids(&r.json()), [1_050_001]);
     assert_eq!(login(&h, "hal@example.com", "new-secret-phrase-42").await.status, StatusCode::OK);
 
     h.clock.advance(2 * 3600);
-    let flow = get(&h, "/self-service/settings/api", &[("x-session-token", &token)]).await.json();
-    let r = post_json(
-        &h,
-        &action(&flow),
-        json!({"method": "password", "password": "yet-another-phrase-43"}),
-        &[("x-session-token", &token)],
-    )
-    .await;
+    let flow = h.get("/self-service/settings/api", &[("x-session-token", &token)]).await.json();
+    let r = h
+        .post_json(
+            &flow_action(&flow),
+            json!({"method": "password", "password": "yet-another-phrase-43"}),
+            &[("x-session-token", &token)],
+        )
+        .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     assert_eq!(r.json()["error"]["id"], "session_refresh_required");
     // Without a session there is no settings flow.
-    assert_eq!(get(&h, "/self-service/settings/api", &[]).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(h.get("/self-service/settings/api", &[]).await.status, StatusCode::UNAUTHORIZED);
 }
 
 #[tokio::test]
@@ -407,7 +375,7 @@ async fn recovery_by_code_signs_in_and_opens_settings() {
     let r = b.submit(&h, &flow, &[("method", "code"), ("code", &code)]).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     assert!(r.header("location").contains("/ui/settings?flow="), "{}", r.header("location"));
-    assert_eq!(get(&h, "/sessions/whoami", &[("cookie", &b.cookie_header())]).await.status, StatusCode::OK);
+    assert_eq!(h.get("/sessions/whoami", &[("cookie", &b.cookie_header())]).await.status, StatusCode::OK);
 }
 
 #[tokio::test]
@@ -417,10 +385,10 @@ async fn verification_by_code_marks_the_address() {
         .as_str()
         .unwrap()
         .to_owned();
-    let flow = api_flow(&h, "verification").await;
-    post_json(&h, &action(&flow), json!({"method": "code", "email": "jo@example.com"}), &[]).await;
+    let flow = h.api_flow("verification", &[]).await;
+    h.post_json(&flow_action(&flow), json!({"method": "code", "email": "jo@example.com"}), &[]).await;
     let code = mailed_code(&h, "jo@example.com").await;
-    let r = post_json(&h, &action(&flow), json!({"method": "code", "code": code}), &[]).await;
+    let r = h.post_json(&flow_action(&flow), json!({"method": "code", "code": code}), &[]).await;
     assert_eq!(message_ids(&r.json()), [1_080_002]);
     assert_eq!(whoami(&h, &token).await.json()["identity"]["verifiable_addresses"][0]["verified"], true);
 }
@@ -444,7 +412,7 @@ async fn sessions_slide_and_tokenize_into_a_signed_jwt() {
     h.clock.advance(13 * 3600);
     let later = whoami(&h, &token).await.json();
     assert_ne!(first["expires_at"], later["expires_at"], "used after half its life, the session was extended");
-    let t = get(&h, "/sessions/whoami?tokenize_as=api", &[("x-session-token", &token)]).await.json();
+    let t = h.get("/sessions/whoami?tokenize_as=api", &[("x-session-token", &token)]).await.json();
     let jwt = t["tokenized"].as_str().unwrap();
     let payload: Value =
         serde_json::from_slice(&crate::crypto::b64url_decode(jwt.split('.').nth(1).unwrap()).unwrap()).unwrap();
@@ -452,14 +420,14 @@ async fn sessions_slide_and_tokenize_into_a_signed_jwt() {
     assert_eq!(payload["team"], "blue");
     assert_eq!(payload["sub"], t["identity"]["id"]);
     assert_eq!(payload["exp"].as_i64().unwrap() - payload["iat"].as_i64().unwrap(), 300);
-    let jwks = get(&h, "/.well-known/jwks.json", &[]).await.json();
+    let jwks = h.get("/.well-known/jwks.json", &[]).await.json();
     let header: Value =
         serde_json::from_slice(&crate::crypto::b64url_decode(jwt.split('.').next().unwrap()).unwrap()).unwrap();
     assert!(
         jwks["keys"].as_array().unwrap().iter().any(|k| k["kid"] == header["kid"]),
         "verifiable with the public JWKS"
     );
-    let unknown = get(&h, "/sessions/whoami?tokenize_as=nope", &[("x-session-token", &token)]).await;
+    let unknown = h.get("/sessions/whoami?tokenize_as=nope", &[("x-session-token", &token)]).await;
     assert_eq!(unknown.status, StatusCode::BAD_REQUEST);
 }
 
@@ -473,7 +441,7 @@ async fn my_sessions_and_the_admin_session_api() {
         .as_str()
         .unwrap()
         .to_owned();
-    let others = get(&h, "/sessions", &[("x-session-token", &first)]).await.json();
+    let others = h.get("/sessions", &[("x-session-token", &first)]).await.json();
     assert_eq!(others.as_array().unwrap().len(), 1, "the current session is not in the list");
     let listed = h.admin_json(Method::GET, &format!("/admin/identities/{identity}/sessions"), None).await.json();
     assert_eq!(listed.as_array().unwrap().len(), 2);
