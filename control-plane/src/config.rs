@@ -157,11 +157,29 @@ impl SelfUrls {
 pub struct Ttl {
     #[serde(with = "humantime_serde")]
     pub access_token: Duration,
+    /// Authorization codes (Hydra's `ttl.auth_code`, 10 minutes).
+    #[serde(with = "humantime_serde")]
+    pub auth_code: Duration,
+    /// ID tokens (Hydra's `ttl.id_token`, 1 hour).
+    #[serde(with = "humantime_serde")]
+    pub id_token: Duration,
+    /// Refresh tokens (Hydra's `ttl.refresh_token`, 720 hours).
+    #[serde(with = "humantime_serde")]
+    pub refresh_token: Duration,
+    /// Login, consent and logout requests (Hydra's `ttl.login_consent_request`, 30 minutes).
+    #[serde(with = "humantime_serde")]
+    pub login_consent_request: Duration,
 }
 
 impl Default for Ttl {
     fn default() -> Self {
-        Self { access_token: Duration::from_secs(3600) }
+        Self {
+            access_token: Duration::from_secs(3600),
+            auth_code: Duration::from_secs(600),
+            id_token: Duration::from_secs(3600),
+            refresh_token: Duration::from_secs(720 * 3600),
+            login_consent_request: Duration::from_secs(1800),
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 //! Nothing here renders admin-API errors or touches rules.
 
 pub mod client_auth;
+pub mod code;
 pub mod introspect;
 pub mod jwks;
 pub mod revoke;

@@ -5,6 +5,7 @@
 
 pub mod api_keys;
 pub mod clients;
+pub mod codes;
 pub mod courier;
 pub mod flows;
 pub mod identities;
