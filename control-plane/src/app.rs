@@ -10,7 +10,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::Uri;
-use axum::routing::{any, get, post};
+use axum::routing::{any, get, post, put};
 use tokio::sync::watch;
 
 use crate::clock::{Clock, SystemClock};
@@ -110,6 +110,7 @@ async fn method_not_allowed() -> ApiError {
 
 pub fn public_router(state: AppState) -> Router {
     Router::new()
+        .route("/oauth2/auth", get(oauth2::authorize::get).post(oauth2::authorize::post))
         .route("/oauth2/token", post(oauth2::token::handle))
         .route("/oauth2/introspect", post(oauth2::introspect::public))
         .route("/oauth2/revoke", post(oauth2::revoke::handle))
@@ -143,6 +144,17 @@ pub fn admin_router(state: AppState) -> Router {
         .route("/admin/keys/{set}/{kid}", get(admin::keys::key))
         .route("/admin/oauth2/introspect", post(oauth2::introspect::admin))
         .route("/admin/oauth2/tokens", axum::routing::delete(admin::tokens::delete_client_tokens))
+        .route("/admin/oauth2/auth/requests/login", get(oauth2::flow::admin_get_login))
+        .route("/admin/oauth2/auth/requests/login/accept", put(oauth2::flow::admin_accept_login))
+        .route("/admin/oauth2/auth/requests/login/reject", put(oauth2::flow::admin_reject_login))
+        .route("/admin/oauth2/auth/requests/consent", get(oauth2::flow::admin_get_consent))
+        .route("/admin/oauth2/auth/requests/consent/accept", put(oauth2::flow::admin_accept_consent))
+        .route("/admin/oauth2/auth/requests/consent/reject", put(oauth2::flow::admin_reject_consent))
+        .route(
+            "/admin/oauth2/auth/sessions/consent",
+            get(oauth2::flow::admin_list_consents).delete(oauth2::flow::admin_revoke_consents),
+        )
+        .route("/admin/oauth2/auth/sessions/login", axum::routing::delete(oauth2::flow::admin_revoke_login_sessions))
         .route("/admin/rules", get(admin::rules::list).put(admin::rules::replace))
         .route("/admin/rules/explain", post(rules::explain::handle))
         .route("/admin/rules/{id}", get(admin::rules::get))

@@ -127,6 +127,12 @@ impl Listen {
 pub struct Urls {
     #[serde(rename = "self")]
     pub self_: SelfUrls,
+    /// Hydra's login, consent, logout and error apps. Empty: the built-in pages
+    /// (`/ui/oauth2/login`, `/ui/oauth2/consent`, `/ui/oauth2/logout`, `/ui/error`).
+    pub login: String,
+    pub consent: String,
+    pub logout: String,
+    pub error: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]

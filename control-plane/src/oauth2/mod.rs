@@ -1,10 +1,13 @@
-//! The public OAuth2 endpoints (Hydra paths): `/oauth2/token`, `/oauth2/introspect`,
+//! The public OAuth2 endpoints (Hydra paths): `/oauth2/auth` (with the login and consent
+//! contract in [`flow`]), `/oauth2/token`, `/oauth2/introspect`,
 //! `/oauth2/revoke` and `/.well-known/jwks.json`, plus
 //! client authentication shared by both. Errors are RFC 6749 shaped ([`crate::error::OAuthError`]).
 //! Nothing here renders admin-API errors or touches rules.
 
+pub mod authorize;
 pub mod client_auth;
 pub mod code;
+pub mod flow;
 pub mod introspect;
 pub mod jwks;
 pub mod revoke;

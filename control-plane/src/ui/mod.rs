@@ -12,6 +12,7 @@
 pub mod errors;
 pub mod html;
 pub mod layout;
+pub mod oauth2;
 
 use std::fmt::Write as _;
 
@@ -42,6 +43,8 @@ pub fn routes() -> Router<AppState> {
         .route("/ui/welcome", get(welcome))
         .route("/ui/logout", get(logout))
         .route("/ui/error", get(error))
+        .route("/ui/oauth2/login", get(oauth2::login))
+        .route("/ui/oauth2/consent", get(oauth2::consent).post(oauth2::decide))
         .route("/ui/style.css", get(style))
 }
 

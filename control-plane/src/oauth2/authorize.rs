@@ -1,0 +1,653 @@
+//! `/oauth2/auth` (GET and POST form), the authorization endpoint of the code flow: it
+//! validates the request, sends the browser to the login app (`urls.login?login_challenge=`),
+//! takes it back with `login_verifier`, sends it to the consent app (`urls.consent`), takes it
+//! back with `consent_verifier`, and finally redirects to the client with a code
+//! ([`crate::oauth2::code::issue`]) or an error.
+//!
+//! Errors go to the client's `redirect_uri` (with `state` and RFC 9207 `iss`) only once the
+//! client and that exact URI are known to be valid; before that the browser gets a 400 page
+//! (JSON when it asks for JSON), so this endpoint can never be used as an open redirect. Every
+//! flow is bound to the browser that started it by a per-flow cookie whose digest the flow
+//! keeps: a verifier replayed in another browser is refused. This module mints no tokens.
+
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use crate::app::AppState;
+use crate::client::ClientBody;
+use crate::crypto;
+use crate::error::{OAuthError, StoreError};
+use crate::identity::session;
+use crate::identity::url_segment;
+use crate::oauth2::OAuthParams;
+use crate::oauth2::code::{self, Grant};
+use crate::oauth2::flow::{self, AuthRequest, Flow, FlowBody, LoginOutcome, Reject};
+use crate::store::oauth2_flows::{Handle, LoginSessionRow};
+use portcullis_shared::scope::{self, ScopeStrategy};
+
+/// The remembered OAuth2 login session (Hydra's `ory_hydra_session`).
+pub const AUTH_SESSION_COOKIE: &str = "portcullis_oauth2_authentication_session";
+/// Prefix of the per-flow cookie that binds a flow to its browser (Hydra's login CSRF cookie).
+pub const FLOW_COOKIE_PREFIX: &str = "portcullis_oauth2_flow_";
+/// fosite's `MinParameterEntropy`.
+const MIN_STATE_LEN: usize = 8;
+const PROMPTS: [&str; 4] = ["none", "login", "consent", "select_account"];
+const DISPLAYS: [&str; 4] = ["page", "popup", "touch", "wap"];
+
+/// Why the endpoint stopped.
+#[derive(Debug)]
+enum Failure {
+    /// The client or redirect URI cannot be trusted: a page, never a redirect.
+    Page(OAuthError),
+    /// An RFC 6749 §4.1.2.1 error sent to the client's redirect URI.
+    Redirect { redirect_uri: String, state: Option<String>, error: String, description: String },
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        Failure::Page(OAuthError::server_error(&e))
+    }
+}
+
+fn page_error(status: StatusCode, error: &'static str, description: impl Into<String>) -> Failure {
+    Failure::Page(OAuthError { status, error, description: description.into() })
+}
+
+pub async fn get(State(state): State<AppState>, RawQuery(query): RawQuery, headers: HeaderMap) -> Response {
+    let pairs = crate::error::parse_urlencoded(query.as_deref().unwrap_or("").as_bytes());
+    handle(&state, pairs, &headers).await
+}
+
+pub async fn post(State(state): State<AppState>, headers: HeaderMap, form: OAuthParams) -> Response {
+    handle(&state, form.0, &headers).await
+}
+
+async fn handle(state: &AppState, pairs: Vec<(String, String)>, headers: &HeaderMap) -> Response {
+    let params = OAuthParams::new(pairs);
+    let result = match (params.single("login_verifier"), params.single("consent_verifier")) {
+        (Err(e), _) | (_, Err(e)) => Err(Failure::Page(e)),
+        (Ok(Some(v)), _) => after_login(state, v, headers).await,
+        (_, Ok(Some(v))) => after_consent(state, v, headers).await,
+        _ => start(state, &params, headers).await,
+    };
+    let mut response = match result {
+        Ok(r) => r,
+        Err(f) => failure_response(state, f, headers),
+    };
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+fn failure_response(state: &AppState, f: Failure, headers: &HeaderMap) -> Response {
+    match f {
+        Failure::Page(e) => {
+            let wants_json = headers
+                .get(header::ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|a| a.contains("application/json"));
+            if wants_json {
+                e.into_response()
+            } else {
+                crate::ui::oauth2::error_page(state, e.status, e.error, &e.description)
+            }
+        }
+        Failure::Redirect { redirect_uri, state: st, error, description } => {
+            let mut pairs = vec![("error", error), ("error_description", description)];
+            if let Some(s) = st {
+                pairs.push(("state", s));
+            }
+            pairs.push(("iss", issuer(state)));
+            found(&with_query(&redirect_uri, &pairs))
+        }
+    }
+}
+
+fn issuer(state: &AppState) -> String {
+    state.config.urls.self_.issuer.clone()
+}
+
+/// `uri` with `pairs` added to its query (before any fragment).
+pub fn with_query(uri: &str, pairs: &[(&str, String)]) -> String {
+    let (base, fragment) = uri.split_once('#').map_or((uri, None), |(b, f)| (b, Some(f)));
+    let mut out = base.to_owned();
+    let mut sep =
+        if base.contains('?') { if base.ends_with('?') || base.ends_with('&') { "" } else { "&" } } else { "?" };
+    for (k, v) in pairs {
+        out.push_str(sep);
+        out.push_str(k);
+        out.push('=');
+        out.push_str(&url_segment(v));
+        sep = "&";
+    }
+    if let Some(f) = fragment {
+        out.push('#');
+        out.push_str(f);
+    }
+    out
+}
+
+fn found(location: &str) -> Response {
+    let mut r = StatusCode::FOUND.into_response();
+    if let Ok(v) = HeaderValue::from_str(location) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    r
+}
+
+fn app_url(configured: &str, state: &AppState, builtin: &str) -> String {
+    if configured.is_empty() {
+        format!("{}{builtin}", state.config.urls.self_.public_base())
+    } else {
+        configured.to_owned()
+    }
+}
+
+fn cookie(state: &AppState, name: &str, value: &str, max_age: Option<i64>) -> HeaderValue {
+    let mut v = format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax");
+    if let Some(age) = max_age {
+        v.push_str(&format!("; Max-Age={}", age.max(0)));
+    }
+    if session::secure_cookies(state) {
+        v.push_str("; Secure");
+    }
+    HeaderValue::from_str(&v).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+fn flow_cookie_name(flow_id: &str) -> String {
+    format!("{FLOW_COOKIE_PREFIX}{}", &crypto::sha256_hex(flow_id.as_bytes())[..16])
+}
+
+fn ttl(state: &AppState) -> i64 {
+    i64::try_from(state.config.ttl.login_consent_request.as_secs()).unwrap_or(i64::MAX / 4)
+}
+
+// --- the request ------------------------------------------------------------------------
+
+/// Validates an authorization request; see the module docs for which errors redirect.
+async fn validate(state: &AppState, p: &OAuthParams) -> Result<(AuthRequest, ClientBody), Failure> {
+    let client_id = p.single("client_id").map_err(Failure::Page)?.unwrap_or_default();
+    let redirect_param = p.single("redirect_uri").map_err(Failure::Page)?.filter(|v| !v.is_empty());
+    if client_id.is_empty() {
+        return Err(page_error(StatusCode::BAD_REQUEST, "invalid_request", "client_id: the parameter is missing."));
+    }
+    let Some(row) = state.store.get_client(client_id).await? else {
+        return Err(page_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_client",
+            "client_id: no OAuth 2.0 client with this id is registered.",
+        ));
+    };
+    let client: ClientBody = serde_json::from_str(&row.body)
+        .map_err(|e| Failure::Page(OAuthError::server_error(&format!("stored client is not valid: {e}"))))?;
+    let redirect_uri = match redirect_param {
+        // RFC 6749 §3.1.2.3 and OAuth 2.1: exact string comparison, nothing else.
+        Some(uri) if client.redirect_uris.iter().any(|r| r == uri) => uri.to_owned(),
+        Some(_) => {
+            return Err(page_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "redirect_uri: does not exactly match any of the client's registered redirect_uris.",
+            ));
+        }
+        None if client.redirect_uris.len() == 1 => client.redirect_uris[0].clone(),
+        None => {
+            return Err(page_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "redirect_uri: required, because the client has not exactly one registered redirect_uri.",
+            ));
+        }
+    };
+
+    // From here on errors go to the client.
+    let state_param = p.single("state").ok().flatten().map(str::to_owned);
+    let fail = |error: &str, description: String| Failure::Redirect {
+        redirect_uri: redirect_uri.clone(),
+        state: state_param.clone(),
+        error: error.to_owned(),
+        description,
+    };
+    let single = |name: &str| {
+        p.single(name).map_err(|e| fail("invalid_request", e.description)).map(|v| v.filter(|s| !s.is_empty()))
+    };
+
+    match single("response_type")? {
+        None => return Err(fail("invalid_request", "response_type: the parameter is missing.".into())),
+        Some("code") => {}
+        Some(other) => {
+            return Err(fail(
+                "unsupported_response_type",
+                format!("response_type: {other:?} is not supported; only \"code\" is."),
+            ));
+        }
+    }
+    if !client.response_types.iter().any(|r| r == "code") {
+        return Err(fail("unauthorized_client", "The client is not allowed to use response_type \"code\".".into()));
+    }
+    if !client.grant_types.iter().any(|g| g == "authorization_code") {
+        return Err(fail(
+            "unauthorized_client",
+            "The client is not allowed to use the authorization_code grant.".into(),
+        ));
+    }
+    match single("response_mode")? {
+        None | Some("query") => {}
+        Some(other) => {
+            return Err(fail(
+                "invalid_request",
+                format!("response_mode: {other:?} is not supported; only \"query\" is."),
+            ));
+        }
+    }
+    if single("request")?.is_some() {
+        return Err(fail("request_not_supported", "request: request objects are not supported.".into()));
+    }
+    if single("request_uri")?.is_some() {
+        return Err(fail("request_uri_not_supported", "request_uri: request objects are not supported.".into()));
+    }
+    let st = single("state")?;
+    if st.is_none_or(|s| s.chars().count() < MIN_STATE_LEN) {
+        return Err(fail(
+            "invalid_state",
+            format!("state: is missing or has fewer than {MIN_STATE_LEN} characters, too weak to prevent CSRF."),
+        ));
+    }
+
+    let allowed: Vec<&str> = scope::split(&client.scope).collect();
+    let mut scopes: Vec<String> = Vec::new();
+    for s in scope::split(single("scope")?.unwrap_or("")) {
+        if !scope::is_valid_token(s) {
+            return Err(fail("invalid_scope", format!("scope: {s:?} is not a valid scope token.")));
+        }
+        if !ScopeStrategy::Wildcard.covers(allowed.iter().copied(), s) {
+            return Err(fail("invalid_scope", format!("scope: the client is not allowed to request {s:?}.")));
+        }
+        if !scopes.iter().any(|x| x == s) {
+            scopes.push(s.to_owned());
+        }
+    }
+    let mut audience: Vec<String> = Vec::new();
+    for a in p.all("audience").flat_map(scope::split) {
+        if !client.audience.iter().any(|allowed| audience_matches(allowed, a)) {
+            return Err(fail(
+                "invalid_request",
+                format!("audience: {a:?} is not in the client's audience allow-list."),
+            ));
+        }
+        if !audience.iter().any(|x| x == a) {
+            audience.push(a.to_owned());
+        }
+    }
+
+    let challenge = single("code_challenge")?;
+    let method = single("code_challenge_method")?;
+    match (challenge, method) {
+        (None, Some(_)) => {
+            return Err(fail(
+                "invalid_request",
+                "code_challenge: is required when code_challenge_method is sent.".into(),
+            ));
+        }
+        (Some(_), None | Some("plain")) => {
+            return Err(fail(
+                "invalid_request",
+                "code_challenge_method: \"plain\" (the default) is not allowed; use S256.".into(),
+            ));
+        }
+        (Some(_), Some(m)) if m != "S256" => {
+            return Err(fail("invalid_request", format!("code_challenge_method: {m:?} is not supported; use S256.")));
+        }
+        (Some(c), _) if !valid_challenge(c) => {
+            return Err(fail(
+                "invalid_request",
+                "code_challenge: must be 43 to 128 characters of A-Z a-z 0-9 - . _ ~ (base64url of the SHA-256)."
+                    .into(),
+            ));
+        }
+        (None, None) if client.token_endpoint_auth_method == "none" => {
+            return Err(fail(
+                "invalid_request",
+                "code_challenge: PKCE with S256 is required for public clients (token_endpoint_auth_method none)."
+                    .into(),
+            ));
+        }
+        _ => {}
+    }
+
+    let prompt: Vec<String> = scope::split(single("prompt")?.unwrap_or("")).map(str::to_owned).collect();
+    if let Some(bad) = prompt.iter().find(|x| !PROMPTS.contains(&x.as_str())) {
+        return Err(fail("invalid_request", format!("prompt: {bad:?} is not supported; use {}.", PROMPTS.join(", "))));
+    }
+    if prompt.iter().any(|x| x == "none") && prompt.len() > 1 {
+        return Err(fail("invalid_request", "prompt: \"none\" cannot be combined with other values.".into()));
+    }
+    let max_age = match single("max_age")? {
+        None => None,
+        Some(v) => Some(
+            v.parse::<i64>()
+                .ok()
+                .filter(|n| *n >= 0)
+                .ok_or_else(|| fail("invalid_request", "max_age: must be a non-negative number of seconds.".into()))?,
+        ),
+    };
+    let display = single("display")?;
+    if let Some(d) = display.filter(|d| !DISPLAYS.contains(d)) {
+        return Err(fail("invalid_request", format!("display: {d:?} is not one of {}.", DISPLAYS.join(", "))));
+    }
+    let nonce = single("nonce")?;
+    let list = |v: Option<&str>| -> Vec<String> { scope::split(v.unwrap_or("")).map(str::to_owned).collect() };
+    let oidc_context = json!({
+        "acr_values": list(single("acr_values")?),
+        "display": display.unwrap_or(""),
+        "id_token_hint_claims": Value::Null,
+        "login_hint": single("login_hint")?.unwrap_or(""),
+        "ui_locales": list(single("ui_locales")?),
+    });
+    let query: Vec<(&str, String)> =
+        p.0.iter()
+            .filter(|(k, _)| k != "login_verifier" && k != "consent_verifier")
+            .map(|(k, v)| (k.as_str(), v.clone()))
+            .collect();
+    let request_url = with_query(&format!("{}/oauth2/auth", state.config.urls.self_.public_base()), &query);
+    let request = AuthRequest {
+        client_id: row.client_id.clone(),
+        redirect_uri,
+        redirect_uri_param: redirect_param.map(str::to_owned),
+        scope: scopes,
+        audience,
+        state: st.map(str::to_owned),
+        nonce: nonce.map(str::to_owned),
+        code_challenge: challenge.map(str::to_owned),
+        code_challenge_method: challenge.and(method).map(str::to_owned),
+        prompt,
+        max_age,
+        oidc_context,
+        request_url,
+    };
+    Ok((request, client))
+}
+
+/// Hydra's audience matching: the allowed URL itself or anything below it, by path segment.
+fn audience_matches(allowed: &str, requested: &str) -> bool {
+    let base = allowed.trim_end_matches('/');
+    requested == allowed
+        || requested == base
+        || requested.strip_prefix(base).is_some_and(|rest| rest.starts_with('/') && !base.is_empty())
+}
+
+fn valid_challenge(c: &str) -> bool {
+    (43..=128).contains(&c.len()) && c.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+}
+
+fn redirect_error(flow: &Flow, error: &str, description: impl Into<String>) -> Failure {
+    Failure::Redirect {
+        redirect_uri: flow.body.request.redirect_uri.clone(),
+        state: flow.body.request.state.clone(),
+        error: error.to_owned(),
+        description: description.into(),
+    }
+}
+
+/// The browser's remembered login session, if it is still good.
+async fn remembered_login(state: &AppState, headers: &HeaderMap) -> Result<Option<LoginSessionRow>, StoreError> {
+    let Some(token) = session::cookie(headers, AUTH_SESSION_COOKIE) else { return Ok(None) };
+    let Some(s) = state.store.get_login_session_by_token(&crypto::token_signature(token)).await? else {
+        return Ok(None);
+    };
+    let now = state.clock.now();
+    if !s.remember || s.expires_at <= now {
+        return Ok(None);
+    }
+    let body: Value = serde_json::from_str(&s.body).unwrap_or(Value::Null);
+    if body["local_identity_session"] == true {
+        // Signed out of Portcullis means signed out of OAuth2 too.
+        match state.store.get_session(&s.identity_provider_session_id).await? {
+            Some(id) if id.active && id.expires_at > now => {}
+            _ => return Ok(None),
+        }
+    }
+    Ok(Some(s))
+}
+
+fn outcome_of(s: &LoginSessionRow) -> LoginOutcome {
+    let body: Value = serde_json::from_str(&s.body).unwrap_or(Value::Null);
+    LoginOutcome {
+        accept: flow::LoginAccept {
+            subject: s.subject.clone(),
+            acr: body["acr"].as_str().unwrap_or_default().to_owned(),
+            amr: body["amr"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+                .unwrap_or_default(),
+            identity_provider_session_id: s.identity_provider_session_id.clone(),
+            ..flow::LoginAccept::default()
+        },
+        auth_time: s.authenticated_at,
+        local_identity_session: body["local_identity_session"] == true,
+    }
+}
+
+async fn start(state: &AppState, p: &OAuthParams, headers: &HeaderMap) -> Result<Response, Failure> {
+    let (request, _client) = validate(state, p).await?;
+    let now = state.clock.now();
+    let remembered = remembered_login(state, headers).await?.filter(|s| {
+        !request.prompts("login")
+            && !request.prompts("select_account")
+            && request.max_age.is_none_or(|max| now.saturating_sub(s.authenticated_at) <= max)
+    });
+    if request.prompts("none") && remembered.is_none() {
+        return Err(Failure::Redirect {
+            redirect_uri: request.redirect_uri.clone(),
+            state: request.state.clone(),
+            error: "login_required".into(),
+            description: "prompt=none was requested, but the user is not signed in (or must sign in again).".into(),
+        });
+    }
+    let body = FlowBody {
+        session_id: remembered.as_ref().map_or_else(crypto::uuid_v4, |s| s.id.clone()),
+        login_skip: remembered.is_some(),
+        login_subject: remembered.as_ref().map(|s| s.subject.clone()).unwrap_or_default(),
+        remembered: remembered.as_ref().map(outcome_of),
+        request,
+        login: None,
+        login_error: None,
+        consent_requested_at: 0,
+        consent_skip: false,
+        consent: None,
+        consent_error: None,
+    };
+    let id = crypto::uuid_v4();
+    let csrf = flow::handle();
+    let challenge = flow::create(state, &body, &csrf, &id).await?;
+    let login = app_url(&state.config.urls.login, state, "/ui/oauth2/login");
+    let mut r = found(&with_query(&login, &[("login_challenge", challenge)]));
+    r.headers_mut().append(header::SET_COOKIE, cookie(state, &flow_cookie_name(&id), &csrf, Some(ttl(state) * 2)));
+    Ok(r)
+}
+
+/// Loads the flow a verifier names and checks that this browser started it.
+async fn flow_for_verifier(state: &AppState, by: Handle, verifier: &str, headers: &HeaderMap) -> Result<Flow, Failure> {
+    let Some(flow) = flow::load(state, by, verifier).await? else {
+        return Err(page_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "The verifier is unknown or has been used already. Start again from the application.",
+        ));
+    };
+    let bound = session::cookie(headers, &flow_cookie_name(&flow.row.id))
+        .is_some_and(|c| crypto::secret_eq(&crypto::token_signature(c), &flow.row.csrf));
+    if !bound {
+        return Err(page_error(
+            StatusCode::FORBIDDEN,
+            "request_forbidden",
+            "This sign-in was started in another browser (its cookie is missing or does not match). Start again \
+             from the application in this browser.",
+        ));
+    }
+    if flow.row.expires_at <= state.clock.now() {
+        return Err(redirect_error(&flow, "invalid_request", "The authorization request has expired."));
+    }
+    Ok(flow)
+}
+
+async fn finish_with_error(state: &AppState, flow: &Flow, from: &str, reject: &Reject) -> Result<Response, Failure> {
+    if !state.store.advance_oauth2_flow(&flow.row.id, from, flow::STAGE_DONE, &Default::default()).await? {
+        return Err(used());
+    }
+    Err(redirect_error(flow, &reject.code(), reject.description()))
+}
+
+fn used() -> Failure {
+    page_error(
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        "The verifier is unknown or has been used already. Start again from the application.",
+    )
+}
+
+async fn after_login(state: &AppState, verifier: &str, headers: &HeaderMap) -> Result<Response, Failure> {
+    let mut flow = flow_for_verifier(state, Handle::LoginVerifier, verifier, headers).await?;
+    if flow.row.stage == flow::STAGE_LOGIN_REJECTED {
+        let reject = flow.body.login_error.clone().unwrap_or_default();
+        return finish_with_error(state, &flow, flow::STAGE_LOGIN_REJECTED, &reject).await;
+    }
+    if flow.row.stage != flow::STAGE_LOGIN_ACCEPTED {
+        return Err(used());
+    }
+    let Some(login) = flow.body.login.clone() else { return Err(used()) };
+    let request = flow.body.request.clone();
+    let skip_consent = if request.prompts("consent") {
+        false
+    } else {
+        let client = state.store.get_client(&flow.row.client_id).await?;
+        let first_party =
+            client.and_then(|c| serde_json::from_str::<ClientBody>(&c.body).ok()).is_some_and(|c| c.skip_consent);
+        first_party
+            || flow::remembered_consent_covers(
+                state,
+                &login.accept.subject,
+                &flow.row.client_id,
+                &request.scope,
+                &request.audience,
+            )
+            .await?
+    };
+    if request.prompts("none") && !skip_consent {
+        if !state
+            .store
+            .advance_oauth2_flow(&flow.row.id, flow::STAGE_LOGIN_ACCEPTED, flow::STAGE_DONE, &Default::default())
+            .await?
+        {
+            return Err(used());
+        }
+        return Err(redirect_error(
+            &flow,
+            "consent_required",
+            "prompt=none was requested, but the user has not consented to this client and these scopes.",
+        ));
+    }
+    let Some(challenge) = flow::start_consent(state, &mut flow, skip_consent).await? else { return Err(used()) };
+    let session_cookie = establish_login_session(state, &flow, &login).await?;
+    let consent = app_url(&state.config.urls.consent, state, "/ui/oauth2/consent");
+    let mut r = found(&with_query(&consent, &[("consent_challenge", challenge)]));
+    if let Some(c) = session_cookie {
+        r.headers_mut().append(header::SET_COOKIE, c);
+    }
+    Ok(r)
+}
+
+/// Stores the login session behind `sid` and returns the cookie to set (or clear).
+async fn establish_login_session(
+    state: &AppState,
+    flow: &Flow,
+    login: &LoginOutcome,
+) -> Result<Option<HeaderValue>, StoreError> {
+    if flow.body.login_skip {
+        return Ok(None);
+    }
+    let now = state.clock.now();
+    let a = &login.accept;
+    let cap = i64::try_from(state.config.session.lifespan.as_secs()).unwrap_or(i64::MAX / 4);
+    let lifetime = if a.remember_for > 0 { a.remember_for } else { cap };
+    let token = a.remember.then(flow::handle);
+    state
+        .store
+        .upsert_login_session(&LoginSessionRow {
+            id: flow.body.session_id.clone(),
+            token_hash: token.as_deref().map(crypto::token_signature).unwrap_or_default(),
+            subject: a.subject.clone(),
+            remember: a.remember,
+            authenticated_at: login.auth_time,
+            expires_at: now.saturating_add(lifetime),
+            identity_provider_session_id: a.identity_provider_session_id.clone(),
+            body: json!({"acr": a.acr, "amr": a.amr, "local_identity_session": login.local_identity_session})
+                .to_string(),
+        })
+        .await?;
+    Ok(Some(match token {
+        // remember_for 0: a browser-session cookie.
+        Some(t) => cookie(state, AUTH_SESSION_COOKIE, &t, (a.remember_for > 0).then_some(a.remember_for)),
+        // Not remembered: a login session remembered earlier in this browser must not linger.
+        None => cookie(state, AUTH_SESSION_COOKIE, "", Some(0)),
+    }))
+}
+
+async fn after_consent(state: &AppState, verifier: &str, headers: &HeaderMap) -> Result<Response, Failure> {
+    let flow = flow_for_verifier(state, Handle::ConsentVerifier, verifier, headers).await?;
+    if flow.row.stage == flow::STAGE_CONSENT_REJECTED {
+        let reject = flow.body.consent_error.clone().unwrap_or_default();
+        return finish_with_error(state, &flow, flow::STAGE_CONSENT_REJECTED, &reject).await;
+    }
+    let (Some(login), Some(consent)) = (flow.body.login.clone(), flow.body.consent.clone()) else {
+        return Err(used());
+    };
+    if flow.row.stage != flow::STAGE_CONSENT_ACCEPTED
+        || !state
+            .store
+            .advance_oauth2_flow(&flow.row.id, flow::STAGE_CONSENT_ACCEPTED, flow::STAGE_DONE, &Default::default())
+            .await?
+    {
+        return Err(used());
+    }
+    flow::record_consent(state, &flow, &consent).await?;
+    let r = &flow.body.request;
+    let mut granted: Vec<String> = Vec::new();
+    for s in &consent.grant_scope {
+        if !granted.contains(s) {
+            granted.push(s.clone());
+        }
+    }
+    let grant = Grant {
+        client_id: flow.row.client_id.clone(),
+        subject: login.accept.subject.clone(),
+        scope: granted.clone(),
+        audience: consent.grant_access_token_audience.clone(),
+        redirect_uri: r.redirect_uri_param.clone(),
+        code_challenge: r.code_challenge.clone(),
+        code_challenge_method: r.code_challenge_method.clone(),
+        nonce: r.nonce.clone(),
+        auth_time: login.auth_time,
+        acr: login.accept.acr.clone(),
+        amr: login.accept.amr.clone(),
+        sid: flow.body.session_id.clone(),
+        consent_id: flow.row.id.clone(),
+        access_token_claims: consent.session.access_token.clone(),
+        id_token_claims: consent.session.id_token.clone(),
+        requested_at: flow.row.requested_at,
+    };
+    let code = code::issue(state, &grant).await?;
+    let mut pairs = vec![("code", code), ("scope", granted.join(" "))];
+    if let Some(s) = &r.state {
+        pairs.push(("state", s.clone()));
+    }
+    pairs.push(("iss", issuer(state)));
+    let mut response = found(&with_query(&r.redirect_uri, &pairs));
+    // The flow is over: its binding cookie can go.
+    response.headers_mut().append(header::SET_COOKIE, cookie(state, &flow_cookie_name(&flow.row.id), "", Some(0)));
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests;
