@@ -89,6 +89,10 @@ fn failure_response(state: &AppState, f: Failure, headers: &HeaderMap) -> Respon
                 .is_some_and(|a| a.contains("application/json"));
             if wants_json {
                 e.into_response()
+            } else if !state.config.urls.error.is_empty() {
+                // Hydra's `urls.error`: the operator's own error page, told what went wrong.
+                let pairs = [("error", e.error.to_owned()), ("error_description", e.description)];
+                found(&with_query(&state.config.urls.error, &pairs))
             } else {
                 crate::ui::oauth2::error_page(state, e.status, e.error, &e.description)
             }

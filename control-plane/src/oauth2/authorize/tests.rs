@@ -733,3 +733,21 @@ async fn the_built_in_consent_page_can_deny_and_first_party_clients_skip_it() {
     let to = location(&b.get(&h, &format!("/ui/oauth2/consent?consent_challenge={consent}")).await);
     assert!(q(&to_client(&h, &mut b, &to).await, "code").is_some(), "skip_consent: no page");
 }
+
+#[tokio::test]
+async fn configured_login_consent_and_error_apps_are_used() {
+    let mut config = crate::config::Config::default();
+    config.urls.login = "https://login.example/login?tenant=a".into();
+    config.urls.consent = "https://login.example/consent".into();
+    config.urls.error = "https://login.example/error".into();
+    let h = Harness::with_config(config).await;
+    web_client(&h).await;
+    let mut b = Browser::default();
+    let to = location(&b.get(&h, &auth_url("")).await);
+    assert!(to.starts_with("https://login.example/login?tenant=a&login_challenge="), "{to}");
+    let to = accept_login(&h, &q(&to, "login_challenge").unwrap(), json!({"subject": "alice"})).await;
+    let to = location(&b.get(&h, &to).await);
+    assert!(to.starts_with("https://login.example/consent?consent_challenge="), "{to}");
+    let to = location(&b.get(&h, "/oauth2/auth?client_id=nope").await);
+    assert!(to.starts_with("https://login.example/error?error=invalid_client&error_description="), "{to}");
+}
