@@ -53,3 +53,15 @@ CREATE TABLE oauth2_consents (
 );
 
 CREATE INDEX oauth2_consents_subject ON oauth2_consents (subject, client_id);
+
+-- RP-initiated logout requests (Hydra's logout challenge), keyed by the challenge's digest.
+CREATE TABLE oauth2_logout_requests (
+    challenge     TEXT PRIMARY KEY,
+    verifier      TEXT,
+    stage         TEXT NOT NULL,
+    body          TEXT NOT NULL,
+    requested_at  BIGINT NOT NULL,
+    expires_at    BIGINT NOT NULL
+);
+
+CREATE INDEX oauth2_logout_requests_verifier ON oauth2_logout_requests (verifier);

@@ -111,6 +111,7 @@ async fn method_not_allowed() -> ApiError {
 pub fn public_router(state: AppState) -> Router {
     Router::new()
         .route("/oauth2/auth", get(oauth2::authorize::get).post(oauth2::authorize::post))
+        .route("/oauth2/sessions/logout", get(oauth2::logout::get).post(oauth2::logout::post))
         .route("/oauth2/token", post(oauth2::token::handle))
         .route("/oauth2/introspect", post(oauth2::introspect::public))
         .route("/oauth2/revoke", post(oauth2::revoke::handle))
@@ -150,6 +151,9 @@ pub fn admin_router(state: AppState) -> Router {
         .route("/admin/oauth2/auth/requests/consent", get(oauth2::flow::admin_get_consent))
         .route("/admin/oauth2/auth/requests/consent/accept", put(oauth2::flow::admin_accept_consent))
         .route("/admin/oauth2/auth/requests/consent/reject", put(oauth2::flow::admin_reject_consent))
+        .route("/admin/oauth2/auth/requests/logout", get(oauth2::logout::admin_get))
+        .route("/admin/oauth2/auth/requests/logout/accept", put(oauth2::logout::admin_accept))
+        .route("/admin/oauth2/auth/requests/logout/reject", put(oauth2::logout::admin_reject))
         .route(
             "/admin/oauth2/auth/sessions/consent",
             get(oauth2::flow::admin_list_consents).delete(oauth2::flow::admin_revoke_consents),

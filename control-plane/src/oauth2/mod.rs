@@ -10,6 +10,7 @@ pub mod code;
 pub mod flow;
 pub mod introspect;
 pub mod jwks;
+pub mod logout;
 pub mod revoke;
 pub mod token;
 

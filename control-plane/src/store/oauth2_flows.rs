@@ -96,6 +96,22 @@ impl std::fmt::Debug for LoginSessionRow {
     }
 }
 
+const LOGIN_COLUMNS: &str =
+    "id, token_hash, subject, remember, authenticated_at, expires_at, identity_provider_session_id, body";
+
+fn login_from_row(row: &sqlx::any::AnyRow) -> Result<LoginSessionRow, StoreError> {
+    Ok(LoginSessionRow {
+        id: row.try_get(0)?,
+        token_hash: row.try_get(1)?,
+        subject: row.try_get(2)?,
+        remember: row.try_get::<i64, _>(3)? != 0,
+        authenticated_at: row.try_get(4)?,
+        expires_at: row.try_get(5)?,
+        identity_provider_session_id: row.try_get(6)?,
+        body: row.try_get(7)?,
+    })
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConsentRow {
     pub id: String,
@@ -222,24 +238,11 @@ impl Store {
         if token_hash.is_empty() {
             return Ok(None);
         }
-        let row = sqlx::query(
-            "SELECT id, token_hash, subject, remember, authenticated_at, expires_at, identity_provider_session_id, body \
-             FROM oauth2_login_sessions WHERE token_hash = $1",
-        )
-        .bind(token_hash)
-        .fetch_optional(self.pool())
-        .await?;
-        let Some(row) = row else { return Ok(None) };
-        Ok(Some(LoginSessionRow {
-            id: row.try_get(0)?,
-            token_hash: row.try_get(1)?,
-            subject: row.try_get(2)?,
-            remember: row.try_get::<i64, _>(3)? != 0,
-            authenticated_at: row.try_get(4)?,
-            expires_at: row.try_get(5)?,
-            identity_provider_session_id: row.try_get(6)?,
-            body: row.try_get(7)?,
-        }))
+        let row = sqlx::query(&format!("SELECT {LOGIN_COLUMNS} FROM oauth2_login_sessions WHERE token_hash = $1"))
+            .bind(token_hash)
+            .fetch_optional(self.pool())
+            .await?;
+        row.as_ref().map(login_from_row).transpose()
     }
 
     /// Deletes login sessions by subject or by id; returns how many went.
@@ -331,6 +334,85 @@ impl Store {
     }
 }
 
+/// A logout request (`oauth2_logout_requests`); `body` is JSON of `oauth2::logout::LogoutBody`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogoutRow {
+    pub challenge: String,
+    pub verifier: Option<String>,
+    pub stage: String,
+    pub body: String,
+    pub requested_at: i64,
+    pub expires_at: i64,
+}
+
+impl Store {
+    pub async fn insert_logout_request(&self, l: &LogoutRow) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO oauth2_logout_requests (challenge, verifier, stage, body, requested_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&l.challenge)
+        .bind(&l.verifier)
+        .bind(&l.stage)
+        .bind(&l.body)
+        .bind(l.requested_at)
+        .bind(l.expires_at)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// By the challenge's digest, or (`by_verifier`) by the verifier's.
+    pub async fn get_logout_request(&self, hash: &str, by_verifier: bool) -> Result<Option<LogoutRow>, StoreError> {
+        let column = if by_verifier { "verifier" } else { "challenge" };
+        let row = sqlx::query(&format!(
+            "SELECT challenge, verifier, stage, body, requested_at, expires_at FROM oauth2_logout_requests \
+             WHERE {column} = $1"
+        ))
+        .bind(hash)
+        .fetch_optional(self.pool())
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some(LogoutRow {
+            challenge: row.try_get(0)?,
+            verifier: row.try_get(1)?,
+            stage: row.try_get(2)?,
+            body: row.try_get(3)?,
+            requested_at: row.try_get(4)?,
+            expires_at: row.try_get(5)?,
+        }))
+    }
+
+    /// Moves a logout request from `from` to `to` (setting the verifier digest when given).
+    pub async fn advance_logout_request(
+        &self,
+        challenge: &str,
+        from: &str,
+        to: &str,
+        verifier: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE oauth2_logout_requests SET stage = $3, verifier = COALESCE($4, verifier) \
+             WHERE challenge = $1 AND stage = $2",
+        )
+        .bind(challenge)
+        .bind(from)
+        .bind(to)
+        .bind(verifier)
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub async fn get_login_session(&self, id: &str) -> Result<Option<LoginSessionRow>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {LOGIN_COLUMNS} FROM oauth2_login_sessions WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?;
+        row.as_ref().map(login_from_row).transpose()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -400,6 +482,24 @@ mod tests {
             store.upsert_login_session(&s).await.unwrap();
             assert_eq!(store.get_login_session_by_token("th").await.unwrap(), Some(s.clone()), "{backend}");
             assert_eq!(store.get_login_session_by_token("").await.unwrap(), None, "{backend}");
+            assert_eq!(store.get_login_session("sid").await.unwrap(), Some(s.clone()), "{backend}");
+
+            let l = LogoutRow {
+                challenge: "ch".into(),
+                verifier: None,
+                stage: "requested".into(),
+                body: "{}".into(),
+                requested_at: 1,
+                expires_at: 2,
+            };
+            store.insert_logout_request(&l).await.unwrap();
+            assert_eq!(store.get_logout_request("ch", false).await.unwrap(), Some(l), "{backend}");
+            assert!(store.advance_logout_request("ch", "requested", "accepted", Some("v")).await.unwrap(), "{backend}");
+            assert!(
+                !store.advance_logout_request("ch", "requested", "accepted", Some("w")).await.unwrap(),
+                "{backend}"
+            );
+            assert_eq!(store.get_logout_request("v", true).await.unwrap().unwrap().stage, "accepted", "{backend}");
             assert_eq!(store.delete_login_sessions(None, Some("sid")).await.unwrap(), 1, "{backend}");
             assert_eq!(store.delete_login_sessions(Some("alice"), None).await.unwrap(), 0, "{backend}");
 

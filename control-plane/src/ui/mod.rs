@@ -45,6 +45,7 @@ pub fn routes() -> Router<AppState> {
         .route("/ui/error", get(error))
         .route("/ui/oauth2/login", get(oauth2::login))
         .route("/ui/oauth2/consent", get(oauth2::consent).post(oauth2::decide))
+        .route("/ui/oauth2/logout", get(oauth2::logout).post(oauth2::logout_decide))
         .route("/ui/style.css", get(style))
 }
 

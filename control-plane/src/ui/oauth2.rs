@@ -282,3 +282,114 @@ pub async fn decide(State(state): State<AppState>, headers: HeaderMap, form: For
     };
     with_client_origin(&state, response, &flow.body.request.redirect_uri)
 }
+
+const LOGOUT_CSRF_COOKIE: &str = "portcullis_oauth2_logout_csrf";
+
+/// Ends the Portcullis identity session behind the OAuth2 login session (and this browser's),
+/// then accepts the logout; returns where to send the browser.
+async fn end_sessions(state: &AppState, challenge: &str, headers: &HeaderMap) -> Result<String, ContractError> {
+    let (_, body) = crate::oauth2::logout::load(state, challenge).await?;
+    let mut ids: Vec<String> = Vec::new();
+    if let Some(s) = state.store.get_login_session(&body.sid).await? {
+        if !s.identity_provider_session_id.is_empty() {
+            ids.push(s.identity_provider_session_id);
+        }
+    }
+    if let Some((auth, _)) = browser_session(state, headers).await? {
+        if auth.identity.id == body.subject {
+            ids.push(auth.session.id);
+        }
+    }
+    for id in &ids {
+        session::revoke(state, crate::store::sessions::Deactivate::One(id))
+            .await
+            .map_err(|e| ContractError::Store(crate::error::StoreError(e.description)))?;
+    }
+    crate::oauth2::logout::accept(state, challenge).await
+}
+
+fn signed_out(state: &AppState, to: &str) -> Response {
+    let mut r = redirect(state, to);
+    r.headers_mut().append(header::SET_COOKIE, session::clear_session_cookie(state));
+    r
+}
+
+/// `GET /ui/oauth2/logout?logout_challenge=`: asks, unless the client skips logout consent.
+pub async fn logout(State(state): State<AppState>, RawQuery(query): RawQuery, headers: HeaderMap) -> Response {
+    let Some(challenge) = param(query.as_deref(), "logout_challenge") else {
+        return contract_failure(&state, ContractError::NotFound);
+    };
+    let (body, json) = match crate::oauth2::logout::request_json(&state, &challenge).await {
+        Ok(found) => found,
+        Err(e) => return contract_failure(&state, e),
+    };
+    if json["client"]["skip_logout_consent"] == true {
+        return match end_sessions(&state, &challenge, &headers).await {
+            Ok(to) => signed_out(&state, &to),
+            Err(e) => contract_failure(&state, e),
+        };
+    }
+    let name = json["client"]["client_name"]
+        .as_str()
+        .filter(|n| !n.is_empty())
+        .or(body.client_id.as_deref())
+        .map(|n| format!(" (asked by {n})"))
+        .unwrap_or_default();
+    let csrf = flow::handle();
+    let content = format!(
+        "<h1>Sign out?</h1>\n<p>Sign out of this browser and the applications you signed in to{}?</p>\
+         <form method=\"post\" action=\"{}\">\
+         <input type=\"hidden\" name=\"logout_challenge\" value=\"{}\">\
+         <input type=\"hidden\" name=\"csrf_token\" value=\"{}\">\
+         <p><button type=\"submit\" name=\"action\" value=\"yes\" class=\"btn\">Sign out</button> \
+         <button type=\"submit\" name=\"action\" value=\"no\" class=\"btn secondary\">Stay signed in</button></p></form>",
+        escape(&name),
+        escape(&format!("{}/ui/oauth2/logout", public(&state))),
+        escape(&challenge),
+        escape(&csrf)
+    );
+    let mut response = page(&state, StatusCode::OK, "Sign out", &content);
+    let mut c = format!("{LOGOUT_CSRF_COOKIE}={csrf}; Path=/ui/oauth2/logout; HttpOnly; SameSite=Strict");
+    if session::secure_cookies(&state) {
+        c.push_str("; Secure");
+    }
+    if let Ok(v) = HeaderValue::from_str(&c) {
+        response.headers_mut().append(header::SET_COOKIE, v);
+    }
+    match &body.post_logout_redirect_uri {
+        Some(uri) => with_client_origin(&state, response, uri),
+        None => response,
+    }
+}
+
+/// `POST /ui/oauth2/logout`.
+pub async fn logout_decide(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    form: FormParams<OAuthError>,
+) -> Response {
+    let field = |name: &str| form.all(name).next().unwrap_or_default().to_owned();
+    let (challenge, csrf) = (field("logout_challenge"), field("csrf_token"));
+    let cookie_ok =
+        session::cookie(&headers, LOGOUT_CSRF_COOKIE).is_some_and(|c| !csrf.is_empty() && crypto::secret_eq(c, &csrf));
+    if !cookie_ok {
+        return super::error_page(&state, "security_csrf_violation", StatusCode::FORBIDDEN);
+    }
+    let target =
+        crate::oauth2::logout::load(&state, &challenge).await.ok().and_then(|(_, b)| b.post_logout_redirect_uri);
+    let response = match field("action").as_str() {
+        "yes" => match end_sessions(&state, &challenge, &headers).await {
+            Ok(to) => signed_out(&state, &to),
+            Err(e) => return contract_failure(&state, e),
+        },
+        "no" => match crate::oauth2::logout::reject(&state, &challenge).await {
+            Ok(()) => redirect(&state, &format!("{}/ui/welcome", public(&state))),
+            Err(e) => return contract_failure(&state, e),
+        },
+        _ => return error_page(&state, StatusCode::BAD_REQUEST, "invalid_request", "action: must be yes or no."),
+    };
+    match target {
+        Some(uri) => with_client_origin(&state, response, &uri),
+        None => response,
+    }
+}

@@ -751,3 +751,181 @@ async fn configured_login_consent_and_error_apps_are_used() {
     let to = location(&b.get(&h, "/oauth2/auth?client_id=nope").await);
     assert!(to.starts_with("https://login.example/error?error=invalid_client&error_description="), "{to}");
 }
+
+/// A back-channel logout endpoint on a local port; each received `logout_token` goes to `rx`.
+async fn backchannel_server() -> (String, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let app = axum::Router::new().route(
+        "/bc",
+        axum::routing::post(move |body: String| {
+            let tx = tx.clone();
+            async move {
+                let token = crate::error::parse_urlencoded(body.as_bytes())
+                    .into_iter()
+                    .find(|(k, _)| k == "logout_token")
+                    .map(|(_, v)| v)
+                    .unwrap_or_default();
+                let _ = tx.send(token);
+                StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/bc", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, rx)
+}
+
+/// An ID token as the token endpoint would sign it (this server's key).
+fn id_token(h: &Harness, sub: &str, sid: &str, aud: &str) -> String {
+    let signer = h.state.keys.signer();
+    let header = json!({"alg": "ES256", "kid": signer.kid(), "typ": "JWT"});
+    let claims = json!({"iss": h.state.config.urls.self_.issuer, "sub": sub, "sid": sid, "aud": [aud],
+                        "iat": crate::testing::T0, "exp": crate::testing::T0 + 60});
+    let input = format!(
+        "{}.{}",
+        crate::crypto::b64url(header.to_string().as_bytes()),
+        crate::crypto::b64url(claims.to_string().as_bytes())
+    );
+    signer.sign(&input).unwrap()
+}
+
+#[tokio::test]
+async fn rp_initiated_logout_ends_the_login_session_and_tells_clients_over_the_back_channel() {
+    let h = Harness::new().await;
+    let (bc, mut received) = backchannel_server().await;
+    h.client(json!({
+        "client_id": "web", "client_secret": "web-secret", "redirect_uris": [CB],
+        "scope": "openid api.*", "post_logout_redirect_uris": ["https://app.example/bye"],
+        "backchannel_logout_uri": bc,
+    }))
+    .await;
+    let mut b = Browser::default();
+    let code = q(&full_dance(&h, &mut b, true).await, "code").unwrap();
+    let Redeemed::Fresh(grant) = code::redeem(&h.state, &code, "web").await.unwrap() else { panic!() };
+    let hint = id_token(&h, "alice", &grant.sid, "web");
+    h.clock.advance(3600); // an expired hint is still a hint
+
+    let bye = enc("https://app.example/bye");
+    let refused = [
+        format!("/oauth2/sessions/logout?post_logout_redirect_uri={bye}"),
+        format!(
+            "/oauth2/sessions/logout?id_token_hint={hint}&post_logout_redirect_uri={}",
+            enc("https://evil.example/")
+        ),
+        format!("/oauth2/sessions/logout?id_token_hint={}x&post_logout_redirect_uri={bye}", &hint[..hint.len() - 1]),
+        format!("/oauth2/sessions/logout?id_token_hint={}", id_token(&h, "mallory", "other", "web")),
+    ];
+    for url in refused {
+        let r = b.get(&h, &url).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{url}");
+        assert!(r.header("location").is_empty(), "{url}");
+    }
+
+    let r = b
+        .get(
+            &h,
+            &format!("/oauth2/sessions/logout?id_token_hint={hint}&post_logout_redirect_uri={bye}&state=bye-state-1"),
+        )
+        .await;
+    let to = location(&r);
+    assert!(to.starts_with(&format!("{PUBLIC}/ui/oauth2/logout?logout_challenge=")), "{to}");
+    let challenge = q(&to, "logout_challenge").unwrap();
+    let req =
+        admin(&h, Method::GET, &format!("/admin/oauth2/auth/requests/logout?logout_challenge={challenge}"), None).await;
+    assert_eq!(req.status, StatusCode::OK);
+    let req = req.json();
+    assert_eq!((req["subject"].clone(), req["sid"].clone()), (json!("alice"), json!(grant.sid)));
+    assert_eq!(req["rp_initiated"], true);
+    assert_eq!(req["client"]["client_id"], "web");
+    let accepted = admin(
+        &h,
+        Method::PUT,
+        &format!("/admin/oauth2/auth/requests/logout/accept?logout_challenge={challenge}"),
+        None,
+    )
+    .await;
+    assert_eq!(accepted.status, StatusCode::OK);
+    let again = admin(
+        &h,
+        Method::PUT,
+        &format!("/admin/oauth2/auth/requests/logout/accept?logout_challenge={challenge}"),
+        None,
+    )
+    .await;
+    assert_eq!(again.status, StatusCode::GONE);
+    let r = b.get(&h, accepted.json()["redirect_to"].as_str().unwrap()).await;
+    assert_eq!(location(&r), "https://app.example/bye?state=bye-state-1");
+    assert!(!b.header().contains("portcullis_oauth2_authentication_session"), "{}", b.header());
+
+    let token = tokio::time::timeout(std::time::Duration::from_secs(30), received.recv()).await.unwrap().unwrap();
+    let claims = crate::oauth2::logout::verify_own_id_token(&h.state, &token).expect("signed by this server");
+    assert_eq!(claims["sid"], json!(grant.sid));
+    assert_eq!(claims["aud"], json!(["web"]));
+    assert!(claims["events"].get(crate::oauth2::logout::BACKCHANNEL_EVENT).is_some(), "{claims}");
+    assert!(claims.get("nonce").is_none());
+
+    // The login session is gone, even for a browser that kept the cookie.
+    let cb = location(&b.get(&h, &auth_url("&prompt=none")).await);
+    assert_eq!(q(&cb, "error").as_deref(), Some("login_required"));
+    // Nobody signed in: straight to the client.
+    let r = Browser::default()
+        .get(
+            &h,
+            &format!(
+                "/oauth2/sessions/logout?id_token_hint={}&post_logout_redirect_uri={bye}&state=bye-state-2",
+                id_token(&h, "alice", "", "web")
+            ),
+        )
+        .await;
+    assert_eq!(location(&r), "https://app.example/bye?state=bye-state-2");
+}
+
+#[tokio::test]
+async fn the_built_in_logout_page_also_ends_the_portcullis_session() {
+    let h = Harness::new().await;
+    web_client(&h).await;
+    let (_, token) = identity(&h, "carol@example.com").await;
+    let mut b = signed_in(&h, &token);
+    let login = to_login(&h, &mut b, &auth_url("")).await;
+    let to = location(&b.get(&h, &format!("/ui/oauth2/login?login_challenge={login}")).await);
+    let consent = to_consent(&h, &mut b, &to).await;
+    let page = b.get(&h, &format!("/ui/oauth2/consent?consent_challenge={consent}")).await;
+    let csrf = hidden(&String::from_utf8_lossy(&page.bytes), "csrf_token");
+    let r = b
+        .post_form(
+            &h,
+            "/ui/oauth2/consent",
+            &[("consent_challenge", &consent), ("csrf_token", &csrf), ("action", "allow")],
+        )
+        .await;
+    to_client(&h, &mut b, &location(&r)).await;
+
+    let to = location(&b.get(&h, "/oauth2/sessions/logout").await);
+    let page = b.get(&h, &to).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let html = String::from_utf8_lossy(&page.bytes).into_owned();
+    let (challenge, csrf) = (hidden(&html, "logout_challenge"), hidden(&html, "csrf_token"));
+    let forged = h
+        .form(
+            false,
+            "/ui/oauth2/logout",
+            &[("logout_challenge", &challenge), ("csrf_token", &csrf), ("action", "yes")],
+            &[],
+        )
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    let r = b
+        .post_form(
+            &h,
+            "/ui/oauth2/logout",
+            &[("logout_challenge", &challenge), ("csrf_token", &csrf), ("action", "yes")],
+        )
+        .await;
+    let done = location(&b.get(&h, &location(&r)).await);
+    assert_eq!(done, format!("{PUBLIC}/ui/welcome"));
+    let whoami = h.get("/sessions/whoami", &[("x-session-token", &token)]).await;
+    assert_eq!(whoami.status, StatusCode::UNAUTHORIZED, "the Portcullis session ended too");
+    let cb = location(&b.get(&h, &auth_url("&prompt=none")).await);
+    assert_eq!(q(&cb, "error").as_deref(), Some("login_required"));
+}

@@ -1,0 +1,440 @@
+//! RP-initiated logout (`/oauth2/sessions/logout`, OIDC RP-Initiated Logout 1.0) with Hydra's
+//! logout challenge: the browser goes to the logout app (`urls.logout?logout_challenge=`),
+//! which accepts (`PUT /admin/oauth2/auth/requests/logout/accept`) or rejects; on accept the
+//! OAuth2 login session ends, every client with a `backchannel_logout_uri` that holds a consent
+//! under that session gets a signed `logout_token`, and the browser lands on the client's
+//! registered `post_logout_redirect_uri` (with `state`).
+//!
+//! `id_token_hint` must be an ID token signed by this server's own keys (an expired one is
+//! fine, as the spec allows); `post_logout_redirect_uri` and `state` require it and the URI must
+//! exactly match the hinted client's registration, so logout is never an open redirect. This
+//! module does not end Portcullis identity sessions; the built-in logout page does.
+
+use axum::Json;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use p256::ecdsa::signature::Verifier as _;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::app::AppState;
+use crate::client::{ClientBody, rfc3339};
+use crate::crypto;
+use crate::error::{ApiError, StoreError, parse_urlencoded};
+use crate::identity::session;
+use crate::oauth2::OAuthParams;
+use crate::oauth2::authorize::{AUTH_SESSION_COOKIE, with_query};
+use crate::oauth2::flow::{self, ContractError};
+use crate::store::oauth2_flows::LogoutRow;
+
+const REQUESTED: &str = "requested";
+const ACCEPTED: &str = "accepted";
+const REJECTED: &str = "rejected";
+const DONE: &str = "done";
+pub const BACKCHANNEL_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
+
+/// What a logout request carries (the row's `body`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LogoutBody {
+    pub subject: String,
+    pub sid: String,
+    pub client_id: Option<String>,
+    pub post_logout_redirect_uri: Option<String>,
+    pub state: Option<String>,
+    pub rp_initiated: bool,
+    pub request_url: String,
+}
+
+fn page(state: &AppState, status: StatusCode, error: &'static str, description: &str) -> Response {
+    crate::ui::oauth2::error_page(state, status, error, description)
+}
+
+fn found(location: &str) -> Response {
+    let mut r = StatusCode::FOUND.into_response();
+    if let Ok(v) = HeaderValue::from_str(location) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+fn public(state: &AppState) -> &str {
+    state.config.urls.self_.public_base()
+}
+
+/// The claims of an ID token this server signed (ES256, a key in its JWKS, our issuer);
+/// `None` for anything else. Expiry is not checked: a hint may be expired.
+pub fn verify_own_id_token(state: &AppState, token: &str) -> Option<Value> {
+    let mut parts = token.split('.');
+    let (h, c, s) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() {
+        return None;
+    }
+    let header: Value = serde_json::from_slice(&crypto::b64url_decode(h)?).ok()?;
+    if header["alg"] != "ES256" {
+        return None;
+    }
+    let signature = p256::ecdsa::Signature::from_slice(&crypto::b64url_decode(s)?).ok()?;
+    let message = format!("{h}.{c}");
+    let jwks = state.keys.jwks(state.clock.now());
+    let verified = jwks["keys"].as_array()?.iter().any(|k| {
+        if header["kid"].is_string() && k["kid"] != header["kid"] {
+            return false;
+        }
+        let coord = |n: &str| k[n].as_str().and_then(crypto::b64url_decode).filter(|b| b.len() == 32);
+        let (Some(x), Some(y)) = (coord("x"), coord("y")) else { return false };
+        let point = p256::EncodedPoint::from_affine_coordinates(x.as_slice().into(), y.as_slice().into(), false);
+        p256::ecdsa::VerifyingKey::from_encoded_point(&point)
+            .is_ok_and(|key| key.verify(message.as_bytes(), &signature).is_ok())
+    });
+    if !verified {
+        return None;
+    }
+    let claims: Value = serde_json::from_slice(&crypto::b64url_decode(c)?).ok()?;
+    let issuer = &state.config.urls.self_.issuer;
+    let iss = claims["iss"].as_str()?;
+    (iss == issuer || iss.trim_end_matches('/') == issuer.trim_end_matches('/')).then_some(claims)
+}
+
+pub async fn get(State(state): State<AppState>, RawQuery(query): RawQuery, headers: HeaderMap) -> Response {
+    let pairs = parse_urlencoded(query.as_deref().unwrap_or("").as_bytes());
+    handle(&state, OAuthParams::new(pairs), &headers).await
+}
+
+pub async fn post(State(state): State<AppState>, headers: HeaderMap, form: OAuthParams) -> Response {
+    handle(&state, form, &headers).await
+}
+
+async fn handle(state: &AppState, p: OAuthParams, headers: &HeaderMap) -> Response {
+    let single = |n: &str| p.single(n).map(|v| v.filter(|s| !s.is_empty()).map(str::to_owned));
+    let (hint, redirect, st, verifier) =
+        match (single("id_token_hint"), single("post_logout_redirect_uri"), single("state"), single("logout_verifier"))
+        {
+            (Ok(a), Ok(b), Ok(c), Ok(d)) => (a, b, c, d),
+            _ => {
+                return page(state, StatusCode::BAD_REQUEST, "invalid_request", "A parameter was sent more than once.");
+            }
+        };
+    let result = match verifier {
+        Some(v) => finish(state, &v).await,
+        None => start(state, hint, redirect, st, headers, &p).await,
+    };
+    result.unwrap_or_else(|e| {
+        tracing::error!(error = %e, "logout: store error");
+        page(state, StatusCode::INTERNAL_SERVER_ERROR, "server_error", "The logout could not be completed.")
+    })
+}
+
+fn default_after_logout(state: &AppState) -> String {
+    format!("{}/ui/welcome", public(state))
+}
+
+async fn start(
+    state: &AppState,
+    hint: Option<String>,
+    redirect: Option<String>,
+    st: Option<String>,
+    headers: &HeaderMap,
+    p: &OAuthParams,
+) -> Result<Response, StoreError> {
+    if hint.is_none() && (redirect.is_some() || st.is_some()) {
+        return Ok(page(
+            state,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "post_logout_redirect_uri and state need an id_token_hint naming the client.",
+        ));
+    }
+    let mut client_id = None;
+    let mut hinted: Option<(String, String)> = None;
+    if let Some(h) = &hint {
+        let Some(claims) = verify_own_id_token(state, h) else {
+            return Ok(page(
+                state,
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "id_token_hint: not an ID token issued by this server.",
+            ));
+        };
+        let aud = match &claims["aud"] {
+            Value::String(s) => Some(s.clone()),
+            Value::Array(a) => a.first().and_then(Value::as_str).map(str::to_owned),
+            _ => None,
+        };
+        client_id = aud;
+        hinted = Some((
+            claims["sub"].as_str().unwrap_or_default().to_owned(),
+            claims["sid"].as_str().unwrap_or_default().to_owned(),
+        ));
+    }
+    if let Some(uri) = &redirect {
+        let registered = match &client_id {
+            Some(id) => state
+                .store
+                .get_client(id)
+                .await?
+                .and_then(|row| serde_json::from_str::<ClientBody>(&row.body).ok())
+                .is_some_and(|c| {
+                    c.extra["post_logout_redirect_uris"]
+                        .as_array()
+                        .is_some_and(|a| a.iter().any(|v| v.as_str() == Some(uri.as_str())))
+                }),
+            None => false,
+        };
+        if !registered {
+            return Ok(page(
+                state,
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "post_logout_redirect_uri: does not exactly match any of the client's post_logout_redirect_uris.",
+            ));
+        }
+    }
+    // The browser's own login session, else the one the hint names.
+    let cookie_session = match session::cookie(headers, AUTH_SESSION_COOKIE) {
+        Some(t) => state.store.get_login_session_by_token(&crypto::token_signature(t)).await?,
+        None => None,
+    };
+    let (subject, sid) = match (&cookie_session, &hinted) {
+        (Some(s), Some((sub, _))) if !sub.is_empty() && *sub != s.subject => {
+            return Ok(page(
+                state,
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "id_token_hint: names another user than the one signed in to this browser.",
+            ));
+        }
+        (Some(s), _) => (s.subject.clone(), s.id.clone()),
+        (None, Some((sub, sid))) if !sid.is_empty() => (sub.clone(), sid.clone()),
+        _ => {
+            // Nobody to sign out: go straight on.
+            let to = match &redirect {
+                Some(uri) => with_query(uri, &st.iter().map(|s| ("state", s.clone())).collect::<Vec<_>>()),
+                None => default_after_logout(state),
+            };
+            return Ok(found(&to));
+        }
+    };
+    let query: Vec<(&str, String)> = p.0.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+    let body = LogoutBody {
+        subject,
+        sid,
+        client_id,
+        post_logout_redirect_uri: redirect,
+        state: st,
+        rp_initiated: hint.is_some(),
+        request_url: with_query(&format!("{}/oauth2/sessions/logout", public(state)), &query),
+    };
+    let challenge = flow::handle();
+    let now = state.clock.now();
+    let ttl = i64::try_from(state.config.ttl.login_consent_request.as_secs()).unwrap_or(i64::MAX / 4);
+    state
+        .store
+        .insert_logout_request(&LogoutRow {
+            challenge: crypto::token_signature(&challenge),
+            verifier: None,
+            stage: REQUESTED.into(),
+            body: serde_json::to_string(&body).map_err(|e| StoreError(format!("encode logout: {e}")))?,
+            requested_at: now,
+            expires_at: now.saturating_add(ttl),
+        })
+        .await?;
+    let app = if state.config.urls.logout.is_empty() {
+        format!("{}/ui/oauth2/logout", public(state))
+    } else {
+        state.config.urls.logout.clone()
+    };
+    Ok(found(&with_query(&app, &[("logout_challenge", challenge)])))
+}
+
+/// A logout request by its challenge, still open.
+pub async fn load(state: &AppState, challenge: &str) -> Result<(LogoutRow, LogoutBody), ContractError> {
+    if challenge.is_empty() || challenge.len() > 128 {
+        return Err(ContractError::NotFound);
+    }
+    let row = state
+        .store
+        .get_logout_request(&crypto::token_signature(challenge), false)
+        .await?
+        .ok_or(ContractError::NotFound)?;
+    let body: LogoutBody =
+        serde_json::from_str(&row.body).map_err(|e| StoreError(format!("stored logout is not valid: {e}")))?;
+    if row.stage != REQUESTED {
+        return Err(ContractError::Handled(body.request_url.clone()));
+    }
+    if row.expires_at <= state.clock.now() {
+        return Err(ContractError::Expired);
+    }
+    Ok((row, body))
+}
+
+/// `oAuth2LogoutRequest`.
+pub async fn request_json(state: &AppState, challenge: &str) -> Result<(LogoutBody, Value), ContractError> {
+    let (row, body) = load(state, challenge).await?;
+    let client = match &body.client_id {
+        Some(id) => state.store.get_client(id).await?.map(|c| flow::client_json(&c)).unwrap_or(Value::Null),
+        None => Value::Null,
+    };
+    let json = json!({
+        "challenge": challenge,
+        "subject": body.subject,
+        "sid": body.sid,
+        "request_url": body.request_url,
+        "rp_initiated": body.rp_initiated,
+        "client": client,
+        "requested_at": rfc3339(row.requested_at),
+        "expires_at": rfc3339(row.expires_at),
+    });
+    Ok((body, json))
+}
+
+pub async fn accept(state: &AppState, challenge: &str) -> Result<String, ContractError> {
+    let (row, body) = load(state, challenge).await?;
+    let verifier = flow::handle();
+    let hash = crypto::token_signature(&verifier);
+    if !state.store.advance_logout_request(&row.challenge, REQUESTED, ACCEPTED, Some(&hash)).await? {
+        return Err(ContractError::Handled(body.request_url));
+    }
+    Ok(format!("{}/oauth2/sessions/logout?logout_verifier={verifier}", public(state)))
+}
+
+pub async fn reject(state: &AppState, challenge: &str) -> Result<(), ContractError> {
+    let (row, body) = load(state, challenge).await?;
+    if !state.store.advance_logout_request(&row.challenge, REQUESTED, REJECTED, None).await? {
+        return Err(ContractError::Handled(body.request_url));
+    }
+    Ok(())
+}
+
+async fn finish(state: &AppState, verifier: &str) -> Result<Response, StoreError> {
+    let used = || {
+        page(
+            state,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "The logout verifier is unknown or has been used already.",
+        )
+    };
+    if verifier.len() > 128 {
+        return Ok(used());
+    }
+    let Some(row) = state.store.get_logout_request(&crypto::token_signature(verifier), true).await? else {
+        return Ok(used());
+    };
+    if row.stage != ACCEPTED || !state.store.advance_logout_request(&row.challenge, ACCEPTED, DONE, None).await? {
+        return Ok(used());
+    }
+    let body: LogoutBody =
+        serde_json::from_str(&row.body).map_err(|e| StoreError(format!("stored logout is not valid: {e}")))?;
+    let clients = backchannel_clients(state, &body).await?;
+    state.store.delete_login_sessions(None, Some(&body.sid)).await?;
+    for (client_id, uri) in clients {
+        if let Some(token) = logout_token(state, &client_id, &body.sid, &body.subject) {
+            let http = state.http.clone();
+            // The browser does not wait for the clients; a failure is logged, not retried.
+            tokio::spawn(async move {
+                let sent = http
+                    .post(&uri)
+                    .timeout(std::time::Duration::from_secs(10))
+                    .form(&[("logout_token", token)])
+                    .send()
+                    .await;
+                match sent {
+                    Ok(r) if r.status().is_success() => {}
+                    Ok(r) => tracing::warn!(client_id, status = %r.status(), "back-channel logout refused"),
+                    Err(e) => tracing::warn!(client_id, error = %e, "back-channel logout failed"),
+                }
+            });
+        }
+    }
+    let to = match &body.post_logout_redirect_uri {
+        Some(uri) => with_query(uri, &body.state.iter().map(|s| ("state", s.clone())).collect::<Vec<_>>()),
+        None => default_after_logout(state),
+    };
+    let mut r = found(&to);
+    let mut clear = format!("{AUTH_SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0");
+    if session::secure_cookies(state) {
+        clear.push_str("; Secure");
+    }
+    if let Ok(v) = HeaderValue::from_str(&clear) {
+        r.headers_mut().append(header::SET_COOKIE, v);
+    }
+    Ok(r)
+}
+
+/// `(client_id, backchannel_logout_uri)` of every client with a consent under the session.
+async fn backchannel_clients(state: &AppState, body: &LogoutBody) -> Result<Vec<(String, String)>, StoreError> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for consent in state.store.list_consents(&body.subject, Some(&body.sid), None, 1000).await? {
+        if out.iter().any(|(id, _)| *id == consent.client_id) {
+            continue;
+        }
+        let Some(row) = state.store.get_client(&consent.client_id).await? else { continue };
+        let Ok(client) = serde_json::from_str::<ClientBody>(&row.body) else { continue };
+        if let Some(uri) = client.extra.get("backchannel_logout_uri").and_then(Value::as_str).filter(|u| !u.is_empty())
+        {
+            out.push((consent.client_id.clone(), uri.to_owned()));
+        }
+    }
+    Ok(out)
+}
+
+/// An OIDC Back-Channel Logout 1.0 `logout_token`, signed with the ID-token key.
+pub fn logout_token(state: &AppState, client_id: &str, sid: &str, subject: &str) -> Option<String> {
+    let signer = state.keys.signer();
+    let header = json!({"alg": "ES256", "kid": signer.kid(), "typ": "logout+jwt"});
+    let claims = json!({
+        "iss": state.config.urls.self_.issuer,
+        "aud": [client_id],
+        "iat": state.clock.now(),
+        "exp": state.clock.now() + 120,
+        "jti": crypto::uuid_v4(),
+        "sid": sid,
+        "sub": subject,
+        "events": {BACKCHANNEL_EVENT: {}},
+    });
+    let input =
+        format!("{}.{}", crypto::b64url(header.to_string().as_bytes()), crypto::b64url(claims.to_string().as_bytes()));
+    signer.sign(&input)
+}
+
+// --- admin ----------------------------------------------------------------------------
+
+fn challenge_of(q: Option<&str>) -> Result<String, ApiError> {
+    parse_urlencoded(q.unwrap_or("").as_bytes())
+        .into_iter()
+        .find(|(k, v)| k == "logout_challenge" && !v.is_empty())
+        .map(|(_, v)| v)
+        .ok_or_else(|| ApiError::invalid_request("logout_challenge: the query parameter is required"))
+}
+
+pub async fn admin_get(State(state): State<AppState>, RawQuery(q): RawQuery) -> Response {
+    match challenge_of(q.as_deref()) {
+        Ok(c) => match request_json(&state, &c).await {
+            Ok((_, json)) => Json(json).into_response(),
+            Err(e) => e.into_response(),
+        },
+        Err(e) => e.into_response(),
+    }
+}
+
+pub async fn admin_accept(State(state): State<AppState>, RawQuery(q): RawQuery) -> Response {
+    match challenge_of(q.as_deref()) {
+        Ok(c) => match accept(&state, &c).await {
+            Ok(to) => Json(json!({"redirect_to": to})).into_response(),
+            Err(e) => e.into_response(),
+        },
+        Err(e) => e.into_response(),
+    }
+}
+
+pub async fn admin_reject(State(state): State<AppState>, RawQuery(q): RawQuery) -> Response {
+    match challenge_of(q.as_deref()) {
+        Ok(c) => match reject(&state, &c).await {
+            Ok(()) => StatusCode::NO_CONTENT.into_response(),
+            Err(e) => e.into_response(),
+        },
+        Err(e) => e.into_response(),
+    }
+}
