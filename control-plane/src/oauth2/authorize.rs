@@ -341,11 +341,18 @@ async fn validate(state: &AppState, p: &OAuthParams) -> Result<(AuthRequest, Cli
         return Err(fail("invalid_request", format!("display: {d:?} is not one of {}.", DISPLAYS.join(", "))));
     }
     let nonce = single("nonce")?;
+    // OIDC Core §3.1.2.1: an ID token this server issued (it may be expired), naming the user
+    // the client expects; the login app sees its claims.
+    let hint_claims = match single("id_token_hint")? {
+        None => Value::Null,
+        Some(hint) => crate::oauth2::logout::verify_own_id_token(state, hint)
+            .ok_or_else(|| fail("invalid_request", "id_token_hint: not an ID token issued by this server.".into()))?,
+    };
     let list = |v: Option<&str>| -> Vec<String> { scope::split(v.unwrap_or("")).map(str::to_owned).collect() };
     let oidc_context = json!({
         "acr_values": list(single("acr_values")?),
         "display": display.unwrap_or(""),
-        "id_token_hint_claims": Value::Null,
+        "id_token_hint_claims": hint_claims,
         "login_hint": single("login_hint")?.unwrap_or(""),
         "ui_locales": list(single("ui_locales")?),
     });
@@ -436,8 +443,11 @@ fn outcome_of(s: &LoginSessionRow) -> LoginOutcome {
 async fn start(state: &AppState, p: &OAuthParams, headers: &HeaderMap) -> Result<Response, Failure> {
     let (request, _client) = validate(state, p).await?;
     let now = state.clock.now();
+    let hinted_subject = request.oidc_context["id_token_hint_claims"]["sub"].as_str().map(str::to_owned);
     let remembered = remembered_login(state, headers).await?.filter(|s| {
-        !request.prompts("login")
+        // A hint for another user means this browser's login does not count.
+        hinted_subject.as_ref().is_none_or(|sub| *sub == s.subject)
+            && !request.prompts("login")
             && !request.prompts("select_account")
             && request.max_age.is_none_or(|max| now.saturating_sub(s.authenticated_at) <= max)
     });

@@ -360,6 +360,7 @@ pub async fn accept_login(
         ));
     }
     let mut accept = accept;
+    let mut local = local;
     let auth_time = match (&flow.body.remembered, flow.body.login_skip) {
         (Some(r), true) => {
             // A skipped login is the remembered one: keep how the user really signed in.
@@ -372,6 +373,7 @@ pub async fn accept_login(
             if accept.identity_provider_session_id.is_empty() {
                 accept.identity_provider_session_id = r.accept.identity_provider_session_id.clone();
             }
+            local |= r.local_identity_session;
             r.auth_time
         }
         _ => auth_time.unwrap_or_else(|| state.clock.now()),

@@ -160,13 +160,32 @@ async fn same_user(state: &AppState, flow: &flow::Flow, headers: &HeaderMap) -> 
     Ok(browser_session(state, headers).await?.is_some_and(|(a, _)| a.identity.id == login.accept.subject))
 }
 
-fn everything_requested(flow: &flow::Flow, remember: bool) -> ConsentAccept {
-    ConsentAccept {
+/// Grants what was asked; with the `email` scope and a Portcullis identity, the ID token (and
+/// `/userinfo`) carry `email` and `email_verified`.
+async fn everything_requested(
+    state: &AppState,
+    flow: &flow::Flow,
+    remember: bool,
+) -> Result<ConsentAccept, crate::error::StoreError> {
+    let mut session = flow::ConsentSession::default();
+    let local = flow.body.login.as_ref().filter(|l| l.local_identity_session);
+    if let (Some(login), true) = (local, flow.body.request.scope.iter().any(|s| s == "email")) {
+        if let Some(identity) = state.store.get_identity(&login.accept.subject).await? {
+            let address = identity.body.traits["email"].as_str().map(str::to_owned);
+            if let Some(email) = address {
+                let verified = identity.body.verifiable_addresses.iter().any(|a| a.verified && a.value == email);
+                session.id_token.insert("email".into(), email.into());
+                session.id_token.insert("email_verified".into(), verified.into());
+            }
+        }
+    }
+    Ok(ConsentAccept {
         grant_scope: flow.body.request.scope.clone(),
         grant_access_token_audience: flow.body.request.audience.clone(),
         remember,
+        session,
         ..ConsentAccept::default()
-    }
+    })
 }
 
 /// `GET /ui/oauth2/consent?consent_challenge=`.
@@ -179,7 +198,11 @@ pub async fn consent(State(state): State<AppState>, RawQuery(query): RawQuery, h
         Err(e) => return contract_failure(&state, e),
     };
     if flow.body.consent_skip {
-        return match flow::accept_consent(&state, &challenge, everything_requested(&flow, false)).await {
+        let accept = match everything_requested(&state, &flow, false).await {
+            Ok(a) => a,
+            Err(e) => return internal(&state, &e),
+        };
+        return match flow::accept_consent(&state, &challenge, accept).await {
             Ok(to) => redirect(&state, &to),
             Err(e) => contract_failure(&state, e),
         };
@@ -263,9 +286,10 @@ pub async fn decide(State(state): State<AppState>, headers: HeaderMap, form: For
         Err(e) => return internal(&state, &e),
     }
     let result = match field("action").as_str() {
-        "allow" => {
-            flow::accept_consent(&state, &challenge, everything_requested(&flow, field("remember") == "true")).await
-        }
+        "allow" => match everything_requested(&state, &flow, field("remember") == "true").await {
+            Ok(accept) => flow::accept_consent(&state, &challenge, accept).await,
+            Err(e) => return internal(&state, &e),
+        },
         "deny" => {
             let reject = Reject {
                 error: "access_denied".into(),

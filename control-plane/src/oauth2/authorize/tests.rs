@@ -448,6 +448,23 @@ async fn remembered_login_and_consent_skip_and_prompt_none_works_only_then() {
     assert_eq!(grant.auth_time, crate::testing::T0, "the remembered login's time, not now");
     assert_eq!(grant.amr, ["pwd"], "the remembered login's methods");
 
+    // id_token_hint: this server's ID token, its claims shown to the login app; a hint for
+    // someone else means the remembered login does not count; a forged one is refused.
+    let hinted = auth_url(&format!("&id_token_hint={}", id_token(&h, "bob", "", "web")));
+    let login = to_login(&h, &mut b, &hinted).await;
+    let req = admin(&h, Method::GET, &format!("/admin/oauth2/auth/requests/login?login_challenge={login}"), None)
+        .await
+        .json();
+    assert_eq!(req["skip"], false);
+    assert_eq!(req["oidc_context"]["id_token_hint_claims"]["sub"], "bob");
+    let login = to_login(&h, &mut b, &auth_url(&format!("&id_token_hint={}", id_token(&h, "alice", "", "web")))).await;
+    let req = admin(&h, Method::GET, &format!("/admin/oauth2/auth/requests/login?login_challenge={login}"), None)
+        .await
+        .json();
+    assert_eq!(req["skip"], true);
+    let cb = location(&b.get(&h, &auth_url("&id_token_hint=eyJhbGciOiJub25lIn0.e30.")).await);
+    assert_eq!(q(&cb, "error").as_deref(), Some("invalid_request"), "{cb}");
+
     // prompt=login forces the login app; max_age too once the login is older.
     let login = to_login(&h, &mut b, &auth_url("&prompt=login")).await;
     let req = admin(&h, Method::GET, &format!("/admin/oauth2/auth/requests/login?login_challenge={login}"), None)
@@ -698,7 +715,7 @@ async fn the_built_in_pages_sign_in_with_the_portcullis_session_and_ask_for_cons
 async fn the_built_in_consent_page_can_deny_and_first_party_clients_skip_it() {
     let h = Harness::new().await;
     web_client(&h).await;
-    h.client(json!({"client_id": "portal", "client_secret": "portal-secret", "redirect_uris": [CB], "scope": "openid", "skip_consent": true}))
+    h.client(json!({"client_id": "portal", "client_secret": "portal-secret", "redirect_uris": [CB], "scope": "openid email", "skip_consent": true}))
         .await;
     let (_, token) = identity(&h, "bob@example.com").await;
     let mut b = signed_in(&h, &token);
@@ -726,12 +743,15 @@ async fn the_built_in_consent_page_can_deny_and_first_party_clients_skip_it() {
     assert_eq!(q(&cb, "error").as_deref(), Some("access_denied"), "{cb}");
     assert_eq!(q(&cb, "state").as_deref(), Some(STATE));
 
-    let url = format!("/oauth2/auth?response_type=code&client_id=portal&scope=openid&state={STATE}");
+    let url = format!("/oauth2/auth?response_type=code&client_id=portal&scope=openid+email&state={STATE}");
     let login = to_login(&h, &mut b, &url).await;
     let to = location(&b.get(&h, &format!("/ui/oauth2/login?login_challenge={login}")).await);
     let consent = to_consent(&h, &mut b, &to).await;
     let to = location(&b.get(&h, &format!("/ui/oauth2/consent?consent_challenge={consent}")).await);
-    assert!(q(&to_client(&h, &mut b, &to).await, "code").is_some(), "skip_consent: no page");
+    let code = q(&to_client(&h, &mut b, &to).await, "code").expect("skip_consent: no page");
+    let Redeemed::Fresh(grant) = code::redeem(&h.state, &code, "portal").await.unwrap() else { panic!() };
+    assert_eq!(grant.id_token_claims["email"], "bob@example.com", "the email scope brings the address");
+    assert_eq!(grant.id_token_claims["email_verified"], false);
 }
 
 #[tokio::test]
