@@ -708,7 +708,8 @@ pub async fn admin_revoke_consents(
 }
 
 /// `DELETE /admin/oauth2/auth/sessions/login?subject=|sid=`: 204. The next authorization
-/// request from those browsers shows the login app again; tokens are not revoked.
+/// request from those browsers shows the login app again; tokens are not revoked. By `sid`,
+/// clients with a `backchannel_logout_uri` are told, as Hydra does.
 pub async fn admin_revoke_login_sessions(
     State(state): State<AppState>,
     RawQuery(q): RawQuery,
@@ -719,6 +720,16 @@ pub async fn admin_revoke_login_sessions(
     if subject.is_none() && sid.is_none() {
         return Err(ApiError::invalid_request("subject: give subject or sid"));
     }
-    state.store.delete_login_sessions(subject.as_deref(), sid.as_deref()).await?;
+    match (&subject, &sid) {
+        // Hydra: by sid, the clients are told over the back channel; by subject, they are not.
+        (None, Some(sid)) => {
+            if let Some(s) = state.store.get_login_session(sid).await? {
+                crate::oauth2::logout::end_login_session(&state, &s.subject, sid).await?;
+            }
+        }
+        _ => {
+            state.store.delete_login_sessions(subject.as_deref(), sid.as_deref()).await?;
+        }
+    }
     Ok(StatusCode::NO_CONTENT)
 }

@@ -327,10 +327,30 @@ async fn finish(state: &AppState, verifier: &str) -> Result<Response, StoreError
     }
     let body: LogoutBody =
         serde_json::from_str(&row.body).map_err(|e| StoreError(format!("stored logout is not valid: {e}")))?;
+    end_login_session(state, &body.subject, &body.sid).await?;
+    let to = match &body.post_logout_redirect_uri {
+        Some(uri) => with_query(uri, &body.state.iter().map(|s| ("state", s.clone())).collect::<Vec<_>>()),
+        None => default_after_logout(state),
+    };
+    let mut r = found(&to);
+    let mut clear = format!("{AUTH_SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0");
+    if session::secure_cookies(state) {
+        clear.push_str("; Secure");
+    }
+    if let Ok(v) = HeaderValue::from_str(&clear) {
+        r.headers_mut().append(header::SET_COOKIE, v);
+    }
+    Ok(r)
+}
+
+/// Deletes the login session `sid` of `subject` and sends a back-channel `logout_token` to each
+/// client with a consent under it (in the background: nobody waits for the clients).
+pub async fn end_login_session(state: &AppState, subject: &str, sid: &str) -> Result<(), StoreError> {
+    let body = LogoutBody { subject: subject.to_owned(), sid: sid.to_owned(), ..LogoutBody::default() };
     let clients = backchannel_clients(state, &body).await?;
-    state.store.delete_login_sessions(None, Some(&body.sid)).await?;
+    state.store.delete_login_sessions(None, Some(sid)).await?;
     for (client_id, uri) in clients {
-        if let Some(token) = logout_token(state, &client_id, &body.sid, &body.subject) {
+        if let Some(token) = logout_token(state, &client_id, sid, subject) {
             let http = state.http.clone();
             // The browser does not wait for the clients; a failure is logged, not retried.
             tokio::spawn(async move {
@@ -348,19 +368,7 @@ async fn finish(state: &AppState, verifier: &str) -> Result<Response, StoreError
             });
         }
     }
-    let to = match &body.post_logout_redirect_uri {
-        Some(uri) => with_query(uri, &body.state.iter().map(|s| ("state", s.clone())).collect::<Vec<_>>()),
-        None => default_after_logout(state),
-    };
-    let mut r = found(&to);
-    let mut clear = format!("{AUTH_SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0");
-    if session::secure_cookies(state) {
-        clear.push_str("; Secure");
-    }
-    if let Ok(v) = HeaderValue::from_str(&clear) {
-        r.headers_mut().append(header::SET_COOKIE, v);
-    }
-    Ok(r)
+    Ok(())
 }
 
 /// `(client_id, backchannel_logout_uri)` of every client with a consent under the session.

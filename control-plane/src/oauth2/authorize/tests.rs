@@ -949,3 +949,30 @@ async fn the_built_in_logout_page_also_ends_the_portcullis_session() {
     let cb = location(&b.get(&h, &auth_url("&prompt=none")).await);
     assert_eq!(q(&cb, "error").as_deref(), Some("login_required"));
 }
+
+#[tokio::test]
+async fn revoking_a_login_session_by_sid_tells_the_clients_and_late_verifiers_go_back_with_an_error() {
+    let h = Harness::new().await;
+    let (bc, mut received) = backchannel_server().await;
+    h.client(json!({"client_id": "web", "client_secret": "web-secret", "redirect_uris": [CB], "scope": "openid api.*", "backchannel_logout_uri": bc}))
+        .await;
+    let mut b = Browser::default();
+    let code = q(&full_dance(&h, &mut b, true).await, "code").unwrap();
+    let Redeemed::Fresh(grant) = code::redeem(&h.state, &code, "web").await.unwrap() else { panic!() };
+    let r = admin(&h, Method::DELETE, &format!("/admin/oauth2/auth/sessions/login?sid={}", grant.sid), None).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let token = tokio::time::timeout(std::time::Duration::from_secs(30), received.recv()).await.unwrap().unwrap();
+    let claims = crate::oauth2::logout::verify_own_id_token(&h.state, &token).unwrap();
+    assert_eq!(claims["sid"], json!(grant.sid));
+    let cb = location(&b.get(&h, &auth_url("&prompt=none")).await);
+    assert_eq!(q(&cb, "error").as_deref(), Some("login_required"));
+
+    // A verifier used after the flow expired sends the browser back to the client.
+    let login = to_login(&h, &mut b, &auth_url("")).await;
+    let to = accept_login(&h, &login, json!({"subject": "alice"})).await;
+    h.clock.advance(3600);
+    let cb = location(&b.get(&h, &to).await);
+    assert!(cb.starts_with(CB), "{cb}");
+    assert_eq!(q(&cb, "error").as_deref(), Some("invalid_request"));
+    assert!(q(&cb, "error_description").unwrap().contains("expired"));
+}
