@@ -451,7 +451,10 @@ async fn start(state: &AppState, p: &OAuthParams, headers: &HeaderMap) -> Result
             && !request.prompts("select_account")
             && request.max_age.is_none_or(|max| now.saturating_sub(s.authenticated_at) <= max)
     });
-    if request.prompts("none") && remembered.is_none() {
+    let silent = remembered.is_some()
+        || (request.prompts("none")
+            && builtin_login_would_accept(state, headers, &request, hinted_subject.as_deref()).await?);
+    if request.prompts("none") && !silent {
         return Err(Failure::Redirect {
             redirect_uri: request.redirect_uri.clone(),
             state: request.state.clone(),
@@ -479,6 +482,29 @@ async fn start(state: &AppState, p: &OAuthParams, headers: &HeaderMap) -> Result
     let mut r = found(&with_query(&login, &[("login_challenge", challenge)]));
     r.headers_mut().append(header::SET_COOKIE, cookie(state, &flow_cookie_name(&id), &csrf, Some(ttl(state) * 2)));
     Ok(r)
+}
+
+/// With the built-in login page: whether it will accept this browser's Portcullis session
+/// without showing anything (so `prompt=none` can go ahead after the OAuth2 login session
+/// expired while the identity session slid on).
+async fn builtin_login_would_accept(
+    state: &AppState,
+    headers: &HeaderMap,
+    request: &AuthRequest,
+    hinted_subject: Option<&str>,
+) -> Result<bool, StoreError> {
+    if !state.config.urls.login.is_empty() {
+        return Ok(false);
+    }
+    // The built-in page reads the cookie only: judge by the cookie only.
+    let mut cookies = HeaderMap::new();
+    for v in headers.get_all(header::COOKIE) {
+        cookies.append(header::COOKIE, v.clone());
+    }
+    let Some(auth) = session::authenticate(state, &cookies).await? else { return Ok(false) };
+    let now = state.clock.now();
+    Ok(hinted_subject.is_none_or(|sub| sub == auth.identity.id)
+        && request.max_age.is_none_or(|max| now.saturating_sub(auth.session.authenticated_at) <= max))
 }
 
 /// Loads the flow a verifier names and checks that this browser started it.

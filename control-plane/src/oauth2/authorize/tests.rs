@@ -976,3 +976,24 @@ async fn revoking_a_login_session_by_sid_tells_the_clients_and_late_verifiers_go
     assert_eq!(q(&cb, "error").as_deref(), Some("invalid_request"));
     assert!(q(&cb, "error_description").unwrap().contains("expired"));
 }
+
+#[tokio::test]
+async fn prompt_none_with_the_built_in_login_needs_only_the_portcullis_session() {
+    let h = Harness::new().await;
+    h.client(json!({"client_id": "portal", "client_secret": "portal-secret", "redirect_uris": [CB], "scope": "openid", "skip_consent": true}))
+        .await;
+    let (_, token) = identity(&h, "dave@example.com").await;
+    h.clock.advance(60);
+    // No OAuth2 login session in this browser, only the Portcullis one.
+    let mut b = signed_in(&h, &token);
+    let url = format!("/oauth2/auth?response_type=code&client_id=portal&scope=openid&state={STATE}&prompt=none");
+    let login = to_login(&h, &mut b, &url).await;
+    let to = location(&b.get(&h, &format!("/ui/oauth2/login?login_challenge={login}")).await);
+    let consent = to_consent(&h, &mut b, &to).await;
+    let to = location(&b.get(&h, &format!("/ui/oauth2/consent?consent_challenge={consent}")).await);
+    assert!(q(&to_client(&h, &mut b, &to).await, "code").is_some(), "silent sign-in");
+
+    let mut stale = signed_in(&h, &token);
+    let cb = location(&stale.get(&h, &format!("{url}&max_age=10")).await);
+    assert_eq!(q(&cb, "error").as_deref(), Some("login_required"), "the session is older than max_age");
+}
