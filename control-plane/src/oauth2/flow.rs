@@ -549,9 +549,15 @@ pub async fn revoke_tokens_for_consents(_state: &AppState, consent_ids: &[String
     Ok(())
 }
 
-/// Revokes `subject`'s consents (to `client`, or all) and the tokens issued under them.
-pub async fn revoke_consents(state: &AppState, subject: &str, client: Option<&str>) -> Result<Vec<String>, StoreError> {
-    let ids = state.store.delete_consents(subject, client).await?;
+/// Revokes `subject`'s consents (to `client`, or only `consent_id`, or all) and the tokens
+/// issued under them.
+pub async fn revoke_consents(
+    state: &AppState,
+    subject: &str,
+    client: Option<&str>,
+    consent_id: Option<&str>,
+) -> Result<Vec<String>, StoreError> {
+    let ids = state.store.delete_consents(subject, client, consent_id).await?;
     revoke_tokens_for_consents(state, &ids).await?;
     Ok(ids)
 }
@@ -687,7 +693,7 @@ pub async fn admin_list_consents(
     Ok(res)
 }
 
-/// `DELETE /admin/oauth2/auth/sessions/consent?subject=&client=|all=true`: 204.
+/// `DELETE /admin/oauth2/auth/sessions/consent?subject=&client=|consent_request_id=|all=true`: 204.
 pub async fn admin_revoke_consents(
     State(state): State<AppState>,
     RawQuery(q): RawQuery,
@@ -700,10 +706,14 @@ pub async fn admin_revoke_consents(
         Some("true") => true,
         Some(other) => return Err(ApiError::invalid_request(format!("all: must be true or false, not {other:?}"))),
     };
-    if client.is_none() && !all {
-        return Err(ApiError::invalid_request("client: name a client, or set all=true to revoke every consent"));
+    let consent_id = query_param(q, "consent_request_id").filter(|v| !v.is_empty());
+    if client.is_none() && consent_id.is_none() && !all {
+        return Err(ApiError::invalid_request(
+            "client: name a client (or a consent_request_id), or set all=true to revoke every consent",
+        ));
     }
-    revoke_consents(&state, &subject, if all { None } else { client.as_deref() }).await?;
+    let client = if all { None } else { client.as_deref() };
+    revoke_consents(&state, &subject, client, consent_id.as_deref()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -319,13 +319,23 @@ impl Store {
         rows.iter().map(consent_from_row).collect()
     }
 
-    /// Deletes `subject`'s consents (to `client_id` only, when given) and returns their ids.
-    pub async fn delete_consents(&self, subject: &str, client_id: Option<&str>) -> Result<Vec<String>, StoreError> {
-        let rows = sqlx::query("SELECT id FROM oauth2_consents WHERE subject = $1 AND ($2 IS NULL OR client_id = $2)")
-            .bind(subject)
-            .bind(client_id)
-            .fetch_all(self.pool())
-            .await?;
+    /// Deletes `subject`'s consents (to `client_id` only, and only `consent_id`, when given)
+    /// and returns their ids.
+    pub async fn delete_consents(
+        &self,
+        subject: &str,
+        client_id: Option<&str>,
+        consent_id: Option<&str>,
+    ) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id FROM oauth2_consents WHERE subject = $1 AND ($2 IS NULL OR client_id = $2) \
+             AND ($3 IS NULL OR id = $3)",
+        )
+        .bind(subject)
+        .bind(client_id)
+        .bind(consent_id)
+        .fetch_all(self.pool())
+        .await?;
         let ids = rows.iter().map(|r| r.try_get::<String, _>(0)).collect::<Result<Vec<_>, _>>()?;
         for id in &ids {
             sqlx::query("DELETE FROM oauth2_consents WHERE id = $1").bind(id).execute(self.pool()).await?;
@@ -511,7 +521,9 @@ mod tests {
             assert_eq!(ids(store.remembered_consents("alice", "web", 20).await.unwrap()), ["c1"], "{backend}: expired");
             assert_eq!(ids(store.list_consents("alice", None, None, 2).await.unwrap()), ["c3", "c2"], "{backend}");
             assert_eq!(ids(store.list_consents("alice", None, Some((2, "c2")), 2).await.unwrap()), ["c1"], "{backend}");
-            assert_eq!(store.delete_consents("alice", Some("web")).await.unwrap().len(), 2, "{backend}");
+            assert_eq!(store.delete_consents("alice", None, Some("c1")).await.unwrap(), ["c1"], "{backend}");
+            assert_eq!(store.delete_consents("bob", None, None).await.unwrap().len(), 0, "{backend}");
+            assert_eq!(store.delete_consents("alice", Some("web"), None).await.unwrap(), ["c2"], "{backend}");
             assert_eq!(ids(store.list_consents("alice", Some("sid"), None, 10).await.unwrap()), ["c3"], "{backend}");
         }
     }

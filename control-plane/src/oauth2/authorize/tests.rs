@@ -593,6 +593,25 @@ async fn consent_sessions_are_paginated() {
         admin(&h, Method::GET, "/admin/oauth2/auth/sessions/consent", None).await.status,
         StatusCode::BAD_REQUEST
     );
+
+    let one = first.json()[0]["consent_request_id"].as_str().unwrap().to_owned();
+    let r = admin(
+        &h,
+        Method::DELETE,
+        &format!("/admin/oauth2/auth/sessions/consent?subject=alice&consent_request_id={one}"),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let left = admin(&h, Method::GET, "/admin/oauth2/auth/sessions/consent?subject=alice", None).await.json();
+    assert_eq!(left.as_array().unwrap().len(), 2);
+    assert!(left.as_array().unwrap().iter().all(|c| c["consent_request_id"] != one.as_str()));
+    let r = admin(&h, Method::DELETE, "/admin/oauth2/auth/sessions/consent?subject=alice&all=true", None).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        admin(&h, Method::GET, "/admin/oauth2/auth/sessions/consent?subject=alice", None).await.json(),
+        json!([])
+    );
 }
 
 /// Registers an identity (password) as a native app; returns (identity id, session token).
