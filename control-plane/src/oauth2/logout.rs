@@ -63,8 +63,8 @@ fn public(state: &AppState) -> &str {
     state.config.urls.self_.public_base()
 }
 
-/// The claims of an ID token this server signed (ES256, a key in its JWKS, our issuer);
-/// `None` for anything else. Expiry is not checked: a hint may be expired.
+/// The claims of an ID token this server signed (ES256, a key in its JWKS, our issuer, not a
+/// logout token); `None` for anything else. Expiry is not checked: a hint may be expired.
 pub fn verify_own_id_token(state: &AppState, token: &str) -> Option<Value> {
     let mut parts = token.split('.');
     let (h, c, s) = (parts.next()?, parts.next()?, parts.next()?);
@@ -72,7 +72,8 @@ pub fn verify_own_id_token(state: &AppState, token: &str) -> Option<Value> {
         return None;
     }
     let header: Value = serde_json::from_slice(&crypto::b64url_decode(h)?).ok()?;
-    if header["alg"] != "ES256" {
+    // Our logout tokens are signed with the same key; they are not ID tokens.
+    if header["alg"] != "ES256" || header["typ"] == "logout+jwt" {
         return None;
     }
     let signature = p256::ecdsa::Signature::from_slice(&crypto::b64url_decode(s)?).ok()?;
@@ -94,7 +95,8 @@ pub fn verify_own_id_token(state: &AppState, token: &str) -> Option<Value> {
     let claims: Value = serde_json::from_slice(&crypto::b64url_decode(c)?).ok()?;
     let issuer = &state.config.urls.self_.issuer;
     let iss = claims["iss"].as_str()?;
-    (iss == issuer || iss.trim_end_matches('/') == issuer.trim_end_matches('/')).then_some(claims)
+    let ours = iss == issuer || iss.trim_end_matches('/') == issuer.trim_end_matches('/');
+    (ours && claims.get("events").is_none()).then_some(claims)
 }
 
 pub async fn get(State(state): State<AppState>, RawQuery(query): RawQuery, headers: HeaderMap) -> Response {
