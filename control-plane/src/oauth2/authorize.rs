@@ -170,7 +170,7 @@ fn ttl(state: &AppState) -> i64 {
 // --- the request ------------------------------------------------------------------------
 
 /// Validates an authorization request; see the module docs for which errors redirect.
-async fn validate(state: &AppState, p: &OAuthParams) -> Result<(AuthRequest, ClientBody), Failure> {
+async fn validate(state: &AppState, p: &OAuthParams) -> Result<AuthRequest, Failure> {
     let client_id = p.single("client_id").map_err(Failure::Page)?.unwrap_or_default();
     let redirect_param = p.single("redirect_uri").map_err(Failure::Page)?.filter(|v| !v.is_empty());
     if client_id.is_empty() {
@@ -362,7 +362,7 @@ async fn validate(state: &AppState, p: &OAuthParams) -> Result<(AuthRequest, Cli
             .map(|(k, v)| (k.as_str(), v.clone()))
             .collect();
     let request_url = with_query(&format!("{}/oauth2/auth", state.config.urls.self_.public_base()), &query);
-    let request = AuthRequest {
+    Ok(AuthRequest {
         client_id: row.client_id.clone(),
         redirect_uri,
         redirect_uri_param: redirect_param.map(str::to_owned),
@@ -376,8 +376,7 @@ async fn validate(state: &AppState, p: &OAuthParams) -> Result<(AuthRequest, Cli
         max_age,
         oidc_context,
         request_url,
-    };
-    Ok((request, client))
+    })
 }
 
 /// Hydra's audience matching: the allowed URL itself or anything below it, by path segment.
@@ -441,7 +440,7 @@ fn outcome_of(s: &LoginSessionRow) -> LoginOutcome {
 }
 
 async fn start(state: &AppState, p: &OAuthParams, headers: &HeaderMap) -> Result<Response, Failure> {
-    let (request, _client) = validate(state, p).await?;
+    let request = validate(state, p).await?;
     let now = state.clock.now();
     let hinted_subject = request.oidc_context["id_token_hint_claims"]["sub"].as_str().map(str::to_owned);
     let remembered = remembered_login(state, headers).await?.filter(|s| {
