@@ -1,4 +1,4 @@
-//! In-process test harness: a fresh in-memory store, a [`FixedClock`] and both routers,
+//! In-process test harness: a fresh in-memory store (or one per backend, [`Harness::all`]), a [`FixedClock`] and both routers,
 //! driven with `tower::ServiceExt::oneshot`. Test-only.
 
 use std::sync::Arc;
@@ -57,9 +57,30 @@ impl Harness {
         Self::build(Config::default()).await
     }
 
-    async fn build(mut config: Config) -> Self {
+    async fn build(config: Config) -> Self {
+        Self::build_on(config, crate::store::testing::sqlite().await).await
+    }
+
+    /// One `--dev` harness per store backend (SQLite, and PostgreSQL when
+    /// `PORTCULLIS_TEST_POSTGRES_DSN` is set), for tests whose behaviour rests on store
+    /// semantics: compare-and-set flow updates, single-use codes, sessions, rate limits.
+    /// Each harness has its own fresh database and clock.
+    pub async fn all() -> Vec<(&'static str, Self)> {
+        Self::all_with_config(Config::default()).await
+    }
+
+    /// [`Harness::all`] with `config` (as [`Harness::with_config`]).
+    pub async fn all_with_config(mut config: Config) -> Vec<(&'static str, Self)> {
+        config.dev = true;
+        let mut harnesses = Vec::new();
+        for (backend, store) in crate::store::testing::all().await {
+            harnesses.push((backend, Self::build_on(config.clone(), store).await));
+        }
+        harnesses
+    }
+
+    async fn build_on(mut config: Config, store: crate::store::Store) -> Self {
         config.filters.tokens = vec![FILTER_TOKEN.into()];
-        let store = crate::store::testing::sqlite().await;
         let clock = Arc::new(FixedClock::new(T0));
         let state = AppState::new(config, store, clock.clone()).await.unwrap();
         Self { state, clock }

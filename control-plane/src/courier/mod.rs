@@ -450,34 +450,37 @@ mod tests {
 
     #[tokio::test]
     async fn courier_delivers_over_smtp_and_masks_the_stored_code() {
-        let sink = SmtpSink::start().await;
-        let store = crate::store::testing::sqlite().await;
-        // A long poll interval: only the wake-up from enqueue can make this quick.
-        let mut c = config(Some(sink.connection_uri()), 5);
-        c.worker.pull_wait = Duration::from_secs(30);
-        let courier = Arc::new(Courier::new(&c, false));
-        let worker = courier.clone().spawn_worker(store.clone(), Arc::new(SystemClock));
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        for (backend, store) in crate::store::testing::all().await {
+            eprintln!("backend: {backend}");
+            let sink = SmtpSink::start().await;
+            // A long poll interval: only the wake-up from enqueue can make this quick.
+            let mut c = config(Some(sink.connection_uri()), 5);
+            c.worker.pull_wait = Duration::from_secs(30);
+            let courier = Arc::new(Courier::new(&c, false));
+            let worker = courier.clone().spawn_worker(store.clone(), Arc::new(SystemClock));
+            tokio::time::sleep(Duration::from_millis(50)).await;
 
-        let id = courier.enqueue(&store, SystemClock.now(), code_message("alice@example.com", "482913")).await.unwrap();
-        let mail = sink.wait_for("alice@example.com", Duration::from_secs(5)).await.expect("e-mail delivered");
-        assert_eq!(six_digit_code(&mail.text).as_deref(), Some("482913"));
-        assert_eq!(mail.subject, "Your login code");
-        assert_eq!(mail.from, "no-reply@portcullis.local");
-        assert!(mail.header("from").unwrap().contains("Portcullis"), "{}", mail.data);
-        assert_eq!(mail.header("message-id").unwrap(), format!("<{id}@portcullis.local>"));
+            let id =
+                courier.enqueue(&store, SystemClock.now(), code_message("alice@example.com", "482913")).await.unwrap();
+            let mail = sink.wait_for("alice@example.com", Duration::from_secs(5)).await.expect("e-mail delivered");
+            assert_eq!(six_digit_code(&mail.text).as_deref(), Some("482913"));
+            assert_eq!(mail.subject, "Your login code");
+            assert_eq!(mail.from, "no-reply@portcullis.local");
+            assert!(mail.header("from").unwrap().contains("Portcullis"), "{}", mail.data);
+            assert_eq!(mail.header("message-id").unwrap(), format!("<{id}@portcullis.local>"));
 
-        let row = wait_status(&store, &id, "sent").await;
-        assert_eq!(row.send_count, 1);
-        assert_eq!(row.body, "Your login code is ******.\nIt expires in 15 minutes.\n");
-        assert!(row.secret.is_none());
-        let dispatches: Value = serde_json::from_str(&row.dispatches).unwrap();
-        assert_eq!(dispatches[0]["status"], "success");
-        assert_eq!(dispatches[0]["message_id"], id.as_str());
-        // Through SMTP, outside --dev, nothing is kept in memory.
-        assert!(courier.outbox().is_empty());
-        assert!(!format!("{courier:?}").contains("482913"));
-        worker.abort();
+            let row = wait_status(&store, &id, "sent").await;
+            assert_eq!(row.send_count, 1);
+            assert_eq!(row.body, "Your login code is ******.\nIt expires in 15 minutes.\n");
+            assert!(row.secret.is_none());
+            let dispatches: Value = serde_json::from_str(&row.dispatches).unwrap();
+            assert_eq!(dispatches[0]["status"], "success");
+            assert_eq!(dispatches[0]["message_id"], id.as_str());
+            // Through SMTP, outside --dev, nothing is kept in memory.
+            assert!(courier.outbox().is_empty());
+            assert!(!format!("{courier:?}").contains("482913"));
+            worker.abort();
+        }
     }
 
     #[tokio::test]
@@ -527,18 +530,21 @@ mod tests {
 
     #[tokio::test]
     async fn courier_abandons_an_unaddressable_recipient_at_once() {
-        let sink = SmtpSink::start().await;
-        let store = crate::store::testing::sqlite().await;
-        let courier = Arc::new(Courier::new(&config(Some(sink.connection_uri()), 5), false));
-        let worker = courier.clone().spawn_worker(store.clone(), Arc::new(SystemClock));
-        let id = courier.enqueue(&store, SystemClock.now(), code_message("not an address", "123123")).await.unwrap();
-        let row = wait_status(&store, &id, "abandoned").await;
-        assert_eq!(row.send_count, 1, "a permanent failure is not retried");
-        assert!(row.last_error.unwrap().contains("recipient"));
-        // Other messages are not held up by it.
-        courier.enqueue(&store, SystemClock.now(), code_message("carol@example.com", "222333")).await.unwrap();
-        assert!(sink.wait_for("carol@example.com", Duration::from_secs(5)).await.is_some());
-        worker.abort();
+        for (backend, store) in crate::store::testing::all().await {
+            eprintln!("backend: {backend}");
+            let sink = SmtpSink::start().await;
+            let courier = Arc::new(Courier::new(&config(Some(sink.connection_uri()), 5), false));
+            let worker = courier.clone().spawn_worker(store.clone(), Arc::new(SystemClock));
+            let id =
+                courier.enqueue(&store, SystemClock.now(), code_message("not an address", "123123")).await.unwrap();
+            let row = wait_status(&store, &id, "abandoned").await;
+            assert_eq!(row.send_count, 1, "a permanent failure is not retried");
+            assert!(row.last_error.unwrap().contains("recipient"));
+            // Other messages are not held up by it.
+            courier.enqueue(&store, SystemClock.now(), code_message("carol@example.com", "222333")).await.unwrap();
+            assert!(sink.wait_for("carol@example.com", Duration::from_secs(5)).await.is_some());
+            worker.abort();
+        }
     }
 
     #[tokio::test]

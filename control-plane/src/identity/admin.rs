@@ -805,82 +805,87 @@ mod tests {
 
     #[tokio::test]
     async fn create_get_and_list_with_keyset_pages() {
-        let h = Harness::new().await;
-        let mut ids = Vec::new();
-        for email in ["a@example.com", "B@Example.com", "c@example.com"] {
-            let v = created(&h, email).await;
-            assert_eq!(v["schema_id"], "default");
-            assert_eq!(v["state"], "active");
-            assert_eq!(v["traits"]["email"], email);
-            assert_eq!(v["verifiable_addresses"][0]["value"], email.to_lowercase());
-            assert_eq!(v["verifiable_addresses"][0]["verified"], false);
-            assert_eq!(v["recovery_addresses"][0]["value"], email.to_lowercase());
-            assert!(v["schema_url"].as_str().unwrap().ends_with("/schemas/default"));
-            assert!(v.get("metadata_admin").is_some(), "the admin view has admin metadata");
-            ids.push(v["id"].as_str().unwrap().to_owned());
-            h.clock.advance(1);
-        }
+        for (backend, h) in Harness::all().await {
+            eprintln!("backend: {backend}");
+            let mut ids = Vec::new();
+            for email in ["a@example.com", "B@Example.com", "c@example.com"] {
+                let v = created(&h, email).await;
+                assert_eq!(v["schema_id"], "default");
+                assert_eq!(v["state"], "active");
+                assert_eq!(v["traits"]["email"], email);
+                assert_eq!(v["verifiable_addresses"][0]["value"], email.to_lowercase());
+                assert_eq!(v["verifiable_addresses"][0]["verified"], false);
+                assert_eq!(v["recovery_addresses"][0]["value"], email.to_lowercase());
+                assert!(v["schema_url"].as_str().unwrap().ends_with("/schemas/default"));
+                assert!(v.get("metadata_admin").is_some(), "the admin view has admin metadata");
+                ids.push(v["id"].as_str().unwrap().to_owned());
+                h.clock.advance(1);
+            }
 
-        let got = h.admin_json(Method::GET, &format!("/admin/identities/{}", ids[1]), None).await;
-        assert_eq!(got.status, StatusCode::OK);
-        assert_eq!(got.json()["traits"]["email"], "B@Example.com");
-        assert_eq!(h.admin_json(Method::GET, "/admin/identities/nope", None).await.status, StatusCode::NOT_FOUND);
+            let got = h.admin_json(Method::GET, &format!("/admin/identities/{}", ids[1]), None).await;
+            assert_eq!(got.status, StatusCode::OK);
+            assert_eq!(got.json()["traits"]["email"], "B@Example.com");
+            assert_eq!(h.admin_json(Method::GET, "/admin/identities/nope", None).await.status, StatusCode::NOT_FOUND);
 
-        let page1 = h.admin_json(Method::GET, "/admin/identities?page_size=2", None).await;
-        assert_eq!(page1.status, StatusCode::OK);
-        let items: Vec<String> =
-            page1.json().as_array().unwrap().iter().map(|i| i["id"].as_str().unwrap().to_owned()).collect();
-        assert_eq!(items, ids[..2]);
-        let link = page1.header("link").to_owned();
-        let next = link
-            .split(',')
-            .find(|l| l.contains("rel=\"next\""))
-            .and_then(|l| l.split(['<', '>']).nth(1))
-            .expect("a next link")
-            .to_owned();
-        assert!(next.starts_with("/admin/identities?page_size=2&page_token="), "{next}");
-        let page2 = h.admin_json(Method::GET, &next, None).await;
-        assert_eq!(page2.json().as_array().unwrap().len(), 1);
-        assert_eq!(page2.json()[0]["id"], ids[2].as_str());
-        assert!(!page2.header("link").contains("rel=\"next\""), "the last page has no next link");
+            let page1 = h.admin_json(Method::GET, "/admin/identities?page_size=2", None).await;
+            assert_eq!(page1.status, StatusCode::OK);
+            let items: Vec<String> =
+                page1.json().as_array().unwrap().iter().map(|i| i["id"].as_str().unwrap().to_owned()).collect();
+            assert_eq!(items, ids[..2]);
+            let link = page1.header("link").to_owned();
+            let next = link
+                .split(',')
+                .find(|l| l.contains("rel=\"next\""))
+                .and_then(|l| l.split(['<', '>']).nth(1))
+                .expect("a next link")
+                .to_owned();
+            assert!(next.starts_with("/admin/identities?page_size=2&page_token="), "{next}");
+            let page2 = h.admin_json(Method::GET, &next, None).await;
+            assert_eq!(page2.json().as_array().unwrap().len(), 1);
+            assert_eq!(page2.json()[0]["id"], ids[2].as_str());
+            assert!(!page2.header("link").contains("rel=\"next\""), "the last page has no next link");
 
-        let by_ids = h.admin_json(Method::GET, &format!("/admin/identities?ids={}&ids={}", ids[0], ids[2]), None).await;
-        assert_eq!(by_ids.json().as_array().unwrap().len(), 2);
-        let by_identifier = h
-            .admin_json(
-                Method::GET,
-                "/admin/identities?credentials_identifier=b%40example.com&include_credential=code",
-                None,
-            )
-            .await;
-        let found = by_identifier.json();
-        assert_eq!(found.as_array().unwrap().len(), 1);
-        assert_eq!(found[0]["id"], ids[1].as_str());
-        assert_eq!(found[0]["credentials"]["code"]["identifiers"], json!(["b@example.com"]));
-        assert_eq!(found[0]["credentials"]["code"]["config"]["addresses"][0]["address"], "b@example.com");
-        let v1 = h.admin_json(Method::GET, "/identities?page_size=500", None).await;
-        assert_eq!(v1.json().as_array().unwrap().len(), 3, "Kratos's unprefixed path works on the admin listener");
+            let by_ids =
+                h.admin_json(Method::GET, &format!("/admin/identities?ids={}&ids={}", ids[0], ids[2]), None).await;
+            assert_eq!(by_ids.json().as_array().unwrap().len(), 2);
+            let by_identifier = h
+                .admin_json(
+                    Method::GET,
+                    "/admin/identities?credentials_identifier=b%40example.com&include_credential=code",
+                    None,
+                )
+                .await;
+            let found = by_identifier.json();
+            assert_eq!(found.as_array().unwrap().len(), 1);
+            assert_eq!(found[0]["id"], ids[1].as_str());
+            assert_eq!(found[0]["credentials"]["code"]["identifiers"], json!(["b@example.com"]));
+            assert_eq!(found[0]["credentials"]["code"]["config"]["addresses"][0]["address"], "b@example.com");
+            let v1 = h.admin_json(Method::GET, "/identities?page_size=500", None).await;
+            assert_eq!(v1.json().as_array().unwrap().len(), 3, "Kratos's unprefixed path works on the admin listener");
 
-        for bad in
-            ["page_size=0", "page_size=501", "page_size=x", "page_token=%25%25", "ids=a&credentials_identifier=b"]
-        {
-            let r = h.admin_json(Method::GET, &format!("/admin/identities?{bad}"), None).await;
-            assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}");
+            for bad in
+                ["page_size=0", "page_size=501", "page_size=x", "page_token=%25%25", "ids=a&credentials_identifier=b"]
+            {
+                let r = h.admin_json(Method::GET, &format!("/admin/identities?{bad}"), None).await;
+                assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}");
+            }
         }
     }
 
     #[tokio::test]
     async fn a_duplicate_identifier_is_409_with_kratos_message() {
-        let h = Harness::new().await;
-        created(&h, "ann@example.com").await;
-        let r = create(&h, json!({"traits": {"email": "Ann@Example.com"}})).await;
-        assert_eq!(r.status, StatusCode::CONFLICT);
-        assert_eq!(
-            description(&r),
-            "An account with the same identifier (email, phone, username, ...) exists already."
-        );
-        let all = h.admin_json(Method::GET, "/admin/identities", None).await;
-        assert_eq!(all.json().as_array().unwrap().len(), 1, "the refused identity left nothing behind");
+        for (backend, h) in Harness::all().await {
+            eprintln!("backend: {backend}");
+            created(&h, "ann@example.com").await;
+            let r = create(&h, json!({"traits": {"email": "Ann@Example.com"}})).await;
+            assert_eq!(r.status, StatusCode::CONFLICT);
+            assert_eq!(
+                description(&r),
+                "An account with the same identifier (email, phone, username, ...) exists already."
+            );
+            let all = h.admin_json(Method::GET, "/admin/identities", None).await;
+            assert_eq!(all.json().as_array().unwrap().len(), 1, "the refused identity left nothing behind");
+        }
     }
 
     #[tokio::test]
@@ -981,304 +986,329 @@ mod tests {
 
     #[tokio::test]
     async fn deactivating_revokes_sessions_for_whoami_and_filters() {
-        let h = Harness::new().await;
-        let r = create(
-            &h,
-            json!({"traits": {"email": "dee@example.com"}, "credentials": {"password": {"config": {"password": PW}}}}),
-        )
-        .await;
-        let v = r.json();
-        let id = v["id"].as_str().unwrap().to_owned();
-        let token = session_token(&h, "dee@example.com", PW).await;
-        assert_eq!(whoami(&h, &token).await.status, StatusCode::OK);
-        assert!(!revoked(&h).await.contains(&crypto::sha256_hex(token.as_bytes())));
+        for (backend, h) in Harness::all().await {
+            eprintln!("backend: {backend}");
+            let r = create(
+                &h,
+                json!({"traits": {"email": "dee@example.com"}, "credentials": {"password": {"config": {"password": PW}}}}),
+            )
+            .await;
+            let v = r.json();
+            let id = v["id"].as_str().unwrap().to_owned();
+            let token = session_token(&h, "dee@example.com", PW).await;
+            assert_eq!(whoami(&h, &token).await.status, StatusCode::OK);
+            assert!(!revoked(&h).await.contains(&crypto::sha256_hex(token.as_bytes())));
 
-        h.clock.advance(10);
-        let missing_state = h
-            .admin_json(
-                Method::PUT,
-                &format!("/admin/identities/{id}"),
-                Some(json!({"schema_id": "default", "traits": v["traits"]})),
-            )
-            .await;
-        assert_eq!(missing_state.status, StatusCode::BAD_REQUEST);
-        assert_eq!(description(&missing_state), "state: required when replacing an identity");
-        let put = h
-            .admin_json(
-                Method::PUT,
-                &format!("/admin/identities/{id}"),
-                Some(json!({"schema_id": "default", "traits": {"email": "dee@example.com", "name": "Dee"}, "state": "inactive"})),
-            )
-            .await;
-        assert_eq!(put.status, StatusCode::OK, "{}", put.json());
-        let after = put.json();
-        assert_eq!(after["state"], "inactive");
-        assert_eq!(after["traits"]["name"], "Dee");
-        assert_ne!(after["state_changed_at"], v["state_changed_at"]);
-        assert_eq!(after["created_at"], v["created_at"]);
-        assert_eq!(after["credentials"]["password"]["identifiers"], json!(["dee@example.com"]), "credentials are kept");
+            h.clock.advance(10);
+            let missing_state = h
+                .admin_json(
+                    Method::PUT,
+                    &format!("/admin/identities/{id}"),
+                    Some(json!({"schema_id": "default", "traits": v["traits"]})),
+                )
+                .await;
+            assert_eq!(missing_state.status, StatusCode::BAD_REQUEST);
+            assert_eq!(description(&missing_state), "state: required when replacing an identity");
+            let put = h
+                .admin_json(
+                    Method::PUT,
+                    &format!("/admin/identities/{id}"),
+                    Some(json!({"schema_id": "default", "traits": {"email": "dee@example.com", "name": "Dee"}, "state": "inactive"})),
+                )
+                .await;
+            assert_eq!(put.status, StatusCode::OK, "{}", put.json());
+            let after = put.json();
+            assert_eq!(after["state"], "inactive");
+            assert_eq!(after["traits"]["name"], "Dee");
+            assert_ne!(after["state_changed_at"], v["state_changed_at"]);
+            assert_eq!(after["created_at"], v["created_at"]);
+            assert_eq!(
+                after["credentials"]["password"]["identifiers"],
+                json!(["dee@example.com"]),
+                "credentials are kept"
+            );
 
-        assert_eq!(whoami(&h, &token).await.status, StatusCode::UNAUTHORIZED);
-        assert!(revoked(&h).await.contains(&crypto::sha256_hex(token.as_bytes())), "filters refuse the cookie at once");
-        assert_eq!(login(&h, "dee@example.com", PW).await.status, StatusCode::BAD_REQUEST, "and it cannot sign in");
+            assert_eq!(whoami(&h, &token).await.status, StatusCode::UNAUTHORIZED);
+            assert!(
+                revoked(&h).await.contains(&crypto::sha256_hex(token.as_bytes())),
+                "filters refuse the cookie at once"
+            );
+            assert_eq!(login(&h, "dee@example.com", PW).await.status, StatusCode::BAD_REQUEST, "and it cannot sign in");
 
-        let put = h
-            .admin_json(
-                Method::PUT,
-                &format!("/admin/identities/{id}"),
-                Some(json!({"schema_id": "default", "traits": {"email": "dee@example.com"}, "state": "active"})),
-            )
-            .await;
-        assert_eq!(put.json()["state"], "active");
-        session_token(&h, "dee@example.com", PW).await;
-        let unknown = h
-            .admin_json(
-                Method::PUT,
-                "/admin/identities/nope",
-                Some(json!({"schema_id": "default", "traits": {"email": "x@example.com"}, "state": "active"})),
-            )
-            .await;
-        assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+            let put = h
+                .admin_json(
+                    Method::PUT,
+                    &format!("/admin/identities/{id}"),
+                    Some(json!({"schema_id": "default", "traits": {"email": "dee@example.com"}, "state": "active"})),
+                )
+                .await;
+            assert_eq!(put.json()["state"], "active");
+            session_token(&h, "dee@example.com", PW).await;
+            let unknown = h
+                .admin_json(
+                    Method::PUT,
+                    "/admin/identities/nope",
+                    Some(json!({"schema_id": "default", "traits": {"email": "x@example.com"}, "state": "active"})),
+                )
+                .await;
+            assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+        }
     }
 
     #[tokio::test]
     async fn json_patch_edits_traits_and_metadata_but_not_the_id() {
-        let h = Harness::new().await;
-        let v = created(&h, "pat@example.com").await;
-        created(&h, "taken@example.com").await;
-        let id = v["id"].as_str().unwrap();
-        let path = format!("/admin/identities/{id}");
-        let r = h
-            .admin_json(
-                Method::PATCH,
-                &path,
-                Some(json!([
-                    {"op": "add", "path": "/traits/name", "value": "Pat"},
-                    {"op": "replace", "path": "/metadata_public", "value": {"tier": 2}},
-                    {"op": "replace", "path": "/metadata_admin", "value": {"note": "vip"}},
-                    {"op": "replace", "path": "/verifiable_addresses/0/verified", "value": true},
-                ])),
-            )
-            .await;
-        assert_eq!(r.status, StatusCode::OK, "{}", r.json());
-        let p = r.json();
-        assert_eq!(p["traits"], json!({"email": "pat@example.com", "name": "Pat"}));
-        assert_eq!(p["metadata_public"], json!({"tier": 2}));
-        assert_eq!(p["metadata_admin"], json!({"note": "vip"}));
-        assert_eq!(p["verifiable_addresses"][0]["verified"], true);
-        assert_eq!(p["verifiable_addresses"][0]["status"], "completed");
-        assert_eq!(p["id"], id);
+        for (backend, h) in Harness::all().await {
+            eprintln!("backend: {backend}");
+            let v = created(&h, "pat@example.com").await;
+            created(&h, "taken@example.com").await;
+            let id = v["id"].as_str().unwrap();
+            let path = format!("/admin/identities/{id}");
+            let r = h
+                .admin_json(
+                    Method::PATCH,
+                    &path,
+                    Some(json!([
+                        {"op": "add", "path": "/traits/name", "value": "Pat"},
+                        {"op": "replace", "path": "/metadata_public", "value": {"tier": 2}},
+                        {"op": "replace", "path": "/metadata_admin", "value": {"note": "vip"}},
+                        {"op": "replace", "path": "/verifiable_addresses/0/verified", "value": true},
+                    ])),
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::OK, "{}", r.json());
+            let p = r.json();
+            assert_eq!(p["traits"], json!({"email": "pat@example.com", "name": "Pat"}));
+            assert_eq!(p["metadata_public"], json!({"tier": 2}));
+            assert_eq!(p["metadata_admin"], json!({"note": "vip"}));
+            assert_eq!(p["verifiable_addresses"][0]["verified"], true);
+            assert_eq!(p["verifiable_addresses"][0]["status"], "completed");
+            assert_eq!(p["id"], id);
 
-        let moved = h
-            .admin_json(
-                Method::PATCH,
-                &path,
-                Some(json!([{"op": "replace", "path": "/traits/email", "value": "pat2@example.com"}])),
-            )
-            .await;
-        assert_eq!(moved.status, StatusCode::OK);
-        assert_eq!(moved.json()["verifiable_addresses"][0]["value"], "pat2@example.com");
-        assert_eq!(moved.json()["verifiable_addresses"][0]["verified"], false, "a new address starts unverified");
-        let find = |who: &'static str| {
-            let h = &h;
-            async move {
-                h.admin_json(Method::GET, &format!("/admin/identities?credentials_identifier={who}"), None)
-                    .await
-                    .json()
-                    .as_array()
-                    .unwrap()
-                    .len()
+            let moved = h
+                .admin_json(
+                    Method::PATCH,
+                    &path,
+                    Some(json!([{"op": "replace", "path": "/traits/email", "value": "pat2@example.com"}])),
+                )
+                .await;
+            assert_eq!(moved.status, StatusCode::OK);
+            assert_eq!(moved.json()["verifiable_addresses"][0]["value"], "pat2@example.com");
+            assert_eq!(moved.json()["verifiable_addresses"][0]["verified"], false, "a new address starts unverified");
+            let find = |who: &'static str| {
+                let h = &h;
+                async move {
+                    h.admin_json(Method::GET, &format!("/admin/identities?credentials_identifier={who}"), None)
+                        .await
+                        .json()
+                        .as_array()
+                        .unwrap()
+                        .len()
+                }
+            };
+            assert_eq!(find("pat2@example.com").await, 1, "identifiers follow the traits");
+            assert_eq!(find("pat@example.com").await, 0);
+
+            for (op, why) in [
+                (json!({"op": "replace", "path": "/id", "value": "mine"}), "/id"),
+                (json!({"op": "add", "path": "/credentials/password", "value": {}}), "/credentials"),
+                (json!({"op": "remove", "path": "/state_changed_at"}), "/state_changed_at"),
+                (json!({"op": "replace", "path": "/created_at", "value": "2000-01-01T00:00:00Z"}), "/created_at"),
+                (json!({"op": "move", "from": "/id", "path": "/external_id"}), "/id"),
+                (json!({"op": "replace", "path": "", "value": {}}), "whole"),
+            ] {
+                let r = h.admin_json(Method::PATCH, &path, Some(json!([op]))).await;
+                assert_eq!(r.status, StatusCode::BAD_REQUEST, "{why}");
+                assert!(description(&r).contains(why), "{why}: {}", description(&r));
             }
-        };
-        assert_eq!(find("pat2@example.com").await, 1, "identifiers follow the traits");
-        assert_eq!(find("pat@example.com").await, 0);
-
-        for (op, why) in [
-            (json!({"op": "replace", "path": "/id", "value": "mine"}), "/id"),
-            (json!({"op": "add", "path": "/credentials/password", "value": {}}), "/credentials"),
-            (json!({"op": "remove", "path": "/state_changed_at"}), "/state_changed_at"),
-            (json!({"op": "replace", "path": "/created_at", "value": "2000-01-01T00:00:00Z"}), "/created_at"),
-            (json!({"op": "move", "from": "/id", "path": "/external_id"}), "/id"),
-            (json!({"op": "replace", "path": "", "value": {}}), "whole"),
-        ] {
-            let r = h.admin_json(Method::PATCH, &path, Some(json!([op]))).await;
-            assert_eq!(r.status, StatusCode::BAD_REQUEST, "{why}");
-            assert!(description(&r).contains(why), "{why}: {}", description(&r));
+            let bad = h
+                .admin_json(
+                    Method::PATCH,
+                    &path,
+                    Some(json!([{"op": "replace", "path": "/traits/email", "value": "nope"}])),
+                )
+                .await;
+            assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+            assert!(description(&bad).starts_with("traits.email:"));
+            let dup = h
+                .admin_json(
+                    Method::PATCH,
+                    &path,
+                    Some(json!([{"op": "replace", "path": "/traits/email", "value": "taken@example.com"}])),
+                )
+                .await;
+            assert_eq!(dup.status, StatusCode::CONFLICT);
+            let no_state = h.admin_json(Method::PATCH, &path, Some(json!([{"op": "remove", "path": "/state"}]))).await;
+            assert_eq!(no_state.status, StatusCode::BAD_REQUEST, "the result must still be a whole identity");
+            let failed_test = h
+                .admin_json(Method::PATCH, &path, Some(json!([{"op": "test", "path": "/id", "value": "other"}])))
+                .await;
+            assert_eq!(failed_test.status, StatusCode::BAD_REQUEST);
+            let unchanged = h.admin_json(Method::GET, &path, None).await.json();
+            assert_eq!(unchanged["traits"]["email"], "pat2@example.com", "refused patches changed nothing");
+            let ghost = h.admin_json(Method::PATCH, "/admin/identities/nope", Some(json!([]))).await;
+            assert_eq!(ghost.status, StatusCode::NOT_FOUND);
         }
-        let bad = h
-            .admin_json(
-                Method::PATCH,
-                &path,
-                Some(json!([{"op": "replace", "path": "/traits/email", "value": "nope"}])),
-            )
-            .await;
-        assert_eq!(bad.status, StatusCode::BAD_REQUEST);
-        assert!(description(&bad).starts_with("traits.email:"));
-        let dup = h
-            .admin_json(
-                Method::PATCH,
-                &path,
-                Some(json!([{"op": "replace", "path": "/traits/email", "value": "taken@example.com"}])),
-            )
-            .await;
-        assert_eq!(dup.status, StatusCode::CONFLICT);
-        let no_state = h.admin_json(Method::PATCH, &path, Some(json!([{"op": "remove", "path": "/state"}]))).await;
-        assert_eq!(no_state.status, StatusCode::BAD_REQUEST, "the result must still be a whole identity");
-        let failed_test =
-            h.admin_json(Method::PATCH, &path, Some(json!([{"op": "test", "path": "/id", "value": "other"}]))).await;
-        assert_eq!(failed_test.status, StatusCode::BAD_REQUEST);
-        let unchanged = h.admin_json(Method::GET, &path, None).await.json();
-        assert_eq!(unchanged["traits"]["email"], "pat2@example.com", "refused patches changed nothing");
-        let ghost = h.admin_json(Method::PATCH, "/admin/identities/nope", Some(json!([]))).await;
-        assert_eq!(ghost.status, StatusCode::NOT_FOUND);
     }
 
     #[tokio::test]
     async fn delete_identity_and_its_password() {
-        let h = Harness::new().await;
-        let mk = |email: &'static str| json!({"traits": {"email": email}, "credentials": {"password": {"config": {"password": PW}}}});
-        let gone = create(&h, mk("gone@example.com")).await.json();
-        let gone_id = gone["id"].as_str().unwrap();
-        let token = session_token(&h, "gone@example.com", PW).await;
-        let r = h.admin_json(Method::DELETE, &format!("/admin/identities/{gone_id}"), None).await;
-        assert_eq!(r.status, StatusCode::NO_CONTENT);
-        assert_eq!(
-            h.admin_json(Method::GET, &format!("/admin/identities/{gone_id}"), None).await.status,
-            StatusCode::NOT_FOUND
-        );
-        assert_eq!(
-            h.admin_json(Method::DELETE, &format!("/admin/identities/{gone_id}"), None).await.status,
-            StatusCode::NOT_FOUND
-        );
-        assert_eq!(whoami(&h, &token).await.status, StatusCode::UNAUTHORIZED);
-        assert!(
-            revoked(&h).await.contains(&crypto::sha256_hex(token.as_bytes())),
-            "its sessions were pushed as revoked"
-        );
-        created(&h, "gone@example.com").await;
+        for (backend, h) in Harness::all().await {
+            eprintln!("backend: {backend}");
+            let mk = |email: &'static str| json!({"traits": {"email": email}, "credentials": {"password": {"config": {"password": PW}}}});
+            let gone = create(&h, mk("gone@example.com")).await.json();
+            let gone_id = gone["id"].as_str().unwrap();
+            let token = session_token(&h, "gone@example.com", PW).await;
+            let r = h.admin_json(Method::DELETE, &format!("/admin/identities/{gone_id}"), None).await;
+            assert_eq!(r.status, StatusCode::NO_CONTENT);
+            assert_eq!(
+                h.admin_json(Method::GET, &format!("/admin/identities/{gone_id}"), None).await.status,
+                StatusCode::NOT_FOUND
+            );
+            assert_eq!(
+                h.admin_json(Method::DELETE, &format!("/admin/identities/{gone_id}"), None).await.status,
+                StatusCode::NOT_FOUND
+            );
+            assert_eq!(whoami(&h, &token).await.status, StatusCode::UNAUTHORIZED);
+            assert!(
+                revoked(&h).await.contains(&crypto::sha256_hex(token.as_bytes())),
+                "its sessions were pushed as revoked"
+            );
+            created(&h, "gone@example.com").await;
 
-        let kept = create(&h, mk("kept@example.com")).await.json();
-        let kept_id = kept["id"].as_str().unwrap();
-        let creds = format!("/admin/identities/{kept_id}/credentials");
-        for kind in ["passkey", "code"] {
-            let r = h.admin_json(Method::DELETE, &format!("{creds}/{kind}"), None).await;
-            assert_eq!(r.status, StatusCode::BAD_REQUEST, "{kind}");
+            let kept = create(&h, mk("kept@example.com")).await.json();
+            let kept_id = kept["id"].as_str().unwrap();
+            let creds = format!("/admin/identities/{kept_id}/credentials");
+            for kind in ["passkey", "code"] {
+                let r = h.admin_json(Method::DELETE, &format!("{creds}/{kind}"), None).await;
+                assert_eq!(r.status, StatusCode::BAD_REQUEST, "{kind}");
+            }
+            assert_eq!(
+                h.admin_json(Method::DELETE, &format!("{creds}/password"), None).await.status,
+                StatusCode::NO_CONTENT
+            );
+            assert_eq!(
+                h.admin_json(Method::DELETE, &format!("{creds}/password"), None).await.status,
+                StatusCode::NOT_FOUND
+            );
+            assert_eq!(
+                h.admin_json(Method::DELETE, &format!("{creds}/totp"), None).await.status,
+                StatusCode::NOT_FOUND
+            );
+            assert_eq!(
+                h.admin_json(Method::DELETE, "/admin/identities/nope/credentials/password", None).await.status,
+                StatusCode::NOT_FOUND
+            );
+            assert_eq!(login(&h, "kept@example.com", PW).await.status, StatusCode::BAD_REQUEST, "no password any more");
+            let got = h.admin_json(Method::GET, &format!("/admin/identities/{kept_id}"), None).await.json();
+            assert!(got["credentials"].get("password").is_none());
+            assert!(got["credentials"].get("code").is_some(), "other credentials stay");
         }
-        assert_eq!(
-            h.admin_json(Method::DELETE, &format!("{creds}/password"), None).await.status,
-            StatusCode::NO_CONTENT
-        );
-        assert_eq!(
-            h.admin_json(Method::DELETE, &format!("{creds}/password"), None).await.status,
-            StatusCode::NOT_FOUND
-        );
-        assert_eq!(h.admin_json(Method::DELETE, &format!("{creds}/totp"), None).await.status, StatusCode::NOT_FOUND);
-        assert_eq!(
-            h.admin_json(Method::DELETE, "/admin/identities/nope/credentials/password", None).await.status,
-            StatusCode::NOT_FOUND
-        );
-        assert_eq!(login(&h, "kept@example.com", PW).await.status, StatusCode::BAD_REQUEST, "no password any more");
-        let got = h.admin_json(Method::GET, &format!("/admin/identities/{kept_id}"), None).await.json();
-        assert!(got["credentials"].get("password").is_none());
-        assert!(got["credentials"].get("code").is_some(), "other credentials stay");
     }
 
     #[tokio::test]
     async fn batch_create_reports_each_item_and_enforces_kratos_limits() {
-        let h = Harness::new().await;
-        created(&h, "old@example.com").await;
-        let hash = bcrypt::hash("batch-import-pass", 4).unwrap();
-        let r = h
-            .admin_json(
-                Method::PATCH,
-                "/admin/identities",
-                Some(json!({"identities": [
-                    {"patch_id": "p1", "create": {"traits": {"email": "new@example.com"}, "credentials": {"password": {"config": {"hashed_password": hash}}}}},
-                    {"patch_id": "p2", "create": {"traits": {"email": "OLD@example.com"}}},
-                    {"create": {"traits": {"email": "bad"}}},
-                    {"patch_id": "p4"},
-                ]})),
-            )
-            .await;
-        assert_eq!(r.status, StatusCode::OK, "{}", r.json());
-        let items = r.json()["identities"].clone();
-        assert_eq!(items[0]["action"], "create");
-        assert_eq!(items[0]["patch_id"], "p1");
-        let new_id = items[0]["identity"].as_str().unwrap();
-        assert_eq!(items[1]["action"], "error");
-        assert_eq!(items[1]["patch_id"], "p2");
-        assert_eq!(items[1]["error"]["code"], 409);
-        assert_eq!(items[2]["action"], "error");
-        assert!(items[2].get("patch_id").is_none());
-        assert!(items[2]["error"]["reason"].as_str().unwrap().contains("traits.email"));
-        assert_eq!(items[3]["error"]["code"], 400);
-        session_token(&h, "new@example.com", "batch-import-pass").await;
-        assert_eq!(
-            h.admin_json(Method::GET, &format!("/admin/identities/{new_id}"), None).await.json()["traits"]["email"],
-            "new@example.com"
-        );
+        for (backend, h) in Harness::all().await {
+            eprintln!("backend: {backend}");
+            created(&h, "old@example.com").await;
+            let hash = bcrypt::hash("batch-import-pass", 4).unwrap();
+            let r = h
+                .admin_json(
+                    Method::PATCH,
+                    "/admin/identities",
+                    Some(json!({"identities": [
+                        {"patch_id": "p1", "create": {"traits": {"email": "new@example.com"}, "credentials": {"password": {"config": {"hashed_password": hash}}}}},
+                        {"patch_id": "p2", "create": {"traits": {"email": "OLD@example.com"}}},
+                        {"create": {"traits": {"email": "bad"}}},
+                        {"patch_id": "p4"},
+                    ]})),
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::OK, "{}", r.json());
+            let items = r.json()["identities"].clone();
+            assert_eq!(items[0]["action"], "create");
+            assert_eq!(items[0]["patch_id"], "p1");
+            let new_id = items[0]["identity"].as_str().unwrap();
+            assert_eq!(items[1]["action"], "error");
+            assert_eq!(items[1]["patch_id"], "p2");
+            assert_eq!(items[1]["error"]["code"], 409);
+            assert_eq!(items[2]["action"], "error");
+            assert!(items[2].get("patch_id").is_none());
+            assert!(items[2]["error"]["reason"].as_str().unwrap().contains("traits.email"));
+            assert_eq!(items[3]["error"]["code"], 400);
+            session_token(&h, "new@example.com", "batch-import-pass").await;
+            assert_eq!(
+                h.admin_json(Method::GET, &format!("/admin/identities/{new_id}"), None).await.json()["traits"]["email"],
+                "new@example.com"
+            );
 
-        let item = |i: usize| json!({"create": {"traits": {"email": format!("u{i}@example.com")}}});
-        let mut many: Vec<Value> = (0..201).map(item).collect();
-        many[7]["create"]["credentials"] = json!({"password": {"config": {"password": PW}}});
-        let r = h.admin_json(Method::PATCH, "/admin/identities", Some(json!({"identities": many}))).await;
-        assert_eq!(r.status, StatusCode::BAD_REQUEST);
-        assert!(description(&r).contains("200"), "{}", description(&r));
-        let too_many: Vec<Value> = (0..1001).map(item).collect();
-        let r = h.admin_json(Method::PATCH, "/admin/identities", Some(json!({"identities": too_many}))).await;
-        assert_eq!(r.status, StatusCode::BAD_REQUEST);
-        assert!(description(&r).contains("1000"), "{}", description(&r));
-        assert_eq!(h.admin_json(Method::GET, "/admin/identities", None).await.json().as_array().unwrap().len(), 2);
+            let item = |i: usize| json!({"create": {"traits": {"email": format!("u{i}@example.com")}}});
+            let mut many: Vec<Value> = (0..201).map(item).collect();
+            many[7]["create"]["credentials"] = json!({"password": {"config": {"password": PW}}});
+            let r = h.admin_json(Method::PATCH, "/admin/identities", Some(json!({"identities": many}))).await;
+            assert_eq!(r.status, StatusCode::BAD_REQUEST);
+            assert!(description(&r).contains("200"), "{}", description(&r));
+            let too_many: Vec<Value> = (0..1001).map(item).collect();
+            let r = h.admin_json(Method::PATCH, "/admin/identities", Some(json!({"identities": too_many}))).await;
+            assert_eq!(r.status, StatusCode::BAD_REQUEST);
+            assert!(description(&r).contains("1000"), "{}", description(&r));
+            assert_eq!(h.admin_json(Method::GET, "/admin/identities", None).await.json().as_array().unwrap().len(), 2);
+        }
     }
 
     #[tokio::test]
     async fn an_admin_recovery_code_signs_the_user_in() {
-        let h = Harness::new().await;
-        let v = created(&h, "invitee@example.com").await;
-        let id = v["id"].as_str().unwrap();
+        for (backend, h) in Harness::all().await {
+            eprintln!("backend: {backend}");
+            let v = created(&h, "invitee@example.com").await;
+            let id = v["id"].as_str().unwrap();
 
-        let browser = h
-            .admin_json(Method::POST, "/admin/recovery/code", Some(json!({"identity_id": id, "expires_in": "1h30m"})))
-            .await;
-        assert_eq!(browser.status, StatusCode::CREATED, "{}", browser.json());
-        let b = browser.json();
-        assert!(b["recovery_link"].as_str().unwrap().contains("/ui/recovery?flow="), "{b}");
-        assert_eq!(b["expires_at"], crate::client::rfc3339(crate::testing::T0 + 5400));
-        assert_eq!(b["recovery_code"].as_str().unwrap().len(), 6);
+            let browser = h
+                .admin_json(
+                    Method::POST,
+                    "/admin/recovery/code",
+                    Some(json!({"identity_id": id, "expires_in": "1h30m"})),
+                )
+                .await;
+            assert_eq!(browser.status, StatusCode::CREATED, "{}", browser.json());
+            let b = browser.json();
+            assert!(b["recovery_link"].as_str().unwrap().contains("/ui/recovery?flow="), "{b}");
+            assert_eq!(b["expires_at"], crate::client::rfc3339(crate::testing::T0 + 5400));
+            assert_eq!(b["recovery_code"].as_str().unwrap().len(), 6);
 
-        let r = h
-            .admin_json(Method::POST, "/admin/recovery/code", Some(json!({"identity_id": id, "flow_type": "api"})))
-            .await;
-        assert_eq!(r.status, StatusCode::CREATED, "{}", r.json());
-        let body = r.json();
-        let code = body["recovery_code"].as_str().unwrap();
-        let flow_id = body["recovery_link"].as_str().unwrap().split("flow=").nth(1).unwrap().to_owned();
-        let flow = public(&h, Method::GET, &format!("/self-service/recovery/flows?id={flow_id}"), None, &[]).await;
-        assert_eq!(flow.json()["state"], "sent_email", "the flow waits for the code");
-        let submit = format!("/self-service/recovery?flow={flow_id}");
-        let wrong = if code == "000000" { "111111" } else { "000000" };
-        let bad = public(&h, Method::POST, &submit, Some(json!({"method": "code", "code": wrong})), &[]).await;
-        assert_eq!(bad.status, StatusCode::BAD_REQUEST);
-        let ok = public(&h, Method::POST, &submit, Some(json!({"method": "code", "code": code})), &[]).await;
-        assert_eq!(ok.status, StatusCode::OK, "{}", String::from_utf8_lossy(&ok.bytes));
-        assert_eq!(ok.json()["continue_with"][0]["action"], "show_settings_ui");
-        let cookie = ok.header("set-cookie").to_owned();
-        let token = cookie.split(';').next().and_then(|c| c.split_once('=')).map(|(_, t)| t.to_owned()).unwrap();
-        let me = whoami(&h, &token).await;
-        assert_eq!(me.status, StatusCode::OK);
-        assert_eq!(me.json()["identity"]["id"], id);
-        let again = public(&h, Method::POST, &submit, Some(json!({"method": "code", "code": code})), &[]).await;
-        assert_ne!(again.status, StatusCode::OK, "a code works once");
+            let r = h
+                .admin_json(Method::POST, "/admin/recovery/code", Some(json!({"identity_id": id, "flow_type": "api"})))
+                .await;
+            assert_eq!(r.status, StatusCode::CREATED, "{}", r.json());
+            let body = r.json();
+            let code = body["recovery_code"].as_str().unwrap();
+            let flow_id = body["recovery_link"].as_str().unwrap().split("flow=").nth(1).unwrap().to_owned();
+            let flow = public(&h, Method::GET, &format!("/self-service/recovery/flows?id={flow_id}"), None, &[]).await;
+            assert_eq!(flow.json()["state"], "sent_email", "the flow waits for the code");
+            let submit = format!("/self-service/recovery?flow={flow_id}");
+            let wrong = if code == "000000" { "111111" } else { "000000" };
+            let bad = public(&h, Method::POST, &submit, Some(json!({"method": "code", "code": wrong})), &[]).await;
+            assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+            let ok = public(&h, Method::POST, &submit, Some(json!({"method": "code", "code": code})), &[]).await;
+            assert_eq!(ok.status, StatusCode::OK, "{}", String::from_utf8_lossy(&ok.bytes));
+            assert_eq!(ok.json()["continue_with"][0]["action"], "show_settings_ui");
+            let cookie = ok.header("set-cookie").to_owned();
+            let token = cookie.split(';').next().and_then(|c| c.split_once('=')).map(|(_, t)| t.to_owned()).unwrap();
+            let me = whoami(&h, &token).await;
+            assert_eq!(me.status, StatusCode::OK);
+            assert_eq!(me.json()["identity"]["id"], id);
+            let again = public(&h, Method::POST, &submit, Some(json!({"method": "code", "code": code})), &[]).await;
+            assert_ne!(again.status, StatusCode::OK, "a code works once");
 
-        for (body, status) in [
-            (json!({"identity_id": "nope"}), StatusCode::NOT_FOUND),
-            (json!({"identity_id": id, "expires_in": "soon"}), StatusCode::BAD_REQUEST),
-            (json!({"identity_id": id, "expires_in": "0s"}), StatusCode::BAD_REQUEST),
-            (json!({"identity_id": id, "flow_type": "carrier-pigeon"}), StatusCode::BAD_REQUEST),
-            (json!({}), StatusCode::BAD_REQUEST),
-        ] {
-            let r = h.admin_json(Method::POST, "/admin/recovery/code", Some(body.clone())).await;
-            assert_eq!(r.status, status, "{body}");
+            for (body, status) in [
+                (json!({"identity_id": "nope"}), StatusCode::NOT_FOUND),
+                (json!({"identity_id": id, "expires_in": "soon"}), StatusCode::BAD_REQUEST),
+                (json!({"identity_id": id, "expires_in": "0s"}), StatusCode::BAD_REQUEST),
+                (json!({"identity_id": id, "flow_type": "carrier-pigeon"}), StatusCode::BAD_REQUEST),
+                (json!({}), StatusCode::BAD_REQUEST),
+            ] {
+                let r = h.admin_json(Method::POST, "/admin/recovery/code", Some(body.clone())).await;
+                assert_eq!(r.status, status, "{body}");
+            }
         }
     }
 

@@ -918,193 +918,204 @@ mod tests {
 
     #[tokio::test]
     async fn passkey_registration_then_usernameless_login() {
-        let h = Harness::with_config(config()).await;
-        let flow = h.api_flow("registration", &[]).await;
-        let button = flow["ui"]["nodes"].as_array().unwrap().iter().find(|n| n["attributes"]["value"] == "passkey");
-        let button = button.expect("a Sign up with passkey button");
-        assert_eq!((&button["group"], &button["attributes"]["name"]), (&json!("passkey"), &json!("method")));
-        assert_eq!(button["meta"]["label"]["id"], 1_040_007);
-        assert!(node(&flow, "passkey_create_data").is_none(), "no ceremony before the traits are valid");
+        for (backend, h) in Harness::all_with_config(config()).await {
+            eprintln!("backend: {backend}");
+            let flow = h.api_flow("registration", &[]).await;
+            let button = flow["ui"]["nodes"].as_array().unwrap().iter().find(|n| n["attributes"]["value"] == "passkey");
+            let button = button.expect("a Sign up with passkey button");
+            assert_eq!((&button["group"], &button["attributes"]["name"]), (&json!("passkey"), &json!("method")));
+            assert_eq!(button["meta"]["label"]["id"], 1_040_007);
+            assert!(node(&flow, "passkey_create_data").is_none(), "no ceremony before the traits are valid");
 
-        let started = post(&h, &flow, json!({"method": "passkey", "traits": {"email": "Ada@Example.com"}}), &[]).await;
-        assert_eq!(started.status, StatusCode::OK, "{}", started.json());
-        let started = started.json();
-        let options = json_node(&started, "passkey_create_data");
-        let pk = &options["publicKey"];
-        assert_eq!(pk["rp"]["id"], "localhost");
-        assert_eq!(pk["user"]["name"], "ada@example.com");
-        assert_eq!(pk["authenticatorSelection"]["residentKey"], "required");
-        assert_eq!(pk["authenticatorSelection"]["requireResidentKey"], true);
-        assert_eq!(pk["authenticatorSelection"]["userVerification"], "required");
-        assert!(b64url_decode(pk["challenge"].as_str().unwrap()).unwrap().len() >= 16);
-        let trigger = node(&started, "passkey_register_trigger").unwrap();
-        assert_eq!(trigger["attributes"]["onclickTrigger"], "oryPasskeyRegistration");
-        assert_eq!(trigger["attributes"]["type"], "button");
-        assert!(node(&started, "passkey_register").is_some());
+            let started =
+                post(&h, &flow, json!({"method": "passkey", "traits": {"email": "Ada@Example.com"}}), &[]).await;
+            assert_eq!(started.status, StatusCode::OK, "{}", started.json());
+            let started = started.json();
+            let options = json_node(&started, "passkey_create_data");
+            let pk = &options["publicKey"];
+            assert_eq!(pk["rp"]["id"], "localhost");
+            assert_eq!(pk["user"]["name"], "ada@example.com");
+            assert_eq!(pk["authenticatorSelection"]["residentKey"], "required");
+            assert_eq!(pk["authenticatorSelection"]["requireResidentKey"], true);
+            assert_eq!(pk["authenticatorSelection"]["userVerification"], "required");
+            assert!(b64url_decode(pk["challenge"].as_str().unwrap()).unwrap().len() >= 16);
+            let trigger = node(&started, "passkey_register_trigger").unwrap();
+            assert_eq!(trigger["attributes"]["onclickTrigger"], "oryPasskeyRegistration");
+            assert_eq!(trigger["attributes"]["type"], "button");
+            assert!(node(&started, "passkey_register").is_some());
 
-        let mut a = Authenticator::new(7);
-        let answer = a.create(&options);
-        let done = post(&h, &flow, json!({"method": "passkey", "passkey_register": answer}), &[]).await;
-        assert_eq!(done.status, StatusCode::OK, "{}", String::from_utf8_lossy(&done.bytes));
-        let done = done.json();
-        let id = done["identity"]["id"].as_str().unwrap().to_owned();
-        assert_eq!(done["identity"]["traits"]["email"], "Ada@Example.com");
-        assert_eq!(Uuid::from_slice(&a.user_handle).unwrap().to_string(), id, "the user handle is the identity id");
-        let credential = h.state.store.get_credential(&id, PASSKEY).await.unwrap().unwrap();
-        assert_eq!(credential.identifiers, [id.as_str()]);
-        let passkeys = stored_passkeys(&credential);
-        assert_eq!(passkeys.len(), 1);
-        assert_eq!(passkeys[0]["id"], b64url(&a.credential_id));
-        assert_eq!(passkeys[0]["display_name"], "ada@example.com");
-        assert_eq!(credential.config["user_handle"], id);
+            let mut a = Authenticator::new(7);
+            let answer = a.create(&options);
+            let done = post(&h, &flow, json!({"method": "passkey", "passkey_register": answer}), &[]).await;
+            assert_eq!(done.status, StatusCode::OK, "{}", String::from_utf8_lossy(&done.bytes));
+            let done = done.json();
+            let id = done["identity"]["id"].as_str().unwrap().to_owned();
+            assert_eq!(done["identity"]["traits"]["email"], "Ada@Example.com");
+            assert_eq!(Uuid::from_slice(&a.user_handle).unwrap().to_string(), id, "the user handle is the identity id");
+            let credential = h.state.store.get_credential(&id, PASSKEY).await.unwrap().unwrap();
+            assert_eq!(credential.identifiers, [id.as_str()]);
+            let passkeys = stored_passkeys(&credential);
+            assert_eq!(passkeys.len(), 1);
+            assert_eq!(passkeys[0]["id"], b64url(&a.credential_id));
+            assert_eq!(passkeys[0]["display_name"], "ada@example.com");
+            assert_eq!(credential.config["user_handle"], id);
 
-        let flow = h.api_flow("login", &[]).await;
-        let challenge = json_node(&flow, "passkey_challenge");
-        assert_eq!(challenge["publicKey"]["rpId"], "localhost");
-        assert!(challenge.get("mediation").is_none(), "the button asks modally; autofill is webauthn.js's choice");
-        assert_eq!(node(&flow, "passkey_login").unwrap()["attributes"]["value"], "");
-        let trigger = node(&flow, "passkey_login_trigger").unwrap();
-        assert_eq!(trigger["group"], "passkey");
-        assert_eq!(trigger["attributes"]["onclickTrigger"], "oryPasskeyLogin");
-        assert_eq!(trigger["meta"]["label"]["id"], 1_010_021);
-        assert_eq!(trigger["meta"]["label"]["text"], "Sign in with passkey");
-        assert!(
-            flow["ui"]["nodes"].as_array().unwrap().iter().all(|n| n["type"] != "script"),
-            "API flows load no script"
-        );
+            let flow = h.api_flow("login", &[]).await;
+            let challenge = json_node(&flow, "passkey_challenge");
+            assert_eq!(challenge["publicKey"]["rpId"], "localhost");
+            assert!(challenge.get("mediation").is_none(), "the button asks modally; autofill is webauthn.js's choice");
+            assert_eq!(node(&flow, "passkey_login").unwrap()["attributes"]["value"], "");
+            let trigger = node(&flow, "passkey_login_trigger").unwrap();
+            assert_eq!(trigger["group"], "passkey");
+            assert_eq!(trigger["attributes"]["onclickTrigger"], "oryPasskeyLogin");
+            assert_eq!(trigger["meta"]["label"]["id"], 1_010_021);
+            assert_eq!(trigger["meta"]["label"]["text"], "Sign in with passkey");
+            assert!(
+                flow["ui"]["nodes"].as_array().unwrap().iter().all(|n| n["type"] != "script"),
+                "API flows load no script"
+            );
 
-        let answer = a.get(&challenge);
-        let r = post(&h, &flow, json!({"method": "passkey", "passkey_login": answer}), &[]).await;
-        assert_eq!(r.status, StatusCode::OK, "{}", String::from_utf8_lossy(&r.bytes));
-        let token = r.json()["session_token"].as_str().unwrap().to_owned();
-        let me = h.get("/sessions/whoami", &[("x-session-token", &token)]).await.json();
-        assert_eq!(me["identity"]["id"], id);
-        assert_eq!(me["authentication_methods"][0]["method"], "passkey");
-        let credential = h.state.store.get_credential(&id, PASSKEY).await.unwrap().unwrap();
-        assert_eq!(stored_passkeys(&credential)[0]["passkey"]["cred"]["counter"], 1, "the counter is kept");
+            let answer = a.get(&challenge);
+            let r = post(&h, &flow, json!({"method": "passkey", "passkey_login": answer}), &[]).await;
+            assert_eq!(r.status, StatusCode::OK, "{}", String::from_utf8_lossy(&r.bytes));
+            let token = r.json()["session_token"].as_str().unwrap().to_owned();
+            let me = h.get("/sessions/whoami", &[("x-session-token", &token)]).await.json();
+            assert_eq!(me["identity"]["id"], id);
+            assert_eq!(me["authentication_methods"][0]["method"], "passkey");
+            let credential = h.state.store.get_credential(&id, PASSKEY).await.unwrap().unwrap();
+            assert_eq!(stored_passkeys(&credential)[0]["passkey"]["cred"]["counter"], 1, "the counter is kept");
+        }
     }
 
     #[tokio::test]
     async fn tampered_replayed_or_cloned_passkey_answers_get_a_flow_message() {
-        let h = Harness::with_config(config()).await;
-        let mut a = Authenticator::new(9);
-        register(&h, &mut a, "bob@example.com").await;
+        for (backend, h) in Harness::all_with_config(config()).await {
+            eprintln!("backend: {backend}");
+            let mut a = Authenticator::new(9);
+            register(&h, &mut a, "bob@example.com").await;
 
-        let flow = h.api_flow("login", &[]).await;
-        let first = json_node(&flow, "passkey_challenge");
-        let mut tampered = a.get(&first);
-        let sig = tampered["response"]["signature"].as_str().unwrap();
-        let mut bytes = b64url_decode(sig).unwrap();
-        let last = bytes.len() - 1;
-        bytes[last] ^= 1;
-        tampered["response"]["signature"] = json!(b64url(&bytes));
-        let r = post(&h, &flow, json!({"method": "passkey", "passkey_login": tampered}), &[]).await;
-        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", String::from_utf8_lossy(&r.bytes));
-        assert_eq!(message_ids(&r.json()), [4_000_006]);
-        let second = json_node(&r.json(), "passkey_challenge");
-        assert_ne!(
-            first["publicKey"]["challenge"], second["publicKey"]["challenge"],
-            "each attempt gets a new challenge"
-        );
+            let flow = h.api_flow("login", &[]).await;
+            let first = json_node(&flow, "passkey_challenge");
+            let mut tampered = a.get(&first);
+            let sig = tampered["response"]["signature"].as_str().unwrap();
+            let mut bytes = b64url_decode(sig).unwrap();
+            let last = bytes.len() - 1;
+            bytes[last] ^= 1;
+            tampered["response"]["signature"] = json!(b64url(&bytes));
+            let r = post(&h, &flow, json!({"method": "passkey", "passkey_login": tampered}), &[]).await;
+            assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", String::from_utf8_lossy(&r.bytes));
+            assert_eq!(message_ids(&r.json()), [4_000_006]);
+            let second = json_node(&r.json(), "passkey_challenge");
+            assert_ne!(
+                first["publicKey"]["challenge"], second["publicKey"]["challenge"],
+                "each attempt gets a new challenge"
+            );
 
-        // An answer to the old challenge is refused; one to the new challenge is not.
-        let stale = a.get(&first);
-        let r = post(&h, &flow, json!({"method": "passkey", "passkey_login": stale}), &[]).await;
-        assert_eq!(message_ids(&r.json()), [4_000_006]);
+            // An answer to the old challenge is refused; one to the new challenge is not.
+            let stale = a.get(&first);
+            let r = post(&h, &flow, json!({"method": "passkey", "passkey_login": stale}), &[]).await;
+            assert_eq!(message_ids(&r.json()), [4_000_006]);
 
-        let garbage = post(&h, &flow, json!({"method": "passkey", "passkey_login": "not json"}), &[]).await;
-        assert_eq!(garbage.status, StatusCode::BAD_REQUEST);
-        assert_eq!(message_ids(&garbage.json()), [4_000_001]);
-        let missing = post(&h, &flow, json!({"method": "passkey"}), &[]).await;
-        assert_eq!(message_ids(&missing.json()), [4_000_002]);
+            let garbage = post(&h, &flow, json!({"method": "passkey", "passkey_login": "not json"}), &[]).await;
+            assert_eq!(garbage.status, StatusCode::BAD_REQUEST);
+            assert_eq!(message_ids(&garbage.json()), [4_000_001]);
+            let missing = post(&h, &flow, json!({"method": "passkey"}), &[]).await;
+            assert_eq!(message_ids(&missing.json()), [4_000_002]);
 
-        // A passkey nobody registered (an unknown user handle) looks the same as a bad one.
-        let mut stranger = Authenticator::new(11);
-        stranger.user_handle = Uuid::parse_str(&crate::crypto::uuid_v4()).unwrap().as_bytes().to_vec();
-        let r = login(&h, &mut stranger).await;
-        assert_eq!(message_ids(&r.json()), [4_000_006]);
+            // A passkey nobody registered (an unknown user handle) looks the same as a bad one.
+            let mut stranger = Authenticator::new(11);
+            stranger.user_handle = Uuid::parse_str(&crate::crypto::uuid_v4()).unwrap().as_bytes().to_vec();
+            let r = login(&h, &mut stranger).await;
+            assert_eq!(message_ids(&r.json()), [4_000_006]);
 
-        // Another origin (a phishing page relaying the challenge) is refused.
-        let flow = h.api_flow("login", &[]).await;
-        a.origin = "http://localhost:4445".into();
-        let phished = a.get(&json_node(&flow, "passkey_challenge"));
-        a.origin = ORIGIN.into();
-        let r = post(&h, &flow, json!({"method": "passkey", "passkey_login": phished}), &[]).await;
-        assert_eq!(message_ids(&r.json()), [4_000_006]);
+            // Another origin (a phishing page relaying the challenge) is refused.
+            let flow = h.api_flow("login", &[]).await;
+            a.origin = "http://localhost:4445".into();
+            let phished = a.get(&json_node(&flow, "passkey_challenge"));
+            a.origin = ORIGIN.into();
+            let r = post(&h, &flow, json!({"method": "passkey", "passkey_login": phished}), &[]).await;
+            assert_eq!(message_ids(&r.json()), [4_000_006]);
 
-        assert_eq!(login(&h, &mut a).await.status, StatusCode::OK);
-        // A clone whose counter lags behind is refused.
-        a.counter -= 2;
-        let r = login(&h, &mut a).await;
-        assert_eq!(r.status, StatusCode::BAD_REQUEST);
-        assert_eq!(message_ids(&r.json()), [4_000_006]);
+            assert_eq!(login(&h, &mut a).await.status, StatusCode::OK);
+            // A clone whose counter lags behind is refused.
+            a.counter -= 2;
+            let r = login(&h, &mut a).await;
+            assert_eq!(r.status, StatusCode::BAD_REQUEST);
+            assert_eq!(message_ids(&r.json()), [4_000_006]);
 
-        // A registration answer for another origin creates nothing.
-        let flow = h.api_flow("registration", &[]).await;
-        let started = post(&h, &flow, json!({"method": "passkey", "traits": {"email": "eve@example.com"}}), &[]).await;
-        let mut b = Authenticator::new(13);
-        b.origin = "https://evil.example".into();
-        let answer = b.create(&json_node(&started.json(), "passkey_create_data"));
-        let r = post(&h, &flow, json!({"method": "passkey", "passkey_register": answer}), &[]).await;
-        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", String::from_utf8_lossy(&r.bytes));
-        assert_eq!(message_ids(&r.json()), [4_000_001]);
-        assert!(node(&r.json(), "passkey_create_data").is_none(), "the used-up ceremony is gone");
-        let list = h.state.store.find_identity_by_identifier(CODE, "eve@example.com").await.unwrap();
-        assert!(list.is_none(), "no identity was created");
+            // A registration answer for another origin creates nothing.
+            let flow = h.api_flow("registration", &[]).await;
+            let started =
+                post(&h, &flow, json!({"method": "passkey", "traits": {"email": "eve@example.com"}}), &[]).await;
+            let mut b = Authenticator::new(13);
+            b.origin = "https://evil.example".into();
+            let answer = b.create(&json_node(&started.json(), "passkey_create_data"));
+            let r = post(&h, &flow, json!({"method": "passkey", "passkey_register": answer}), &[]).await;
+            assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", String::from_utf8_lossy(&r.bytes));
+            assert_eq!(message_ids(&r.json()), [4_000_001]);
+            assert!(node(&r.json(), "passkey_create_data").is_none(), "the used-up ceremony is gone");
+            let list = h.state.store.find_identity_by_identifier(CODE, "eve@example.com").await.unwrap();
+            assert!(list.is_none(), "no identity was created");
 
-        // A taken address is refused before any passkey is created.
-        let flow = h.api_flow("registration", &[]).await;
-        let r = post(&h, &flow, json!({"method": "passkey", "traits": {"email": "bob@example.com"}}), &[]).await;
-        assert_eq!(message_ids(&r.json()), [4_000_007]);
-        assert!(node(&r.json(), "passkey_create_data").is_none());
+            // A taken address is refused before any passkey is created.
+            let flow = h.api_flow("registration", &[]).await;
+            let r = post(&h, &flow, json!({"method": "passkey", "traits": {"email": "bob@example.com"}}), &[]).await;
+            assert_eq!(message_ids(&r.json()), [4_000_007]);
+            assert!(node(&r.json(), "passkey_create_data").is_none());
+        }
     }
 
     #[tokio::test]
     async fn settings_add_a_passkey_and_refuse_removing_the_last_way_in() {
         let mut config = config();
         config.selfservice.methods.code.passwordless_enabled = false;
-        let h = Harness::with_config(config).await;
-        let mut a = Authenticator::new(21);
-        let registered = register(&h, &mut a, "cleo@example.com").await;
-        let token = registered["session_token"].as_str().unwrap().to_owned();
-        let id = registered["identity"]["id"].as_str().unwrap().to_owned();
-        let auth = [("x-session-token", token.as_str())];
+        for (backend, h) in Harness::all_with_config(config).await {
+            eprintln!("backend: {backend}");
+            let mut a = Authenticator::new(21);
+            let registered = register(&h, &mut a, "cleo@example.com").await;
+            let token = registered["session_token"].as_str().unwrap().to_owned();
+            let id = registered["identity"]["id"].as_str().unwrap().to_owned();
+            let auth = [("x-session-token", token.as_str())];
 
-        let flow = h.api_flow("settings", &auth).await;
-        let remove = node(&flow, "passkey_remove").unwrap();
-        assert_eq!(remove["attributes"]["value"], b64url(&a.credential_id));
-        assert_eq!(remove["meta"]["label"]["id"], 1_050_020);
-        let r = post(&h, &flow, json!({"method": "passkey", "passkey_remove": b64url(&a.credential_id)}), &auth).await;
-        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", String::from_utf8_lossy(&r.bytes));
-        assert_eq!(message_ids(&r.json()), [4_000_046]);
-        assert!(h.state.store.get_credential(&id, PASSKEY).await.unwrap().is_some(), "still there");
+            let flow = h.api_flow("settings", &auth).await;
+            let remove = node(&flow, "passkey_remove").unwrap();
+            assert_eq!(remove["attributes"]["value"], b64url(&a.credential_id));
+            assert_eq!(remove["meta"]["label"]["id"], 1_050_020);
+            let r =
+                post(&h, &flow, json!({"method": "passkey", "passkey_remove": b64url(&a.credential_id)}), &auth).await;
+            assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", String::from_utf8_lossy(&r.bytes));
+            assert_eq!(message_ids(&r.json()), [4_000_046]);
+            assert!(h.state.store.get_credential(&id, PASSKEY).await.unwrap().is_some(), "still there");
 
-        // Add a second passkey: same user handle, the first one excluded.
-        let started = post(&h, &flow, json!({"method": "passkey"}), &auth).await;
-        assert_eq!(started.status, StatusCode::OK, "{}", started.json());
-        let options = json_node(&started.json(), "passkey_create_data");
-        assert_eq!(options["publicKey"]["excludeCredentials"][0]["id"], b64url(&a.credential_id));
-        let trigger = node(&started.json(), "passkey_register_trigger").unwrap().clone();
-        assert_eq!(trigger["attributes"]["onclickTrigger"], "oryPasskeySettingsRegistration");
-        let mut b = Authenticator::new(22);
-        let answer = b.create(&options);
-        assert_eq!(b.user_handle, a.user_handle);
-        let saved = post(&h, &flow, json!({"method": "passkey", "passkey_settings_register": answer}), &auth).await;
-        assert_eq!(saved.status, StatusCode::OK, "{}", saved.json());
-        assert_eq!(message_ids(&saved.json()), [1_050_001]);
-        let credential = h.state.store.get_credential(&id, PASSKEY).await.unwrap().unwrap();
-        assert_eq!(stored_passkeys(&credential).len(), 2);
-        let r = login(&h, &mut b).await;
-        assert_eq!(r.json()["session"]["identity"]["id"], id, "the new passkey signs in too");
+            // Add a second passkey: same user handle, the first one excluded.
+            let started = post(&h, &flow, json!({"method": "passkey"}), &auth).await;
+            assert_eq!(started.status, StatusCode::OK, "{}", started.json());
+            let options = json_node(&started.json(), "passkey_create_data");
+            assert_eq!(options["publicKey"]["excludeCredentials"][0]["id"], b64url(&a.credential_id));
+            let trigger = node(&started.json(), "passkey_register_trigger").unwrap().clone();
+            assert_eq!(trigger["attributes"]["onclickTrigger"], "oryPasskeySettingsRegistration");
+            let mut b = Authenticator::new(22);
+            let answer = b.create(&options);
+            assert_eq!(b.user_handle, a.user_handle);
+            let saved = post(&h, &flow, json!({"method": "passkey", "passkey_settings_register": answer}), &auth).await;
+            assert_eq!(saved.status, StatusCode::OK, "{}", saved.json());
+            assert_eq!(message_ids(&saved.json()), [1_050_001]);
+            let credential = h.state.store.get_credential(&id, PASSKEY).await.unwrap().unwrap();
+            assert_eq!(stored_passkeys(&credential).len(), 2);
+            let r = login(&h, &mut b).await;
+            assert_eq!(r.json()["session"]["identity"]["id"], id, "the new passkey signs in too");
 
-        // Now the first can go, but not the second as well.
-        let r = post(&h, &flow, json!({"method": "passkey", "passkey_remove": b64url(&a.credential_id)}), &auth).await;
-        assert_eq!(r.status, StatusCode::OK, "{}", r.json());
-        assert_eq!(login(&h, &mut a).await.status, StatusCode::BAD_REQUEST, "a removed passkey no longer signs in");
-        let r = post(&h, &flow, json!({"method": "passkey", "passkey_remove": b64url(&b.credential_id)}), &auth).await;
-        assert_eq!(message_ids(&r.json()), [4_000_046]);
-        let r = post(&h, &flow, json!({"method": "passkey", "passkey_remove": "no-such-passkey"}), &auth).await;
-        assert_eq!(message_ids(&r.json()), [4_000_001]);
+            // Now the first can go, but not the second as well.
+            let r =
+                post(&h, &flow, json!({"method": "passkey", "passkey_remove": b64url(&a.credential_id)}), &auth).await;
+            assert_eq!(r.status, StatusCode::OK, "{}", r.json());
+            assert_eq!(login(&h, &mut a).await.status, StatusCode::BAD_REQUEST, "a removed passkey no longer signs in");
+            let r =
+                post(&h, &flow, json!({"method": "passkey", "passkey_remove": b64url(&b.credential_id)}), &auth).await;
+            assert_eq!(message_ids(&r.json()), [4_000_046]);
+            let r = post(&h, &flow, json!({"method": "passkey", "passkey_remove": "no-such-passkey"}), &auth).await;
+            assert_eq!(message_ids(&r.json()), [4_000_001]);
+        }
     }
 
     #[tokio::test]

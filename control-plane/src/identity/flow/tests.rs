@@ -43,25 +43,27 @@ async fn mailed_code(h: &Harness, to: &str) -> String {
 
 #[tokio::test]
 async fn password_registration_signs_in_and_whoami_shows_the_identity() {
-    let h = Harness::new().await;
-    let r = register(&h, "Alice@Example.com", "violet-tractor-umbrella").await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.json());
-    let body = r.json();
-    let token = body["session_token"].as_str().unwrap().to_owned();
-    assert!(token.starts_with("pc_st_"));
-    assert_eq!(body["identity"]["traits"]["email"], "Alice@Example.com");
-    let me = whoami(&h, &token).await;
-    assert_eq!(me.status, StatusCode::OK);
-    let session = me.json();
-    assert_eq!(session["active"], true);
-    assert_eq!(session["authentication_methods"][0]["method"], "password");
-    assert_eq!(session["identity"]["verifiable_addresses"][0]["value"], "alice@example.com");
-    assert!(session["identity"].get("metadata_admin").is_none(), "whoami never shows admin metadata");
-    assert_eq!(me.header("x-kratos-authenticated-identity-id"), session["identity"]["id"].as_str().unwrap());
-    // The identifier is case-insensitive for e-mail addresses.
-    assert_eq!(login(&h, "ALICE@example.com", "violet-tractor-umbrella").await.status, StatusCode::OK);
-    // Nothing about the password is ever returned.
-    assert!(!String::from_utf8_lossy(&r.bytes).contains("argon2"));
+    for (backend, h) in Harness::all().await {
+        eprintln!("backend: {backend}");
+        let r = register(&h, "Alice@Example.com", "violet-tractor-umbrella").await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.json());
+        let body = r.json();
+        let token = body["session_token"].as_str().unwrap().to_owned();
+        assert!(token.starts_with("pc_st_"));
+        assert_eq!(body["identity"]["traits"]["email"], "Alice@Example.com");
+        let me = whoami(&h, &token).await;
+        assert_eq!(me.status, StatusCode::OK);
+        let session = me.json();
+        assert_eq!(session["active"], true);
+        assert_eq!(session["authentication_methods"][0]["method"], "password");
+        assert_eq!(session["identity"]["verifiable_addresses"][0]["value"], "alice@example.com");
+        assert!(session["identity"].get("metadata_admin").is_none(), "whoami never shows admin metadata");
+        assert_eq!(me.header("x-kratos-authenticated-identity-id"), session["identity"]["id"].as_str().unwrap());
+        // The identifier is case-insensitive for e-mail addresses.
+        assert_eq!(login(&h, "ALICE@example.com", "violet-tractor-umbrella").await.status, StatusCode::OK);
+        // Nothing about the password is ever returned.
+        assert!(!String::from_utf8_lossy(&r.bytes).contains("argon2"));
+    }
 }
 
 #[tokio::test]
@@ -85,75 +87,83 @@ async fn registration_errors_name_the_field_with_kratos_ids() {
 async fn wrong_passwords_are_refused_and_then_rate_limited() {
     let mut config = Config::default();
     config.selfservice.methods.password.max_failures = 3;
-    let h = Harness::with_config(config).await;
-    assert_eq!(register(&h, "carol@example.com", "violet-tractor-umbrella").await.status, StatusCode::OK);
-    for _ in 0..3 {
-        let r = login(&h, "carol@example.com", "wrong-password").await;
-        assert_eq!(r.status, StatusCode::BAD_REQUEST);
-        assert_eq!(message_ids(&r.json()), [4_000_006]);
+    for (backend, h) in Harness::all_with_config(config).await {
+        eprintln!("backend: {backend}");
+        assert_eq!(register(&h, "carol@example.com", "violet-tractor-umbrella").await.status, StatusCode::OK);
+        for _ in 0..3 {
+            let r = login(&h, "carol@example.com", "wrong-password").await;
+            assert_eq!(r.status, StatusCode::BAD_REQUEST);
+            assert_eq!(message_ids(&r.json()), [4_000_006]);
+        }
+        // An unknown account gets the same answer.
+        assert_eq!(message_ids(&login(&h, "nobody@example.com", "wrong-password").await.json()), [4_000_006]);
+        let locked = login(&h, "carol@example.com", "violet-tractor-umbrella").await;
+        assert_eq!(message_ids(&locked.json()), [4_000_045], "locked even with the right password");
+        h.clock.advance(15 * 60 + 1);
+        assert_eq!(login(&h, "carol@example.com", "violet-tractor-umbrella").await.status, StatusCode::OK);
     }
-    // An unknown account gets the same answer.
-    assert_eq!(message_ids(&login(&h, "nobody@example.com", "wrong-password").await.json()), [4_000_006]);
-    let locked = login(&h, "carol@example.com", "violet-tractor-umbrella").await;
-    assert_eq!(message_ids(&locked.json()), [4_000_045], "locked even with the right password");
-    h.clock.advance(15 * 60 + 1);
-    assert_eq!(login(&h, "carol@example.com", "violet-tractor-umbrella").await.status, StatusCode::OK);
 }
 
 #[tokio::test]
 async fn code_registration_and_login_by_email() {
-    let h = Harness::new().await;
-    let flow = h.api_flow("registration", &[]).await;
-    let sent =
-        h.post_json(&flow_action(&flow), json!({"method": "code", "traits": {"email": "dan@example.com"}}), &[]).await;
-    assert_eq!(sent.status, StatusCode::OK, "{}", sent.json());
-    assert_eq!(sent.json()["state"], "sent_email");
-    let code = mailed_code(&h, "dan@example.com").await;
-    let wrong = h.post_json(&flow_action(&flow), json!({"method": "code", "code": "000000"}), &[]).await;
-    assert_eq!(message_ids(&wrong.json()), [4_040_003]);
-    let done = h.post_json(&flow_action(&flow), json!({"method": "code", "code": code}), &[]).await;
-    assert_eq!(done.status, StatusCode::OK, "{}", done.json());
-    let identity = &done.json()["identity"];
-    assert_eq!(identity["verifiable_addresses"][0]["verified"], true, "the code proved the address");
-    // The same code cannot be used twice.
-    let again = h.post_json(&flow_action(&flow), json!({"method": "code", "code": code}), &[]).await;
-    assert_ne!(again.status, StatusCode::OK);
+    for (backend, h) in Harness::all().await {
+        eprintln!("backend: {backend}");
+        let flow = h.api_flow("registration", &[]).await;
+        let sent = h
+            .post_json(&flow_action(&flow), json!({"method": "code", "traits": {"email": "dan@example.com"}}), &[])
+            .await;
+        assert_eq!(sent.status, StatusCode::OK, "{}", sent.json());
+        assert_eq!(sent.json()["state"], "sent_email");
+        let code = mailed_code(&h, "dan@example.com").await;
+        let wrong = h.post_json(&flow_action(&flow), json!({"method": "code", "code": "000000"}), &[]).await;
+        assert_eq!(message_ids(&wrong.json()), [4_040_003]);
+        let done = h.post_json(&flow_action(&flow), json!({"method": "code", "code": code}), &[]).await;
+        assert_eq!(done.status, StatusCode::OK, "{}", done.json());
+        let identity = &done.json()["identity"];
+        assert_eq!(identity["verifiable_addresses"][0]["verified"], true, "the code proved the address");
+        // The same code cannot be used twice.
+        let again = h.post_json(&flow_action(&flow), json!({"method": "code", "code": code}), &[]).await;
+        assert_ne!(again.status, StatusCode::OK);
 
-    let flow = h.api_flow("login", &[]).await;
-    let sent = h.post_json(&flow_action(&flow), json!({"method": "code", "identifier": "dan@example.com"}), &[]).await;
-    assert_eq!(message_ids(&sent.json()), [1_010_014]);
-    let code = mailed_code(&h, "dan@example.com").await;
-    let done = h.post_json(&flow_action(&flow), json!({"method": "code", "code": code}), &[]).await;
-    assert_eq!(done.status, StatusCode::OK, "{}", done.json());
-    assert_eq!(done.json()["session"]["authentication_methods"][0]["method"], "code");
+        let flow = h.api_flow("login", &[]).await;
+        let sent =
+            h.post_json(&flow_action(&flow), json!({"method": "code", "identifier": "dan@example.com"}), &[]).await;
+        assert_eq!(message_ids(&sent.json()), [1_010_014]);
+        let code = mailed_code(&h, "dan@example.com").await;
+        let done = h.post_json(&flow_action(&flow), json!({"method": "code", "code": code}), &[]).await;
+        assert_eq!(done.status, StatusCode::OK, "{}", done.json());
+        assert_eq!(done.json()["session"]["authentication_methods"][0]["method"], "code");
+    }
 }
 
 #[tokio::test]
 async fn login_codes_expire_and_allow_few_tries_and_unknown_addresses_look_the_same() {
-    let h = Harness::new().await;
-    let flow = h.api_flow("login", &[]).await;
-    let sent =
-        h.post_json(&flow_action(&flow), json!({"method": "code", "identifier": "ghost@example.com"}), &[]).await;
-    assert_eq!(message_ids(&sent.json()), [1_010_014], "no hint that the account does not exist");
-    let r = h.admin_json(Method::GET, "/admin/courier/messages?recipient=ghost@example.com", None).await;
-    assert_eq!(r.json().as_array().unwrap().len(), 0, "but nothing is mailed");
+    for (backend, h) in Harness::all().await {
+        eprintln!("backend: {backend}");
+        let flow = h.api_flow("login", &[]).await;
+        let sent =
+            h.post_json(&flow_action(&flow), json!({"method": "code", "identifier": "ghost@example.com"}), &[]).await;
+        assert_eq!(message_ids(&sent.json()), [1_010_014], "no hint that the account does not exist");
+        let r = h.admin_json(Method::GET, "/admin/courier/messages?recipient=ghost@example.com", None).await;
+        assert_eq!(r.json().as_array().unwrap().len(), 0, "but nothing is mailed");
 
-    assert_eq!(register(&h, "erin@example.com", "violet-tractor-umbrella").await.status, StatusCode::OK);
-    let flow = h.api_flow("login", &[]).await;
-    h.post_json(&flow_action(&flow), json!({"method": "code", "identifier": "erin@example.com"}), &[]).await;
-    let code = mailed_code(&h, "erin@example.com").await;
-    for _ in 0..5 {
-        h.post_json(&flow_action(&flow), json!({"method": "code", "code": "999999"}), &[]).await;
+        assert_eq!(register(&h, "erin@example.com", "violet-tractor-umbrella").await.status, StatusCode::OK);
+        let flow = h.api_flow("login", &[]).await;
+        h.post_json(&flow_action(&flow), json!({"method": "code", "identifier": "erin@example.com"}), &[]).await;
+        let code = mailed_code(&h, "erin@example.com").await;
+        for _ in 0..5 {
+            h.post_json(&flow_action(&flow), json!({"method": "code", "code": "999999"}), &[]).await;
+        }
+        let spent = h.post_json(&flow_action(&flow), json!({"method": "code", "code": code}), &[]).await;
+        assert_eq!(spent.status, StatusCode::BAD_REQUEST, "five wrong tries burn the code");
+
+        let flow = h.api_flow("login", &[]).await;
+        h.post_json(&flow_action(&flow), json!({"method": "code", "identifier": "erin@example.com"}), &[]).await;
+        let code = mailed_code(&h, "erin@example.com").await;
+        h.clock.advance(15 * 60 + 1);
+        let late = h.post_json(&flow_action(&flow), json!({"method": "code", "code": code}), &[]).await;
+        assert_eq!(late.status, StatusCode::BAD_REQUEST, "codes live 15 minutes");
     }
-    let spent = h.post_json(&flow_action(&flow), json!({"method": "code", "code": code}), &[]).await;
-    assert_eq!(spent.status, StatusCode::BAD_REQUEST, "five wrong tries burn the code");
-
-    let flow = h.api_flow("login", &[]).await;
-    h.post_json(&flow_action(&flow), json!({"method": "code", "identifier": "erin@example.com"}), &[]).await;
-    let code = mailed_code(&h, "erin@example.com").await;
-    h.clock.advance(15 * 60 + 1);
-    let late = h.post_json(&flow_action(&flow), json!({"method": "code", "code": code}), &[]).await;
-    assert_eq!(late.status, StatusCode::BAD_REQUEST, "codes live 15 minutes");
 }
 
 #[tokio::test]
@@ -178,29 +188,31 @@ async fn the_registration_policy_applies_to_every_method() {
 
 #[tokio::test]
 async fn logout_revokes_the_session_and_pushes_the_digest_to_filters() {
-    let h = Harness::new().await;
-    let token = register(&h, "fay@example.com", "violet-tractor-umbrella").await.json()["session_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let del = Request::delete("/self-service/logout/api")
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from(json!({"session_token": token}).to_string()))
-        .unwrap();
-    assert_eq!(Harness::send(h.public(), del).await.status, StatusCode::NO_CONTENT);
-    let me = whoami(&h, &token).await;
-    assert_eq!(me.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(me.json()["error"], "session_inactive");
-    let snap = Harness::send(
-        h.admin(),
-        Request::get("/admin/snapshot")
-            .header("authorization", format!("Bearer {FILTER_TOKEN}"))
-            .body(Body::empty())
-            .unwrap(),
-    )
-    .await;
-    let digest = crate::crypto::sha256_hex(token.as_bytes());
-    assert!(snap.json()["revoked"].as_array().unwrap().iter().any(|d| d == &json!(digest)));
+    for (backend, h) in Harness::all().await {
+        eprintln!("backend: {backend}");
+        let token = register(&h, "fay@example.com", "violet-tractor-umbrella").await.json()["session_token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let del = Request::delete("/self-service/logout/api")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(json!({"session_token": token}).to_string()))
+            .unwrap();
+        assert_eq!(Harness::send(h.public(), del).await.status, StatusCode::NO_CONTENT);
+        let me = whoami(&h, &token).await;
+        assert_eq!(me.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(me.json()["error"], "session_inactive");
+        let snap = Harness::send(
+            h.admin(),
+            Request::get("/admin/snapshot")
+                .header("authorization", format!("Bearer {FILTER_TOKEN}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        let digest = crate::crypto::sha256_hex(token.as_bytes());
+        assert!(snap.json()["revoked"].as_array().unwrap().iter().any(|d| d == &json!(digest)));
+    }
 }
 
 /// A browser: starts a flow, keeps the CSRF cookie, posts forms.
@@ -246,63 +258,67 @@ impl Browser {
 
 #[tokio::test]
 async fn browser_forms_redirect_set_cookies_and_need_the_csrf_cookie() {
-    let h = Harness::new().await;
-    let mut b = Browser { cookies: Vec::new() };
-    let flow = b.start(&h, "registration").await;
-    assert_eq!(flow["ui"]["nodes"][0]["attributes"]["name"], "csrf_token");
-    let r = b
-        .submit(&h, &flow, &[("method", "password"), ("traits.email", "gus@example.com"), ("password", "short")])
-        .await;
-    assert_eq!(r.status, StatusCode::SEE_OTHER, "a form error goes back to the page");
-    assert!(r.header("location").contains("/ui/registration?flow="));
-    let r = b
-        .submit(
-            &h,
-            &flow,
-            &[("method", "password"), ("traits.email", "gus@example.com"), ("password", "violet-tractor-umbrella")],
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::SEE_OTHER);
-    assert!(r.header("location").ends_with("/ui/welcome"));
-    let set = r.headers.get_all(header::SET_COOKIE).iter().map(|v| v.to_str().unwrap().to_owned()).collect::<Vec<_>>();
-    let session = set.iter().find(|c| c.starts_with("ory_kratos_session=pc_st_")).expect("session cookie");
-    assert!(session.contains("HttpOnly") && session.contains("SameSite=Lax"), "{session}");
-    let me = h.get("/sessions/whoami", &[("cookie", &b.cookie_header())]).await;
-    assert_eq!(me.status, StatusCode::OK);
+    for (backend, h) in Harness::all().await {
+        eprintln!("backend: {backend}");
+        let mut b = Browser { cookies: Vec::new() };
+        let flow = b.start(&h, "registration").await;
+        assert_eq!(flow["ui"]["nodes"][0]["attributes"]["name"], "csrf_token");
+        let r = b
+            .submit(&h, &flow, &[("method", "password"), ("traits.email", "gus@example.com"), ("password", "short")])
+            .await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "a form error goes back to the page");
+        assert!(r.header("location").contains("/ui/registration?flow="));
+        let r = b
+            .submit(
+                &h,
+                &flow,
+                &[("method", "password"), ("traits.email", "gus@example.com"), ("password", "violet-tractor-umbrella")],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER);
+        assert!(r.header("location").ends_with("/ui/welcome"));
+        let set =
+            r.headers.get_all(header::SET_COOKIE).iter().map(|v| v.to_str().unwrap().to_owned()).collect::<Vec<_>>();
+        let session = set.iter().find(|c| c.starts_with("ory_kratos_session=pc_st_")).expect("session cookie");
+        assert!(session.contains("HttpOnly") && session.contains("SameSite=Lax"), "{session}");
+        let me = h.get("/sessions/whoami", &[("cookie", &b.cookie_header())]).await;
+        assert_eq!(me.status, StatusCode::OK);
 
-    // Signed in: a new login flow is not needed.
-    let again = h.get("/self-service/login/browser", &[("cookie", &b.cookie_header())]).await;
-    assert_eq!(again.status, StatusCode::SEE_OTHER);
-    assert!(again.header("location").ends_with("/ui/welcome"));
-    let json =
-        h.get("/self-service/login/browser", &[("cookie", &b.cookie_header()), ("accept", "application/json")]).await;
-    assert_eq!(json.json()["error"]["id"], "session_already_available");
+        // Signed in: a new login flow is not needed.
+        let again = h.get("/self-service/login/browser", &[("cookie", &b.cookie_header())]).await;
+        assert_eq!(again.status, StatusCode::SEE_OTHER);
+        assert!(again.header("location").ends_with("/ui/welcome"));
+        let json = h
+            .get("/self-service/login/browser", &[("cookie", &b.cookie_header()), ("accept", "application/json")])
+            .await;
+        assert_eq!(json.json()["error"]["id"], "session_already_available");
 
-    // Another site cannot submit for this browser: its form lacks the cookie.
-    let mut stranger = Browser { cookies: Vec::new() };
-    let flow = stranger.start(&h, "login").await;
-    let csrf = flow["ui"]["nodes"][0]["attributes"]["value"].as_str().unwrap();
-    let forged = h
-        .form(
-            false,
-            &flow_action(&flow),
-            &[("csrf_token", csrf), ("method", "password"), ("identifier", "x"), ("password", "y")],
-            &[("accept", "application/json")],
-        )
-        .await;
-    assert_eq!(forged.status, StatusCode::FORBIDDEN);
-    assert_eq!(forged.json()["error"]["id"], "security_csrf_violation");
+        // Another site cannot submit for this browser: its form lacks the cookie.
+        let mut stranger = Browser { cookies: Vec::new() };
+        let flow = stranger.start(&h, "login").await;
+        let csrf = flow["ui"]["nodes"][0]["attributes"]["value"].as_str().unwrap();
+        let forged = h
+            .form(
+                false,
+                &flow_action(&flow),
+                &[("csrf_token", csrf), ("method", "password"), ("identifier", "x"), ("password", "y")],
+                &[("accept", "application/json")],
+            )
+            .await;
+        assert_eq!(forged.status, StatusCode::FORBIDDEN);
+        assert_eq!(forged.json()["error"]["id"], "security_csrf_violation");
 
-    // Logout in the browser.
-    let logout = h.get("/self-service/logout/browser", &[("cookie", &b.cookie_header())]).await;
-    let url = logout.json()["logout_url"].as_str().unwrap().to_owned();
-    let path = &url[url.find("/self-service").unwrap()..];
-    let done = h.get(path, &[("cookie", &b.cookie_header())]).await;
-    assert_eq!(done.status, StatusCode::SEE_OTHER);
-    b.absorb(&done);
-    let forged_logout = h.get(path, &[]).await;
-    assert_eq!(forged_logout.status, StatusCode::UNAUTHORIZED, "a logout link works only in its browser");
-    assert_eq!(h.get("/sessions/whoami", &[("cookie", &b.cookie_header())]).await.status, StatusCode::UNAUTHORIZED);
+        // Logout in the browser.
+        let logout = h.get("/self-service/logout/browser", &[("cookie", &b.cookie_header())]).await;
+        let url = logout.json()["logout_url"].as_str().unwrap().to_owned();
+        let path = &url[url.find("/self-service").unwrap()..];
+        let done = h.get(path, &[("cookie", &b.cookie_header())]).await;
+        assert_eq!(done.status, StatusCode::SEE_OTHER);
+        b.absorb(&done);
+        let forged_logout = h.get(path, &[]).await;
+        assert_eq!(forged_logout.status, StatusCode::UNAUTHORIZED, "a logout link works only in its browser");
+        assert_eq!(h.get("/sessions/whoami", &[("cookie", &b.cookie_header())]).await.status, StatusCode::UNAUTHORIZED);
+    }
 }
 
 #[tokio::test]
@@ -328,69 +344,75 @@ async fn return_to_must_be_allowed() {
 
 #[tokio::test]
 async fn settings_change_the_password_only_with_a_recent_sign_in() {
-    let h = Harness::new().await;
-    let token = register(&h, "hal@example.com", "violet-tractor-umbrella").await.json()["session_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let flow = h.get("/self-service/settings/api", &[("x-session-token", &token)]).await.json();
-    let email =
-        flow["ui"]["nodes"].as_array().unwrap().iter().find(|n| n["attributes"]["name"] == "traits.email").unwrap();
-    assert_eq!(email["attributes"]["value"], "hal@example.com");
-    let r = h
-        .post_json(
-            &flow_action(&flow),
-            json!({"method": "password", "password": "new-secret-phrase-42"}),
-            &[("x-session-token", &token)],
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.json());
-    assert_eq!(message_ids(&r.json()), [1_050_001]);
-    assert_eq!(login(&h, "hal@example.com", "new-secret-phrase-42").await.status, StatusCode::OK);
+    for (backend, h) in Harness::all().await {
+        eprintln!("backend: {backend}");
+        let token = register(&h, "hal@example.com", "violet-tractor-umbrella").await.json()["session_token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let flow = h.get("/self-service/settings/api", &[("x-session-token", &token)]).await.json();
+        let email =
+            flow["ui"]["nodes"].as_array().unwrap().iter().find(|n| n["attributes"]["name"] == "traits.email").unwrap();
+        assert_eq!(email["attributes"]["value"], "hal@example.com");
+        let r = h
+            .post_json(
+                &flow_action(&flow),
+                json!({"method": "password", "password": "new-secret-phrase-42"}),
+                &[("x-session-token", &token)],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.json());
+        assert_eq!(message_ids(&r.json()), [1_050_001]);
+        assert_eq!(login(&h, "hal@example.com", "new-secret-phrase-42").await.status, StatusCode::OK);
 
-    h.clock.advance(2 * 3600);
-    let flow = h.get("/self-service/settings/api", &[("x-session-token", &token)]).await.json();
-    let r = h
-        .post_json(
-            &flow_action(&flow),
-            json!({"method": "password", "password": "yet-another-phrase-43"}),
-            &[("x-session-token", &token)],
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::FORBIDDEN);
-    assert_eq!(r.json()["error"]["id"], "session_refresh_required");
-    // Without a session there is no settings flow.
-    assert_eq!(h.get("/self-service/settings/api", &[]).await.status, StatusCode::UNAUTHORIZED);
+        h.clock.advance(2 * 3600);
+        let flow = h.get("/self-service/settings/api", &[("x-session-token", &token)]).await.json();
+        let r = h
+            .post_json(
+                &flow_action(&flow),
+                json!({"method": "password", "password": "yet-another-phrase-43"}),
+                &[("x-session-token", &token)],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN);
+        assert_eq!(r.json()["error"]["id"], "session_refresh_required");
+        // Without a session there is no settings flow.
+        assert_eq!(h.get("/self-service/settings/api", &[]).await.status, StatusCode::UNAUTHORIZED);
+    }
 }
 
 #[tokio::test]
 async fn recovery_by_code_signs_in_and_opens_settings() {
-    let h = Harness::new().await;
-    assert_eq!(register(&h, "ivy@example.com", "violet-tractor-umbrella").await.status, StatusCode::OK);
-    let mut b = Browser { cookies: Vec::new() };
-    let flow = b.start(&h, "recovery").await;
-    let r = b.submit(&h, &flow, &[("method", "code"), ("email", "ivy@example.com")]).await;
-    assert_eq!(r.status, StatusCode::SEE_OTHER);
-    let code = mailed_code(&h, "ivy@example.com").await;
-    let r = b.submit(&h, &flow, &[("method", "code"), ("code", &code)]).await;
-    assert_eq!(r.status, StatusCode::SEE_OTHER);
-    assert!(r.header("location").contains("/ui/settings?flow="), "{}", r.header("location"));
-    assert_eq!(h.get("/sessions/whoami", &[("cookie", &b.cookie_header())]).await.status, StatusCode::OK);
+    for (backend, h) in Harness::all().await {
+        eprintln!("backend: {backend}");
+        assert_eq!(register(&h, "ivy@example.com", "violet-tractor-umbrella").await.status, StatusCode::OK);
+        let mut b = Browser { cookies: Vec::new() };
+        let flow = b.start(&h, "recovery").await;
+        let r = b.submit(&h, &flow, &[("method", "code"), ("email", "ivy@example.com")]).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER);
+        let code = mailed_code(&h, "ivy@example.com").await;
+        let r = b.submit(&h, &flow, &[("method", "code"), ("code", &code)]).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER);
+        assert!(r.header("location").contains("/ui/settings?flow="), "{}", r.header("location"));
+        assert_eq!(h.get("/sessions/whoami", &[("cookie", &b.cookie_header())]).await.status, StatusCode::OK);
+    }
 }
 
 #[tokio::test]
 async fn verification_by_code_marks_the_address() {
-    let h = Harness::new().await;
-    let token = register(&h, "jo@example.com", "violet-tractor-umbrella").await.json()["session_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let flow = h.api_flow("verification", &[]).await;
-    h.post_json(&flow_action(&flow), json!({"method": "code", "email": "jo@example.com"}), &[]).await;
-    let code = mailed_code(&h, "jo@example.com").await;
-    let r = h.post_json(&flow_action(&flow), json!({"method": "code", "code": code}), &[]).await;
-    assert_eq!(message_ids(&r.json()), [1_080_002]);
-    assert_eq!(whoami(&h, &token).await.json()["identity"]["verifiable_addresses"][0]["verified"], true);
+    for (backend, h) in Harness::all().await {
+        eprintln!("backend: {backend}");
+        let token = register(&h, "jo@example.com", "violet-tractor-umbrella").await.json()["session_token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let flow = h.api_flow("verification", &[]).await;
+        h.post_json(&flow_action(&flow), json!({"method": "code", "email": "jo@example.com"}), &[]).await;
+        let code = mailed_code(&h, "jo@example.com").await;
+        let r = h.post_json(&flow_action(&flow), json!({"method": "code", "code": code}), &[]).await;
+        assert_eq!(message_ids(&r.json()), [1_080_002]);
+        assert_eq!(whoami(&h, &token).await.json()["identity"]["verifiable_addresses"][0]["verified"], true);
+    }
 }
 
 #[tokio::test]
@@ -403,68 +425,72 @@ async fn sessions_slide_and_tokenize_into_a_signed_jwt() {
         )
         .unwrap(),
     );
-    let h = Harness::with_config(config).await;
-    let token = register(&h, "kim@example.com", "violet-tractor-umbrella").await.json()["session_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let first = whoami(&h, &token).await.json();
-    h.clock.advance(13 * 3600);
-    let later = whoami(&h, &token).await.json();
-    assert_ne!(first["expires_at"], later["expires_at"], "used after half its life, the session was extended");
-    let t = h.get("/sessions/whoami?tokenize_as=api", &[("x-session-token", &token)]).await.json();
-    let jwt = t["tokenized"].as_str().unwrap();
-    let payload: Value =
-        serde_json::from_slice(&crate::crypto::b64url_decode(jwt.split('.').nth(1).unwrap()).unwrap()).unwrap();
-    assert_eq!(payload["email"], "kim@example.com");
-    assert_eq!(payload["team"], "blue");
-    assert_eq!(payload["sub"], t["identity"]["id"]);
-    assert_eq!(payload["exp"].as_i64().unwrap() - payload["iat"].as_i64().unwrap(), 300);
-    let jwks = h.get("/.well-known/jwks.json", &[]).await.json();
-    let header: Value =
-        serde_json::from_slice(&crate::crypto::b64url_decode(jwt.split('.').next().unwrap()).unwrap()).unwrap();
-    assert!(
-        jwks["keys"].as_array().unwrap().iter().any(|k| k["kid"] == header["kid"]),
-        "verifiable with the public JWKS"
-    );
-    let unknown = h.get("/sessions/whoami?tokenize_as=nope", &[("x-session-token", &token)]).await;
-    assert_eq!(unknown.status, StatusCode::BAD_REQUEST);
+    for (backend, h) in Harness::all_with_config(config).await {
+        eprintln!("backend: {backend}");
+        let token = register(&h, "kim@example.com", "violet-tractor-umbrella").await.json()["session_token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let first = whoami(&h, &token).await.json();
+        h.clock.advance(13 * 3600);
+        let later = whoami(&h, &token).await.json();
+        assert_ne!(first["expires_at"], later["expires_at"], "used after half its life, the session was extended");
+        let t = h.get("/sessions/whoami?tokenize_as=api", &[("x-session-token", &token)]).await.json();
+        let jwt = t["tokenized"].as_str().unwrap();
+        let payload: Value =
+            serde_json::from_slice(&crate::crypto::b64url_decode(jwt.split('.').nth(1).unwrap()).unwrap()).unwrap();
+        assert_eq!(payload["email"], "kim@example.com");
+        assert_eq!(payload["team"], "blue");
+        assert_eq!(payload["sub"], t["identity"]["id"]);
+        assert_eq!(payload["exp"].as_i64().unwrap() - payload["iat"].as_i64().unwrap(), 300);
+        let jwks = h.get("/.well-known/jwks.json", &[]).await.json();
+        let header: Value =
+            serde_json::from_slice(&crate::crypto::b64url_decode(jwt.split('.').next().unwrap()).unwrap()).unwrap();
+        assert!(
+            jwks["keys"].as_array().unwrap().iter().any(|k| k["kid"] == header["kid"]),
+            "verifiable with the public JWKS"
+        );
+        let unknown = h.get("/sessions/whoami?tokenize_as=nope", &[("x-session-token", &token)]).await;
+        assert_eq!(unknown.status, StatusCode::BAD_REQUEST);
+    }
 }
 
 #[tokio::test]
 async fn my_sessions_and_the_admin_session_api() {
-    let h = Harness::new().await;
-    let a = register(&h, "lee@example.com", "violet-tractor-umbrella").await.json();
-    let first = a["session_token"].as_str().unwrap().to_owned();
-    let identity = a["identity"]["id"].as_str().unwrap().to_owned();
-    let second = login(&h, "lee@example.com", "violet-tractor-umbrella").await.json()["session_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let others = h.get("/sessions", &[("x-session-token", &first)]).await.json();
-    assert_eq!(others.as_array().unwrap().len(), 1, "the current session is not in the list");
-    let listed = h.admin_json(Method::GET, &format!("/admin/identities/{identity}/sessions"), None).await.json();
-    assert_eq!(listed.as_array().unwrap().len(), 2);
-    let id = others[0]["id"].as_str().unwrap();
-    let extended = h.admin_json(Method::PATCH, &format!("/admin/sessions/{id}/extend"), None).await;
-    assert_eq!(extended.status, StatusCode::OK);
-    let r = Harness::send(
-        h.public(),
-        Request::delete("/sessions").header("x-session-token", &first).body(Body::empty()).unwrap(),
-    )
-    .await;
-    assert_eq!(r.json()["count"], 1);
-    assert_eq!(whoami(&h, &second).await.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(whoami(&h, &first).await.status, StatusCode::OK);
-    let d = h
-        .admin_json(
-            Method::DELETE,
-            &format!("/admin/sessions/{}", whoami(&h, &first).await.json()["id"].as_str().unwrap()),
-            None,
+    for (backend, h) in Harness::all().await {
+        eprintln!("backend: {backend}");
+        let a = register(&h, "lee@example.com", "violet-tractor-umbrella").await.json();
+        let first = a["session_token"].as_str().unwrap().to_owned();
+        let identity = a["identity"]["id"].as_str().unwrap().to_owned();
+        let second = login(&h, "lee@example.com", "violet-tractor-umbrella").await.json()["session_token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let others = h.get("/sessions", &[("x-session-token", &first)]).await.json();
+        assert_eq!(others.as_array().unwrap().len(), 1, "the current session is not in the list");
+        let listed = h.admin_json(Method::GET, &format!("/admin/identities/{identity}/sessions"), None).await.json();
+        assert_eq!(listed.as_array().unwrap().len(), 2);
+        let id = others[0]["id"].as_str().unwrap();
+        let extended = h.admin_json(Method::PATCH, &format!("/admin/sessions/{id}/extend"), None).await;
+        assert_eq!(extended.status, StatusCode::OK);
+        let r = Harness::send(
+            h.public(),
+            Request::delete("/sessions").header("x-session-token", &first).body(Body::empty()).unwrap(),
         )
         .await;
-    assert_eq!(d.status, StatusCode::NO_CONTENT);
-    assert_eq!(whoami(&h, &first).await.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(r.json()["count"], 1);
+        assert_eq!(whoami(&h, &second).await.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(whoami(&h, &first).await.status, StatusCode::OK);
+        let d = h
+            .admin_json(
+                Method::DELETE,
+                &format!("/admin/sessions/{}", whoami(&h, &first).await.json()["id"].as_str().unwrap()),
+                None,
+            )
+            .await;
+        assert_eq!(d.status, StatusCode::NO_CONTENT);
+        assert_eq!(whoami(&h, &first).await.status, StatusCode::UNAUTHORIZED);
+    }
 }
 
 /// A registration web hook on a local port: refuses `blocked@…` with Kratos's message shape
@@ -499,14 +525,16 @@ async fn an_interrupting_web_hook_can_refuse_or_amend_a_registration() {
         {"hook": "session"}
     ]))
     .unwrap();
-    let h = Harness::with_config(config).await;
-    let refused = register(&h, "blocked@example.com", "violet-tractor-umbrella").await;
-    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
-    assert_eq!(message_ids(&refused.json()), [4_000_099]);
-    assert!(h.state.store.find_identity_by_identifier("password", "blocked@example.com").await.unwrap().is_none());
-    let ok = register(&h, "welcome@example.com", "violet-tractor-umbrella").await;
-    assert_eq!(ok.status, StatusCode::OK, "{}", ok.json());
-    assert_eq!(ok.json()["identity"]["metadata_public"]["plan"], "free", "the hook's change was stored");
+    for (backend, h) in Harness::all_with_config(config).await {
+        eprintln!("backend: {backend}");
+        let refused = register(&h, "blocked@example.com", "violet-tractor-umbrella").await;
+        assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+        assert_eq!(message_ids(&refused.json()), [4_000_099]);
+        assert!(h.state.store.find_identity_by_identifier("password", "blocked@example.com").await.unwrap().is_none());
+        let ok = register(&h, "welcome@example.com", "violet-tractor-umbrella").await;
+        assert_eq!(ok.status, StatusCode::OK, "{}", ok.json());
+        assert_eq!(ok.json()["identity"]["metadata_public"]["plan"], "free", "the hook's change was stored");
+    }
 }
 
 #[tokio::test]
