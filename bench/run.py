@@ -61,11 +61,19 @@ def log(msg: str) -> None:
 # --- processes --------------------------------------------------------------------------------
 
 
+def child_env(extra: dict | None = None) -> dict:
+    """The environment for processes the bench starts. The bench's own PORTCULLIS_BENCH_*
+    settings are left out: the control plane reads PORTCULLIS_* as configuration and refuses
+    keys it does not know."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PORTCULLIS_BENCH_")}
+    return {**env, **(extra or {})}
+
+
 def start(cmd: list[str], cwd: Path, logname: str, env: dict | None = None) -> subprocess.Popen:
     out = open(cwd / logname, "wb")
     p = subprocess.Popen(
         cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        start_new_session=True, env={**os.environ, **(env or {})},
+        start_new_session=True, env=child_env(env),
     )
     PROCS.append(p)
     return p
@@ -89,6 +97,22 @@ def stop_all() -> None:
                 pass
             p.wait()
     PROCS.clear()
+
+
+def stop(p: subprocess.Popen) -> None:
+    """Ends one process this script started (its own process group), by id."""
+    if p.poll() is None:
+        try:
+            os.killpg(p.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            p.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+    if p in PROCS:
+        PROCS.remove(p)
 
 
 def on_signal(signum, _frame):
@@ -202,7 +226,28 @@ def introspection_rule(rule_id: str, prefix: str, admin_port: int, api_key: str,
     }
 
 
-def main_rules(jwks_url: str, admin_port: int, api_key: str) -> list[dict]:
+SESSION_COOKIE = "ory_kratos_session"
+
+
+def session_rule(public_port: int) -> dict:
+    """Scenario 7: Kratos-style cookie_session against the control plane's own /sessions/whoami
+    (answer cached in the filter), then an id_token minted for the upstream."""
+    base = f"http://127.0.0.1:{public_port}"
+    return {
+        "id": "session", "match": {"url": "<http|https>://<[^/]+>/session<(/.*)?>", "methods": ["GET"]},
+        "authenticators": [{"handler": "cookie_session", "config": {
+            "check_session_url": f"{base}/sessions/whoami", "preserve_path": True,
+            "only": [SESSION_COOKIE], "subject_from": "identity.id", "extra_from": "@this",
+            "cache": {"enabled": True, "ttl": "5m"}}}],
+        "authorizer": {"handler": "allow"},
+        "mutators": [{"handler": "id_token", "config": {
+            "issuer_url": f"{base}/",
+            "claims": "{\"aud\": [\"bench-api\"], \"email\": \"{{ print .Extra.identity.traits.email }}\"}"}}],
+    }
+
+
+def main_rules(jwks_url: str, cp: "ControlPlane") -> list[dict]:
+    admin_port, api_key = cp.admin, cp.introspection_key
     return [
         {"id": "jwt", "match": {"url": "<http|https>://<[^/]+>/jwt<(/.*)?>", "methods": ["GET"]},
          "authenticators": [jwt_authenticator(jwks_url)], "authorizer": {"handler": "allow"},
@@ -212,6 +257,7 @@ def main_rules(jwks_url: str, admin_port: int, api_key: str) -> list[dict]:
         {"id": "public", "match": {"url": "<http|https>://<[^/]+>/public/<.*>", "methods": ["GET"]},
          "authenticators": [{"handler": "anonymous"}], "authorizer": {"handler": "allow"},
          "mutators": [HEADER_MUTATOR]},
+        session_rule(cp.public),
     ]
 
 
@@ -244,12 +290,12 @@ def many_rules(n: int, jwks_url: str) -> tuple[list[dict], str]:
 
 class ControlPlane:
     def __init__(self, name: str, work: Path, dsn: str | None, rules) -> None:
-        """`rules`: the rule list, or a function of the admin port and a `tokens:read` API key
-        (rules that call the control plane name its URL and send the key).
+        """`rules`: the rule list, or a function of this control plane (rules that call it name
+        its URLs and send its `tokens:read` API key).
 
         The admin API is guarded by API keys, as deployed (no `--dev`): two keys are made with
         `portcullis keys create` before `serve`, `admin` for the bench's own admin calls and
-        `tokens:read` for introspection (rule call-outs and the cp-introspect rows)."""
+        `tokens:read` for introspection (rule call-outs and the control-plane-introspect rows)."""
         self.name = name
         self.dir = work / name
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -265,7 +311,7 @@ class ControlPlane:
             f"filters:\n  tokens: [{FILTER_TOKEN}]\n")
         self.api_key = self.create_key("bench", "admin")
         self.introspection_key = self.create_key("filter-introspection", "tokens:read")
-        rules = rules(self.admin, self.introspection_key) if callable(rules) else rules
+        rules = rules(self) if callable(rules) else rules
         (self.dir / "rules.json").write_text(json.dumps(rules))
         self.proc = start([str(PORTCULLIS), "serve", "--config", "portcullis.yaml"], self.dir,
                           "portcullis.log", {"RUST_LOG": "warn"})
@@ -273,7 +319,7 @@ class ControlPlane:
     def create_key(self, name: str, scopes: str) -> str:
         out = subprocess.run([str(PORTCULLIS), "keys", "create", "--config", "portcullis.yaml", "--name", name,
                               "--scopes", scopes], cwd=self.dir, capture_output=True, text=True, timeout=60,
-                             env={**os.environ, "RUST_LOG": "warn"})
+                             env=child_env({"RUST_LOG": "warn"}))
         key = out.stdout.strip()
         if out.returncode != 0 or not key.startswith("pc_ak_"):
             raise RuntimeError(f"portcullis keys create ({self.name}): {out.stderr.strip()[:300]}")
@@ -302,6 +348,24 @@ class ControlPlane:
             raise RuntimeError(f"client_credentials token: {status} {raw[:300]!r}")
         return json.loads(raw)["access_token"]
 
+    def session(self, email: str) -> str:
+        """Registers an identity with a password through the native-app (API) registration flow
+        and returns its session token (`pc_st_…`), as a mobile app would get it."""
+        status, _, raw = http("GET", f"http://127.0.0.1:{self.public}/self-service/registration/api")
+        if status != 200:
+            raise RuntimeError(f"registration flow: {status} {raw[:300]!r}")
+        action = json.loads(raw)["ui"]["action"]
+        body = json.dumps({"method": "password", "traits": {"email": email},
+                           "password": "bench-violet-tractor-umbrella"}).encode()
+        status, _, raw = http("POST", action, body, {"Content-Type": "application/json",
+                                                    "Accept": "application/json"}, timeout=30)
+        if status != 200:
+            raise RuntimeError(f"registration: {status} {raw[:300]!r}")
+        token = json.loads(raw).get("session_token")
+        if not token:
+            raise RuntimeError(f"registration answered no session_token: {raw[:300]!r}")
+        return token
+
 
 def basic(client: tuple[str, str]) -> str:
     user = urllib.parse.quote(client[0], safe="")
@@ -328,10 +392,11 @@ def hcm(name: str, filters: list[dict]) -> dict:
     }
 
 
-def wasm_filter(vm_id: str, cluster: str, cp: ControlPlane) -> dict:
+def wasm_filter(vm_id: str, cluster: str, cp: ControlPlane, public_cluster: str | None = None) -> dict:
     conf = {"control_plane": {"cluster": cluster, "authority": f"127.0.0.1:{cp.admin}", "token": FILTER_TOKEN,
                               "poll_wait_seconds": 20},
-            "upstreams": {}, "call_timeout_ms": 2000}
+            "upstreams": {f"127.0.0.1:{cp.public}": public_cluster} if public_cluster else {},
+            "call_timeout_ms": 2000}
     return {"name": "envoy.filters.http.wasm", "typed_config": {
         "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
         "config": {"name": vm_id, "root_id": "portcullis",
@@ -384,11 +449,11 @@ class Envoy:
         self.admin = free_port()
         filters = {
             "baseline": [],
-            "portcullis": [wasm_filter("portcullis", "portcullis_admin", cp)],
+            "portcullis": [wasm_filter("portcullis", "portcullis_admin", cp, "portcullis_public")],
             "jwt_authn": [jwt_authn_filter(jwks_file)],
             "ext_authz": [ext_authz_filter(cp)],
         }
-        clusters = [cluster("portcullis_admin", cp.admin)]
+        clusters = [cluster("portcullis_admin", cp.admin), cluster("portcullis_public", cp.public)]
         if cp10k:
             filters["portcullis_10k"] = [wasm_filter("portcullis_10k", "portcullis_admin_10k", cp10k)]
             clusters.append(cluster("portcullis_admin_10k", cp10k.admin))
@@ -412,6 +477,60 @@ class Envoy:
     def wait_ready(self) -> None:
         wait_for("Envoy", lambda: http("GET", f"http://127.0.0.1:{self.admin}/ready")[0] == 200, 60,
                  self.dir / "envoy.log")
+
+
+def rss_kib(pid: int) -> int:
+    m = re.search(r"^VmRSS:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text(), re.M)
+    return int(m.group(1)) if m else 0
+
+
+def filter_memory(work: Path, cp: ControlPlane) -> dict:
+    """The filter's memory per Envoy worker: Envoys with 1 and 4 workers, without and with the
+    filter, each after serving the same few hundred requests (see the note in main)."""
+    samples = []
+    for workers in (1, 4):
+        for with_filter in (False, True):
+            d = work / f"envoy-mem-{workers}-{int(with_filter)}"
+            d.mkdir(parents=True, exist_ok=True)
+            port, admin = free_port(), free_port()
+            filters = [wasm_filter("portcullis", "portcullis_admin", cp)] if with_filter else []
+            config = {
+                "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin}}},
+                "static_resources": {
+                    "listeners": [{"name": "mem", "address": {"socket_address": {
+                        "address": "127.0.0.1", "port_value": port}},
+                        "filter_chains": [{"filters": [hcm("mem", filters)]}]}],
+                    "clusters": [cluster("portcullis_admin", cp.admin)],
+                },
+            }
+            (d / "envoy.json").write_text(json.dumps(config))
+            p = start([str(ENVOY), "-c", "envoy.json", "--concurrency", str(workers), "--disable-hot-restart",
+                       "-l", "warning"], d, "envoy.log")
+            try:
+                url = f"http://127.0.0.1:{port}/public/x"
+                wait_for("Envoy (memory)", lambda: http("GET", url)[0] == 200, 60, d / "envoy.log")
+                # Fresh connections, so the kernel spreads them over the workers.
+                for _ in range(300):
+                    http("GET", url)
+                time.sleep(1.0)
+                status, _, raw = http("GET", f"http://127.0.0.1:{admin}/memory")
+                mem = json.loads(raw) if status == 200 else {}
+                samples.append({"workers": workers, "filter": with_filter, "rss_kib": rss_kib(p.pid),
+                                "tcmalloc_allocated": int(mem.get("allocated", 0)),
+                                "tcmalloc_heap_size": int(mem.get("heap_size", 0))})
+            finally:
+                stop(p)
+
+    def delta(workers: int, key: str) -> int:
+        by = {(x["workers"], x["filter"]): x[key] for x in samples}
+        return by[(workers, True)] - by[(workers, False)]
+
+    per_worker = (delta(4, "rss_kib") - delta(1, "rss_kib")) // 3
+    return {"samples": samples,
+            "rss_kib_per_worker": per_worker,
+            "rss_kib_fixed": delta(1, "rss_kib") - per_worker,
+            "tcmalloc_allocated_bytes_per_worker":
+                (delta(4, "tcmalloc_allocated") - delta(1, "tcmalloc_allocated")) // 3}
 
 
 # --- load -------------------------------------------------------------------------------------
@@ -573,7 +692,8 @@ def versions() -> dict:
 
 def criterion(quick: bool) -> tuple[list[dict], str]:
     args = ["cargo", "bench", "-q", "-p", "portcullis-bench", "--bench", "select", "--"]
-    args += ["--warm-up-time", "0.5", "--measurement-time", "1" if quick else "3", "--noplot"]
+    args += (["--warm-up-time", "0.2", "--measurement-time", "0.5", "--sample-size", "10", "--noplot"] if quick
+             else ["--warm-up-time", "0.5", "--measurement-time", "3", "--noplot"])
     log("criterion: " + " ".join(args))
     out = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=900)
     if out.returncode != 0:
@@ -597,8 +717,23 @@ def fmt(v, digits=2, suffix=""):
     return f"{v:.{digits}f}{suffix}"
 
 
+SCENARIO_FIELDS = ("name", "rps", "p50_ms", "p99_ms", "overhead_p50_ms", "envoy_cpu_s_per_10k",
+                   "control_plane_cpu_s_per_10k")
+
+
+def json_results(results: dict) -> dict:
+    """results.json: each scenario has exactly the issue's fields (None where a field does not
+    apply: overhead and Envoy CPU of the control-plane rows); the rest of what a run knows about
+    a scenario (group, description, per-round figures, error counts) is under scenario_details."""
+    out = {k: v for k, v in results.items() if k != "scenarios"}
+    out["scenarios"] = [{k: s[k] for k in SCENARIO_FIELDS} for s in results["scenarios"]]
+    out["scenario_details"] = {s["name"]: {k: v for k, v in s.items() if k not in SCENARIO_FIELDS}
+                               for s in results["scenarios"]}
+    return out
+
+
 def report(results: dict, out_dir: Path) -> None:
-    (out_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    (out_dir / "results.json").write_text(json.dumps(json_results(results), indent=2) + "\n")
     rows = {s["name"]: s for s in results["scenarios"]}
     base = rows.get("baseline")
     m, v, cfg = results["machine"], results["versions"], results["config"]
@@ -656,6 +791,17 @@ def report(results: dict, out_dir: Path) -> None:
           "tokens yet); the client has a generated secret (stored as SHA-256; an operator-chosen "
           "secret is argon2id, answered from a one-entry cache when repeated). overhead/ratio do not "
           "apply.")
+    mem = results.get("filter_memory")
+    if mem:
+        lines.extend(["## Filter memory per Envoy worker", "",
+                      "| Envoy workers | filter | VmRSS KiB | tcmalloc allocated bytes |", "|---:|---|---:|---:|"])
+        for x in mem["samples"]:
+            lines.append(f"| {x['workers']} | {'yes' if x['filter'] else 'no'} | {x['rss_kib']:,} | "
+                         f"{x['tcmalloc_allocated']:,} |")
+        lines.extend(["", f"Per worker ((Δ with 4 workers − Δ with 1) ÷ 3): **{mem['rss_kib_per_worker']:,} KiB** "
+                      f"resident ({mem['tcmalloc_allocated_bytes_per_worker']:,} bytes of it through tcmalloc); "
+                      f"the fixed part (main-thread VM, code): {mem['rss_kib_fixed']:,} KiB. "
+                      f"The `.wasm` is {cfg['wasm_bytes']:,} bytes.", ""])
     lines.extend(["## Targets (from issue 6) and where this run stands", ""])
     lines.append("| target | measured | met? |")
     lines.append("|---|---|---|")
@@ -741,12 +887,12 @@ def targets(rows: dict) -> list[dict]:
         add("rules-10k within 10% of the single-rule JWT scenario",
             f"p50 {d:+.1%}, requests/s {drps:+.1%}", abs(d) <= 0.10 and drps >= -0.10)
     for db in ("sqlite", "postgres"):
-        t = rows.get(f"cp-client-credentials-{db}")
+        t = rows.get(f"control-plane-client_credentials-{db}")
         if t:
             add(f"client_credentials ≥ 10× Hydra's 513 rps ({db})",
                 f"{t['rps']:,.0f} rps = {t['rps'] / HYDRA_CLIENT_CREDENTIALS_RPS:.1f}×",
                 t["rps"] >= 10 * HYDRA_CLIENT_CREDENTIALS_RPS)
-        i = rows.get(f"cp-introspect-{db}")
+        i = rows.get(f"control-plane-introspect-{db}")
         if i:
             add(f"introspection ≥ 4× Hydra's 5,109 rps ({db})",
                 f"{i['rps']:,.0f} rps = {i['rps'] / HYDRA_INTROSPECT_RPS:.1f}×",
@@ -759,8 +905,8 @@ def targets(rows: dict) -> list[dict]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="smoke check: 3 s runs, one round (< 2 minutes)")
-    ap.add_argument("--seconds", type=float, help="seconds per wrk run (default 3 quick, 10 full)")
+    ap.add_argument("--quick", action="store_true", help="smoke check: 2 s runs, one round (< 2 minutes)")
+    ap.add_argument("--seconds", type=int, help="whole seconds per wrk run (default 2 quick, 10 full)")
     ap.add_argument("--rounds", type=int, help="interleaved rounds (default 1 quick, 3 full)")
     ap.add_argument("--no-postgres", action="store_true", help="skip the PostgreSQL control-plane rows")
     ap.add_argument("--no-criterion", action="store_true", help="skip cargo bench")
@@ -768,7 +914,9 @@ def main() -> int:
     ap.add_argument("--out", default=str(BENCH), help="where results.{md,json} and latency.png go")
     args = ap.parse_args()
 
-    seconds = args.seconds or (3 if args.quick else 10)
+    # wrk takes whole seconds. Quick: 20 scenarios × (1 s warm-up + 2 s) keeps `just bench --quick`
+    # under 2 minutes with setup, the memory probe and criterion.
+    seconds = args.seconds or (2 if args.quick else 10)
     rounds = args.rounds or (1 if args.quick else 3)
     warmup = 1 if args.quick else 2
     pool_size, verify_pool_size, n_rules = 10_000, 40_000, 10_000
@@ -806,7 +954,7 @@ def main() -> int:
         "filter calling `/admin/oauth2/introspect` through Envoy, with the rule's cache "
         "`{enabled: true, ttl: 5m}` (warm) or disabled (cold: one call-out per request). The admin "
         "API runs as deployed (no `--dev`): each introspection call carries a `tokens:read` API key "
-        "(`introspection_request_headers`, also on the cp-introspect rows), verified from a 5 s cache.",
+        "(`introspection_request_headers`, also on the control-plane-introspect rows), verified from a 5 s cache.",
         "rules-10k: a second control plane serving 10,000 JWT rules in the shapes of "
         "bench/src/lib.rs (plus one anonymous readiness rule), loaded by a second filter instance "
         "(its own VM) on its own listener; the request matches the last JWT rule.",
@@ -814,11 +962,21 @@ def main() -> int:
         "same header mutator, to split portcullis-jwt's overhead into the filter's fixed cost (wasm "
         "call, rule selection, mutation) and the JWT work.",
         "Ports are free loopback ports picked per run, so the URLs below differ from run to run.",
-        "portcullis-session (issue scenario 7) is not run: the control plane has no session login "
-        "a benchmark can drive without a browser flow yet; left out rather than faked.",
-        "The control-plane rows' `/sessions/whoami` (scenario 9) is left out for the same reason.",
-        "Filter memory per Envoy worker is not measured (Envoy's admin /memory is process-wide and "
-        "mixes both filter VMs); the .wasm size is given above.",
+        "portcullis-session: an identity registered through the native-app flow "
+        "(`GET /self-service/registration/api`, password method) gives a session token, sent as the "
+        f"`{SESSION_COOKIE}` cookie; the rule's cookie_session asks the control plane's "
+        "`/sessions/whoami` (through Envoy, answer cached in the filter for 5 m) and its id_token "
+        "mutator signs an ES256 token for the upstream with the control plane's key (Envoy's `sign` "
+        "foreign function, the minted token reused by the worker while valid). "
+        "control-plane-whoami-*: the same session token as `X-Session-Token` straight at the binary.",
+        "Filter memory: separate Envoys with 1 and 4 workers, each without and with the filter "
+        "(the bench rules loaded, 300 anonymous requests served on fresh connections), resident set "
+        "(VmRSS) and Envoy's admin `/memory` read a second later; Δ = with − without. Envoy runs one "
+        "VM on the main thread plus one per worker, so per worker = (Δ(4) − Δ(1)) ÷ 3 and the rest "
+        "of Δ(1) is the fixed part (V8, the compiled module, the main-thread VM). V8's wasm memory "
+        "is mmapped outside tcmalloc, so `/memory` misses most of it and RSS is the figure to read. "
+        "The per-worker caches start empty and grow up to their bounds under load (16,384 verified "
+        "tokens per worker; introspection and session answers live in Envoy shared data).",
     ]
     commands = ["./just bench" + (" --quick" if args.quick else ""),
                 f".venv/bin/python bench/run.py{' --quick' if args.quick else ''}",
@@ -840,7 +998,7 @@ def main() -> int:
         verify_file.write_text("\n".join(minter.mint(f"verify-{i}", exp) for i in range(verify_pool_size)) + "\n")
         log(f"minted {pool_size + verify_pool_size + 1:,} ES256 tokens in {time.time() - t0:.1f} s")
 
-        cp = ControlPlane("cp", work, None, lambda admin, key: main_rules(jwks_url, admin, key))
+        cp = ControlPlane("cp", work, None, lambda c: main_rules(jwks_url, c))
         rules10k, path10k = many_rules(n_rules, jwks_url)
         want10k = only is None or "rules-10k" in only
         cp10k = ControlPlane("cp-10k", work, None, rules10k) if want10k else None
@@ -861,6 +1019,8 @@ def main() -> int:
             log(f"10,000 rules answering after {time.time() - t0:.1f} s")
         client = cp.client()
         opaque = cp.token(client)
+        session_token = cp.session("bench-user@example.com")
+        session_cookie = f"Cookie: {SESSION_COOKIE}={session_token}"
 
         pool_lua, post_lua = str(LUA / "pool.lua"), str(LUA / "post.lua")
         scen = [
@@ -891,20 +1051,28 @@ def main() -> int:
                      f"Authorization: Bearer {opaque}", cps=[cp]),
             Scenario("ext_authz-decisions", "envoy", envoy.url("ext_authz", "/jwt/x"),
                      "Envoy ext_authz HTTP → control plane /decisions, repeated JWT", bearer, cps=[cp]),
+            Scenario("portcullis-session", "envoy", envoy.url("portcullis", "/session/x"),
+                     "filter, cookie_session → control plane /sessions/whoami cached in the filter (ttl 5m), "
+                     "id_token mutator (ES256, Envoy's sign; minted token cached)", session_cookie, cps=[cp]),
         ]
         if cp10k:
             scen.append(Scenario("rules-10k", "envoy", envoy.url("portcullis_10k", path10k),
                                  f"filter, {n_rules:,} JWT rules, request matches the last, repeated token",
                                  bearer, cps=[cp10k]))
         scen += [
-            Scenario("cp-client-credentials-sqlite", "control-plane", f"http://127.0.0.1:{cp.public}/oauth2/token",
+            Scenario("control-plane-client_credentials-sqlite", "control-plane",
+                     f"http://127.0.0.1:{cp.public}/oauth2/token",
                      "POST /oauth2/token client_credentials (Basic), SQLite",
                      script=[post_lua, "grant_type=client_credentials&scope=read", basic(client)], cps=[cp]),
-            Scenario("cp-introspect-sqlite", "control-plane",
+            Scenario("control-plane-introspect-sqlite", "control-plane",
                      f"http://127.0.0.1:{cp.admin}/admin/oauth2/introspect",
                      "POST /admin/oauth2/introspect of an active opaque token, SQLite",
                      script=[post_lua, "token=" + urllib.parse.quote(opaque, safe=""),
                              f"Bearer {cp.introspection_key}"], cps=[cp]),
+            Scenario("control-plane-whoami-sqlite", "control-plane",
+                     f"http://127.0.0.1:{cp.public}/sessions/whoami",
+                     "GET /sessions/whoami with X-Session-Token, SQLite",
+                     f"X-Session-Token: {session_token}", cps=[cp]),
         ]
         if not args.no_postgres and (only is None or any("postgres" in o for o in only)):
             out = subprocess.run([str(ROOT / "tools" / "postgres.sh"), "start"], env=pg_env,
@@ -912,21 +1080,26 @@ def main() -> int:
             if out.returncode == 0:
                 pg_started = True
                 cppg = ControlPlane("cp-postgres", work, out.stdout.strip(),
-                                    lambda admin, key: main_rules(jwks_url, admin, key))
+                                    lambda c: main_rules(jwks_url, c))
                 cppg.wait_ready()
                 pg_client = cppg.client()
                 pg_token = cppg.token(pg_client)
+                pg_session = cppg.session("bench-user@example.com")
                 scen += [
-                    Scenario("cp-client-credentials-postgres", "control-plane",
+                    Scenario("control-plane-client_credentials-postgres", "control-plane",
                              f"http://127.0.0.1:{cppg.public}/oauth2/token",
                              "POST /oauth2/token client_credentials (Basic), PostgreSQL (local, fsync=off)",
                              script=[post_lua, "grant_type=client_credentials&scope=read", basic(pg_client)],
                              cps=[cppg]),
-                    Scenario("cp-introspect-postgres", "control-plane",
+                    Scenario("control-plane-introspect-postgres", "control-plane",
                              f"http://127.0.0.1:{cppg.admin}/admin/oauth2/introspect",
                              "POST /admin/oauth2/introspect, PostgreSQL (local, fsync=off)",
                              script=[post_lua, "token=" + urllib.parse.quote(pg_token, safe=""),
                                      f"Bearer {cppg.introspection_key}"], cps=[cppg]),
+                    Scenario("control-plane-whoami-postgres", "control-plane",
+                             f"http://127.0.0.1:{cppg.public}/sessions/whoami",
+                             "GET /sessions/whoami with X-Session-Token, PostgreSQL (local, fsync=off)",
+                             f"X-Session-Token: {pg_session}", cps=[cppg]),
                 ]
             else:
                 notes.append(f"PostgreSQL rows skipped: tools/postgres.sh start failed: {out.stderr.strip()[:200]}")
@@ -948,6 +1121,13 @@ def main() -> int:
                 log(f"round {rnd + 1}/{rounds} {s.name:34} {r['rps']:>9,.0f} rps  p50 {r['p50_ms']:.3f} ms  "
                     f"p99 {r['p99_ms']:.3f} ms" + (f"  NON-2xx {r['non_2xx']}" if r["non_2xx"] else ""))
         commands += [s.display_cmd(seconds) for s in scen]
+        memory = None
+        try:
+            memory = filter_memory(work, cp)
+            log(f"filter memory: {memory['rss_kib_per_worker']:,} KiB RSS per worker, "
+                f"{memory['rss_kib_fixed']:,} KiB fixed")
+        except (RuntimeError, ValueError, KeyError, OSError) as e:
+            notes.append(f"filter memory not measured: {str(e)[:300]}")
         summaries = []
         base_p50 = None
         for s in scen:
@@ -979,6 +1159,7 @@ def main() -> int:
                        "pool_size": pool_size, "verify_pool_size": verify_pool_size, "rules": n_rules,
                        "duration_s": None},
             "scenarios": summaries,
+            "filter_memory": memory,
             "criterion": crit, "criterion_command": crit_cmd,
             "notes": notes, "commands": commands,
         }

@@ -27,19 +27,28 @@ impl Lookup {
         Self { key: format!("{PREFIX}{slot}"), digest }
     }
 
-    /// The cached status and body, if this exact key has a live entry.
-    pub fn get(&self, host: &impl Host) -> Option<(u16, Vec<u8>)> {
+    /// SHA-256 of the pipeline's cache key.
+    pub fn digest(&self) -> &[u8; 32] {
+        &self.digest
+    }
+
+    /// The cached entry (expiry, status, body), if this exact key has a live one at `now_ms`.
+    pub fn get(&self, host: &impl Host, now_ms: u64) -> Option<Answer> {
         let (value, _) = host.shared_get(&self.key)?;
         let (digest, rest) = value.split_first_chunk::<32>()?;
         let (expiry, rest) = rest.split_first_chunk::<8>()?;
         let (status, body) = rest.split_first_chunk::<2>()?;
-        (digest == &self.digest && u64::from_le_bytes(*expiry) > host.now_ms())
-            .then(|| (u16::from_le_bytes(*status), body.to_vec()))
+        let until_ms = u64::from_le_bytes(*expiry);
+        (digest == &self.digest && until_ms > now_ms).then(|| Answer {
+            until_ms,
+            status: u16::from_le_bytes(*status),
+            body: body.to_vec(),
+        })
     }
 
     /// Stores a response until `expires_ms`.
-    pub fn put(&self, host: &impl Host, expires_ms: u64, status: u16, body: &[u8]) {
-        if expires_ms <= host.now_ms() {
+    pub fn put(&self, host: &impl Host, now_ms: u64, expires_ms: u64, status: u16, body: &[u8]) {
+        if expires_ms <= now_ms {
             return;
         }
         let mut value = Vec::with_capacity(42 + body.len());
@@ -52,11 +61,52 @@ impl Lookup {
     }
 }
 
+/// A cached call-out answer and until when it may be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub until_ms: u64,
+    pub status: u16,
+    pub body: Vec<u8>,
+}
+
 /// Per-worker caches, shared by the worker's streams (no lock, no copy through shared data).
 #[derive(Debug, Default)]
 pub struct WorkerCaches {
     pub verified: VerifiedTokens,
     pub minted: MintedTokens,
+    pub answers: WorkerAnswers,
+}
+
+/// A worker's copy of call-out answers it has read from (or written to) shared data, by the
+/// same digest and until the same expiry. An entry in shared data never changes before it
+/// expires (a colliding key only replaces it), so a copy is as good as the original and a hit
+/// saves the shared-data read, a host call that copies the whole entry under Envoy's lock.
+/// Revocations are checked before any cache, so they still apply at once. Bounded.
+#[derive(Debug, Default)]
+pub struct WorkerAnswers {
+    entries: HashMap<[u8; 32], Answer>,
+}
+
+/// Answers are bodies of up to a few KB (a whoami session), so fewer than verified tokens.
+const ANSWERS_CAPACITY: usize = 1_024;
+
+impl WorkerAnswers {
+    pub fn get(&self, digest: &[u8; 32], now_ms: u64) -> Option<&Answer> {
+        self.entries.get(digest).filter(|a| a.until_ms > now_ms)
+    }
+
+    pub fn insert(&mut self, digest: [u8; 32], answer: Answer, now_ms: u64) {
+        if answer.until_ms <= now_ms {
+            return;
+        }
+        if self.entries.len() >= ANSWERS_CAPACITY {
+            self.entries.retain(|_, a| a.until_ms > now_ms);
+            if self.entries.len() >= ANSWERS_CAPACITY {
+                self.entries.clear();
+            }
+        }
+        self.entries.insert(digest, answer);
+    }
 }
 
 /// `id_token`s this worker signed, by SHA-256 of the pipeline's cache key (key, subject,
@@ -122,18 +172,18 @@ mod tests {
         let host = MockHost::default();
         host.set_now(1_000);
         let a = Lookup::new(16, "introspect\nhttp://cp/i\ntoken-a");
-        a.put(&host, 5_000, 200, b"{\"active\":true}");
-        assert_eq!(a.get(&host), Some((200, b"{\"active\":true}".to_vec())));
+        a.put(&host, 1_000, 5_000, 200, b"{\"active\":true}");
+        let hit = Answer { until_ms: 5_000, status: 200, body: b"{\"active\":true}".to_vec() };
+        assert_eq!(a.get(&host, 1_000), Some(hit));
         let other = Lookup::new(16, "introspect\nhttp://cp/i\ntoken-b");
-        assert_eq!(other.get(&host), None);
-        host.set_now(5_000);
-        assert_eq!(a.get(&host), None);
+        assert_eq!(other.get(&host, 1_000), None);
+        assert_eq!(a.get(&host, 5_000), None);
     }
 
     #[test]
     fn the_token_itself_is_never_stored() {
         let host = MockHost::default();
-        Lookup::new(4, "introspect\nhttp://cp/i\nsecret-token").put(&host, u64::MAX, 200, b"{}");
+        Lookup::new(4, "introspect\nhttp://cp/i\nsecret-token").put(&host, 0, u64::MAX, 200, b"{}");
         assert!(host.shared_values().iter().all(|v| !v.windows(12).any(|w| w == b"secret-token")));
     }
 
@@ -151,10 +201,26 @@ mod tests {
     }
 
     #[test]
+    fn worker_answers_expire_with_the_shared_entry_and_stay_bounded() {
+        let mut w = WorkerAnswers::default();
+        let d = VerifiedTokens::digest("k");
+        w.insert(d, Answer { until_ms: 1_000, status: 200, body: b"{}".to_vec() }, 0);
+        assert_eq!(w.get(&d, 999).map(|a| a.status), Some(200));
+        assert!(w.get(&d, 1_000).is_none(), "not a millisecond past the shared entry's expiry");
+        w.insert(VerifiedTokens::digest("dead"), Answer { until_ms: 5, status: 200, body: vec![] }, 10);
+        assert!(w.get(&VerifiedTokens::digest("dead"), 0).is_none(), "an expired answer is not kept");
+        for i in 0..(ANSWERS_CAPACITY + 10) {
+            let a = Answer { until_ms: u64::MAX, status: 200, body: vec![] };
+            w.insert(VerifiedTokens::digest(&i.to_string()), a, 0);
+        }
+        assert!(w.entries.len() <= ANSWERS_CAPACITY);
+    }
+
+    #[test]
     fn slots_bound_memory() {
         let host = MockHost::default();
         for i in 0..200 {
-            Lookup::new(8, &format!("t{i}")).put(&host, u64::MAX, 200, b"{}");
+            Lookup::new(8, &format!("t{i}")).put(&host, 0, u64::MAX, 200, b"{}");
         }
         assert!(host.shared_values().len() <= 8);
     }

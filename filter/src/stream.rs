@@ -12,7 +12,7 @@ use portcullis_shared::snapshot::CompiledSnapshot;
 
 use std::cell::RefCell;
 
-use crate::cache::{Lookup, VerifiedTokens, WorkerCaches};
+use crate::cache::{Answer, Lookup, VerifiedTokens, WorkerCaches};
 use crate::config::Config;
 use crate::host::{CallResponse, Host, Level};
 
@@ -82,7 +82,8 @@ impl Stream {
                 ":scheme" => pseudo.1 = value,
                 ":authority" => pseudo.2 = value,
                 ":path" => pseudo.3 = value,
-                _ if snapshot.rules.guarded_headers().contains(&name) => {
+                // Sorted and deduplicated when the rules are compiled.
+                _ if snapshot.rules.guarded_headers().binary_search(&name).is_ok() => {
                     // A client-sent X-User (or any header a mutator owns) never reaches upstream.
                     host.set_request_header(&name, None);
                 }
@@ -91,8 +92,10 @@ impl Stream {
         }
         let (method, scheme, authority, target) = pseudo;
         let request = self.request.insert(RequestParts { method, scheme, host: authority, target, headers });
-        let (evaluation, step) = pipeline::begin(&snapshot.rules, &request.view(), now_ms(host));
-        self.drive(host, evaluation, step)
+        // One clock read per callback: the host call costs more than the drift within one.
+        let now = now_ms(host);
+        let (evaluation, step) = pipeline::begin(&snapshot.rules, &request.view(), now);
+        self.drive(host, evaluation, step, now)
     }
 
     pub fn on_call_response(&mut self, host: &impl Host, token: u32, response: CallResponse) -> Action {
@@ -116,11 +119,14 @@ impl Stream {
         let cached = outcome.as_ref().ok().map(|r| (r.status, r.body.clone()));
         let mut evaluation = pending.evaluation;
         let Some(request) = &self.request else { return Action::Pause };
-        let resumed = evaluation.resume(&request.view(), outcome, now_ms(host));
+        let now = now_ms(host);
+        let resumed = evaluation.resume(&request.view(), outcome, now);
         if let (Some(lookup), Some(until), Some((status, body))) = (&pending.cache, resumed.cache_until_ms, cached) {
-            lookup.put(host, u64::try_from(until).unwrap_or(0), status, &body);
+            let (now, until_ms) = (u64::try_from(now).unwrap_or(0), u64::try_from(until).unwrap_or(0));
+            lookup.put(host, now, until_ms, status, &body);
+            self.caches.borrow_mut().answers.insert(*lookup.digest(), Answer { until_ms, status, body }, now);
         }
-        let action = self.drive(host, Some(evaluation), resumed.step);
+        let action = self.drive(host, Some(evaluation), resumed.step, now);
         if action == Action::Continue {
             host.resume_request();
         }
@@ -128,7 +134,8 @@ impl Stream {
     }
 
     /// Runs the pipeline until it needs the network or has decided.
-    fn drive(&mut self, host: &impl Host, mut evaluation: Option<Evaluation>, mut step: Step) -> Action {
+    /// `now`: the callback's clock reading, in milliseconds.
+    fn drive(&mut self, host: &impl Host, mut evaluation: Option<Evaluation>, mut step: Step, now: i64) -> Action {
         loop {
             match step {
                 Step::Done(Verdict::Allow { headers, response_headers, .. }) => {
@@ -163,11 +170,11 @@ impl Stream {
                         let denial = Denial::new(DenialKind::Internal, "Lost track of the evaluation");
                         return reply(host, &denial.to_response());
                     };
-                    let token = self.mint(host, &request);
+                    let token = self.mint(host, &request, now);
                     if let Err(e) = &token {
                         host.log(Level::Error, &format!("rule {}: cannot sign an id_token: {e}", current.rule_id()));
                     }
-                    step = current.resume_minted(&parts.view(), token, now_ms(host));
+                    step = current.resume_minted(&parts.view(), token, now);
                 }
                 Step::Verify(check) => {
                     let Some(request) = &self.request else { return Action::Pause };
@@ -175,7 +182,7 @@ impl Stream {
                         let denial = Denial::new(DenialKind::Internal, "Lost track of the evaluation");
                         return reply(host, &denial.to_response());
                     };
-                    let verified = match self.verify(host, &check) {
+                    let verified = match self.verify(host, &check, now) {
                         Ok(v) => v,
                         Err(e) => {
                             host.log(
@@ -188,7 +195,7 @@ impl Stream {
                             return reply(host, &denial.to_response());
                         }
                     };
-                    step = current.resume_verified(&request.view(), verified, now_ms(host));
+                    step = current.resume_verified(&request.view(), verified, now);
                 }
                 Step::Call(call) => {
                     let Some(mut current) = evaluation.take() else {
@@ -198,9 +205,9 @@ impl Stream {
                     let Some(request) = &self.request else { return Action::Pause };
                     let cache =
                         call.cache_key.as_deref().map(|key| Lookup::new(self.config.introspection_cache_slots, key));
-                    if let Some((status, body)) = cache.as_ref().and_then(|c| c.get(host)) {
-                        let cached = HttpResponse { status, headers: Vec::new(), body };
-                        step = current.resume(&request.view(), Ok(cached), now_ms(host)).step;
+                    if let Some(answer) = cache.as_ref().and_then(|c| self.cached_answer(host, c, now)) {
+                        let cached = HttpResponse { status: answer.status, headers: Vec::new(), body: answer.body };
+                        step = current.resume(&request.view(), Ok(cached), now).step;
                         evaluation = Some(current);
                         continue;
                     }
@@ -228,11 +235,22 @@ impl Stream {
         }
     }
 
+    /// A live cached call-out answer: this worker's copy, else shared data's (then copied).
+    fn cached_answer(&self, host: &impl Host, lookup: &Lookup, now: i64) -> Option<Answer> {
+        let now = u64::try_from(now).unwrap_or(0);
+        if let Some(answer) = self.caches.borrow().answers.get(lookup.digest(), now) {
+            return Some(answer.clone());
+        }
+        let answer = lookup.get(host, now)?;
+        self.caches.borrow_mut().answers.insert(*lookup.digest(), answer.clone(), now);
+        Some(answer)
+    }
+
     /// Signs an id_token with the snapshot's key, or reuses one this worker signed for the same
     /// key, subject and claims.
-    fn mint(&self, host: &impl Host, request: &MintRequest) -> Result<String, String> {
+    fn mint(&self, host: &impl Host, request: &MintRequest, now: i64) -> Result<String, String> {
         let digest = VerifiedTokens::digest(&request.cache_key);
-        let now = host.now_ms();
+        let now = u64::try_from(now).unwrap_or(0);
         if let Some(token) = self.caches.borrow().minted.get(&digest, now) {
             return Ok(token.to_owned());
         }
@@ -248,9 +266,9 @@ impl Stream {
     }
 
     /// Checks a token's signature, or finds it already checked by this worker.
-    fn verify(&self, host: &impl Host, check: &SignatureCheck) -> Result<bool, String> {
+    fn verify(&self, host: &impl Host, check: &SignatureCheck, now: i64) -> Result<bool, String> {
         let digest = VerifiedTokens::digest(&check.cache_key);
-        let now = host.now_ms();
+        let now = u64::try_from(now).unwrap_or(0);
         if self.caches.borrow().verified.contains(&digest, now) {
             return Ok(true);
         }
@@ -351,6 +369,31 @@ mod tests {
         assert_eq!(again.on_request_headers(&host), Action::Continue);
         assert_eq!(host.calls().len(), 1);
         assert_eq!(host.request_header("x-user").as_deref(), Some("my-client"));
+    }
+
+    #[test]
+    fn a_workers_copy_of_a_cached_answer_serves_until_the_cache_ttl_and_not_after() {
+        let host = MockHost::default();
+        let (config, snap, caches) = (Rc::new(test_config()), snapshot(), Rc::<RefCell<WorkerCaches>>::default());
+        let worker = || Stream::new(Rc::clone(&config), Some(Rc::clone(&snap)), Rc::clone(&caches));
+        let mut first = worker();
+        request(&host, "/ratings/1", &[("authorization", "Bearer tok-w")]);
+        assert_eq!(first.on_request_headers(&host), Action::Pause);
+        let call = host.calls().pop().unwrap();
+        host.answer(Some(200), &[], &active_body());
+        assert_eq!(first.on_call_response(&host, call.token, host.call_response(1, 0)), Action::Continue);
+
+        request(&host, "/ratings/2", &[("authorization", "Bearer tok-w")]);
+        host.set_now(NOW_MS + 29_999);
+        assert_eq!(worker().on_request_headers(&host), Action::Continue, "answered from the worker's copy");
+        assert_eq!(host.calls().len(), 1);
+        assert_eq!(host.request_header("x-user").as_deref(), Some("my-client"));
+
+        // The rule's cache ttl is 30 s: then the control plane is asked again.
+        request(&host, "/ratings/3", &[("authorization", "Bearer tok-w")]);
+        host.set_now(NOW_MS + 30_000);
+        assert_eq!(worker().on_request_headers(&host), Action::Pause);
+        assert_eq!(host.calls().len(), 2, "an expired answer is not served from either cache");
     }
 
     #[test]
