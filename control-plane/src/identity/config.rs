@@ -54,6 +54,7 @@ pub struct RegistrationPolicy {
 pub struct Flows {
     #[serde(with = "humantime_serde")]
     pub lifespan: Duration,
+    pub login: LoginFlow,
     pub registration: RegistrationFlow,
     /// Settings changes to password and passkeys need a sign-in at most this old.
     #[serde(with = "humantime_serde")]
@@ -66,6 +67,7 @@ impl Default for Flows {
     fn default() -> Self {
         Self {
             lifespan: Duration::from_secs(3600),
+            login: LoginFlow::default(),
             registration: RegistrationFlow::default(),
             privileged_session_max_age: Duration::from_secs(3600),
             recovery: Toggle { enabled: true },
@@ -86,6 +88,49 @@ pub struct RegistrationFlow {
 impl Default for RegistrationFlow {
     fn default() -> Self {
         Self { enabled: true, after: vec![Hook::Session] }
+    }
+}
+
+/// `selfservice.flows.login`, Kratos's shape: `after.hooks` run after every method unless the
+/// method has its own list (`after.password.hooks`, `after.code.hooks`, `after.passkey.hooks`),
+/// which then replaces the default as in Kratos.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoginFlow {
+    pub after: LoginAfter,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoginAfter {
+    pub hooks: Vec<Hook>,
+    pub password: Option<HookList>,
+    pub code: Option<HookList>,
+    pub passkey: Option<HookList>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HookList {
+    pub hooks: Vec<Hook>,
+}
+
+impl LoginAfter {
+    /// The hooks that run after a sign-in with `method`.
+    pub fn for_method(&self, method: &str) -> &[Hook] {
+        let own = match method {
+            "password" => self.password.as_ref(),
+            "code" => self.code.as_ref(),
+            "passkey" => self.passkey.as_ref(),
+            _ => None,
+        };
+        own.map_or(&self.hooks, |l| &l.hooks)
+    }
+
+    fn lists(&self) -> impl Iterator<Item = (String, &[Hook])> {
+        let methods = [("password", &self.password), ("code", &self.code), ("passkey", &self.passkey)];
+        std::iter::once(("hooks".to_owned(), &self.hooks[..]))
+            .chain(methods.into_iter().filter_map(|(m, l)| l.as_ref().map(|l| (format!("{m}.hooks"), &l.hooks[..]))))
     }
 }
 
@@ -110,11 +155,11 @@ pub struct WebHook {
     pub method: String,
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
-    /// `true`: a 4xx answer with Kratos's `{"messages": [...]}` refuses the flow with those
-    /// messages, and `{"identity": {"traits"|"metadata_public"|"metadata_admin": …}}` in a 200
-    /// answer changes the identity before it is stored.
+    /// Kratos's deprecated name for `response.parse`; either one turns parsing on.
     #[serde(default)]
     pub can_interrupt: bool,
+    #[serde(default)]
+    pub response: WebHookResponse,
     #[serde(default = "thirty_seconds", with = "humantime_serde")]
     pub timeout: Duration,
 }
@@ -126,9 +171,26 @@ impl std::fmt::Debug for WebHook {
             .field("url", &self.url)
             .field("method", &self.method)
             .field("headers", &format!("<{} redacted>", self.headers.len()))
-            .field("can_interrupt", &self.can_interrupt)
+            .field("parse", &self.parses())
             .finish()
     }
+}
+
+impl WebHook {
+    /// Whether the flow waits for the answer: a 4xx with Kratos's `{"messages": [...]}` refuses
+    /// the flow with those messages, `{"identity": {"traits"|"metadata_public"|"metadata_admin":
+    /// …}}` in a 200 answer changes the identity, and a hook that fails refuses the flow.
+    pub fn parses(&self) -> bool {
+        self.can_interrupt || self.response.parse
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebHookResponse {
+    pub parse: bool,
+    /// Accepted for Kratos configs: hooks that do not parse are already fire-and-forget.
+    pub ignore: bool,
 }
 
 fn post() -> String {
@@ -327,13 +389,19 @@ impl SelfService {
         if m.code.lifespan < Duration::from_secs(60) {
             return Err(StartupError("config key selfservice.methods.code.lifespan: must be at least 1m".into()));
         }
-        for (i, hook) in self.flows.registration.after.iter().enumerate() {
-            if let Hook::WebHook(w) = hook {
-                if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
+        let registration = self.flows.registration.after.iter().enumerate();
+        for (i, hook) in registration {
+            check_hook(hook, &format!("selfservice.flows.registration.after[{i}]"))?;
+        }
+        for (list, hooks) in self.flows.login.after.lists() {
+            for (i, hook) in hooks.iter().enumerate() {
+                let key = format!("selfservice.flows.login.after.{list}[{i}]");
+                if matches!(hook, Hook::Session) {
                     return Err(StartupError(format!(
-                        "config key selfservice.flows.registration.after[{i}].config.url: must be an http(s) URL"
+                        "config key {key}.hook: `session` is a registration hook; a sign-in always ends in a session"
                     )));
                 }
+                check_hook(hook, &key)?;
             }
         }
         for (i, d) in self.policy.allowed_email_domains.iter().enumerate() {
@@ -345,6 +413,20 @@ impl SelfService {
         }
         Ok(())
     }
+}
+
+fn check_hook(hook: &Hook, key: &str) -> Result<(), StartupError> {
+    let Hook::WebHook(w) = hook else { return Ok(()) };
+    if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
+        return Err(StartupError(format!("config key {key}.config.url: must be an http(s) URL")));
+    }
+    if w.response.ignore && w.parses() {
+        return Err(StartupError(format!(
+            "config key {key}.config.response.ignore: an ignored answer cannot also be parsed (response.parse / \
+             can_interrupt)"
+        )));
+    }
+    Ok(())
 }
 
 impl SessionConfig {
@@ -373,5 +455,35 @@ impl SessionConfig {
             return Err(StartupError("config key session.cookie.name: letters, digits, _ and - only".into()));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_login_after(after: serde_json::Value) -> Result<(), String> {
+        let mut s = SelfService::default();
+        s.flows.login.after = serde_json::from_value(after).map_err(|e| e.to_string())?;
+        s.validate().map_err(|e| e.0)
+    }
+
+    #[test]
+    fn login_hook_mistakes_are_refused_naming_the_key() {
+        let hook = |config: serde_json::Value| serde_json::json!({"hook": "web_hook", "config": config});
+        let e = with_login_after(serde_json::json!({"hooks": [{"hook": "session"}]})).unwrap_err();
+        assert!(e.contains("selfservice.flows.login.after.hooks[0].hook"), "{e}");
+        let ignored = hook(serde_json::json!({"url": "http://h/", "response": {"ignore": true, "parse": true}}));
+        let e = with_login_after(serde_json::json!({"code": {"hooks": [ignored]}})).unwrap_err();
+        assert!(e.contains("selfservice.flows.login.after.code.hooks[0].config.response.ignore"), "{e}");
+        let e =
+            with_login_after(serde_json::json!({"passkey": {"hooks": [hook(serde_json::json!({"url": "ftp://h"}))]}}))
+                .unwrap_err();
+        assert!(e.contains("login.after.passkey.hooks[0].config.url"), "{e}");
+        let e = with_login_after(serde_json::json!({"totp": {"hooks": []}})).unwrap_err();
+        assert!(e.contains("totp"), "unknown methods are refused: {e}");
+        assert!(
+            with_login_after(serde_json::json!({"hooks": [hook(serde_json::json!({"url": "https://h/"}))]})).is_ok()
+        );
     }
 }

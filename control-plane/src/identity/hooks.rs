@@ -1,97 +1,135 @@
-//! `after` registration hooks: `session` (sign the new user in) and `web_hook`, which posts the
-//! identity to a URL. With `can_interrupt`, the hook can refuse the registration with Kratos's
-//! `{"messages": [{"instance_ptr": "#/traits/email", "messages": [...]}]}` or change traits
-//! and metadata through `{"identity": {...}}` in a 200 answer; a hook that cannot be reached
-//! then refuses the registration too (fail closed). Other hooks are fire-and-forget.
+//! `after` hooks of registration and login: `session` (sign the new user in) and `web_hook`,
+//! which posts the flow and the identity to a URL. A parsing hook (`response.parse`, or the
+//! deprecated `can_interrupt`) can refuse the flow with Kratos's `{"messages": [...]}` or change
+//! traits and metadata through `{"identity": {...}}` in a 2xx answer; an answer that cannot be
+//! applied, or a hook that cannot be reached, refuses the flow too and changes nothing (fail
+//! closed). Other hooks are fire-and-forget. This module changes identities only in memory: the
+//! caller stores the result, so a refusal never leaves half an update behind.
 
 use serde_json::{Value, json};
 
 use crate::app::AppState;
 use crate::identity::config::{Hook, WebHook};
-use crate::identity::flow::Flow;
 use crate::identity::flow::ui::UiText;
-use crate::identity::{Identity, View};
+use crate::identity::flow::{Flow, Kind};
+use crate::identity::{Identity, View, sync_addresses};
 
-/// Kratos returns 4000000-range ids for hook messages it passes through; this one is ours.
+/// Kratos returns 4000000-range ids for hook messages it passes through; these are ours.
 const HOOK_FAILED: u32 = 5_000_001;
+const HOOK_INVALID: u32 = 5_000_002;
 
-/// Runs the interrupting web hooks; `Ok(false)` when one refused (messages are on the flow).
-pub async fn before_persist(state: &AppState, flow: &mut Flow, identity: &mut Identity) -> bool {
-    for hook in &state.config.selfservice.flows.registration.after {
+/// Runs the parsing web hooks of `hooks` in order; each one sees the changes of those before
+/// it. `false` when one refused (messages are on the flow and `identity` is as it was).
+pub async fn run_parsing(state: &AppState, hooks: &[Hook], flow: &mut Flow, identity: &mut Identity) -> bool {
+    let mut changed = identity.clone();
+    for hook in hooks {
         let Hook::WebHook(w) = hook else { continue };
-        if !w.can_interrupt {
+        if !w.parses() {
             continue;
         }
-        match call(state, w, flow, identity).await {
-            Ok((status, body)) if (200..300).contains(&status) => {
-                if let Some(i) = body.get("identity") {
-                    apply(state, identity, i);
-                }
-            }
-            Ok((status, body)) if (400..500).contains(&status) => {
-                let mut any = false;
-                for m in body["messages"].as_array().into_iter().flatten() {
-                    let name = m["instance_ptr"].as_str().unwrap_or("").trim_start_matches("#/").replace('/', ".");
-                    for text in m["messages"].as_array().into_iter().flatten() {
-                        let t = UiText::error(
-                            text["id"].as_u64().and_then(|i| u32::try_from(i).ok()).unwrap_or(4_000_001),
-                            text["text"].as_str().unwrap_or("Refused by policy."),
-                        );
-                        if name.is_empty() {
-                            flow.messages.push(t)
-                        } else {
-                            flow.field_error(&name, t)
-                        }
-                        any = true;
-                    }
-                }
-                if !any {
-                    flow.messages.push(UiText::error(HOOK_FAILED, "The registration was refused."));
-                }
-                return false;
-            }
-            Ok((status, _)) => {
-                tracing::warn!(url = %w.url, status, "registration web hook failed");
-                flow.messages
-                    .push(UiText::error(HOOK_FAILED, "Registration is unavailable right now; try again later."));
-                return false;
-            }
+        let (status, body) = match call(state, w, flow, &changed).await {
+            Ok(answer) => answer,
             Err(e) => {
-                tracing::warn!(url = %w.url, error = %e, "registration web hook unreachable");
-                flow.messages
-                    .push(UiText::error(HOOK_FAILED, "Registration is unavailable right now; try again later."));
+                tracing::warn!(url = %w.url, flow = flow.kind.as_str(), error = %e, "web hook unreachable");
+                flow.messages.push(UiText::error(HOOK_FAILED, unavailable(flow.kind)));
+                return false;
+            }
+        };
+        match (status, body) {
+            (200..=299, Some(body)) => {
+                if let Err(e) = apply(state, &mut changed, &body) {
+                    tracing::warn!(url = %w.url, flow = flow.kind.as_str(), error = %e, "web hook answer refused");
+                    flow.messages.push(UiText::error(HOOK_INVALID, invalid(flow.kind)));
+                    return false;
+                }
+            }
+            (200..=299, None) => {
+                tracing::warn!(url = %w.url, status, "web hook answered something that is not JSON");
+                flow.messages.push(UiText::error(HOOK_INVALID, invalid(flow.kind)));
+                return false;
+            }
+            (status, body) => {
+                if !show_messages(flow, body.as_ref()) {
+                    tracing::warn!(url = %w.url, flow = flow.kind.as_str(), status, "web hook failed");
+                    let text = if status < 500 { refused(flow.kind) } else { unavailable(flow.kind) };
+                    flow.messages.push(UiText::error(HOOK_FAILED, text));
+                }
                 return false;
             }
         }
     }
+    *identity = changed;
     true
 }
 
-/// Fires the non-interrupting hooks after the identity is stored.
-pub fn after_persist(state: &AppState, flow: &Flow, identity: &Identity) {
-    for hook in &state.config.selfservice.flows.registration.after {
+/// Fires the hooks of `hooks` that do not parse, once the flow has succeeded.
+pub fn fire_and_forget(state: &AppState, hooks: &[Hook], flow: &Flow, identity: &Identity) {
+    for hook in hooks {
         let Hook::WebHook(w) = hook else { continue };
-        if w.can_interrupt {
+        if w.parses() {
             continue;
         }
         let (state, w, flow, identity) = (state.clone(), w.clone(), flow.clone(), identity.clone());
         tokio::spawn(async move {
             if let Err(e) = call(&state, &w, &flow, &identity).await {
-                tracing::warn!(url = %w.url, error = %e, "registration web hook failed");
+                tracing::warn!(url = %w.url, flow = flow.kind.as_str(), error = %e, "web hook failed");
             }
         });
     }
 }
 
-/// Whether the `session` hook is configured.
+/// Whether the `session` hook is configured for registration.
 pub fn signs_in(state: &AppState) -> bool {
     state.config.selfservice.flows.registration.after.iter().any(|h| matches!(h, Hook::Session))
 }
 
-async fn call(state: &AppState, w: &WebHook, flow: &Flow, identity: &Identity) -> Result<(u16, Value), String> {
+fn unavailable(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Registration => "Registration is unavailable right now; try again later.",
+        _ => "Signing in is unavailable right now; try again later.",
+    }
+}
+
+fn refused(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Registration => "The registration was refused.",
+        _ => "Signing in was refused.",
+    }
+}
+
+fn invalid(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Registration => "Registration is unavailable right now: an account check answered something invalid.",
+        _ => "Signing in is unavailable right now: an account check answered something invalid.",
+    }
+}
+
+/// Puts Kratos's `{"messages": [{"instance_ptr", "messages": [{id, text}]}]}` on the flow;
+/// `false` when the answer has none. Messages about a trait go next to its input where the
+/// form has one (registration), and on the form otherwise.
+fn show_messages(flow: &mut Flow, body: Option<&Value>) -> bool {
+    let mut any = false;
+    for m in body.and_then(|b| b["messages"].as_array()).into_iter().flatten() {
+        let name = m["instance_ptr"].as_str().unwrap_or("").trim_start_matches("#/").replace('/', ".");
+        for text in m["messages"].as_array().into_iter().flatten() {
+            let id = text["id"].as_u64().and_then(|i| u32::try_from(i).ok()).unwrap_or(4_000_001);
+            let t = UiText::error(id, text["text"].as_str().unwrap_or("Refused by policy."));
+            if name.is_empty() || flow.kind != Kind::Registration {
+                flow.messages.push(t)
+            } else {
+                flow.field_error(&name, t)
+            }
+            any = true;
+        }
+    }
+    any
+}
+
+/// The answer's status and JSON body (`None`: a body that is not JSON; an empty body is `{}`).
+async fn call(state: &AppState, w: &WebHook, flow: &Flow, identity: &Identity) -> Result<(u16, Option<Value>), String> {
     let method = reqwest::Method::from_bytes(w.method.as_bytes()).map_err(|e| e.to_string())?;
     let body = json!({
-        "flow": {"id": flow.id, "type": flow.flow_type, "kind": flow.kind.as_str()},
+        "flow": {"id": flow.id, "type": flow.flow_type, "kind": flow.kind.as_str(), "active": flow.active},
         "identity": identity.to_json(state.config.urls.self_.public_base(), View::Admin, None),
         "request_url": flow.request_url,
     });
@@ -106,22 +144,59 @@ async fn call(state: &AppState, w: &WebHook, flow: &Flow, identity: &Identity) -
     if bytes.len() > 5 * 1024 * 1024 {
         return Err("the hook's answer is larger than 5 MB".into());
     }
-    Ok((status, serde_json::from_slice(&bytes).unwrap_or(Value::Null)))
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok((status, Some(json!({}))));
+    }
+    Ok((status, serde_json::from_slice(&bytes).ok()))
 }
 
-fn apply(state: &AppState, identity: &mut Identity, changes: &Value) {
+/// Applies `{"identity": {"traits"?, "metadata_public"?, "metadata_admin"?}}` to `identity`,
+/// all or nothing. Traits are validated against the identity's schema as on every other write.
+fn apply(state: &AppState, identity: &mut Identity, answer: &Value) -> Result<(), String> {
+    let Some(changes) = answer.get("identity") else { return Ok(()) };
+    let Some(changes) = changes.as_object() else { return Err("identity: not an object".into()) };
+    // Other fields (`id`, `state`, addresses…) are ignored rather than refused: hooks commonly
+    // echo the whole identity they were sent, changed in a few places.
+    let mut next = identity.clone();
     if let Some(t) = changes.get("traits") {
-        let valid = state.schemas.get(&identity.schema_id).is_some_and(|s| s.validate(t).is_ok());
-        if valid {
-            identity.body.traits = t.clone();
-        } else {
-            tracing::warn!("a registration web hook returned traits that do not validate; ignored");
+        let schema = state.schemas.get(&identity.schema_id).ok_or("the identity's schema no longer exists")?;
+        if let Err(errors) = schema.validate(t) {
+            let first = errors.first().map_or(String::new(), |e| format!("traits{}: {}", e.pointer, e.text));
+            return Err(format!("the traits do not match schema {:?}: {first}", schema.id));
         }
+        next.body.traits = t.clone();
+        sync_addresses(&schema, &mut next.body, state.clock.now());
     }
     if let Some(m) = changes.get("metadata_public") {
-        identity.body.metadata_public = m.clone();
+        next.body.metadata_public = m.clone();
     }
     if let Some(m) = changes.get("metadata_admin") {
-        identity.body.metadata_admin = m.clone();
+        next.body.metadata_admin = m.clone();
     }
+    *identity = next;
+    Ok(())
+}
+
+/// A web hook on a local port for tests: `answer` gets the posted JSON and returns the status
+/// and raw body to send back.
+#[cfg(test)]
+pub async fn test_server<F>(answer: F) -> String
+where
+    F: Fn(Value) -> (u16, String) + Clone + Send + Sync + 'static,
+{
+    use axum::http::StatusCode;
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
+            let answer = answer.clone();
+            async move {
+                let (status, body) = answer(body);
+                (StatusCode::from_u16(status).unwrap(), [("content-type", "application/json")], body)
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
 }

@@ -312,6 +312,19 @@ pub fn derived_credentials(
     out
 }
 
+/// `credentials` after a change of traits: the derived ones (`password`, `code`) follow the
+/// new traits, keeping their configs; the others (passkeys) are kept as they are.
+pub fn rederive_credentials(
+    schema: &schema::Schema,
+    traits: &serde_json::Value,
+    credentials: &[Credential],
+    now: i64,
+) -> Vec<Credential> {
+    let mut out = derived_credentials(schema, traits, credentials, None, now);
+    out.extend(credentials.iter().filter(|c| c.kind != PASSWORD && c.kind != CODE).cloned());
+    out
+}
+
 /// The public listener's identity routes (Kratos's frontend API).
 pub fn public_routes() -> axum::Router<crate::app::AppState> {
     use axum::routing::{delete, get, post};

@@ -988,6 +988,34 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_passkey_login_hook_sets_traits_and_the_passkey_keeps_working() {
+        let url = crate::identity::hooks::test_server(|body: Value| {
+            let email = body["identity"]["traits"]["email"].clone();
+            let changed = json!({"identity": {"traits": {"email": email, "name": "Grace"},
+                "metadata_public": {"via": body["flow"]["active"]}}});
+            (200, changed.to_string())
+        })
+        .await;
+        let mut config = config();
+        config.selfservice.flows.login.after = serde_json::from_value(
+            json!({"passkey": {"hooks": [{"hook": "web_hook", "config": {"url": url, "response": {"parse": true}}}]}}),
+        )
+        .unwrap();
+        for (backend, h) in Harness::all_with_config(config.clone()).await {
+            eprintln!("backend: {backend}");
+            let mut a = Authenticator::new(11);
+            register(&h, &mut a, "grace@example.com").await;
+            let r = login(&h, &mut a).await;
+            assert_eq!(r.status, StatusCode::OK, "{}", String::from_utf8_lossy(&r.bytes));
+            let identity = &r.json()["session"]["identity"];
+            assert_eq!(identity["traits"]["name"], "Grace");
+            assert_eq!(identity["metadata_public"]["via"], "passkey");
+            let again = login(&h, &mut a).await;
+            assert_eq!(again.status, StatusCode::OK, "the passkey survived the change: {}", again.json());
+        }
+    }
+
+    #[tokio::test]
     async fn tampered_replayed_or_cloned_passkey_answers_get_a_flow_message() {
         for (backend, h) in Harness::all_with_config(config()).await {
             eprintln!("backend: {backend}");

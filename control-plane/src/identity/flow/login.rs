@@ -1,7 +1,9 @@
 //! The login flow: `password` (rate limited per identifier and per client address, constant
 //! work whether or not the account exists), `code` (e-mail a one-time code, then enter it;
 //! the answer never reveals whether an account exists) and `passkey` (see
-//! `identity::passkey`). Every method checks the registration policy and the identity's state.
+//! `identity::passkey`). Every method checks the registration policy and the identity's state,
+//! then runs the `after` login hooks, whose web hooks may refuse the sign-in or change the
+//! identity's traits and metadata (stored before the session is issued).
 
 use axum::http::HeaderMap;
 use serde_json::Value;
@@ -11,7 +13,7 @@ use super::{Flow, FlowError, Form, Outcome};
 use crate::app::AppState;
 use crate::identity::password::{self, Verified};
 use crate::identity::session;
-use crate::identity::{CODE, Identity, PASSWORD};
+use crate::identity::{CODE, Identity, PASSWORD, hooks};
 
 /// A well-formed argon2id hash of a random password: verifying against it when the account
 /// does not exist costs the same as a real check, so timing does not reveal accounts.
@@ -71,8 +73,78 @@ pub async fn submit(state: &AppState, mut flow: Flow, form: &Form, headers: &Hea
     sign_in(state, flow, identity, &method, headers).await
 }
 
-/// Final checks shared by every method, then the session.
+/// The `after` login hooks of `method` (which may change the identity, stored before the
+/// session is issued), then the session.
 pub async fn sign_in(
+    state: &AppState,
+    mut flow: Flow,
+    mut identity: Identity,
+    method: &str,
+    headers: &HeaderMap,
+) -> Result<Outcome, FlowError> {
+    let after = state.config.selfservice.flows.login.after.for_method(method);
+    if identity.is_active() && !after.is_empty() {
+        flow.active = Some(method.to_owned());
+        let before = identity.clone();
+        if !hooks::run_parsing(state, after, &mut flow, &mut identity).await {
+            super::save(state, &mut flow).await?;
+            return Ok(Outcome::Again(flow));
+        }
+        if identity != before && !store_hook_changes(state, &mut flow, &before, &mut identity).await? {
+            super::save(state, &mut flow).await?;
+            return Ok(Outcome::Again(flow));
+        }
+    }
+    let outcome = start_session(state, flow, identity, method, headers).await?;
+    if let Outcome::SignedIn { flow, identity, .. } = &outcome {
+        hooks::fire_and_forget(state, after, flow, identity);
+    }
+    Ok(outcome)
+}
+
+/// Stores what a login hook changed, if the result may still sign in; `false` with a message
+/// on the flow (and nothing stored) otherwise.
+async fn store_hook_changes(
+    state: &AppState,
+    flow: &mut Flow,
+    before: &Identity,
+    identity: &mut Identity,
+) -> Result<bool, FlowError> {
+    if let Err(text) = check_policy(state, identity) {
+        flow.messages.push(msg::not_allowed(text));
+        return Ok(false);
+    }
+    let now = state.clock.now();
+    identity.updated_at = now;
+    let old = state.store.get_credentials(&identity.id).await?;
+    let credentials = match state.schemas.get(&identity.schema_id) {
+        Some(schema) if identity.body.traits != before.body.traits => {
+            crate::identity::rederive_credentials(&schema, &identity.body.traits, &old, now)
+        }
+        _ => old.clone(),
+    };
+    match state.store.update_identity(identity, &credentials).await? {
+        Err(conflict) => {
+            tracing::info!(kind = %conflict.kind, "login hook change refused: identifier exists");
+            flow.messages.push(msg::duplicate());
+            return Ok(false);
+        }
+        Ok(false) => {
+            flow.messages.push(msg::invalid_credentials());
+            return Ok(false);
+        }
+        Ok(true) => {}
+    }
+    // `code` identifiers come only from traits: none left means no code credential.
+    if old.iter().any(|c| c.kind == CODE) && !credentials.iter().any(|c| c.kind == CODE) {
+        state.store.delete_credential(&identity.id, CODE).await?;
+    }
+    tracing::info!(identity_id = %identity.id, "identity changed by a login web hook");
+    Ok(true)
+}
+
+/// Final checks shared by every method (and by registration's `session` hook), then the session.
+pub async fn start_session(
     state: &AppState,
     mut flow: Flow,
     identity: Identity,

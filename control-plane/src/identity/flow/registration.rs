@@ -224,18 +224,26 @@ async fn finish(
     method: &str,
     headers: &HeaderMap,
 ) -> Result<Outcome, FlowError> {
-    if !hooks::before_persist(state, &mut flow, &mut identity).await {
+    let after = &state.config.selfservice.flows.registration.after;
+    let traits = identity.body.traits.clone();
+    if !hooks::run_parsing(state, after, &mut flow, &mut identity).await {
         return again(state, flow).await;
     }
+    let credentials = match state.schemas.get(&identity.schema_id) {
+        Some(schema) if identity.body.traits != traits => {
+            crate::identity::rederive_credentials(&schema, &identity.body.traits, &credentials, state.clock.now())
+        }
+        _ => credentials,
+    };
     if let Err(conflict) = state.store.insert_identity(&identity, &credentials).await? {
         tracing::info!(kind = %conflict.kind, "registration refused: identifier exists");
         flow.field_error("traits.email", msg::duplicate());
         return again(state, flow).await;
     }
     tracing::info!(identity_id = %identity.id, method, "identity registered");
-    hooks::after_persist(state, &flow, &identity);
+    hooks::fire_and_forget(state, after, &flow, &identity);
     if hooks::signs_in(state) {
-        return super::login::sign_in(state, flow, identity, method, headers).await;
+        return super::login::start_session(state, flow, identity, method, headers).await;
     }
     flow.state = "success".into();
     super::save(state, &mut flow).await?;

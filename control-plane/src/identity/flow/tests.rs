@@ -496,24 +496,17 @@ async fn my_sessions_and_the_admin_session_api() {
 /// A registration web hook on a local port: refuses `blocked@…` with Kratos's message shape
 /// and stamps `metadata_public` on everyone else.
 async fn hook_server() -> String {
-    use axum::routing::post;
-    let app = axum::Router::new().route(
-        "/hook",
-        post(|axum::Json(body): axum::Json<Value>| async move {
-            let email = body["identity"]["traits"]["email"].as_str().unwrap_or("").to_owned();
-            if email.starts_with("blocked@") {
-                let refusal = json!({"messages": [{"instance_ptr": "#/traits/email",
-                    "messages": [{"id": 4_000_099, "text": "This address is on the block list.", "type": "error"}]}]});
-                (StatusCode::FORBIDDEN, axum::Json(refusal))
-            } else {
-                (StatusCode::OK, axum::Json(json!({"identity": {"metadata_public": {"plan": "free"}}})))
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    url
+    crate::identity::hooks::test_server(|body: Value| {
+        let email = body["identity"]["traits"]["email"].as_str().unwrap_or("").to_owned();
+        if email.starts_with("blocked@") {
+            let refusal = json!({"messages": [{"instance_ptr": "#/traits/email",
+                "messages": [{"id": 4_000_099, "text": "This address is on the block list.", "type": "error"}]}]});
+            (403, refusal.to_string())
+        } else {
+            (200, json!({"identity": {"metadata_public": {"plan": "free"}}}).to_string())
+        }
+    })
+    .await
 }
 
 #[tokio::test]
@@ -554,4 +547,140 @@ async fn an_unreachable_interrupting_hook_refuses_and_without_the_session_hook_n
     assert_eq!(r.status, StatusCode::OK);
     assert!(r.json().get("session_token").is_none(), "registered, not signed in");
     assert_eq!(r.json()["identity"]["traits"]["email"], "y@example.com");
+}
+
+fn login_hooks(after: Value) -> Config {
+    let mut config = Config::default();
+    config.selfservice.flows.login.after = serde_json::from_value(after).unwrap();
+    config
+}
+
+/// Answers a login hook by the local part of the address signing in, the way a CRM or policy
+/// service would.
+fn login_hook_answer(body: Value) -> (u16, String) {
+    let traits = &body["identity"]["traits"];
+    let email = traits["email"].as_str().unwrap_or("").to_owned();
+    let local = email.split('@').next().unwrap_or("");
+    match local {
+        "invalid" => (200, json!({"identity": {"traits": {"email": "not an address"}}}).to_string()),
+        "blocked" => {
+            let refusal = json!({"messages": [{"instance_ptr": "#/traits/email",
+                "messages": [{"id": 4_000_099, "text": "Your subscription has ended.", "type": "error"}]}]});
+            (403, refusal.to_string())
+        }
+        "broken" => (500, "{}".into()),
+        "garbage" => (200, "<html>oops</html>".into()),
+        "unchanged" => (204, String::new()),
+        _ => {
+            let changed = json!({"identity": {
+                "traits": {"email": email, "name": "Ada Lovelace"},
+                "metadata_public": {"plan": "pro", "method": body["flow"]["active"]},
+                "metadata_admin": {"crm_id": 7},
+            }});
+            (200, changed.to_string())
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_parsing_login_hook_sets_traits_and_metadata_before_the_session() {
+    let url = crate::identity::hooks::test_server(login_hook_answer).await;
+    let config =
+        login_hooks(json!({"hooks": [{"hook": "web_hook", "config": {"url": url, "response": {"parse": true}}}]}));
+    for (backend, h) in Harness::all_with_config(config).await {
+        eprintln!("backend: {backend}");
+        let r = register(&h, "ada@example.com", "violet-tractor-umbrella").await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.json());
+        assert!(r.json()["identity"]["traits"].get("name").is_none(), "login hooks do not run at registration");
+        let r = login(&h, "ada@example.com", "violet-tractor-umbrella").await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.json());
+        let token = r.json()["session_token"].as_str().unwrap().to_owned();
+        let me = whoami(&h, &token).await.json();
+        assert_eq!(me["identity"]["traits"]["name"], "Ada Lovelace");
+        assert_eq!(me["identity"]["metadata_public"], json!({"plan": "pro", "method": "password"}));
+        assert!(me["identity"].get("metadata_admin").is_none());
+        let id = me["identity"]["id"].as_str().unwrap();
+        let stored = h.state.store.get_identity(id).await.unwrap().unwrap();
+        assert_eq!(stored.body.metadata_admin, json!({"crm_id": 7}), "the change was stored");
+        assert_eq!(stored.body.traits["name"], "Ada Lovelace");
+
+        register(&h, "unchanged@example.com", "violet-tractor-umbrella").await;
+        let r = login(&h, "unchanged@example.com", "violet-tractor-umbrella").await;
+        assert_eq!(r.status, StatusCode::OK, "204 means no change: {}", r.json());
+        assert_eq!(r.json()["session"]["identity"]["traits"], json!({"email": "unchanged@example.com"}));
+    }
+}
+
+#[tokio::test]
+async fn a_login_hook_that_refuses_fails_or_answers_nonsense_interrupts_and_changes_nothing() {
+    let url = crate::identity::hooks::test_server(login_hook_answer).await;
+    let config = login_hooks(json!({"hooks": [{"hook": "web_hook", "config": {"url": url, "can_interrupt": true}}]}));
+    for (backend, h) in Harness::all_with_config(config).await {
+        eprintln!("backend: {backend}");
+        for (local, ids, text) in [
+            ("invalid", [5_000_002], "an account check answered something invalid"),
+            ("garbage", [5_000_002], "an account check answered something invalid"),
+            ("blocked", [4_000_099], "Your subscription has ended."),
+            ("broken", [5_000_001], "Signing in is unavailable right now"),
+        ] {
+            let email = format!("{local}@example.com");
+            let r = register(&h, &email, "violet-tractor-umbrella").await;
+            assert_eq!(r.status, StatusCode::OK, "{}", r.json());
+            let id = r.json()["identity"]["id"].as_str().unwrap().to_owned();
+            let before = h.state.store.get_identity(&id).await.unwrap().unwrap();
+            let r = login(&h, &email, "violet-tractor-umbrella").await;
+            assert_eq!(r.status, StatusCode::BAD_REQUEST, "{local}: {}", r.json());
+            assert!(r.json().get("session_token").is_none(), "{local}: nobody is signed in");
+            assert_eq!(message_ids(&r.json()), ids, "{local}");
+            let shown = r.json()["ui"]["messages"][0]["text"].as_str().unwrap().to_owned();
+            assert!(shown.contains(text), "{local}: {shown}");
+            let after = h.state.store.get_identity(&id).await.unwrap().unwrap();
+            assert_eq!(after, before, "{local}: the identity is unchanged");
+        }
+    }
+    let config = login_hooks(
+        json!({"hooks": [{"hook": "web_hook", "config": {"url": "http://127.0.0.1:9/hook", "response": {"parse": true}}}]}),
+    );
+    let h = Harness::with_config(config).await;
+    register(&h, "x@example.com", "violet-tractor-umbrella").await;
+    let r = login(&h, "x@example.com", "violet-tractor-umbrella").await;
+    assert_eq!(message_ids(&r.json()), [5_000_001], "an unreachable hook fails closed");
+}
+
+#[tokio::test]
+async fn per_method_login_hooks_replace_the_default_and_may_change_the_login_identifier() {
+    let stamp = crate::identity::hooks::test_server(|_| {
+        (200, json!({"identity": {"metadata_public": {"hook": "default"}}}).to_string())
+    })
+    .await;
+    let rename = crate::identity::hooks::test_server(|body: Value| {
+        assert_eq!(body["flow"]["active"], "code");
+        (200, json!({"identity": {"traits": {"email": "renamed@example.com"}}}).to_string())
+    })
+    .await;
+    let config = login_hooks(json!({
+        "hooks": [{"hook": "web_hook", "config": {"url": stamp, "response": {"parse": true}}}],
+        "code": {"hooks": [{"hook": "web_hook", "config": {"url": rename, "response": {"parse": true}}}]},
+    }));
+    for (backend, h) in Harness::all_with_config(config).await {
+        eprintln!("backend: {backend}");
+        register(&h, "eve@example.com", "violet-tractor-umbrella").await;
+        let r = login(&h, "eve@example.com", "violet-tractor-umbrella").await;
+        assert_eq!(r.json()["session"]["identity"]["metadata_public"]["hook"], "default");
+
+        let flow = h.api_flow("login", &[]).await;
+        h.post_json(&flow_action(&flow), json!({"method": "code", "identifier": "eve@example.com"}), &[]).await;
+        let code = mailed_code(&h, "eve@example.com").await;
+        let done = h.post_json(&flow_action(&flow), json!({"method": "code", "code": code}), &[]).await;
+        assert_eq!(done.status, StatusCode::OK, "{}", done.json());
+        let identity = &done.json()["session"]["identity"];
+        assert_eq!(identity["traits"]["email"], "renamed@example.com");
+        assert_eq!(identity["metadata_public"]["hook"], "default", "the code list replaced the default list");
+        assert_eq!(identity["verifiable_addresses"][0]["value"], "renamed@example.com");
+
+        let old = login(&h, "eve@example.com", "violet-tractor-umbrella").await;
+        assert_eq!(message_ids(&old.json()), [4_000_006], "the old address no longer signs in");
+        let new = login(&h, "renamed@example.com", "violet-tractor-umbrella").await;
+        assert_eq!(new.status, StatusCode::OK, "the password follows the new address: {}", new.json());
+    }
 }
