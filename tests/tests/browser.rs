@@ -195,6 +195,7 @@ async fn browser_register_and_sign_in_with_a_passkey() {
     b.press("method", "passkey").await;
     let create = "[data-portcullis-trigger=\"oryPasskeyRegistration\"]";
     b.element(create).await;
+    b.wait_for_text("Now confirm with your passkey.").await;
     b.wait_for_js("webauthn.js", "typeof window.oryPasskeyRegistration === 'function'").await;
     b.shot("registration-passkey-challenge").await;
     b.click(create).await;

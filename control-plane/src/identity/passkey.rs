@@ -420,7 +420,7 @@ pub fn registration_nodes(state: &AppState, flow: &Flow) -> Vec<UiNode> {
         Some(create) => vec![
             hidden("passkey_create_data", &create.to_string()),
             hidden("passkey_register", ""),
-            trigger("passkey_register_trigger", "oryPasskeyRegistration", msg::sign_up_with_passkey()),
+            trigger("passkey_register_trigger", "oryPasskeyRegistration", msg::create_passkey()),
         ],
         None => vec![ui::submit(GROUP, PASSKEY, msg::sign_up_with_passkey())],
     };
@@ -450,6 +450,8 @@ pub async fn register(
             return Ok(None);
         }
         start_registration(state, w, flow, identity, &identity.id, Vec::new())?;
+        // The traits are accepted: the same "Sign up" button again would read as a failure.
+        flow.messages.push(msg::confirm_with_passkey());
         return Ok(None);
     };
     let Some((entry, user_handle)) = finish_registration(state, w, flow, answer, identity)? else {
@@ -941,6 +943,12 @@ mod tests {
             assert!(b64url_decode(pk["challenge"].as_str().unwrap()).unwrap().len() >= 16);
             let trigger = node(&started, "passkey_register_trigger").unwrap();
             assert_eq!(trigger["attributes"]["onclickTrigger"], "oryPasskeyRegistration");
+            assert_eq!(trigger["meta"]["label"], json!({"id": 1_040_902, "text": "Create passkey", "type": "info"}));
+            assert_eq!(started["ui"]["messages"][0]["id"], 1_040_901);
+            assert_eq!(started["ui"]["messages"][0]["text"], "Now confirm with your passkey.");
+            let sign_up_again =
+                started["ui"]["nodes"].as_array().unwrap().iter().any(|n| n["attributes"]["value"] == "passkey");
+            assert!(!sign_up_again, "the traits step's button is gone");
             assert_eq!(trigger["attributes"]["type"], "button");
             assert!(node(&started, "passkey_register").is_some());
 

@@ -149,6 +149,14 @@ pub mod msg {
     pub fn sign_up_with_passkey() -> UiText {
         UiText::info(1_040_007, "Sign up with passkey")
     }
+    /// Ours (Kratos has no two-step passkey sign-up message): ids in 1040900+ stay clear of
+    /// Kratos's registration range.
+    pub fn confirm_with_passkey() -> UiText {
+        UiText::info(1_040_901, "Now confirm with your passkey.")
+    }
+    pub fn create_passkey() -> UiText {
+        UiText::info(1_040_902, "Create passkey")
+    }
     pub fn registration_code_sent() -> UiText {
         UiText::info(1_040_005, "An email containing a code has been sent to the email address you provided.")
     }
