@@ -234,6 +234,9 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + '
     let public_addr = config.serve.public.address();
     let admin_addr = config.serve.admin.address();
     let state = AppState::new(config, store.clone(), Arc::new(SystemClock)).await?;
+    if let Some(warning) = crate::courier::undeliverable_warning(&state.config) {
+        tracing::warn!("{warning}");
+    }
     let public = bind(&public_addr, "serve.public").await?;
     let admin = bind(&admin_addr, "serve.admin").await?;
     tracing::info!(address = %public_addr, "public listener listening on http://{public_addr}");

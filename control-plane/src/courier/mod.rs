@@ -4,8 +4,9 @@
 //! retries failures with backoff until `courier.message_retries`, then abandons them. A failing
 //! message never holds up the others, and the one-time code in a body is masked in the stored
 //! copy once the message is done. Without `courier.smtp.connection_uri` nothing leaves the
-//! process: messages are logged and kept in a small in-memory outbox that `--dev` serves at
-//! `/dev/outbox`. This module must not render templates or decide what to send; callers do.
+//! process: in `--dev` messages are logged, kept in a small in-memory outbox served at
+//! `/dev/outbox` and marked `sent`; outside `--dev` they are `abandoned` with the reason, since
+//! nobody received them. This module must not render templates or decide what to send; callers do.
 
 pub mod config;
 pub mod outbox;
@@ -102,6 +103,33 @@ impl std::fmt::Debug for Courier {
     }
 }
 
+/// The `last_error` of a message abandoned because there is no SMTP server to send it to.
+const NOT_CONFIGURED: &str = "courier.smtp.connection_uri is not set: the message was not sent to anyone";
+
+/// The startup warning for a server that will e-mail codes with nowhere to send them (outside
+/// `--dev`, where the outbox page shows them): which enabled features send mail.
+pub fn undeliverable_warning(config: &crate::config::Config) -> Option<String> {
+    if config.dev || config.courier.smtp.connection_uri.is_some() {
+        return None;
+    }
+    let s = &config.selfservice;
+    let senders: Vec<&str> = [
+        (s.methods.code.passwordless_enabled, "selfservice.methods.code"),
+        (s.flows.recovery.enabled, "selfservice.flows.recovery"),
+        (s.flows.verification.enabled, "selfservice.flows.verification"),
+    ]
+    .into_iter()
+    .filter_map(|(on, key)| on.then_some(key))
+    .collect();
+    (!senders.is_empty()).then(|| {
+        format!(
+            "courier.smtp.connection_uri is not set but {} send e-mail: every message will be abandoned and nobody \
+             will receive a code; set courier.smtp.connection_uri or turn those off",
+            senders.join(", ")
+        )
+    })
+}
+
 /// Why an attempt failed, and whether trying again could help.
 struct SendError {
     permanent: bool,
@@ -186,7 +214,9 @@ impl Courier {
                             "courier.smtp.connection_uri is not set: e-mails are logged (dev only) and shown at /dev/outbox, not sent"
                         );
                     } else {
-                        tracing::warn!("courier.smtp.connection_uri is not set: e-mails are not delivered to anyone");
+                        tracing::warn!(
+                            "courier.smtp.connection_uri is not set: e-mails are abandoned, not delivered to anyone"
+                        );
                     }
                     None
                 }
@@ -250,9 +280,15 @@ impl Courier {
         mut row: CourierMessageRow,
     ) {
         let result = match transport {
-            None => {
+            None if self.dev => {
                 self.log_instead(&row);
                 Ok(())
+            }
+            // Marking it `sent` would tell the admin API (and whoever debugs a missing code)
+            // that someone received it.
+            None => {
+                self.log_instead(&row);
+                Err(SendError::permanent(NOT_CONFIGURED))
             }
             Some(Err(e)) => Err(SendError::permanent(e.clone())),
             Some(Ok(transport)) => self.send(transport, &row).await,
@@ -320,7 +356,7 @@ impl Courier {
             // The body holds a one-time code: outside --dev it stays out of the log.
             tracing::warn!(
                 message_id = %row.id, recipient = %row.recipient, subject = %row.subject,
-                "courier: no courier.smtp.connection_uri, e-mail not delivered (body withheld; --dev logs it)"
+                "courier: no courier.smtp.connection_uri, e-mail abandoned (body withheld; --dev logs it)"
             );
         }
     }
@@ -506,7 +542,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn courier_without_smtp_keeps_an_outbox_and_marks_sent() {
+    async fn courier_without_smtp_in_dev_keeps_an_outbox_and_marks_sent() {
         let store = crate::store::testing::sqlite().await;
         let courier = Arc::new(Courier::new(&config(None, 5), true));
         assert!(!courier.delivers());
@@ -526,6 +562,41 @@ mod tests {
         assert_eq!(outbox[0].id, ids[2]);
         assert!(outbox[0].body.contains("000002"));
         worker.abort();
+    }
+
+    #[tokio::test]
+    async fn courier_without_smtp_outside_dev_abandons_with_the_reason() {
+        let store = crate::store::testing::sqlite().await;
+        let courier = Arc::new(Courier::new(&config(None, 5), false));
+        let worker = courier.clone().spawn_worker(store.clone(), Arc::new(SystemClock));
+        let id = courier.enqueue(&store, SystemClock.now(), code_message("ops@example.com", "424242")).await.unwrap();
+        let row = wait_status(&store, &id, "abandoned").await;
+        assert_eq!(row.send_count, 1, "no retries: nothing will change until the config does");
+        assert_eq!(row.last_error.as_deref(), Some(NOT_CONFIGURED));
+        assert!(row.body.contains(MASK) && !row.body.contains("424242"));
+        assert!(courier.outbox().is_empty(), "no outbox outside --dev");
+        worker.abort();
+    }
+
+    #[test]
+    fn a_server_without_smtp_warns_which_features_send_mail() {
+        let mut c = crate::config::Config { dev: false, ..Default::default() };
+        let w = undeliverable_warning(&c).expect("the defaults send codes");
+        for key in ["selfservice.methods.code", "selfservice.flows.recovery", "selfservice.flows.verification"] {
+            assert!(w.contains(key), "{w}");
+        }
+        c.selfservice.methods.code.passwordless_enabled = false;
+        c.selfservice.flows.recovery.enabled = false;
+        let w = undeliverable_warning(&c).unwrap();
+        assert!(!w.contains("methods.code") && w.contains("verification"), "{w}");
+        c.selfservice.flows.verification.enabled = false;
+        assert_eq!(undeliverable_warning(&c), None, "nothing sends mail");
+        c.selfservice.flows.verification.enabled = true;
+        c.courier.smtp.connection_uri = Some("smtp://mail.example.com".into());
+        assert_eq!(undeliverable_warning(&c), None);
+        c.courier.smtp.connection_uri = None;
+        c.dev = true;
+        assert_eq!(undeliverable_warning(&c), None, "--dev has the outbox page");
     }
 
     #[tokio::test]
