@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
+use axum::handler::Handler;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -39,6 +40,9 @@ const MAX_IDS: usize = 500;
 /// Kratos's batch limits: hashing a plaintext password costs ~50 ms of CPU, a hash costs nothing.
 const MAX_BATCH: usize = 1000;
 const MAX_BATCH_PLAINTEXT: usize = 200;
+/// A batch body may be this large (the rest of the admin API: 1 MiB): 1000 imported identities
+/// with hashes, addresses and metadata need several MiB, and about 16 KiB each still fits.
+const BATCH_BODY_LIMIT: usize = 16 * 1024 * 1024;
 /// Kratos's text for a duplicate identifier, which SDK users match on.
 const DUPLICATE: &str = "An account with the same identifier (email, phone, username, ...) exists already.";
 /// What a JSON Patch may not touch (Kratos refuses `id`, `credentials` and `state_changed_at`;
@@ -49,7 +53,10 @@ const FROZEN: &[&str] = &["/id", "/credentials", "/state_changed_at", "/created_
 pub fn routes() -> axum::Router<AppState> {
     use axum::routing::{delete, get, post};
     axum::Router::new()
-        .route("/admin/identities", get(list).post(create).patch(batch))
+        .route(
+            "/admin/identities",
+            get(list).post(create).patch(batch.layer(axum::extract::DefaultBodyLimit::max(BATCH_BODY_LIMIT))),
+        )
         .route("/admin/identities/{id}", get(get_one).put(replace).patch(patch).delete(remove))
         .route("/admin/identities/{id}/credentials/{kind}", delete(remove_credential))
         .route("/admin/recovery/code", post(recovery_code))
@@ -325,11 +332,19 @@ async fn prepare(
     Ok(Prepared { identity, credentials })
 }
 
+/// A taken identifier is Kratos's 409 with Kratos's text; a taken `external_id` says so.
+fn conflict_error(conflict: &crate::store::identities::Conflict) -> ApiError {
+    if conflict.kind == crate::store::identities::EXTERNAL_ID {
+        return ApiError::conflict("external_id: another identity already has this external_id");
+    }
+    ApiError::conflict(DUPLICATE)
+}
+
 /// Inserts a prepared identity; a taken identifier is Kratos's 409.
 async fn insert(state: &AppState, p: &Prepared) -> Result<(), ApiError> {
     if let Err(conflict) = state.store.insert_identity(&p.identity, &p.credentials).await? {
         tracing::info!(kind = %conflict.kind, "admin identity create refused: identifier exists");
-        return Err(ApiError::conflict(DUPLICATE));
+        return Err(conflict_error(&conflict));
     }
     tracing::info!(identity_id = %p.identity.id, "identity created through the admin API");
     Ok(())
@@ -472,7 +487,7 @@ async fn store_replacement(
     match state.store.update_identity(&p.identity, &p.credentials).await? {
         Err(conflict) => {
             tracing::info!(kind = %conflict.kind, "admin identity update refused: identifier exists");
-            return Err(ApiError::conflict(DUPLICATE));
+            return Err(conflict_error(&conflict));
         }
         Ok(false) => return Err(ApiError::not_found()),
         Ok(true) => {}
@@ -604,7 +619,20 @@ fn error_json(e: &ApiError) -> Value {
 }
 
 /// `PATCH /admin/identities {identities: [{patch_id?, create}]}` → 200 with one result per item.
-pub async fn batch(State(state): State<AppState>, ApiJson(body): ApiJson<Value>) -> Result<Json<Value>, ApiError> {
+pub async fn batch(
+    State(state): State<AppState>,
+    body: Result<ApiJson<Value>, ApiError>,
+) -> Result<Json<Value>, ApiError> {
+    let ApiJson(body) = body.map_err(|mut e| {
+        if e.status == StatusCode::PAYLOAD_TOO_LARGE {
+            e.description = format!(
+                "The request body is larger than the {} MiB a batch may be; split the identities into several \
+                 requests.",
+                BATCH_BODY_LIMIT / (1024 * 1024)
+            );
+        }
+        e
+    })?;
     let input: BatchIn = parse(body, "")?;
     let n = input.identities.len();
     let plaintext = input.identities.iter().any(|i| {
@@ -885,6 +913,46 @@ mod tests {
             );
             let all = h.admin_json(Method::GET, "/admin/identities", None).await;
             assert_eq!(all.json().as_array().unwrap().len(), 1, "the refused identity left nothing behind");
+        }
+    }
+
+    #[tokio::test]
+    async fn external_id_is_unique_on_create_replace_and_patch() {
+        for (backend, h) in Harness::all().await {
+            eprintln!("backend: {backend}");
+            let first = create(&h, json!({"traits": {"email": "one@example.com"}, "external_id": "crm-1"})).await;
+            assert_eq!(first.status, StatusCode::CREATED, "{}", first.json());
+            let r = create(&h, json!({"traits": {"email": "two@example.com"}, "external_id": "crm-1"})).await;
+            assert_eq!(r.status, StatusCode::CONFLICT);
+            assert!(description(&r).starts_with("external_id:"), "{}", description(&r));
+            let all = h.admin_json(Method::GET, "/admin/identities", None).await;
+            assert_eq!(all.json().as_array().unwrap().len(), 1, "the refused identity left nothing behind");
+
+            let second = create(&h, json!({"traits": {"email": "two@example.com"}, "external_id": "crm-2"})).await;
+            let id = second.json()["id"].as_str().unwrap().to_owned();
+            let put = json!({"schema_id": "default", "state": "active", "traits": {"email": "two@example.com"},
+                "external_id": "crm-1"});
+            let r = h.admin_json(Method::PUT, &format!("/admin/identities/{id}"), Some(put)).await;
+            assert_eq!(r.status, StatusCode::CONFLICT);
+            assert!(description(&r).contains("external_id"), "{}", description(&r));
+            let patch = json!([{"op": "replace", "path": "/external_id", "value": "crm-1"}]);
+            let r = h.admin_json(Method::PATCH, &format!("/admin/identities/{id}"), Some(patch)).await;
+            assert_eq!(r.status, StatusCode::CONFLICT);
+            let got = h.admin_json(Method::GET, &format!("/admin/identities/{id}"), None).await.json();
+            assert_eq!(got["external_id"], "crm-2", "the refused update changed nothing");
+
+            // Freed ids can be taken: by a change, and by deleting the identity that had one.
+            let first_id = first.json()["id"].as_str().unwrap().to_owned();
+            let patch = json!([{"op": "replace", "path": "/external_id", "value": "crm-9"}]);
+            let r = h.admin_json(Method::PATCH, &format!("/admin/identities/{first_id}"), Some(patch)).await;
+            assert_eq!(r.status, StatusCode::OK, "{}", r.json());
+            let patch = json!([{"op": "replace", "path": "/external_id", "value": "crm-1"}]);
+            let r = h.admin_json(Method::PATCH, &format!("/admin/identities/{id}"), Some(patch)).await;
+            assert_eq!(r.status, StatusCode::OK, "{}", r.json());
+            let d = h.admin_json(Method::DELETE, &format!("/admin/identities/{id}"), None).await;
+            assert_eq!(d.status, StatusCode::NO_CONTENT);
+            let r = create(&h, json!({"traits": {"email": "three@example.com"}, "external_id": "crm-1"})).await;
+            assert_eq!(r.status, StatusCode::CREATED, "{}", r.json());
         }
     }
 
@@ -1252,6 +1320,34 @@ mod tests {
             assert_eq!(r.status, StatusCode::BAD_REQUEST);
             assert!(description(&r).contains("1000"), "{}", description(&r));
             assert_eq!(h.admin_json(Method::GET, "/admin/identities", None).await.json().as_array().unwrap().len(), 2);
+
+            // Kratos's largest batch, as an importer sends it, fits the body limit...
+            let import = |i: usize| {
+                json!({"patch_id": format!("legacy-{i}"), "create": {
+                    "schema_id": "default", "state": "active", "external_id": format!("legacy-user-{i:06}"),
+                    "traits": {"email": format!("imported-user-{i:06}@customers.example.com"), "name": "A. N. Example-Importee"},
+                    "credentials": {"password": {"config": {"hashed_password": hash}}},
+                    "verifiable_addresses": [{"value": format!("imported-user-{i:06}@customers.example.com"), "verified": true, "via": "email", "status": "completed"}],
+                    "metadata_public": {"plan": "enterprise", "locale": "en-GB"},
+                    "metadata_admin": {"crm_id": format!("0013000000{i:06}"), "imported_from": "legacy-auth", "notes": "x".repeat(1500)},
+                }})
+            };
+            let batch = json!({"identities": (0..1000).map(import).collect::<Vec<_>>()});
+            assert!(batch.to_string().len() > 1024 * 1024, "more than the rest of the admin API accepts");
+            let r = h.admin_json(Method::PATCH, "/admin/identities", Some(batch)).await;
+            assert_eq!(r.status, StatusCode::OK, "{}", description(&r));
+            let items = r.json()["identities"].as_array().unwrap().clone();
+            assert_eq!(items.len(), 1000);
+            assert!(
+                items.iter().all(|i| i["action"] == "create"),
+                "{:?}",
+                items.iter().find(|i| i["action"] != "create")
+            );
+            // ...and a larger body is a 413 that names the limit.
+            let huge = json!({"identities": [{"create": {"traits": {"email": "big@example.com"}, "metadata_admin": {"blob": "x".repeat(17 * 1024 * 1024)}}}]});
+            let r = h.admin_json(Method::PATCH, "/admin/identities", Some(huge)).await;
+            assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
+            assert!(description(&r).contains("16 MiB"), "{}", description(&r));
         }
     }
 

@@ -1,6 +1,7 @@
 //! The `identities`, `identity_credentials` and `identity_identifiers` tables. An identity and
 //! its credentials are written in one transaction; an identifier already used by another
-//! identity for the same credential type is reported as [`Conflict`], never overwritten.
+//! identity for the same credential type, or an `external_id` another identity has, is reported
+//! as [`Conflict`], never overwritten.
 
 use sqlx::Row;
 
@@ -94,6 +95,41 @@ async fn write_credentials(
     Ok(Ok(()))
 }
 
+/// The kind of [`Conflict`] for a taken `external_id`.
+pub const EXTERNAL_ID: &str = "external_id";
+
+/// Points `identity`'s `external_id` (if any) at it; `Err(conflict)` when another identity has it.
+async fn write_external_id(tx: &mut Tx<'_>, identity: &Identity) -> Result<Result<(), Conflict>, StoreError> {
+    sqlx::query("DELETE FROM identity_external_ids WHERE identity_id = $1")
+        .bind(&identity.id)
+        .execute(&mut **tx)
+        .await?;
+    let Some(external_id) = &identity.body.external_id else { return Ok(Ok(())) };
+    let done = sqlx::query(
+        "INSERT INTO identity_external_ids (external_id, identity_id) VALUES ($1, $2) ON CONFLICT (external_id) DO NOTHING",
+    )
+    .bind(external_id)
+    .bind(&identity.id)
+    .execute(&mut **tx)
+    .await?;
+    if done.rows_affected() == 0 {
+        return Ok(Err(Conflict { kind: EXTERNAL_ID.into(), identifier: external_id.clone() }));
+    }
+    Ok(Ok(()))
+}
+
+/// The external id and the credentials of `identity`, or the first conflict.
+async fn write_unique(
+    tx: &mut Tx<'_>,
+    identity: &Identity,
+    credentials: &[Credential],
+) -> Result<Result<(), Conflict>, StoreError> {
+    if let Err(conflict) = write_external_id(tx, identity).await? {
+        return Ok(Err(conflict));
+    }
+    write_credentials(tx, &identity.id, credentials).await
+}
+
 impl Store {
     pub async fn insert_identity(
         &self,
@@ -111,7 +147,7 @@ impl Store {
             .bind(identity.updated_at)
             .execute(&mut *tx)
             .await?;
-        if let Err(conflict) = write_credentials(&mut tx, &identity.id, credentials).await? {
+        if let Err(conflict) = write_unique(&mut tx, identity, credentials).await? {
             tx.rollback().await?;
             return Ok(Err(conflict));
         }
@@ -143,7 +179,7 @@ impl Store {
             tx.rollback().await?;
             return Ok(Ok(false));
         }
-        if let Err(conflict) = write_credentials(&mut tx, &identity.id, credentials).await? {
+        if let Err(conflict) = write_unique(&mut tx, identity, credentials).await? {
             tx.rollback().await?;
             return Ok(Err(conflict));
         }
