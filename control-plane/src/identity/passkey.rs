@@ -427,6 +427,11 @@ pub fn registration_nodes(state: &AppState, flow: &Flow) -> Vec<UiNode> {
     with_script(state, flow, nodes)
 }
 
+/// Whether a sign-up ceremony has been started and waits for the device's answer.
+pub fn confirming(flow: &Flow) -> bool {
+    ceremony(flow).create.is_some()
+}
+
 /// The identity id the registration ceremony was started for (the passkey's user handle).
 pub fn pending_user(flow: &Flow) -> Option<String> {
     flow.passkey_state.as_ref().and_then(|s| s["user_id"].as_str()).map(str::to_owned)
@@ -949,6 +954,10 @@ mod tests {
             let sign_up_again =
                 started["ui"]["nodes"].as_array().unwrap().iter().any(|n| n["attributes"]["value"] == "passkey");
             assert!(!sign_up_again, "the traits step's button is gone");
+            let email = node(&started, "traits.email").unwrap();
+            assert_eq!(email["attributes"]["disabled"], true, "the traits being registered are shown, fixed");
+            assert!(node(&started, "password").is_none(), "other methods wait behind Back");
+            assert_eq!(node(&started, "screen").unwrap()["attributes"]["value"], "previous");
             assert_eq!(trigger["attributes"]["type"], "button");
             assert!(node(&started, "passkey_register").is_some());
 
@@ -993,6 +1002,29 @@ mod tests {
             let credential = h.state.store.get_credential(&id, PASSKEY).await.unwrap().unwrap();
             assert_eq!(stored_passkeys(&credential)[0]["passkey"]["cred"]["counter"], 1, "the counter is kept");
         }
+    }
+
+    #[tokio::test]
+    async fn back_from_the_passkey_step_offers_every_method_again_with_the_traits_kept() {
+        let h = Harness::with_config(config()).await;
+        let flow = h.api_flow("registration", &[]).await;
+        let started = post(&h, &flow, json!({"method": "passkey", "traits": {"email": "kim@example.com"}}), &[]).await;
+        assert!(node(&started.json(), "passkey_create_data").is_some());
+        let back = post(&h, &flow, json!({"screen": "previous"}), &[]).await;
+        assert_eq!(back.status, StatusCode::OK, "{}", back.json());
+        let back = back.json();
+        assert!(node(&back, "passkey_create_data").is_none(), "the ceremony is dropped");
+        assert!(node(&back, "password").is_some());
+        assert_eq!(node(&back, "traits.email").unwrap()["attributes"]["value"], "kim@example.com");
+        assert_eq!(node(&back, "traits.email").unwrap()["attributes"]["disabled"], false);
+        let r = post(
+            &h,
+            &flow,
+            json!({"method": "password", "traits": {"email": "kim@example.com"}, "password": "violet-tractor-umbrella"}),
+            &[],
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::OK, "another method works after Back: {}", r.json());
     }
 
     #[tokio::test]

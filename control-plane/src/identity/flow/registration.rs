@@ -51,6 +51,16 @@ pub fn nodes(state: &AppState, flow: &Flow) -> Vec<UiNode> {
         ];
     }
     let mut nodes = trait_nodes(&schema);
+    if crate::identity::passkey::confirming(flow) {
+        // The traits are taken and the ceremony is waiting: show what is being registered,
+        // the one button that finishes, and a way back to change the details or the method.
+        for n in &mut nodes {
+            n.attributes["disabled"] = Value::Bool(true);
+        }
+        nodes.extend(crate::identity::passkey::registration_nodes(state, flow));
+        nodes.push(ui::button("default", "screen", "previous", msg::back()));
+        return nodes;
+    }
     if methods.password.enabled {
         let mut pw = ui::input("password", "password", "password", "", true, Some(msg::label_password()));
         pw.attributes["autocomplete"] = Value::from("new-password");
@@ -70,6 +80,11 @@ pub async fn submit(state: &AppState, mut flow: Flow, form: &Form, headers: &Hea
     let method = form.method().map(str::to_owned);
     let schema = state.schemas.default_schema();
     let now = state.clock.now();
+    if form.get("screen") == Some("previous") {
+        flow.passkey_state = None;
+        flow.pending_traits = None;
+        return again(state, flow).await;
+    }
     let (identity, credentials) = match method.as_deref() {
         Some(PASSWORD) if methods.password.enabled => {
             let Some(traits) = checked_traits(state, &mut flow, form, &schema) else {

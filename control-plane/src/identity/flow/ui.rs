@@ -157,6 +157,9 @@ pub mod msg {
     pub fn create_passkey() -> UiText {
         UiText::info(1_040_902, "Create passkey")
     }
+    pub fn back() -> UiText {
+        UiText::info(1_040_903, "Back")
+    }
     pub fn registration_code_sent() -> UiText {
         UiText::info(1_040_005, "An email containing a code has been sent to the email address you provided.")
     }
