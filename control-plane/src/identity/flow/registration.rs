@@ -244,6 +244,13 @@ async fn finish(
     if !hooks::run_parsing(state, after, &mut flow, &mut identity).await {
         return again(state, flow).await;
     }
+    if identity.body.traits != traits {
+        // The policy was checked on what the user typed; a hook's traits must pass it too.
+        if let Err(text) = super::login::check_policy(state, &identity) {
+            flow.messages.push(msg::not_allowed(text));
+            return again(state, flow).await;
+        }
+    }
     let credentials = match state.schemas.get(&identity.schema_id) {
         Some(schema) if identity.body.traits != traits => {
             crate::identity::rederive_credentials(&schema, &identity.body.traits, &credentials, state.clock.now())

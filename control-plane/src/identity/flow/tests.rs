@@ -684,3 +684,35 @@ async fn per_method_login_hooks_replace_the_default_and_may_change_the_login_ide
         assert_eq!(new.status, StatusCode::OK, "the password follows the new address: {}", new.json());
     }
 }
+
+#[tokio::test]
+async fn traits_a_registration_hook_sets_must_pass_the_policy_and_become_the_identifiers() {
+    let url = crate::identity::hooks::test_server(|body: Value| {
+        let email = body["identity"]["traits"]["email"].as_str().unwrap_or("").replace("@example.com", "");
+        let to =
+            if email == "outsider" { "outsider@elsewhere.org".to_owned() } else { format!("{email}@corp.example.com") };
+        (200, json!({"identity": {"traits": {"email": to}}}).to_string())
+    })
+    .await;
+    let mut config = Config::default();
+    config.selfservice.policy.allowed_email_domains = vec!["example.com".into(), "*.example.com".into()];
+    config.selfservice.flows.registration.after = serde_json::from_value(json!([
+        {"hook": "web_hook", "config": {"url": url, "response": {"parse": true}}},
+        {"hook": "session"}
+    ]))
+    .unwrap();
+    for (backend, h) in Harness::all_with_config(config).await {
+        eprintln!("backend: {backend}");
+        let r = register(&h, "outsider@example.com", "violet-tractor-umbrella").await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.json());
+        assert_eq!(message_ids(&r.json()), [u64::from(crate::identity::policy::MESSAGE_ID)]);
+        assert!(
+            h.state.store.find_identity_by_identifier("password", "outsider@elsewhere.org").await.unwrap().is_none()
+        );
+        let r = register(&h, "lee@example.com", "violet-tractor-umbrella").await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.json());
+        assert_eq!(r.json()["identity"]["traits"]["email"], "lee@corp.example.com");
+        assert_eq!(login(&h, "lee@corp.example.com", "violet-tractor-umbrella").await.status, StatusCode::OK);
+        assert_eq!(login(&h, "lee@example.com", "violet-tractor-umbrella").await.status, StatusCode::BAD_REQUEST);
+    }
+}
