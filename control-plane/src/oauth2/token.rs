@@ -404,7 +404,7 @@ mod tests {
 
         use crate::testing::{Harness, PKCE_VERIFIER, T0, WEB_REDIRECT, user_grant};
 
-        fn exchange<'a>(code: &'a str) -> Vec<(&'a str, &'a str)> {
+        fn exchange(code: &str) -> Vec<(&str, &str)> {
             vec![
                 ("grant_type", "authorization_code"),
                 ("code", code),

@@ -102,3 +102,84 @@ async fn userinfo(state: &AppState, headers: &HeaderMap) -> Result<Result<Value,
     claims.insert("sub".into(), row.subject.into());
     Ok(Ok(Value::Object(claims)))
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::http::{Method, StatusCode};
+    use serde_json::json;
+
+    use crate::testing::{Harness, PKCE_VERIFIER, WEB_REDIRECT, user_grant};
+
+    async fn access_token(h: &Harness, grant: &crate::oauth2::code::Grant) -> String {
+        let code = h.code(grant).await;
+        let body = h
+            .web_token(&[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", WEB_REDIRECT),
+                ("code_verifier", PKCE_VERIFIER),
+            ])
+            .await
+            .json();
+        body["access_token"].as_str().unwrap().to_owned()
+    }
+
+    #[tokio::test]
+    async fn claims_come_from_the_identity_by_scope_and_from_consent() {
+        let h = Harness::new().await;
+        h.web_client(json!({})).await;
+        let identity = h
+            .admin_json(
+                Method::POST,
+                "/admin/identities",
+                Some(json!({"schema_id": "default", "traits": {"email": "Ada@Example.org", "name": "Ada Lovelace"},
+                    "verifiable_addresses": [{"value": "ada@example.org", "verified": true, "via": "email", "status": "completed"}]})),
+            )
+            .await;
+        assert_eq!(identity.status, StatusCode::CREATED, "{}", identity.json());
+        let id = identity.json()["id"].as_str().unwrap().to_owned();
+
+        let mut grant = user_grant("openid email profile");
+        grant.subject = id.clone();
+        grant.id_token_claims.insert("tenant".into(), json!("acme"));
+        let token = access_token(&h, &grant).await;
+        let bearer = format!("Bearer {token}");
+        let info = h.get("/userinfo", &[("authorization", &bearer)]).await;
+        assert_eq!(info.status, StatusCode::OK, "{}", info.json());
+        assert_eq!(
+            info.json(),
+            json!({"sub": id, "email": "Ada@Example.org", "email_verified": true, "name": "Ada Lovelace", "tenant": "acme"})
+        );
+        let post = h.form(false, "/userinfo", &[], &[("authorization", &bearer)]).await;
+        assert_eq!(post.json(), info.json(), "POST answers the same");
+
+        grant.scope = vec!["openid".into()];
+        let narrow = access_token(&h, &grant).await;
+        let info = h.get("/userinfo", &[("authorization", &format!("Bearer {narrow}"))]).await.json();
+        assert_eq!(info, json!({"sub": id, "tenant": "acme"}), "no email or profile scope, no such claims");
+    }
+
+    #[tokio::test]
+    async fn bearer_errors_follow_rfc_6750() {
+        let h = Harness::new().await;
+        h.web_client(json!({})).await;
+        let missing = h.get("/userinfo", &[]).await;
+        assert_eq!(missing.status, StatusCode::UNAUTHORIZED);
+        assert!(missing.header("www-authenticate").starts_with("Bearer error=\"invalid_request\""));
+
+        let bogus = h.get("/userinfo", &[("authorization", "Bearer pc_at_nope")]).await;
+        assert_eq!(bogus.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(bogus.json()["error"], "invalid_token");
+        assert!(bogus.header("www-authenticate").contains("error=\"invalid_token\""));
+
+        let no_openid = access_token(&h, &user_grant("read")).await;
+        let reply = h.get("/userinfo", &[("authorization", &format!("Bearer {no_openid}"))]).await;
+        assert_eq!(reply.status, StatusCode::FORBIDDEN);
+        assert_eq!(reply.json()["error"], "insufficient_scope");
+
+        let token = access_token(&h, &user_grant("openid")).await;
+        h.clock.advance(3600);
+        let expired = h.get("/userinfo", &[("authorization", &format!("Bearer {token}"))]).await;
+        assert_eq!(expired.json()["error"], "invalid_token");
+    }
+}
