@@ -218,6 +218,23 @@ impl ClientRequest {
         if let Some(lifespan) = &b.client_credentials_grant_access_token_lifespan {
             lifespan_seconds(lifespan).map_err(|m| bad("client_credentials_grant_access_token_lifespan", m))?;
         }
+        for field in HYDRA_FIELDS.iter().filter(|f| f.ends_with("_lifespan")) {
+            match b.extra.get(*field) {
+                None | Some(Value::Null) => {}
+                Some(Value::String(text)) if text.is_empty() => {}
+                Some(Value::String(text)) => {
+                    lifespan_seconds(text).map_err(|m| bad(field, m))?;
+                }
+                Some(_) => return Err(bad(field, "must be a duration string such as \"1h30m\"".into())),
+            }
+        }
+        match b.extra.get("access_token_strategy") {
+            None | Some(Value::Null) => {}
+            Some(Value::String(s)) if s.is_empty() || crate::config::AccessTokenStrategy::parse(s).is_some() => {}
+            Some(other) => {
+                return Err(bad("access_token_strategy", format!("{other} is not supported; allowed: opaque, jwt")));
+            }
+        }
         Ok(())
     }
 }
@@ -314,6 +331,9 @@ mod tests {
                 json!({"client_credentials_grant_access_token_lifespan": "soon"}),
                 "client_credentials_grant_access_token_lifespan",
             ),
+            (json!({"refresh_token_grant_refresh_token_lifespan": "0s"}), "refresh_token_grant_refresh_token_lifespan"),
+            (json!({"authorization_code_grant_id_token_lifespan": 60}), "authorization_code_grant_id_token_lifespan"),
+            (json!({"access_token_strategy": "paseto"}), "access_token_strategy"),
             (json!({"grant_types": "client_credentials"}), "grant_types"),
             (json!({"client_nmae": "x"}), "client_nmae"),
         ];

@@ -23,6 +23,10 @@ pub struct Config {
     pub serve: Serve,
     pub urls: Urls,
     pub ttl: Ttl,
+    /// Hydra's `strategies`: how access tokens are minted.
+    pub strategies: Strategies,
+    /// Hydra's `oauth2` section: grant behaviour.
+    pub oauth2: OAuth2,
     pub access_rules: AccessRules,
     pub filters: Filters,
     pub decisions: Decisions,
@@ -47,6 +51,8 @@ impl Default for Config {
             serve: Serve::default(),
             urls: Urls::default(),
             ttl: Ttl::default(),
+            strategies: Strategies::default(),
+            oauth2: OAuth2::default(),
             access_rules: AccessRules::default(),
             filters: Filters::default(),
             decisions: Decisions::default(),
@@ -70,6 +76,8 @@ impl std::fmt::Debug for Config {
             .field("serve", &self.serve)
             .field("urls", &self.urls)
             .field("ttl", &self.ttl)
+            .field("strategies", &self.strategies)
+            .field("oauth2", &self.oauth2)
             .field("access_rules", &self.access_rules)
             .field("filters", &self.filters)
             .field("decisions", &self.decisions)
@@ -186,6 +194,60 @@ impl Default for Ttl {
             refresh_token: Duration::from_secs(720 * 3600),
             login_consent_request: Duration::from_secs(1800),
         }
+    }
+}
+
+/// Access-token format: `opaque` (`pc_at_…`, checked by introspection) or `jwt` (ES256, checked
+/// by the filter locally with the public JWKS). A client's `access_token_strategy` overrides it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AccessTokenStrategy {
+    #[default]
+    Opaque,
+    Jwt,
+}
+
+impl AccessTokenStrategy {
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "opaque" => Some(Self::Opaque),
+            "jwt" => Some(Self::Jwt),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Strategies {
+    pub access_token: AccessTokenStrategy,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OAuth2 {
+    pub grant: Grants,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Grants {
+    pub refresh_token: RefreshTokenGrant,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RefreshTokenGrant {
+    /// How long after a refresh token was exchanged a retry with it is taken for a client that
+    /// lost the answer (it gets a new pair and the lost one is revoked) rather than for theft
+    /// (which revokes the whole family). Hydra's key; 10 s by default, at most 5 min.
+    #[serde(with = "humantime_serde")]
+    pub rotation_grace_period: Duration,
+}
+
+impl Default for RefreshTokenGrant {
+    fn default() -> Self {
+        Self { rotation_grace_period: Duration::from_secs(10) }
     }
 }
 
@@ -315,6 +377,12 @@ impl Config {
     fn validate(&self) -> Result<(), StartupError> {
         if self.ttl.access_token.as_secs() == 0 {
             return Err(StartupError("config key ttl.access_token: must be at least 1s".into()));
+        }
+        let grace = self.oauth2.grant.refresh_token.rotation_grace_period;
+        if grace > Duration::from_secs(300) {
+            return Err(StartupError(
+                "config key oauth2.grant.refresh_token.rotation_grace_period: must be at most 5m (inside the window a replayed refresh token is not detected)".into(),
+            ));
         }
         if self.filters.tokens.iter().any(|t| t.trim().is_empty()) {
             return Err(StartupError("config key filters.tokens: tokens must not be empty".into()));

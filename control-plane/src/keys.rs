@@ -79,6 +79,17 @@ impl Signer {
         portcullis_shared::jwt::compact_es256(signing_input, &signature.to_bytes())
     }
 
+    /// A compact ES256 JWT of `claims` with this key's `kid` and the JOSE `typ` given
+    /// (`JWT`, `logout+jwt`, ...), or `None` if signing failed.
+    pub fn sign_jwt(&self, typ: &str, claims: &Value) -> Option<String> {
+        let header = json!({"alg": "ES256", "kid": self.kid, "typ": typ});
+        self.sign(&format!(
+            "{}.{}",
+            crypto::b64url(header.to_string().as_bytes()),
+            crypto::b64url(claims.to_string().as_bytes())
+        ))
+    }
+
     /// The public half as a JWK; never any private part.
     pub fn public_jwk(&self) -> Value {
         public_jwk(&self.kid, &self.key)

@@ -145,6 +145,77 @@ impl Harness {
         assert_eq!(reply.status, StatusCode::OK, "{}", reply.json());
         reply.json()
     }
+
+    /// Creates the confidential client `web` (secret [`WEB_SECRET`], client_secret_post) for
+    /// user grants, with `extra` fields merged in.
+    pub async fn web_client(&self, extra: Value) -> Value {
+        let mut body = serde_json::json!({
+            "client_id": "web",
+            "client_secret": WEB_SECRET,
+            "token_endpoint_auth_method": "client_secret_post",
+            "grant_types": ["authorization_code", "refresh_token"],
+            "redirect_uris": [WEB_REDIRECT],
+            "scope": "openid offline_access email profile read write",
+        });
+        if let (Some(b), Value::Object(e)) = (body.as_object_mut(), extra) {
+            b.extend(e);
+        }
+        self.client(body).await
+    }
+
+    /// An authorization code for `grant`, as `/oauth2/auth` would hand it out.
+    pub async fn code(&self, grant: &crate::oauth2::code::Grant) -> String {
+        crate::oauth2::code::issue(&self.state, grant).await.unwrap()
+    }
+
+    /// `POST /oauth2/token` as client `web` with `pairs`.
+    pub async fn web_token(&self, pairs: &[(&str, &str)]) -> Reply {
+        let mut all = vec![("client_id", "web"), ("client_secret", WEB_SECRET)];
+        all.extend_from_slice(pairs);
+        self.form(false, "/oauth2/token", &all, &[]).await
+    }
+
+    /// The claims of a JWT after checking its ES256 signature against `/.well-known/jwks.json`.
+    pub async fn verified_claims(&self, jwt: &str) -> serde_json::Map<String, Value> {
+        use portcullis_shared::jwt::{Algorithm, UntrustedToken, signing_keys};
+        let jwks = self.get("/.well-known/jwks.json", &[]).await.json();
+        let keys = signing_keys(&jwks);
+        let token = UntrustedToken::parse(jwt, &[Algorithm::ES256]).expect("an ES256 JWT");
+        let key = token.candidate_keys(&keys).into_iter().next().expect("its kid is in the JWKS");
+        assert!(
+            crate::crypto::verify_signature(Algorithm::ES256, &key.spki_der, &token.signature, token.signing_input),
+            "signature verifies"
+        );
+        token.claims
+    }
+}
+
+pub const WEB_SECRET: &str = "web-client-secret";
+pub const WEB_REDIRECT: &str = "https://app.example/cb";
+/// A PKCE verifier and its S256 challenge (base64url of its SHA-256).
+pub const PKCE_VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUofrDQzBqo2gLYz3-xMyb";
+pub const PKCE_CHALLENGE: &str = "PfFI2P5zvwOGQX_oZ6xJtf5aSJrkAeuRY0zottgObS0";
+
+/// A user grant for client `web` with `scope`, PKCE S256 and a nonce, as consent records it.
+pub fn user_grant(scope: &str) -> crate::oauth2::code::Grant {
+    crate::oauth2::code::Grant {
+        client_id: "web".into(),
+        subject: "user-1".into(),
+        scope: scope.split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+        audience: vec![],
+        redirect_uri: Some(WEB_REDIRECT.into()),
+        code_challenge: Some(PKCE_CHALLENGE.into()),
+        code_challenge_method: Some("S256".into()),
+        nonce: Some("n-0S6_WzA2Mj".into()),
+        auth_time: T0 - 60,
+        acr: "0".into(),
+        amr: vec!["pwd".into()],
+        sid: "sid-1".into(),
+        consent_id: "consent-1".into(),
+        access_token_claims: serde_json::Map::new(),
+        id_token_claims: serde_json::Map::new(),
+        requested_at: T0 - 30,
+    }
 }
 
 impl Harness {

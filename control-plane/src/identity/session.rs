@@ -278,14 +278,11 @@ fn tokenize(state: &AppState, name: &str, s: &SessionRow, session: &Value) -> Re
     ] {
         claims.insert(k.into(), v);
     }
-    let signer = state.keys.signer();
-    let header = json!({"alg": "ES256", "typ": "JWT", "kid": signer.kid()});
-    let input = format!(
-        "{}.{}",
-        crypto::b64url(header.to_string().as_bytes()),
-        crypto::b64url(Value::Object(claims).to_string().as_bytes())
-    );
-    signer.sign(&input).ok_or_else(|| ApiError::internal(&"could not sign the session token"))
+    state
+        .keys
+        .signer()
+        .sign_jwt("JWT", &Value::Object(claims))
+        .ok_or_else(|| ApiError::internal(&"could not sign the session token"))
 }
 
 /// Deactivates sessions and tells every filter at once.

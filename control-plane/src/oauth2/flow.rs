@@ -539,12 +539,16 @@ pub async fn remembered_consent_covers(
 
 // --- revocation hook ------------------------------------------------------------------
 
-/// Revokes the tokens issued under the consents `consent_ids` (`Grant.consent_id`). The token
-/// store does not record consent ids yet, so this is the hook the token endpoint's store plugs
-/// into; until then it only logs.
-pub async fn revoke_tokens_for_consents(_state: &AppState, consent_ids: &[String]) -> Result<(), StoreError> {
-    if !consent_ids.is_empty() {
-        tracing::info!(consents = consent_ids.len(), "consents revoked (token revocation by consent not wired yet)");
+/// Revokes every token issued under the consents `consent_ids` (`Grant.consent_id`) and tells
+/// the filters at once.
+pub async fn revoke_tokens_for_consents(state: &AppState, consent_ids: &[String]) -> Result<(), StoreError> {
+    let mut revoked = 0;
+    for id in consent_ids {
+        revoked += state.store.revoke_tokens(crate::store::tokens::Selector::Consent(id)).await?;
+    }
+    if revoked > 0 {
+        state.rules.refresh_revocations(&state.store, state.clock.now()).await?;
+        tracing::info!(consents = consent_ids.len(), tokens = revoked, "tokens of revoked consents revoked");
     }
     Ok(())
 }

@@ -47,13 +47,18 @@ async fn introspect(
     token: &str,
     required_scope: Option<&str>,
 ) -> Result<IntrospectionResponse, StoreError> {
-    if !token.starts_with(crypto::ACCESS_TOKEN_PREFIX) {
+    // Opaque tokens carry our prefixes; anything else must at least look like a JWS.
+    let ours = token.starts_with(crypto::ACCESS_TOKEN_PREFIX)
+        || token.starts_with(super::issue::REFRESH_TOKEN_PREFIX)
+        || token.bytes().filter(|&b| b == b'.').count() == 2;
+    if !ours {
         return Ok(IntrospectionResponse::inactive());
     }
     let Some(row) = state.store.get_token(&crypto::token_signature(token)).await? else {
         return Ok(IntrospectionResponse::inactive());
     };
-    if row.expires_at <= state.clock.now() {
+    // A spent refresh token is kept only for reuse detection: it is not active.
+    if row.expires_at <= state.clock.now() || row.spent_at.is_some() {
         return Ok(IntrospectionResponse::inactive());
     }
     let granted: Vec<&str> = scope::split(&row.scope).collect();
@@ -64,6 +69,7 @@ async fn introspect(
     }
     let aud: Vec<String> =
         serde_json::from_str(&row.audience).map_err(|e| StoreError(format!("token audience column: {e}")))?;
+    let ext: Option<serde_json::Map<String, serde_json::Value>> = serde_json::from_str(&row.ext).ok();
     Ok(IntrospectionResponse {
         active: true,
         client_id: Some(row.client_id),
@@ -75,7 +81,8 @@ async fn introspect(
         aud: Some(aud),
         iss: Some(state.config.urls.self_.issuer.clone()),
         token_type: Some("Bearer".into()),
-        token_use: Some("access_token".into()),
+        ext: ext.filter(|e| !e.is_empty()),
+        token_use: Some(row.token_use),
         ..IntrospectionResponse::default()
     })
 }

@@ -392,8 +392,6 @@ async fn backchannel_clients(state: &AppState, body: &LogoutBody) -> Result<Vec<
 
 /// An OIDC Back-Channel Logout 1.0 `logout_token`, signed with the ID-token key.
 pub fn logout_token(state: &AppState, client_id: &str, sid: &str, subject: &str) -> Option<String> {
-    let signer = state.keys.signer();
-    let header = json!({"alg": "ES256", "kid": signer.kid(), "typ": "logout+jwt"});
     let claims = json!({
         "iss": state.config.urls.self_.issuer,
         "aud": [client_id],
@@ -404,9 +402,7 @@ pub fn logout_token(state: &AppState, client_id: &str, sid: &str, subject: &str)
         "sub": subject,
         "events": {BACKCHANNEL_EVENT: {}},
     });
-    let input =
-        format!("{}.{}", crypto::b64url(header.to_string().as_bytes()), crypto::b64url(claims.to_string().as_bytes()));
-    signer.sign(&input)
+    state.keys.signer().sign_jwt("logout+jwt", &claims)
 }
 
 // --- admin ----------------------------------------------------------------------------

@@ -1,18 +1,22 @@
-//! The public OAuth2 endpoints (Hydra paths): `/oauth2/auth` (with the login and consent
-//! contract in [`flow`]), `/oauth2/token`, `/oauth2/introspect`,
-//! `/oauth2/revoke` and `/.well-known/jwks.json`, plus
-//! client authentication shared by both. Errors are RFC 6749 shaped ([`crate::error::OAuthError`]).
+//! The public OAuth2 and OpenID Connect endpoints (Hydra paths): `/oauth2/auth` (with the
+//! login and consent contract in [`flow`]), `/oauth2/token` (grants in [`token`] and
+//! [`refresh`], minting in [`issue`]), `/oauth2/introspect`, `/oauth2/revoke`, `/userinfo`,
+//! discovery and `/.well-known/jwks.json`, plus client authentication shared by them. Errors are RFC 6749 shaped ([`crate::error::OAuthError`]).
 //! Nothing here renders admin-API errors or touches rules.
 
 pub mod authorize;
 pub mod client_auth;
 pub mod code;
+pub mod discovery;
 pub mod flow;
 pub mod introspect;
+pub mod issue;
 pub mod jwks;
 pub mod logout;
+pub mod refresh;
 pub mod revoke;
 pub mod token;
+pub mod userinfo;
 
 use crate::error::{FormParams, OAuthError};
 

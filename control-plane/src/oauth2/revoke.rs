@@ -2,6 +2,8 @@
 //! A client may revoke only its own tokens; every outcome but an authentication or request
 //! error is 200, so the endpoint does not reveal which tokens exist. The revocation is
 //! published at once: filters refuse the token on their next snapshot, cached or not.
+//! Revoking a refresh token revokes its whole grant (RFC 7009 §2.1: the access tokens issued
+//! under the same authorization grant go with it); revoking an access token revokes only it.
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -11,6 +13,7 @@ use super::client_auth::authenticate;
 use crate::app::AppState;
 use crate::crypto;
 use crate::error::OAuthError;
+use crate::store::tokens::{REFRESH_TOKEN, Selector};
 
 pub async fn handle(
     State(state): State<AppState>,
@@ -21,8 +24,7 @@ pub async fn handle(
     let Some(token) = params.single("token")?.filter(|t| !t.is_empty()) else {
         return Err(OAuthError::invalid_request("The request is missing a required parameter: token."));
     };
-    // RFC 7009 §2.1: the hint only speeds up the lookup; an unknown hint is not an error here
-    // because access tokens are the only kind this server issues yet.
+    // RFC 7009 §2.1: the hint only speeds up the lookup, and one lookup finds both kinds.
     let _ = params.single("token_type_hint")?;
     let Some(row) = state.store.get_token(&crypto::token_signature(token)).await? else {
         return Ok(StatusCode::OK);
@@ -30,9 +32,18 @@ pub async fn handle(
     if row.client_id != client.row.client_id || row.expires_at <= state.clock.now() {
         return Ok(StatusCode::OK);
     }
-    state.store.revoke_token(&row).await?;
+    if row.token_use == REFRESH_TOKEN {
+        let which = if row.family_id.is_empty() {
+            Selector::Request(&row.request_id)
+        } else {
+            Selector::Family(&row.family_id)
+        };
+        state.store.revoke_tokens(which).await?;
+    } else {
+        state.store.revoke_token(&row).await?;
+    }
     state.rules.refresh_revocations(&state.store, state.clock.now()).await?;
-    tracing::info!(client_id = %row.client_id, "access token revoked");
+    tracing::info!(client_id = %row.client_id, token_use = %row.token_use, "token revoked");
     Ok(StatusCode::OK)
 }
 

@@ -1,101 +1,191 @@
-//! `POST /oauth2/token`. This version implements the `client_credentials` grant only; any
-//! other grant is `unsupported_grant_type`. Tokens are opaque (`pc_at_…`) and stored only as
-//! their SHA-256, so a database leak yields nothing usable.
+//! `POST /oauth2/token`: grant dispatch and the `authorization_code` (RFC 6749 §4.1.3, PKCE
+//! RFC 7636) and `client_credentials` grants; `refresh_token` is in [`super::refresh`], minting
+//! in [`super::issue`]. The client authenticates first, then must be allowed the grant it uses;
+//! every refusal is an RFC 6749 §5.2 error.
 
-use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use portcullis_shared::scope::{self, ScopeStrategy};
-use serde_json::json;
 
 use super::OAuthParams;
-use super::client_auth::authenticate;
+use super::client_auth::{Authenticated, authenticate};
+use super::code::{self, Grant, Redeemed};
+use super::issue::{self, GrantType, Mint};
 use crate::app::AppState;
-use crate::client::lifespan_seconds;
 use crate::crypto;
 use crate::error::OAuthError;
-use crate::store::TokenRow;
+use crate::store::tokens::Selector;
+
+const SUPPORTED: &str = "authorization_code, refresh_token, client_credentials";
 
 pub async fn handle(
     State(state): State<AppState>,
     headers: HeaderMap,
     params: OAuthParams,
 ) -> Result<Response, OAuthError> {
-    match params.single("grant_type")? {
+    let grant_type = match params.single("grant_type")? {
         None | Some("") => {
             return Err(OAuthError::invalid_request("The request is missing a required parameter: grant_type."));
         }
-        Some("client_credentials") => {}
+        Some(g @ ("client_credentials" | "authorization_code" | "refresh_token")) => g,
         Some(other) => {
             return Err(OAuthError::unsupported_grant_type(format!(
-                "The authorization grant type '{other}' is not supported by this server; supported: client_credentials."
+                "The authorization grant type '{other}' is not supported by this server; supported: {SUPPORTED}."
             )));
         }
-    }
+    };
     let client = authenticate(&state, &headers, &params).await?;
-    let body = &client.body;
-    if !body.grant_types.iter().any(|g| g == "client_credentials") {
-        return Err(OAuthError::unauthorized_client(
-            "The OAuth 2.0 Client is not allowed to use authorization grant 'client_credentials'.",
-        ));
+    if !client.body.grant_types.iter().any(|g| g == grant_type) {
+        return Err(OAuthError::unauthorized_client(format!(
+            "The OAuth 2.0 Client is not allowed to use authorization grant '{grant_type}'."
+        )));
     }
+    let minted = match grant_type {
+        "authorization_code" => authorization_code(&state, &client, &params).await?,
+        "refresh_token" => super::refresh::exchange(&state, &client, &params).await?,
+        _ => client_credentials(&state, &client, &params).await?,
+    };
+    Ok(minted.into_response())
+}
 
+async fn client_credentials(
+    state: &AppState,
+    client: &Authenticated,
+    params: &OAuthParams,
+) -> Result<issue::Minted, OAuthError> {
+    let body = &client.body;
     let allowed: Vec<&str> = scope::split(&body.scope).collect();
-    let mut granted: Vec<&str> = Vec::new();
+    let mut granted: Vec<String> = Vec::new();
     for s in scope::split(params.single("scope")?.unwrap_or("")) {
         if !ScopeStrategy::Wildcard.covers(allowed.iter().copied(), s) {
             return Err(OAuthError::invalid_scope(format!(
                 "The OAuth 2.0 Client is not allowed to request scope '{s}'."
             )));
         }
-        if !granted.contains(&s) {
-            granted.push(s);
+        if !granted.iter().any(|g| g == s) {
+            granted.push(s.to_owned());
         }
     }
 
-    let mut audience: Vec<&str> = Vec::new();
+    let mut audience: Vec<String> = Vec::new();
     for a in params.all("audience").flat_map(scope::split) {
         if !body.audience.iter().any(|allowed| allowed == a) {
             return Err(OAuthError::invalid_request(format!(
                 "Requested audience '{a}' has not been whitelisted by the OAuth 2.0 Client."
             )));
         }
-        if !audience.contains(&a) {
-            audience.push(a);
+        if !audience.iter().any(|x| x == a) {
+            audience.push(a.to_owned());
         }
     }
-
-    let lifespan = match &body.client_credentials_grant_access_token_lifespan {
-        Some(text) => lifespan_seconds(text).map_err(|e| OAuthError::server_error(&e))?,
-        None => i64::try_from(state.config.ttl.access_token.as_secs()).unwrap_or(i64::MAX),
-    };
-    let now = state.clock.now();
-    let token = crypto::generate_access_token();
-    let scope = granted.join(" ");
-    state
-        .store
-        .insert_token(&TokenRow {
-            signature: crypto::token_signature(&token),
-            client_id: client.row.client_id.clone(),
+    issue::mint(
+        state,
+        &Mint {
+            grant_type: GrantType::ClientCredentials,
+            client_id: &client.row.client_id,
+            client: body,
             // client_credentials: the client acts on its own behalf.
-            subject: client.row.client_id.clone(),
-            scope: scope.clone(),
-            audience: serde_json::to_string(&audience).unwrap_or_else(|_| "[]".into()),
-            issued_at: now,
-            expires_at: now.saturating_add(lifespan),
-        })
-        .await?;
-    let mut res = Json(json!({
-        "access_token": token,
-        "token_type": "bearer",
-        "expires_in": lifespan,
-        "scope": scope,
-    }))
-    .into_response();
-    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    res.headers_mut().insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-    Ok(res)
+            subject: &client.row.client_id,
+            scope: &granted,
+            audience: &audience,
+            grant: None,
+            family_id: "",
+            parent_id: "",
+        },
+    )
+    .await
+}
+
+/// RFC 7636 §4.1: 43 to 128 characters of `[A-Za-z0-9-._~]`.
+fn valid_verifier(v: &str) -> bool {
+    (43..=128).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+}
+
+/// Checks the token request against what the authorization request recorded.
+fn check_code_request(client: &Authenticated, grant: &Grant, params: &OAuthParams) -> Result<(), OAuthError> {
+    let redirect_uri = params.single("redirect_uri")?;
+    match (&grant.redirect_uri, redirect_uri) {
+        (Some(expected), Some(sent)) if expected == sent => {}
+        (Some(_), None) => {
+            return Err(OAuthError::invalid_grant(
+                "The 'redirect_uri' parameter is required because the authorization request included it.",
+            ));
+        }
+        // Omitted at /oauth2/auth (the client has one URI): a repeat must be that URI.
+        (None, None) => {}
+        (None, Some(sent)) if client.body.redirect_uris.len() == 1 && client.body.redirect_uris[0] == sent => {}
+        _ => {
+            return Err(OAuthError::invalid_grant(
+                "The 'redirect_uri' parameter does not match the one used in the authorization request.",
+            ));
+        }
+    }
+    let verifier = params.single("code_verifier")?;
+    match (&grant.code_challenge, verifier) {
+        (None, None) => Ok(()),
+        (None, Some(_)) => Err(OAuthError::invalid_grant(
+            "The 'code_verifier' parameter was sent, but the authorization request had no code_challenge.",
+        )),
+        (Some(_), None) => Err(OAuthError::invalid_grant(
+            "The PKCE code_verifier is required because the authorization request included a code_challenge.",
+        )),
+        (Some(_), Some(v)) if !valid_verifier(v) => Err(OAuthError::invalid_grant(
+            "The PKCE code_verifier must be 43 to 128 characters of A-Z a-z 0-9 - . _ ~.",
+        )),
+        (Some(challenge), Some(v)) => {
+            if crypto::secret_eq(&crypto::b64url(&crypto::sha256(v.as_bytes())), challenge) {
+                Ok(())
+            } else {
+                Err(OAuthError::invalid_grant("The PKCE code_verifier does not match the code_challenge."))
+            }
+        }
+    }
+}
+
+async fn authorization_code(
+    state: &AppState,
+    client: &Authenticated,
+    params: &OAuthParams,
+) -> Result<issue::Minted, OAuthError> {
+    let Some(code) = params.single("code")?.filter(|c| !c.is_empty()) else {
+        return Err(OAuthError::invalid_request("The request is missing a required parameter: code."));
+    };
+    // Every token descended from this code shares its digest as the family id.
+    let family_id = crypto::token_signature(code);
+    let grant = match code::redeem(state, code, &client.row.client_id).await? {
+        Redeemed::Fresh(grant) => grant,
+        Redeemed::Invalid => {
+            return Err(OAuthError::invalid_grant(
+                "The provided authorization grant is invalid, expired, revoked, or was issued to another client.",
+            ));
+        }
+        Redeemed::Replayed(_) => {
+            // RFC 6749 §4.1.2: a code used twice may be stolen; revoke what it produced.
+            let n = state.store.revoke_tokens(Selector::Family(&family_id)).await?;
+            state.rules.refresh_revocations(&state.store, state.clock.now()).await?;
+            tracing::warn!(client_id = %client.row.client_id, revoked = n, "authorization code replayed; its tokens were revoked");
+            return Err(OAuthError::invalid_grant(
+                "The authorization code has already been used; the tokens issued for it were revoked.",
+            ));
+        }
+    };
+    check_code_request(client, &grant, params)?;
+    issue::mint(
+        state,
+        &Mint {
+            grant_type: GrantType::AuthorizationCode,
+            client_id: &client.row.client_id,
+            client: &client.body,
+            subject: &grant.subject,
+            scope: &grant.scope,
+            audience: &grant.audience,
+            grant: Some(&grant),
+            family_id: &family_id,
+            parent_id: "",
+        },
+    )
+    .await
 }
 
 #[cfg(test)]
@@ -306,5 +396,223 @@ mod tests {
             .await;
         assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
         assert_eq!(reply.json()["error"], "invalid_request");
+    }
+
+    mod authorization_code {
+        use axum::http::StatusCode;
+        use serde_json::json;
+
+        use crate::testing::{Harness, PKCE_VERIFIER, T0, WEB_REDIRECT, user_grant};
+
+        fn exchange(code: &str) -> Vec<(&str, &str)> {
+            vec![
+                ("grant_type", "authorization_code"),
+                ("code", code),
+                ("redirect_uri", WEB_REDIRECT),
+                ("code_verifier", PKCE_VERIFIER),
+            ]
+        }
+
+        #[tokio::test]
+        async fn a_code_with_pkce_yields_access_refresh_and_id_tokens() {
+            let h = Harness::new().await;
+            h.web_client(json!({})).await;
+            let mut grant = user_grant("openid offline_access email");
+            grant.id_token_claims.insert("tenant".into(), json!("acme"));
+            grant.id_token_claims.insert("iss".into(), json!("https://evil/"));
+            grant.access_token_claims.insert("roles".into(), json!(["admin"]));
+            let code = h.code(&grant).await;
+            let reply = h.web_token(&exchange(&code)).await;
+            assert_eq!(reply.status, StatusCode::OK, "{}", reply.json());
+            assert_eq!(reply.header("cache-control"), "no-store");
+            let body = reply.json();
+            assert_eq!(body["token_type"], "bearer");
+            assert_eq!(body["scope"], "openid offline_access email");
+            assert_eq!(body["expires_in"], 3600);
+            let at = body["access_token"].as_str().unwrap();
+            assert!(at.starts_with("pc_at_"), "opaque by default");
+            assert!(body["refresh_token"].as_str().unwrap().starts_with("pc_rt_"));
+
+            let id = h.verified_claims(body["id_token"].as_str().unwrap()).await;
+            assert_eq!(id["iss"], "http://127.0.0.1:4444/", "a consent claim cannot override iss");
+            assert_eq!(id["sub"], "user-1");
+            assert_eq!(id["aud"], json!(["web"]));
+            assert_eq!((id["iat"].as_i64(), id["exp"].as_i64()), (Some(T0), Some(T0 + 3600)));
+            assert_eq!(id["auth_time"], T0 - 60);
+            assert_eq!(id["nonce"], "n-0S6_WzA2Mj");
+            assert_eq!(id["at_hash"], crate::oauth2::issue::at_hash(at));
+            assert_eq!((&id["acr"], &id["amr"], &id["sid"]), (&json!("0"), &json!(["pwd"]), &json!("sid-1")));
+            assert_eq!(id["tenant"], "acme");
+            assert!(id["jti"].as_str().is_some_and(|j| !j.is_empty()));
+
+            let info = h.form(true, "/admin/oauth2/introspect", &[("token", at)], &[]).await.json();
+            assert_eq!(
+                (&info["active"], &info["sub"], &info["client_id"]),
+                (&json!(true), &json!("user-1"), &json!("web"))
+            );
+            assert_eq!(info["ext"], json!({"roles": ["admin"]}));
+            let rt = body["refresh_token"].as_str().unwrap();
+            let info = h.form(true, "/admin/oauth2/introspect", &[("token", rt)], &[]).await.json();
+            assert_eq!((&info["active"], &info["token_use"]), (&json!(true), &json!("refresh_token")));
+        }
+
+        #[tokio::test]
+        async fn no_openid_no_id_token_and_no_offline_no_refresh_token() {
+            let h = Harness::new().await;
+            h.web_client(json!({})).await;
+            let body = h.web_token(&exchange(&h.code(&user_grant("read")).await)).await.json();
+            assert!(body.get("id_token").is_none() && body.get("refresh_token").is_none(), "{body}");
+            // offline_access without the refresh_token grant on the client: no refresh token either.
+            h.admin_json(axum::http::Method::DELETE, "/admin/clients/web", None).await;
+            h.web_client(json!({"grant_types": ["authorization_code"]})).await;
+            let body = h.web_token(&exchange(&h.code(&user_grant("openid offline_access")).await)).await.json();
+            assert!(body.get("refresh_token").is_none() && body.get("id_token").is_some(), "{body}");
+        }
+
+        #[tokio::test]
+        async fn wrong_codes_redirects_and_verifiers_are_invalid_grant() {
+            let h = Harness::new().await;
+            h.web_client(json!({"redirect_uris": [WEB_REDIRECT, "https://app.example/other"]})).await;
+            let code = h.code(&user_grant("openid")).await;
+            let long = "a".repeat(43);
+            type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str);
+            let cases: [Case; 7] = [
+                (&[("code", "pc_ac_nope"), ("code_verifier", PKCE_VERIFIER)], "invalid_grant", "invalid, expired"),
+                (&[("code_verifier", PKCE_VERIFIER)], "invalid_request", "code"),
+                (&[("code", &code), ("code_verifier", PKCE_VERIFIER)], "invalid_grant", "redirect_uri"),
+                (
+                    &[("code", &code), ("redirect_uri", "https://app.example/other"), ("code_verifier", PKCE_VERIFIER)],
+                    "invalid_grant",
+                    "does not match",
+                ),
+                (&[("code", &code), ("redirect_uri", WEB_REDIRECT)], "invalid_grant", "code_verifier is required"),
+                (
+                    &[("code", &code), ("redirect_uri", WEB_REDIRECT), ("code_verifier", "short")],
+                    "invalid_grant",
+                    "43 to 128",
+                ),
+                (
+                    &[("code", &code), ("redirect_uri", WEB_REDIRECT), ("code_verifier", &long)],
+                    "invalid_grant",
+                    "does not match the code_challenge",
+                ),
+            ];
+            for (pairs, error, mention) in cases {
+                // Each try spends a fresh code, so every case sees its own failure.
+                let fresh = h.code(&user_grant("openid")).await;
+                let pairs: Vec<(&str, &str)> = std::iter::once(("grant_type", "authorization_code"))
+                    .chain(pairs.iter().map(|&(k, v)| (k, if v == code { fresh.as_str() } else { v })))
+                    .collect();
+                let reply = h.web_token(&pairs).await;
+                assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{pairs:?}");
+                assert_eq!(reply.json()["error"], error, "{pairs:?}");
+                let text = reply.json()["error_description"].as_str().unwrap().to_owned();
+                assert!(text.contains(mention), "{pairs:?}: {text}");
+            }
+
+            let mut plain = user_grant("openid");
+            plain.code_challenge = None;
+            let no_challenge = h.code(&plain).await;
+            let reply = h.web_token(&exchange(&no_challenge)).await;
+            assert!(reply.json()["error_description"].as_str().unwrap().contains("had no code_challenge"));
+
+            let expired = h.code(&user_grant("openid")).await;
+            h.clock.advance(600);
+            assert_eq!(h.web_token(&exchange(&expired)).await.json()["error"], "invalid_grant");
+        }
+
+        #[tokio::test]
+        async fn a_replayed_code_revokes_what_it_produced() {
+            let h = Harness::new().await;
+            h.web_client(json!({})).await;
+            let code = h.code(&user_grant("openid offline_access")).await;
+            let first = h.web_token(&exchange(&code)).await.json();
+            let again = h.web_token(&exchange(&code)).await;
+            assert_eq!(again.status, StatusCode::BAD_REQUEST);
+            assert_eq!(again.json()["error"], "invalid_grant");
+            for t in [&first["access_token"], &first["refresh_token"]] {
+                let info =
+                    h.form(true, "/admin/oauth2/introspect", &[("token", t.as_str().unwrap())], &[]).await.json();
+                assert_eq!(info, json!({"active": false}), "{t}");
+            }
+            let digest = crate::crypto::token_signature(first["access_token"].as_str().unwrap());
+            let snapshot: serde_json::Value = serde_json::from_slice(&h.state.rules.current().body).unwrap();
+            assert!(snapshot["revoked"].as_array().unwrap().contains(&json!(digest)), "filters learn at once");
+        }
+
+        #[tokio::test]
+        async fn another_client_cannot_redeem_and_the_grant_type_is_checked() {
+            let h = Harness::new().await;
+            h.web_client(json!({})).await;
+            h.client(json!({"client_id": "svc", "client_secret": "svc-secret-1", "grant_types": ["client_credentials", "authorization_code"], "token_endpoint_auth_method": "client_secret_post", "redirect_uris": [WEB_REDIRECT]})).await;
+            let code = h.code(&user_grant("openid")).await;
+            let mut pairs = exchange(&code);
+            pairs.extend([("client_id", "svc"), ("client_secret", "svc-secret-1")]);
+            let stolen = h.form(false, "/oauth2/token", &pairs, &[]).await;
+            assert_eq!(stolen.json()["error"], "invalid_grant");
+            assert_eq!(h.web_token(&exchange(&code)).await.status, StatusCode::OK, "the thief burnt nothing");
+
+            h.client(json!({"client_id": "cc", "client_secret": "cc-secret-12", "grant_types": ["client_credentials"], "token_endpoint_auth_method": "client_secret_post"})).await;
+            let mut pairs = exchange("pc_ac_x");
+            pairs.extend([("client_id", "cc"), ("client_secret", "cc-secret-12")]);
+            assert_eq!(h.form(false, "/oauth2/token", &pairs, &[]).await.json()["error"], "unauthorized_client");
+        }
+
+        #[tokio::test]
+        async fn jwt_access_tokens_per_client_strategy_and_lifespans() {
+            let h = Harness::new().await;
+            h.web_client(json!({
+                "access_token_strategy": "jwt",
+                "audience": ["https://api.example/"],
+                "authorization_code_grant_access_token_lifespan": "5m",
+                "authorization_code_grant_id_token_lifespan": "2m",
+            }))
+            .await;
+            let mut grant = user_grant("openid read");
+            grant.audience = vec!["https://api.example/".into()];
+            grant.access_token_claims.insert("tier".into(), json!("gold"));
+            let body = h.web_token(&exchange(&h.code(&grant).await)).await.json();
+            assert_eq!(body["expires_in"], 300);
+            let at = body["access_token"].as_str().unwrap();
+            let claims = h.verified_claims(at).await;
+            assert_eq!(claims["iss"], "http://127.0.0.1:4444/");
+            assert_eq!((&claims["sub"], &claims["client_id"]), (&json!("user-1"), &json!("web")));
+            assert_eq!(claims["aud"], json!(["https://api.example/"]));
+            assert_eq!(claims["scp"], json!(["openid", "read"]));
+            assert_eq!((claims["exp"].as_i64(), claims["nbf"].as_i64()), (Some(T0 + 300), Some(T0)));
+            assert_eq!(claims["ext"], json!({"tier": "gold"}));
+            let id = h.verified_claims(body["id_token"].as_str().unwrap()).await;
+            assert_eq!(id["exp"], T0 + 120);
+
+            // Recorded by digest: introspection and revocation work as for opaque tokens.
+            let info = h.form(true, "/admin/oauth2/introspect", &[("token", at)], &[]).await.json();
+            assert_eq!(info["active"], true);
+            let revoked = h
+                .form(
+                    false,
+                    "/oauth2/revoke",
+                    &[("token", at), ("client_id", "web"), ("client_secret", crate::testing::WEB_SECRET)],
+                    &[],
+                )
+                .await;
+            assert_eq!(revoked.status, StatusCode::OK);
+            assert_eq!(h.form(true, "/admin/oauth2/introspect", &[("token", at)], &[]).await.json()["active"], false);
+            let snapshot: serde_json::Value = serde_json::from_slice(&h.state.rules.current().body).unwrap();
+            assert_eq!(snapshot["revoked"], json!([crate::crypto::token_signature(at)]));
+        }
+
+        #[tokio::test]
+        async fn the_global_strategy_can_be_jwt() {
+            let mut config = crate::config::Config::default();
+            config.strategies.access_token = crate::config::AccessTokenStrategy::Jwt;
+            let h = Harness::with_config(config).await;
+            h.client(json!({"client_id": "svc", "client_secret": "svc-secret-1", "grant_types": ["client_credentials"], "token_endpoint_auth_method": "client_secret_post", "scope": "read"})).await;
+            let at = h.token("svc", "svc-secret-1", "read").await["access_token"].as_str().unwrap().to_owned();
+            let claims = h.verified_claims(&at).await;
+            assert_eq!((&claims["sub"], &claims["scp"]), (&json!("svc"), &json!(["read"])));
+            h.web_client(json!({"access_token_strategy": "opaque"})).await;
+            let body = h.web_token(&exchange(&h.code(&user_grant("read")).await)).await.json();
+            assert!(body["access_token"].as_str().unwrap().starts_with("pc_at_"), "the client's choice wins");
+        }
     }
 }

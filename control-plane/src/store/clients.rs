@@ -188,6 +188,7 @@ mod tests {
                     audience: "[]".into(),
                     issued_at: 1,
                     expires_at: 2,
+                    ..Default::default()
                 })
                 .await
                 .unwrap();

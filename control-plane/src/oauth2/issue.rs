@@ -1,0 +1,273 @@
+//! Token minting, shared by every grant of `/oauth2/token`: the access token (opaque `pc_at_…`
+//! or an ES256 JWT, per the client's `access_token_strategy` or `strategies.access_token`), the
+//! refresh token (`pc_rt_…`, only for a user grant that holds `offline_access`/`offline` and a
+//! client allowed the `refresh_token` grant) and the OpenID Connect ID token (when `openid` was
+//! granted). Every token is recorded by its SHA-256 — JWTs too, so introspection and revocation
+//! treat both formats alike and a revoked JWT's digest reaches the filters. One answer is
+//! stored in one transaction. Lifespans come from the client's `*_lifespan` fields, else `ttl.*`.
+//! This module judges nothing: the grant handlers have checked the request before calling it.
+
+use axum::Json;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value, json};
+
+use super::code::Grant;
+use crate::app::AppState;
+use crate::client::{ClientBody, lifespan_seconds};
+use crate::config::AccessTokenStrategy;
+use crate::crypto;
+use crate::error::OAuthError;
+use crate::store::TokenRow;
+use crate::store::tokens::{ACCESS_TOKEN, REFRESH_TOKEN};
+
+pub const REFRESH_TOKEN_PREFIX: &str = "pc_rt_";
+
+/// ID-token claims the consent's `session.id_token` cannot override.
+const RESERVED_ID_TOKEN_CLAIMS: [&str; 14] =
+    ["iss", "sub", "aud", "exp", "iat", "nbf", "rat", "auth_time", "nonce", "at_hash", "acr", "amr", "sid", "jti"];
+
+/// The grant an answer is minted for; it picks the client's lifespan fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrantType {
+    AuthorizationCode,
+    RefreshToken,
+    ClientCredentials,
+    JwtBearer,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Access,
+    Refresh,
+    Id,
+}
+
+impl GrantType {
+    /// The Hydra client field that overrides this grant's lifespan of `kind`, if it has one.
+    fn lifespan_field(self, kind: Kind) -> Option<&'static str> {
+        use GrantType::*;
+        use Kind::*;
+        Some(match (self, kind) {
+            (AuthorizationCode, Access) => "authorization_code_grant_access_token_lifespan",
+            (AuthorizationCode, Refresh) => "authorization_code_grant_refresh_token_lifespan",
+            (AuthorizationCode, Id) => "authorization_code_grant_id_token_lifespan",
+            (RefreshToken, Access) => "refresh_token_grant_access_token_lifespan",
+            (RefreshToken, Refresh) => "refresh_token_grant_refresh_token_lifespan",
+            (RefreshToken, Id) => "refresh_token_grant_id_token_lifespan",
+            (ClientCredentials, Access) => "client_credentials_grant_access_token_lifespan",
+            (JwtBearer, Access) => "jwt_bearer_grant_access_token_lifespan",
+            (ClientCredentials | JwtBearer, Refresh | Id) => return None,
+        })
+    }
+}
+
+/// What to mint. `grant` is the user's grant (authorization_code, refresh_token); without it
+/// there is neither a refresh token nor an ID token.
+pub struct Mint<'a> {
+    pub grant_type: GrantType,
+    pub client_id: &'a str,
+    pub client: &'a ClientBody,
+    pub subject: &'a str,
+    /// The access token's scopes (for a refresh, possibly narrower than the grant's).
+    pub scope: &'a [String],
+    pub audience: &'a [String],
+    pub grant: Option<&'a Grant>,
+    /// See [`TokenRow::family_id`] and [`TokenRow::parent_id`].
+    pub family_id: &'a str,
+    pub parent_id: &'a str,
+}
+
+/// A token-endpoint answer (RFC 6749 §5.1), served with `Cache-Control: no-store`.
+#[derive(Debug)]
+pub struct Minted {
+    pub access_token: String,
+    pub expires_in: i64,
+    pub scope: String,
+    pub refresh_token: Option<String>,
+    pub id_token: Option<String>,
+}
+
+impl IntoResponse for Minted {
+    fn into_response(self) -> Response {
+        let mut body = json!({
+            "access_token": self.access_token,
+            "token_type": "bearer",
+            "expires_in": self.expires_in,
+            "scope": self.scope,
+        });
+        if let Some(rt) = self.refresh_token {
+            body["refresh_token"] = rt.into();
+        }
+        if let Some(id) = self.id_token {
+            body["id_token"] = id.into();
+        }
+        let mut res = Json(body).into_response();
+        res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        res.headers_mut().insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+        res
+    }
+}
+
+/// The client's lifespan override `field`, if set. Stored clients were validated, so a bad
+/// value here is a server fault, not the caller's.
+fn client_lifespan(client: &ClientBody, field: &str) -> Result<Option<i64>, OAuthError> {
+    let text = if field == "client_credentials_grant_access_token_lifespan" {
+        client.client_credentials_grant_access_token_lifespan.as_deref()
+    } else {
+        client.extra.get(field).and_then(Value::as_str)
+    };
+    match text.filter(|t| !t.is_empty()) {
+        None => Ok(None),
+        Some(t) => lifespan_seconds(t).map(Some).map_err(|e| OAuthError::server_error(&format!("{field}: {e}"))),
+    }
+}
+
+fn lifespan(state: &AppState, m: &Mint<'_>, kind: Kind) -> Result<i64, OAuthError> {
+    if let Some(secs) = m.grant_type.lifespan_field(kind).map(|f| client_lifespan(m.client, f)).transpose()?.flatten() {
+        return Ok(secs);
+    }
+    let ttl = &state.config.ttl;
+    let default = match kind {
+        Kind::Access => ttl.access_token,
+        Kind::Refresh => ttl.refresh_token,
+        Kind::Id => ttl.id_token,
+    };
+    Ok(i64::try_from(default.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// The access-token format for `client`.
+pub fn strategy(state: &AppState, client: &ClientBody) -> AccessTokenStrategy {
+    client
+        .extra
+        .get("access_token_strategy")
+        .and_then(Value::as_str)
+        .and_then(AccessTokenStrategy::parse)
+        .unwrap_or(state.config.strategies.access_token)
+}
+
+/// Whether the granted scopes ask for a refresh token (Hydra accepts both spellings).
+pub fn wants_refresh(scope: &[String]) -> bool {
+    scope.iter().any(|s| s == "offline_access" || s == "offline")
+}
+
+/// OIDC Core §3.1.3.6: the left half of the SHA-256 of the access token, base64url.
+pub fn at_hash(access_token: &str) -> String {
+    crypto::b64url(&crypto::sha256(access_token.as_bytes())[..16])
+}
+
+fn sign(state: &AppState, claims: &Value) -> Result<String, OAuthError> {
+    state.keys.signer().sign_jwt("JWT", claims).ok_or_else(|| OAuthError::server_error(&"could not sign a token"))
+}
+
+/// Mints and stores one answer.
+pub async fn mint(state: &AppState, m: &Mint<'_>) -> Result<Minted, OAuthError> {
+    let now = state.clock.now();
+    let issuer = &state.config.urls.self_.issuer;
+    let request_id = crypto::uuid_v4();
+    let scope = m.scope.join(" ");
+    let audience = serde_json::to_string(m.audience).map_err(|e| OAuthError::server_error(&e))?;
+    let ext = m.grant.map(|g| g.access_token_claims.clone()).unwrap_or_default();
+    let grant_body = match m.grant {
+        Some(g) => serde_json::to_string(g).map_err(|e| OAuthError::server_error(&e))?,
+        None => String::new(),
+    };
+    let row = |token: &str, token_use: &str, scope: String, expires_at: i64| TokenRow {
+        signature: crypto::token_signature(token),
+        client_id: m.client_id.to_owned(),
+        subject: m.subject.to_owned(),
+        scope,
+        audience: audience.clone(),
+        issued_at: now,
+        expires_at,
+        token_use: token_use.to_owned(),
+        request_id: request_id.clone(),
+        family_id: m.family_id.to_owned(),
+        parent_id: m.parent_id.to_owned(),
+        consent_id: m.grant.map(|g| g.consent_id.clone()).unwrap_or_default(),
+        ext: Value::Object(ext.clone()).to_string(),
+        grant_body: grant_body.clone(),
+        spent_at: None,
+    };
+
+    let at_lifespan = lifespan(state, m, Kind::Access)?;
+    let access_token = match strategy(state, m.client) {
+        AccessTokenStrategy::Opaque => crypto::generate_access_token(),
+        AccessTokenStrategy::Jwt => {
+            let mut claims = json!({
+                "iss": issuer,
+                "sub": m.subject,
+                "aud": m.audience,
+                "exp": now.saturating_add(at_lifespan),
+                "iat": now,
+                "nbf": now,
+                "jti": crypto::uuid_v4(),
+                "client_id": m.client_id,
+                "scp": m.scope,
+            });
+            if !ext.is_empty() {
+                claims["ext"] = Value::Object(ext.clone());
+            }
+            sign(state, &claims)?
+        }
+    };
+    let mut rows = vec![row(&access_token, ACCESS_TOKEN, scope.clone(), now.saturating_add(at_lifespan))];
+
+    let mut refresh_token = None;
+    let mut id_token = None;
+    if let Some(grant) = m.grant {
+        if wants_refresh(&grant.scope) && m.client.grant_types.iter().any(|g| g == "refresh_token") {
+            let token = format!("{REFRESH_TOKEN_PREFIX}{}", crypto::b64url(&crypto::random_bytes::<32>()));
+            // A refresh token carries the whole grant's scope: narrowing applies per access token.
+            let expires_at = now.saturating_add(lifespan(state, m, Kind::Refresh)?);
+            rows.push(row(&token, REFRESH_TOKEN, grant.scope.join(" "), expires_at));
+            refresh_token = Some(token);
+        }
+        if m.scope.iter().any(|s| s == "openid") {
+            id_token = Some(sign(state, &id_token_claims(state, m, grant, &access_token, now)?)?);
+        }
+    }
+    state.store.insert_tokens(&rows).await?;
+    Ok(Minted { access_token, expires_in: at_lifespan, scope, refresh_token, id_token })
+}
+
+fn id_token_claims(
+    state: &AppState,
+    m: &Mint<'_>,
+    grant: &Grant,
+    access_token: &str,
+    now: i64,
+) -> Result<Value, OAuthError> {
+    let mut claims = Map::new();
+    for (k, v) in &grant.id_token_claims {
+        if !RESERVED_ID_TOKEN_CLAIMS.contains(&k.as_str()) {
+            claims.insert(k.clone(), v.clone());
+        }
+    }
+    let mut set = |k: &str, v: Value| {
+        claims.insert(k.into(), v);
+    };
+    set("iss", state.config.urls.self_.issuer.clone().into());
+    set("sub", m.subject.into());
+    set("aud", json!([m.client_id]));
+    set("iat", now.into());
+    set("exp", now.saturating_add(lifespan(state, m, Kind::Id)?).into());
+    set("rat", grant.requested_at.into());
+    set("auth_time", grant.auth_time.into());
+    set("at_hash", at_hash(access_token).into());
+    set("jti", crypto::uuid_v4().into());
+    // OIDC Core §12.2: an ID token from a refresh carries no nonce; the original one did.
+    if let (Some(nonce), false) = (&grant.nonce, m.grant_type == GrantType::RefreshToken) {
+        set("nonce", nonce.clone().into());
+    }
+    if !grant.acr.is_empty() {
+        set("acr", grant.acr.clone().into());
+    }
+    if !grant.amr.is_empty() {
+        set("amr", json!(grant.amr));
+    }
+    if !grant.sid.is_empty() {
+        set("sid", grant.sid.clone().into());
+    }
+    Ok(Value::Object(claims))
+}

@@ -1,0 +1,316 @@
+//! The `refresh_token` grant (RFC 6749 §6) with rotation and reuse detection (RFC 6819
+//! §5.2.2.3, OAuth 2.1 §4.3.1). Every exchange spends the refresh token — one compare-and-swap
+//! UPDATE, so of two concurrent exchanges exactly one wins — revokes the access token it came
+//! with, and mints a new pair in the same family. A spent token presented again is theft unless
+//! it comes within `oauth2.grant.refresh_token.rotation_grace_period` of the spend: then it is
+//! taken for a client that lost the answer (Hydra's problem of users "randomly logged out"), the
+//! answer it lost is revoked and a new one is minted, so at most one live pair descends from
+//! each spend. Inside the window a replay is therefore not detected — the price of the retry,
+//! bounded by the (short, at most 5 min) window. Outside it, the whole family is revoked: every
+//! access and refresh token descended from the original authorization code, digests pushed
+//! to the filters at once. `scope` may narrow the new access token, never widen the grant.
+
+use portcullis_shared::scope::{self, ScopeStrategy};
+
+use super::OAuthParams;
+use super::client_auth::Authenticated;
+use super::code::Grant;
+use super::issue::{self, GrantType, Mint, Minted};
+use crate::app::AppState;
+use crate::crypto;
+use crate::error::{OAuthError, StoreError};
+use crate::store::tokens::{REFRESH_TOKEN, Selector};
+
+fn invalid() -> OAuthError {
+    OAuthError::invalid_grant(
+        "The provided refresh token is invalid, expired, revoked, or was issued to another client.",
+    )
+}
+
+pub async fn exchange(state: &AppState, client: &Authenticated, params: &OAuthParams) -> Result<Minted, OAuthError> {
+    let Some(token) = params.single("refresh_token")?.filter(|t| !t.is_empty()) else {
+        return Err(OAuthError::invalid_request("The request is missing a required parameter: refresh_token."));
+    };
+    let now = state.clock.now();
+    let signature = crypto::token_signature(token);
+    let Some(row) = state.store.get_token(&signature).await? else { return Err(invalid()) };
+    // Another client's token is refused untouched, so a thief cannot revoke the family.
+    if row.token_use != REFRESH_TOKEN || !crypto::secret_eq(&row.client_id, &client.row.client_id) {
+        return Err(invalid());
+    }
+    if row.expires_at <= now {
+        return Err(invalid());
+    }
+    let grant: Grant = serde_json::from_str(&row.grant_body)
+        .map_err(|e| StoreError(format!("stored grant of a refresh token is not valid: {e}")))?;
+
+    // Narrow, never widen (RFC 6749 §6), and never beyond what the client may still ask for.
+    let scope = match params.single("scope")? {
+        None | Some("") => grant.scope.clone(),
+        Some(requested) => {
+            let mut narrowed: Vec<String> = Vec::new();
+            for s in scope::split(requested) {
+                if !grant.scope.iter().any(|g| g == s) {
+                    return Err(OAuthError::invalid_scope(format!(
+                        "The requested scope '{s}' was not granted to this refresh token."
+                    )));
+                }
+                if !narrowed.iter().any(|n| n == s) {
+                    narrowed.push(s.to_owned());
+                }
+            }
+            narrowed
+        }
+    };
+    let allowed: Vec<&str> = scope::split(&client.body.scope).collect();
+    if let Some(s) = scope.iter().find(|s| !ScopeStrategy::Wildcard.covers(allowed.iter().copied(), s)) {
+        return Err(OAuthError::invalid_scope(format!("The OAuth 2.0 Client is no longer allowed scope '{s}'.")));
+    }
+
+    let revoked = if state.store.spend_refresh_token(&signature, now).await? {
+        state.store.revoke_tokens(Selector::AccessTokenOf(&row.request_id)).await?
+    } else {
+        let grace =
+            i64::try_from(state.config.oauth2.grant.refresh_token.rotation_grace_period.as_secs()).unwrap_or(i64::MAX);
+        let spent_at = row.spent_at.unwrap_or(now);
+        if now.saturating_sub(spent_at) > grace {
+            let n = state.store.revoke_tokens(Selector::Family(&row.family_id)).await?;
+            state.rules.refresh_revocations(&state.store, now).await?;
+            tracing::warn!(client_id = %row.client_id, revoked = n, "refresh token reused; its family was revoked");
+            return Err(OAuthError::invalid_grant(
+                "The refresh token has already been used; every token of this grant was revoked.",
+            ));
+        }
+        // A retry of a lost answer: that answer must not stay usable next to the new one.
+        tracing::info!(client_id = %row.client_id, "refresh retried within the grace period");
+        state.store.revoke_tokens(Selector::ChildrenOf(&row.request_id)).await?
+    };
+    if revoked > 0 {
+        state.rules.refresh_revocations(&state.store, now).await?;
+    }
+    let audience: Vec<String> =
+        serde_json::from_str(&row.audience).map_err(|e| StoreError(format!("token audience column: {e}")))?;
+    issue::mint(
+        state,
+        &Mint {
+            grant_type: GrantType::RefreshToken,
+            client_id: &client.row.client_id,
+            client: &client.body,
+            subject: &row.subject,
+            scope: &scope,
+            audience: &audience,
+            grant: Some(&grant),
+            family_id: &row.family_id,
+            parent_id: &row.request_id,
+        },
+    )
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::StatusCode;
+    use serde_json::{Value, json};
+
+    use crate::testing::{Harness, PKCE_VERIFIER, T0, WEB_REDIRECT, user_grant};
+
+    /// A client `web` and the first answer of a code grant with `scope`.
+    async fn first(h: &Harness, scope: &str) -> Value {
+        h.web_client(json!({})).await;
+        let code = h.code(&user_grant(scope)).await;
+        let reply = h
+            .web_token(&[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", WEB_REDIRECT),
+                ("code_verifier", PKCE_VERIFIER),
+            ])
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.json());
+        reply.json()
+    }
+
+    async fn refresh(h: &Harness, rt: &Value, scope: Option<&str>) -> crate::testing::Reply {
+        let mut pairs = vec![("grant_type", "refresh_token"), ("refresh_token", rt.as_str().unwrap())];
+        if let Some(s) = scope {
+            pairs.push(("scope", s));
+        }
+        h.web_token(&pairs).await
+    }
+
+    async fn active(h: &Harness, token: &Value) -> bool {
+        let info = h.form(true, "/admin/oauth2/introspect", &[("token", token.as_str().unwrap())], &[]).await.json();
+        info["active"] == true
+    }
+
+    #[tokio::test]
+    async fn each_refresh_rotates_the_pair_and_retires_the_old_access_token() {
+        let h = Harness::new().await;
+        let one = first(&h, "openid offline_access read").await;
+        h.clock.advance(60);
+        let reply = refresh(&h, &one["refresh_token"], None).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.json());
+        assert_eq!(reply.header("cache-control"), "no-store");
+        let two = reply.json();
+        assert_ne!(two["refresh_token"], one["refresh_token"], "rotated");
+        assert_eq!(two["scope"], "openid offline_access read");
+        assert!(!active(&h, &one["access_token"]).await, "the old access token is retired");
+        assert!(!active(&h, &one["refresh_token"]).await, "a spent refresh token is not active");
+        assert!(active(&h, &two["access_token"]).await && active(&h, &two["refresh_token"]).await);
+
+        let id = h.verified_claims(two["id_token"].as_str().unwrap()).await;
+        assert_eq!(id["auth_time"], T0 - 60, "the original authentication time");
+        assert_eq!(id["iat"], T0 + 60);
+        assert!(id.get("nonce").is_none(), "OIDC Core 12.2: no nonce on refresh");
+        assert_eq!(id["sub"], "user-1");
+    }
+
+    #[tokio::test]
+    async fn scope_may_narrow_but_never_widen() {
+        let h = Harness::new().await;
+        let one = first(&h, "openid offline_access read").await;
+        let wide = refresh(&h, &one["refresh_token"], Some("read write")).await;
+        assert_eq!(wide.status, StatusCode::BAD_REQUEST);
+        assert_eq!(wide.json()["error"], "invalid_scope");
+        assert!(wide.json()["error_description"].as_str().unwrap().contains("'write'"));
+        assert!(active(&h, &one["refresh_token"]).await, "a refused refresh spends nothing");
+
+        let narrow = refresh(&h, &one["refresh_token"], Some("read")).await.json();
+        assert_eq!(narrow["scope"], "read");
+        assert!(narrow.get("id_token").is_none(), "no openid in the narrowed scope");
+        // The new refresh token still carries the whole grant.
+        let again = refresh(&h, &narrow["refresh_token"], None).await.json();
+        assert_eq!(again["scope"], "openid offline_access read");
+    }
+
+    #[tokio::test]
+    async fn a_replay_after_the_grace_period_revokes_the_family() {
+        let h = Harness::new().await;
+        let one = first(&h, "offline_access read").await;
+        let two = refresh(&h, &one["refresh_token"], None).await.json();
+        let three = refresh(&h, &two["refresh_token"], None).await.json();
+        h.clock.advance(11);
+        let stolen = refresh(&h, &one["refresh_token"], None).await;
+        assert_eq!(stolen.status, StatusCode::BAD_REQUEST);
+        assert_eq!(stolen.json()["error"], "invalid_grant");
+        assert!(stolen.json()["error_description"].as_str().unwrap().contains("already been used"));
+        for t in [&three["access_token"], &three["refresh_token"]] {
+            assert!(!active(&h, t).await, "every descendant is revoked: {t}");
+        }
+        let snapshot: Value = serde_json::from_slice(&h.state.rules.current().body).unwrap();
+        let digest = crate::crypto::token_signature(three["access_token"].as_str().unwrap());
+        assert!(snapshot["revoked"].as_array().unwrap().contains(&json!(digest)), "filters learn at once");
+        assert_eq!(refresh(&h, &three["refresh_token"], None).await.json()["error"], "invalid_grant");
+    }
+
+    #[tokio::test]
+    async fn a_retry_within_the_grace_period_is_not_a_logout() {
+        let h = Harness::new().await;
+        let one = first(&h, "offline_access read").await;
+        let lost = refresh(&h, &one["refresh_token"], None).await.json();
+        h.clock.advance(10);
+        let retry = refresh(&h, &one["refresh_token"], None).await;
+        assert_eq!(retry.status, StatusCode::OK, "{}", retry.json());
+        let retry = retry.json();
+        assert!(active(&h, &retry["access_token"]).await && active(&h, &retry["refresh_token"]).await);
+        assert!(!active(&h, &lost["refresh_token"]).await, "the lost answer is revoked, not left usable");
+        assert!(!active(&h, &lost["access_token"]).await);
+        assert_eq!(refresh(&h, &retry["refresh_token"], None).await.status, StatusCode::OK, "the family lives on");
+    }
+
+    #[tokio::test]
+    async fn the_grace_period_is_configurable_down_to_strict_rotation() {
+        let mut config = crate::config::Config::default();
+        config.oauth2.grant.refresh_token.rotation_grace_period = std::time::Duration::ZERO;
+        let h = Harness::with_config(config).await;
+        let one = first(&h, "offline_access").await;
+        let two = refresh(&h, &one["refresh_token"], None).await.json();
+        h.clock.advance(1);
+        assert_eq!(refresh(&h, &one["refresh_token"], None).await.json()["error"], "invalid_grant");
+        assert!(!active(&h, &two["refresh_token"]).await, "strict: any replay revokes the family");
+    }
+
+    #[tokio::test]
+    async fn wrong_client_wrong_kind_and_expiry_are_invalid_grant() {
+        let h = Harness::new().await;
+        let one = first(&h, "offline_access read").await;
+        h.client(json!({"client_id": "other", "client_secret": "other-secret", "token_endpoint_auth_method": "client_secret_post", "grant_types": ["refresh_token"]})).await;
+        let rt = one["refresh_token"].as_str().unwrap();
+        let stolen = h
+            .form(
+                false,
+                "/oauth2/token",
+                &[
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", rt),
+                    ("client_id", "other"),
+                    ("client_secret", "other-secret"),
+                ],
+                &[],
+            )
+            .await;
+        assert_eq!(stolen.json()["error"], "invalid_grant");
+        assert!(active(&h, &one["refresh_token"]).await, "another client's attempt spends nothing");
+        assert_eq!(refresh(&h, &one["access_token"], None).await.json()["error"], "invalid_grant", "an access token");
+        assert_eq!(h.web_token(&[("grant_type", "refresh_token")]).await.json()["error"], "invalid_request");
+        h.clock.advance(720 * 3600);
+        assert_eq!(refresh(&h, &one["refresh_token"], None).await.json()["error"], "invalid_grant", "expired");
+    }
+
+    #[tokio::test]
+    async fn revoking_a_refresh_token_revokes_its_grant() {
+        let h = Harness::new().await;
+        let one = first(&h, "offline_access read").await;
+        let two = refresh(&h, &one["refresh_token"], None).await.json();
+        let reply = h
+            .form(
+                false,
+                "/oauth2/revoke",
+                &[
+                    ("token", two["refresh_token"].as_str().unwrap()),
+                    ("token_type_hint", "refresh_token"),
+                    ("client_id", "web"),
+                    ("client_secret", crate::testing::WEB_SECRET),
+                ],
+                &[],
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::OK);
+        assert!(!active(&h, &two["access_token"]).await && !active(&h, &two["refresh_token"]).await);
+    }
+
+    #[tokio::test]
+    async fn revoking_a_consent_revokes_its_tokens() {
+        let h = Harness::new().await;
+        let one = first(&h, "offline_access read").await;
+        crate::oauth2::flow::revoke_tokens_for_consents(&h.state, &["consent-1".into()]).await.unwrap();
+        assert!(!active(&h, &one["access_token"]).await && !active(&h, &one["refresh_token"]).await);
+        let snapshot: Value = serde_json::from_slice(&h.state.rules.current().body).unwrap();
+        assert_eq!(snapshot["revoked"].as_array().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn refresh_lifespans_come_from_the_client() {
+        let h = Harness::new().await;
+        h.web_client(json!({
+            "refresh_token_grant_access_token_lifespan": "10m",
+            "authorization_code_grant_refresh_token_lifespan": "1h",
+        }))
+        .await;
+        let code = h.code(&user_grant("offline_access")).await;
+        let one = h
+            .web_token(&[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", WEB_REDIRECT),
+                ("code_verifier", PKCE_VERIFIER),
+            ])
+            .await
+            .json();
+        let rt = one["refresh_token"].as_str().unwrap();
+        let info = h.form(true, "/admin/oauth2/introspect", &[("token", rt)], &[]).await.json();
+        assert_eq!(info["exp"], T0 + 3600);
+        let two = refresh(&h, &one["refresh_token"], None).await.json();
+        assert_eq!(two["expires_in"], 600);
+    }
+}
