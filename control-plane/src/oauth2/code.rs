@@ -98,17 +98,37 @@ pub async fn issue(state: &AppState, grant: &Grant) -> Result<String, StoreError
 /// Spends `code` for `client_id`. A code presented by another client is [`Redeemed::Invalid`]
 /// and stays unspent, so a stolen code cannot be burnt by the thief.
 pub async fn redeem(state: &AppState, code: &str, client_id: &str) -> Result<Redeemed, StoreError> {
+    match redeem_if(state, code, client_id, |_| Ok::<(), std::convert::Infallible>(())).await? {
+        Ok(redeemed) => Ok(redeemed),
+        Err(never) => match never {},
+    }
+}
+
+/// As [`redeem`], but an unspent code is spent only if `check` accepts the request against its
+/// grant (redirect_uri, PKCE): a request that fails the check burns nothing, so whoever holds a
+/// code without its verifier cannot spoil the real client's exchange.
+pub async fn redeem_if<E>(
+    state: &AppState,
+    code: &str,
+    client_id: &str,
+    check: impl FnOnce(&Grant) -> Result<(), E>,
+) -> Result<Result<Redeemed, E>, StoreError> {
     let signature = crypto::token_signature(code);
-    let Some(row) = state.store.get_code(&signature).await? else { return Ok(Redeemed::Invalid) };
+    let Some(row) = state.store.get_code(&signature).await? else { return Ok(Ok(Redeemed::Invalid)) };
     if !crypto::secret_eq(&row.client_id, client_id) || row.expires_at <= state.clock.now() {
-        return Ok(Redeemed::Invalid);
+        return Ok(Ok(Redeemed::Invalid));
     }
     let grant: Grant =
         serde_json::from_str(&row.grant_body).map_err(|e| StoreError(format!("stored grant is not valid: {e}")))?;
+    if row.redeemed_at.is_none() {
+        if let Err(e) = check(&grant) {
+            return Ok(Err(e));
+        }
+    }
     if state.store.redeem_code(&signature, state.clock.now()).await? {
-        Ok(Redeemed::Fresh(grant))
+        Ok(Ok(Redeemed::Fresh(grant)))
     } else {
-        Ok(Redeemed::Replayed(grant))
+        Ok(Ok(Redeemed::Replayed(grant)))
     }
 }
 
@@ -147,6 +167,15 @@ mod tests {
         assert_eq!(redeem(&h.state, &code, "web").await.unwrap(), Redeemed::Fresh(grant()), "the thief burnt nothing");
         assert_eq!(redeem(&h.state, &code, "web").await.unwrap(), Redeemed::Replayed(grant()));
         assert_eq!(redeem(&h.state, "pc_ac_unknown", "web").await.unwrap(), Redeemed::Invalid);
+
+        let checked = issue(&h.state, &grant()).await.unwrap();
+        let refused = redeem_if(&h.state, &checked, "web", |_| Err("wrong verifier")).await.unwrap();
+        assert_eq!(refused, Err("wrong verifier"));
+        assert_eq!(
+            redeem(&h.state, &checked, "web").await.unwrap(),
+            Redeemed::Fresh(grant()),
+            "a failed check burns nothing"
+        );
 
         let late = issue(&h.state, &grant()).await.unwrap();
         h.clock.advance(600);

@@ -153,7 +153,9 @@ async fn authorization_code(
     };
     // Every token descended from this code shares its digest as the family id.
     let family_id = crypto::token_signature(code);
-    let grant = match code::redeem(state, code, &client.row.client_id).await? {
+    let grant = match code::redeem_if(state, code, &client.row.client_id, |g| check_code_request(client, g, params))
+        .await??
+    {
         Redeemed::Fresh(grant) => grant,
         Redeemed::Invalid => {
             return Err(OAuthError::invalid_grant(
@@ -170,7 +172,6 @@ async fn authorization_code(
             ));
         }
     };
-    check_code_request(client, &grant, params)?;
     issue::mint(
         state,
         &Mint {
@@ -519,6 +520,22 @@ mod tests {
             let expired = h.code(&user_grant("openid")).await;
             h.clock.advance(600);
             assert_eq!(h.web_token(&exchange(&expired)).await.json()["error"], "invalid_grant");
+        }
+
+        #[tokio::test]
+        async fn a_failed_verifier_or_redirect_burns_nothing() {
+            let h = Harness::new().await;
+            h.web_client(json!({})).await;
+            let code = h.code(&user_grant("openid")).await;
+            let wrong = "b".repeat(43);
+            let attempt = [
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", WEB_REDIRECT),
+                ("code_verifier", &wrong),
+            ];
+            assert_eq!(h.web_token(&attempt).await.json()["error"], "invalid_grant");
+            assert_eq!(h.web_token(&exchange(&code)).await.status, StatusCode::OK, "the real client still redeems it");
         }
 
         #[tokio::test]
