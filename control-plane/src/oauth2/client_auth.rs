@@ -1,7 +1,7 @@
 //! Client authentication for the token and introspection endpoints: `client_secret_basic`
-//! (RFC 6749 §2.3.1, with the form-urlencoding of id and secret decoded) or
-//! `client_secret_post`, exactly one of them, and it must be the client's registered
-//! `token_endpoint_auth_method`. Unknown client and wrong secret fail identically so the
+//! (RFC 6749 §2.3.1, with the form-urlencoding of id and secret decoded), `client_secret_post`,
+//! or `none` for public clients (a bare `client_id` parameter), exactly one of them, and it
+//! must be the client's registered `token_endpoint_auth_method`. Unknown client and wrong secret fail identically so the
 //! answer does not reveal which client ids exist.
 
 use axum::http::{HeaderMap, header};
@@ -20,6 +20,8 @@ const AUTH_FAILED: &str = "Client authentication failed (e.g., unknown client, n
 pub struct Authenticated {
     pub row: ClientRow,
     pub body: ClientBody,
+    /// The `token_endpoint_auth_method` the request used (always the registered one).
+    pub method: &'static str,
 }
 
 struct Credentials {
@@ -46,13 +48,15 @@ pub async fn authenticate(
             creds.method, creds.method
         )));
     }
-    let Some(stored) = row.secret_hash.as_deref() else {
-        return Err(OAuthError::invalid_client(AUTH_FAILED));
-    };
-    if !state.secrets.verify(&row.client_id, stored, &creds.secret).await {
-        return Err(OAuthError::invalid_client(AUTH_FAILED));
+    if creds.method != "none" {
+        let Some(stored) = row.secret_hash.as_deref() else {
+            return Err(OAuthError::invalid_client(AUTH_FAILED));
+        };
+        if !state.secrets.verify(&row.client_id, stored, &creds.secret).await {
+            return Err(OAuthError::invalid_client(AUTH_FAILED));
+        }
     }
-    Ok(Authenticated { row, body })
+    Ok(Authenticated { row, body, method: creds.method })
 }
 
 fn credentials(headers: &HeaderMap, params: &OAuthParams) -> Result<Credentials, OAuthError> {
@@ -79,7 +83,14 @@ fn credentials(headers: &HeaderMap, params: &OAuthParams) -> Result<Credentials,
                 "The request is missing the client_id parameter that client_secret_post requires.",
             )),
         },
-        (None, None) => Err(OAuthError::invalid_client(AUTH_FAILED)),
+        // A public client names itself and proves nothing; authenticate() admits this only
+        // for clients registered with `none`.
+        (None, None) => match post_id {
+            Some(id) if !id.is_empty() => {
+                Ok(Credentials { method: "none", client_id: id.to_owned(), secret: String::new() })
+            }
+            _ => Err(OAuthError::invalid_client(AUTH_FAILED)),
+        },
     }
 }
 
@@ -110,4 +121,54 @@ fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, OA
         return Err(malformed());
     }
     Ok(Some((id, form_decode(secret.as_bytes()))))
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::{HeaderMap, HeaderValue, header};
+    use serde_json::json;
+
+    use super::*;
+    use crate::testing::{Harness, basic};
+
+    fn params(pairs: &[(&str, &str)]) -> OAuthParams {
+        OAuthParams::new(pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect())
+    }
+
+    async fn auth(h: &Harness, headers: &HeaderMap, pairs: &[(&str, &str)]) -> Result<Authenticated, OAuthError> {
+        authenticate(&h.state, headers, &params(pairs)).await
+    }
+
+    #[tokio::test]
+    async fn public_client_authenticates_with_client_id_alone() {
+        let h = Harness::new().await;
+        let created = h.client(json!({"client_id": "spa", "token_endpoint_auth_method": "none"})).await;
+        assert!(created.get("client_secret").is_none(), "a public client gets no secret: {created}");
+        assert!(h.state.store.get_client("spa").await.unwrap().unwrap().secret_hash.is_none());
+
+        let ok = auth(&h, &HeaderMap::new(), &[("client_id", "spa")]).await.ok().expect("public client accepted");
+        assert_eq!(ok.row.client_id, "spa");
+        assert_eq!(ok.method, "none");
+
+        // Presenting a secret is a different method, which the client is not registered for.
+        let post = auth(&h, &HeaderMap::new(), &[("client_id", "spa"), ("client_secret", "anything")]).await;
+        assert_eq!(post.err().unwrap().error, "invalid_client");
+        let mut headers = HeaderMap::new();
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_str(&basic("spa", "anything")).unwrap());
+        let basic_reply = auth(&h, &headers, &[]).await;
+        assert_eq!(basic_reply.err().unwrap().error, "invalid_client");
+    }
+
+    #[tokio::test]
+    async fn confidential_client_cannot_skip_its_secret_and_unknown_ids_look_alike() {
+        let h = Harness::new().await;
+        h.client(json!({"client_id": "svc", "grant_types": ["client_credentials"]})).await;
+        let bare = auth(&h, &HeaderMap::new(), &[("client_id", "svc")]).await.err().unwrap();
+        assert_eq!(bare.error, "invalid_client");
+        assert!(bare.description.contains("'client_secret_basic'"), "{}", bare.description);
+        let unknown = auth(&h, &HeaderMap::new(), &[("client_id", "nobody")]).await.err().unwrap();
+        let empty = auth(&h, &HeaderMap::new(), &[("client_id", "")]).await.err().unwrap();
+        assert_eq!(unknown.error, "invalid_client");
+        assert_eq!(unknown.description, empty.description);
+    }
 }
