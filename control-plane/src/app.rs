@@ -49,6 +49,8 @@ pub struct AppState {
     pub api_keys: Arc<admin::auth::ApiKeyCache>,
     /// The passkey relying party (`selfservice.methods.passkey`), checked at startup.
     pub passkeys: Arc<crate::identity::passkey::Passkeys>,
+    /// Clients' `jwks_uri` documents fetched for `private_key_jwt`, with their expiry.
+    pub client_jwks: Arc<crate::oauth2::assertion::JwksCache>,
 }
 
 impl std::fmt::Debug for dyn Clock {
@@ -92,6 +94,7 @@ impl AppState {
             shutdown: Arc::new(watch::Sender::new(false)),
             api_keys: Arc::default(),
             passkeys: Arc::new(passkeys),
+            client_jwks: Arc::default(),
         })
     }
 }

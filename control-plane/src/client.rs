@@ -210,6 +210,50 @@ impl ClientRequest {
                 return Err(bad("client_secret", "must not be set when token_endpoint_auth_method is \"none\"".into()));
             }
         }
+        let jwks = b.extra.get("jwks").filter(|v| !v.is_null());
+        let jwks_uri = b.extra.get("jwks_uri").filter(|v| !v.is_null() && v.as_str() != Some(""));
+        if jwks.is_some() && jwks_uri.is_some() {
+            return Err(bad("jwks", "jwks and jwks_uri are mutually exclusive; set one of them".into()));
+        }
+        if let Some(jwks) = jwks {
+            if jwks.get("keys").and_then(Value::as_array).is_none() {
+                return Err(bad("jwks", "must be a JSON Web Key Set: an object with a \"keys\" array".into()));
+            }
+        }
+        if let Some(uri) = jwks_uri {
+            let ok = uri.as_str().is_some_and(|u| u.starts_with("https://") || u.starts_with("http://"));
+            if !ok {
+                return Err(bad("jwks_uri", "must be an http(s) URL".into()));
+            }
+        }
+        if method == "private_key_jwt" {
+            match jwks {
+                Some(set) if portcullis_shared::jwt::signing_keys(set).is_empty() => {
+                    return Err(bad("jwks", "has no ES256 (P-256) or RS256 signing key".into()));
+                }
+                None if jwks_uri.is_none() => {
+                    return Err(bad("jwks", "private_key_jwt requires jwks or jwks_uri".into()));
+                }
+                _ => {}
+            }
+            if self.client_secret.is_some() {
+                return Err(bad(
+                    "client_secret",
+                    "must not be set when token_endpoint_auth_method is \"private_key_jwt\"".into(),
+                ));
+            }
+        }
+        match b.extra.get("token_endpoint_auth_signing_alg") {
+            None | Some(Value::Null) => {}
+            Some(Value::String(alg))
+                if alg.is_empty() || crate::oauth2::assertion::ALGORITHM_NAMES.contains(&alg.as_str()) => {}
+            Some(other) => {
+                return Err(bad(
+                    "token_endpoint_auth_signing_alg",
+                    format!("unsupported {other}; allowed: {}", crate::oauth2::assertion::ALGORITHM_NAMES.join(", ")),
+                ));
+            }
+        }
         for s in portcullis_shared::scope::split(&b.scope) {
             if !portcullis_shared::scope::is_valid_token(s) {
                 return Err(bad("scope", format!("invalid scope token {s:?}")));
@@ -316,6 +360,12 @@ mod tests {
             ),
             (json!({"grant_types": "client_credentials"}), "grant_types"),
             (json!({"client_nmae": "x"}), "client_nmae"),
+            (json!({"token_endpoint_auth_method": "private_key_jwt"}), "jwks"),
+            (json!({"jwks": {"keys": []}, "jwks_uri": "https://k"}), "jwks"),
+            (json!({"token_endpoint_auth_method": "private_key_jwt", "jwks": {"keys": []}}), "jwks"),
+            (json!({"jwks": "x"}), "jwks"),
+            (json!({"jwks_uri": "ftp://k"}), "jwks_uri"),
+            (json!({"token_endpoint_auth_signing_alg": "HS256"}), "token_endpoint_auth_signing_alg"),
         ];
         for (input, field) in cases {
             let err = parse(input.clone()).err().unwrap_or_else(|| panic!("{input} accepted"));

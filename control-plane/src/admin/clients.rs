@@ -98,7 +98,7 @@ pub async fn replace(
     let existing = state.store.get_client(&id).await?.ok_or_else(ApiError::not_found)?;
     let (secret, secret_hash) = match (&req.client_secret, &existing.secret_hash) {
         // Keep the current secret unless one is supplied or the client becomes public.
-        (None, Some(hash)) if req.body.token_endpoint_auth_method != "none" => (None, Some(hash.clone())),
+        (None, Some(hash)) if !keyless(&req.body) => (None, Some(hash.clone())),
         _ => new_secret(&req).await?,
     };
     let now = state.clock.now();
@@ -116,9 +116,14 @@ pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Re
     if state.store.delete_client(&id).await? { Ok(StatusCode::NO_CONTENT) } else { Err(ApiError::not_found()) }
 }
 
+/// Public and `private_key_jwt` clients have no secret: one would only be a credential to leak.
+fn keyless(body: &ClientBody) -> bool {
+    matches!(body.token_endpoint_auth_method.as_str(), "none" | "private_key_jwt")
+}
+
 /// `(secret to show once, hash to store)` for a create/replace request.
 async fn new_secret(req: &ClientRequest) -> Result<(Option<String>, Option<String>), ApiError> {
-    if req.body.token_endpoint_auth_method == "none" {
+    if keyless(&req.body) {
         return Ok((None, None));
     }
     match &req.client_secret {

@@ -4,6 +4,7 @@
 //! client authentication shared by both. Errors are RFC 6749 shaped ([`crate::error::OAuthError`]).
 //! Nothing here renders admin-API errors or touches rules.
 
+pub mod assertion;
 pub mod authorize;
 pub mod client_auth;
 pub mod code;

@@ -4,6 +4,7 @@
 //! [`StoreError`]s; it knows nothing about HTTP, and a failure is never turned into "absent".
 
 pub mod api_keys;
+pub mod assertions;
 pub mod clients;
 pub mod codes;
 pub mod courier;
