@@ -5,3 +5,12 @@ CREATE TABLE used_assertion_jtis (
     signature  TEXT PRIMARY KEY,
     expires_at BIGINT NOT NULL
 );
+
+-- Secrets a client had before `POST /admin/clients/{id}/secrets/rotate`, still accepted so
+-- deployments can switch over without downtime. `hashes` is a JSON array of at-rest secret
+-- hashes (same forms as clients.secret_hash), newest first, at most five.
+CREATE TABLE client_rotated_secrets (
+    client_id  TEXT PRIMARY KEY,
+    hashes     TEXT NOT NULL,
+    updated_at BIGINT NOT NULL
+);

@@ -142,7 +142,15 @@ pub fn admin_router(state: AppState) -> Router {
         .route("/admin/clients", get(admin::clients::list).post(admin::clients::create))
         .route(
             "/admin/clients/{id}",
-            get(admin::clients::get).put(admin::clients::replace).delete(admin::clients::delete),
+            get(admin::clients::get)
+                .put(admin::clients::replace)
+                .patch(admin::clients::patch)
+                .delete(admin::clients::delete),
+        )
+        .route("/admin/clients/{id}/lifespans", put(admin::clients::set_lifespans))
+        .route(
+            "/admin/clients/{id}/secrets/rotate",
+            post(admin::clients::rotate_secret).delete(admin::clients::drop_rotated_secrets),
         )
         .route("/admin/keys/{set}", get(admin::keys::set))
         .route("/admin/keys/{set}/{kid}", get(admin::keys::key))

@@ -76,6 +76,23 @@ pub const GRANT_TYPES: [&str; 6] = [
     "urn:ietf:params:oauth:grant-type:device_code",
 ];
 
+/// The per-grant token lifespans (`oAuth2ClientTokenLifespans`): Go duration strings or null.
+pub const LIFESPAN_FIELDS: [&str; 13] = [
+    "authorization_code_grant_access_token_lifespan",
+    "authorization_code_grant_id_token_lifespan",
+    "authorization_code_grant_refresh_token_lifespan",
+    "client_credentials_grant_access_token_lifespan",
+    "implicit_grant_access_token_lifespan",
+    "implicit_grant_id_token_lifespan",
+    "jwt_bearer_grant_access_token_lifespan",
+    "refresh_token_grant_id_token_lifespan",
+    "refresh_token_grant_access_token_lifespan",
+    "refresh_token_grant_refresh_token_lifespan",
+    "device_authorization_grant_id_token_lifespan",
+    "device_authorization_grant_access_token_lifespan",
+    "device_authorization_grant_refresh_token_lifespan",
+];
+
 pub const AUTH_METHODS: [&str; 4] = ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"];
 
 /// Everything about a client except its id, secret and timestamps; stored as `body` JSON.
@@ -262,6 +279,15 @@ impl ClientRequest {
         if let Some(lifespan) = &b.client_credentials_grant_access_token_lifespan {
             lifespan_seconds(lifespan).map_err(|m| bad("client_credentials_grant_access_token_lifespan", m))?;
         }
+        for field in LIFESPAN_FIELDS {
+            match b.extra.get(field) {
+                None | Some(Value::Null) => {}
+                Some(Value::String(text)) => {
+                    lifespan_seconds(text).map_err(|m| bad(field, m))?;
+                }
+                Some(_) => return Err(bad(field, "must be a duration string such as \"1h0m0s\", or null".into())),
+            }
+        }
         Ok(())
     }
 }
@@ -366,6 +392,8 @@ mod tests {
             (json!({"jwks": "x"}), "jwks"),
             (json!({"jwks_uri": "ftp://k"}), "jwks_uri"),
             (json!({"token_endpoint_auth_signing_alg": "HS256"}), "token_endpoint_auth_signing_alg"),
+            (json!({"jwt_bearer_grant_access_token_lifespan": "0s"}), "jwt_bearer_grant_access_token_lifespan"),
+            (json!({"refresh_token_grant_refresh_token_lifespan": 60}), "refresh_token_grant_refresh_token_lifespan"),
         ];
         for (input, field) in cases {
             let err = parse(input.clone()).err().unwrap_or_else(|| panic!("{input} accepted"));

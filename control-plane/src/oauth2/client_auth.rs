@@ -59,11 +59,26 @@ pub async fn authenticate(
         let Some(stored) = row.secret_hash.as_deref() else {
             return Err(OAuthError::invalid_client(AUTH_FAILED));
         };
-        if !state.secrets.verify(&row.client_id, stored, &creds.secret).await {
+        if !state.secrets.verify(&row.client_id, stored, &creds.secret).await
+            && !rotated_secret_matches(state, &row.client_id, &creds.secret).await?
+        {
             return Err(OAuthError::invalid_client(AUTH_FAILED));
         }
     }
     Ok(Authenticated { row, body, method: creds.method })
+}
+
+/// Whether `secret` is one of the client's rotated secrets, still valid until an operator
+/// drops them (`DELETE /admin/clients/{id}/secrets/rotate`) or sets a new secret.
+async fn rotated_secret_matches(state: &AppState, client_id: &str, secret: &str) -> Result<bool, OAuthError> {
+    // A separate cache slot, so verifying an old secret does not evict the current one.
+    let slot = format!("{client_id}\0rotated");
+    for stored in state.store.rotated_client_secrets(client_id).await? {
+        if state.secrets.verify(&slot, &stored, secret).await {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// Checks a `private_key_jwt` assertion for `client_id` and records its `jti`.

@@ -5,6 +5,7 @@
 
 pub mod api_keys;
 pub mod assertions;
+pub mod client_secrets;
 pub mod clients;
 pub mod codes;
 pub mod courier;
