@@ -14,3 +14,20 @@ CREATE TABLE client_rotated_secrets (
     hashes     TEXT NOT NULL,
     updated_at BIGINT NOT NULL
 );
+
+-- RFC 7523 jwt-bearer grant trust relationships (`/admin/trust/grants/jwt-bearer/issuers`):
+-- assertions from `issuer` about `subject` (or any subject when allow_any_subject = 1),
+-- signed with the public key `jwk`, may obtain tokens with scopes out of `scope` until
+-- `expires_at`. `scope` and `jwk` are JSON; only public keys are stored.
+CREATE TABLE jwt_bearer_trusts (
+    id                TEXT PRIMARY KEY,
+    issuer            TEXT NOT NULL,
+    subject           TEXT NOT NULL,
+    allow_any_subject BIGINT NOT NULL,
+    scope             TEXT NOT NULL,
+    key_id            TEXT NOT NULL,
+    jwk               TEXT NOT NULL,
+    expires_at        BIGINT NOT NULL,
+    created_at        BIGINT NOT NULL
+);
+CREATE UNIQUE INDEX jwt_bearer_trusts_issuer_subject_key ON jwt_bearer_trusts (issuer, subject, key_id);

@@ -152,6 +152,8 @@ pub fn admin_router(state: AppState) -> Router {
             "/admin/clients/{id}/secrets/rotate",
             post(admin::clients::rotate_secret).delete(admin::clients::drop_rotated_secrets),
         )
+        .route("/admin/trust/grants/jwt-bearer/issuers", get(admin::trust::list).post(admin::trust::create))
+        .route("/admin/trust/grants/jwt-bearer/issuers/{id}", get(admin::trust::get).delete(admin::trust::delete))
         .route("/admin/keys/{set}", get(admin::keys::set))
         .route("/admin/keys/{set}/{kid}", get(admin::keys::key))
         .route("/admin/oauth2/introspect", post(oauth2::introspect::admin))

@@ -16,6 +16,7 @@ pub mod oauth2_flows;
 pub mod rules;
 pub mod sessions;
 pub mod tokens;
+pub mod trusts;
 
 use std::time::Duration;
 
