@@ -11,6 +11,7 @@ pub mod code;
 pub mod flow;
 pub mod introspect;
 pub mod jwks;
+pub mod jwt_bearer;
 pub mod logout;
 pub mod revoke;
 pub mod token;

@@ -27,6 +27,7 @@ pub async fn handle(
             return Err(OAuthError::invalid_request("The request is missing a required parameter: grant_type."));
         }
         Some("client_credentials") => {}
+        Some(super::jwt_bearer::GRANT_TYPE) => return super::jwt_bearer::handle(&state, &headers, &params).await,
         Some(other) => {
             return Err(OAuthError::unsupported_grant_type(format!(
                 "The authorization grant type '{other}' is not supported by this server; supported: client_credentials."
