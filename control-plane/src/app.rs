@@ -299,6 +299,9 @@ fn spawn_token_janitor(state: AppState) -> tokio::task::JoinHandle<()> {
                 Ok(n) => tracing::info!(deleted = n, "purged expired access tokens"),
                 Err(e) => tracing::warn!(error = %e, "could not purge expired access tokens"),
             }
+            if let Err(e) = state.store.purge_expired_assertion_jtis(state.clock.now()).await {
+                tracing::warn!(error = %e, "could not purge expired assertion ids");
+            }
             if let Err(e) = state.store.purge_expired_oauth2_flows(state.clock.now()).await {
                 tracing::warn!(error = %e, "could not purge expired authorization flows");
             }

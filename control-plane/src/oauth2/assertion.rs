@@ -27,6 +27,7 @@ const JWKS_TTL: i64 = 300;
 /// made-up `kid`s cannot turn the server into a fetcher of someone else's URL.
 const REFETCH_INTERVAL: i64 = 10;
 const MAX_JWKS_BYTES: usize = 64 * 1024;
+const FETCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The claims an assertion must carry for its use.
 pub struct Expected<'a> {
@@ -177,13 +178,23 @@ impl JwksCache {
 }
 
 async fn fetch(http: &reqwest::Client, uri: &str) -> Result<Vec<VerifyingKey>, String> {
-    let reply = http.get(uri).send().await.map_err(|e| format!("jwks_uri could not be fetched: {e}"))?;
+    // A client's key server is on the token request's path: bound how long it may take and
+    // how much it may send, so a slow or huge answer cannot hold the request or the memory.
+    let mut reply =
+        http.get(uri).timeout(FETCH_TIMEOUT).send().await.map_err(|e| format!("jwks_uri could not be fetched: {e}"))?;
     if !reply.status().is_success() {
         return Err(format!("jwks_uri answered {}", reply.status()));
     }
-    let body = reply.bytes().await.map_err(|e| format!("jwks_uri could not be read: {e}"))?;
-    if body.len() > MAX_JWKS_BYTES {
-        return Err(format!("jwks_uri document is larger than {MAX_JWKS_BYTES} bytes"));
+    let too_large = || format!("jwks_uri document is larger than {MAX_JWKS_BYTES} bytes");
+    if reply.content_length().is_some_and(|n| n > MAX_JWKS_BYTES as u64) {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = reply.chunk().await.map_err(|e| format!("jwks_uri could not be read: {e}"))? {
+        if body.len() + chunk.len() > MAX_JWKS_BYTES {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
     }
     let doc: Value = serde_json::from_slice(&body).map_err(|e| format!("jwks_uri is not a JSON Web Key Set: {e}"))?;
     Ok(signing_keys(&doc))

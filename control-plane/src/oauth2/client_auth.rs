@@ -434,4 +434,76 @@ mod private_key_jwt_tests {
         assert!(present(&h, &sign(&second, c)).await.is_ok());
         assert_eq!(hits.load(Ordering::SeqCst), 2);
     }
+
+    /// OS randomness in the `rand_core` 0.6 shape the `rsa` crate asks for.
+    struct OsRandom;
+    impl rsa::rand_core::RngCore for OsRandom {
+        fn next_u32(&mut self) -> u32 {
+            u32::from_le_bytes(crate::crypto::random_bytes::<4>())
+        }
+        fn next_u64(&mut self) -> u64 {
+            u64::from_le_bytes(crate::crypto::random_bytes::<8>())
+        }
+        fn fill_bytes(&mut self, dest: &mut [u8]) {
+            getrandom::fill(dest).unwrap();
+        }
+        fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rsa::rand_core::Error> {
+            self.fill_bytes(dest);
+            Ok(())
+        }
+    }
+    impl rsa::rand_core::CryptoRng for OsRandom {}
+
+    #[tokio::test]
+    async fn rs256_assertions_verify_and_the_registered_alg_is_enforced() {
+        use rsa::signature::{SignatureEncoding, Signer as _};
+        use rsa::traits::PublicKeyParts;
+
+        let private = rsa::RsaPrivateKey::new(&mut OsRandom, 2048).unwrap();
+        let public = private.to_public_key();
+        let jwk = json!({"kty": "RSA", "kid": "rsa-1", "use": "sig", "alg": "RS256", "n": b64url(&public.n().to_bytes_be()), "e": b64url(&public.e().to_bytes_be())});
+        let signer = rsa::pkcs1v15::SigningKey::<sha2::Sha256>::new(private);
+        let sign_rs = |claims: &Value| {
+            let header = b64url(json!({"alg": "RS256", "kid": "rsa-1"}).to_string().as_bytes());
+            let input = format!("{header}.{}", b64url(claims.to_string().as_bytes()));
+            let signature = signer.sign(input.as_bytes()).to_vec();
+            format!("{input}.{}", b64url(&signature))
+        };
+        let h = Harness::new().await;
+        h.client(json!({"client_id": "rs", "token_endpoint_auth_method": "private_key_jwt", "token_endpoint_auth_signing_alg": "RS256", "jwks": {"keys": [jwk]}})).await;
+        let Ok(ok) = present(&h, &sign_rs(&claims("rs", "r1"))).await else { panic!("RS256 assertion refused") };
+        assert_eq!(ok.method, "private_key_jwt");
+        // A tampered payload under the same signature fails.
+        let genuine = sign_rs(&claims("rs", "r2"));
+        let parts: Vec<&str> = genuine.split('.').collect();
+        let tampered = format!("{}.{}.{}", parts[0], b64url(claims("rs", "r3").to_string().as_bytes()), parts[2]);
+        assert!(err(present(&h, &tampered).await).description.contains("signature"));
+        // An ES256 key the client does not have cannot stand in for its RSA key.
+        let ec = Signer::generate().unwrap();
+        let e = err(present(&h, &sign(&ec, claims("rs", "r4"))).await);
+        assert!(e.description.contains("token_endpoint_auth_signing_alg"), "{}", e.description);
+    }
+
+    #[tokio::test]
+    async fn an_unusable_jwks_uri_fails_closed() {
+        let key = Signer::generate().unwrap();
+        let app = axum::Router::new()
+            .route("/huge", axum::routing::get(|| async { "x".repeat(70 * 1024) }))
+            .route("/broken", axum::routing::get(|| async { (axum::http::StatusCode::BAD_GATEWAY, "down") }))
+            .route("/garbage", axum::routing::get(|| async { "not json" }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+
+        let h = Harness::new().await;
+        for (i, (path, mention)) in
+            [("huge", "larger than"), ("broken", "502"), ("garbage", "not a JSON Web Key Set")].into_iter().enumerate()
+        {
+            let id = format!("c{i}");
+            h.client(json!({"client_id": id, "token_endpoint_auth_method": "private_key_jwt", "jwks_uri": format!("http://{addr}/{path}")})).await;
+            let e = err(present(&h, &sign(&key, claims(&id, "j"))).await);
+            assert_eq!(e.error, "invalid_client");
+            assert!(e.description.contains(mention), "{path}: {}", e.description);
+        }
+    }
 }
