@@ -315,4 +315,46 @@ mod tests {
         // Neither rejection used up the assertion.
         assert_eq!(grant(&s, &jws, "").await.status, StatusCode::OK);
     }
+
+    #[tokio::test]
+    async fn a_private_key_jwt_client_presents_two_assertions_over_http() {
+        let s = setup().await;
+        let client_key = Signer::generate().unwrap();
+        s.h.client(json!({"client_id": "pk", "token_endpoint_auth_method": "private_key_jwt", "jwks": {"keys": [client_key.public_jwk()]}, "grant_types": ["urn:ietf:params:oauth:grant-type:jwt-bearer", "client_credentials"], "scope": "read"})).await;
+        let client_assertion = |jti: &str| {
+            sign(&client_key, &json!({"iss": "pk", "sub": "pk", "aud": AUD, "exp": T0 + 60, "iat": T0, "jti": jti}))
+        };
+        // The same jti in both assertions: they are different kinds, neither replays the other.
+        let (ca, grant_assertion) = (client_assertion("same"), sign(&s.key, &claims("alice", "same")));
+        let pairs = [
+            ("grant_type", super::GRANT_TYPE),
+            ("assertion", grant_assertion.as_str()),
+            ("scope", "read"),
+            ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+            ("client_assertion", ca.as_str()),
+        ];
+        let reply = s.h.form(false, "/oauth2/token", &pairs, &[]).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.json());
+        let token = reply.json()["access_token"].as_str().unwrap().to_owned();
+        let info = s.h.form(true, "/admin/oauth2/introspect", &[("token", &token)], &[]).await.json();
+        assert_eq!((info["sub"].as_str(), info["client_id"].as_str()), (Some("alice"), Some("pk")));
+
+        // Replaying the client assertion is caught before the grant is looked at.
+        let fresh = sign(&s.key, &claims("alice", "other"));
+        let mut again = pairs;
+        again[1] = ("assertion", fresh.as_str());
+        let reply = s.h.form(false, "/oauth2/token", &again, &[]).await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+        refused(&reply, "invalid_client", "jti");
+
+        // private_key_jwt also works for client_credentials.
+        let ca = client_assertion("cc");
+        let pairs = [
+            ("grant_type", "client_credentials"),
+            ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+            ("client_assertion", ca.as_str()),
+        ];
+        let reply = s.h.form(false, "/oauth2/token", &pairs, &[]).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.json());
+    }
 }
