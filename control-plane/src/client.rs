@@ -238,11 +238,11 @@ impl ClientRequest {
             }
         }
         if let Some(uri) = jwks_uri {
-            let ok = uri.as_str().is_some_and(|u| u.starts_with("https://") || u.starts_with("http://"));
-            if !ok {
+            if !uri.as_str().is_some_and(is_http_url) {
                 return Err(bad("jwks_uri", "must be an http(s) URL".into()));
             }
         }
+        self.validate_uris()?;
         if method == "private_key_jwt" {
             match jwks {
                 Some(set) if portcullis_shared::jwt::signing_keys(set).is_empty() => {
@@ -290,6 +290,107 @@ impl ClientRequest {
         }
         Ok(())
     }
+}
+
+impl ClientRequest {
+    /// Hydra's URI rules: redirect URIs absolute and without a fragment (native apps may use
+    /// their own scheme), the informational and logout URIs http(s), CORS origins bare
+    /// `scheme://host[:port]`.
+    fn validate_uris(&self) -> Result<(), ApiError> {
+        let bad = |field: &str, msg: String| ApiError::invalid_request(format!("{field}: {msg}"));
+        let b = &self.body;
+        let strings = |field: &str| -> Result<Vec<String>, ApiError> {
+            match b.extra.get(field) {
+                None | Some(Value::Null) => Ok(Vec::new()),
+                Some(Value::Array(items)) => items
+                    .iter()
+                    .map(|v| {
+                        v.as_str().map(str::to_owned).ok_or_else(|| bad(field, "must be an array of strings".into()))
+                    })
+                    .collect(),
+                Some(_) => Err(bad(field, "must be an array of strings".into())),
+            }
+        };
+        let mut redirects = vec![("redirect_uris", b.redirect_uris.clone())];
+        redirects.push(("post_logout_redirect_uris", strings("post_logout_redirect_uris")?));
+        for (field, uris) in redirects {
+            for uri in uris {
+                if !has_scheme(&uri) || uri.contains('#') {
+                    return Err(bad(field, format!("{uri:?} must be an absolute URI without a fragment")));
+                }
+            }
+        }
+        for uri in strings("request_uris")? {
+            if !is_http_url(&uri) {
+                return Err(bad("request_uris", format!("{uri:?} must be an http(s) URL")));
+            }
+        }
+        let singles = [
+            ("policy_uri", &b.policy_uri),
+            ("tos_uri", &b.tos_uri),
+            ("client_uri", &b.client_uri),
+            ("logo_uri", &b.logo_uri),
+        ];
+        for (field, uri) in singles {
+            if !uri.is_empty() && !is_http_url(uri) {
+                return Err(bad(field, format!("{uri:?} must be an http(s) URL")));
+            }
+        }
+        for field in ["sector_identifier_uri", "frontchannel_logout_uri", "backchannel_logout_uri"] {
+            match b.extra.get(field) {
+                None | Some(Value::Null) => {}
+                Some(Value::String(uri)) if uri.is_empty() || is_http_url(uri) => {}
+                Some(other) => return Err(bad(field, format!("{other} must be an http(s) URL"))),
+            }
+        }
+        for origin in &b.allowed_cors_origins {
+            if !is_origin(origin) {
+                return Err(bad(
+                    "allowed_cors_origins",
+                    format!("{origin:?} must be an origin: scheme://host[:port], no path, query or fragment"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `scheme:` per RFC 3986 §3.1 followed by something.
+fn has_scheme(uri: &str) -> bool {
+    let Some((scheme, rest)) = uri.split_once(':') else { return false };
+    let mut chars = scheme.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+        && !rest.is_empty()
+}
+
+/// `http://` or `https://` with a non-empty authority and no whitespace.
+fn is_http_url(uri: &str) -> bool {
+    let rest = uri.strip_prefix("https://").or_else(|| uri.strip_prefix("http://"));
+    rest.is_some_and(|r| {
+        let authority = r.split(['/', '?', '#']).next().unwrap_or("");
+        !authority.is_empty() && !uri.chars().any(char::is_whitespace)
+    })
+}
+
+fn is_origin(origin: &str) -> bool {
+    let Some(rest) = origin.strip_prefix("https://").or_else(|| origin.strip_prefix("http://")) else {
+        return false;
+    };
+    // An IPv6 literal carries colons of its own: the port is what follows its bracket.
+    let (host, port) = match rest.strip_prefix('[') {
+        Some(v6) => match v6.split_once(']') {
+            Some((addr, after)) => (addr, after.strip_prefix(':').or(if after.is_empty() { None } else { Some("x") })),
+            None => return false,
+        },
+        None => match rest.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (rest, None),
+        },
+    };
+    !host.is_empty()
+        && !host.contains(['/', '?', '#', '@', ' ', '*'])
+        && port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.chars().all(|c| c.is_ascii_digit()))
 }
 
 fn optional_string(map: &Map<String, Value>, key: &str) -> Result<Option<String>, ApiError> {
@@ -370,6 +471,21 @@ mod tests {
     }
 
     #[test]
+    fn hydra_uri_rules_accept_native_apps_and_origins_with_ports() {
+        let ok = parse(json!({
+            "redirect_uris": ["com.example.app:/callback", "http://127.0.0.1:8080/cb?x=1"],
+            "post_logout_redirect_uris": ["https://app.example/bye"],
+            "allowed_cors_origins": ["https://app.example", "http://localhost:3000", "http://[::1]:8443"],
+            "logo_uri": "https://cdn.example/logo.png",
+            "backchannel_logout_uri": "",
+        }));
+        assert!(ok.is_ok(), "{:?}", ok.err());
+        for bad in ["http://[::1]x", "http://[::1", "https://a:", "https://a:123456"] {
+            assert!(!is_origin(bad), "{bad}");
+        }
+    }
+
+    #[test]
     fn validation_names_the_field() {
         let cases = [
             (json!({"client_id": "a b"}), "client_id"),
@@ -393,6 +509,15 @@ mod tests {
             (json!({"jwks_uri": "ftp://k"}), "jwks_uri"),
             (json!({"token_endpoint_auth_signing_alg": "HS256"}), "token_endpoint_auth_signing_alg"),
             (json!({"jwt_bearer_grant_access_token_lifespan": "0s"}), "jwt_bearer_grant_access_token_lifespan"),
+            (json!({"redirect_uris": ["/relative"]}), "redirect_uris"),
+            (json!({"redirect_uris": ["https://app/cb#frag"]}), "redirect_uris"),
+            (json!({"post_logout_redirect_uris": ["nope"]}), "post_logout_redirect_uris"),
+            (json!({"request_uris": ["ftp://x"]}), "request_uris"),
+            (json!({"logo_uri": "javascript:alert(1)"}), "logo_uri"),
+            (json!({"backchannel_logout_uri": "mailto:x"}), "backchannel_logout_uri"),
+            (json!({"allowed_cors_origins": ["https://app.example/path"]}), "allowed_cors_origins"),
+            (json!({"allowed_cors_origins": ["https://app.example:port"]}), "allowed_cors_origins"),
+            (json!({"allowed_cors_origins": ["*"]}), "allowed_cors_origins"),
             (json!({"refresh_token_grant_refresh_token_lifespan": 60}), "refresh_token_grant_refresh_token_lifespan"),
         ];
         for (input, field) in cases {
