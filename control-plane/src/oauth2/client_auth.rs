@@ -42,30 +42,43 @@ pub async fn authenticate(
 ) -> Result<Authenticated, OAuthError> {
     let creds = credentials(headers, params)?;
     let Some(row) = state.store.get_client(&creds.client_id).await? else {
-        return Err(OAuthError::invalid_client(AUTH_FAILED));
+        return Err(refuse(&creds.client_id, creds.method, "unknown client"));
     };
     let body: ClientBody = serde_json::from_str(&row.body)
         .map_err(|e| OAuthError::server_error(&format!("client {:?} body: {e}", row.client_id)))?;
     let registered = body.token_endpoint_auth_method.as_str();
     if registered != creds.method {
+        tracing::info!(client_id = ?row.client_id, method = creds.method, registered, reason = "method mismatch", "client authentication failed");
         return Err(OAuthError::invalid_client(format!(
             "Client authentication failed (e.g., unknown client, no client authentication included, or unsupported authentication method). The OAuth 2.0 Client supports client authentication method '{registered}', but method '{}' was requested. You must configure the OAuth 2.0 client's 'token_endpoint_auth_method' value to accept '{}'.",
             creds.method, creds.method
         )));
     }
     if creds.method == "private_key_jwt" {
-        verify_client_assertion(state, &row.client_id, &body, &creds.secret).await?;
+        if let Err(e) = verify_client_assertion(state, &row.client_id, &body, &creds.secret).await {
+            tracing::info!(client_id = ?row.client_id, method = creds.method, reason = %e.description, "client authentication failed");
+            return Err(e);
+        }
     } else if creds.method != "none" {
         let Some(stored) = row.secret_hash.as_deref() else {
-            return Err(OAuthError::invalid_client(AUTH_FAILED));
+            return Err(refuse(&row.client_id, creds.method, "the client has no secret"));
         };
-        if !state.secrets.verify(&row.client_id, stored, &creds.secret).await
-            && !rotated_secret_matches(state, &row.client_id, &creds.secret).await?
-        {
-            return Err(OAuthError::invalid_client(AUTH_FAILED));
+        if !state.secrets.verify(&row.client_id, stored, &creds.secret).await {
+            if !rotated_secret_matches(state, &row.client_id, &creds.secret).await? {
+                return Err(refuse(&row.client_id, creds.method, "wrong secret"));
+            }
+            // Tells the operator the old secret is still in use, so dropping it is not safe yet.
+            tracing::info!(client_id = ?row.client_id, "client authenticated with a rotated secret");
         }
     }
     Ok(Authenticated { row, body, method: creds.method })
+}
+
+/// The uniform `invalid_client` answer; the reason goes only to the log, for the operator
+/// (the response must not tell an unknown client from a wrong secret). Never the secret.
+fn refuse(client_id: &str, method: &str, reason: &str) -> OAuthError {
+    tracing::info!(client_id = ?client_id, method, reason, "client authentication failed");
+    OAuthError::invalid_client(AUTH_FAILED)
 }
 
 /// Whether `secret` is one of the client's rotated secrets, still valid until an operator
