@@ -228,6 +228,8 @@ mod tests {
         assert_eq!(any.status, StatusCode::CREATED, "{}", any.json());
 
         assert_eq!(h.admin_json(Method::GET, &format!("{PATH}/{id}"), None).await.json(), created);
+        let v1 = h.admin_json(Method::GET, &format!("/trust/grants/jwt-bearer/issuers/{id}"), None).await;
+        assert_eq!(v1.json(), created, "Hydra v1 path without /admin");
         let listed = h.admin_json(Method::GET, &format!("{PATH}?page_size=1"), None).await;
         assert_eq!(listed.json().as_array().unwrap().len(), 1);
         assert!(listed.header("link").contains("rel=\"next\""), "{}", listed.header("link"));

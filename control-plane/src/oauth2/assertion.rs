@@ -111,7 +111,7 @@ pub fn check_claims(claims: &Map<String, Value>, expected: &Expected<'_>) -> Res
         _ => return Err("claim aud is missing".into()),
     };
     if !aud.iter().any(|a| expected.audiences.iter().any(|e| e == a)) {
-        return Err(format!("claim aud must contain {:?}", expected.audiences[0]));
+        return Err(format!("claim aud must contain {:?}", expected.audiences.first().map_or("", String::as_str)));
     }
     let now = expected.now;
     let exp = number("exp")?.ok_or("claim exp is missing")?;
