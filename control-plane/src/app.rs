@@ -49,6 +49,8 @@ pub struct AppState {
     pub api_keys: Arc<admin::auth::ApiKeyCache>,
     /// The passkey relying party (`selfservice.methods.passkey`), checked at startup.
     pub passkeys: Arc<crate::identity::passkey::Passkeys>,
+    /// Clients' `jwks_uri` documents fetched for `private_key_jwt`, with their expiry.
+    pub client_jwks: Arc<crate::oauth2::assertion::JwksCache>,
 }
 
 impl std::fmt::Debug for dyn Clock {
@@ -92,6 +94,7 @@ impl AppState {
             shutdown: Arc::new(watch::Sender::new(false)),
             api_keys: Arc::default(),
             passkeys: Arc::new(passkeys),
+            client_jwks: Arc::default(),
         })
     }
 }
@@ -142,8 +145,18 @@ pub fn admin_router(state: AppState) -> Router {
         .route("/admin/clients", get(admin::clients::list).post(admin::clients::create))
         .route(
             "/admin/clients/{id}",
-            get(admin::clients::get).put(admin::clients::replace).delete(admin::clients::delete),
+            get(admin::clients::get)
+                .put(admin::clients::replace)
+                .patch(admin::clients::patch)
+                .delete(admin::clients::delete),
         )
+        .route("/admin/clients/{id}/lifespans", put(admin::clients::set_lifespans))
+        .route(
+            "/admin/clients/{id}/secrets/rotate",
+            post(admin::clients::rotate_secret).delete(admin::clients::drop_rotated_secrets),
+        )
+        .route("/admin/trust/grants/jwt-bearer/issuers", get(admin::trust::list).post(admin::trust::create))
+        .route("/admin/trust/grants/jwt-bearer/issuers/{id}", get(admin::trust::get).delete(admin::trust::delete))
         .route("/admin/keys/{set}", get(admin::keys::set))
         .route("/admin/keys/{set}/{kid}", get(admin::keys::key))
         .route("/admin/oauth2/introspect", post(oauth2::introspect::admin))
@@ -291,6 +304,9 @@ fn spawn_token_janitor(state: AppState) -> tokio::task::JoinHandle<()> {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(deleted = n, "purged expired access tokens"),
                 Err(e) => tracing::warn!(error = %e, "could not purge expired access tokens"),
+            }
+            if let Err(e) = state.store.purge_expired_assertion_jtis(state.clock.now()).await {
+                tracing::warn!(error = %e, "could not purge expired assertion ids");
             }
             if let Err(e) = state.store.purge_expired_oauth2_flows(state.clock.now()).await {
                 tracing::warn!(error = %e, "could not purge expired authorization flows");

@@ -76,6 +76,23 @@ pub const GRANT_TYPES: [&str; 6] = [
     "urn:ietf:params:oauth:grant-type:device_code",
 ];
 
+/// The per-grant token lifespans (`oAuth2ClientTokenLifespans`): Go duration strings or null.
+pub const LIFESPAN_FIELDS: [&str; 13] = [
+    "authorization_code_grant_access_token_lifespan",
+    "authorization_code_grant_id_token_lifespan",
+    "authorization_code_grant_refresh_token_lifespan",
+    "client_credentials_grant_access_token_lifespan",
+    "implicit_grant_access_token_lifespan",
+    "implicit_grant_id_token_lifespan",
+    "jwt_bearer_grant_access_token_lifespan",
+    "refresh_token_grant_id_token_lifespan",
+    "refresh_token_grant_access_token_lifespan",
+    "refresh_token_grant_refresh_token_lifespan",
+    "device_authorization_grant_id_token_lifespan",
+    "device_authorization_grant_access_token_lifespan",
+    "device_authorization_grant_refresh_token_lifespan",
+];
+
 pub const AUTH_METHODS: [&str; 4] = ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"];
 
 /// Everything about a client except its id, secret and timestamps; stored as `body` JSON.
@@ -210,6 +227,50 @@ impl ClientRequest {
                 return Err(bad("client_secret", "must not be set when token_endpoint_auth_method is \"none\"".into()));
             }
         }
+        let jwks = b.extra.get("jwks").filter(|v| !v.is_null());
+        let jwks_uri = b.extra.get("jwks_uri").filter(|v| !v.is_null() && v.as_str() != Some(""));
+        if jwks.is_some() && jwks_uri.is_some() {
+            return Err(bad("jwks", "jwks and jwks_uri are mutually exclusive; set one of them".into()));
+        }
+        if let Some(jwks) = jwks {
+            if jwks.get("keys").and_then(Value::as_array).is_none() {
+                return Err(bad("jwks", "must be a JSON Web Key Set: an object with a \"keys\" array".into()));
+            }
+        }
+        if let Some(uri) = jwks_uri {
+            if !uri.as_str().is_some_and(is_http_url) {
+                return Err(bad("jwks_uri", "must be an http(s) URL".into()));
+            }
+        }
+        self.validate_uris()?;
+        if method == "private_key_jwt" {
+            match jwks {
+                Some(set) if portcullis_shared::jwt::signing_keys(set).is_empty() => {
+                    return Err(bad("jwks", "has no ES256 (P-256) or RS256 signing key".into()));
+                }
+                None if jwks_uri.is_none() => {
+                    return Err(bad("jwks", "private_key_jwt requires jwks or jwks_uri".into()));
+                }
+                _ => {}
+            }
+            if self.client_secret.is_some() {
+                return Err(bad(
+                    "client_secret",
+                    "must not be set when token_endpoint_auth_method is \"private_key_jwt\"".into(),
+                ));
+            }
+        }
+        match b.extra.get("token_endpoint_auth_signing_alg") {
+            None | Some(Value::Null) => {}
+            Some(Value::String(alg))
+                if alg.is_empty() || crate::oauth2::assertion::ALGORITHM_NAMES.contains(&alg.as_str()) => {}
+            Some(other) => {
+                return Err(bad(
+                    "token_endpoint_auth_signing_alg",
+                    format!("unsupported {other}; allowed: {}", crate::oauth2::assertion::ALGORITHM_NAMES.join(", ")),
+                ));
+            }
+        }
         for s in portcullis_shared::scope::split(&b.scope) {
             if !portcullis_shared::scope::is_valid_token(s) {
                 return Err(bad("scope", format!("invalid scope token {s:?}")));
@@ -218,14 +279,13 @@ impl ClientRequest {
         if let Some(lifespan) = &b.client_credentials_grant_access_token_lifespan {
             lifespan_seconds(lifespan).map_err(|m| bad("client_credentials_grant_access_token_lifespan", m))?;
         }
-        for field in HYDRA_FIELDS.iter().filter(|f| f.ends_with("_lifespan")) {
-            match b.extra.get(*field) {
+        for field in LIFESPAN_FIELDS {
+            match b.extra.get(field) {
                 None | Some(Value::Null) => {}
-                Some(Value::String(text)) if text.is_empty() => {}
                 Some(Value::String(text)) => {
                     lifespan_seconds(text).map_err(|m| bad(field, m))?;
                 }
-                Some(_) => return Err(bad(field, "must be a duration string such as \"1h30m\"".into())),
+                Some(_) => return Err(bad(field, "must be a duration string such as \"1h0m0s\", or null".into())),
             }
         }
         match b.extra.get("access_token_strategy") {
@@ -237,6 +297,107 @@ impl ClientRequest {
         }
         Ok(())
     }
+}
+
+impl ClientRequest {
+    /// Hydra's URI rules: redirect URIs absolute and without a fragment (native apps may use
+    /// their own scheme), the informational and logout URIs http(s), CORS origins bare
+    /// `scheme://host[:port]`.
+    fn validate_uris(&self) -> Result<(), ApiError> {
+        let bad = |field: &str, msg: String| ApiError::invalid_request(format!("{field}: {msg}"));
+        let b = &self.body;
+        let strings = |field: &str| -> Result<Vec<String>, ApiError> {
+            match b.extra.get(field) {
+                None | Some(Value::Null) => Ok(Vec::new()),
+                Some(Value::Array(items)) => items
+                    .iter()
+                    .map(|v| {
+                        v.as_str().map(str::to_owned).ok_or_else(|| bad(field, "must be an array of strings".into()))
+                    })
+                    .collect(),
+                Some(_) => Err(bad(field, "must be an array of strings".into())),
+            }
+        };
+        let mut redirects = vec![("redirect_uris", b.redirect_uris.clone())];
+        redirects.push(("post_logout_redirect_uris", strings("post_logout_redirect_uris")?));
+        for (field, uris) in redirects {
+            for uri in uris {
+                if !has_scheme(&uri) || uri.contains('#') {
+                    return Err(bad(field, format!("{uri:?} must be an absolute URI without a fragment")));
+                }
+            }
+        }
+        for uri in strings("request_uris")? {
+            if !is_http_url(&uri) {
+                return Err(bad("request_uris", format!("{uri:?} must be an http(s) URL")));
+            }
+        }
+        let singles = [
+            ("policy_uri", &b.policy_uri),
+            ("tos_uri", &b.tos_uri),
+            ("client_uri", &b.client_uri),
+            ("logo_uri", &b.logo_uri),
+        ];
+        for (field, uri) in singles {
+            if !uri.is_empty() && !is_http_url(uri) {
+                return Err(bad(field, format!("{uri:?} must be an http(s) URL")));
+            }
+        }
+        for field in ["sector_identifier_uri", "frontchannel_logout_uri", "backchannel_logout_uri"] {
+            match b.extra.get(field) {
+                None | Some(Value::Null) => {}
+                Some(Value::String(uri)) if uri.is_empty() || is_http_url(uri) => {}
+                Some(other) => return Err(bad(field, format!("{other} must be an http(s) URL"))),
+            }
+        }
+        for origin in &b.allowed_cors_origins {
+            if !is_origin(origin) {
+                return Err(bad(
+                    "allowed_cors_origins",
+                    format!("{origin:?} must be an origin: scheme://host[:port], no path, query or fragment"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `scheme:` per RFC 3986 §3.1 followed by something.
+fn has_scheme(uri: &str) -> bool {
+    let Some((scheme, rest)) = uri.split_once(':') else { return false };
+    let mut chars = scheme.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+        && !rest.is_empty()
+}
+
+/// `http://` or `https://` with a non-empty authority and no whitespace.
+fn is_http_url(uri: &str) -> bool {
+    let rest = uri.strip_prefix("https://").or_else(|| uri.strip_prefix("http://"));
+    rest.is_some_and(|r| {
+        let authority = r.split(['/', '?', '#']).next().unwrap_or("");
+        !authority.is_empty() && !uri.chars().any(char::is_whitespace)
+    })
+}
+
+fn is_origin(origin: &str) -> bool {
+    let Some(rest) = origin.strip_prefix("https://").or_else(|| origin.strip_prefix("http://")) else {
+        return false;
+    };
+    // An IPv6 literal carries colons of its own: the port is what follows its bracket.
+    let (host, port) = match rest.strip_prefix('[') {
+        Some(v6) => match v6.split_once(']') {
+            Some((addr, after)) => (addr, after.strip_prefix(':').or(if after.is_empty() { None } else { Some("x") })),
+            None => return false,
+        },
+        None => match rest.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (rest, None),
+        },
+    };
+    !host.is_empty()
+        && !host.contains(['/', '?', '#', '@', ' ', '*'])
+        && port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.chars().all(|c| c.is_ascii_digit()))
 }
 
 fn optional_string(map: &Map<String, Value>, key: &str) -> Result<Option<String>, ApiError> {
@@ -317,6 +478,21 @@ mod tests {
     }
 
     #[test]
+    fn hydra_uri_rules_accept_native_apps_and_origins_with_ports() {
+        let ok = parse(json!({
+            "redirect_uris": ["com.example.app:/callback", "http://127.0.0.1:8080/cb?x=1"],
+            "post_logout_redirect_uris": ["https://app.example/bye"],
+            "allowed_cors_origins": ["https://app.example", "http://localhost:3000", "http://[::1]:8443"],
+            "logo_uri": "https://cdn.example/logo.png",
+            "backchannel_logout_uri": "",
+        }));
+        assert!(ok.is_ok(), "{:?}", ok.err());
+        for bad in ["http://[::1]x", "http://[::1", "https://a:", "https://a:123456"] {
+            assert!(!is_origin(bad), "{bad}");
+        }
+    }
+
+    #[test]
     fn validation_names_the_field() {
         let cases = [
             (json!({"client_id": "a b"}), "client_id"),
@@ -336,6 +512,23 @@ mod tests {
             (json!({"access_token_strategy": "paseto"}), "access_token_strategy"),
             (json!({"grant_types": "client_credentials"}), "grant_types"),
             (json!({"client_nmae": "x"}), "client_nmae"),
+            (json!({"token_endpoint_auth_method": "private_key_jwt"}), "jwks"),
+            (json!({"jwks": {"keys": []}, "jwks_uri": "https://k"}), "jwks"),
+            (json!({"token_endpoint_auth_method": "private_key_jwt", "jwks": {"keys": []}}), "jwks"),
+            (json!({"jwks": "x"}), "jwks"),
+            (json!({"jwks_uri": "ftp://k"}), "jwks_uri"),
+            (json!({"token_endpoint_auth_signing_alg": "HS256"}), "token_endpoint_auth_signing_alg"),
+            (json!({"jwt_bearer_grant_access_token_lifespan": "0s"}), "jwt_bearer_grant_access_token_lifespan"),
+            (json!({"redirect_uris": ["/relative"]}), "redirect_uris"),
+            (json!({"redirect_uris": ["https://app/cb#frag"]}), "redirect_uris"),
+            (json!({"post_logout_redirect_uris": ["nope"]}), "post_logout_redirect_uris"),
+            (json!({"request_uris": ["ftp://x"]}), "request_uris"),
+            (json!({"logo_uri": "javascript:alert(1)"}), "logo_uri"),
+            (json!({"backchannel_logout_uri": "mailto:x"}), "backchannel_logout_uri"),
+            (json!({"allowed_cors_origins": ["https://app.example/path"]}), "allowed_cors_origins"),
+            (json!({"allowed_cors_origins": ["https://app.example:port"]}), "allowed_cors_origins"),
+            (json!({"allowed_cors_origins": ["*"]}), "allowed_cors_origins"),
+            (json!({"refresh_token_grant_refresh_token_lifespan": 60}), "refresh_token_grant_refresh_token_lifespan"),
         ];
         for (input, field) in cases {
             let err = parse(input.clone()).err().unwrap_or_else(|| panic!("{input} accepted"));

@@ -1,5 +1,5 @@
-//! `/admin/clients`: create, list (keyset pagination with a Hydra `Link` header), get, replace
-//! and delete OAuth2 clients. Secrets are hashed before they reach the store and shown only in
+//! `/admin/clients`: create, list (keyset pagination with a Hydra `Link` header), get, replace,
+//! JSON-Patch, set lifespans, rotate secrets and delete OAuth2 clients. Secrets are hashed before they reach the store and shown only in
 //! the response that set or generated them.
 
 use axum::Json;
@@ -9,13 +9,15 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value};
 
 use crate::app::AppState;
-use crate::client::{ClientBody, ClientRequest, render};
+use crate::client::{ClientBody, ClientRequest, LIFESPAN_FIELDS, render};
 use crate::crypto;
 use crate::error::{ApiError, ApiJson, parse_urlencoded};
 use crate::store::{ClientRow, ListFilter};
 
 const DEFAULT_PAGE_SIZE: i64 = 250;
 const MAX_PAGE_SIZE: i64 = 1000;
+/// Previous secrets still accepted after rotations (Hydra keeps five).
+const ROTATED_SECRETS_KEPT: usize = 5;
 
 pub async fn create(
     State(state): State<AppState>,
@@ -96,15 +98,113 @@ pub async fn replace(
         return Err(ApiError::invalid_request("client_id: must be absent or equal to the client id in the path"));
     }
     let existing = state.store.get_client(&id).await?.ok_or_else(ApiError::not_found)?;
+    store_replacement(&state, existing, req).await
+}
+
+/// `PATCH /admin/clients/{id}`: an RFC 6902 JSON Patch applied to the client as GET shows it.
+/// `client_id` and `created_at` cannot change; adding `/client_secret` sets a new secret
+/// (shown once) and, like PUT, ends the rotated ones.
+pub async fn patch(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(ops): ApiJson<Value>,
+) -> Result<Json<Value>, ApiError> {
+    let ops: json_patch::Patch = serde_path_to_error::deserialize(ops).map_err(|e| {
+        let path = e.path().to_string();
+        ApiError::invalid_request(format!("body: not a JSON Patch (RFC 6902) array at `{path}`: {}", e.into_inner()))
+    })?;
+    let existing = state.store.get_client(&id).await?.ok_or_else(ApiError::not_found)?;
+    let mut doc = render(&id, &body_of(&existing)?, None, existing.created_at, existing.updated_at);
+    let before = doc.clone();
+    json_patch::patch(&mut doc, &ops).map_err(|e| ApiError::invalid_request(format!("patch: {e}")))?;
+    for field in ["client_id", "created_at"] {
+        if doc.get(field) != before.get(field) {
+            return Err(ApiError::invalid_request(format!("{field}: cannot be changed")));
+        }
+    }
+    let Value::Object(map) = doc else {
+        return Err(ApiError::invalid_request("patch: the result must be a JSON object"));
+    };
+    let req = ClientRequest::parse(map)?;
+    store_replacement(&state, existing, req).await
+}
+
+/// `PUT /admin/clients/{id}/lifespans`: sets the 13 per-grant token lifespans (absent ones
+/// become null, i.e. the global `ttl.*`) and leaves everything else alone.
+pub async fn set_lifespans(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(input): ApiJson<Map<String, Value>>,
+) -> Result<Json<Value>, ApiError> {
+    if let Some(unknown) = input.keys().find(|k| !LIFESPAN_FIELDS.contains(&k.as_str())) {
+        return Err(ApiError::invalid_request(format!(
+            "unknown field `{unknown}`: not a token lifespan; allowed: {}",
+            LIFESPAN_FIELDS.join(", ")
+        )));
+    }
+    let existing = state.store.get_client(&id).await?.ok_or_else(ApiError::not_found)?;
+    let Value::Object(mut map) = render(&id, &body_of(&existing)?, None, existing.created_at, existing.updated_at)
+    else {
+        return Err(ApiError::internal(&"client did not render as an object"));
+    };
+    for field in LIFESPAN_FIELDS {
+        map.insert(field.into(), input.get(field).cloned().unwrap_or(Value::Null));
+    }
+    let req = ClientRequest::parse(map)?;
+    store_replacement(&state, existing, req).await
+}
+
+/// `POST /admin/clients/{id}/secrets/rotate`: a new generated secret, shown once; the
+/// previous one (and up to four before it) keeps working until dropped, so a deployment can
+/// switch over without downtime.
+pub async fn rotate_secret(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let existing = state.store.get_client(&id).await?.ok_or_else(ApiError::not_found)?;
+    let body = body_of(&existing)?;
+    let Some(current) = existing.secret_hash.as_deref().filter(|_| !keyless(&body)) else {
+        return Err(ApiError::invalid_request(format!(
+            "token_endpoint_auth_method: a client using {:?} has no secret to rotate",
+            body.token_endpoint_auth_method
+        )));
+    };
+    let secret = crypto::generate_client_secret();
+    let now = state.clock.now();
+    let rotated = state
+        .store
+        .rotate_client_secret(&id, current, &crypto::hash_generated_secret(&secret), ROTATED_SECRETS_KEPT, now)
+        .await?;
+    if !rotated {
+        return Err(ApiError::conflict(
+            "The client changed while its secret was being rotated; read it again and retry.",
+        ));
+    }
+    state.secrets.forget(&id);
+    Ok(Json(render(&id, &body, Some(&secret), existing.created_at, now)))
+}
+
+/// `DELETE /admin/clients/{id}/secrets/rotate`: only the current secret works from now on.
+pub async fn drop_rotated_secrets(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state.store.get_client(&id).await?.ok_or_else(ApiError::not_found)?;
+    state.store.clear_rotated_client_secrets(&id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Writes a validated replacement of `existing` (PUT, PATCH, lifespans). The current secret
+/// is kept unless the request sets one or the client no longer uses one; any change of the
+/// secret ends the rotated secrets in the same write.
+async fn store_replacement(state: &AppState, existing: ClientRow, req: ClientRequest) -> Result<Json<Value>, ApiError> {
+    let id = existing.client_id.clone();
     let (secret, secret_hash) = match (&req.client_secret, &existing.secret_hash) {
-        // Keep the current secret unless one is supplied or the client becomes public.
-        (None, Some(hash)) if req.body.token_endpoint_auth_method != "none" => (None, Some(hash.clone())),
+        (None, Some(hash)) if !keyless(&req.body) => (None, Some(hash.clone())),
         _ => new_secret(&req).await?,
     };
+    let secret_changed = secret_hash != existing.secret_hash;
     let now = state.clock.now();
     let row = to_row(&id, secret_hash, &req.body, existing.created_at, now)?;
     state.secrets.forget(&id);
-    if !state.store.update_client(&row).await? {
+    if !state.store.update_client_with_rotation(&row, secret_changed).await? {
         return Err(ApiError::not_found());
     }
     state.secrets.forget(&id);
@@ -116,9 +216,14 @@ pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Re
     if state.store.delete_client(&id).await? { Ok(StatusCode::NO_CONTENT) } else { Err(ApiError::not_found()) }
 }
 
+/// Public and `private_key_jwt` clients have no secret: one would only be a credential to leak.
+fn keyless(body: &ClientBody) -> bool {
+    matches!(body.token_endpoint_auth_method.as_str(), "none" | "private_key_jwt")
+}
+
 /// `(secret to show once, hash to store)` for a create/replace request.
 async fn new_secret(req: &ClientRequest) -> Result<(Option<String>, Option<String>), ApiError> {
-    if req.body.token_endpoint_auth_method == "none" {
+    if keyless(&req.body) {
         return Ok((None, None));
     }
     match &req.client_secret {
@@ -178,7 +283,7 @@ fn link_base(headers: &HeaderMap, page_size: i64, filter: &ListFilter) -> String
 mod tests {
     use axum::body::Body;
     use axum::http::{Method, Request, StatusCode, header};
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     use crate::testing::{Harness, basic};
 
@@ -397,5 +502,138 @@ mod tests {
         assert_eq!(reply.json()["version"], env!("CARGO_PKG_VERSION"));
         let reply = h.admin_json(Method::GET, "/health/ready", None).await;
         assert_eq!(reply.json()["status"], "ok");
+    }
+
+    /// The status of a client_credentials request with `secret` (client_secret_post).
+    async fn try_secret(h: &Harness, id: &str, secret: &str) -> StatusCode {
+        let pairs = [("grant_type", "client_credentials"), ("client_id", id), ("client_secret", secret)];
+        h.form(false, "/oauth2/token", &pairs, &[]).await.status
+    }
+
+    #[tokio::test]
+    async fn rotated_secrets_work_until_dropped_or_replaced() {
+        let h = Harness::new().await;
+        let created = h.client(json!({"client_id": "rot", "grant_types": ["client_credentials"], "token_endpoint_auth_method": "client_secret_post"})).await;
+        let mut secrets = vec![created["client_secret"].as_str().unwrap().to_owned()];
+        for _ in 0..6 {
+            let reply = h.admin_json(Method::POST, "/admin/clients/rot/secrets/rotate", None).await;
+            assert_eq!(reply.status, StatusCode::OK, "{}", reply.json());
+            assert_eq!(reply.json()["client_id"], "rot");
+            let secret = reply.json()["client_secret"].as_str().unwrap().to_owned();
+            assert!(!secrets.contains(&secret));
+            secrets.push(secret);
+        }
+        // Current plus the five before it; the oldest fell off.
+        assert_eq!(try_secret(&h, "rot", &secrets[0]).await, StatusCode::UNAUTHORIZED);
+        for s in &secrets[1..] {
+            assert_eq!(try_secret(&h, "rot", s).await, StatusCode::OK);
+        }
+        assert!(h.admin_json(Method::GET, "/admin/clients/rot", None).await.json().get("client_secret").is_none());
+        let row = h.state.store.get_client("rot").await.unwrap().unwrap();
+        assert!(row.secret_hash.unwrap().starts_with("sha256$"), "rotated-in secret hashed at rest");
+
+        let dropped = h.admin_json(Method::DELETE, "/admin/clients/rot/secrets/rotate", None).await;
+        assert_eq!(dropped.status, StatusCode::NO_CONTENT);
+        assert_eq!(try_secret(&h, "rot", &secrets[5]).await, StatusCode::UNAUTHORIZED);
+        assert_eq!(try_secret(&h, "rot", &secrets[6]).await, StatusCode::OK);
+
+        // A PUT that sets a new secret ends the rotated ones too; one that keeps it does not.
+        let rotated = h.admin_json(Method::POST, "/admin/clients/rot/secrets/rotate", None).await.json();
+        let newest = rotated["client_secret"].as_str().unwrap().to_owned();
+        let keep = json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "client_secret_post", "client_name": "kept"});
+        assert_eq!(h.admin_json(Method::PUT, "/admin/clients/rot", Some(keep)).await.status, StatusCode::OK);
+        assert_eq!(try_secret(&h, "rot", &secrets[6]).await, StatusCode::OK, "PUT without a secret keeps rotated");
+        let set = json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "client_secret_post", "client_secret": "operator-set"});
+        assert_eq!(h.admin_json(Method::PUT, "/admin/clients/rot", Some(set)).await.status, StatusCode::OK);
+        assert_eq!(try_secret(&h, "rot", &secrets[6]).await, StatusCode::UNAUTHORIZED);
+        assert_eq!(try_secret(&h, "rot", &newest).await, StatusCode::UNAUTHORIZED);
+        assert_eq!(try_secret(&h, "rot", "operator-set").await, StatusCode::OK);
+
+        h.client(json!({"client_id": "pub", "token_endpoint_auth_method": "none"})).await;
+        let public = h.admin_json(Method::POST, "/admin/clients/pub/secrets/rotate", None).await;
+        assert_eq!(public.status, StatusCode::BAD_REQUEST);
+        assert!(public.json()["error_description"].as_str().unwrap().starts_with("token_endpoint_auth_method:"));
+        for method in [Method::POST, Method::DELETE] {
+            let missing = h.admin_json(method, "/admin/clients/ghost/secrets/rotate", None).await;
+            assert_eq!(missing.status, StatusCode::NOT_FOUND);
+        }
+    }
+
+    #[tokio::test]
+    async fn patch_applies_json_patch_but_not_to_the_id_or_creation_time() {
+        let h = Harness::new().await;
+        let created = h.client(json!({"client_id": "pat", "grant_types": ["client_credentials"], "token_endpoint_auth_method": "client_secret_post", "scope": "a"})).await;
+        let secret = created["client_secret"].as_str().unwrap().to_owned();
+        h.clock.advance(5);
+        let ops = json!([
+            {"op": "replace", "path": "/client_name", "value": "patched"},
+            {"op": "add", "path": "/redirect_uris/-", "value": "https://app.example/cb"},
+            {"op": "replace", "path": "/scope", "value": "a b"},
+        ]);
+        let reply = h.admin_json(Method::PATCH, "/admin/clients/pat", Some(ops)).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.json());
+        let got = reply.json();
+        assert_eq!((got["client_name"].as_str(), got["scope"].as_str()), (Some("patched"), Some("a b")));
+        assert_eq!(got["redirect_uris"], json!(["https://app.example/cb"]));
+        assert!(got.get("client_secret").is_none(), "secret kept, not shown");
+        assert_ne!(got["updated_at"], created["updated_at"]);
+        assert_eq!(try_secret(&h, "pat", &secret).await, StatusCode::OK);
+
+        for (ops, field) in [
+            (json!([{"op": "replace", "path": "/client_id", "value": "other"}]), "client_id:"),
+            (json!([{"op": "remove", "path": "/created_at"}]), "created_at:"),
+            (json!([{"op": "replace", "path": "/grant_types", "value": ["password"]}]), "grant_types:"),
+            (json!([{"op": "test", "path": "/client_name", "value": "nope"}]), "patch:"),
+            (json!({"op": "replace"}), "body:"),
+            (json!([{"op": "frobnicate", "path": "/scope"}]), "body:"),
+        ] {
+            let reply = h.admin_json(Method::PATCH, "/admin/clients/pat", Some(ops.clone())).await;
+            assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{ops}");
+            let text = reply.json()["error_description"].as_str().unwrap().to_owned();
+            assert!(text.starts_with(field), "{ops}: {text}");
+        }
+        assert_eq!(h.admin_json(Method::GET, "/admin/clients/pat", None).await.json()["client_name"], "patched");
+
+        // Setting the secret by patch: shown once, the old one and rotated ones stop working.
+        let rotated = h.admin_json(Method::POST, "/admin/clients/pat/secrets/rotate", None).await.json();
+        let ops = json!([{"op": "add", "path": "/client_secret", "value": "patched-secret"}]);
+        let reply = h.admin_json(Method::PATCH, "/admin/clients/pat", Some(ops)).await;
+        assert_eq!(reply.json()["client_secret"], "patched-secret");
+        assert_eq!(try_secret(&h, "pat", &secret).await, StatusCode::UNAUTHORIZED);
+        assert_eq!(try_secret(&h, "pat", rotated["client_secret"].as_str().unwrap()).await, StatusCode::UNAUTHORIZED);
+        assert_eq!(try_secret(&h, "pat", "patched-secret").await, StatusCode::OK);
+
+        let missing = h.admin_json(Method::PATCH, "/admin/clients/ghost", Some(json!([]))).await;
+        assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    }
+
+    #[tokio::test]
+    async fn lifespans_put_sets_only_lifespans_and_they_take_effect() {
+        let h = Harness::new().await;
+        let created = h.client(json!({"client_id": "life", "client_name": "keep-me", "grant_types": ["client_credentials"], "token_endpoint_auth_method": "client_secret_post", "implicit_grant_id_token_lifespan": "2h"})).await;
+        let secret = created["client_secret"].as_str().unwrap().to_owned();
+        let body = json!({"client_credentials_grant_access_token_lifespan": "1m", "jwt_bearer_grant_access_token_lifespan": "30m0s"});
+        let reply = h.admin_json(Method::PUT, "/admin/clients/life/lifespans", Some(body)).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.json());
+        let got = reply.json();
+        assert_eq!(got["client_credentials_grant_access_token_lifespan"], "1m");
+        assert_eq!(got["jwt_bearer_grant_access_token_lifespan"], "30m0s");
+        assert_eq!(got["implicit_grant_id_token_lifespan"], Value::Null, "absent lifespans reset");
+        assert_eq!(got["client_name"], "keep-me");
+        assert!(got.get("client_secret").is_none());
+        assert_eq!(h.token("life", &secret, "").await["expires_in"], 60);
+
+        for (body, field) in [
+            (json!({"client_name": "x"}), "unknown field `client_name`"),
+            (json!({"jwt_bearer_grant_access_token_lifespan": "forever"}), "jwt_bearer_grant_access_token_lifespan:"),
+            (json!({"implicit_grant_access_token_lifespan": 5}), "implicit_grant_access_token_lifespan:"),
+        ] {
+            let reply = h.admin_json(Method::PUT, "/admin/clients/life/lifespans", Some(body.clone())).await;
+            assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{body}");
+            let text = reply.json()["error_description"].as_str().unwrap().to_owned();
+            assert!(text.starts_with(field), "{body}: {text}");
+        }
+        let missing = h.admin_json(Method::PUT, "/admin/clients/ghost/lifespans", Some(json!({}))).await;
+        assert_eq!(missing.status, StatusCode::NOT_FOUND);
     }
 }

@@ -1,14 +1,19 @@
 //! Client authentication for the token and introspection endpoints: `client_secret_basic`
-//! (RFC 6749 §2.3.1, with the form-urlencoding of id and secret decoded) or
-//! `client_secret_post`, exactly one of them, and it must be the client's registered
-//! `token_endpoint_auth_method`. Unknown client and wrong secret fail identically so the
-//! answer does not reveal which client ids exist.
+//! (RFC 6749 §2.3.1, with the form-urlencoding of id and secret decoded), `client_secret_post`,
+//! `none` for public clients (a bare `client_id` parameter), or `private_key_jwt` (RFC 7523
+//! §2.2: a JWS signed with a key from the client's `jwks` or `jwks_uri`, single use), exactly
+//! one of them, and it must be the client's registered `token_endpoint_auth_method`. Unknown
+//! client and wrong secret fail identically so the answer does not reveal which client ids
+//! exist. It must not issue tokens or decide which grants a client may use.
 
 use axum::http::{HeaderMap, header};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
 
-use super::OAuthParams;
+use portcullis_shared::jwt::signing_keys;
+use serde_json::Value;
+
+use super::{OAuthParams, assertion};
 use crate::app::AppState;
 use crate::client::ClientBody;
 use crate::error::{OAuthError, form_decode};
@@ -20,6 +25,8 @@ const AUTH_FAILED: &str = "Client authentication failed (e.g., unknown client, n
 pub struct Authenticated {
     pub row: ClientRow,
     pub body: ClientBody,
+    /// The `token_endpoint_auth_method` the request used (always the registered one).
+    pub method: &'static str,
 }
 
 struct Credentials {
@@ -35,30 +42,146 @@ pub async fn authenticate(
 ) -> Result<Authenticated, OAuthError> {
     let creds = credentials(headers, params)?;
     let Some(row) = state.store.get_client(&creds.client_id).await? else {
-        return Err(OAuthError::invalid_client(AUTH_FAILED));
+        return Err(refuse(&creds.client_id, creds.method, "unknown client"));
     };
     let body: ClientBody = serde_json::from_str(&row.body)
         .map_err(|e| OAuthError::server_error(&format!("client {:?} body: {e}", row.client_id)))?;
     let registered = body.token_endpoint_auth_method.as_str();
     if registered != creds.method {
+        tracing::info!(client_id = ?row.client_id, method = creds.method, registered, reason = "method mismatch", "client authentication failed");
         return Err(OAuthError::invalid_client(format!(
             "Client authentication failed (e.g., unknown client, no client authentication included, or unsupported authentication method). The OAuth 2.0 Client supports client authentication method '{registered}', but method '{}' was requested. You must configure the OAuth 2.0 client's 'token_endpoint_auth_method' value to accept '{}'.",
             creds.method, creds.method
         )));
     }
-    let Some(stored) = row.secret_hash.as_deref() else {
-        return Err(OAuthError::invalid_client(AUTH_FAILED));
-    };
-    if !state.secrets.verify(&row.client_id, stored, &creds.secret).await {
-        return Err(OAuthError::invalid_client(AUTH_FAILED));
+    if creds.method == "private_key_jwt" {
+        if let Err(e) = verify_client_assertion(state, &row.client_id, &body, &creds.secret).await {
+            tracing::info!(client_id = ?row.client_id, method = creds.method, reason = %e.description, "client authentication failed");
+            return Err(e);
+        }
+    } else if creds.method != "none" {
+        let Some(stored) = row.secret_hash.as_deref() else {
+            return Err(refuse(&row.client_id, creds.method, "the client has no secret"));
+        };
+        if !state.secrets.verify(&row.client_id, stored, &creds.secret).await {
+            if !rotated_secret_matches(state, &row.client_id, &creds.secret).await? {
+                return Err(refuse(&row.client_id, creds.method, "wrong secret"));
+            }
+            // Tells the operator the old secret is still in use, so dropping it is not safe yet.
+            tracing::info!(client_id = ?row.client_id, "client authenticated with a rotated secret");
+        }
     }
-    Ok(Authenticated { row, body })
+    Ok(Authenticated { row, body, method: creds.method })
+}
+
+/// The uniform `invalid_client` answer; the reason goes only to the log, for the operator
+/// (the response must not tell an unknown client from a wrong secret). Never the secret.
+fn refuse(client_id: &str, method: &str, reason: &str) -> OAuthError {
+    tracing::info!(client_id = ?client_id, method, reason, "client authentication failed");
+    OAuthError::invalid_client(AUTH_FAILED)
+}
+
+/// Whether `secret` is one of the client's rotated secrets, still valid until an operator
+/// drops them (`DELETE /admin/clients/{id}/secrets/rotate`) or sets a new secret.
+async fn rotated_secret_matches(state: &AppState, client_id: &str, secret: &str) -> Result<bool, OAuthError> {
+    // A separate cache slot, so verifying an old secret does not evict the current one.
+    let slot = format!("{client_id}\0rotated");
+    for stored in state.store.rotated_client_secrets(client_id).await? {
+        if state.secrets.verify(&slot, &stored, secret).await {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Checks a `private_key_jwt` assertion for `client_id` and records its `jti`.
+async fn verify_client_assertion(
+    state: &AppState,
+    client_id: &str,
+    body: &ClientBody,
+    assertion: &str,
+) -> Result<(), OAuthError> {
+    let fail = |why: String| OAuthError::invalid_client(format!("client_assertion: {why}"));
+    let token = assertion::parse(assertion).map_err(|e| fail(format!("the assertion {e}")))?;
+    let registered_alg = body.extra.get("token_endpoint_auth_signing_alg").and_then(Value::as_str).unwrap_or("");
+    if !registered_alg.is_empty() && registered_alg != assertion::alg_name(token.alg) {
+        return Err(fail(format!(
+            "signed with {}, but the client's token_endpoint_auth_signing_alg is {registered_alg}",
+            assertion::alg_name(token.alg)
+        )));
+    }
+    let now = state.clock.now();
+    let keys = if let Some(jwks) = body.extra.get("jwks").filter(|v| v.is_object()) {
+        signing_keys(jwks)
+    } else if let Some(uri) = body.extra.get("jwks_uri").and_then(Value::as_str).filter(|u| !u.is_empty()) {
+        state.client_jwks.keys(&state.http, uri, &token, now).await.map_err(fail)?
+    } else {
+        return Err(fail("the client has neither jwks nor jwks_uri".into()));
+    };
+    if !assertion::has_candidate(&token, &keys) {
+        return Err(fail(match &token.kid {
+            Some(kid) => format!("the client has no {} key with kid {kid:?}", assertion::alg_name(token.alg)),
+            None => format!("the client has no {} key", assertion::alg_name(token.alg)),
+        }));
+    }
+    if !assertion::signature_verifies(&token, &keys) {
+        return Err(fail("the signature does not verify with the client's keys".into()));
+    }
+    let audiences = assertion::audiences(state);
+    let expected = assertion::Expected {
+        issuer: client_id,
+        subject: Some(client_id),
+        audiences: &audiences,
+        max_lifetime: assertion::MAX_CLIENT_ASSERTION_LIFETIME,
+        now,
+    };
+    let claims = assertion::check_claims(&token.claims, &expected).map_err(fail)?;
+    let key = crate::crypto::sha256_hex(format!("client\0{client_id}\0{}", claims.jti).as_bytes());
+    if !state.store.use_assertion_jti(&key, claims.exp, now).await? {
+        return Err(fail("its jti has already been used".into()));
+    }
+    Ok(())
 }
 
 fn credentials(headers: &HeaderMap, params: &OAuthParams) -> Result<Credentials, OAuthError> {
     let basic = basic_credentials(headers)?;
     let post_id = params.single("client_id")?;
     let post_secret = params.single("client_secret")?;
+    let assertion_type = params.single("client_assertion_type")?;
+    let client_assertion = params.single("client_assertion")?;
+    if assertion_type.is_some() || client_assertion.is_some() {
+        if basic.is_some() || post_secret.is_some() {
+            return Err(OAuthError::invalid_request(
+                "The request uses more than one client authentication method (client_assertion and a client secret); use exactly one.",
+            ));
+        }
+        if assertion_type != Some(assertion::CLIENT_ASSERTION_TYPE) {
+            return Err(OAuthError::invalid_request(format!(
+                "client_assertion_type must be {:?}",
+                assertion::CLIENT_ASSERTION_TYPE
+            )));
+        }
+        let Some(jws) = client_assertion.filter(|a| !a.is_empty()) else {
+            return Err(OAuthError::invalid_request("client_assertion is missing"));
+        };
+        // RFC 7523 §3: the client is the assertion's `sub`; the signature is checked once the
+        // client (and so its keys) is known.
+        let sub = assertion::parse(jws)
+            .ok()
+            .and_then(|t| t.claims.get("sub").and_then(Value::as_str).map(str::to_owned))
+            .filter(|s| !s.is_empty());
+        let client_id = match (post_id, sub) {
+            (Some(id), Some(sub)) if id != sub => {
+                return Err(OAuthError::invalid_client(
+                    "client_assertion: claim sub does not match the client_id parameter",
+                ));
+            }
+            (_, Some(sub)) => sub,
+            (Some(id), None) => id.to_owned(),
+            (None, None) => return Err(OAuthError::invalid_client("client_assertion: claim sub is missing")),
+        };
+        return Ok(Credentials { method: "private_key_jwt", client_id, secret: jws.to_owned() });
+    }
     match (basic, post_secret) {
         (Some(_), Some(_)) => Err(OAuthError::invalid_request(
             "The request uses more than one client authentication method (Authorization header and client_secret parameter); use exactly one.",
@@ -79,7 +202,14 @@ fn credentials(headers: &HeaderMap, params: &OAuthParams) -> Result<Credentials,
                 "The request is missing the client_id parameter that client_secret_post requires.",
             )),
         },
-        (None, None) => Err(OAuthError::invalid_client(AUTH_FAILED)),
+        // A public client names itself and proves nothing; authenticate() admits this only
+        // for clients registered with `none`.
+        (None, None) => match post_id {
+            Some(id) if !id.is_empty() => {
+                Ok(Credentials { method: "none", client_id: id.to_owned(), secret: String::new() })
+            }
+            _ => Err(OAuthError::invalid_client(AUTH_FAILED)),
+        },
     }
 }
 
@@ -110,4 +240,283 @@ fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, OA
         return Err(malformed());
     }
     Ok(Some((id, form_decode(secret.as_bytes()))))
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::{HeaderMap, HeaderValue, header};
+    use serde_json::json;
+
+    use super::*;
+    use crate::testing::{Harness, basic};
+
+    fn params(pairs: &[(&str, &str)]) -> OAuthParams {
+        OAuthParams::new(pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect())
+    }
+
+    async fn auth(h: &Harness, headers: &HeaderMap, pairs: &[(&str, &str)]) -> Result<Authenticated, OAuthError> {
+        authenticate(&h.state, headers, &params(pairs)).await
+    }
+
+    #[tokio::test]
+    async fn public_client_authenticates_with_client_id_alone() {
+        let h = Harness::new().await;
+        let created = h.client(json!({"client_id": "spa", "token_endpoint_auth_method": "none"})).await;
+        assert!(created.get("client_secret").is_none(), "a public client gets no secret: {created}");
+        assert!(h.state.store.get_client("spa").await.unwrap().unwrap().secret_hash.is_none());
+
+        let Ok(ok) = auth(&h, &HeaderMap::new(), &[("client_id", "spa")]).await else {
+            panic!("public client refused")
+        };
+        assert_eq!(ok.row.client_id, "spa");
+        assert_eq!(ok.method, "none");
+
+        // Presenting a secret is a different method, which the client is not registered for.
+        let post = auth(&h, &HeaderMap::new(), &[("client_id", "spa"), ("client_secret", "anything")]).await;
+        assert_eq!(post.err().unwrap().error, "invalid_client");
+        let mut headers = HeaderMap::new();
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_str(&basic("spa", "anything")).unwrap());
+        let basic_reply = auth(&h, &headers, &[]).await;
+        assert_eq!(basic_reply.err().unwrap().error, "invalid_client");
+    }
+
+    #[tokio::test]
+    async fn confidential_client_cannot_skip_its_secret_and_unknown_ids_look_alike() {
+        let h = Harness::new().await;
+        h.client(json!({"client_id": "svc", "grant_types": ["client_credentials"]})).await;
+        let bare = auth(&h, &HeaderMap::new(), &[("client_id", "svc")]).await.err().unwrap();
+        assert_eq!(bare.error, "invalid_client");
+        assert!(bare.description.contains("'client_secret_basic'"), "{}", bare.description);
+        let unknown = auth(&h, &HeaderMap::new(), &[("client_id", "nobody")]).await.err().unwrap();
+        let empty = auth(&h, &HeaderMap::new(), &[("client_id", "")]).await.err().unwrap();
+        assert_eq!(unknown.error, "invalid_client");
+        assert_eq!(unknown.description, empty.description);
+    }
+}
+
+#[cfg(test)]
+mod private_key_jwt_tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use axum::http::HeaderMap;
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::crypto::b64url;
+    use crate::keys::Signer;
+    use crate::testing::{Harness, T0};
+
+    const AUD: &str = "http://127.0.0.1:4444/oauth2/token";
+
+    fn sign(key: &Signer, claims: Value) -> String {
+        let header = b64url(json!({"alg": "ES256", "kid": key.kid(), "typ": "JWT"}).to_string().as_bytes());
+        let payload = b64url(claims.to_string().as_bytes());
+        key.sign(&format!("{header}.{payload}")).unwrap()
+    }
+
+    fn claims(client: &str, jti: &str) -> Value {
+        json!({"iss": client, "sub": client, "aud": AUD, "exp": T0 + 300, "iat": T0, "jti": jti})
+    }
+
+    async fn present(h: &Harness, jws: &str) -> Result<Authenticated, OAuthError> {
+        let params = OAuthParams::new(vec![
+            ("client_assertion_type".into(), assertion::CLIENT_ASSERTION_TYPE.into()),
+            ("client_assertion".into(), jws.into()),
+        ]);
+        authenticate(&h.state, &HeaderMap::new(), &params).await
+    }
+
+    fn err(r: Result<Authenticated, OAuthError>) -> OAuthError {
+        match r {
+            Ok(_) => panic!("accepted"),
+            Err(e) => e,
+        }
+    }
+
+    #[tokio::test]
+    async fn inline_jwks_assertion_is_accepted_once_and_checked() {
+        let h = Harness::new().await;
+        let key = Signer::generate().unwrap();
+        let created = h
+            .client(json!({"client_id": "pk", "token_endpoint_auth_method": "private_key_jwt", "grant_types": ["client_credentials"], "jwks": {"keys": [key.public_jwk()]}}))
+            .await;
+        assert!(created.get("client_secret").is_none(), "{created}");
+
+        let jws = sign(&key, claims("pk", "one"));
+        let Ok(ok) = present(&h, &jws).await else { panic!("valid assertion refused") };
+        assert_eq!((ok.row.client_id.as_str(), ok.method), ("pk", "private_key_jwt"));
+        let replay = err(present(&h, &jws).await);
+        assert_eq!(replay.error, "invalid_client");
+        assert!(replay.description.contains("jti"), "{}", replay.description);
+
+        let mut c = claims("pk", "aud");
+        c["aud"] = json!("https://elsewhere/oauth2/token");
+        assert!(err(present(&h, &sign(&key, c)).await).description.contains("aud"));
+        let mut c = claims("pk", "issuer-aud");
+        c["aud"] = json!(["x", "http://127.0.0.1:4444/"]);
+        assert!(present(&h, &sign(&key, c)).await.is_ok(), "the issuer is an accepted audience");
+        let mut c = claims("pk", "expired");
+        c["exp"] = json!(T0 - 1);
+        assert!(err(present(&h, &sign(&key, c)).await).description.contains("expired"));
+        let mut c = claims("pk", "long");
+        c["exp"] = json!(T0 + 86_400);
+        assert!(err(present(&h, &sign(&key, c)).await).description.contains("exp"));
+        let mut c = claims("pk", "no-exp");
+        c.as_object_mut().unwrap().remove("exp");
+        assert!(err(present(&h, &sign(&key, c)).await).description.contains("exp"));
+        let mut c = claims("pk", "nbf");
+        c["nbf"] = json!(T0 + 600);
+        assert!(err(present(&h, &sign(&key, c)).await).description.contains("nbf"));
+        let mut c = claims("pk", "iss");
+        c["iss"] = json!("someone-else");
+        assert!(err(present(&h, &sign(&key, c)).await).description.contains("iss"));
+        let mut c = claims("pk", "no-jti");
+        c.as_object_mut().unwrap().remove("jti");
+        assert!(err(present(&h, &sign(&key, c)).await).description.contains("jti"));
+
+        // Signed by a key the client does not have (same kid, different key).
+        let other = Signer::generate().unwrap();
+        let forged = {
+            let header = b64url(json!({"alg": "ES256", "kid": key.kid()}).to_string().as_bytes());
+            let payload = b64url(claims("pk", "forged").to_string().as_bytes());
+            other.sign(&format!("{header}.{payload}")).unwrap()
+        };
+        assert!(err(present(&h, &forged).await).description.contains("signature"));
+    }
+
+    #[tokio::test]
+    async fn wrong_method_either_way_is_invalid_client() {
+        let h = Harness::new().await;
+        let key = Signer::generate().unwrap();
+        let secret_client = h.client(json!({"client_id": "sec", "grant_types": ["client_credentials"]})).await;
+        assert!(secret_client["client_secret"].is_string());
+        let e = err(present(&h, &sign(&key, claims("sec", "x"))).await);
+        assert_eq!(e.error, "invalid_client");
+        assert!(e.description.contains("'private_key_jwt' was requested"), "{}", e.description);
+
+        h.client(json!({"client_id": "pk", "token_endpoint_auth_method": "private_key_jwt", "jwks": {"keys": [key.public_jwk()]}, "token_endpoint_auth_signing_alg": "RS256"})).await;
+        let params =
+            OAuthParams::new(vec![("client_id".into(), "pk".into()), ("client_secret".into(), "guess".into())]);
+        assert_eq!(err(authenticate(&h.state, &HeaderMap::new(), &params).await).error, "invalid_client");
+        // Registered for RS256, signed with ES256.
+        let e = err(present(&h, &sign(&key, claims("pk", "alg"))).await);
+        assert!(e.description.contains("token_endpoint_auth_signing_alg"), "{}", e.description);
+        let params = OAuthParams::new(vec![
+            ("client_assertion_type".into(), "urn:other".into()),
+            ("client_assertion".into(), sign(&key, claims("pk", "t"))),
+        ]);
+        let e = err(authenticate(&h.state, &HeaderMap::new(), &params).await);
+        assert!(e.description.contains("client_assertion_type"));
+    }
+
+    #[tokio::test]
+    async fn jwks_uri_is_cached_and_refetched_for_an_unknown_kid() {
+        let first = Signer::generate().unwrap();
+        let second = Signer::generate().unwrap();
+        let served = Arc::new(std::sync::Mutex::new(json!({"keys": [first.public_jwk()]})));
+        let hits = Arc::new(AtomicUsize::new(0));
+        let app = {
+            let (served, hits) = (served.clone(), hits.clone());
+            axum::Router::new().route(
+                "/jwks",
+                axum::routing::get(move || {
+                    let (served, hits) = (served.clone(), hits.clone());
+                    async move {
+                        hits.fetch_add(1, Ordering::SeqCst);
+                        axum::Json(served.lock().unwrap().clone())
+                    }
+                }),
+            )
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+
+        let h = Harness::new().await;
+        h.client(json!({"client_id": "remote", "token_endpoint_auth_method": "private_key_jwt", "jwks_uri": format!("http://{addr}/jwks")})).await;
+        assert!(present(&h, &sign(&first, claims("remote", "1"))).await.is_ok());
+        assert!(present(&h, &sign(&first, claims("remote", "2"))).await.is_ok());
+        assert_eq!(hits.load(Ordering::SeqCst), 1, "second use served from the cache");
+
+        // The client rotates its key: the unknown kid makes the server fetch again.
+        *served.lock().unwrap() = json!({"keys": [first.public_jwk(), second.public_jwk()]});
+        h.clock.advance(11);
+        let mut c = claims("remote", "3");
+        c["exp"] = json!(T0 + 311);
+        assert!(present(&h, &sign(&second, c)).await.is_ok());
+        assert_eq!(hits.load(Ordering::SeqCst), 2);
+    }
+
+    /// OS randomness in the `rand_core` 0.6 shape the `rsa` crate asks for.
+    struct OsRandom;
+    impl rsa::rand_core::RngCore for OsRandom {
+        fn next_u32(&mut self) -> u32 {
+            u32::from_le_bytes(crate::crypto::random_bytes::<4>())
+        }
+        fn next_u64(&mut self) -> u64 {
+            u64::from_le_bytes(crate::crypto::random_bytes::<8>())
+        }
+        fn fill_bytes(&mut self, dest: &mut [u8]) {
+            getrandom::fill(dest).unwrap();
+        }
+        fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rsa::rand_core::Error> {
+            self.fill_bytes(dest);
+            Ok(())
+        }
+    }
+    impl rsa::rand_core::CryptoRng for OsRandom {}
+
+    #[tokio::test]
+    async fn rs256_assertions_verify_and_the_registered_alg_is_enforced() {
+        use rsa::signature::{SignatureEncoding, Signer as _};
+        use rsa::traits::PublicKeyParts;
+
+        let private = rsa::RsaPrivateKey::new(&mut OsRandom, 2048).unwrap();
+        let public = private.to_public_key();
+        let jwk = json!({"kty": "RSA", "kid": "rsa-1", "use": "sig", "alg": "RS256", "n": b64url(&public.n().to_bytes_be()), "e": b64url(&public.e().to_bytes_be())});
+        let signer = rsa::pkcs1v15::SigningKey::<sha2::Sha256>::new(private);
+        let sign_rs = |claims: &Value| {
+            let header = b64url(json!({"alg": "RS256", "kid": "rsa-1"}).to_string().as_bytes());
+            let input = format!("{header}.{}", b64url(claims.to_string().as_bytes()));
+            let signature = signer.sign(input.as_bytes()).to_vec();
+            format!("{input}.{}", b64url(&signature))
+        };
+        let h = Harness::new().await;
+        h.client(json!({"client_id": "rs", "token_endpoint_auth_method": "private_key_jwt", "token_endpoint_auth_signing_alg": "RS256", "jwks": {"keys": [jwk]}})).await;
+        let Ok(ok) = present(&h, &sign_rs(&claims("rs", "r1"))).await else { panic!("RS256 assertion refused") };
+        assert_eq!(ok.method, "private_key_jwt");
+        // A tampered payload under the same signature fails.
+        let genuine = sign_rs(&claims("rs", "r2"));
+        let parts: Vec<&str> = genuine.split('.').collect();
+        let tampered = format!("{}.{}.{}", parts[0], b64url(claims("rs", "r3").to_string().as_bytes()), parts[2]);
+        assert!(err(present(&h, &tampered).await).description.contains("signature"));
+        // An ES256 key the client does not have cannot stand in for its RSA key.
+        let ec = Signer::generate().unwrap();
+        let e = err(present(&h, &sign(&ec, claims("rs", "r4"))).await);
+        assert!(e.description.contains("token_endpoint_auth_signing_alg"), "{}", e.description);
+    }
+
+    #[tokio::test]
+    async fn an_unusable_jwks_uri_fails_closed() {
+        let key = Signer::generate().unwrap();
+        let app = axum::Router::new()
+            .route("/huge", axum::routing::get(|| async { "x".repeat(70 * 1024) }))
+            .route("/broken", axum::routing::get(|| async { (axum::http::StatusCode::BAD_GATEWAY, "down") }))
+            .route("/garbage", axum::routing::get(|| async { "not json" }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+
+        let h = Harness::new().await;
+        for (i, (path, mention)) in
+            [("huge", "larger than"), ("broken", "502"), ("garbage", "not a JSON Web Key Set")].into_iter().enumerate()
+        {
+            let id = format!("c{i}");
+            h.client(json!({"client_id": id, "token_endpoint_auth_method": "private_key_jwt", "jwks_uri": format!("http://{addr}/{path}")})).await;
+            let e = err(present(&h, &sign(&key, claims(&id, "j"))).await);
+            assert_eq!(e.error, "invalid_client");
+            assert!(e.description.contains(mention), "{path}: {}", e.description);
+        }
+    }
 }

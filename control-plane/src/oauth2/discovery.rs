@@ -9,9 +9,10 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use crate::app::AppState;
+use crate::client::AUTH_METHODS;
 
-pub const GRANT_TYPES: [&str; 3] = ["authorization_code", "refresh_token", "client_credentials"];
-pub const AUTH_METHODS: [&str; 2] = ["client_secret_basic", "client_secret_post"];
+pub const GRANT_TYPES: [&str; 4] =
+    ["authorization_code", "refresh_token", "client_credentials", super::jwt_bearer::GRANT_TYPE];
 
 /// The discovery document for `state`'s configuration.
 pub fn document(state: &AppState) -> Value {
@@ -31,6 +32,7 @@ pub fn document(state: &AppState) -> Value {
         "grant_types_supported": GRANT_TYPES,
         "code_challenge_methods_supported": ["S256"],
         "token_endpoint_auth_methods_supported": AUTH_METHODS,
+        "token_endpoint_auth_signing_alg_values_supported": super::assertion::ALGORITHM_NAMES,
         "revocation_endpoint_auth_methods_supported": AUTH_METHODS,
         "introspection_endpoint_auth_methods_supported": AUTH_METHODS,
         "subject_types_supported": ["public"],

@@ -4,6 +4,7 @@
 //! discovery and `/.well-known/jwks.json`, plus client authentication shared by them. Errors are RFC 6749 shaped ([`crate::error::OAuthError`]).
 //! Nothing here renders admin-API errors or touches rules.
 
+pub mod assertion;
 pub mod authorize;
 pub mod client_auth;
 pub mod code;
@@ -12,6 +13,7 @@ pub mod flow;
 pub mod introspect;
 pub mod issue;
 pub mod jwks;
+pub mod jwt_bearer;
 pub mod logout;
 pub mod refresh;
 pub mod revoke;

@@ -13,11 +13,13 @@ use super::client_auth::{Authenticated, authenticate};
 use super::code::{self, Grant, Redeemed};
 use super::issue::{self, GrantType, Mint};
 use crate::app::AppState;
+use crate::client::ClientBody;
 use crate::crypto;
 use crate::error::OAuthError;
 use crate::store::tokens::Selector;
 
-const SUPPORTED: &str = "authorization_code, refresh_token, client_credentials";
+const SUPPORTED: &str =
+    "authorization_code, refresh_token, client_credentials, urn:ietf:params:oauth:grant-type:jwt-bearer";
 
 pub async fn handle(
     State(state): State<AppState>,
@@ -28,7 +30,7 @@ pub async fn handle(
         None | Some("") => {
             return Err(OAuthError::invalid_request("The request is missing a required parameter: grant_type."));
         }
-        Some(g @ ("client_credentials" | "authorization_code" | "refresh_token")) => g,
+        Some(g @ ("client_credentials" | "authorization_code" | "refresh_token" | super::jwt_bearer::GRANT_TYPE)) => g,
         Some(other) => {
             return Err(OAuthError::unsupported_grant_type(format!(
                 "The authorization grant type '{other}' is not supported by this server; supported: {SUPPORTED}."
@@ -44,6 +46,7 @@ pub async fn handle(
     let minted = match grant_type {
         "authorization_code" => authorization_code(&state, &client, &params).await?,
         "refresh_token" => super::refresh::exchange(&state, &client, &params).await?,
+        super::jwt_bearer::GRANT_TYPE => super::jwt_bearer::exchange(&state, &client, &params).await?,
         _ => client_credentials(&state, &client, &params).await?,
     };
     Ok(minted.into_response())
@@ -68,17 +71,7 @@ async fn client_credentials(
         }
     }
 
-    let mut audience: Vec<String> = Vec::new();
-    for a in params.all("audience").flat_map(scope::split) {
-        if !body.audience.iter().any(|allowed| allowed == a) {
-            return Err(OAuthError::invalid_request(format!(
-                "Requested audience '{a}' has not been whitelisted by the OAuth 2.0 Client."
-            )));
-        }
-        if !audience.iter().any(|x| x == a) {
-            audience.push(a.to_owned());
-        }
-    }
+    let audience = requested_audience(body, params)?;
     issue::mint(
         state,
         &Mint {
@@ -95,6 +88,22 @@ async fn client_credentials(
         },
     )
     .await
+}
+
+/// The `audience` parameters (repeated or space-separated), each on the client's allow-list.
+pub(super) fn requested_audience(body: &ClientBody, params: &OAuthParams) -> Result<Vec<String>, OAuthError> {
+    let mut audience: Vec<String> = Vec::new();
+    for a in params.all("audience").flat_map(scope::split) {
+        if !body.audience.iter().any(|allowed| allowed == a) {
+            return Err(OAuthError::invalid_request(format!(
+                "Requested audience '{a}' has not been whitelisted by the OAuth 2.0 Client."
+            )));
+        }
+        if !audience.iter().any(|x| x == a) {
+            audience.push(a.to_owned());
+        }
+    }
+    Ok(audience)
 }
 
 /// RFC 7636 §4.1: 43 to 128 characters of `[A-Za-z0-9-._~]`.

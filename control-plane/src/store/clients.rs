@@ -92,10 +92,14 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Deletes a client and its tokens; `Ok(false)` when absent.
+    /// Deletes a client, its tokens and its rotated secrets; `Ok(false)` when absent.
     pub async fn delete_client(&self, client_id: &str) -> Result<bool, StoreError> {
         let mut tx = self.pool().begin().await?;
         sqlx::query("DELETE FROM access_tokens WHERE client_id = $1").bind(client_id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM client_rotated_secrets WHERE client_id = $1")
+            .bind(client_id)
+            .execute(&mut *tx)
+            .await?;
         let done = sqlx::query("DELETE FROM clients WHERE client_id = $1").bind(client_id).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(done.rows_affected() == 1)

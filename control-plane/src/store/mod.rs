@@ -4,6 +4,8 @@
 //! [`StoreError`]s; it knows nothing about HTTP, and a failure is never turned into "absent".
 
 pub mod api_keys;
+pub mod assertions;
+pub mod client_secrets;
 pub mod clients;
 pub mod codes;
 pub mod courier;
@@ -14,6 +16,7 @@ pub mod oauth2_flows;
 pub mod rules;
 pub mod sessions;
 pub mod tokens;
+pub mod trusts;
 
 use std::time::Duration;
 
