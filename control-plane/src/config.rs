@@ -34,6 +34,9 @@ pub struct Config {
     pub courier: CourierConfig,
     /// The built-in pages: site title and an optional operator layout (`templates_dir`).
     pub ui: UiConfig,
+    /// `oauth2.clients_file` / `oauth2.clients_secrets_dir`: Kubernetes `OAuth2Client`
+    /// resources reconciled into clients.
+    pub oauth2: crate::clients_file::OAuth2Config,
     /// Set by `portcullis serve --dev`, never by a file or the environment: the admin
     /// listener accepts requests without an API key and the courier's outbox is browsable.
     #[serde(skip)]
@@ -56,6 +59,7 @@ impl Default for Config {
             session: SessionConfig::default(),
             courier: CourierConfig::default(),
             ui: UiConfig::default(),
+            oauth2: Default::default(),
             dev: false,
         }
     }
@@ -79,6 +83,7 @@ impl std::fmt::Debug for Config {
             .field("session", &self.session)
             .field("courier", &self.courier)
             .field("ui", &self.ui)
+            .field("oauth2", &self.oauth2)
             .field("dev", &self.dev)
             .finish()
     }
@@ -308,6 +313,9 @@ impl Config {
         let base = file.and_then(Path::parent).map(Path::to_path_buf).unwrap_or_default();
         config.access_rules.repositories = config.access_rules.repositories.iter().map(|r| resolve(&base, r)).collect();
         config.ui.load_templates(&base)?;
+        for path in [&mut config.oauth2.clients_file, &mut config.oauth2.clients_secrets_dir].into_iter().flatten() {
+            *path = resolve(&base, path);
+        }
         config.validate()?;
         Ok(config)
     }
