@@ -304,8 +304,9 @@ impl Config {
         let env = Env::prefixed("PORTCULLIS_")
             .filter(|key| {
                 let key = key.as_str().to_ascii_lowercase();
-                // PORTCULLIS_API_KEY and PORTCULLIS_ADMIN_URL belong to the CLI's client commands.
-                !matches!(key.as_str(), "config" | "api_key" | "admin_url") && !key.starts_with("test_")
+                // PORTCULLIS_API_KEY, PORTCULLIS_ADMIN_URL and PORTCULLIS_PUBLIC_URL belong to the
+                // CLI's client commands.
+                !matches!(key.as_str(), "config" | "api_key" | "admin_url" | "public_url") && !key.starts_with("test_")
             })
             .split("__");
         figment = figment.merge(env);
