@@ -166,7 +166,8 @@ impl Keys {
         if self.ephemeral {
             return Ok(false);
         }
-        let rows = store.signing_keys(ID_TOKEN_SET).await?;
+        let mut rows = store.signing_keys(ID_TOKEN_SET).await?;
+        active_first(&mut rows);
         let old = self.current.load();
         let same_rows = rows.len() == old.listed.len()
             && rows
@@ -210,7 +211,15 @@ impl Keys {
     }
 }
 
+/// The signing key first, then the others newest first (the store's order): relying parties
+/// that take the first key of the JWKS get the one that signs, whatever the ties in time.
+fn active_first(rows: &mut [KeyRow]) {
+    rows.sort_by_key(|r| r.retired_at.is_some());
+}
+
 fn loaded_from(rows: &[KeyRow], secrets: &[String]) -> Result<Loaded, StartupError> {
+    let mut rows = rows.to_vec();
+    active_first(&mut rows);
     let active = rows
         .iter()
         .find(|r| r.retired_at.is_none())
