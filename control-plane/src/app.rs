@@ -157,8 +157,14 @@ pub fn admin_router(state: AppState) -> Router {
         )
         .route("/admin/trust/grants/jwt-bearer/issuers", get(admin::trust::list).post(admin::trust::create))
         .route("/admin/trust/grants/jwt-bearer/issuers/{id}", get(admin::trust::get).delete(admin::trust::delete))
-        .route("/admin/keys/{set}", get(admin::keys::set))
-        .route("/admin/keys/{set}/{kid}", get(admin::keys::key))
+        .route(
+            "/admin/keys/{set}",
+            get(admin::keys::set).post(admin::keys::create).put(admin::keys::put_set).delete(admin::keys::delete_set),
+        )
+        .route(
+            "/admin/keys/{set}/{kid}",
+            get(admin::keys::key).put(admin::keys::put_key).delete(admin::keys::delete_key),
+        )
         .route("/admin/oauth2/introspect", post(oauth2::introspect::admin))
         .route("/admin/oauth2/tokens", axum::routing::delete(admin::tokens::delete_client_tokens))
         .route("/admin/oauth2/auth/requests/login", get(oauth2::flow::admin_get_login))
@@ -262,6 +268,8 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + '
     let file_watcher = state.rules.clone().spawn_file_watcher();
     let jwks_refresher = state.rules.clone().spawn_jwks_refresher(state.config.access_rules.jwks_refresh);
     let janitor = spawn_token_janitor(state.clone());
+    let key_refresher = spawn_key_refresher(state.clone());
+    let clients_file = crate::clients_file::Reconciler::spawn(state.clone());
     let courier = state.courier.clone().spawn_worker(store.clone(), state.clock.clone());
     let stop = state.shutdown.clone();
     tokio::spawn(async move {
@@ -282,6 +290,10 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + '
     jwks_refresher.abort();
     file_watcher.abort();
     janitor.abort();
+    key_refresher.abort();
+    if let Some(task) = clients_file {
+        task.abort();
+    }
     courier.abort();
     store.close().await;
     result.map_err(|e| StartupError(format!("server error: {e}")))?;
@@ -310,6 +322,20 @@ fn spawn_token_janitor(state: AppState) -> tokio::task::JoinHandle<()> {
             }
             if let Err(e) = state.store.purge_expired_oauth2_flows(state.clock.now()).await {
                 tracing::warn!(error = %e, "could not purge expired authorization flows");
+            }
+        }
+    })
+}
+
+/// Re-reads the id_token key set every few seconds, so a rotation made through another
+/// replica's admin API reaches this replica's signer and its filters without a restart.
+fn spawn_key_refresher(state: AppState) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
+        loop {
+            tick.tick().await;
+            if let Err(e) = admin::keys::apply_id_token_set(&state).await {
+                tracing::warn!(error = %e.description, "could not reload the id_token signing keys");
             }
         }
     })

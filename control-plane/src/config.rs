@@ -227,6 +227,11 @@ pub struct Strategies {
 #[serde(deny_unknown_fields, default)]
 pub struct OAuth2 {
     pub grant: Grants,
+    /// A YAML file or a directory of Kubernetes `OAuth2Client` resources reconciled into
+    /// clients (see `crate::clients_file`); unset: no reconciling.
+    pub clients_file: Option<String>,
+    /// Where credentials files are read and written (`<dir>/<namespace>/<secretName>`).
+    pub clients_secrets_dir: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -361,8 +366,9 @@ impl Config {
         let env = Env::prefixed("PORTCULLIS_")
             .filter(|key| {
                 let key = key.as_str().to_ascii_lowercase();
-                // PORTCULLIS_API_KEY and PORTCULLIS_ADMIN_URL belong to the CLI's client commands.
-                !matches!(key.as_str(), "config" | "api_key" | "admin_url") && !key.starts_with("test_")
+                // PORTCULLIS_API_KEY, PORTCULLIS_ADMIN_URL and PORTCULLIS_PUBLIC_URL belong to the
+                // CLI's client commands.
+                !matches!(key.as_str(), "config" | "api_key" | "admin_url" | "public_url") && !key.starts_with("test_")
             })
             .split("__");
         figment = figment.merge(env);
@@ -370,6 +376,9 @@ impl Config {
         let base = file.and_then(Path::parent).map(Path::to_path_buf).unwrap_or_default();
         config.access_rules.repositories = config.access_rules.repositories.iter().map(|r| resolve(&base, r)).collect();
         config.ui.load_templates(&base)?;
+        for path in [&mut config.oauth2.clients_file, &mut config.oauth2.clients_secrets_dir].into_iter().flatten() {
+            *path = resolve(&base, path);
+        }
         config.validate()?;
         Ok(config)
     }

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
+use arc_swap::ArcSwap;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use p256::ecdsa::SigningKey as EcKey;
@@ -122,12 +123,25 @@ struct Listed {
     retired_at: Option<i64>,
 }
 
-/// The `portcullis.id-token` set as loaded at start: the signing key and the public keys.
+/// One consistent view of the set: the signer and the public keys, swapped as a whole.
 #[derive(Debug)]
-pub struct Keys {
+struct Loaded {
     signer: Arc<Signer>,
     listed: Vec<Listed>,
+}
+
+/// The `portcullis.id-token` set: the signing key and the public keys. Rotation (through the
+/// admin API, or another replica's, seen by [`Keys::reload`]) swaps the whole view without a
+/// lock, so `signer()` and `jwks()` callers never wait and never see half a rotation.
+pub struct Keys {
+    current: ArcSwap<Loaded>,
     ephemeral: bool,
+}
+
+impl std::fmt::Debug for Keys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keys").field("signer", &self.current.load().signer).field("ephemeral", &self.ephemeral).finish()
+    }
 }
 
 impl Keys {
@@ -138,7 +152,10 @@ impl Keys {
             tracing::warn!("id_token signing key is ephemeral: set secrets.system to persist it");
             let signer = Signer::generate().map_err(StartupError)?;
             let listed = vec![Listed { jwk: signer.public_jwk(), retired_at: None }];
-            return Ok(Self { signer: Arc::new(signer), listed, ephemeral: true });
+            return Ok(Self {
+                current: ArcSwap::from_pointee(Loaded { signer: Arc::new(signer), listed }),
+                ephemeral: true,
+            });
         }
         let mut rows = store.signing_keys(ID_TOKEN_SET).await?;
         if !rows.iter().any(|r| r.retired_at.is_none()) {
@@ -149,26 +166,41 @@ impl Keys {
             // every replica must pick the same (the newest).
             rows = store.signing_keys(ID_TOKEN_SET).await?;
         }
-        let active = rows
-            .iter()
-            .find(|r| r.retired_at.is_none())
-            .ok_or_else(|| StartupError(format!("signing key set {ID_TOKEN_SET}: the key just stored is missing")))?;
-        let signer = decrypt_row(active, &secrets.system)?;
-        let listed = rows
-            .iter()
-            .map(|r| {
-                let jwk = serde_json::from_str(&r.public_jwk).map_err(|e| {
-                    StartupError(format!("signing key {} in set {ID_TOKEN_SET}: public_jwk is not JSON: {e}", r.kid))
-                })?;
-                Ok(Listed { jwk, retired_at: r.retired_at })
-            })
-            .collect::<Result<_, StartupError>>()?;
-        Ok(Self { signer: Arc::new(signer), listed, ephemeral: false })
+        let loaded = loaded_from(&rows, &secrets.system)?;
+        Ok(Self { current: ArcSwap::from_pointee(loaded), ephemeral: false })
+    }
+
+    /// Re-reads the set from the store and swaps it in; returns whether the signer changed.
+    /// On an error (no active key, a key that does not decrypt) the running view stays: a
+    /// server keeps signing with the key it has rather than stop.
+    pub async fn reload(&self, secrets: &Secrets, store: &Store) -> Result<bool, StartupError> {
+        if self.ephemeral {
+            return Ok(false);
+        }
+        let mut rows = store.signing_keys(ID_TOKEN_SET).await?;
+        active_first(&mut rows);
+        let old = self.current.load();
+        let same_rows = rows.len() == old.listed.len()
+            && rows
+                .iter()
+                .zip(&old.listed)
+                .all(|(r, l)| r.retired_at == l.retired_at && l.jwk["kid"] == r.kid.as_str());
+        let active = rows.iter().find(|r| r.retired_at.is_none()).map(|r| r.kid.as_str());
+        if same_rows && active == Some(old.signer.kid()) {
+            return Ok(false);
+        }
+        let loaded = loaded_from(&rows, &secrets.system)?;
+        let changed = loaded.signer.kid() != old.signer.kid() || loaded.signer.snapshot != old.signer.snapshot;
+        if changed {
+            tracing::info!(kid = %loaded.signer.kid, set = ID_TOKEN_SET, "signing with a new key");
+        }
+        self.current.store(Arc::new(loaded));
+        Ok(changed)
     }
 
     /// The key `id_token` mutators sign with.
     pub fn signer(&self) -> Arc<Signer> {
-        self.signer.clone()
+        self.current.load().signer.clone()
     }
 
     /// Whether the key lives only in this process (no `secrets.system`).
@@ -179,13 +211,233 @@ impl Keys {
     /// The public JWKS at `now` (unix seconds): unretired keys, and retired ones for
     /// [`RETIRED_LISTED_SECONDS`] after retirement.
     pub fn jwks(&self, now: i64) -> Value {
-        let keys: Vec<&Value> = self
+        let current = self.current.load();
+        let keys: Vec<&Value> = current
             .listed
             .iter()
             .filter(|k| k.retired_at.is_none_or(|at| at.saturating_add(RETIRED_LISTED_SECONDS) > now))
             .map(|k| &k.jwk)
             .collect();
         json!({ "keys": keys })
+    }
+}
+
+/// The signing key first, then the others newest first (the store's order): relying parties
+/// that take the first key of the JWKS get the one that signs, whatever the ties in time.
+fn active_first(rows: &mut [KeyRow]) {
+    rows.sort_by_key(|r| r.retired_at.is_some());
+}
+
+fn loaded_from(rows: &[KeyRow], secrets: &[String]) -> Result<Loaded, StartupError> {
+    let mut rows = rows.to_vec();
+    active_first(&mut rows);
+    let active = rows
+        .iter()
+        .find(|r| r.retired_at.is_none())
+        .ok_or_else(|| StartupError(format!("signing key set {ID_TOKEN_SET} has no active key")))?;
+    let signer = decrypt_row(active, secrets)?;
+    let listed = rows
+        .iter()
+        .map(|r| {
+            let jwk = serde_json::from_str(&r.public_jwk).map_err(|e| {
+                StartupError(format!("signing key {} in set {ID_TOKEN_SET}: public_jwk is not JSON: {e}", r.kid))
+            })?;
+            Ok(Listed { jwk, retired_at: r.retired_at })
+        })
+        .collect::<Result<_, StartupError>>()?;
+    Ok(Loaded { signer: Arc::new(signer), listed })
+}
+
+/// The algorithms a key can be generated or imported with: ES256 (what the filter signs and
+/// verifies through Envoy) and RS256 (for relying parties that only take RSA).
+pub const SUPPORTED_ALGS: [&str; 2] = ["ES256", "RS256"];
+
+/// RSA modulus size for generated keys. Hydra uses 4096; 2048 (NIST-acceptable through 2030)
+/// keeps generation under a second, and imported keys may be larger.
+const RSA_BITS: usize = 2048;
+
+/// A key for any set, generated or imported, before it is stored. Never formatted (no Debug).
+pub struct KeyMaterial {
+    pub kid: String,
+    pub alg: &'static str,
+    pub use_: String,
+    private: Private,
+}
+
+enum Private {
+    Ec(EcKey),
+    Rsa(Box<rsa::RsaPrivateKey>),
+}
+
+/// The operating system's generator (through [`crypto`]) in the shape `rsa` asks for.
+struct OsRandom;
+
+impl rsa::rand_core::RngCore for OsRandom {
+    fn next_u32(&mut self) -> u32 {
+        u32::from_le_bytes(crypto::random_bytes::<4>())
+    }
+    fn next_u64(&mut self) -> u64 {
+        u64::from_le_bytes(crypto::random_bytes::<8>())
+    }
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        for chunk in dest.chunks_mut(32) {
+            let bytes = Zeroizing::new(crypto::random_bytes::<32>());
+            chunk.copy_from_slice(&bytes[..chunk.len()]);
+        }
+    }
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rsa::rand_core::Error> {
+        self.fill_bytes(dest);
+        Ok(())
+    }
+}
+
+impl rsa::rand_core::CryptoRng for OsRandom {}
+
+/// Checks a set name or key id: 1 to 128 characters of `A-Z a-z 0-9 . _ ~ -` (they appear in
+/// URL paths and in JWT headers).
+pub fn validate_name(field: &str, value: &str) -> Result<(), String> {
+    let ok = !value.is_empty()
+        && value.len() <= 128
+        && value.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'~' | b'-'));
+    if ok { Ok(()) } else { Err(format!("{field}: {value:?} must be 1 to 128 characters of A-Z a-z 0-9 . _ ~ -")) }
+}
+
+fn check_alg(alg: &str) -> Result<&'static str, String> {
+    SUPPORTED_ALGS
+        .into_iter()
+        .find(|a| *a == alg)
+        .ok_or_else(|| format!("alg: {alg:?} is not supported; use one of {}", SUPPORTED_ALGS.join(", ")))
+}
+
+fn check_use(use_: &str) -> Result<String, String> {
+    match use_ {
+        "sig" | "enc" => Ok(use_.to_owned()),
+        other => Err(format!("use: {other:?} must be \"sig\" or \"enc\"")),
+    }
+}
+
+impl KeyMaterial {
+    /// A new key; `kid` defaults to a random 96-bit id.
+    pub fn generate(alg: &str, use_: &str, kid: Option<&str>) -> Result<Self, String> {
+        let alg = check_alg(alg)?;
+        let use_ = check_use(use_)?;
+        let kid = match kid {
+            Some(kid) => {
+                validate_name("kid", kid)?;
+                kid.to_owned()
+            }
+            None => crypto::b64url(&crypto::random_bytes::<12>()),
+        };
+        let private = match alg {
+            "ES256" => Private::Ec(Signer::generate()?.key),
+            _ => Private::Rsa(Box::new(
+                rsa::RsaPrivateKey::new(&mut OsRandom, RSA_BITS)
+                    .map_err(|e| format!("cannot generate an RSA key: {e}"))?,
+            )),
+        };
+        Ok(Self { kid, alg, use_, private })
+    }
+
+    /// A private JWK (`kty` EC with `crv` P-256 and `d`, or RSA with `n e d p q`). Errors name
+    /// the field; a public-only JWK is refused (the set's keys must be able to sign).
+    pub fn from_jwk(jwk: &Value) -> Result<Self, String> {
+        let obj = jwk.as_object().ok_or("a JSON Web Key must be a JSON object")?;
+        let text = |name: &str| -> Result<Option<&str>, String> {
+            match obj.get(name) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(s)) => Ok(Some(s.as_str())),
+                Some(_) => Err(format!("{name}: must be a string")),
+            }
+        };
+        let required = |name: &str| text(name)?.ok_or_else(|| format!("{name}: is required"));
+        let bytes = |name: &str| -> Result<Vec<u8>, String> {
+            crypto::b64url_decode(required(name)?).ok_or_else(|| format!("{name}: is not base64url"))
+        };
+        let kid = required("kid")?;
+        validate_name("kid", kid)?;
+        let use_ = check_use(text("use")?.unwrap_or("sig"))?;
+        let kty = required("kty")?;
+        let (alg, private) = match kty {
+            "EC" => {
+                let alg = check_alg(text("alg")?.unwrap_or("ES256"))?;
+                if alg != "ES256" {
+                    return Err(format!("alg: {alg:?} does not fit kty \"EC\"; use ES256"));
+                }
+                if required("crv")? != "P-256" {
+                    return Err("crv: only \"P-256\" is supported".into());
+                }
+                let d = Zeroizing::new(bytes("d")?);
+                if d.len() != 32 {
+                    return Err("d: a P-256 private key is 32 bytes".into());
+                }
+                let key = EcKey::from_bytes(&p256::FieldBytes::clone_from_slice(&d))
+                    .map_err(|_| "d: not a valid P-256 private key".to_owned())?;
+                let public = public_jwk(kid, &key);
+                for c in ["x", "y"] {
+                    if text(c)?.is_some_and(|v| v != public[c]) {
+                        return Err(format!("{c}: does not match the private key d"));
+                    }
+                }
+                (alg, Private::Ec(key))
+            }
+            "RSA" => {
+                let alg = check_alg(text("alg")?.unwrap_or("RS256"))?;
+                if alg != "RS256" {
+                    return Err(format!("alg: {alg:?} does not fit kty \"RSA\"; use RS256"));
+                }
+                let int = |name: &str| bytes(name).map(|b| rsa::BigUint::from_bytes_be(&b));
+                let key =
+                    rsa::RsaPrivateKey::from_components(int("n")?, int("e")?, int("d")?, vec![int("p")?, int("q")?])
+                        .map_err(|e| format!("n, e, d, p, q: not a consistent RSA private key: {e}"))?;
+                key.validate().map_err(|e| format!("n, e, d, p, q: not a consistent RSA private key: {e}"))?;
+                use rsa::traits::PublicKeyParts as _;
+                if key.size() < 256 {
+                    return Err("n: RSA keys must have at least 2048 bits".into());
+                }
+                (alg, Private::Rsa(Box::new(key)))
+            }
+            other => return Err(format!("kty: {other:?} is not supported; use \"EC\" or \"RSA\"")),
+        };
+        Ok(Self { kid: kid.to_owned(), alg, use_, private })
+    }
+
+    /// The public half as a JWK; never any private part.
+    pub fn public_jwk(&self) -> Value {
+        let mut jwk = match &self.private {
+            Private::Ec(key) => public_jwk(&self.kid, key),
+            Private::Rsa(key) => {
+                use rsa::traits::PublicKeyParts as _;
+                json!({
+                    "kty": "RSA",
+                    "n": crypto::b64url(&key.n().to_bytes_be()),
+                    "e": crypto::b64url(&key.e().to_bytes_be()),
+                    "kid": self.kid,
+                    "use": "sig",
+                    "alg": self.alg,
+                })
+            }
+        };
+        jwk["use"] = json!(self.use_);
+        jwk
+    }
+
+    /// The row to store: PKCS#8 encrypted under `secret`, bound to the kid.
+    pub fn row(&self, set_id: &str, secret: &str, now: i64) -> Result<KeyRow, String> {
+        use rsa::pkcs8::EncodePrivateKey as _;
+        let der = match &self.private {
+            Private::Ec(key) => key.to_pkcs8_der(),
+            Private::Rsa(key) => key.to_pkcs8_der(),
+        }
+        .map_err(|e| format!("cannot encode key {} as PKCS#8: {e}", self.kid))?;
+        Ok(KeyRow {
+            kid: self.kid.clone(),
+            set_id: set_id.to_owned(),
+            alg: self.alg.to_owned(),
+            private_key: encrypt(secret, &self.kid, der.as_bytes())?,
+            public_jwk: self.public_jwk().to_string(),
+            created_at: now,
+            retired_at: None,
+        })
     }
 }
 

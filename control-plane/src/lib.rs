@@ -9,6 +9,7 @@ pub mod admin;
 pub mod app;
 pub mod cli;
 pub mod client;
+pub mod clients_file;
 pub mod clock;
 pub mod config;
 pub mod courier;

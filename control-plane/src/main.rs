@@ -37,6 +37,20 @@ enum Command {
         #[command(subcommand)]
         command: RulesCommand,
     },
+    /// Manage OAuth2 clients through a running control plane's admin API.
+    Clients {
+        #[command(flatten)]
+        remote: RemoteArgs,
+        #[command(subcommand)]
+        command: ClientsCommand,
+    },
+    /// Get or inspect tokens from a running control plane.
+    Token {
+        #[command(flatten)]
+        remote: RemoteArgs,
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
     /// Manage admin API keys in the database (works while no key exists yet).
     Keys {
         #[arg(long, env = "PORTCULLIS_CONFIG", global = true)]
@@ -44,6 +58,80 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+}
+
+#[derive(clap::Args)]
+struct RemoteArgs {
+    #[arg(long, env = "PORTCULLIS_ADMIN_URL", default_value = "http://127.0.0.1:4445", global = true)]
+    admin_url: String,
+    #[arg(long, env = "PORTCULLIS_PUBLIC_URL", default_value = "http://127.0.0.1:4444", global = true)]
+    public_url: String,
+    /// An admin API key (not needed when the server runs with --dev).
+    #[arg(long, env = "PORTCULLIS_API_KEY", hide_env_values = true, global = true)]
+    api_key: Option<String>,
+    /// `table` for people, `json` as the server answered.
+    #[arg(long, value_enum, default_value = "table", global = true)]
+    format: cli::Format,
+}
+
+impl RemoteArgs {
+    fn remote(&self) -> cli::Remote {
+        cli::Remote {
+            admin_url: self.admin_url.clone(),
+            public_url: self.public_url.clone(),
+            api_key: self.api_key.clone(),
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum ClientsCommand {
+    /// Create a client (flags as `hydra create oauth2-client`); a generated secret is shown once.
+    Create {
+        #[arg(long)]
+        id: Option<String>,
+        #[arg(long)]
+        name: Option<String>,
+        /// Repeatable or comma-separated, e.g. `client_credentials`.
+        #[arg(long = "grant-type")]
+        grant_types: Vec<String>,
+        #[arg(long = "response-type")]
+        response_types: Vec<String>,
+        #[arg(long)]
+        scope: Vec<String>,
+        #[arg(long)]
+        audience: Vec<String>,
+        #[arg(long = "redirect-uri")]
+        redirect_uris: Vec<String>,
+        #[arg(long)]
+        token_endpoint_auth_method: Option<String>,
+        /// The secret to set (otherwise one is generated).
+        #[arg(long)]
+        secret: Option<String>,
+    },
+    /// List clients (up to 1000).
+    List,
+    /// Show one client.
+    Get { id: String },
+    /// Delete a client (and its tokens).
+    Delete { id: String },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Perform the client_credentials grant and print the access token.
+    ClientCredentials {
+        #[arg(long, env = "PORTCULLIS_CLIENT_ID")]
+        client_id: String,
+        #[arg(long, env = "PORTCULLIS_CLIENT_SECRET", hide_env_values = true)]
+        client_secret: String,
+        #[arg(long)]
+        scope: Vec<String>,
+        #[arg(long)]
+        audience: Vec<String>,
+    },
+    /// Introspect a token; exit 2 when it is not active.
+    Introspect { token: String },
 }
 
 #[derive(Subcommand)]
@@ -125,6 +213,47 @@ fn main() -> ExitCode {
             }
             Command::Rules { command: RulesCommand::Explain { method, url, headers, admin_url, api_key } } => {
                 Ok(cli::rules_explain(&admin_url, api_key.as_deref(), &method, &url, &headers).await)
+            }
+            Command::Clients { remote, command } => {
+                let (r, format) = (remote.remote(), remote.format);
+                Ok(match command {
+                    ClientsCommand::Create {
+                        id,
+                        name,
+                        grant_types,
+                        response_types,
+                        scope,
+                        audience,
+                        redirect_uris,
+                        token_endpoint_auth_method,
+                        secret,
+                    } => {
+                        let c = cli::NewClient {
+                            id,
+                            name,
+                            grant_types,
+                            response_types,
+                            scope,
+                            audience,
+                            redirect_uris,
+                            token_endpoint_auth_method,
+                            secret,
+                        };
+                        cli::clients_create(&r, &c, format).await
+                    }
+                    ClientsCommand::List => cli::clients_list(&r, format).await,
+                    ClientsCommand::Get { id } => cli::clients_get(&r, &id, format).await,
+                    ClientsCommand::Delete { id } => cli::clients_delete(&r, &id).await,
+                })
+            }
+            Command::Token { remote, command } => {
+                let (r, format) = (remote.remote(), remote.format);
+                Ok(match command {
+                    TokenCommand::ClientCredentials { client_id, client_secret, scope, audience } => {
+                        cli::token_client_credentials(&r, &client_id, &client_secret, &scope, &audience, format).await
+                    }
+                    TokenCommand::Introspect { token } => cli::token_introspect(&r, &token).await,
+                })
             }
             Command::Keys { config, command } => {
                 let config = Config::load(config.as_deref())?;

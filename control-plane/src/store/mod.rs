@@ -12,6 +12,7 @@ pub mod courier;
 pub mod flows;
 pub mod identities;
 pub mod keys;
+pub mod managed_clients;
 pub mod oauth2_flows;
 pub mod rules;
 pub mod sessions;
