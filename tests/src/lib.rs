@@ -594,13 +594,18 @@ async fn mock_service(request: Request, log: &MockLog) -> Response {
 }
 
 /// Starts a testbed on free ports for one test; panics with the reason (and log tail) when it
-/// cannot.
+/// cannot. A port found free can be taken by a neighbouring test before it is bound again, so
+/// "address in use" earns a retry on fresh ports.
 pub async fn testbed() -> Testbed {
-    match Testbed::start(Options { ports: Ports::free().unwrap_or_else(|e| panic!("{e}")), dir: None, dev: false })
-        .await
-    {
-        Ok(t) => t,
-        Err(e) => panic!("testbed did not start: {e}"),
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let ports = Ports::free().unwrap_or_else(|e| panic!("{e}"));
+        match Testbed::start(Options { ports, dir: None, dev: false }).await {
+            Ok(t) => return t,
+            Err(e) if attempt < 3 && e.contains("Address already in use") => continue,
+            Err(e) => panic!("testbed did not start: {e}"),
+        }
     }
 }
 
