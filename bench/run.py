@@ -671,7 +671,7 @@ def version(cmd: list[str], pattern: str = r"(.+)") -> str:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
         text = (out.stdout + out.stderr).strip()
         m = re.search(pattern, text)
-        return m.group(1).strip() if m else text.splitlines()[0]
+        return m.group(1).strip() if m else (text.splitlines() or [""])[0]
     except (OSError, subprocess.TimeoutExpired) as e:
         return f"unavailable ({e})"
 
