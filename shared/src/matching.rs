@@ -238,6 +238,11 @@ fn percent_decode(input: &str) -> Result<String, PathError> {
     if out.iter().any(|b| b.is_ascii_control()) {
         return Err(PathError::ControlCharacter);
     }
+    // An escape left after one decoding (`%252e` → `%2e`) is another path to an upstream
+    // that decodes twice.
+    if out.windows(3).any(|w| w[0] == b'%' && hex_value(w[1]).is_some() && hex_value(w[2]).is_some()) {
+        return Err(PathError::BadPercentEncoding);
+    }
     String::from_utf8(out).map_err(|_| PathError::BadPercentEncoding)
 }
 
@@ -354,6 +359,16 @@ mod tests {
         assert_eq!(normalise_path("/caf%C3%A9").unwrap(), "/café");
         assert_eq!(normalise_path("/public/..%5Cratings/1").unwrap(), "/ratings/1");
         assert_eq!(normalise_path("/public\\..\\ratings").unwrap(), "/ratings");
+    }
+
+    #[test]
+    fn an_escape_left_after_one_decoding_is_refused() {
+        // Caught by the `path` fuzz target's check that normalising the judged path again
+        // changes nothing, on issue 13's example: `%252e%252e` was judged as a literal segment
+        // `%2e%2e`, which an upstream that decodes twice serves as `..`, i.e. as `/admin`.
+        assert_eq!(normalise_path("/public/%252e%252e/admin"), Err(PathError::BadPercentEncoding));
+        assert_eq!(normalise_path("/public/..%252Fadmin"), Err(PathError::BadPercentEncoding));
+        assert_eq!(normalise_path("/100%25").unwrap(), "/100%", "a lone '%' decodes to nothing else");
     }
 
     #[test]
