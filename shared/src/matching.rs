@@ -271,13 +271,13 @@ pub fn normalise_host(scheme: &str, host: &str) -> String {
             host.truncate(host.len() - port.len());
         }
     }
+    // Every trailing dot: `api.example.com..` must not dodge the rules for `api.example.com`.
     match host.rfind(':').filter(|_| !host.ends_with(']')) {
         Some(colon) if host[..colon].ends_with('.') && !host.starts_with('[') => {
-            host.remove(colon - 1);
+            let name = host[..colon].trim_end_matches('.').len();
+            host.replace_range(name..colon, "");
         }
-        None if host.ends_with('.') => {
-            host.pop();
-        }
+        None => host.truncate(host.trim_end_matches('.').len()),
         _ => {}
     }
     host
@@ -382,6 +382,16 @@ mod tests {
         assert_eq!(normalise_host("http", "api.example.com:443"), "api.example.com:443", "not http's default");
         assert_eq!(normalise_host("https", "[::1]:443"), "[::1]");
         assert_eq!(normalise_host("http", "127.0.0.1:8080"), "127.0.0.1:8080");
+    }
+
+    #[test]
+    fn every_trailing_dot_of_a_host_is_removed() {
+        // Found by the `path` fuzz target (host normalisation was not idempotent): only one
+        // dot was removed, so `api.example.com..` was judged as `api.example.com.` and missed
+        // the rules written for `api.example.com`.
+        assert_eq!(normalise_host("https", "API.example.com.."), "api.example.com");
+        assert_eq!(normalise_host("https", "api.example.com...:443"), "api.example.com");
+        assert_eq!(normalise_host("http", "api.example.com..:8080"), "api.example.com:8080");
     }
 
     #[test]
