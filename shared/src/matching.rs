@@ -266,8 +266,10 @@ pub fn normalise_host(scheme: &str, host: &str) -> String {
         _ => None,
     };
     if let Some(port) = default_port {
-        // Not for IPv6 literals without brackets, which have no port to strip anyway.
-        if host.ends_with(port) && (host.starts_with('[') || host.matches(':').count() == 1) {
+        // Not for IPv6 literals without brackets, which have no port to strip anyway; after a
+        // bracketed one, only a port that follows the `]`.
+        let rest = &host[..host.len().saturating_sub(port.len())];
+        if host.ends_with(port) && ((host.starts_with('[') && rest.ends_with(']')) || host.matches(':').count() == 1) {
             host.truncate(host.len() - port.len());
         }
     }
@@ -392,6 +394,15 @@ mod tests {
         assert_eq!(normalise_host("https", "API.example.com.."), "api.example.com");
         assert_eq!(normalise_host("https", "api.example.com...:443"), "api.example.com");
         assert_eq!(normalise_host("http", "api.example.com..:8080"), "api.example.com:8080");
+    }
+
+    #[test]
+    fn only_a_port_after_an_ipv6_literal_is_stripped() {
+        // Caught by the `path` fuzz target (host normalisation was not idempotent): each call
+        // stripped one more default port from `[::1]:80:80`.
+        let once = normalise_host("http", "[::1]:80:80");
+        assert_eq!(normalise_host("http", &once), once);
+        assert_eq!(normalise_host("http", "[::1]:80"), "[::1]");
     }
 
     #[test]
