@@ -39,10 +39,61 @@ test: build
     trap 'tools/postgres.sh stop' EXIT
     cargo nextest run --workspace --no-fail-fast
     cargo test -q -p portcullis-shared --target wasm32-wasip1
+    {{just_executable()}} --justfile {{justfile()}} fuzz-replay fuzz-smoke
+
+# The fuzz targets (fuzz/fuzz_targets/, cargo-fuzz on nightly Rust; README "Fuzzing"). `forms`
+# builds the control plane with coverage instrumentation, so it has its own feature.
+fuzz_targets := "cors duration filter_host foreign forms index introspection jwt path pipeline rules scope snapshot template"
+
+# Install nightly Rust and cargo-fuzz if missing (the fuzz recipes need both).
+fuzz-setup:
+    @rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal --no-self-update
+    @cargo fuzz --version >/dev/null 2>&1 || cargo install cargo-fuzz --locked
+
+# Seeds come from fuzz/corpus/<target> and saved crashes from fuzz/regressions/<target>; new
+# inputs go to fuzz/target/corpus/<target>, crashes to fuzz/artifacts/<target> (copy each one,
+# once fixed, to fuzz/regressions/<target>). ARGS go to libFuzzer.
+# Fuzz TARGET (`all`: each in turn) for SECONDS each (0: no limit), e.g. `just fuzz path 0 -runs=10000000`.
+fuzz target="all" seconds="60" *ARGS: fuzz-setup
+    #!/usr/bin/env bash
+    set -euo pipefail
+    for t in {{ if target == "all" { fuzz_targets } else { target } }}; do
+        features=(); if [ "$t" = forms ]; then features=(--features control-plane); fi
+        dict=(); if [ -f fuzz/dict/$t.dict ]; then dict=(-dict=fuzz/dict/$t.dict); fi
+        mkdir -p fuzz/target/corpus/$t fuzz/regressions/$t
+        cargo +nightly fuzz run "${features[@]}" "$t" fuzz/target/corpus/$t fuzz/corpus/$t fuzz/regressions/$t -- \
+            -max_total_time={{seconds}} -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 "${dict[@]}" {{ARGS}}
+    done
+
+# Every fuzz target's seeds and saved crashes, replayed as a stable test (no nightly needed).
+fuzz-replay:
+    cargo test -q --manifest-path fuzz/Cargo.toml --no-default-features --features control-plane --target-dir target
+
+# Unoptimised build without sanitizer: it checks that each target builds and survives its
+# seeds and a few thousand inputs. `forms` is left to `fuzz-replay` and `just fuzz forms`:
+# instrumenting the control plane takes ~30 CPU-minutes.
+# A short run of every fuzz target on nightly (part of `just test`).
+fuzz-smoke: fuzz-setup
+    #!/usr/bin/env bash
+    set -euo pipefail
+    cargo +nightly fuzz build --dev -s none
+    for t in {{ replace(fuzz_targets, "forms ", "") }}; do
+        dict=(); if [ -f fuzz/dict/$t.dict ]; then dict=(-dict=fuzz/dict/$t.dict); fi
+        mkdir -p fuzz/target/smoke/$t fuzz/regressions/$t
+        if ! cargo +nightly fuzz run --dev -s none "$t" fuzz/target/smoke/$t fuzz/corpus/$t fuzz/regressions/$t -- \
+            -runs=10000 -timeout=10 -rss_limit_mb=2048 "${dict[@]}" >fuzz/target/smoke/$t.log 2>&1; then
+            tail -n 60 fuzz/target/smoke/$t.log
+            echo "fuzz target $t failed (fuzz/target/smoke/$t.log; the input is in fuzz/artifacts/$t/)"
+            exit 1
+        fi
+        grep -E '^Done' fuzz/target/smoke/$t.log | sed "s/^/$t: /"
+    done
 
 # Formatting and clippy, for the host and for wasm32.
 lint: setup
     cargo fmt --all --check
+    cargo fmt --manifest-path fuzz/Cargo.toml --check
+    cargo clippy --manifest-path fuzz/Cargo.toml --all-targets --no-default-features --features control-plane --target-dir target -- -D warnings
     cargo clippy --workspace --all-targets -- -D warnings
     cargo clippy -p portcullis-shared -p portcullis-filter --target wasm32-wasip1 -- -D warnings
 
