@@ -83,6 +83,8 @@ pub struct Judged {
     pub host: String,
     pub target: String,
     pub headers: Vec<(String, String)>,
+    /// The client IP the calling proxy vouches for ([`forwarded_client`]).
+    pub remote_addr: Option<String>,
 }
 
 impl Judged {
@@ -93,8 +95,18 @@ impl Judged {
             host: &self.host,
             target: &self.target,
             headers: &self.headers,
+            remote_addr: self.remote_addr.as_deref(),
         }
     }
+}
+
+/// The client address for Keto's `remoteIpAddress`: the right-most `X-Forwarded-For` entry,
+/// the one the proxy calling `/decisions` appended (Envoy with `use_remote_address`, nginx's
+/// `$proxy_add_x_forwarded_for`, Traefik) — never the left-most, which the client wrote. `None`
+/// when the last entry is not an IP address.
+pub fn forwarded_client<'a>(values: impl Iterator<Item = &'a str>) -> Option<String> {
+    let last = values.last()?.rsplit(',').next()?.trim();
+    last.parse::<std::net::IpAddr>().ok().map(|ip| ip.to_string())
 }
 
 impl Decider {
@@ -172,10 +184,9 @@ impl Decider {
                     let Some(eval) = evaluation.as_mut() else {
                         return internal(rule_id, "the pipeline asked for a signature check without an evaluation");
                     };
-                    let verified = check
-                        .keys
-                        .iter()
-                        .any(|key| crypto::verify_signature(check.alg, key, &check.signature, &check.message));
+                    let verified = check.keys.iter().any(|key| {
+                        crypto::verify_signature(check.alg, &key.spki_der, &check.signature, &check.message)
+                    });
                     step = eval.resume_verified(&req, verified, clock.now_ms());
                     continue;
                 }
@@ -400,9 +411,10 @@ pub fn from_request(uri: &axum::http::Uri, method: &str, headers: &HeaderMap) ->
             }
         }
     };
+    let remote_addr = forwarded_client(headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()));
     let headers =
         headers.iter().filter_map(|(n, v)| Some((n.as_str().to_owned(), v.to_str().ok()?.to_owned()))).collect();
-    Ok(Judged { method: method.to_ascii_uppercase(), scheme, host, target, headers })
+    Ok(Judged { method: method.to_ascii_uppercase(), scheme, host, target, headers, remote_addr })
 }
 
 fn allowed(headers: &[(String, String)]) -> Response {
@@ -581,6 +593,15 @@ pub(crate) mod tests {
         h.clock.advance(31);
         assert_eq!(get(&h, "/decisions/private/x", &auth).await.status, StatusCode::OK);
         assert_eq!(calls.load(Ordering::SeqCst), 2, "an expired answer is fetched again");
+    }
+
+    #[test]
+    fn the_client_address_is_the_hop_the_proxy_appended() {
+        use super::forwarded_client;
+        assert_eq!(forwarded_client(["6.6.6.6, 203.0.113.7"].into_iter()), Some("203.0.113.7".into()));
+        assert_eq!(forwarded_client(["6.6.6.6", "203.0.113.7 "].into_iter()), Some("203.0.113.7".into()));
+        assert_eq!(forwarded_client(["203.0.113.7, spoofed"].into_iter()), None);
+        assert_eq!(forwarded_client(std::iter::empty()), None);
     }
 
     #[tokio::test]

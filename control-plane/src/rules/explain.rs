@@ -15,7 +15,7 @@ use serde_json::{Map, Value, json};
 
 use crate::app::AppState;
 use crate::error::{ApiError, ApiJson};
-use crate::rules::decisions::{CallRecord, Judged, redact};
+use crate::rules::decisions::{CallRecord, Judged, forwarded_client, redact};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -136,7 +136,8 @@ pub fn judged(body: &ExplainRequest) -> Result<Judged, String> {
     if !headers.iter().any(|(n, _)| n == "host") {
         headers.push(("host".into(), host.clone()));
     }
-    Ok(Judged { method: method.to_ascii_uppercase(), scheme, host, target, headers })
+    let remote_addr = forwarded_client(headers.iter().filter(|(n, _)| n == "x-forwarded-for").map(|(_, v)| v.as_str()));
+    Ok(Judged { method: method.to_ascii_uppercase(), scheme, host, target, headers, remote_addr })
 }
 
 /// `http(s)://host[:port][/path][?query]` → (scheme, host, target). The fragment is dropped, as
