@@ -197,8 +197,9 @@ mod tests {
         let text = a.to_string();
         assert!(!text.contains("Bearer good") && !text.contains("secret"), "{text}");
 
-        // The same path as /decisions: the answer is now cached.
-        let again = json!({"url": "https://api.test/private/x", "headers": {"authorization": "Bearer good"}});
+        // The same path as /decisions: the answer to the same call (the cookie is forwarded
+        // too, so it is part of the question) is now cached.
+        let again = json!({"url": "https://api.test/private/x", "headers": {"authorization": "Bearer good", "cookie": "sid=secret"}});
         let a = h.admin_json(Method::POST, "/admin/rules/explain", Some(again)).await.json();
         assert_eq!(a["calls"][0]["cached"], true);
     }
