@@ -32,6 +32,8 @@ pub struct AppState {
     pub store: Store,
     pub clock: Arc<dyn Clock>,
     pub secrets: Arc<SecretVerifier>,
+    /// The bound on concurrent password hashing (sign-in, registration, settings, client secrets).
+    pub hashing: Arc<crate::crypto::Hashing>,
     pub rules: Arc<Rules>,
     /// Performs and caches the decision pipeline's call-outs.
     pub decider: Arc<Decider>,
@@ -80,6 +82,7 @@ impl AppState {
             .timeout(std::time::Duration::from_secs(30))
             .build()
             .map_err(|e| StartupError(format!("HTTP client: {e}")))?;
+        let hashing = Arc::new(crate::crypto::Hashing::new(&config.hashers.argon2));
         Ok(Self {
             schemas: Arc::new(schemas),
             http,
@@ -90,6 +93,7 @@ impl AppState {
             store,
             clock,
             secrets: Arc::default(),
+            hashing,
             rules: Arc::new(rules),
             shutdown: Arc::new(watch::Sender::new(false)),
             api_keys: Arc::default(),

@@ -13,6 +13,7 @@
 pub mod check;
 pub mod decisions;
 pub mod explain;
+pub mod revocations;
 pub mod snapshot;
 
 use std::collections::BTreeMap;
@@ -125,8 +126,8 @@ pub struct Rules {
     cors: Option<CorsSpec>,
     /// Key sets for `jwt` authenticators by URL, as last fetched; pushed in every snapshot.
     jwks: std::sync::Mutex<BTreeMap<String, Value>>,
-    /// Hex SHA-256 of revoked, unexpired tokens; pushed in every snapshot.
-    revoked: std::sync::Mutex<Vec<String>>,
+    /// Hex SHA-256 of revoked, unexpired tokens; pushed in every snapshot (see `revocations`).
+    revocations: revocations::Revocations,
     /// The key `id_token` mutators sign with; pushed in every snapshot, its kid compiled in.
     signing_key: std::sync::Mutex<Option<SigningKey>>,
     sources: Mutex<Sources>,
@@ -183,7 +184,7 @@ impl Rules {
             strategy,
             cors: cors.clone(),
             jwks: std::sync::Mutex::new(BTreeMap::new()),
-            revoked: std::sync::Mutex::new(Vec::new()),
+            revocations: revocations::Revocations::default(),
             signing_key: std::sync::Mutex::new(None),
             sources: Mutex::new(Sources { admin_rules, ..sources }),
             tx: watch::Sender::new(Arc::new(publication(&combined, &env, cors.as_ref(), Vec::new(), None))),
@@ -266,15 +267,6 @@ impl Rules {
         Ok(())
     }
 
-    /// Re-reads the revoked tokens and publishes when they changed, so every filter refuses a
-    /// revoked token within one long-poll.
-    pub async fn refresh_revocations(&self, store: &Store, now: i64) -> Result<bool, StoreError> {
-        let revoked = store.revoked_tokens(now).await?;
-        let changed =
-            self.revoked.lock().map(|mut r| std::mem::replace(&mut *r, revoked.clone()) != revoked).unwrap_or(false);
-        Ok(changed && self.publish(&self.active()))
-    }
-
     /// Re-reads the rule repositories if any changed since the last look. A change that
     /// validates replaces the file rules and publishes; one that does not is logged and the
     /// old rules stay. Returns whether new rules were published.
@@ -331,7 +323,7 @@ impl Rules {
                     tracing::warn!(error = %e, "could not re-read the admin rules");
                 }
                 let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
-                if let Err(e) = self.refresh_revocations(&store, now).await {
+                if let Err(e) = self.reload_revocations(&store, now).await {
                     tracing::warn!(error = %e, "could not re-read the revoked tokens");
                 }
             }
@@ -357,8 +349,7 @@ impl Rules {
         let jwks = self.jwks.lock().map(|j| j.clone()).unwrap_or_default();
         // Validated at load: a policy that compiled once compiles again.
         let cors = self.cors.as_ref().and_then(|c| CorsPolicy::compile(c).ok().flatten());
-        let revoked =
-            self.revoked.lock().map(|r| r.iter().filter_map(|h| parse_digest(h)).collect()).unwrap_or_default();
+        let revoked = self.revocations.digests().iter().filter_map(|h| parse_digest(h)).collect();
         let signing_kid = self.signing_key().map(|k| k.kid);
         Environment { strategy: self.strategy, jwks, cors, revoked: Arc::new(revoked), signing_kid }
     }
@@ -417,7 +408,7 @@ impl Rules {
     /// Publishes `rules` (already validated); returns whether the version changed.
     fn publish(&self, rules: &[RuleSpec]) -> bool {
         let env = self.environment();
-        let revoked = self.revoked.lock().map(|r| r.clone()).unwrap_or_default();
+        let revoked = self.revocations.digests();
         let compiled = match RuleSet::compile_in(rules, &env) {
             Ok(c) => c,
             Err(e) => {
