@@ -148,8 +148,12 @@ fn dev_routes(state: &AppState) -> Router<AppState> {
     if state.config.dev { Router::new().route("/dev/outbox", get(crate::courier::outbox::page)) } else { Router::new() }
 }
 
-pub fn admin_router(state: AppState) -> Router {
-    let inner = Router::new()
+/// Every route of the admin listener but `/decisions*`, as routed after the v1 rewrite and the
+/// API-key guard. One table for the router and for the scope tests
+/// (`admin::scope_escalation`), which enumerate it, so a route cannot be added without a
+/// decision about who may call it.
+pub(crate) fn admin_routes() -> Router<AppState> {
+    Router::new()
         .route("/admin/clients", get(admin::clients::list).post(admin::clients::create))
         .route(
             "/admin/clients/{id}",
@@ -201,6 +205,10 @@ pub fn admin_router(state: AppState) -> Router {
         .route("/admin/version", get(admin::version))
         .route("/admin/health/alive", get(health::alive))
         .route("/admin/health/ready", get(health::ready))
+}
+
+pub fn admin_router(state: AppState) -> Router {
+    let inner = admin_routes()
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(ADMIN_BODY_LIMIT))
