@@ -71,8 +71,9 @@ fn public(state: &AppState) -> &str {
     state.config.urls.self_.public_base()
 }
 
-/// The claims of an ID token this server signed (ES256, a key in its JWKS, our issuer, not a
-/// logout token); `None` for anything else. Expiry is not checked: a hint may be expired.
+/// The claims of an ID token this server signed (ES256, a key of the OAuth2 set's JWKS, our
+/// issuer, not a logout token); `None` for anything else, gateway-minted tokens included.
+/// Expiry is not checked: a hint may be expired.
 pub fn verify_own_id_token(state: &AppState, token: &str) -> Option<Value> {
     let mut parts = token.split('.');
     let (h, c, s) = (parts.next()?, parts.next()?, parts.next()?);
@@ -421,7 +422,8 @@ async fn backchannel_clients(state: &AppState, body: &LogoutBody) -> Result<Vec<
     Ok(out)
 }
 
-/// An OIDC Back-Channel Logout 1.0 `logout_token`, signed with the ID-token key.
+/// An OIDC Back-Channel Logout 1.0 `logout_token`, signed with the OAuth2 set (the clients
+/// verify it at `/.well-known/jwks.json`, like their ID tokens).
 pub fn logout_token(state: &AppState, client_id: &str, sid: &str, subject: &str) -> Option<String> {
     let claims = json!({
         "iss": state.config.urls.self_.issuer,

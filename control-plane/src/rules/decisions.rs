@@ -686,20 +686,9 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn an_oauth2_id_token_does_not_verify_with_the_gateway_jwks() {
         use crate::keys::tests::verifies_with_any;
-        use crate::testing::{PKCE_VERIFIER, WEB_REDIRECT, user_grant};
         let h = Harness::new().await;
-        h.web_client(json!({})).await;
-        let code = h.code(&user_grant("openid")).await;
-        let reply = h
-            .web_token(&[
-                ("grant_type", "authorization_code"),
-                ("code", &code),
-                ("redirect_uri", WEB_REDIRECT),
-                ("code_verifier", PKCE_VERIFIER),
-            ])
-            .await;
-        assert_eq!(reply.status, StatusCode::OK, "{}", reply.json());
-        let id_token = reply.json()["id_token"].as_str().unwrap().to_owned();
+        let answer = crate::oauth2::refresh::tests::first(&h, "openid").await;
+        let id_token = answer["id_token"].as_str().unwrap().to_owned();
         let oauth2_jwks = h.get("/.well-known/jwks.json", &[]).await.json();
         assert!(verifies_with_any(&oauth2_jwks, &id_token), "the ID token verifies with the OAuth2 JWKS");
         let gateway_jwks = h.get("/.well-known/gateway-jwks.json", &[]).await.json();
