@@ -658,9 +658,21 @@ pub async fn put_rules(t: &Testbed, rules: Value) {
     assert_eq!(status, 200, "rules refused: {}", response.text().await.unwrap_or_default());
 }
 
-/// Verifies an ES256 id_token against the control plane's `/.well-known/jwks.json` (the key
-/// named by the token's `kid`) and returns its claims; panics when it does not verify.
+/// Verifies an ES256 token from the OAuth2 server (ID token, JWT access token) against the
+/// control plane's `/.well-known/jwks.json` (the key named by the token's `kid`) and returns its
+/// claims; panics when it does not verify.
 pub async fn verified_claims(t: &Testbed, token: &str) -> Value {
+    verified_claims_at(t, "/.well-known/jwks.json", token).await
+}
+
+/// Verifies an ES256 token an `id_token` mutator added against the gateway's JWKS
+/// (`/.well-known/gateway-jwks.json`) and returns its claims; panics when it does not verify.
+pub async fn verified_gateway_claims(t: &Testbed, token: &str) -> Value {
+    verified_claims_at(t, "/.well-known/gateway-jwks.json", token).await
+}
+
+/// Verifies an ES256 token against the JWKS at `jwks_path` on the public listener.
+pub async fn verified_claims_at(t: &Testbed, jwks_path: &str, token: &str) -> Value {
     use base64::Engine;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use p256::ecdsa::signature::Verifier;
@@ -673,22 +685,47 @@ pub async fn verified_claims(t: &Testbed, token: &str) -> Value {
     let (input, signature) = token.rsplit_once('.').unwrap_or_else(|| panic!("{token:?} is not a JWT"));
     let (header, payload) = input.split_once('.').unwrap_or_else(|| panic!("{token:?} is not a JWT"));
     let header = json(header);
-    let jwks: Value = match t.http.get(t.public("/.well-known/jwks.json")).send().await {
-        Ok(r) => r.json().await.unwrap_or_else(|e| panic!("the JWKS is not JSON: {e}")),
-        Err(e) => panic!("GET /.well-known/jwks.json: {e}"),
+    let jwks: Value = match t.http.get(t.public(jwks_path)).send().await {
+        Ok(r) => r.json().await.unwrap_or_else(|e| panic!("the JWKS at {jwks_path} is not JSON: {e}")),
+        Err(e) => panic!("GET {jwks_path}: {e}"),
     };
     let key = jwks["keys"]
         .as_array()
         .and_then(|keys| keys.iter().find(|k| k["kid"] == header["kid"]))
-        .unwrap_or_else(|| panic!("the token's kid {} is not in the JWKS {jwks}", header["kid"]));
+        .unwrap_or_else(|| panic!("the token's kid {} is not in the JWKS at {jwks_path}: {jwks}", header["kid"]));
     let coordinate = |name: &str| decode(key[name].as_str().unwrap_or_else(|| panic!("JWK without {name}: {key}")));
     let mut point = vec![4u8];
     point.extend(coordinate("x"));
     point.extend(coordinate("y"));
     let verifying = VerifyingKey::from_sec1_bytes(&point).unwrap_or_else(|e| panic!("bad JWK {key}: {e}"));
     let signature = Signature::from_slice(&decode(signature)).unwrap_or_else(|e| panic!("bad signature: {e}"));
-    assert!(verifying.verify(input.as_bytes(), &signature).is_ok(), "the token verifies with the published JWKS");
+    assert!(verifying.verify(input.as_bytes(), &signature).is_ok(), "the token verifies with {jwks_path}");
     json(payload)
+}
+
+/// Whether `token` (compact ES256) verifies with any key of the JWKS at `jwks_path` on the
+/// public listener, whatever its `kid` says: what a lenient relying party would accept.
+pub async fn verifies_at(t: &Testbed, jwks_path: &str, token: &str) -> bool {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use p256::ecdsa::signature::Verifier;
+    use p256::ecdsa::{Signature, VerifyingKey};
+
+    let jwks: Value = match t.http.get(t.public(jwks_path)).send().await {
+        Ok(r) => r.json().await.unwrap_or_else(|e| panic!("the JWKS at {jwks_path} is not JSON: {e}")),
+        Err(e) => panic!("GET {jwks_path}: {e}"),
+    };
+    let Some((input, signature)) = token.rsplit_once('.') else { return false };
+    let Some(signature) = URL_SAFE_NO_PAD.decode(signature).ok().and_then(|s| Signature::from_slice(&s).ok()) else {
+        return false;
+    };
+    let keys = jwks["keys"].as_array().cloned().unwrap_or_default();
+    keys.iter().any(|key| {
+        let coordinate = |name: &str| key[name].as_str().and_then(|c| URL_SAFE_NO_PAD.decode(c).ok());
+        let (Some(x), Some(y)) = (coordinate("x"), coordinate("y")) else { return false };
+        let point = [vec![4u8], x, y].concat();
+        VerifyingKey::from_sec1_bytes(&point).is_ok_and(|k| k.verify(input.as_bytes(), &signature).is_ok())
+    })
 }
 
 /// Creates a client_credentials client (client_secret_basic) through the admin API, checking

@@ -109,14 +109,14 @@ pub async fn exchange(state: &AppState, client: &Authenticated, params: &OAuthPa
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use axum::http::StatusCode;
     use serde_json::{Value, json};
 
     use crate::testing::{Harness, PKCE_VERIFIER, T0, WEB_REDIRECT, user_grant};
 
     /// A client `web` and the first answer of a code grant with `scope`.
-    async fn first(h: &Harness, scope: &str) -> Value {
+    pub(crate) async fn first(h: &Harness, scope: &str) -> Value {
         h.web_client(json!({})).await;
         let code = h.code(&user_grant(scope)).await;
         let reply = h

@@ -40,8 +40,9 @@ pub const REFRESH_INTERVAL: Duration = Duration::from_secs(2);
 /// How often rule files and directories are checked for changes.
 pub const FILE_POLL_INTERVAL: Duration = Duration::from_secs(1);
 
-/// A published snapshot, serialized once. Its body carries the private id_token signing key:
-/// it goes to authenticated filters only, and `Debug` leaves it out.
+/// A published snapshot, serialized once. Its body carries the gateway's private signing key
+/// (set `portcullis.gateway`, never an OAuth2 key): it goes to authenticated filters only, and
+/// `Debug` leaves it out.
 pub struct Published {
     /// First 16 hex chars of sha256 of the serialized rules array.
     pub version: String,
@@ -128,7 +129,8 @@ pub struct Rules {
     jwks: std::sync::Mutex<BTreeMap<String, Value>>,
     /// Hex SHA-256 of revoked, unexpired tokens; pushed in every snapshot (see `revocations`).
     revocations: revocations::Revocations,
-    /// The key `id_token` mutators sign with; pushed in every snapshot, its kid compiled in.
+    /// The gateway key `id_token` mutators sign with; pushed in every snapshot, its kid
+    /// compiled in. Only ever [`crate::keys::Keys::snapshot_key`] of the gateway set.
     signing_key: std::sync::Mutex<Option<SigningKey>>,
     sources: Mutex<Sources>,
     tx: watch::Sender<Arc<Published>>,
@@ -662,11 +664,12 @@ pub(crate) mod tests {
         let rules = Rules::load(&[], &store).await.unwrap();
         let v0 = rules.current().version.clone();
         assert_eq!(rules.rule_set().signing_kid(), None);
-        let signer = crate::keys::Signer::generate().unwrap();
-        assert!(rules.set_signing_key(Some(signer.snapshot_key().clone())).await);
+        let keys = crate::keys::Keys::load(crate::keys::GATEWAY_SET, &Default::default(), &store, 0).await.unwrap();
+        let key = keys.snapshot_key().unwrap();
+        assert!(rules.set_signing_key(Some(key.clone())).await);
         assert_ne!(rules.current().version, v0);
-        assert_eq!(rules.rule_set().signing_kid(), Some(signer.kid()));
-        assert!(!rules.set_signing_key(Some(signer.snapshot_key().clone())).await, "same key, same version");
+        assert_eq!(rules.rule_set().signing_kid(), Some(keys.signer().kid()));
+        assert!(!rules.set_signing_key(Some(key)).await, "same key, same version");
         assert!(rules.set_signing_key(None).await);
         assert_eq!(rules.current().version, v0, "content-addressed");
     }

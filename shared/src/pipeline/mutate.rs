@@ -166,7 +166,7 @@ impl Mutator {
                 struct Spec {
                     issuer_url: String,
                     /// Accepted for compatibility: the public keys are on the control plane's
-                    /// `/.well-known/jwks.json`.
+                    /// `/.well-known/gateway-jwks.json`.
                     #[allow(dead_code)]
                     jwks_url: Option<String>,
                     ttl: Option<String>,
