@@ -69,9 +69,12 @@ async fn machine_client_journey_through_envoy() {
     assert_eq!(status, 403);
     assert!(challenge.unwrap().contains("insufficient_scope"));
 
-    // Dot segments and encoded slashes do not reach a protected path anonymously.
-    let (status, _, _) = get(&t, "/public/..%2Fratings/1", &[]).await;
+    // Dot segments and encoded slashes do not reach a protected path anonymously: Envoy
+    // resolves the first and refuses the second.
+    let (status, _, _) = get(&t, "/public/%2e%2e/ratings/1", &[]).await;
     assert_eq!(status, 401);
+    let (status, _, _) = get(&t, "/public/..%2Fratings/1", &[]).await;
+    assert_eq!(status, 400);
     let (status, _, body) = get(&t, "/nothing-here", &[]).await;
     assert_eq!((status, body["error"]["message"].as_str()), (404, Some("Requested url does not match any rules")));
 }

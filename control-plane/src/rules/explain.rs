@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderName;
-use portcullis_shared::matching::{matched_url, normalise_host, normalise_path};
+use portcullis_shared::matching::request_url;
 use portcullis_shared::pipeline::Verdict;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -65,8 +65,7 @@ pub async fn handle(
             // same way the pipeline did.
             let rule = decision.rule_id.or_else(|| {
                 let req = &judged;
-                let path = normalise_path(&req.target).ok()?;
-                let url = matched_url(&req.scheme, &normalise_host(&req.scheme, &req.host), &path);
+                let url = request_url(&req.scheme, &req.host, &req.target).ok()?;
                 rules.select(&req.method, &url).map(|(r, _)| r.id.clone())
             });
             json!({

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use crate::denial::{Denial, DenialKind, LocalResponse};
-use crate::matching::{matched_url, normalise_host, normalise_path};
+use crate::matching::request_url;
 use crate::rule::{CompiledRule, RuleSet};
 use crate::template::Context;
 
@@ -299,15 +299,14 @@ pub struct Resumed {
 /// Starts judging a request. Returns the evaluation to resume when the step is an effect.
 pub fn begin(rules: &RuleSet, req: &Request<'_>, now_ms: i64) -> (Option<Evaluation>, Step) {
     let origin = req.header("origin");
-    let path = match normalise_path(req.target) {
-        Ok(p) => p,
+    let url = match request_url(req.scheme, req.host, req.target) {
+        Ok(url) => url,
         Err(e) => {
-            let denial = Denial::new(DenialKind::BadRequest, e.to_string()).with_reason("unreadable_path");
+            let denial = Denial::new(DenialKind::BadRequest, e.to_string()).with_reason(e.reason());
             let cors = cors_headers(rules.cors_for(None), origin);
             return (None, Step::Done(with_cors(errors::respond(&[], denial, req), &cors)));
         }
     };
-    let url = matched_url(req.scheme, &normalise_host(req.scheme, req.host), &path);
     if let (true, Some(origin), Some(method)) =
         (req.method.eq_ignore_ascii_case("OPTIONS"), origin, req.header("access-control-request-method"))
     {

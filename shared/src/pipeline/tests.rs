@@ -398,8 +398,18 @@ fn unmatched_unreadable_and_denied_requests() {
     assert_eq!(denied(&begin(&rules, &request("/nothing", &none), NOW_MS).1), (404, "no_rule"));
     assert_eq!(denied(&begin(&rules, &request("/ratings/%zz", &none), NOW_MS).1), (400, "unreadable_path"));
     assert_eq!(denied(&begin(&rules, &request("/closed", &none), NOW_MS).1), (403, "denied_by_rule"));
-    // Dot segments cannot smuggle a protected path past its rule; hosts match case-insensitively.
-    assert_eq!(denied(&begin(&rules, &request("/public/..%2Fratings/1", &none), NOW_MS).1).0, 401);
+    // A path an upstream may read differently is refused, never judged under one reading:
+    // `/ratings/..%2Fpublic/x` is `/ratings/...` to many routers, not the anonymous `/public/x`.
+    for ambiguous in
+        ["/ratings/..%2Fpublic/x", "/public/..%2Fratings/1", "/public/..;/ratings/1", "/public/../ratings/1"]
+    {
+        assert_eq!(
+            denied(&begin(&rules, &request(ambiguous, &none), NOW_MS).1),
+            (400, "ambiguous_path"),
+            "{ambiguous}"
+        );
+    }
+    // Hosts match case-insensitively.
     let upper =
         Request { method: "GET", scheme: "http", host: "H", target: "/public/a", headers: &none, remote_addr: None };
     assert_eq!(allowed(&begin(&rules, &upper, NOW_MS).1).0, "anonymous");
