@@ -35,8 +35,8 @@ run: build
 # Every test: unit and handler tests, store tests on SQLite and on a PostgreSQL of this run's
 # own, the shared crate compiled to wasm under Node's WASI, the built .wasm in a proxy-wasm host,
 # and the end-to-end journeys through a real Envoy and Chromium. Missing system packages are
-# installed as root, or named with the command to run; PORTCULLIS_SKIP_BROWSER=1 and
-# PORTCULLIS_SKIP_POSTGRES=1 leave those tests out, and the last lines say so (tools/test.sh).
+# installed as root, or named with the command to run; PORTCULLIS_TEST_SKIP_BROWSER=1 and
+# PORTCULLIS_TEST_SKIP_POSTGRES=1 leave those tests out, and the last lines say so (tools/test.sh).
 test: build
     tools/test.sh
 

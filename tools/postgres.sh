@@ -18,7 +18,7 @@ if [ -z "$cmd" ] || [ -z "$dir" ]; then
 fi
 bin="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1)"
 if [ -z "$bin" ]; then
-  echo "PostgreSQL is not installed: run \`apt-get install -y postgresql\` (as root), or skip its tests with PORTCULLIS_SKIP_POSTGRES=1" >&2
+  echo "PostgreSQL is not installed: run \`apt-get install -y postgresql\` (as root), or skip its tests with PORTCULLIS_TEST_SKIP_POSTGRES=1" >&2
   exit 1
 fi
 as_owner() {

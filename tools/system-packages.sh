@@ -4,7 +4,7 @@
 # store tests, Chromium and chromedriver for the browser tests). Missing ones are installed when
 # running as root (CI, a container); otherwise this stops with the exact command to run.
 #
-# PORTCULLIS_SKIP_POSTGRES=1 / PORTCULLIS_SKIP_BROWSER=1 drop those from `test`: the test
+# PORTCULLIS_TEST_SKIP_POSTGRES=1 / PORTCULLIS_TEST_SKIP_BROWSER=1 drop those from `test`: the test
 # runner (tools/test.sh) then leaves their tests out and reports them as SKIPPED.
 set -euo pipefail
 
@@ -19,10 +19,10 @@ for need in "$@"; do
       ;;
     test)
       on_path node || missing+=(nodejs)
-      if [ "${PORTCULLIS_SKIP_POSTGRES:-}" != 1 ]; then
+      if [ "${PORTCULLIS_TEST_SKIP_POSTGRES:-}" != 1 ]; then
         ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
       fi
-      if [ "${PORTCULLIS_SKIP_BROWSER:-}" != 1 ]; then
+      if [ "${PORTCULLIS_TEST_SKIP_BROWSER:-}" != 1 ]; then
         # Where tests/src/browser.rs looks (CHROME_BIN / CHROMEDRIVER override it).
         if [ -n "${CHROME_BIN:-}" ]; then [ -f "$CHROME_BIN" ] || missing+=(chromium)
         else
@@ -53,7 +53,7 @@ fi
   echo "missing system packages: ${missing[*]}"
   echo "install them with:"
   echo "    sudo apt-get install -y ${missing[*]}"
-  case " ${missing[*]} " in *" chromium"*) echo "or leave the browser tests out (reported as SKIPPED): PORTCULLIS_SKIP_BROWSER=1 ./just test" ;; esac
-  case " ${missing[*]} " in *" postgresql "*) echo "or test the store on SQLite only (reported as SKIPPED): PORTCULLIS_SKIP_POSTGRES=1 ./just test" ;; esac
+  case " ${missing[*]} " in *" chromium"*) echo "or leave the browser tests out (reported as SKIPPED): PORTCULLIS_TEST_SKIP_BROWSER=1 ./just test" ;; esac
+  case " ${missing[*]} " in *" postgresql "*) echo "or test the store on SQLite only (reported as SKIPPED): PORTCULLIS_TEST_SKIP_POSTGRES=1 ./just test" ;; esac
 } >&2
 exit 1

@@ -5,16 +5,17 @@
 # nextest over the workspace and the shared crate's tests compiled to wasm under Node, and ends
 # with one line per group of tests left out: nothing that did not run is counted as passed.
 #
-# Opt-outs, for a machine that cannot have the packages; each is reported as SKIPPED:
-#   PORTCULLIS_SKIP_BROWSER=1   leave out the tests that drive Chromium (named `browser_*`)
-#   PORTCULLIS_SKIP_POSTGRES=1  store tests run on SQLite only; PostgreSQL's own tests are left out
+# Opt-outs, for a machine that cannot have the packages; each is reported as SKIPPED. They are
+# PORTCULLIS_TEST_*: the control plane reads every other PORTCULLIS_* variable as configuration.
+#   PORTCULLIS_TEST_SKIP_BROWSER=1   leave out the tests that drive Chromium (named `browser_*`)
+#   PORTCULLIS_TEST_SKIP_POSTGRES=1  store tests run on SQLite only; PostgreSQL's own tests are left out
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-skip_browser="${PORTCULLIS_SKIP_BROWSER:-}"
-skip_postgres="${PORTCULLIS_SKIP_POSTGRES:-}"
+skip_browser="${PORTCULLIS_TEST_SKIP_BROWSER:-}"
+skip_postgres="${PORTCULLIS_TEST_SKIP_POSTGRES:-}"
 for value in "$skip_browser" "$skip_postgres"; do
-  case "$value" in "" | 1) ;; *) echo "PORTCULLIS_SKIP_BROWSER / PORTCULLIS_SKIP_POSTGRES take 1 or nothing, not '$value'" >&2; exit 2 ;; esac
+  case "$value" in "" | 1) ;; *) echo "PORTCULLIS_TEST_SKIP_BROWSER / PORTCULLIS_TEST_SKIP_POSTGRES take 1 or nothing, not '$value'" >&2; exit 2 ;; esac
 done
 tools/system-packages.sh test
 
@@ -27,8 +28,8 @@ cleanup() {
 trap cleanup EXIT
 # Store tests that ran without their PostgreSQL half leave a mark here (control-plane's
 # store::testing), so the summary can count them.
-export PORTCULLIS_SKIP_LOG="$work/skipped"
-mkdir -p "$PORTCULLIS_SKIP_LOG"
+export PORTCULLIS_TEST_SKIP_LOG="$work/skipped"
+mkdir -p "$PORTCULLIS_TEST_SKIP_LOG"
 
 # Tests that need a browser or PostgreSQL of their own are named for it, so one filter leaves
 # them out.
@@ -43,7 +44,7 @@ else
   pg_dir="$(mktemp -d "${TMPDIR:-/tmp}/portcullis-pg-XXXXXX")"
   # Assigned first, then checked, then exported: `export X="$(failing)"` would succeed and
   # leave the store tests without PostgreSQL.
-  dsn="$(tools/postgres.sh start "$pg_dir")" || { echo "PostgreSQL did not start (above); PORTCULLIS_SKIP_POSTGRES=1 skips its tests" >&2; exit 1; }
+  dsn="$(tools/postgres.sh start "$pg_dir")" || { echo "PostgreSQL did not start (above); PORTCULLIS_TEST_SKIP_POSTGRES=1 skips its tests" >&2; exit 1; }
   if [ -z "$dsn" ]; then
     echo "tools/postgres.sh start printed no DSN" >&2
     exit 1
@@ -67,10 +68,10 @@ count() { cargo nextest list --workspace -E "$1" --message-format oneline 2>/dev
 echo
 echo "tests: $((SECONDS - started)) s"
 if [ "$skip_browser" = 1 ]; then
-  echo "SKIPPED: $(count "$browser_tests") browser tests (PORTCULLIS_SKIP_BROWSER=1)"
+  echo "SKIPPED: $(count "$browser_tests") browser tests (PORTCULLIS_TEST_SKIP_BROWSER=1)"
 fi
 if [ "$skip_postgres" = 1 ]; then
-  halves="$(find "$PORTCULLIS_SKIP_LOG" -type f | wc -l)"
-  echo "SKIPPED: $(count "$postgres_tests") PostgreSQL tests, and the PostgreSQL half of $halves store tests, which ran on SQLite only (PORTCULLIS_SKIP_POSTGRES=1)"
+  halves="$(find "$PORTCULLIS_TEST_SKIP_LOG" -type f | wc -l)"
+  echo "SKIPPED: $(count "$postgres_tests") PostgreSQL tests, and the PostgreSQL half of $halves store tests, which ran on SQLite only (PORTCULLIS_TEST_SKIP_POSTGRES=1)"
 fi
 exit "$status"

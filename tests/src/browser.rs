@@ -13,7 +13,7 @@
 //! chromedriver from `CHROMEDRIVER` (default `chromedriver` on `PATH`). When either is missing
 //! a browser test fails with the command that installs them: it never passes without having
 //! run. A machine that cannot have them leaves those tests out by name (`browser_*`) with
-//! `PORTCULLIS_SKIP_BROWSER=1 ./just test`, which reports them as SKIPPED.
+//! `PORTCULLIS_TEST_SKIP_BROWSER=1 ./just test`, which reports them as SKIPPED.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -68,7 +68,7 @@ pub fn installed() -> Result<Installed, String> {
             }
             Err(format!(
                 "{} not found: install them with `apt-get install -y chromium chromium-driver` (`./just test` \
-                 does, as root), or leave the browser tests out with `PORTCULLIS_SKIP_BROWSER=1 ./just test`, \
+                 does, as root), or leave the browser tests out with `PORTCULLIS_TEST_SKIP_BROWSER=1 ./just test`, \
                  which reports them as SKIPPED",
                 missing.join(" and ")
             ))
@@ -82,8 +82,8 @@ pub fn installed() -> Result<Installed, String> {
 pub fn available(test: &str) -> bool {
     match installed() {
         Ok(_) => true,
-        Err(e) if std::env::var_os("PORTCULLIS_SKIP_BROWSER").is_some() => panic!(
-            "{test} needs a browser but ran with PORTCULLIS_SKIP_BROWSER set: name it `browser_*` so that \
+        Err(e) if std::env::var_os("PORTCULLIS_TEST_SKIP_BROWSER").is_some() => panic!(
+            "{test} needs a browser but ran with PORTCULLIS_TEST_SKIP_BROWSER set: name it `browser_*` so that \
              `./just test` leaves it out ({e})"
         ),
         Err(e) => panic!("{test} cannot run: {e}"),

@@ -7,7 +7,7 @@
 //! Everything a browser sees is on `http://localhost:<port>`, the public listener and the
 //! gateway alike: cookies are per host (so one session serves both), and passkeys need an RP
 //! ID of `localhost` (`127.0.0.1` is not a valid one). Without Chromium and chromedriver these
-//! tests fail with the command that installs them (`PORTCULLIS_SKIP_BROWSER=1 ./just test`
+//! tests fail with the command that installs them (`PORTCULLIS_TEST_SKIP_BROWSER=1 ./just test`
 //! leaves them out and says so).
 
 use std::time::{Duration, Instant};

@@ -1,7 +1,7 @@
 //! `tools/postgres.sh`, the throwaway PostgreSQL of `./just test`: two runs side by side (two
 //! worktrees, CI next to a developer) get servers of their own, and stopping one leaves the
 //! other running. Needs the Debian `postgresql` package, as the store tests do; the test is
-//! named `postgres_*`, so `PORTCULLIS_SKIP_POSTGRES=1 ./just test` leaves it out and says so.
+//! named `postgres_*`, so `PORTCULLIS_TEST_SKIP_POSTGRES=1 ./just test` leaves it out and says so.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -46,7 +46,7 @@ impl Server {
     fn start(parent: &Path, name: &str) -> Server {
         let dir = parent.join(name);
         let dsn = script(&["start", &dir.display().to_string()]).unwrap_or_else(|e| {
-            panic!("{e}\n(install PostgreSQL with `apt-get install -y postgresql`, or skip with PORTCULLIS_SKIP_POSTGRES=1)")
+            panic!("{e}\n(install PostgreSQL with `apt-get install -y postgresql`, or skip with PORTCULLIS_TEST_SKIP_POSTGRES=1)")
         });
         Server { dir, dsn }
     }
