@@ -72,6 +72,6 @@ if [ "$skip_browser" = 1 ]; then
 fi
 if [ "$skip_postgres" = 1 ]; then
   halves="$(find "$PORTCULLIS_TEST_SKIP_LOG" -type f | wc -l)"
-  echo "SKIPPED: $(count "$postgres_tests") PostgreSQL tests, and the PostgreSQL half of $halves store tests, which ran on SQLite only (PORTCULLIS_TEST_SKIP_POSTGRES=1)"
+  echo "SKIPPED: the PostgreSQL half of $halves store tests (they ran on SQLite only), and $(count "$postgres_tests") test(s) of PostgreSQL itself (PORTCULLIS_TEST_SKIP_POSTGRES=1)"
 fi
 exit "$status"
