@@ -218,7 +218,9 @@ mod tests {
         let start = Instant::now();
         let reply = get(&h, "?wait=30", Some(FILTER_TOKEN), Some(&etag)).await;
         assert_eq!(reply.status, StatusCode::OK);
-        assert!(start.elapsed() < Duration::from_secs(5));
+        // Woken by the change, not by the 30 s wait running out; the margin is for a busy
+        // machine running the suite in parallel, not a latency target.
+        assert!(start.elapsed() < Duration::from_secs(20), "{:?}", start.elapsed());
         assert_ne!(reply.header("etag"), etag);
         assert_eq!(reply.json()["rules"][0]["id"], "new");
         assert_eq!(writer.await.unwrap(), StatusCode::OK);
