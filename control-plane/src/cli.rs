@@ -485,6 +485,7 @@ mod tests {
             Config { dsn: format!("sqlite://{}?mode=rwc", dir.join("p.sqlite").display()), ..Config::default() };
         let err = keys_create(&config, "ci", "clients:read,clients:erase").await.unwrap_err().to_string();
         assert!(err.contains("--scopes") && err.contains("\"clients:erase\""), "{err}");
+        assert!(err.contains("login-consent"), "the error lists every resource: {err}");
         assert_eq!(keys_create(&config, "ci", "clients:read, rules:write").await.unwrap(), ExitCode::SUCCESS);
 
         let store = open_store(&config).await.unwrap();

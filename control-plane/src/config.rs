@@ -34,6 +34,8 @@ pub struct Config {
     pub identity: IdentityConfig,
     pub selfservice: SelfService,
     pub session: SessionConfig,
+    /// Bounds on password hashing (`hashers.argon2`), see [`crate::crypto::Hashers`].
+    pub hashers: crate::crypto::Hashers,
     /// E-mail delivery (Kratos's `courier`); the SMTP URI's password is redacted in `Debug`.
     pub courier: CourierConfig,
     /// The built-in pages: site title and an optional operator layout (`templates_dir`).
@@ -60,6 +62,7 @@ impl Default for Config {
             identity: IdentityConfig::default(),
             selfservice: SelfService::default(),
             session: SessionConfig::default(),
+            hashers: crate::crypto::Hashers::default(),
             courier: CourierConfig::default(),
             ui: UiConfig::default(),
             dev: false,
@@ -85,6 +88,7 @@ impl std::fmt::Debug for Config {
             .field("identity", &self.identity)
             .field("selfservice", &self.selfservice)
             .field("session", &self.session)
+            .field("hashers", &self.hashers)
             .field("courier", &self.courier)
             .field("ui", &self.ui)
             .field("dev", &self.dev)

@@ -5,10 +5,14 @@
 //! (`sha256$<hex>`); operator-chosen secrets may be weak, so they get argon2id. Repeated
 //! verifications of an argon2 secret are answered from a small cache of the last secret that
 //! verified, keyed by client id and the stored hash, so a client hammering the token endpoint
-//! costs microseconds instead of an argon2 run each time.
+//! costs microseconds instead of an argon2 run each time. Every argon2 (and bcrypt) run in the
+//! process goes through [`Hashing`], which bounds how many run at once and how many wait: each
+//! run holds 19 MiB or more, so an unbounded burst of sign-ins would exhaust memory and CPU.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -138,6 +142,130 @@ pub fn verify_signature(alg: Algorithm, spki_der: &[u8], signature: &[u8], messa
     }
 }
 
+/// `hashers.argon2` (Kratos's section; these keys are ours): how much password hashing may run
+/// at once. Beyond `max_concurrent` runs a request waits at most `queue_timeout`, and beyond
+/// `max_queued` waiting ones it is refused at once (429 on sign-in, 503 on the token
+/// endpoint, both with `Retry-After`), so a flood costs a bounded amount of memory and never
+/// an unbounded queue.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Hashers {
+    pub argon2: Argon2Limits,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Argon2Limits {
+    /// Hashes computed at once; `0`: twice the available CPUs.
+    pub max_concurrent: usize,
+    /// Requests that may wait for a free slot; `0`: none wait. Default: four per slot.
+    pub max_queued: Option<usize>,
+    /// The longest a request waits for a slot.
+    #[serde(with = "humantime_serde")]
+    pub queue_timeout: Duration,
+}
+
+impl Default for Argon2Limits {
+    fn default() -> Self {
+        Self { max_concurrent: 0, max_queued: None, queue_timeout: Duration::from_secs(2) }
+    }
+}
+
+/// Refused for want of a hashing slot: try again after `retry_after` seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Busy {
+    pub retry_after: u64,
+}
+
+/// Why [`Hashing::run`] produced nothing.
+#[derive(Debug)]
+pub enum HashError {
+    Busy(Busy),
+    /// The hashing task panicked.
+    Failed(String),
+}
+
+/// The process-wide bound on password hashing (see the module comment).
+pub struct Hashing {
+    slots: tokio::sync::Semaphore,
+    capacity: usize,
+    waiting: AtomicUsize,
+    max_waiting: usize,
+    queue_timeout: Duration,
+    runs: AtomicU64,
+}
+
+impl std::fmt::Debug for Hashing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hashing").field("capacity", &self.capacity).field("max_waiting", &self.max_waiting).finish()
+    }
+}
+
+impl Default for Hashing {
+    fn default() -> Self {
+        Self::new(&Argon2Limits::default())
+    }
+}
+
+/// Leaves the waiting count when the wait ends, however it ends (a dropped request too).
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Hashing {
+    pub fn new(limits: &Argon2Limits) -> Self {
+        let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        let capacity = if limits.max_concurrent == 0 { 2 * cpus } else { limits.max_concurrent };
+        Self {
+            slots: tokio::sync::Semaphore::new(capacity),
+            capacity,
+            waiting: AtomicUsize::new(0),
+            max_waiting: limits.max_queued.unwrap_or(4 * capacity),
+            queue_timeout: limits.queue_timeout,
+            runs: AtomicU64::new(0),
+        }
+    }
+
+    /// Runs `work` (an argon2 or bcrypt computation) on the blocking pool once a slot is free.
+    pub async fn run<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Result<T, HashError> {
+        let busy = || HashError::Busy(Busy { retry_after: self.queue_timeout.as_secs().max(1) });
+        let permit = match self.slots.try_acquire() {
+            Ok(p) => p,
+            Err(_) => {
+                if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.max_waiting {
+                    self.waiting.fetch_sub(1, Ordering::AcqRel);
+                    return Err(busy());
+                }
+                let _waiting = Waiting(&self.waiting);
+                match tokio::time::timeout(self.queue_timeout, self.slots.acquire()).await {
+                    Ok(Ok(p)) => p,
+                    _ => return Err(busy()),
+                }
+            }
+        };
+        self.runs.fetch_add(1, Ordering::Relaxed);
+        let out = tokio::task::spawn_blocking(work).await.map_err(|e| HashError::Failed(e.to_string()));
+        drop(permit);
+        out
+    }
+
+    /// Hashes started since the process began (a counter for metrics and tests).
+    pub fn runs(&self) -> u64 {
+        self.runs.load(Ordering::Relaxed)
+    }
+
+    /// Takes every slot until the guard is dropped (tests: a saturated server).
+    #[cfg(test)]
+    pub fn saturate(&self) -> tokio::sync::SemaphorePermit<'_> {
+        let n = u32::try_from(self.capacity).unwrap_or(u32::MAX);
+        self.slots.try_acquire_many(n).expect("every hashing slot is free")
+    }
+}
+
 /// Verifies client secrets, remembering the last argon2 success per client.
 #[derive(Default)]
 pub struct SecretVerifier {
@@ -154,19 +282,29 @@ impl std::fmt::Debug for SecretVerifier {
 }
 
 impl SecretVerifier {
-    pub async fn verify(&self, client_id: &str, stored: &str, presented: &str) -> bool {
+    /// Whether `presented` matches `stored`; `Err` when no hashing slot was free in time.
+    pub async fn verify(
+        &self,
+        hashing: &Hashing,
+        client_id: &str,
+        stored: &str,
+        presented: &str,
+    ) -> Result<bool, Busy> {
         if stored.starts_with(SHA256_PREFIX) {
-            return verify_secret(stored, presented);
+            return Ok(verify_secret(stored, presented));
         }
         let digest = sha256(presented.as_bytes());
         if let Some((cached_hash, cached_digest)) = self.lock().get(client_id) {
             if cached_hash == stored && bool::from(cached_digest.ct_eq(&digest)) {
-                return true;
+                return Ok(true);
             }
         }
         let (stored_owned, presented_owned) = (stored.to_owned(), presented.to_owned());
-        let ok =
-            tokio::task::spawn_blocking(move || verify_secret(&stored_owned, &presented_owned)).await.unwrap_or(false);
+        let ok = match hashing.run(move || verify_secret(&stored_owned, &presented_owned)).await {
+            Ok(ok) => ok,
+            Err(HashError::Busy(busy)) => return Err(busy),
+            Err(HashError::Failed(_)) => false,
+        };
         if ok {
             let mut cache = self.lock();
             if cache.len() >= CACHE_CAPACITY && !cache.contains_key(client_id) {
@@ -176,7 +314,7 @@ impl SecretVerifier {
             }
             cache.insert(client_id.to_owned(), (stored.to_owned(), digest));
         }
-        ok
+        Ok(ok)
     }
 
     pub fn forget(&self, client_id: &str) {
@@ -221,11 +359,37 @@ mod tests {
         assert!(slow.starts_with("$argon2id$"));
         assert!(!slow.contains("hunter22"));
         let verifier = SecretVerifier::default();
-        assert!(verifier.verify("c", &slow, "hunter22").await);
-        assert!(verifier.verify("c", &slow, "hunter22").await);
-        assert!(!verifier.verify("c", &slow, "hunter23").await);
+        let hashing = Hashing::default();
+        assert_eq!(verifier.verify(&hashing, "c", &slow, "hunter22").await, Ok(true));
+        assert_eq!(verifier.verify(&hashing, "c", &slow, "hunter22").await, Ok(true));
+        assert_eq!(verifier.verify(&hashing, "c", &slow, "hunter23").await, Ok(false));
         let other = hash_operator_secret("different").unwrap();
-        assert!(!verifier.verify("c", &other, "hunter22").await);
+        assert_eq!(verifier.verify(&hashing, "c", &other, "hunter22").await, Ok(false));
+        assert_eq!(hashing.runs(), 3, "the repeated success came from the cache");
+    }
+
+    #[tokio::test]
+    async fn hashing_is_bounded_and_refuses_rather_than_queueing_without_end() {
+        let limits = Argon2Limits { max_concurrent: 1, max_queued: Some(1), queue_timeout: Duration::from_secs(30) };
+        let hashing = std::sync::Arc::new(Hashing::new(&limits));
+        assert_eq!(hashing.run(|| 7).await.unwrap(), 7);
+        let held = hashing.saturate();
+        // One request may wait for the slot; the next is refused at once.
+        let waiter = tokio::spawn({
+            let hashing = hashing.clone();
+            async move { hashing.run(|| 8).await.map_err(|e| format!("{e:?}")) }
+        });
+        while hashing.waiting.load(Ordering::Acquire) == 0 {
+            tokio::task::yield_now().await;
+        }
+        assert!(matches!(hashing.run(|| 9).await, Err(HashError::Busy(Busy { retry_after: 30 }))));
+        drop(held);
+        assert_eq!(waiter.await.unwrap(), Ok(8), "the waiting one ran once the slot was free");
+        let none_wait =
+            Hashing::new(&Argon2Limits { max_concurrent: 1, max_queued: Some(0), ..Argon2Limits::default() });
+        let _held = none_wait.saturate();
+        assert!(matches!(none_wait.run(|| 1).await, Err(HashError::Busy(_))));
+        assert_eq!(none_wait.runs(), 0);
     }
 
     #[test]

@@ -89,6 +89,10 @@ impl OAuthError {
     pub fn too_large() -> Self {
         Self::new(StatusCode::PAYLOAD_TOO_LARGE, "invalid_request", "The request body is too large.")
     }
+    /// 503 with `Retry-After`: the server could not take the request now (hashing is saturated).
+    pub fn temporarily_unavailable(d: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", d)
+    }
     pub fn server_error(cause: &dyn std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "internal error on an OAuth2 endpoint");
         Self::new(
@@ -114,6 +118,9 @@ impl IntoResponse for OAuthError {
         headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
         if self.error == "invalid_client" {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"portcullis\""));
+        }
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         res
     }

@@ -1,7 +1,16 @@
-//! The keys the control plane signs with: today the ES256 key set `portcullis.id-token` that
-//! `id_token` mutators use, in the filter (through the snapshot) and in the decisions API.
+//! The two ES256 key sets the control plane signs with, kept apart because they are trusted by
+//! different parties and held by different parties:
+//! - [`OAUTH2_SET`] (`portcullis.id-token`, Hydra's `hydra.openid.id-token` and
+//!   `hydra.jwt.access-token` in one): ID tokens, JWT access tokens, back-channel logout tokens
+//!   and whoami tokens, all minted inside the control plane and verified by its relying parties
+//!   at [`OAUTH2_JWKS_PATH`]. Its private keys never leave this process: nothing here can hand
+//!   one to a snapshot.
+//! - [`GATEWAY_SET`] (`portcullis.gateway`): what `id_token` mutators sign with, in the filters
+//!   (the only key a snapshot carries, [`Keys::snapshot_key`]) and in the decisions API;
+//!   upstreams verify those tokens at [`GATEWAY_JWKS_PATH`]. Whoever holds a filter token or a
+//!   `rules:write` API key can sign with it, so no OAuth2 relying party may trust it.
 //!
-//! At start the newest unretired key of the set is loaded, or one is generated and stored.
+//! At start the newest unretired key of each set is loaded, or one is generated and stored.
 //! Private keys are stored only encrypted (AES-256-GCM, key = SHA-256 of the first entry of
 //! `secrets.system`, the key id as associated data so a ciphertext cannot be moved to another
 //! row); every configured secret is tried to decrypt, so a secret rotates by prepending. With no
@@ -27,11 +36,25 @@ use crate::crypto;
 use crate::error::StartupError;
 use crate::store::{KeyRow, Store};
 
-/// The set `id_token` mutators sign with (Hydra's is `hydra.openid.id-token`).
-pub const ID_TOKEN_SET: &str = "portcullis.id-token";
+/// The OAuth2 server's set (see the module documentation). Existing deployments keep their
+/// key: this is the set every earlier version signed everything with.
+pub const OAUTH2_SET: &str = "portcullis.id-token";
 
-/// How long a retired key stays in the JWKS: longer than any id_token it signed may live, so
-/// upstreams can still verify tokens minted just before a rotation.
+/// The gateway's set for `id_token` mutators (see the module documentation).
+pub const GATEWAY_SET: &str = "portcullis.gateway";
+
+/// The sets whose active key this server signs with; the admin API keeps each able to sign.
+pub const MANAGED_SETS: [&str; 2] = [OAUTH2_SET, GATEWAY_SET];
+
+/// Where the public keys of [`OAUTH2_SET`] are published (public listener; discovery's `jwks_uri`).
+pub const OAUTH2_JWKS_PATH: &str = "/.well-known/jwks.json";
+
+/// Where the public keys of [`GATEWAY_SET`] are published (public listener), for upstreams that
+/// verify the tokens `id_token` mutators add (Oathkeeper publishes its own JWKS the same way).
+pub const GATEWAY_JWKS_PATH: &str = "/.well-known/gateway-jwks.json";
+
+/// How long a retired key stays in its JWKS: longer than any token it signed may live, so
+/// relying parties can still verify tokens minted just before a rotation.
 pub const RETIRED_LISTED_SECONDS: i64 = 24 * 3600;
 
 const CIPHERTEXT_VERSION: &str = "v1";
@@ -40,8 +63,6 @@ const CIPHERTEXT_VERSION: &str = "v1";
 pub struct Signer {
     kid: String,
     key: EcKey,
-    /// What filters receive: PKCS#8 DER, standard base64 (computed once; it is the same secret).
-    snapshot: SnapshotKey,
 }
 
 impl std::fmt::Debug for Signer {
@@ -51,12 +72,6 @@ impl std::fmt::Debug for Signer {
 }
 
 impl Signer {
-    fn new(kid: String, key: EcKey) -> Result<Self, String> {
-        let der = key.to_pkcs8_der().map_err(|e| format!("cannot encode signing key {kid} as PKCS#8: {e}"))?;
-        let snapshot = SnapshotKey { kid: kid.clone(), alg: Algorithm::ES256, pkcs8: STANDARD.encode(der.as_bytes()) };
-        Ok(Self { kid, key, snapshot })
-    }
-
     /// A fresh P-256 key with a random 96-bit key id.
     pub fn generate() -> Result<Self, String> {
         loop {
@@ -64,7 +79,7 @@ impl Signer {
             // so drawing again is the whole remedy.
             let bytes = Zeroizing::new(crypto::random_bytes::<32>());
             if let Ok(key) = EcKey::from_bytes(&p256::FieldBytes::from(*bytes)) {
-                return Self::new(crypto::b64url(&crypto::random_bytes::<12>()), key);
+                return Ok(Self { kid: crypto::b64url(&crypto::random_bytes::<12>()), key });
             }
         }
     }
@@ -96,9 +111,11 @@ impl Signer {
         public_jwk(&self.kid, &self.key)
     }
 
-    /// The key as the snapshot carries it to filters.
-    pub fn snapshot_key(&self) -> &SnapshotKey {
-        &self.snapshot
+    /// The private key as a snapshot carries it (PKCS#8 DER, standard base64). Private to this
+    /// module: only [`Keys::snapshot_key`] of the gateway set hands it out.
+    fn snapshot_key(&self) -> Option<SnapshotKey> {
+        let der = self.key.to_pkcs8_der().ok()?;
+        Some(SnapshotKey { kid: self.kid.clone(), alg: Algorithm::ES256, pkcs8: STANDARD.encode(der.as_bytes()) })
     }
 }
 
@@ -130,44 +147,66 @@ struct Loaded {
     listed: Vec<Listed>,
 }
 
-/// The `portcullis.id-token` set: the signing key and the public keys. Rotation (through the
-/// admin API, or another replica's, seen by [`Keys::reload`]) swaps the whole view without a
-/// lock, so `signer()` and `jwks()` callers never wait and never see half a rotation.
+/// One managed set ([`OAUTH2_SET`] or [`GATEWAY_SET`]): the signing key and the public keys.
+/// Rotation (through the admin API, or another replica's, seen by [`Keys::reload`]) swaps the
+/// whole view without a lock, so `signer()` and `jwks()` callers never wait and never see half
+/// a rotation.
 pub struct Keys {
+    set: &'static str,
     current: ArcSwap<Loaded>,
     ephemeral: bool,
 }
 
 impl std::fmt::Debug for Keys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Keys").field("signer", &self.current.load().signer).field("ephemeral", &self.ephemeral).finish()
+        f.debug_struct("Keys")
+            .field("set", &self.set)
+            .field("signer", &self.current.load().signer)
+            .field("ephemeral", &self.ephemeral)
+            .finish()
     }
 }
 
 impl Keys {
-    /// Loads (or creates) the active key of [`ID_TOKEN_SET`]. `now` is unix seconds.
-    pub async fn load(secrets: &Secrets, store: &Store, now: i64) -> Result<Self, StartupError> {
+    /// Loads (or creates) the active key of `set`, one of [`MANAGED_SETS`]. `now` is unix
+    /// seconds.
+    pub async fn load(set: &'static str, secrets: &Secrets, store: &Store, now: i64) -> Result<Self, StartupError> {
+        if !MANAGED_SETS.contains(&set) {
+            return Err(StartupError(format!("{set} is not a key set this server signs with")));
+        }
         secrets.validate()?;
         if secrets.system.is_empty() {
-            tracing::warn!("id_token signing key is ephemeral: set secrets.system to persist it");
+            tracing::warn!(set, "signing key is ephemeral: set secrets.system to persist it");
             let signer = Signer::generate().map_err(StartupError)?;
             let listed = vec![Listed { jwk: signer.public_jwk(), retired_at: None }];
             return Ok(Self {
+                set,
                 current: ArcSwap::from_pointee(Loaded { signer: Arc::new(signer), listed }),
                 ephemeral: true,
             });
         }
-        let mut rows = store.signing_keys(ID_TOKEN_SET).await?;
+        let mut rows = store.signing_keys(set).await?;
         if !rows.iter().any(|r| r.retired_at.is_none()) {
             let signer = Signer::generate().map_err(StartupError)?;
-            store.insert_signing_key(&encrypted_row(&signer, &secrets.system[0], now)?).await?;
-            tracing::info!(kid = %signer.kid, set = ID_TOKEN_SET, "generated a signing key");
+            store.insert_signing_key(&encrypted_row(&signer, set, &secrets.system[0], now)?).await?;
+            tracing::info!(kid = %signer.kid, set, "generated a signing key");
             // Re-read: a replica starting at the same moment may have stored one too, and
             // every replica must pick the same (the newest).
-            rows = store.signing_keys(ID_TOKEN_SET).await?;
+            rows = store.signing_keys(set).await?;
         }
-        let loaded = loaded_from(&rows, &secrets.system)?;
-        Ok(Self { current: ArcSwap::from_pointee(loaded), ephemeral: false })
+        let loaded = loaded_from(set, &rows, &secrets.system)?;
+        Ok(Self { set, current: ArcSwap::from_pointee(loaded), ephemeral: false })
+    }
+
+    /// The set's name.
+    pub fn set(&self) -> &'static str {
+        self.set
+    }
+
+    /// The active private key as snapshots carry it to filters: only for [`GATEWAY_SET`]. The
+    /// OAuth2 set answers `None`, so no wiring mistake can publish its key.
+    pub fn snapshot_key(&self) -> Option<SnapshotKey> {
+        if self.set == GATEWAY_SET { self.signer().snapshot_key() } else { None }
     }
 
     /// Re-reads the set from the store and swaps it in; returns whether the signer changed.
@@ -177,7 +216,7 @@ impl Keys {
         if self.ephemeral {
             return Ok(false);
         }
-        let mut rows = store.signing_keys(ID_TOKEN_SET).await?;
+        let mut rows = store.signing_keys(self.set).await?;
         active_first(&mut rows);
         let old = self.current.load();
         let same_rows = rows.len() == old.listed.len()
@@ -189,16 +228,17 @@ impl Keys {
         if same_rows && active == Some(old.signer.kid()) {
             return Ok(false);
         }
-        let loaded = loaded_from(&rows, &secrets.system)?;
-        let changed = loaded.signer.kid() != old.signer.kid() || loaded.signer.snapshot != old.signer.snapshot;
+        let loaded = loaded_from(self.set, &rows, &secrets.system)?;
+        // The same kid may now name another key (an import replaced it).
+        let changed = loaded.signer.kid() != old.signer.kid() || loaded.signer.key != old.signer.key;
         if changed {
-            tracing::info!(kid = %loaded.signer.kid, set = ID_TOKEN_SET, "signing with a new key");
+            tracing::info!(kid = %loaded.signer.kid, set = self.set, "signing with a new key");
         }
         self.current.store(Arc::new(loaded));
         Ok(changed)
     }
 
-    /// The key `id_token` mutators sign with.
+    /// The key the set signs with now.
     pub fn signer(&self) -> Arc<Signer> {
         self.current.load().signer.clone()
     }
@@ -228,19 +268,19 @@ fn active_first(rows: &mut [KeyRow]) {
     rows.sort_by_key(|r| r.retired_at.is_some());
 }
 
-fn loaded_from(rows: &[KeyRow], secrets: &[String]) -> Result<Loaded, StartupError> {
+fn loaded_from(set: &str, rows: &[KeyRow], secrets: &[String]) -> Result<Loaded, StartupError> {
     let mut rows = rows.to_vec();
     active_first(&mut rows);
     let active = rows
         .iter()
         .find(|r| r.retired_at.is_none())
-        .ok_or_else(|| StartupError(format!("signing key set {ID_TOKEN_SET} has no active key")))?;
-    let signer = decrypt_row(active, secrets)?;
+        .ok_or_else(|| StartupError(format!("signing key set {set} has no active key")))?;
+    let signer = decrypt_row(set, active, secrets)?;
     let listed = rows
         .iter()
         .map(|r| {
             let jwk = serde_json::from_str(&r.public_jwk).map_err(|e| {
-                StartupError(format!("signing key {} in set {ID_TOKEN_SET}: public_jwk is not JSON: {e}", r.kid))
+                StartupError(format!("signing key {} in set {set}: public_jwk is not JSON: {e}", r.kid))
             })?;
             Ok(Listed { jwk, retired_at: r.retired_at })
         })
@@ -441,14 +481,14 @@ impl KeyMaterial {
     }
 }
 
-fn encrypted_row(signer: &Signer, secret: &str, now: i64) -> Result<KeyRow, StartupError> {
+fn encrypted_row(signer: &Signer, set: &str, secret: &str, now: i64) -> Result<KeyRow, StartupError> {
     let der = signer
         .key
         .to_pkcs8_der()
         .map_err(|e| StartupError(format!("cannot encode signing key {} as PKCS#8: {e}", signer.kid)))?;
     Ok(KeyRow {
         kid: signer.kid.clone(),
-        set_id: ID_TOKEN_SET.into(),
+        set_id: set.into(),
         alg: "ES256".into(),
         private_key: encrypt(secret, &signer.kid, der.as_bytes()).map_err(StartupError)?,
         public_jwk: signer.public_jwk().to_string(),
@@ -457,8 +497,8 @@ fn encrypted_row(signer: &Signer, secret: &str, now: i64) -> Result<KeyRow, Star
     })
 }
 
-fn decrypt_row(row: &KeyRow, secrets: &[String]) -> Result<Signer, StartupError> {
-    let fail = |why: String| StartupError(format!("signing key {} in set {ID_TOKEN_SET}: {why}", row.kid));
+fn decrypt_row(set: &str, row: &KeyRow, secrets: &[String]) -> Result<Signer, StartupError> {
+    let fail = |why: String| StartupError(format!("signing key {} in set {set}: {why}", row.kid));
     if row.alg != "ES256" {
         return Err(fail(format!("alg {:?} is not supported (only ES256)", row.alg)));
     }
@@ -470,7 +510,7 @@ fn decrypt_row(row: &KeyRow, secrets: &[String]) -> Result<Signer, StartupError>
         ))
     })?;
     let key = EcKey::from_pkcs8_der(&der).map_err(|e| fail(format!("decrypted, but not a P-256 PKCS#8 key: {e}")))?;
-    Signer::new(row.kid.clone(), key).map_err(StartupError)
+    Ok(Signer { kid: row.kid.clone(), key })
 }
 
 fn cipher(secret: &str) -> Aes256Gcm {
@@ -533,17 +573,18 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn a_key_is_generated_once_stored_encrypted_and_reloaded() {
         for (backend, store) in testing::all().await {
-            let keys = Keys::load(&secrets(&[SECRET]), &store, 1000).await.unwrap();
+            let keys = Keys::load(OAUTH2_SET, &secrets(&[SECRET]), &store, 1000).await.unwrap();
             assert!(!keys.is_ephemeral());
             let signer = keys.signer();
             assert_eq!(crypto::b64url_decode(signer.kid()).unwrap().len(), 12);
 
-            let rows = store.signing_keys(ID_TOKEN_SET).await.unwrap();
+            let rows = store.signing_keys(OAUTH2_SET).await.unwrap();
             assert_eq!(rows.len(), 1, "{backend}");
-            let pkcs8 = STANDARD.decode(&signer.snapshot_key().pkcs8).unwrap();
+            let base64 = signer.snapshot_key().unwrap().pkcs8;
+            let pkcs8 = STANDARD.decode(&base64).unwrap();
             let stored = &rows[0].private_key;
             assert!(stored.starts_with("v1:"), "{backend}");
-            assert!(!stored.contains(&signer.snapshot_key().pkcs8), "{backend}: no clear base64 PKCS#8");
+            assert!(!stored.contains(&base64), "{backend}: no clear base64 PKCS#8");
             assert!(!stored.contains(&crypto::b64url(&pkcs8)), "{backend}: no clear base64url PKCS#8");
             assert!(!stored.contains(&crypto::hex(&pkcs8)), "{backend}: no clear hex PKCS#8");
             assert_eq!(rows[0].created_at, 1000);
@@ -551,28 +592,54 @@ pub(crate) mod tests {
             assert!(jwk.get("d").is_none());
 
             // A restart (with the secret rotated by prepending) signs with the same key.
-            let again = Keys::load(&secrets(&[OTHER, SECRET]), &store, 2000).await.unwrap();
+            let again = Keys::load(OAUTH2_SET, &secrets(&[OTHER, SECRET]), &store, 2000).await.unwrap();
             assert_eq!(again.signer().kid(), signer.kid(), "{backend}");
             assert_eq!(again.signer().snapshot_key(), signer.snapshot_key());
-            assert_eq!(store.signing_keys(ID_TOKEN_SET).await.unwrap().len(), 1, "no second key");
+            assert_eq!(store.signing_keys(OAUTH2_SET).await.unwrap().len(), 1, "no second key");
 
-            let err = Keys::load(&secrets(&[OTHER]), &store, 2000).await.unwrap_err().to_string();
+            let err = Keys::load(OAUTH2_SET, &secrets(&[OTHER]), &store, 2000).await.unwrap_err().to_string();
             assert!(
                 err.contains(signer.kid()) && err.contains("cannot be decrypted") && err.contains("secrets.system")
             );
             assert!(!err.contains(OTHER) && !err.contains(SECRET), "{err}");
 
-            let err = Keys::load(&secrets(&["short"]), &store, 2000).await.unwrap_err().to_string();
+            let err = Keys::load(OAUTH2_SET, &secrets(&["short"]), &store, 2000).await.unwrap_err().to_string();
             assert!(err.contains("secrets.system[0]"), "{err}");
         }
     }
 
     #[tokio::test]
+    async fn the_two_sets_hold_different_keys_and_only_the_gateway_key_goes_to_filters() {
+        for (backend, store) in testing::all().await {
+            for system in [secrets(&[SECRET]), Secrets::default()] {
+                let oauth2 = Keys::load(OAUTH2_SET, &system, &store, 1000).await.unwrap();
+                let gateway = Keys::load(GATEWAY_SET, &system, &store, 1000).await.unwrap();
+                assert_ne!(oauth2.signer().kid(), gateway.signer().kid(), "{backend}");
+                assert_ne!(oauth2.signer().public_jwk()["x"], gateway.signer().public_jwk()["x"], "{backend}");
+                assert_eq!(oauth2.snapshot_key(), None, "{backend}: an OAuth2 key never goes into a snapshot");
+                let shipped = gateway.snapshot_key().expect("the gateway key goes to filters");
+                assert_eq!(shipped.kid, gateway.signer().kid());
+                let token = sign_with_snapshot_key(&shipped, &json!({"sub": "x"}));
+                assert!(verifies_with_any(&gateway.jwks(1000), &token), "{backend}");
+                assert!(!verifies_with_any(&oauth2.jwks(1000), &token), "{backend}");
+            }
+            // Stored, like the OAuth2 key: a restart signs with the same gateway key.
+            let stored = store.signing_keys(GATEWAY_SET).await.unwrap();
+            assert_eq!(stored.len(), 1, "{backend}");
+            let again = Keys::load(GATEWAY_SET, &secrets(&[SECRET]), &store, 2000).await.unwrap();
+            assert_eq!(stored[0].kid, again.signer().kid(), "{backend}");
+        }
+        let store = testing::sqlite().await;
+        let err = Keys::load("my-app", &Secrets::default(), &store, 0).await.unwrap_err().to_string();
+        assert!(err.contains("my-app"), "{err}");
+    }
+
+    #[tokio::test]
     async fn retired_keys_stay_in_the_jwks_for_a_day() {
         let store = testing::sqlite().await;
-        let first = Keys::load(&secrets(&[SECRET]), &store, 1000).await.unwrap().signer();
-        assert!(store.retire_signing_key(ID_TOKEN_SET, first.kid(), 5000).await.unwrap());
-        let keys = Keys::load(&secrets(&[SECRET]), &store, 6000).await.unwrap();
+        let first = Keys::load(OAUTH2_SET, &secrets(&[SECRET]), &store, 1000).await.unwrap().signer();
+        assert!(store.retire_signing_key(OAUTH2_SET, first.kid(), 5000).await.unwrap());
+        let keys = Keys::load(OAUTH2_SET, &secrets(&[SECRET]), &store, 6000).await.unwrap();
         assert_ne!(keys.signer().kid(), first.kid(), "a retired key no longer signs: a new one is made");
         let kids = |now: i64| -> Vec<String> {
             keys.jwks(now)["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap().to_owned()).collect()
@@ -585,11 +652,11 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn without_system_secrets_nothing_is_stored() {
         let store = testing::sqlite().await;
-        let a = Keys::load(&Secrets::default(), &store, 1000).await.unwrap();
-        let b = Keys::load(&Secrets::default(), &store, 1000).await.unwrap();
+        let a = Keys::load(OAUTH2_SET, &Secrets::default(), &store, 1000).await.unwrap();
+        let b = Keys::load(OAUTH2_SET, &Secrets::default(), &store, 1000).await.unwrap();
         assert!(a.is_ephemeral());
         assert_ne!(a.signer().kid(), b.signer().kid(), "one key per process");
-        assert!(store.signing_keys(ID_TOKEN_SET).await.unwrap().is_empty());
+        assert!(store.signing_keys(OAUTH2_SET).await.unwrap().is_empty());
         assert_eq!(a.jwks(1000)["keys"][0]["kid"], a.signer().kid());
     }
 
@@ -605,8 +672,42 @@ pub(crate) mod tests {
         let key = verifying_key(&jwk);
         let signature = p256::ecdsa::Signature::from_slice(&crypto::b64url_decode(signature).unwrap()).unwrap();
         key.verify(input.as_bytes(), &signature).unwrap();
-        let debug = format!("{signer:?} {:?}", signer.snapshot_key());
-        assert!(!debug.contains(&signer.snapshot_key().pkcs8) && debug.contains(signer.kid()), "{debug}");
+        let shipped = signer.snapshot_key().unwrap();
+        let debug = format!("{signer:?} {shipped:?}");
+        assert!(!debug.contains(&shipped.pkcs8) && debug.contains(signer.kid()), "{debug}");
+    }
+
+    /// Whether `token` (a compact ES256 JWS) verifies with any P-256 key of `jwks`, whatever
+    /// its `kid` says: what a lenient relying party would accept.
+    pub(crate) fn verifies_with_any(jwks: &Value, token: &str) -> bool {
+        use p256::ecdsa::signature::Verifier as _;
+        let Some((input, signature)) = token.rsplit_once('.') else { return false };
+        let Some(signature) =
+            crypto::b64url_decode(signature).and_then(|s| p256::ecdsa::Signature::from_slice(&s).ok())
+        else {
+            return false;
+        };
+        jwks["keys"].as_array().is_some_and(|keys| {
+            keys.iter()
+                .filter(|k| k["kty"] == "EC")
+                .any(|k| verifying_key(k).verify(input.as_bytes(), &signature).is_ok())
+        })
+    }
+
+    /// A compact ES256 JWS of `claims` signed with the PKCS#8 key of a snapshot, as a filter
+    /// token holder could sign it.
+    pub(crate) fn sign_with_snapshot_key(key: &SnapshotKey, claims: &Value) -> String {
+        use p256::ecdsa::signature::Signer as _;
+        let der = STANDARD.decode(&key.pkcs8).unwrap();
+        let sk = EcKey::from_pkcs8_der(&der).unwrap();
+        let header = json!({"alg": "ES256", "kid": key.kid, "typ": "JWT"});
+        let input = format!(
+            "{}.{}",
+            crypto::b64url(header.to_string().as_bytes()),
+            crypto::b64url(claims.to_string().as_bytes())
+        );
+        let signature: p256::ecdsa::Signature = sk.sign(input.as_bytes());
+        format!("{input}.{}", crypto::b64url(&signature.to_bytes()))
     }
 
     /// The verifying key of a public P-256 JWK.

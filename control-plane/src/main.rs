@@ -142,7 +142,8 @@ enum KeysCommand {
         #[arg(long)]
         name: String,
         /// Comma-separated: `admin`, or `<resource>:read|write` with resource one of clients,
-        /// identities, sessions, rules, keys, courier, tokens, api-keys.
+        /// identities, sessions, rules, keys, courier, tokens (introspection, token deletion),
+        /// login-consent (the login/consent/logout app: /admin/oauth2/auth/...), api-keys.
         #[arg(long, value_name = "SCOPE[,SCOPE...]")]
         scopes: String,
     },

@@ -133,11 +133,20 @@ impl MintedTokens {
 }
 
 /// Tokens whose signature this worker has verified, by SHA-256, until their `exp`: verifying
-/// an ES256 signature costs far more than a lookup, and a client repeats its token. Per worker
-/// (no lock, no copy through shared data), bounded.
+/// an ES256 signature costs far more than a lookup, and a client repeats its token. Each entry
+/// remembers which key verified the token (the SHA-256 of its SPKI), so a hit counts only for
+/// a rule that trusts that key: a token a partner's key signed, verified for the partner's
+/// rule, is not "verified" for a rule that trusts only our own keys. Per worker (no lock, no
+/// copy through shared data), bounded.
 #[derive(Debug, Default)]
 pub struct VerifiedTokens {
-    until: HashMap<[u8; 32], u64>,
+    until: HashMap<[u8; 32], Verified>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Verified {
+    until_ms: u64,
+    key: [u8; 32],
 }
 
 const VERIFIED_CAPACITY: usize = 16_384;
@@ -147,18 +156,20 @@ impl VerifiedTokens {
         Sha256::digest(token.as_bytes()).into()
     }
 
-    pub fn contains(&self, digest: &[u8; 32], now_ms: u64) -> bool {
-        self.until.get(digest).is_some_and(|until| *until > now_ms)
+    /// The SPKI digest of the key that verified this token, while the entry lives.
+    pub fn verified_by(&self, token: &[u8; 32], now_ms: u64) -> Option<&[u8; 32]> {
+        self.until.get(token).filter(|v| v.until_ms > now_ms).map(|v| &v.key)
     }
 
-    pub fn insert(&mut self, digest: [u8; 32], until_ms: u64, now_ms: u64) {
+    /// Remembers that `key` (SPKI digest) verified `token` (digest) until `until_ms`.
+    pub fn insert(&mut self, token: [u8; 32], key: [u8; 32], until_ms: u64, now_ms: u64) {
         if self.until.len() >= VERIFIED_CAPACITY {
-            self.until.retain(|_, until| *until > now_ms);
+            self.until.retain(|_, v| v.until_ms > now_ms);
             if self.until.len() >= VERIFIED_CAPACITY {
                 self.until.clear();
             }
         }
-        self.until.insert(digest, until_ms);
+        self.until.insert(token, Verified { until_ms, key });
     }
 }
 
@@ -188,14 +199,14 @@ mod tests {
     }
 
     #[test]
-    fn verified_tokens_expire_and_stay_bounded() {
+    fn verified_tokens_expire_name_their_key_and_stay_bounded() {
         let mut v = VerifiedTokens::default();
-        let d = VerifiedTokens::digest("t");
-        v.insert(d, 1_000, 0);
-        assert!(v.contains(&d, 999));
-        assert!(!v.contains(&d, 1_000));
+        let (d, key) = (VerifiedTokens::digest("t"), VerifiedTokens::digest("spki"));
+        v.insert(d, key, 1_000, 0);
+        assert_eq!(v.verified_by(&d, 999), Some(&key));
+        assert_eq!(v.verified_by(&d, 1_000), None);
         for i in 0..(VERIFIED_CAPACITY + 10) {
-            v.insert(VerifiedTokens::digest(&i.to_string()), u64::MAX, 0);
+            v.insert(VerifiedTokens::digest(&i.to_string()), key, u64::MAX, 0);
         }
         assert!(v.until.len() <= VERIFIED_CAPACITY);
     }

@@ -46,6 +46,9 @@ pub trait Host {
 
     /// Request headers, pseudo-headers (`:path`, `:method`, ...) included, names lower-case.
     fn request_headers(&self) -> Vec<(String, String)>;
+    /// The client address Envoy vouches for (its `source.address` property: the peer, or the
+    /// address its `xff_num_trusted_hops` / original-IP detection settled on), as `ip:port`.
+    fn source_address(&self) -> Option<String>;
     fn set_request_header(&self, name: &str, value: Option<&str>);
     /// Sets a header on the upstream's response (during response headers).
     fn set_response_header(&self, name: &str, value: &str);

@@ -17,6 +17,8 @@ pub mod stream;
 pub mod sync;
 
 #[cfg(test)]
+mod attacks;
+#[cfg(test)]
 mod mock;
 
 #[cfg(target_arch = "wasm32")]

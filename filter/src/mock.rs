@@ -33,6 +33,8 @@ struct State {
     fail_calls: bool,
     response: CallResponse,
     request_headers: Vec<(String, String)>,
+    source_address: Option<String>,
+    source_reads: usize,
     sent: Option<Sent>,
     resumed: bool,
     logs: Vec<(Level, String)>,
@@ -55,6 +57,18 @@ impl MockHost {
         s.request_headers = headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect();
         s.sent = None;
         s.resumed = false;
+    }
+    pub fn set_source_address(&self, address: &str) {
+        self.state.borrow_mut().source_address = Some(address.to_owned());
+    }
+    /// How often the filter asked for `source.address`.
+    pub fn source_reads(&self) -> usize {
+        self.state.borrow().source_reads
+    }
+    /// Every value of a request header, in order.
+    pub fn request_header_values(&self, name: &str) -> Vec<String> {
+        let s = self.state.borrow();
+        s.request_headers.iter().filter(|(n, _)| n == name).map(|(_, v)| v.clone()).collect()
     }
     pub fn request_header(&self, name: &str) -> Option<String> {
         let s = self.state.borrow();
@@ -139,6 +153,11 @@ impl Host for MockHost {
     }
     fn request_headers(&self) -> Vec<(String, String)> {
         self.state.borrow().request_headers.clone()
+    }
+    fn source_address(&self) -> Option<String> {
+        let mut s = self.state.borrow_mut();
+        s.source_reads += 1;
+        s.source_address.clone()
     }
     fn set_request_header(&self, name: &str, value: Option<&str>) {
         let mut s = self.state.borrow_mut();

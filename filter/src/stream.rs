@@ -30,6 +30,8 @@ struct RequestParts {
     host: String,
     target: String,
     headers: Vec<(String, String)>,
+    /// The client IP Envoy vouches for, read only when a rule sends it somewhere.
+    remote_addr: Option<String>,
 }
 
 impl RequestParts {
@@ -40,6 +42,7 @@ impl RequestParts {
             host: &self.host,
             target: &self.target,
             headers: &self.headers,
+            remote_addr: self.remote_addr.as_deref(),
         }
     }
 }
@@ -91,7 +94,14 @@ impl Stream {
             }
         }
         let (method, scheme, authority, target) = pseudo;
-        let request = self.request.insert(RequestParts { method, scheme, host: authority, target, headers });
+        // A host call per request only for rule sets that need it (Keto's remoteIpAddress).
+        let remote_addr = if snapshot.rules.needs_client_address() {
+            host.source_address().as_deref().and_then(client_ip).map(str::to_owned)
+        } else {
+            None
+        };
+        let request =
+            self.request.insert(RequestParts { method, scheme, host: authority, target, headers, remote_addr });
         // One clock read per callback: the host call costs more than the drift within one.
         let now = now_ms(host);
         let (evaluation, step) = pipeline::begin(&snapshot.rules, &request.view(), now);
@@ -139,6 +149,16 @@ impl Stream {
         loop {
             match step {
                 Step::Done(Verdict::Allow { headers, response_headers, .. }) => {
+                    // The pipeline refuses such values already; a header that could end the
+                    // line or the header block must never reach Envoy's codec whatever a
+                    // future handler does.
+                    if let Some((name, _)) = headers.iter().find(|(n, v)| !is_sendable(n, v)) {
+                        let rule = evaluation.as_ref().map_or("-", |e| e.rule_id());
+                        host.log(Level::Error, &format!("rule {rule}: refusing to set an unsendable header {name:?}"));
+                        let denial = Denial::new(DenialKind::Internal, "A mutator produced an invalid header")
+                            .with_reason("invalid_mutation");
+                        return reply(host, &denial.to_response());
+                    }
                     for (name, value) in &headers {
                         host.set_request_header(name, Some(value));
                     }
@@ -265,17 +285,19 @@ impl Stream {
         Ok(token)
     }
 
-    /// Checks a token's signature, or finds it already checked by this worker.
+    /// Checks a token's signature, or finds it already verified by this worker with a key this
+    /// rule trusts: a hit is one lookup and a comparison with each candidate key's digest.
     fn verify(&self, host: &impl Host, check: &SignatureCheck, now: i64) -> Result<bool, String> {
-        let digest = VerifiedTokens::digest(&check.cache_key);
         let now = u64::try_from(now).unwrap_or(0);
-        if self.caches.borrow().verified.contains(&digest, now) {
-            return Ok(true);
+        if let Some(verified_by) = self.caches.borrow().verified.verified_by(&check.token_digest, now) {
+            if check.keys.iter().any(|k| k.spki_sha256 == *verified_by) {
+                return Ok(true);
+            }
         }
         for key in &check.keys {
-            if host.verify_signature(check.alg.hash(), key, &check.signature, &check.message)? {
+            if host.verify_signature(check.alg.hash(), &key.spki_der, &check.signature, &check.message)? {
                 if let Some(until) = check.cache_until_ms.and_then(|t| u64::try_from(t).ok()) {
-                    self.caches.borrow_mut().verified.insert(digest, until, now);
+                    self.caches.borrow_mut().verified.insert(check.token_digest, key.spki_sha256, until, now);
                 }
                 return Ok(true);
             }
@@ -300,6 +322,25 @@ fn reply(host: &impl Host, response: &LocalResponse) -> Action {
 
 fn now_ms(host: &impl Host) -> i64 {
     i64::try_from(host.now_ms()).unwrap_or(i64::MAX)
+}
+
+/// The IP of an Envoy address (`1.2.3.4:5678`, `[::1]:5678`); `None` for anything that is not
+/// an IP address (a pipe, an internal listener).
+pub(crate) fn client_ip(address: &str) -> Option<&str> {
+    let ip = match address.strip_prefix('[') {
+        Some(rest) => rest.split_once(']')?.0,
+        None => match address.rsplit_once(':') {
+            Some((ip, _port)) if !ip.contains(':') => ip,
+            _ => address,
+        },
+    };
+    ip.parse::<std::net::IpAddr>().is_ok().then_some(ip)
+}
+
+/// A header Envoy can forward as it is: a token name (no pseudo-header), a value without CR,
+/// LF or NUL.
+pub(crate) fn is_sendable(name: &str, value: &str) -> bool {
+    pipeline::is_header_name(name) && !value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0)
 }
 
 #[cfg(test)]

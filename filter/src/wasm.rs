@@ -83,6 +83,11 @@ impl Host for WasmHost {
         hostcalls::get_map(MapType::HttpRequestHeaders).unwrap_or_default()
     }
 
+    fn source_address(&self) -> Option<String> {
+        let bytes = hostcalls::get_property(vec!["source", "address"]).ok().flatten()?;
+        String::from_utf8(bytes).ok()
+    }
+
     fn set_request_header(&self, name: &str, value: Option<&str>) {
         let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, value);
     }

@@ -36,6 +36,8 @@ pub struct FuzzHost {
     pub shared: RefCell<BTreeMap<String, (Vec<u8>, u32)>>,
     pub calls: RefCell<Vec<Call>>,
     pub request_headers: RefCell<Vec<(String, String)>>,
+    /// The client address Envoy vouches for (`source.address`).
+    pub source_address: RefCell<Option<String>>,
     /// Headers the filter set on or removed from the request, in order.
     pub header_writes: RefCell<Vec<(String, Option<String>)>>,
     pub response_headers: RefCell<Vec<(String, String)>>,
@@ -82,6 +84,9 @@ impl Host for FuzzHost {
     }
     fn request_headers(&self) -> Vec<(String, String)> {
         self.request_headers.borrow().clone()
+    }
+    fn source_address(&self) -> Option<String> {
+        self.source_address.borrow().clone()
     }
     fn set_request_header(&self, name: &str, value: Option<&str>) {
         self.header_writes.borrow_mut().push((name.to_owned(), value.map(str::to_owned)));

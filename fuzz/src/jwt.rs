@@ -80,8 +80,13 @@ fn check_token(text: &str) {
 
 fn fixed_keys() -> Vec<VerifyingKey> {
     let spki = vec![0x30];
-    let key =
-        |kid: Option<&str>, kty, alg| VerifyingKey { kid: kid.map(str::to_owned), kty, alg, spki_der: spki.clone() };
+    let key = |kid: Option<&str>, kty, alg| VerifyingKey {
+        kid: kid.map(str::to_owned),
+        kty,
+        alg,
+        spki_der: spki.clone(),
+        spki_sha256: [0; 32],
+    };
     vec![
         key(Some("a"), "EC", None),
         key(Some("a"), "RSA", Some(Algorithm::RS256)),

@@ -45,24 +45,6 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("template", template::run),
 ];
 
-/// `matching::normalise_host` returns a `String` on main and a `Result` once hosts can be
-/// refused (the `sec-paths` branch); harnesses compile against both. Remove after the merge.
-pub(crate) trait HostOutcome {
-    fn host(self) -> Option<String>;
-}
-
-impl HostOutcome for String {
-    fn host(self) -> Option<String> {
-        Some(self)
-    }
-}
-
-impl<E> HostOutcome for Result<String, E> {
-    fn host(self) -> Option<String> {
-        self.ok()
-    }
-}
-
 /// Splits `data` at the first NUL: seeds stay readable text with one `\0` between the parts.
 pub(crate) fn split_nul(data: &[u8]) -> (&[u8], &[u8]) {
     match data.iter().position(|b| *b == 0) {

@@ -17,10 +17,9 @@ use portcullis_filter::cache::WorkerCaches;
 use portcullis_filter::config::Config;
 use portcullis_filter::host::CallResponse;
 use portcullis_filter::stream::{Action, Stream};
-use portcullis_shared::matching::{matched_url, normalise_host, normalise_path};
+use portcullis_shared::matching::request_url;
 use portcullis_shared::snapshot::{CompiledSnapshot, Snapshot};
 
-use crate::HostOutcome as _;
 use crate::filter_host::{FuzzHost, config};
 
 /// The rule set every request is judged by (also a seed of the `snapshot` target).
@@ -151,6 +150,11 @@ fn scenario(u: &mut Unstructured<'_>) -> Result<()> {
         }
     }
     *host.request_headers.borrow_mut() = headers.clone();
+    *host.source_address.borrow_mut() = match u.int_in_range(0..=3)? {
+        0 => None,
+        1 => Some(u.arbitrary::<String>()?),
+        _ => Some(u.choose(&["10.0.0.7:5120", "[2001:db8::7]:443", "127.0.0.1:1"])?.to_string()),
+    };
     for _ in 0..u.int_in_range(0..=3)? {
         let answer = if u.ratio(1, 8)? { Err("host cannot verify".to_owned()) } else { Ok(u.arbitrary()?) };
         host.verify_answers.borrow_mut().push_back(answer);
@@ -210,8 +214,7 @@ fn forwarded(
     sent: &[(String, String)],
     vouched: usize,
 ) {
-    let judged = normalise_host(scheme, authority).host().unwrap_or_else(|| panic!("forwarded for {authority:?}"));
-    let url = matched_url(scheme, &judged, &normalise_path(path).unwrap_or_default());
+    let url = request_url(scheme, authority, path).unwrap_or_else(|e| panic!("forwarded {authority:?} {path:?}: {e}"));
     let rule = snapshot.rules.select(method, &url).map(|(r, _)| r.id.clone());
     let rule = rule.unwrap_or_else(|| panic!("forwarded {method} {url} without a rule"));
     if PROTECTED.contains(&rule.as_str()) {

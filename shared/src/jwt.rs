@@ -2,12 +2,34 @@
 //! may have signed it, and turn JWKs into what a verifier needs (SubjectPublicKeyInfo DER, and
 //! DER signatures for ECDSA) — Envoy's `verify_signature` foreign function (BoringSSL) in the
 //! filter, RustCrypto in the control plane. Checking the signature is the caller's job (see
-//! [`crate::pipeline::Step::Verify`]); checking the claims happens here.
+//! [`crate::pipeline::Step::Verify`]); checking the claims happens in the pipeline.
+//!
+//! The parser is strict because an attacker writes the input: one base64url spelling per
+//! token (no padding, no whitespace), JSON objects with no duplicate member at any depth (so no
+//! other parser can read a different `alg`, `kid` or `sub`), a bounded size, and no `crit`
+//! extension, since it understands none (RFC 7515 §4.1.11). It never takes a key from the
+//! token itself (`jwk`, `jku`, `x5u`, `x5c` are ignored).
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use sha2::Digest as _;
+
+/// The largest token the parser reads. Real access tokens are a few KB (Azure AD's with group
+/// claims reach ~10 KB); anything near Envoy's 60 KiB header limit is an attack.
+pub const MAX_TOKEN_BYTES: usize = 32 * 1024;
+
+/// [`TokenError::Malformed`] for a token longer than [`MAX_TOKEN_BYTES`].
+pub const TOO_LARGE: &str = "size";
+
+/// [`TokenError::Malformed`] for a token with a `crit` header: it lists extensions the
+/// recipient must understand, and this one understands none.
+pub const CRITICAL: &str = "header.crit";
+
+/// The event member that makes a Security Event Token an OIDC back-channel logout token.
+pub const BACKCHANNEL_LOGOUT_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
 
 /// Signature algorithms the filter can have verified natively.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -56,6 +78,8 @@ pub struct VerifyingKey {
     pub alg: Option<Algorithm>,
     /// SubjectPublicKeyInfo, DER.
     pub spki_der: Vec<u8>,
+    /// SHA-256 of `spki_der`: how a cache of verified tokens names the key that verified one.
+    pub spki_sha256: [u8; 32],
 }
 
 /// Reads the signing keys of a JWKS document (`{"keys": [...]}`). Keys that are not for
@@ -77,7 +101,8 @@ pub fn signing_keys(jwks: &Value) -> Vec<VerifyingKey> {
                 Some(a) => Some(Algorithm::parse(a)?),
                 None => None,
             };
-            Some(VerifyingKey { kid: text("kid").map(str::to_owned), kty, alg, spki_der })
+            let spki_sha256 = sha2::Sha256::digest(&spki_der).into();
+            Some(VerifyingKey { kid: text("kid").map(str::to_owned), kty, alg, spki_der, spki_sha256 })
         })
         .collect()
 }
@@ -87,6 +112,8 @@ pub fn signing_keys(jwks: &Value) -> Vec<VerifyingKey> {
 pub struct UntrustedToken<'t> {
     pub alg: Algorithm,
     pub kid: Option<String>,
+    /// The `typ` header, as written.
+    pub typ: Option<String>,
     pub claims: Map<String, Value>,
     /// `header.payload`, the bytes the signature covers.
     pub signing_input: &'t [u8],
@@ -110,39 +137,152 @@ impl<'t> UntrustedToken<'t> {
         else {
             return Err(TokenError::NotAJwt);
         };
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(TokenError::Malformed(TOO_LARGE));
+        }
         let decode = |part: &str, what| URL_SAFE_NO_PAD.decode(part).map_err(|_| TokenError::Malformed(what));
-        let header: Value =
-            serde_json::from_slice(&decode(header, "header")?).map_err(|_| TokenError::Malformed("header"))?;
+        let header = strict_object(&decode(header, "header")?).ok_or(TokenError::Malformed("header"))?;
+        if header.contains_key("crit") {
+            return Err(TokenError::Malformed(CRITICAL));
+        }
         let alg_name = header.get("alg").and_then(Value::as_str).ok_or(TokenError::Malformed("header.alg"))?;
         let alg = Algorithm::parse(alg_name)
             .filter(|a| allowed.contains(a))
             .ok_or_else(|| TokenError::AlgorithmNotAllowed(alg_name.to_owned()))?;
-        let claims = match serde_json::from_slice(&decode(payload, "payload")?) {
-            Ok(Value::Object(map)) => map,
-            _ => return Err(TokenError::Malformed("payload")),
+        // A `kid` or `typ` that is not a string is not "absent": refuse rather than guess.
+        let text = |name: &str, what| match header.get(name) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(TokenError::Malformed(what)),
         };
+        let kid = text("kid", "header.kid")?;
+        let typ = text("typ", "header.typ")?;
+        let claims = strict_object(&decode(payload, "payload")?).ok_or(TokenError::Malformed("payload"))?;
         let raw_signature = decode(signature, "signature")?;
         let signature = match alg {
             Algorithm::ES256 => ecdsa_der(&raw_signature).ok_or(TokenError::Malformed("signature"))?,
             _ => raw_signature,
         };
         let signing_input = &token.as_bytes()[..header_len_plus_payload(token)];
-        let kid = header.get("kid").and_then(Value::as_str).map(str::to_owned);
-        Ok(Self { alg, kid, claims, signing_input, signature })
+        Ok(Self { alg, kid, typ, claims, signing_input, signature })
     }
 
     /// The keys that may have signed this token: the one named by `kid`, or — without a
     /// `kid` — every key of the right type (Oathkeeper refuses such tokens; RFC 7515 does not).
-    pub fn candidate_keys<'k>(&self, keys: &'k [VerifyingKey]) -> Vec<&'k VerifyingKey> {
+    /// `keys` may be shared (`Arc<VerifyingKey>`).
+    pub fn candidate_keys<'k, K: std::borrow::Borrow<VerifyingKey>>(&self, keys: &'k [K]) -> Vec<&'k K> {
         keys.iter()
-            .filter(|k| k.kty == self.alg.key_type() && k.alg.is_none_or(|a| a == self.alg))
-            .filter(|k| self.kid.is_none() || k.kid == self.kid)
+            .filter(|k| {
+                let k = (*k).borrow();
+                k.kty == self.alg.key_type()
+                    && k.alg.is_none_or(|a| a == self.alg)
+                    && (self.kid.is_none() || k.kid == self.kid)
+            })
             .collect()
     }
 }
 
 fn header_len_plus_payload(token: &str) -> usize {
     token.rfind('.').unwrap_or(token.len())
+}
+
+/// What a token is, for rules that accept some kinds only (explicit typing, RFC 8725 §3.11):
+/// its `typ` lower-cased without `application/`, except that
+/// - a token carrying an `events` claim is a Security Event Token (`secevent+jwt`), and an OIDC
+///   back-channel logout token (`logout+jwt`) when the event is the logout one, whatever its
+///   `typ` says;
+/// - an untyped or `JWT`-typed token carrying a member only ID tokens have (`nonce`, `at_hash`,
+///   `c_hash`: OIDC Core §2, §3.1.3.6, §3.3.2.11) is an `id_token`;
+/// - any other untyped token is a `jwt`.
+pub fn token_kind(typ: Option<&str>, claims: &Map<String, Value>) -> String {
+    let typ = typ.map(str::to_ascii_lowercase);
+    let typ = typ.as_deref().map(|t| t.strip_prefix("application/").unwrap_or(t));
+    if let Some(Value::Object(events)) = claims.get("events") {
+        return if typ == Some("logout+jwt") || events.contains_key(BACKCHANNEL_LOGOUT_EVENT) {
+            "logout+jwt".into()
+        } else {
+            "secevent+jwt".into()
+        };
+    }
+    match typ {
+        None | Some("jwt") if ["nonce", "at_hash", "c_hash"].iter().any(|m| claims.contains_key(*m)) => {
+            "id_token".into()
+        }
+        None => "jwt".into(),
+        Some(t) => t.to_owned(),
+    }
+}
+
+/// Parses a JSON object, refusing a member name repeated in any object at any depth: readers
+/// disagree on which of two `sub`s counts (first or last), so a token with two means whatever
+/// its author wants. serde_json's recursion limit bounds nesting.
+fn strict_object(bytes: &[u8]) -> Option<Map<String, Value>> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value = deserializer.deserialize_any(StrictVisitor).ok()?;
+    deserializer.end().ok()?;
+    match value {
+        Value::Object(map) => Some(map),
+        _ => None,
+    }
+}
+
+/// A `serde_json::Value` builder that fails on duplicate object members.
+struct StrictVisitor;
+
+/// A value read by [`StrictVisitor`] (nested arrays and objects are read the same way).
+struct StrictValue(Value);
+
+impl<'de> Deserialize<'de> for StrictValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(StrictVisitor).map(StrictValue)
+    }
+}
+
+impl<'de> Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("JSON without duplicate object members")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(StrictValue(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Value, A::Error> {
+        let mut map = Map::new();
+        while let Some(name) = access.next_key::<String>()? {
+            if map.contains_key(&name) {
+                return Err(de::Error::custom(format_args!("duplicate member {name:?}")));
+            }
+            let StrictValue(value) = access.next_value()?;
+            map.insert(name, value);
+        }
+        Ok(Value::Object(map))
+    }
 }
 
 /// Finishes a compact JWS from its signing input and an ES256 signature as signers produce it

@@ -180,6 +180,7 @@ pub struct RuleSet {
     cors: Option<CorsPolicy>,
     revoked: Arc<Revoked>,
     signing_kid: Option<String>,
+    needs_client_address: bool,
 }
 
 impl RuleSet {
@@ -235,6 +236,7 @@ impl RuleSet {
             .collect();
         guarded_headers.sort();
         guarded_headers.dedup();
+        let needs_client_address = rules.iter().any(|r| r.authorizer.needs_client_address());
         // A stable sort keeps file order among equals.
         rules.sort_by(|a, b| b.priority.cmp(&a.priority).then(b.info.specificity.cmp(&a.info.specificity)));
         let index = RuleIndex::build(rules.iter().map(|r| &r.info));
@@ -245,6 +247,7 @@ impl RuleSet {
             cors: env.cors.clone(),
             revoked: Arc::clone(&env.revoked),
             signing_kid: env.signing_kid.clone(),
+            needs_client_address,
         })
     }
 
@@ -280,6 +283,12 @@ impl RuleSet {
     /// The `kid` `id_token` mutators sign with.
     pub fn signing_kid(&self) -> Option<&str> {
         self.signing_kid.as_deref()
+    }
+
+    /// Whether a rule sends the client's address somewhere (Keto's `remoteIpAddress`): only
+    /// then does the filter spend a host call on it.
+    pub fn needs_client_address(&self) -> bool {
+        self.needs_client_address
     }
 
     /// Revoked token digests, shared with every evaluation.

@@ -11,7 +11,9 @@
 //!
 //! Chromium comes from `CHROME_BIN` (default `/usr/bin/chromium`, else `chromium` on `PATH`),
 //! chromedriver from `CHROMEDRIVER` (default `chromedriver` on `PATH`). When either is missing
-//! a test is skipped with a message, except under `CI`, where that is a failure.
+//! a browser test fails with the command that installs them: it never passes without having
+//! run. A machine that cannot have them leaves those tests out by name (`browser_*`) with
+//! `PORTCULLIS_TEST_SKIP_BROWSER=1 ./just test`, which reports them as SKIPPED.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -64,23 +66,27 @@ pub fn installed() -> Result<Installed, String> {
             if driver.is_none() {
                 missing.push("chromedriver (set CHROMEDRIVER, or install the Debian package `chromium-driver`)");
             }
-            Err(format!("{} not found", missing.join(" and ")))
+            Err(format!(
+                "{} not found: install them with `apt-get install -y chromium chromium-driver` (`./just test` \
+                 does, as root), or leave the browser tests out with `PORTCULLIS_TEST_SKIP_BROWSER=1 ./just test`, \
+                 which reports them as SKIPPED",
+                missing.join(" and ")
+            ))
         }
     }
 }
 
-/// Whether a browser test can run: `true` when Chromium and chromedriver are installed; `false`
-/// (after saying why) when they are not and `CI` is unset; a panic when they are not under `CI`.
+/// Checks that a browser test can run: `true` when Chromium and chromedriver are installed, a
+/// panic naming the install command when they are not. Never `false`: a browser test that
+/// returned early would be counted as passed.
 pub fn available(test: &str) -> bool {
     match installed() {
         Ok(_) => true,
-        Err(e) if std::env::var_os("CI").is_some() => {
-            panic!("CI is set but the browser tests cannot run: {e} (.ci/run installs them)")
-        }
-        Err(e) => {
-            eprintln!("skipping {test}: {e}");
-            false
-        }
+        Err(e) if std::env::var_os("PORTCULLIS_TEST_SKIP_BROWSER").is_some() => panic!(
+            "{test} needs a browser but ran with PORTCULLIS_TEST_SKIP_BROWSER set: name it `browser_*` so that \
+             `./just test` leaves it out ({e})"
+        ),
+        Err(e) => panic!("{test} cannot run: {e}"),
     }
 }
 
@@ -118,9 +124,17 @@ impl Browser {
     /// Starts chromedriver and a headless Chromium for `test` (the screenshot directory's
     /// name, emptied first). Panics when they cannot start.
     pub async fn launch(test: &str) -> Browser {
-        match Self::try_launch(test).await {
-            Ok(b) => b,
-            Err(e) => panic!("the browser did not start: {e}"),
+        // chromedriver's port, found free, can be taken before it binds it: try fresh ones.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match Self::try_launch(test).await {
+                Ok(b) => return b,
+                Err(e) if attempt < 3 && crate::port_taken(&e) => {
+                    eprintln!("chromedriver's port was taken, retrying on another: {e}");
+                }
+                Err(e) => panic!("the browser did not start: {e}"),
+            }
         }
     }
 
@@ -132,10 +146,11 @@ impl Browser {
         let profile = tempfile::Builder::new().prefix("portcullis-chromium-").tempdir().map_err(|e| e.to_string())?;
 
         let port = free_port()?;
-        let log = std::fs::File::create(shots.join("chromedriver.log")).map_err(|e| e.to_string())?;
+        let log_path = shots.join("chromedriver.log");
+        let log = std::fs::File::create(&log_path).map_err(|e| e.to_string())?;
         let err = log.try_clone().map_err(|e| e.to_string())?;
         // Its own process group, so that the browser it starts can be stopped with it.
-        let driver = Command::new(&chromedriver)
+        let mut driver = Command::new(&chromedriver)
             .arg(format!("--port={port}"))
             .stdin(Stdio::null())
             .stdout(log)
@@ -154,6 +169,10 @@ impl Browser {
             };
             if ready {
                 break;
+            }
+            if let Ok(Some(status)) = driver.try_wait() {
+                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                return Err(format!("chromedriver exited ({status}) before answering on {webdriver}:\n{log}"));
             }
             if Instant::now() > deadline {
                 return Err(format!(
@@ -283,6 +302,31 @@ impl Browser {
     /// Waits until the page shows `text`.
     pub async fn wait_for_text(&self, text: &str) {
         self.wait_until(&format!("the page to show {text:?}"), |_, page| page.contains(text)).await;
+    }
+
+    /// Marks the current document, so that [`Browser::wait_for_new_page`] can tell the page a
+    /// form submission loads from the one it was sent from (both may show the same text).
+    pub async fn mark_page(&self) {
+        if let Err(e) = self.client.execute("window.__portcullisOldPage = true; return true;", vec![]).await {
+            self.fail(&format!("marking the page: {e}")).await;
+        }
+    }
+
+    /// Waits until the document marked by [`Browser::mark_page`] has been replaced.
+    pub async fn wait_for_new_page(&self) {
+        self.wait_for_js("a new page to load", "document.readyState === 'complete' && !window.__portcullisOldPage")
+            .await;
+    }
+
+    /// Waits until the page shows the message with Kratos's stable id `id` (the
+    /// `data-message-id` the built-in pages render) and returns its text. Tests assert the id,
+    /// which does not change with the wording.
+    pub async fn wait_for_message(&self, id: u32) -> String {
+        let element = self.element(&format!("[data-message-id=\"{id}\"]")).await;
+        match element.text().await {
+            Ok(text) => text,
+            Err(e) => self.fail(&format!("reading message {id}: {e}")).await,
+        }
     }
 
     /// Waits until the address starts with `prefix`.

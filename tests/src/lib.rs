@@ -78,6 +78,17 @@ pub fn fresh_client() -> Result<reqwest::Client, String> {
         .map_err(|e| e.to_string())
 }
 
+/// A [`fresh_client`] for start-up probes: a port taken by something that never answers must
+/// not hold a probe for 30 s, so that a process that died meanwhile is noticed at once.
+fn probe_client() -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(2))
+        .build()
+        .map_err(|e| e.to_string())
+}
+
 /// The token Envoy's filter presents to the control plane in the testbed.
 pub const FILTER_TOKEN: &str = "testbed-filter-token";
 
@@ -111,10 +122,11 @@ pub struct Testbed {
     pub ports: Ports,
     pub dir: PathBuf,
     _temp: Option<tempfile::TempDir>,
-    control_plane: Option<Child>,
-    _envoy: Child,
-    _upstream: JoinHandle<()>,
-    _mocks: JoinHandle<()>,
+    /// Behind a lock so that any wait can notice a child that died (`try_wait` needs `&mut`).
+    control_plane: Mutex<Option<Child>>,
+    envoy: Mutex<Child>,
+    upstream: JoinHandle<()>,
+    mock_server: JoinHandle<()>,
     /// What the mock services received, to assert on call-outs (and on caching).
     pub mocks: MockLog,
     pub http: reqwest::Client,
@@ -132,12 +144,133 @@ pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
 }
 
-fn artifact(env: &str, default: &str) -> Result<PathBuf, String> {
-    let path = std::env::var_os(env).map(PathBuf::from).unwrap_or_else(|| workspace_root().join(default));
-    if path.exists() {
-        Ok(path)
-    } else {
-        Err(format!("{} not found (set {env}, or build it with `just build`)", path.display()))
+/// A build output the end-to-end tests run, and the crate directories it is built from.
+struct Artifact {
+    /// Overrides the path; an override is taken as it is (its sources are unknown here).
+    env: &'static str,
+    /// Relative to the workspace root.
+    default: &'static str,
+    /// Crate directories whose `src/` and `migrations/` go into the artifact.
+    crates: &'static [&'static str],
+}
+
+const PORTCULLIS: Artifact =
+    Artifact { env: "PORTCULLIS_BIN", default: "target/debug/portcullis", crates: &["shared", "control-plane"] };
+const FILTER_WASM: Artifact = Artifact {
+    env: "PORTCULLIS_WASM",
+    default: "target/wasm32-wasip1/wasm-release/portcullis_filter.wasm",
+    crates: &["shared", "filter"],
+};
+const ENVOY: Artifact = Artifact { env: "ENVOY_BIN", default: ".venv/bin/envoy", crates: &[] };
+
+/// The `portcullis` binary, refused when missing or older than its sources.
+pub fn built_portcullis() -> Result<PathBuf, String> {
+    artifact(&PORTCULLIS)
+}
+
+/// The filter's `.wasm`, refused when missing or older than its sources.
+pub fn built_wasm() -> Result<PathBuf, String> {
+    artifact(&FILTER_WASM)
+}
+
+fn artifact(artifact: &Artifact) -> Result<PathBuf, String> {
+    let Artifact { env, default, crates } = artifact;
+    if let Some(path) = std::env::var_os(env) {
+        let path = PathBuf::from(path);
+        return if path.exists() { Ok(path) } else { Err(format!("{} not found (from {env})", path.display())) };
+    }
+    let root = workspace_root();
+    let path = root.join(default);
+    if !path.exists() {
+        return Err(format!("{} not found: run `./just build` (or set {env})", path.display()));
+    }
+    fresh(&path, &root, crates)?;
+    Ok(path)
+}
+
+/// Refuses `built` when one of its sources changed after it was written: the tests would
+/// otherwise pass or fail on code that is no longer there. The sources are the ones cargo
+/// rebuilds for, from the dep-info file cargo writes next to the artifact (`portcullis.d`): a
+/// file only test builds read (`mod tests;`), a manifest or a lockfile edit that cargo does not
+/// rebuild for must not refuse what `./just build` calls fresh. Without a dep-info file, every
+/// file under the crates' `src/` and `migrations/` counts.
+fn fresh(built: &Path, root: &Path, crates: &[&str]) -> Result<(), String> {
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified());
+    let built_at = modified(built).map_err(|e| format!("{}: {e}", built.display()))?;
+    let sources = dep_info(built).unwrap_or_else(|| crate_sources(root, crates));
+    let newest = sources.into_iter().filter_map(|p| Some((modified(&p).ok()?, p))).max();
+    match newest {
+        Some((at, source)) if at > built_at => Err(format!(
+            "{} is stale: {} changed after it was built ({} later); run `./just build`",
+            built.strip_prefix(root).unwrap_or(built).display(),
+            source.strip_prefix(root).unwrap_or(&source).display(),
+            humanise(at.duration_since(built_at).unwrap_or_default()),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The sources listed in `<artifact>.d` (Makefile syntax: `target: dep dep`, spaces in paths
+/// escaped). Paths are absolute; a file written by a build in another checkout whose `target/`
+/// was copied here names that checkout's files, which are mapped onto this one.
+fn dep_info(built: &Path) -> Option<Vec<PathBuf>> {
+    let text = std::fs::read_to_string(built.with_extension("d")).ok()?;
+    let line = text.lines().next()?;
+    let mut paths = Vec::new();
+    let mut current = String::new();
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if chars.peek() == Some(&' ') => current.push(chars.next()?),
+            ' ' => paths.push(std::mem::take(&mut current)),
+            _ => current.push(c),
+        }
+    }
+    paths.push(current);
+    let mut paths = paths.into_iter().filter(|p| !p.is_empty());
+    let target = PathBuf::from(paths.next()?.strip_suffix(':')?);
+    let sources: Vec<PathBuf> = paths.map(PathBuf::from).collect();
+    // The part the recorded target and this artifact have in common ends both roots.
+    let (theirs, ours) = (target.components().rev(), built.components().rev());
+    let common = theirs.zip(ours).take_while(|(a, b)| a == b).count();
+    let strip = |p: &Path| -> PathBuf { p.components().take(p.components().count().saturating_sub(common)).collect() };
+    let (their_root, our_root) = (strip(&target), strip(built));
+    Some(
+        sources
+            .into_iter()
+            .map(|p| match p.strip_prefix(&their_root) {
+                Ok(rest) if their_root != our_root => our_root.join(rest),
+                _ => p,
+            })
+            .collect(),
+    )
+}
+
+/// Every file under the crates' `src/` and `migrations/`, and their `build.rs`.
+fn crate_sources(root: &Path, crates: &[&str]) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut pending: Vec<PathBuf> = crates
+        .iter()
+        .flat_map(|name| ["src", "migrations", "build.rs"].map(|part| root.join(name).join(part)))
+        .collect();
+    while let Some(path) = pending.pop() {
+        if path.is_dir() {
+            if let Ok(entries) = std::fs::read_dir(&path) {
+                pending.extend(entries.filter_map(Result::ok).map(|e| e.path()));
+            }
+        } else if path.is_file() {
+            files.push(path);
+        }
+    }
+    files
+}
+
+fn humanise(d: Duration) -> String {
+    match d.as_secs() {
+        0 => format!("{} ms", d.as_millis()),
+        s if s < 120 => format!("{s} s"),
+        s if s < 7200 => format!("{} min", s / 60),
+        s => format!("{} h", s / 3600),
     }
 }
 
@@ -160,9 +293,9 @@ impl Testbed {
     }
 
     pub async fn start_with(options: Options, extras: Extras) -> Result<Testbed, String> {
-        let portcullis = artifact("PORTCULLIS_BIN", "target/debug/portcullis")?;
-        let envoy = artifact("ENVOY_BIN", ".venv/bin/envoy")?;
-        let wasm = artifact("PORTCULLIS_WASM", "target/wasm32-wasip1/wasm-release/portcullis_filter.wasm")?;
+        let portcullis = built_portcullis()?;
+        let envoy = artifact(&ENVOY)?;
+        let wasm = built_wasm()?;
         let ports = options.ports;
         let (temp, dir) = match options.dir {
             Some(dir) => (None, dir),
@@ -188,30 +321,45 @@ impl Testbed {
         write(&dir.join("rules.json"), &render(&read("demo-rules.template.json")?, &ports, &wasm, &headers))?;
         write(&dir.join("envoy.yaml"), &render(&read("envoy.template.yaml")?, &ports, &wasm, &headers))?;
 
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().map_err(|e| e.to_string())?;
         let upstream = start_echo_upstream(ports.upstream).await?;
         let mocks = MockLog::default();
-        let mock_server = start_mock_services(ports.mock, mocks.clone()).await?;
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().map_err(|e| e.to_string())?;
+        let mock_server = match start_mock_services(ports.mock, mocks.clone()).await {
+            Ok(server) => server,
+            Err(e) => {
+                upstream.abort();
+                return Err(e);
+            }
+        };
+        let envoy = spawn(
+            Command::new(&envoy).args([
+                "-c",
+                "envoy.yaml",
+                "--concurrency",
+                "2",
+                "--disable-hot-restart",
+                "-l",
+                "info",
+            ]),
+            &dir,
+            "envoy.log",
+        );
+        let envoy = match envoy {
+            Ok(child) => child,
+            Err(e) => {
+                upstream.abort();
+                mock_server.abort();
+                return Err(e);
+            }
+        };
         let mut testbed = Testbed {
             ports,
             dir: dir.clone(),
             _temp: temp,
-            control_plane: None,
-            _envoy: spawn(
-                Command::new(&envoy).args([
-                    "-c",
-                    "envoy.yaml",
-                    "--concurrency",
-                    "2",
-                    "--disable-hot-restart",
-                    "-l",
-                    "info",
-                ]),
-                &dir,
-                "envoy.log",
-            )?,
-            _upstream: upstream,
-            _mocks: mock_server,
+            control_plane: Mutex::new(None),
+            envoy: Mutex::new(envoy),
+            upstream,
+            mock_server,
             mocks,
             http,
             dev: options.dev,
@@ -231,22 +379,24 @@ impl Testbed {
             command.arg("--dev");
         }
         let child = spawn(&mut command, &self.dir, "portcullis.log")?;
-        self.control_plane = Some(child);
+        *lock(&self.control_plane) = Some(child);
         let ready = self.public("/health/ready");
+        let client = probe_client()?;
         self.wait_until("the control plane to be ready", "portcullis.log", || async {
-            self.http.get(&ready).send().await.is_ok_and(|r| r.status().is_success())
+            client.get(&ready).send().await.is_ok_and(|r| r.status().is_success())
         })
         .await
     }
 
     /// Restarts the control plane (same config, same database).
     pub async fn start_control_plane(&mut self) -> Result<(), String> {
-        let portcullis = artifact("PORTCULLIS_BIN", "target/debug/portcullis")?;
+        let portcullis = built_portcullis()?;
         self.start_control_plane_with(&portcullis).await
     }
 
     pub async fn stop_control_plane(&mut self) {
-        if let Some(mut child) = self.control_plane.take() {
+        let child = lock(&self.control_plane).take();
+        if let Some(mut child) = child {
             let _ = child.kill().await;
         }
     }
@@ -255,7 +405,7 @@ impl Testbed {
     /// every worker.
     async fn wait_for_rules(&self) -> Result<(), String> {
         let url = self.gateway("/public/ready-check");
-        let client = fresh_client()?;
+        let client = probe_client()?;
         self.wait_settled("Envoy's filter to load the rules", "envoy.log", || async {
             client.get(&url).send().await.is_ok_and(|r| r.status().as_u16() == 200)
         })
@@ -273,6 +423,9 @@ impl Testbed {
         let deadline = Instant::now() + Duration::from_secs(30);
         let mut holding: Option<(Instant, u32)> = None;
         while Instant::now() < deadline {
+            if let Some(dead) = self.dead() {
+                return Err(format!("{dead} while waiting for {what}"));
+            }
             if check().await {
                 let (since, probes) = holding.get_or_insert((Instant::now(), 0));
                 *probes += 1;
@@ -295,6 +448,9 @@ impl Testbed {
     {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
+            if let Some(dead) = self.dead() {
+                return Err(format!("{dead} while waiting for {what}"));
+            }
             if check().await {
                 return Ok(());
             }
@@ -303,13 +459,27 @@ impl Testbed {
         Err(self.timed_out(what, log))
     }
 
+    /// Which child process has exited, with the end of its log: Envoy or the control plane
+    /// dying (a port taken, a bad config) is reported at once, not after a 30 s wait.
+    fn dead(&self) -> Option<String> {
+        let exited = |child: &mut Child| child.try_wait().ok().flatten();
+        if let Some(status) = exited(&mut lock(&self.envoy)) {
+            return Some(format!("Envoy exited ({status}); {}", self.log_tail("envoy.log")));
+        }
+        if let Some(status) = lock(&self.control_plane).as_mut().and_then(exited) {
+            return Some(format!("the control plane exited ({status}); {}", self.log_tail("portcullis.log")));
+        }
+        None
+    }
+
     fn timed_out(&self, what: &str, log: &str) -> String {
+        format!("timed out waiting for {what}; {}", self.log_tail(log))
+    }
+
+    fn log_tail(&self, log: &str) -> String {
         let text = std::fs::read_to_string(self.dir.join(log)).unwrap_or_default();
         let tail: Vec<&str> = text.lines().rev().take(30).collect();
-        format!(
-            "timed out waiting for {what}; last lines of {log}:\n{}",
-            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-        )
+        format!("last lines of {log}:\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"))
     }
 
     pub fn gateway(&self, path: &str) -> String {
@@ -351,6 +521,19 @@ impl Testbed {
     pub fn introspection_headers(&self) -> Value {
         introspection_headers(self.introspection_key.as_deref())
     }
+}
+
+impl Drop for Testbed {
+    /// The children go with their handles (`kill_on_drop`); the in-process servers are tasks,
+    /// which would keep their ports until the test's runtime ends.
+    fn drop(&mut self) {
+        self.upstream.abort();
+        self.mock_server.abort();
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn introspection_headers(key: Option<&str>) -> Value {
@@ -594,19 +777,52 @@ async fn mock_service(request: Request, log: &MockLog) -> Response {
 }
 
 /// Starts a testbed on free ports for one test; panics with the reason (and log tail) when it
-/// cannot. A port found free can be taken by a neighbouring test before it is bound again, so
-/// "address in use" earns a retry on fresh ports.
+/// cannot. See [`start_on_free_ports`].
 pub async fn testbed() -> Testbed {
+    testbed_with(|_| Extras::default()).await
+}
+
+/// [`testbed`] with [`Extras`] that may depend on the ports (a return URL on the gateway).
+pub async fn testbed_with(extras: impl Fn(&Ports) -> Extras) -> Testbed {
+    start_on_free_ports(false, extras).await.unwrap_or_else(|e| panic!("testbed did not start: {e}"))
+}
+
+/// How many sets of ports a testbed tries before giving up.
+pub const START_ATTEMPTS: u32 = 4;
+
+/// Starts a testbed on free ports. A port [`Ports::free`] found free is released before Envoy,
+/// the control plane or the in-process servers bind it, so a neighbouring test (or any
+/// outgoing connection) can take it first: "address in use" from any of them earns a fresh
+/// set of ports. Every start path of the tests goes through here.
+pub async fn start_on_free_ports(dev: bool, extras: impl Fn(&Ports) -> Extras) -> Result<Testbed, String> {
+    start_retrying(START_ATTEMPTS, |_| Ports::free(), dev, extras).await
+}
+
+/// [`start_on_free_ports`] with the ports of each attempt (from 1) given by `ports`.
+pub async fn start_retrying(
+    attempts: u32,
+    mut ports: impl FnMut(u32) -> Result<Ports, String>,
+    dev: bool,
+    extras: impl Fn(&Ports) -> Extras,
+) -> Result<Testbed, String> {
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let ports = Ports::free().unwrap_or_else(|e| panic!("{e}"));
-        match Testbed::start(Options { ports, dir: None, dev: false }).await {
-            Ok(t) => return t,
-            Err(e) if attempt < 3 && e.contains("Address already in use") => continue,
-            Err(e) => panic!("testbed did not start: {e}"),
+        let ports = ports(attempt)?;
+        match Testbed::start_with(Options { ports, dir: None, dev }, extras(&ports)).await {
+            Ok(t) => return Ok(t),
+            Err(e) if attempt < attempts && port_taken(&e) => {
+                eprintln!("testbed attempt {attempt}: a port was taken, retrying on fresh ports: {e}");
+            }
+            Err(e) => return Err(e),
         }
     }
+}
+
+/// Whether a start failed because a port it was to listen on is taken (Envoy: "cannot bind
+/// ...: Address already in use"; the control plane and the in-process servers: the OS error).
+pub fn port_taken(error: &str) -> bool {
+    error.contains("Address already in use") || error.contains("address already in use")
 }
 
 /// What a client sees of one answer.
@@ -658,9 +874,21 @@ pub async fn put_rules(t: &Testbed, rules: Value) {
     assert_eq!(status, 200, "rules refused: {}", response.text().await.unwrap_or_default());
 }
 
-/// Verifies an ES256 id_token against the control plane's `/.well-known/jwks.json` (the key
-/// named by the token's `kid`) and returns its claims; panics when it does not verify.
+/// Verifies an ES256 token from the OAuth2 server (ID token, JWT access token) against the
+/// control plane's `/.well-known/jwks.json` (the key named by the token's `kid`) and returns its
+/// claims; panics when it does not verify.
 pub async fn verified_claims(t: &Testbed, token: &str) -> Value {
+    verified_claims_at(t, "/.well-known/jwks.json", token).await
+}
+
+/// Verifies an ES256 token an `id_token` mutator added against the gateway's JWKS
+/// (`/.well-known/gateway-jwks.json`) and returns its claims; panics when it does not verify.
+pub async fn verified_gateway_claims(t: &Testbed, token: &str) -> Value {
+    verified_claims_at(t, "/.well-known/gateway-jwks.json", token).await
+}
+
+/// Verifies an ES256 token against the JWKS at `jwks_path` on the public listener.
+pub async fn verified_claims_at(t: &Testbed, jwks_path: &str, token: &str) -> Value {
     use base64::Engine;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use p256::ecdsa::signature::Verifier;
@@ -673,22 +901,47 @@ pub async fn verified_claims(t: &Testbed, token: &str) -> Value {
     let (input, signature) = token.rsplit_once('.').unwrap_or_else(|| panic!("{token:?} is not a JWT"));
     let (header, payload) = input.split_once('.').unwrap_or_else(|| panic!("{token:?} is not a JWT"));
     let header = json(header);
-    let jwks: Value = match t.http.get(t.public("/.well-known/jwks.json")).send().await {
-        Ok(r) => r.json().await.unwrap_or_else(|e| panic!("the JWKS is not JSON: {e}")),
-        Err(e) => panic!("GET /.well-known/jwks.json: {e}"),
+    let jwks: Value = match t.http.get(t.public(jwks_path)).send().await {
+        Ok(r) => r.json().await.unwrap_or_else(|e| panic!("the JWKS at {jwks_path} is not JSON: {e}")),
+        Err(e) => panic!("GET {jwks_path}: {e}"),
     };
     let key = jwks["keys"]
         .as_array()
         .and_then(|keys| keys.iter().find(|k| k["kid"] == header["kid"]))
-        .unwrap_or_else(|| panic!("the token's kid {} is not in the JWKS {jwks}", header["kid"]));
+        .unwrap_or_else(|| panic!("the token's kid {} is not in the JWKS at {jwks_path}: {jwks}", header["kid"]));
     let coordinate = |name: &str| decode(key[name].as_str().unwrap_or_else(|| panic!("JWK without {name}: {key}")));
     let mut point = vec![4u8];
     point.extend(coordinate("x"));
     point.extend(coordinate("y"));
     let verifying = VerifyingKey::from_sec1_bytes(&point).unwrap_or_else(|e| panic!("bad JWK {key}: {e}"));
     let signature = Signature::from_slice(&decode(signature)).unwrap_or_else(|e| panic!("bad signature: {e}"));
-    assert!(verifying.verify(input.as_bytes(), &signature).is_ok(), "the token verifies with the published JWKS");
+    assert!(verifying.verify(input.as_bytes(), &signature).is_ok(), "the token verifies with {jwks_path}");
     json(payload)
+}
+
+/// Whether `token` (compact ES256) verifies with any key of the JWKS at `jwks_path` on the
+/// public listener, whatever its `kid` says: what a lenient relying party would accept.
+pub async fn verifies_at(t: &Testbed, jwks_path: &str, token: &str) -> bool {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use p256::ecdsa::signature::Verifier;
+    use p256::ecdsa::{Signature, VerifyingKey};
+
+    let jwks: Value = match t.http.get(t.public(jwks_path)).send().await {
+        Ok(r) => r.json().await.unwrap_or_else(|e| panic!("the JWKS at {jwks_path} is not JSON: {e}")),
+        Err(e) => panic!("GET {jwks_path}: {e}"),
+    };
+    let Some((input, signature)) = token.rsplit_once('.') else { return false };
+    let Some(signature) = URL_SAFE_NO_PAD.decode(signature).ok().and_then(|s| Signature::from_slice(&s).ok()) else {
+        return false;
+    };
+    let keys = jwks["keys"].as_array().cloned().unwrap_or_default();
+    keys.iter().any(|key| {
+        let coordinate = |name: &str| key[name].as_str().and_then(|c| URL_SAFE_NO_PAD.decode(c).ok());
+        let (Some(x), Some(y)) = (coordinate("x"), coordinate("y")) else { return false };
+        let point = [vec![4u8], x, y].concat();
+        VerifyingKey::from_sec1_bytes(&point).is_ok_and(|k| k.verify(input.as_bytes(), &signature).is_ok())
+    })
 }
 
 /// Creates a client_credentials client (client_secret_basic) through the admin API, checking
@@ -722,4 +975,89 @@ pub async fn issue_token(t: &Testbed, id: &str, secret: &str, scope: &str) -> St
     assert_eq!(body["token_type"], "bearer");
     assert_eq!(body["scope"], scope);
     body["access_token"].as_str().unwrap().to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs::{File, create_dir_all, write};
+    use std::time::{Duration, SystemTime};
+
+    use super::fresh;
+
+    fn set_age(path: &std::path::Path, age_secs: u64) {
+        let at = SystemTime::now() - Duration::from_secs(age_secs);
+        File::options().write(true).open(path).and_then(|f| f.set_modified(at)).unwrap();
+    }
+
+    fn tree(r: &std::path::Path, files: &[(&str, u64)]) {
+        for (file, age) in files {
+            let path = r.join(file);
+            create_dir_all(path.parent().unwrap()).unwrap();
+            write(&path, "x").unwrap();
+            set_age(&path, *age);
+        }
+    }
+
+    #[test]
+    fn without_dep_info_every_crate_source_counts() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        tree(
+            r,
+            &[
+                ("filter/src/lib.rs", 300),
+                ("filter/src/deep/mod.rs", 200),
+                ("control-plane/migrations/1.sql", 100),
+                ("filter/Cargo.toml", 10),
+                ("built.wasm", 150),
+            ],
+        );
+        let built = r.join("built.wasm");
+        // Sources older than the build; a manifest edit cargo need not rebuild for is ignored.
+        assert_eq!(fresh(&built, r, &["filter"]), Ok(()));
+        // A migration changed after the build: refused, naming the file and the command.
+        let error = fresh(&built, r, &["filter", "control-plane"]).unwrap_err();
+        assert!(error.contains("control-plane/migrations/1.sql changed after it was built"), "{error}");
+        assert!(error.contains("run `./just build`"), "{error}");
+        set_age(&r.join("filter/src/deep/mod.rs"), 1);
+        let error = fresh(&built, r, &["filter"]).unwrap_err();
+        assert!(error.contains("filter/src/deep/mod.rs"), "{error}");
+    }
+
+    #[test]
+    fn cargo_dep_info_decides_what_counts_even_from_another_checkout() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        tree(
+            r,
+            &[
+                ("shared/src/lib.rs", 300),
+                ("filter/src/my file.rs", 300),
+                ("filter/src/tests.rs", 5),
+                ("target/wasm-release/portcullis_filter.wasm", 100),
+            ],
+        );
+        let built = r.join("target/wasm-release/portcullis_filter.wasm");
+        // Written by a build in /elsewhere/main, whose target/ was copied here: its paths are
+        // mapped onto this checkout. `tests.rs` is only read by test builds: not listed.
+        write(
+            built.with_extension("d"),
+            "/elsewhere/main/target/wasm-release/portcullis_filter.wasm: /elsewhere/main/shared/src/lib.rs \
+             /elsewhere/main/filter/src/my\\ file.rs\n\n",
+        )
+        .unwrap();
+        assert_eq!(fresh(&built, r, &["shared", "filter"]), Ok(()), "a test-only file changed: still fresh");
+        set_age(&r.join("filter/src/my file.rs"), 1);
+        let error = fresh(&built, r, &["shared", "filter"]).unwrap_err();
+        assert!(error.contains("filter/src/my file.rs changed after it was built"), "{error}");
+    }
+
+    #[test]
+    fn only_address_in_use_errors_earn_a_retry() {
+        assert!(super::port_taken(
+            "Envoy exited (exit status: 1); [critical] cannot bind '127.0.0.1:4001': Address already in use"
+        ));
+        assert!(super::port_taken("cannot listen on 127.0.0.1:4 (serve.admin): Address already in use (os error 98)"));
+        assert!(!super::port_taken("timed out waiting for the control plane to be ready"));
+    }
 }

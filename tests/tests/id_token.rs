@@ -1,12 +1,13 @@
 //! The id_token mutator through a real Envoy: the filter signs with Envoy's `sign` foreign
-//! function (BoringSSL) using the key the control plane pushed, and the token verifies against
-//! the control plane's `/.well-known/jwks.json`.
+//! function (BoringSSL) using the gateway key the control plane pushed, and the token verifies
+//! against the gateway's `/.well-known/gateway-jwks.json`, never against the OAuth2 server's
+//! `/.well-known/jwks.json` (issue 13 #3: a gateway token must not pass for an ID token).
 
-use portcullis_e2e::{put_rules, send, testbed, verified_claims};
+use portcullis_e2e::{put_rules, send, testbed, verified_gateway_claims, verifies_at};
 use serde_json::json;
 
 #[tokio::test]
-async fn envoy_signs_id_tokens_that_verify_with_the_published_jwks() {
+async fn envoy_signs_id_tokens_that_verify_with_the_gateway_jwks_only() {
     let t = testbed().await;
     put_rules(
         &t,
@@ -41,9 +42,14 @@ async fn envoy_signs_id_tokens_that_verify_with_the_published_jwks() {
     let bearer = reply.upstream("authorization")[0].as_str().unwrap().to_owned();
     let token = bearer.strip_prefix("Bearer ").expect("the upstream gets a Bearer id_token");
 
-    let claims = verified_claims(&t, token).await;
+    let claims = verified_gateway_claims(&t, token).await;
     assert_eq!(claims["sub"], "guest-7");
     assert_eq!(claims["iss"], t.public("/"));
     assert_eq!(claims["aud"], json!(["orders"]));
     assert_eq!(claims["tenant"], "acme");
+
+    assert!(
+        !verifies_at(&t, "/.well-known/jwks.json", token).await,
+        "a token the gateway minted verifies with the OAuth2 server's JWKS"
+    );
 }

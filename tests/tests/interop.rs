@@ -3,7 +3,7 @@
 //! the JWKS, userinfo, refresh and revocation against the real `portcullis` binary. This test only
 //! starts the testbed and runs the script; it must not skip when Python or authlib is missing.
 
-use portcullis_e2e::{Extras, Options, Ports, Testbed, workspace_root};
+use portcullis_e2e::{Extras, testbed_with, workspace_root};
 use serde_json::json;
 
 // The script's one line per step is this test's report: shown with --no-capture and on failure.
@@ -26,12 +26,11 @@ async fn authlib_completes_every_grant_against_portcullis() {
 
     // Hydra's behaviour outside the rotation grace period (a replayed refresh token is refused and
     // revokes the family) is what the script checks; the grace period would hide it.
-    let extras = Extras {
+    let t = testbed_with(|_| Extras {
         config: json!({"oauth2": {"grant": {"refresh_token": {"rotation_grace_period": "0s"}}}}),
         ..Extras::default()
-    };
-    let options = Options { ports: Ports::free().unwrap_or_else(|e| panic!("{e}")), dir: None, dev: false };
-    let t = Testbed::start_with(options, extras).await.unwrap_or_else(|e| panic!("testbed did not start: {e}"));
+    })
+    .await;
 
     let mut command = tokio::process::Command::new(&python);
     command.arg(&script).arg(t.public("")).arg(t.admin(""));

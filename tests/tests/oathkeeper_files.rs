@@ -2,7 +2,7 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use portcullis_e2e::{Reply, Testbed, put_rules, send, testbed, verified_claims};
+use portcullis_e2e::{Reply, Testbed, put_rules, send, testbed, verified_gateway_claims};
 use serde_json::{Value, json};
 
 /// Replaces the API rules and waits until every Envoy worker judges `probe` (a GET without
@@ -142,11 +142,11 @@ async fn a_kratos_style_rule_file_works_unchanged() {
     put_rules_and_wait(&t, rules, "/app/probe").await;
 
     // A Kratos session: the id_token carries the identity, signed by Envoy, verifiable with the
-    // control plane's JWKS.
+    // control plane's gateway JWKS.
     let valid = send("GET", &t.gateway("/app/dashboard"), &[("cookie", "ory_kratos_session=valid")]).await;
     assert_eq!(valid.status, 200, "a Kratos session passes: {}", valid.text);
     assert_eq!(valid.upstream("x-user"), json!(["user-1"]));
-    let claims = verified_claims(&t, &upstream_bearer(&valid)).await;
+    let claims = verified_gateway_claims(&t, &upstream_bearer(&valid)).await;
     assert_eq!(claims["sub"], "user-1", "{claims}");
     assert_eq!(claims["email"], "a@example.com", "{claims}");
     assert_eq!(claims["session"], "s1", "{claims}");
@@ -167,7 +167,7 @@ async fn a_kratos_style_rule_file_works_unchanged() {
     let anonymous = send("GET", &t.gateway("/app/dashboard"), &[]).await;
     assert_eq!(anonymous.status, 200, "no session: anonymous: {}", anonymous.text);
     assert_eq!(anonymous.upstream("x-user"), json!(["anonymous"]));
-    let claims = verified_claims(&t, &upstream_bearer(&anonymous)).await;
+    let claims = verified_gateway_claims(&t, &upstream_bearer(&anonymous)).await;
     assert_eq!(claims["sub"], "anonymous", "{claims}");
     assert_eq!(claims["email"], "", "{claims}");
     assert_eq!(claims["session"], "", "{claims}");
@@ -184,7 +184,7 @@ async fn a_kratos_style_rule_file_works_unchanged() {
     let bad = send("GET", &t.gateway("/app/dashboard"), &[("cookie", "ory_kratos_session=expired")]).await;
     assert_eq!(bad.status, 200, "a refused session falls back to anonymous: {}", bad.text);
     assert_eq!(bad.upstream("x-user"), json!(["anonymous"]));
-    let claims = verified_claims(&t, &upstream_bearer(&bad)).await;
+    let claims = verified_gateway_claims(&t, &upstream_bearer(&bad)).await;
     assert_eq!(claims["sub"], "anonymous", "{claims}");
     assert_eq!(claims["email"], "", "{claims}");
     assert!(t.mocks.count("/sessions/whoami") > asked, "Kratos was asked about the refused session");

@@ -9,7 +9,10 @@
 //! `<resource>:read|write`; `write` includes `read`. A route needs `<resource>:read` for GET and
 //! HEAD and `<resource>:write` otherwise, by path prefix ([`requirement`]); introspection and
 //! `rules/explain` change nothing and need only `read`; `/admin/version` needs any valid key;
-//! a path not listed needs `admin`, so a new route is closed until it is mapped.
+//! a path not listed needs `admin`, so a new route is closed until it is mapped. `tokens` is
+//! token housekeeping (introspection, deleting a client's tokens); the login/consent contract
+//! (`/admin/oauth2/auth/requests/...`, `/admin/oauth2/auth/sessions/...`) is `login-consent`,
+//! because accepting a login request decides who the user is: impersonation, not housekeeping.
 //! Not guarded by a key: `/admin/health/*` (probes), `/admin/snapshot` (filters present a
 //! token from `filters.tokens` instead, see [`crate::rules::snapshot`]), and `/decisions*` and
 //! `/admin/decisions*`: those judge the request's own `Authorization` header as the gateway
@@ -59,10 +62,11 @@ pub enum Resource {
     Keys,
     Courier,
     Tokens,
+    LoginConsent,
     ApiKeys,
 }
 
-const RESOURCES: [(&str, Resource); 8] = [
+const RESOURCES: [(&str, Resource); 9] = [
     ("clients", Resource::Clients),
     ("identities", Resource::Identities),
     ("sessions", Resource::Sessions),
@@ -70,20 +74,31 @@ const RESOURCES: [(&str, Resource); 8] = [
     ("keys", Resource::Keys),
     ("courier", Resource::Courier),
     ("tokens", Resource::Tokens),
+    ("login-consent", Resource::LoginConsent),
     ("api-keys", Resource::ApiKeys),
 ];
 
 /// The admin routes by path prefix (after the v1 rewrite) and the resource they belong to.
-const ROUTES: [(&str, Resource); 8] = [
+/// `/admin/oauth2/...` is mapped path by path: a route added there later needs `admin` until
+/// someone decides which scope it belongs to.
+const ROUTES: [(&str, Resource); 11] = [
     ("/admin/clients", Resource::Clients),
     ("/admin/identities", Resource::Identities),
     ("/admin/sessions", Resource::Sessions),
     ("/admin/rules", Resource::Rules),
     ("/admin/keys", Resource::Keys),
     ("/admin/courier", Resource::Courier),
-    ("/admin/oauth2", Resource::Tokens),
+    ("/admin/oauth2/introspect", Resource::Tokens),
+    ("/admin/oauth2/tokens", Resource::Tokens),
+    ("/admin/oauth2/auth/requests", Resource::LoginConsent),
+    ("/admin/oauth2/auth/sessions", Resource::LoginConsent),
     ("/admin/api-keys", Resource::ApiKeys),
 ];
+
+/// The resource names scopes are made of, in the order they are documented.
+pub fn resource_names() -> impl Iterator<Item = &'static str> {
+    RESOURCES.iter().map(|(name, _)| *name)
+}
 
 impl Resource {
     fn name(self) -> &'static str {
@@ -443,7 +458,7 @@ mod tests {
 
     #[test]
     fn scopes_parse_print_and_unknown_ones_are_named() {
-        for text in ["admin", "clients:read", "api-keys:write", "courier:read", "tokens:write"] {
+        for text in ["admin", "clients:read", "api-keys:write", "courier:read", "tokens:write", "login-consent:read"] {
             assert_eq!(scope(text).to_string(), text);
         }
         for bad in ["clients", "clients:delete", "client:read", "ADMIN", ""] {
@@ -483,6 +498,10 @@ mod tests {
         assert_eq!(r(Method::GET, "/admin/courier/messages"), s("courier:read"));
         assert_eq!(r(Method::POST, "/admin/oauth2/introspect"), s("tokens:read"));
         assert_eq!(r(Method::DELETE, "/admin/oauth2/tokens"), s("tokens:write"));
+        assert_eq!(r(Method::PUT, "/admin/oauth2/auth/requests/login/accept"), s("login-consent:write"));
+        assert_eq!(r(Method::GET, "/admin/oauth2/auth/requests/consent"), s("login-consent:read"));
+        assert_eq!(r(Method::DELETE, "/admin/oauth2/auth/sessions/login"), s("login-consent:write"));
+        assert_eq!(r(Method::GET, "/admin/oauth2/auth/sessions/consent"), s("login-consent:read"));
         assert_eq!(r(Method::GET, "/admin/api-keys"), s("api-keys:read"));
         assert_eq!(r(Method::DELETE, "/admin/api-keys/x"), s("api-keys:write"));
         assert_eq!(r(Method::GET, "/admin/recovery/link"), s("identities:write"));
@@ -494,7 +513,17 @@ mod tests {
             assert_eq!(r(Method::GET, exempt), Requirement::Exempt, "{exempt}");
         }
         // A prefix counts only on a segment boundary, and anything unknown is closed.
-        for unmapped in ["/admin/clientsx", "/admin/snapshot/", "/admin/versions", "/admin", "/admin/whatever", "/"] {
+        for unmapped in [
+            "/admin/clientsx",
+            "/admin/snapshot/",
+            "/admin/versions",
+            "/admin",
+            "/admin/whatever",
+            "/",
+            "/admin/oauth2",
+            "/admin/oauth2/new-route",
+            "/admin/oauth2/auth",
+        ] {
             assert_eq!(r(Method::GET, unmapped), Requirement::Scope(Scope::Admin), "{unmapped}");
         }
     }
@@ -611,6 +640,61 @@ mod tests {
         assert_eq!(created.status, StatusCode::CREATED, "{}", created.json());
         let listed = call(&h, Method::GET, "/admin/clients", &[("authorization", &bearer(&writer))], None).await;
         assert_eq!(listed.status, StatusCode::OK, "write includes read");
+    }
+
+    /// Issue 13 #8 (a): accepting a login request names the user the client gets tokens for
+    /// (impersonation), so a key for token housekeeping must not reach it.
+    #[tokio::test]
+    async fn a_tokens_key_cannot_accept_login_or_consent_requests() {
+        let h = Harness::secured().await;
+        let (tokens, _) = store_key(&h, &["tokens:write"]).await;
+        let auth = bearer(&tokens);
+        let auth = [("authorization", auth.as_str())];
+        for (method, path) in [
+            (Method::PUT, "/admin/oauth2/auth/requests/login/accept?login_challenge=c"),
+            (Method::PUT, "/oauth2/auth/requests/login/accept?login_challenge=c"),
+            (Method::PUT, "/admin/oauth2/auth/requests/consent/accept?consent_challenge=c"),
+            (Method::PUT, "/admin/oauth2/auth/requests/login/reject?login_challenge=c"),
+            (Method::PUT, "/admin/oauth2/auth/requests/consent/reject?consent_challenge=c"),
+            (Method::PUT, "/admin/oauth2/auth/requests/logout/accept?logout_challenge=c"),
+            (Method::GET, "/admin/oauth2/auth/requests/login?login_challenge=c"),
+            (Method::GET, "/admin/oauth2/auth/sessions/consent?subject=victim"),
+            (Method::DELETE, "/admin/oauth2/auth/sessions/consent?subject=victim"),
+            (Method::DELETE, "/admin/oauth2/auth/sessions/login?subject=victim"),
+        ] {
+            let body = if path.contains("consent/accept") {
+                json!({"grant_scope": ["openid"]})
+            } else {
+                json!({"subject": "victim"})
+            };
+            let reply = call(&h, method.clone(), path, &auth, Some(body)).await;
+            assert_eq!(
+                reply.status,
+                StatusCode::FORBIDDEN,
+                "{method} {path}: {}",
+                String::from_utf8_lossy(&reply.bytes)
+            );
+        }
+        // What tokens:* is for still works.
+        let introspected = h.form(true, "/admin/oauth2/introspect", &[("token", "pc_at_nope")], &auth).await;
+        assert_eq!(introspected.status, StatusCode::OK);
+        let deleted = call(&h, Method::DELETE, "/admin/oauth2/tokens?client_id=x", &auth, None).await;
+        assert!(![401, 403].contains(&deleted.status.as_u16()), "{}", deleted.status);
+
+        // The login/consent app's own scope reaches the contract, and read cannot write.
+        let body = json!({"subject": "victim"});
+        let (app, _) = store_key(&h, &["login-consent:write"]).await;
+        let app = bearer(&app);
+        let path = "/admin/oauth2/auth/requests/login/accept?login_challenge=c";
+        let reply = call(&h, Method::PUT, path, &[("authorization", &app)], Some(body.clone())).await;
+        assert_eq!(reply.status, StatusCode::NOT_FOUND, "an unknown challenge, past the guard");
+        let (reader, _) = store_key(&h, &["login-consent:read"]).await;
+        let reader = bearer(&reader);
+        let reply = call(&h, Method::PUT, path, &[("authorization", &reader)], Some(body.clone())).await;
+        assert_eq!(reply.status, StatusCode::FORBIDDEN);
+        let path = "/admin/oauth2/auth/requests/login?login_challenge=c";
+        let reply = call(&h, Method::GET, path, &[("authorization", &reader)], None).await;
+        assert_eq!(reply.status, StatusCode::NOT_FOUND, "read may read");
     }
 
     #[tokio::test]

@@ -2,11 +2,14 @@
 //! rotation primitive), `GET/PUT/DELETE /admin/keys/{set}` and `/admin/keys/{set}/{kid}` read,
 //! import and delete. Unlike Hydra, reads answer public keys only, even on the admin listener:
 //! a private key never leaves the server once stored (imported keys are stored AES-256-GCM
-//! encrypted under `secrets.system`, which changing a key requires). In `portcullis.id-token`
-//! the newest written key signs at once (filters get it with the next snapshot) and the
-//! previous one stays in `/.well-known/jwks.json` for `RETIRED_LISTED_SECONDS`; this module
-//! refuses any change that would leave that set without a key able to sign (ES256 only there,
-//! the algorithm the filter signs with through Envoy).
+//! encrypted under `secrets.system`, which changing a key requires). The two sets this server
+//! signs with ([`MANAGED_SETS`]) rotate the same way and independently: the newest written key
+//! signs at once and the previous one stays in the set's JWKS for `RETIRED_LISTED_SECONDS`.
+//! A change to `portcullis.id-token` (OAuth2) stays in the control plane; a change to
+//! `portcullis.gateway` also reaches the decisions API and, with the next snapshot, the
+//! filters. This module refuses any change that would leave a managed set without a key able
+//! to sign (ES256 only there: the algorithm the filter signs with through Envoy, and the one
+//! discovery advertises for ID tokens).
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -16,7 +19,7 @@ use serde_json::{Value, json};
 
 use crate::app::AppState;
 use crate::error::{ApiError, ApiJson};
-use crate::keys::{ID_TOKEN_SET, KeyMaterial, validate_name};
+use crate::keys::{GATEWAY_SET, KeyMaterial, Keys, MANAGED_SETS, OAUTH2_SET, validate_name};
 use crate::store::KeyRow;
 
 /// `createJsonWebKeySet`'s body.
@@ -47,26 +50,41 @@ fn system_secret(state: &AppState) -> Result<&str, ApiError> {
     })
 }
 
-/// What the id_token set accepts: ES256 signing keys only.
-fn fits_id_token_set(set: &str, key: &KeyMaterial) -> Result<(), ApiError> {
-    if set == ID_TOKEN_SET && (key.alg != "ES256" || key.use_ != "sig") {
+/// The running view of `set` when it is one this server signs with.
+fn managed<'a>(state: &'a AppState, set: &str) -> Option<&'a Keys> {
+    match set {
+        OAUTH2_SET => Some(&state.keys),
+        GATEWAY_SET => Some(&state.gateway_keys),
+        _ => None,
+    }
+}
+
+/// What a managed set signs, for error messages.
+fn purpose(set: &str) -> &'static str {
+    if set == GATEWAY_SET { "the gateway's id_token mutator tokens" } else { "the OAuth2 server's tokens" }
+}
+
+/// What a managed set accepts: ES256 signing keys only.
+fn fits_managed_set(set: &str, key: &KeyMaterial) -> Result<(), ApiError> {
+    if MANAGED_SETS.contains(&set) && (key.alg != "ES256" || key.use_ != "sig") {
         return Err(ApiError::invalid_request(format!(
-            "alg: the set {ID_TOKEN_SET} signs id_tokens in the gateway, which takes ES256 signing keys only \
-             (got {} with use {:?})",
-            key.alg, key.use_
+            "alg: the set {set} signs {}, and takes ES256 signing keys only (got {} with use {:?})",
+            purpose(set),
+            key.alg,
+            key.use_
         )));
     }
     Ok(())
 }
 
-/// After a change to the id_token set: load it again and hand a new signer to the decisions
-/// API and to the filters' snapshot.
-pub async fn apply_id_token_set(state: &AppState) -> Result<(), ApiError> {
-    let changed = state.keys.reload(&state.config.secrets, &state.store).await.map_err(|e| ApiError::internal(&e))?;
-    if changed {
-        let signer = state.keys.signer();
-        state.rules.set_signing_key(Some(signer.snapshot_key().clone())).await;
-        state.decider.set_signer(Some(signer));
+/// After a change to `set`: when it is a managed set, load it again. A new gateway signer goes
+/// to the decisions API and the filters' snapshot; an OAuth2 signer goes nowhere else.
+pub async fn apply_set(state: &AppState, set: &str) -> Result<(), ApiError> {
+    let Some(keys) = managed(state, set) else { return Ok(()) };
+    let changed = keys.reload(&state.config.secrets, &state.store).await.map_err(|e| ApiError::internal(&e))?;
+    if changed && set == GATEWAY_SET {
+        state.rules.set_signing_key(keys.snapshot_key()).await;
+        state.decider.set_signer(Some(keys.signer()));
     }
     Ok(())
 }
@@ -77,10 +95,10 @@ fn public_keys(rows: &[KeyRow]) -> Result<Vec<Value>, ApiError> {
         .collect()
 }
 
-/// The public keys of a set; the id_token set answers as `/.well-known/jwks.json` does.
+/// The public keys of a set; a managed set answers as its published JWKS does.
 async fn set_keys(state: &AppState, set: &str) -> Result<Vec<Value>, ApiError> {
-    if set == ID_TOKEN_SET {
-        let jwks = state.keys.jwks(state.clock.now());
+    if let Some(keys) = managed(state, set) {
+        let jwks = keys.jwks(state.clock.now());
         return Ok(jwks["keys"].as_array().cloned().unwrap_or_default());
     }
     public_keys(&state.store.signing_keys(set).await?)
@@ -106,7 +124,7 @@ pub async fn key(
     found.map(|k| Json(json!({"keys": [k]}))).ok_or_else(ApiError::not_found)
 }
 
-/// `POST /admin/keys/{set}`: a new key, kept beside the set's others; in the id_token set it
+/// `POST /admin/keys/{set}`: a new key, kept beside the set's others; in a managed set it
 /// becomes the signer. 201 with the new public key as a set of one.
 pub async fn create(
     State(state): State<AppState>,
@@ -117,20 +135,18 @@ pub async fn create(
     let alg = body.alg.ok_or_else(|| ApiError::invalid_request("alg: is required (ES256 or RS256)"))?;
     let key = KeyMaterial::generate(&alg, body.use_.as_deref().unwrap_or("sig"), body.kid.as_deref())
         .map_err(ApiError::invalid_request)?;
-    fits_id_token_set(&set, &key)?;
+    fits_managed_set(&set, &key)?;
     let now = state.clock.now();
     let row = key.row(&set, system_secret(&state)?, now).map_err(|e| ApiError::internal(&e))?;
     if !state.store.rotate_in_signing_key(&row, now).await? {
         return Err(ApiError::conflict(format!("kid: {:?} exists already", key.kid)));
     }
-    if set == ID_TOKEN_SET {
-        apply_id_token_set(&state).await?;
-    }
+    apply_set(&state, &set).await?;
     Ok((StatusCode::CREATED, Json(json!({ "keys": [key.public_jwk()] }))))
 }
 
 /// `PUT /admin/keys/{set}/{kid}`: imports a private JWK as that key (replacing it if present).
-/// In the id_token set the imported key signs from now on. Answers the public JWK.
+/// In a managed set the imported key signs from now on. Answers the public JWK.
 pub async fn put_key(
     State(state): State<AppState>,
     Path((set, kid)): Path<(String, String)>,
@@ -147,20 +163,18 @@ pub async fn put_key(
         }
     }
     let key = KeyMaterial::from_jwk(&jwk).map_err(ApiError::invalid_request)?;
-    fits_id_token_set(&set, &key)?;
+    fits_managed_set(&set, &key)?;
     let now = state.clock.now();
     let row = key.row(&set, system_secret(&state)?, now).map_err(|e| ApiError::internal(&e))?;
     if !state.store.put_signing_key(&row, now).await? {
         return Err(ApiError::conflict(format!("kid: {kid:?} belongs to another key set")));
     }
-    if set == ID_TOKEN_SET {
-        apply_id_token_set(&state).await?;
-    }
+    apply_set(&state, &set).await?;
     Ok(Json(key.public_jwk()))
 }
 
-/// `PUT /admin/keys/{set}`: the set becomes exactly these private JWKs. In the id_token set
-/// the first key signs and the others are listed as just retired.
+/// `PUT /admin/keys/{set}`: the set becomes exactly these private JWKs. In a managed set the
+/// first key signs and the others are listed as just retired.
 pub async fn put_set(
     State(state): State<AppState>,
     Path(set): Path<String>,
@@ -173,7 +187,7 @@ pub async fn put_set(
     let mut materials = Vec::with_capacity(body.keys.len());
     for (i, jwk) in body.keys.iter().enumerate() {
         let key = KeyMaterial::from_jwk(jwk).map_err(|e| ApiError::invalid_request(format!("keys[{i}].{e}")))?;
-        fits_id_token_set(&set, &key).map_err(|e| ApiError::invalid_request(format!("keys[{i}].{}", e.description)))?;
+        fits_managed_set(&set, &key).map_err(|e| ApiError::invalid_request(format!("keys[{i}].{}", e.description)))?;
         if materials.iter().any(|m: &KeyMaterial| m.kid == key.kid) {
             return Err(ApiError::invalid_request(format!("keys[{i}].kid: {:?} appears twice", key.kid)));
         }
@@ -184,7 +198,7 @@ pub async fn put_set(
     let mut rows = Vec::with_capacity(materials.len());
     for (i, key) in materials.iter().enumerate() {
         let mut row = key.row(&set, secret, now).map_err(|e| ApiError::internal(&e))?;
-        if set == ID_TOKEN_SET && i > 0 {
+        if MANAGED_SETS.contains(&set.as_str()) && i > 0 {
             row.retired_at = Some(now);
         }
         rows.push(row);
@@ -192,18 +206,17 @@ pub async fn put_set(
     if !state.store.replace_signing_key_set(&set, &rows).await? {
         return Err(ApiError::conflict("keys: one of the kids belongs to another key set"));
     }
-    if set == ID_TOKEN_SET {
-        apply_id_token_set(&state).await?;
-    }
+    apply_set(&state, &set).await?;
     Ok(Json(json!({ "keys": materials.iter().map(KeyMaterial::public_jwk).collect::<Vec<_>>() })))
 }
 
-/// `DELETE /admin/keys/{set}`: 204. The id_token set cannot be deleted (nothing could sign).
+/// `DELETE /admin/keys/{set}`: 204. A managed set cannot be deleted (nothing could sign).
 pub async fn delete_set(State(state): State<AppState>, Path(set): Path<String>) -> Result<StatusCode, ApiError> {
     check_set(&set)?;
-    if set == ID_TOKEN_SET {
+    if MANAGED_SETS.contains(&set.as_str()) {
         return Err(ApiError::conflict(format!(
-            "the set {ID_TOKEN_SET} signs id_tokens and cannot be deleted; rotate it with POST /admin/keys/{ID_TOKEN_SET}"
+            "the set {set} signs {} and cannot be deleted; rotate it with POST /admin/keys/{set}",
+            purpose(&set)
         )));
     }
     system_secret(&state)?;
@@ -213,7 +226,7 @@ pub async fn delete_set(State(state): State<AppState>, Path(set): Path<String>) 
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `DELETE /admin/keys/{set}/{kid}`: 204. In the id_token set the last key cannot be deleted;
+/// `DELETE /admin/keys/{set}/{kid}`: 204. In a managed set the last key cannot be deleted;
 /// deleting the signing key hands signing to the newest remaining key.
 pub async fn delete_key(
     State(state): State<AppState>,
@@ -221,20 +234,18 @@ pub async fn delete_key(
 ) -> Result<StatusCode, ApiError> {
     check_set(&set)?;
     system_secret(&state)?;
-    if set == ID_TOKEN_SET {
+    if MANAGED_SETS.contains(&set.as_str()) {
         let rows = state.store.signing_keys(&set).await?;
         if rows.len() == 1 && rows[0].kid == kid {
             return Err(ApiError::conflict(format!(
-                "kid: {kid:?} is the only key of {ID_TOKEN_SET}; generate another key first (POST /admin/keys/{ID_TOKEN_SET})"
+                "kid: {kid:?} is the only key of {set}; generate another key first (POST /admin/keys/{set})"
             )));
         }
     }
     if !state.store.delete_signing_key(&set, &kid).await? {
         return Err(ApiError::not_found());
     }
-    if set == ID_TOKEN_SET {
-        apply_id_token_set(&state).await?;
-    }
+    apply_set(&state, &set).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -248,6 +259,7 @@ mod tests {
     use crate::testing::Harness;
 
     const SET: &str = "/admin/keys/portcullis.id-token";
+    const GATEWAY: &str = "/admin/keys/portcullis.gateway";
 
     fn config() -> Config {
         Config { secrets: Secrets { system: vec!["a-system-secret-of-32-characters".into()] }, ..Config::default() }
@@ -272,16 +284,20 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_id_token_set_is_public_keys_only() {
+    async fn the_managed_sets_are_public_keys_only() {
         let h = Harness::new().await;
         let kid = h.state.keys.signer().kid().to_owned();
+        let shipped = h.state.gateway_keys.snapshot_key().unwrap().pkcs8;
         for path in ["/admin/keys/portcullis.id-token", "/keys/portcullis.id-token"] {
             let r = h.admin_json(Method::GET, path, None).await;
             assert_eq!(r.status, StatusCode::OK, "{path}");
             assert_eq!(r.json()["keys"][0]["kid"], kid.as_str());
             assert!(r.json()["keys"][0].get("d").is_none());
-            assert!(!String::from_utf8_lossy(&r.bytes).contains(&h.state.keys.signer().snapshot_key().pkcs8));
         }
+        let r = h.admin_json(Method::GET, GATEWAY, None).await;
+        assert_eq!(r.json()["keys"][0]["kid"], h.state.gateway_keys.signer().kid());
+        assert!(r.json()["keys"][0].get("d").is_none());
+        assert!(!String::from_utf8_lossy(&r.bytes).contains(&shipped));
         let one = h.admin_json(Method::GET, &format!("/admin/keys/portcullis.id-token/{kid}"), None).await;
         assert_eq!(one.json()["keys"].as_array().unwrap().len(), 1);
         for path in ["/admin/keys/hydra.openid.id-token", "/admin/keys/portcullis.id-token/nope"] {
@@ -289,38 +305,103 @@ mod tests {
         }
     }
 
+    /// Both managed sets rotate with one POST: the new key signs at once, without a restart,
+    /// and the old one stays in the set's JWKS for a day.
     #[tokio::test]
-    async fn generating_into_the_id_token_set_rotates_the_signer_everywhere() {
+    async fn generating_into_a_managed_set_rotates_its_signer() {
         for (backend, h) in Harness::all_with_config(config()).await {
-            let old = h.state.keys.signer();
-            let r = h.admin_json(Method::POST, SET, Some(json!({"alg": "ES256", "use": "sig", "kid": "k2"}))).await;
+            for (set, jwks_path) in [(SET, "/.well-known/jwks.json"), (GATEWAY, "/.well-known/gateway-jwks.json")] {
+                let keys = if set == SET { &h.state.keys } else { &h.state.gateway_keys };
+                let published = async || {
+                    let r = Harness::send(
+                        h.public(),
+                        axum::http::Request::get(jwks_path).body(axum::body::Body::empty()).unwrap(),
+                    )
+                    .await;
+                    r.json()
+                };
+                let old = keys.signer();
+                let filters_before = snapshot_kid(&h);
+                let new_kid = format!("{}-2", keys.set());
+                let r =
+                    h.admin_json(Method::POST, set, Some(json!({"alg": "ES256", "use": "sig", "kid": new_kid}))).await;
+                assert_eq!(r.status, StatusCode::CREATED, "{backend}: {}", String::from_utf8_lossy(&r.bytes));
+                let created = &r.json()["keys"][0];
+                assert_eq!((created["kid"].as_str(), created["alg"].as_str()), (Some(&*new_kid), Some("ES256")));
+                assert!(created.get("d").is_none(), "{backend}: no private part");
+
+                assert_eq!(keys.signer().kid(), new_kid, "{backend} {set}");
+                let token = keys.signer().sign("e30.e30").unwrap();
+                let jwks = published().await;
+                assert_eq!(kids(&jwks), [new_kid.as_str(), old.kid()], "{backend}: the old key is still published");
+                let jwk = jwks["keys"].as_array().unwrap().iter().find(|k| k["kid"] == new_kid.as_str()).unwrap();
+                let (input, sig) = token.rsplit_once('.').unwrap();
+                let sig = p256::ecdsa::Signature::from_slice(&crate::crypto::b64url_decode(sig).unwrap()).unwrap();
+                use p256::ecdsa::signature::Verifier as _;
+                crate::keys::tests::verifying_key(jwk).verify(input.as_bytes(), &sig).unwrap();
+                let expected_in_filters = if set == GATEWAY { new_kid.clone() } else { filters_before };
+                assert_eq!(snapshot_kid(&h), expected_in_filters, "{backend} {set}");
+
+                // The taken kid is a conflict.
+                let r = h.admin_json(Method::POST, set, Some(json!({"alg": "ES256", "kid": new_kid}))).await;
+                assert_eq!(r.status, StatusCode::CONFLICT, "{backend}");
+
+                // A day later the retired key is gone from the JWKS (and the admin read of the set).
+                h.clock.advance(RETIRED_LISTED_SECONDS - 1);
+                assert_eq!(kids(&published().await).len(), 2, "{backend}");
+                h.clock.advance(1);
+                assert_eq!(kids(&published().await), [new_kid.as_str()], "{backend}");
+                let r = h.admin_json(Method::GET, &format!("{set}/{}", old.kid()), None).await;
+                assert_eq!(r.status, StatusCode::NOT_FOUND, "{backend}");
+            }
+            assert_eq!(snapshot_kid(&h), "portcullis.gateway-2", "{backend}: filters have the gateway's new key");
+        }
+    }
+
+    async fn gateway_jwks(h: &Harness) -> Value {
+        let r = Harness::send(
+            h.public(),
+            axum::http::Request::get("/.well-known/gateway-jwks.json").body(axum::body::Body::empty()).unwrap(),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::OK, "/.well-known/gateway-jwks.json");
+        r.json()
+    }
+
+    /// Issue 13 #3 (c): the OAuth2 set and the gateway set rotate independently; neither
+    /// rotation reaches the other's signer, JWKS or the filters' snapshot.
+    #[tokio::test]
+    async fn rotating_one_set_never_touches_the_other() {
+        for (backend, h) in Harness::all_with_config(config()).await {
+            let oauth2_before = kids(&public_jwks(&h).await);
+            let snapshot_before = h.state.rules.current();
+            let filters_before = snapshot_kid(&h);
+
+            let r = h.admin_json(Method::POST, SET, Some(json!({"alg": "ES256", "kid": "oauth2-2"}))).await;
             assert_eq!(r.status, StatusCode::CREATED, "{backend}: {}", String::from_utf8_lossy(&r.bytes));
-            let created = &r.json()["keys"][0];
-            assert_eq!((created["kid"].as_str(), created["alg"].as_str()), (Some("k2"), Some("ES256")));
-            assert!(created.get("d").is_none(), "{backend}: no private part");
+            assert_eq!(kids(&public_jwks(&h).await), ["oauth2-2", oauth2_before[0].as_str()], "{backend}");
+            assert_eq!(snapshot_kid(&h), filters_before, "{backend}: an OAuth2 key reached the filters");
+            assert_eq!(h.state.rules.current().version, snapshot_before.version, "{backend}: filters see no change");
+            let gateway_before = kids(&gateway_jwks(&h).await);
+            assert_eq!(gateway_before, [filters_before.as_str()], "{backend}: the gateway JWKS lists the filters' key");
+            assert!(
+                !kids(&public_jwks(&h).await).contains(&filters_before),
+                "{backend}: the OAuth2 JWKS lists the gateway key"
+            );
 
-            // The running server signs with the new key, without a restart; filters get it too.
-            assert_eq!(h.state.keys.signer().kid(), "k2", "{backend}");
-            assert_eq!(snapshot_kid(&h), "k2", "{backend}: filters get the new key");
-            let token = h.state.keys.signer().sign("e30.e30").unwrap();
-            let jwks = public_jwks(&h).await;
-            assert_eq!(kids(&jwks), ["k2", old.kid()], "{backend}: the old key is still published");
-            let k2 = jwks["keys"].as_array().unwrap().iter().find(|k| k["kid"] == "k2").unwrap();
-            let (input, sig) = token.rsplit_once('.').unwrap();
-            let sig = p256::ecdsa::Signature::from_slice(&crate::crypto::b64url_decode(sig).unwrap()).unwrap();
-            use p256::ecdsa::signature::Verifier as _;
-            crate::keys::tests::verifying_key(k2).verify(input.as_bytes(), &sig).unwrap();
+            let r = h.admin_json(Method::POST, GATEWAY, Some(json!({"alg": "ES256", "kid": "gateway-2"}))).await;
+            assert_eq!(r.status, StatusCode::CREATED, "{backend}: {}", String::from_utf8_lossy(&r.bytes));
+            assert_eq!(snapshot_kid(&h), "gateway-2", "{backend}: filters get the new gateway key");
+            assert_eq!(kids(&gateway_jwks(&h).await), ["gateway-2", gateway_before[0].as_str()], "{backend}");
+            assert_eq!(kids(&public_jwks(&h).await), ["oauth2-2", oauth2_before[0].as_str()], "{backend}");
 
-            // A day later the retired key is gone from the JWKS (and the admin read of the set).
-            h.clock.advance(RETIRED_LISTED_SECONDS - 1);
-            assert_eq!(kids(&public_jwks(&h).await).len(), 2, "{backend}");
-            h.clock.advance(1);
-            assert_eq!(kids(&public_jwks(&h).await), ["k2"], "{backend}");
-            let r = h.admin_json(Method::GET, &format!("{SET}/{}", old.kid()), None).await;
-            assert_eq!(r.status, StatusCode::NOT_FOUND, "{backend}");
-
-            // The taken kid is a conflict.
-            let r = h.admin_json(Method::POST, SET, Some(json!({"alg": "ES256", "kid": "k2"}))).await;
+            // Deleting the gateway's signer hands signing back within the gateway set only.
+            let r = h.admin_json(Method::DELETE, &format!("{GATEWAY}/gateway-2"), None).await;
+            assert_eq!(r.status, StatusCode::NO_CONTENT, "{backend}");
+            assert_eq!(snapshot_kid(&h), gateway_before[0], "{backend}");
+            assert_eq!(kids(&public_jwks(&h).await), ["oauth2-2", oauth2_before[0].as_str()], "{backend}");
+            // A kid of one set cannot be moved into the other.
+            let r = h.admin_json(Method::POST, GATEWAY, Some(json!({"alg": "ES256", "kid": "oauth2-2"}))).await;
             assert_eq!(r.status, StatusCode::CONFLICT, "{backend}");
         }
     }
@@ -334,6 +415,7 @@ mod tests {
             (SET, json!({}), "alg: is required"),
             (SET, json!({"alg": "RS256"}), "takes ES256 signing keys only"),
             (SET, json!({"alg": "ES256", "use": "enc"}), "takes ES256 signing keys only"),
+            (GATEWAY, json!({"alg": "RS256"}), "takes ES256 signing keys only"),
             ("/admin/keys/other", json!({"alg": "ES256", "use": "wrap"}), "use: \"wrap\""),
             ("/admin/keys/other", json!({"alg": "ES256", "kid": "a b"}), "kid: \"a b\""),
             ("/admin/keys/other", json!({"alg": "ES256", "size": 1}), "unknown field `size`"),
@@ -364,7 +446,8 @@ mod tests {
 
             let set = h.admin_json(Method::GET, path, None).await.json();
             assert_eq!(kids(&set).len(), 2, "{backend}");
-            assert!(!kids(&public_jwks(&h).await).contains(&"rsa1".to_owned()), "only the id_token set is published");
+            assert!(!kids(&public_jwks(&h).await).contains(&"rsa1".to_owned()), "only the OAuth2 set is published");
+            assert!(!kids(&gateway_jwks(&h).await).contains(&"rsa1".to_owned()), "and the gateway set");
             let one = h.admin_json(Method::GET, &format!("{path}/rsa1"), None).await.json();
             assert_eq!(one["keys"][0]["n"], rsa["n"]);
             assert!(h.state.keys.signer().kid() != "rsa1" && h.state.keys.signer().kid() != ec_kid);
@@ -382,22 +465,29 @@ mod tests {
     #[tokio::test]
     async fn the_signing_key_cannot_be_left_without_a_successor() {
         for (backend, h) in Harness::all_with_config(config()).await {
-            let first = h.state.keys.signer().kid().to_owned();
-            let r = h.admin_json(Method::DELETE, &format!("{SET}/{first}"), None).await;
-            assert_eq!(r.status, StatusCode::CONFLICT, "{backend}");
-            assert!(r.json()["error_description"].as_str().unwrap().contains("only key"), "{backend}");
-            assert_eq!(h.admin_json(Method::DELETE, SET, None).await.status, StatusCode::CONFLICT, "{backend}");
-            assert_eq!(h.state.keys.signer().kid(), first, "{backend}");
+            for set in [SET, GATEWAY] {
+                let keys = if set == SET { &h.state.keys } else { &h.state.gateway_keys };
+                let first = keys.signer().kid().to_owned();
+                let r = h.admin_json(Method::DELETE, &format!("{set}/{first}"), None).await;
+                assert_eq!(r.status, StatusCode::CONFLICT, "{backend} {set}");
+                assert!(r.json()["error_description"].as_str().unwrap().contains("only key"), "{backend}");
+                let r = h.admin_json(Method::DELETE, set, None).await;
+                assert_eq!(r.status, StatusCode::CONFLICT, "{backend} {set}");
+                assert!(r.json()["error_description"].as_str().unwrap().contains("cannot be deleted"), "{backend}");
+                assert_eq!(keys.signer().kid(), first, "{backend}");
 
-            // With a second key, deleting the signer hands signing back to the remaining key.
-            let r = h.admin_json(Method::POST, SET, Some(json!({"alg": "ES256", "kid": "next"}))).await;
-            assert_eq!(r.status, StatusCode::CREATED, "{backend}");
-            assert_eq!(h.state.keys.signer().kid(), "next");
-            let r = h.admin_json(Method::DELETE, &format!("{SET}/next"), None).await;
-            assert_eq!(r.status, StatusCode::NO_CONTENT, "{backend}");
-            assert_eq!(h.state.keys.signer().kid(), first, "{backend}");
-            assert_eq!(snapshot_kid(&h), first, "{backend}");
-            assert_eq!(kids(&public_jwks(&h).await), [first], "{backend}");
+                // With a second key, deleting the signer hands signing back to the remaining key.
+                let next = format!("{}-next", keys.set());
+                let r = h.admin_json(Method::POST, set, Some(json!({"alg": "ES256", "kid": next}))).await;
+                assert_eq!(r.status, StatusCode::CREATED, "{backend}");
+                assert_eq!(keys.signer().kid(), next);
+                let r = h.admin_json(Method::DELETE, &format!("{set}/{next}"), None).await;
+                assert_eq!(r.status, StatusCode::NO_CONTENT, "{backend}");
+                assert_eq!(keys.signer().kid(), first, "{backend}");
+                assert_eq!(kids(&h.admin_json(Method::GET, set, None).await.json()), [first], "{backend}");
+            }
+            assert_eq!(snapshot_kid(&h), h.state.gateway_keys.signer().kid(), "{backend}");
+            assert_eq!(kids(&public_jwks(&h).await), [h.state.keys.signer().kid()], "{backend}");
         }
     }
 

@@ -11,6 +11,8 @@ pub mod clients;
 pub mod courier;
 pub mod keys;
 pub mod rules;
+#[cfg(test)]
+mod scope_escalation;
 pub mod tokens;
 pub mod trust;
 

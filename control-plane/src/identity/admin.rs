@@ -169,7 +169,7 @@ fn schema_for(state: &AppState, id: Option<&str>) -> Result<std::sync::Arc<Schem
 
 /// The argon2id (or imported) hash for `credentials.password`, if one was given. Imports skip
 /// the password policy, as Kratos: the user chose the password somewhere else.
-async fn password_hash(credentials: Option<&Map<String, Value>>) -> Result<Option<String>, ApiError> {
+async fn password_hash(state: &AppState, credentials: Option<&Map<String, Value>>) -> Result<Option<String>, ApiError> {
     let Some(credentials) = credentials else {
         return Ok(None);
     };
@@ -206,10 +206,17 @@ async fn password_hash(credentials: Option<&Map<String, Value>>) -> Result<Optio
                         password::MAX_PASSWORD_BYTES
                     )));
                 }
-                let hashed = tokio::task::spawn_blocking(move || password::hash(&pw))
-                    .await
-                    .map_err(|e| ApiError::internal(&e))?
-                    .map_err(|e| ApiError::internal(&e))?;
+                let hashed = match state.hashing.run(move || password::hash(&pw)).await {
+                    Ok(h) => h.map_err(|e| ApiError::internal(&e))?,
+                    Err(crate::crypto::HashError::Busy(_)) => {
+                        return Err(ApiError::new(
+                            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                            "temporarily_unavailable",
+                            "Every password hashing slot is busy; retry in a moment, or import hashed_password.",
+                        ));
+                    }
+                    Err(crate::crypto::HashError::Failed(e)) => return Err(ApiError::internal(&e)),
+                };
                 Some(hashed)
             }
             (None, None) => {
@@ -292,7 +299,7 @@ async fn prepare(
     let schema = schema_for(state, input.schema_id.as_deref())?;
     let traits = input.traits.ok_or_else(|| ApiError::invalid_request("traits: required"))?;
     schema.validate(&traits).map_err(|e| trait_errors(&e))?;
-    let new_hash = password_hash(input.credentials.as_ref()).await?;
+    let new_hash = password_hash(state, input.credentials.as_ref()).await?;
     if new_hash.is_some() && schema.values(&traits, |f| f.password_identifier).is_empty() {
         return Err(ApiError::invalid_request(format!(
             "credentials.password: schema {:?} marks no trait as a password identifier, so nobody could sign in \
@@ -1386,9 +1393,10 @@ mod tests {
             assert_eq!(bad.status, StatusCode::BAD_REQUEST);
             let ok = public(&h, Method::POST, &submit, Some(json!({"method": "code", "code": code})), &[]).await;
             assert_eq!(ok.status, StatusCode::OK, "{}", String::from_utf8_lossy(&ok.bytes));
-            assert_eq!(ok.json()["continue_with"][0]["action"], "show_settings_ui");
-            let cookie = ok.header("set-cookie").to_owned();
-            let token = cookie.split(';').next().and_then(|c| c.split_once('=')).map(|(_, t)| t.to_owned()).unwrap();
+            assert_eq!(ok.json()["continue_with"][0]["action"], "set_ory_session_token");
+            assert_eq!(ok.json()["continue_with"][1]["action"], "show_settings_ui");
+            assert!(ok.headers.get("set-cookie").is_none(), "a native app gets a token, never a cookie");
+            let token = ok.json()["continue_with"][0]["ory_session_token"].as_str().unwrap().to_owned();
             let me = whoami(&h, &token).await;
             assert_eq!(me.status, StatusCode::OK);
             assert_eq!(me.json()["identity"]["id"], id);

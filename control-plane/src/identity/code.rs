@@ -1,7 +1,7 @@
 //! One-time codes: six random digits, e-mailed through the courier, kept only as an
 //! HMAC-SHA256 keyed by the server (so a stolen database does not reveal live codes, and
 //! 10^6 guesses offline are useless without the key), single use, expiring, and with a
-//! bounded number of wrong tries and resends per flow.
+//! bounded number of wrong tries (counted before a guess is compared) and resends per flow.
 
 use std::sync::OnceLock;
 
@@ -123,28 +123,36 @@ pub enum Check {
     Spent,
 }
 
-/// Checks `code` and records the attempt in the flow (the caller saves it, compare-and-swap,
-/// so the same code cannot succeed twice).
-pub fn check(state: &AppState, flow: &mut Flow, code: &str) -> Check {
+/// Checks `code`. The attempt is stored before the code is compared (compare-and-swap on the
+/// flow's version: of the requests racing on one flow, one compares and the others get 409),
+/// so no more than `max_submissions` guesses are ever compared per code, and a code that
+/// matches is stored as used before the caller acts on it.
+pub async fn check(state: &AppState, flow: &mut Flow, code: &str) -> Result<Check, FlowError> {
     let max = state.config.selfservice.methods.code.max_submissions;
     let now = state.clock.now();
     let expected = hash(state, &flow.id, code.trim());
     let Some(c) = flow.code.as_mut() else {
-        return Check::Spent;
+        return Ok(Check::Spent);
     };
     if c.used || c.expires_at <= now || c.attempts >= max {
-        return Check::Spent;
+        return Ok(Check::Spent);
     }
     c.attempts += 1;
-    if crypto::secret_eq(&expected, &c.hash) {
-        c.used = true;
-        return match &c.identity_id {
-            Some(id) => Check::Valid(Some(id.clone())),
-            None if flow.kind == Kind::Registration || flow.kind == Kind::Verification => Check::Valid(None),
-            None => Check::Invalid,
-        };
+    crate::identity::flow::save(state, flow).await?;
+    let Some(c) = flow.code.as_mut() else {
+        return Ok(Check::Spent);
+    };
+    if !crypto::secret_eq(&expected, &c.hash) {
+        return Ok(Check::Invalid);
     }
-    Check::Invalid
+    c.used = true;
+    let found = match &c.identity_id {
+        Some(id) => Check::Valid(Some(id.clone())),
+        None if flow.kind == Kind::Registration || flow.kind == Kind::Verification => Check::Valid(None),
+        None => Check::Invalid,
+    };
+    crate::identity::flow::save(state, flow).await?;
+    Ok(found)
 }
 
 #[cfg(test)]

@@ -56,9 +56,10 @@ pub struct Flows {
     pub lifespan: Duration,
     pub login: LoginFlow,
     pub registration: RegistrationFlow,
-    /// Settings changes to password and passkeys need a sign-in at most this old.
-    #[serde(with = "humantime_serde")]
-    pub privileged_session_max_age: Duration,
+    pub settings: SettingsFlow,
+    /// The earlier name of `settings.privileged_session_max_age`, still accepted.
+    #[serde(default, with = "humantime_serde")]
+    pub privileged_session_max_age: Option<Duration>,
     pub recovery: Toggle,
     pub verification: Toggle,
 }
@@ -69,11 +70,38 @@ impl Default for Flows {
             lifespan: Duration::from_secs(3600),
             login: LoginFlow::default(),
             registration: RegistrationFlow::default(),
-            privileged_session_max_age: Duration::from_secs(3600),
+            settings: SettingsFlow::default(),
+            privileged_session_max_age: None,
             recovery: Toggle { enabled: true },
             verification: Toggle { enabled: true },
         }
     }
+}
+
+impl Flows {
+    /// How recent a sign-in must be for a settings change that touches credentials or
+    /// addresses (Kratos's `selfservice.flows.settings.privileged_session_max_age`).
+    pub fn privileged_session_max_age(&self) -> Duration {
+        self.settings
+            .privileged_session_max_age
+            .or(self.privileged_session_max_age)
+            .unwrap_or(PRIVILEGED_SESSION_MAX_AGE)
+    }
+}
+
+/// Kratos's code default is 1h; its own quickstart configurations all set 15m, which is ours:
+/// a stolen session older than this cannot take over the account's credentials or addresses.
+pub const PRIVILEGED_SESSION_MAX_AGE: Duration = Duration::from_secs(15 * 60);
+
+/// `selfservice.flows.settings`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SettingsFlow {
+    /// Changing a password, a passkey, a login identifier or a verifiable or recovery address
+    /// needs a sign-in at most this old (default 15m); older sessions are sent to sign in
+    /// again (`session_refresh_required`).
+    #[serde(default, with = "humantime_serde")]
+    pub privileged_session_max_age: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -304,6 +332,8 @@ pub struct SessionConfig {
     pub sliding: bool,
     pub cookie: SessionCookie,
     pub whoami: Whoami,
+    pub rate_limit: SessionRateLimit,
+    pub revocation_list: RevocationList,
 }
 
 impl Default for SessionConfig {
@@ -313,7 +343,47 @@ impl Default for SessionConfig {
             sliding: true,
             cookie: SessionCookie::default(),
             whoami: Whoami::default(),
+            rate_limit: SessionRateLimit::default(),
+            revocation_list: RevocationList::default(),
         }
+    }
+}
+
+/// `session.rate_limit` (ours; Kratos leaves rate limits to the gateway): new sessions per
+/// identity and per client address within `window`, for every method (password, code,
+/// passkey, recovery). Beyond either, sign-in answers 429 with `Retry-After`. Each signed-out
+/// session stays on the revocation list filters receive until it would have expired, so this
+/// is also what keeps one account or one address from growing that list. `0`: no limit.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionRateLimit {
+    pub per_identity: u32,
+    /// Larger than `per_identity`: many people may sign in from behind one NAT.
+    pub per_address: u32,
+    #[serde(with = "humantime_serde")]
+    pub window: Duration,
+}
+
+impl Default for SessionRateLimit {
+    fn default() -> Self {
+        Self { per_identity: 30, per_address: 600, window: Duration::from_secs(3600) }
+    }
+}
+
+/// `session.revocation_list`: the digests of signed-out sessions and revoked access tokens
+/// pushed to every filter until they would have expired.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RevocationList {
+    /// Live revocations beyond which no new session is issued (503 with `Retry-After` until
+    /// enough of them expire). A revocation is never dropped early: refusing new sessions is the
+    /// only way to bound the list without letting a signed-out session back in. `0`: no cap.
+    pub max_entries: usize,
+}
+
+impl Default for RevocationList {
+    fn default() -> Self {
+        Self { max_entries: 100_000 }
     }
 }
 
@@ -377,6 +447,13 @@ impl SelfService {
         if self.flows.lifespan < Duration::from_secs(60) {
             return Err(StartupError("config key selfservice.flows.lifespan: must be at least 1m".into()));
         }
+        if self.flows.settings.privileged_session_max_age.is_some() && self.flows.privileged_session_max_age.is_some() {
+            return Err(StartupError(
+                "config key selfservice.flows.privileged_session_max_age: set only \
+                 selfservice.flows.settings.privileged_session_max_age (Kratos's name)"
+                    .into(),
+            ));
+        }
         let m = &self.methods;
         if m.password.min_password_length < 6 {
             return Err(StartupError(
@@ -433,6 +510,9 @@ impl SessionConfig {
     pub fn validate(&self, https: bool) -> Result<(), StartupError> {
         if self.lifespan < Duration::from_secs(60) {
             return Err(StartupError("config key session.lifespan: must be at least 1m".into()));
+        }
+        if self.rate_limit.window < Duration::from_secs(1) {
+            return Err(StartupError("config key session.rate_limit.window: must be at least 1s".into()));
         }
         match self.cookie.same_site.as_str() {
             "Lax" | "Strict" => {}

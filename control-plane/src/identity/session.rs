@@ -15,6 +15,7 @@ use crate::app::AppState;
 use crate::client::rfc3339;
 use crate::crypto;
 use crate::error::{ApiError, StoreError};
+use crate::identity::flow::FlowError;
 use crate::identity::{Identity, View};
 use crate::store::sessions::{Deactivate, SessionFilter, SessionRow};
 
@@ -32,17 +33,19 @@ pub fn method_entry(method: &str, now: i64) -> Value {
     json!({"method": method, "aal": "aal1", "completed_at": rfc3339(now)})
 }
 
-/// Creates and stores a session for `identity`.
+/// Creates and stores a session for `identity`, within `session.rate_limit` and while the
+/// revocation list is below `session.revocation_list.max_entries`.
 pub async fn issue(
     state: &AppState,
     identity: &Identity,
     method: &str,
     headers: &HeaderMap,
-) -> Result<Issued, StoreError> {
+) -> Result<Issued, FlowError> {
     let now = state.clock.now();
+    let ip = client_ip(headers);
+    may_issue(state, identity, &ip, now).await?;
     let token = format!("{SESSION_TOKEN_PREFIX}{}", crypto::b64url(&crypto::random_bytes::<32>()));
     let user_agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let ip = client_ip(headers);
     let row = SessionRow {
         id: crypto::uuid_v4(),
         token_hash: crypto::sha256_hex(token.as_bytes()),
@@ -58,6 +61,57 @@ pub async fn issue(
     state.store.insert_session(&row).await?;
     tracing::info!(session_id = %row.id, identity_id = %identity.id, method, "session issued");
     Ok(Issued { row, token })
+}
+
+/// Refuses a new session beyond the per-identity and per-address rates, or while the
+/// revocation list is full. Every session may end in a revocation that filters keep until the
+/// session would have expired, so this is what bounds that list: a live revocation is never
+/// dropped to make room (that would let a signed-out session back in wherever a filter still
+/// caches it); new sign-ins wait for old revocations to expire instead.
+async fn may_issue(state: &AppState, identity: &Identity, ip: &str, now: i64) -> Result<(), FlowError> {
+    let cap = state.config.session.revocation_list.max_entries;
+    if cap > 0 {
+        let (live, first_expiry) = state.store.revocation_stats(now).await?;
+        if usize::try_from(live).unwrap_or(usize::MAX) >= cap {
+            tracing::error!(
+                live,
+                cap,
+                "session refused: the revocation list is full (session.revocation_list.max_entries); new sessions \
+                 resume as revocations expire"
+            );
+            let mut e = FlowError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "session_revocation_list_full",
+                "Signing in is paused for a moment: too many sessions were ended recently. Try again later.",
+            );
+            e.retry_after = first_expiry.and_then(|t| u64::try_from((t - now).clamp(1, 3600)).ok());
+            return Err(e);
+        }
+    }
+    let limits = &state.config.session.rate_limit;
+    let window = i64::try_from(limits.window.as_secs()).unwrap_or(3600);
+    let buckets = [
+        (limits.per_identity, format!("session:id:{}", identity.id), "this account"),
+        (limits.per_address, format!("session:ip:{ip}"), "this address"),
+    ];
+    for (limit, bucket, whom) in buckets {
+        if limit == 0 || (bucket.starts_with("session:ip:") && ip.is_empty()) {
+            continue;
+        }
+        let (taken, started) = state.store.reserve_attempt(&bucket, now, window).await?;
+        if taken > i64::from(limit) {
+            tracing::warn!(identity_id = %identity.id, limit, "session refused: too many sign-ins for {whom}");
+            let wait = (started + window - now).max(1);
+            let mut e = FlowError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "self_service_flow_rate_limited",
+                format!("Too many sign-ins for {whom} in a short time; try again in {} minute(s).", (wait + 59) / 60),
+            );
+            e.retry_after = u64::try_from(wait).ok();
+            return Err(e);
+        }
+    }
+    Ok(())
 }
 
 fn lifespan(state: &AppState) -> i64 {
@@ -417,14 +471,15 @@ pub async fn logout(
             "The logout token is not valid for this browser.",
         ));
     };
-    revoke(&state, Deactivate::One(&session.id)).await?;
-    tracing::info!(session_id = %session.id, "signed out");
+    // Checked before anything ends: a refused return_to must not cost the user their session.
     let target = match q.return_to.as_deref() {
         Some(r) => crate::identity::flow::allowed_return_to(&state, r).ok_or_else(|| {
             ApiError::invalid_request("return_to: this URL is not in selfservice.allowed_return_urls")
         })?,
         None => format!("{}/ui/login", state.config.urls.self_.public_base()),
     };
+    revoke(&state, Deactivate::One(&session.id)).await?;
+    tracing::info!(session_id = %session.id, "signed out");
     let mut response = (StatusCode::SEE_OTHER, [(header::LOCATION, target)]).into_response();
     response.headers_mut().append(header::SET_COOKIE, clear_session_cookie(&state));
     Ok(response)

@@ -63,7 +63,7 @@ pub async fn authenticate(
         let Some(stored) = row.secret_hash.as_deref() else {
             return Err(refuse(&row.client_id, creds.method, "the client has no secret"));
         };
-        if !state.secrets.verify(&row.client_id, stored, &creds.secret).await {
+        if !state.secrets.verify(&state.hashing, &row.client_id, stored, &creds.secret).await.map_err(busy)? {
             if !rotated_secret_matches(state, &row.client_id, &creds.secret).await? {
                 return Err(refuse(&row.client_id, creds.method, "wrong secret"));
             }
@@ -81,13 +81,20 @@ fn refuse(client_id: &str, method: &str, reason: &str) -> OAuthError {
     OAuthError::invalid_client(AUTH_FAILED)
 }
 
+/// Too many secrets are being hashed right now (operator-chosen secrets are argon2id): 503
+/// with `Retry-After` rather than an unbounded queue.
+fn busy(_: crate::crypto::Busy) -> OAuthError {
+    tracing::warn!("client authentication refused: every password hashing slot is busy");
+    OAuthError::temporarily_unavailable("The server is busy verifying client secrets; retry in a moment.")
+}
+
 /// Whether `secret` is one of the client's rotated secrets, still valid until an operator
 /// drops them (`DELETE /admin/clients/{id}/secrets/rotate`) or sets a new secret.
 async fn rotated_secret_matches(state: &AppState, client_id: &str, secret: &str) -> Result<bool, OAuthError> {
     // A separate cache slot, so verifying an old secret does not evict the current one.
     let slot = format!("{client_id}\0rotated");
     for stored in state.store.rotated_client_secrets(client_id).await? {
-        if state.secrets.verify(&slot, &stored, secret).await {
+        if state.secrets.verify(&state.hashing, &slot, &stored, secret).await.map_err(busy)? {
             return Ok(true);
         }
     }

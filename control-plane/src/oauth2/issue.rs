@@ -156,6 +156,8 @@ pub fn at_hash(access_token: &str) -> String {
     crypto::b64url(&crypto::sha256(access_token.as_bytes())[..16])
 }
 
+/// Signs with the OAuth2 set (`portcullis.id-token`), whose keys never leave the control
+/// plane; never with the gateway's, which filters and `rules:write` keys can sign with.
 fn sign(state: &AppState, claims: &Value) -> Result<String, OAuthError> {
     state.keys.signer().sign_jwt("JWT", claims).ok_or_else(|| OAuthError::server_error(&"could not sign a token"))
 }

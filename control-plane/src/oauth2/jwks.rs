@@ -1,19 +1,34 @@
-//! `GET /.well-known/jwks.json` on the public listener: the public keys id_tokens minted by
-//! `id_token` mutators verify with (the active key and keys retired less than a day ago), so
-//! upstreams can check them. Public halves only; this module never touches a private key.
+//! The two public key documents on the public listener, public halves only (the active key
+//! and keys retired less than a day ago); this module never touches a private key.
+//! - `GET /.well-known/jwks.json` (discovery's `jwks_uri`): the OAuth2 server's keys, for ID
+//!   tokens, JWT access tokens, logout tokens and whoami tokens.
+//! - `GET /.well-known/gateway-jwks.json`: the gateway's keys, for the tokens `id_token`
+//!   mutators add to requests; upstreams verify those here. Neither document lists the other's
+//!   keys, so a token from one never passes for a token from the other.
 
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
 use crate::app::AppState;
+use crate::keys::Keys;
 
 /// Short enough that a rotated-in key is picked up quickly, long enough to spare the server.
 const CACHE_CONTROL: &str = "public, max-age=300";
 
-pub async fn handle(State(state): State<AppState>) -> Response {
-    let body = state.keys.jwks(state.clock.now()).to_string();
+fn document(state: &AppState, keys: &Keys) -> Response {
+    let body = keys.jwks(state.clock.now()).to_string();
     ([(header::CONTENT_TYPE, "application/json"), (header::CACHE_CONTROL, CACHE_CONTROL)], body).into_response()
+}
+
+/// `/.well-known/jwks.json`.
+pub async fn handle(State(state): State<AppState>) -> Response {
+    document(&state, &state.keys)
+}
+
+/// `/.well-known/gateway-jwks.json`.
+pub async fn gateway(State(state): State<AppState>) -> Response {
+    document(&state, &state.gateway_keys)
 }
 
 #[cfg(test)]
@@ -44,5 +59,15 @@ mod tests {
         assert_eq!(key["kid"], h.state.keys.signer().kid());
         let admin = Harness::send(h.admin(), Request::get("/.well-known/jwks.json").body(Body::empty()).unwrap()).await;
         assert_eq!(admin.status, StatusCode::NOT_FOUND, "the admin listener serves it under /admin/keys");
+
+        let r = Harness::send(h.public(), Request::get("/.well-known/gateway-jwks.json").body(Body::empty()).unwrap())
+            .await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(r.header("cache-control"), "public, max-age=300");
+        let gateway = r.json()["keys"].as_array().unwrap().clone();
+        assert_eq!(gateway.len(), 1);
+        assert_eq!(gateway[0]["kid"], h.state.gateway_keys.signer().kid());
+        assert!(gateway[0].get("d").is_none(), "no private part");
+        assert_ne!(gateway[0]["kid"], key["kid"], "each document lists its own set only");
     }
 }

@@ -211,6 +211,34 @@ mod tests {
             assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{mention}");
             refused(&reply, "invalid_grant", mention);
         }
+        // The three ways `exp` can be wrong each say which one it is: a client cannot fix an
+        // assertion from "exp" alone. (OAuth2 errors carry no message id; the description is
+        // what a client reads.)
+        let exp_cases = [
+            (with("exp-past", &|c| c["exp"] = json!(T0 - 1)), "assertion: the assertion has expired (claim exp)"),
+            (with("exp-now", &|c| c["exp"] = json!(T0)), "assertion: the assertion has expired (claim exp)"),
+            (
+                with("exp-far", &|c| c["exp"] = json!(T0 + super::MAX_TTL + 1)),
+                "assertion: claim exp is more than 2592000s in the future",
+            ),
+            (
+                with("exp-none", &|c| c.as_object_mut().unwrap().remove("exp").map(drop).unwrap_or(())),
+                "assertion: claim exp is missing",
+            ),
+            (with("exp-text", &|c| c["exp"] = json!("tomorrow")), "assertion: claim exp must be a number of seconds"),
+        ];
+        for (jws, description) in &exp_cases {
+            let reply = grant(&s, jws, "").await;
+            assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{description}");
+            let body = reply.json();
+            assert_eq!(
+                (body["error"].as_str(), body["error_description"].as_str()),
+                (Some("invalid_grant"), Some(*description))
+            );
+        }
+        // The furthest `exp` allowed is accepted.
+        let at_limit = with("exp-limit", &|c| c["exp"] = json!(T0 + super::MAX_TTL));
+        assert_eq!(grant(&s, &at_limit, "").await.status, StatusCode::OK, "exp exactly MAX_TTL ahead is allowed");
         // A forged assertion did not use up the jti of a genuine one.
         let forged = sign(&stranger, &claims("alice", "genuine"));
         refused(&grant(&s, &forged, "").await, "invalid_grant", "signature");

@@ -7,8 +7,16 @@
 //!
 //! `id_token_hint` must be an ID token signed by this server's own keys (an expired one is
 //! fine, as the spec allows); `post_logout_redirect_uri` and `state` require it and the URI must
-//! exactly match the hinted client's registration, so logout is never an open redirect. This
-//! module does not end Portcullis identity sessions; the built-in logout page does.
+//! exactly match the hinted client's registration, so logout is never an open redirect.
+//!
+//! Only the browser's own session is ever ended (RP-Initiated Logout 1.0 §2 and §4: the hint
+//! says which user the RP means, not who is at the browser). That session is the OAuth2 login
+//! session of the browser's `portcullis_oauth2_authentication_session` cookie, or else the login
+//! session the hint's `sid` names when it came from the Portcullis session whose cookie this
+//! browser holds. Without one, an ID token alone (it travels to clients, logs, histories) ends
+//! nothing and tells no client: the browser is only redirected. A hint naming another user than
+//! the browser's is refused with a page. This module does not end Portcullis identity
+//! sessions; the built-in logout page does.
 
 use axum::Json;
 use axum::extract::{RawQuery, State};
@@ -26,7 +34,7 @@ use crate::identity::session;
 use crate::oauth2::OAuthParams;
 use crate::oauth2::authorize::{AUTH_SESSION_COOKIE, with_query};
 use crate::oauth2::flow::{self, ContractError};
-use crate::store::oauth2_flows::LogoutRow;
+use crate::store::oauth2_flows::{LoginSessionRow, LogoutRow};
 
 const REQUESTED: &str = "requested";
 const ACCEPTED: &str = "accepted";
@@ -63,8 +71,9 @@ fn public(state: &AppState) -> &str {
     state.config.urls.self_.public_base()
 }
 
-/// The claims of an ID token this server signed (ES256, a key in its JWKS, our issuer, not a
-/// logout token); `None` for anything else. Expiry is not checked: a hint may be expired.
+/// The claims of an ID token this server signed (ES256, a key of the OAuth2 set's JWKS, our
+/// issuer, not a logout token); `None` for anything else, gateway-minted tokens included.
+/// Expiry is not checked: a hint may be expired.
 pub fn verify_own_id_token(state: &AppState, token: &str) -> Option<Value> {
     let mut parts = token.split('.');
     let (h, c, s) = (parts.next()?, parts.next()?, parts.next()?);
@@ -193,12 +202,8 @@ async fn start(
             ));
         }
     }
-    // The browser's own login session, else the one the hint names.
-    let cookie_session = match session::cookie(headers, AUTH_SESSION_COOKIE) {
-        Some(t) => state.store.get_login_session_by_token(&crypto::token_signature(t)).await?,
-        None => None,
-    };
-    let (subject, sid) = match (&cookie_session, &hinted) {
+    let hinted_sid = hinted.as_ref().map(|(_, sid)| sid.as_str());
+    let (subject, sid) = match (browser_login_session(state, headers, hinted_sid).await?, &hinted) {
         (Some(s), Some((sub, _))) if !sub.is_empty() && *sub != s.subject => {
             return Ok(page(
                 state,
@@ -207,10 +212,10 @@ async fn start(
                 "id_token_hint: names another user than the one signed in to this browser.",
             ));
         }
-        (Some(s), _) => (s.subject.clone(), s.id.clone()),
-        (None, Some((sub, sid))) if !sid.is_empty() => (sub.clone(), sid.clone()),
-        _ => {
-            // Nobody to sign out: go straight on.
+        (Some(s), _) => (s.subject, s.id),
+        (None, _) => {
+            // No session of this browser's to end (an ID token proves nothing about who sent
+            // it): go straight on, ending nothing.
             let to = match &redirect {
                 Some(uri) => with_query(uri, &st.iter().map(|s| ("state", s.clone())).collect::<Vec<_>>()),
                 None => default_after_logout(state),
@@ -248,6 +253,33 @@ async fn start(
         state.config.urls.logout.clone()
     };
     Ok(found(&with_query(&app, &[("logout_challenge", challenge)])))
+}
+
+/// The OAuth2 login session this browser holds: the one its OAuth2 session cookie names, else
+/// the one `hinted_sid` names if it was made from the Portcullis session this browser's own
+/// session cookie holds. Never a session the browser only knows the id of.
+async fn browser_login_session(
+    state: &AppState,
+    headers: &HeaderMap,
+    hinted_sid: Option<&str>,
+) -> Result<Option<LoginSessionRow>, StoreError> {
+    if let Some(token) = session::cookie(headers, AUTH_SESSION_COOKIE) {
+        if let Some(s) = state.store.get_login_session_by_token(&crypto::token_signature(token)).await? {
+            return Ok(Some(s));
+        }
+    }
+    let Some(sid) = hinted_sid.filter(|s| !s.is_empty()) else { return Ok(None) };
+    let Some(login) = state.store.get_login_session(sid).await? else { return Ok(None) };
+    if login.identity_provider_session_id.is_empty() {
+        return Ok(None);
+    }
+    // Only the cookie: a session token in another header is no browser's.
+    let mut cookies = HeaderMap::new();
+    for v in headers.get_all(header::COOKIE) {
+        cookies.append(header::COOKIE, v.clone());
+    }
+    let Some(own) = session::authenticate(state, &cookies).await? else { return Ok(None) };
+    Ok((own.session.id == login.identity_provider_session_id && own.identity.id == login.subject).then_some(login))
 }
 
 /// A logout request by its challenge, still open.
@@ -390,7 +422,8 @@ async fn backchannel_clients(state: &AppState, body: &LogoutBody) -> Result<Vec<
     Ok(out)
 }
 
-/// An OIDC Back-Channel Logout 1.0 `logout_token`, signed with the ID-token key.
+/// An OIDC Back-Channel Logout 1.0 `logout_token`, signed with the OAuth2 set (the clients
+/// verify it at `/.well-known/jwks.json`, like their ID tokens).
 pub fn logout_token(state: &AppState, client_id: &str, sid: &str, subject: &str) -> Option<String> {
     let claims = json!({
         "iss": state.config.urls.self_.issuer,

@@ -5,7 +5,8 @@
 //! itself; the shared pipeline decides, and this module only performs its call-outs, with a
 //! timeout and a bounded, sharded cache keyed by a hash of the pipeline's cache key (which
 //! holds credentials), and signs the id_tokens `id_token` mutators ask for with the active
-//! signing key, reusing a minted token until the pipeline's `cache_until_ms`. An allow is `200`
+//! key of the gateway set (`portcullis.gateway`, never an OAuth2 key), reusing a minted token
+//! until the pipeline's `cache_until_ms`. An allow is `200`
 //! with the mutation headers as response headers; a deny is the pipeline's local response as it
 //! is. It must not make any decision of its own.
 
@@ -63,7 +64,7 @@ pub struct Decision {
 pub struct Decider {
     http: reqwest::Client,
     cache: CallCache,
-    /// The key id_tokens are signed with; swappable so a rotation needs no restart.
+    /// The gateway key id_tokens are signed with; swappable so a rotation needs no restart.
     signer: ArcSwapOption<Signer>,
     /// Minted id_tokens by hashed mint cache key (which holds the subject and claims).
     minted: CallCache<String>,
@@ -83,6 +84,8 @@ pub struct Judged {
     pub host: String,
     pub target: String,
     pub headers: Vec<(String, String)>,
+    /// The client IP the calling proxy vouches for ([`forwarded_client`]).
+    pub remote_addr: Option<String>,
 }
 
 impl Judged {
@@ -93,8 +96,18 @@ impl Judged {
             host: &self.host,
             target: &self.target,
             headers: &self.headers,
+            remote_addr: self.remote_addr.as_deref(),
         }
     }
+}
+
+/// The client address for Keto's `remoteIpAddress`: the right-most `X-Forwarded-For` entry,
+/// the one the proxy calling `/decisions` appended (Envoy with `use_remote_address`, nginx's
+/// `$proxy_add_x_forwarded_for`, Traefik) — never the left-most, which the client wrote. `None`
+/// when the last entry is not an IP address.
+pub fn forwarded_client<'a>(values: impl Iterator<Item = &'a str>) -> Option<String> {
+    let last = values.last()?.rsplit(',').next()?.trim();
+    last.parse::<std::net::IpAddr>().ok().map(|ip| ip.to_string())
 }
 
 impl Decider {
@@ -172,10 +185,9 @@ impl Decider {
                     let Some(eval) = evaluation.as_mut() else {
                         return internal(rule_id, "the pipeline asked for a signature check without an evaluation");
                     };
-                    let verified = check
-                        .keys
-                        .iter()
-                        .any(|key| crypto::verify_signature(check.alg, key, &check.signature, &check.message));
+                    let verified = check.keys.iter().any(|key| {
+                        crypto::verify_signature(check.alg, &key.spki_der, &check.signature, &check.message)
+                    });
                     step = eval.resume_verified(&req, verified, clock.now_ms());
                     continue;
                 }
@@ -400,9 +412,10 @@ pub fn from_request(uri: &axum::http::Uri, method: &str, headers: &HeaderMap) ->
             }
         }
     };
+    let remote_addr = forwarded_client(headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()));
     let headers =
         headers.iter().filter_map(|(n, v)| Some((n.as_str().to_owned(), v.to_str().ok()?.to_owned()))).collect();
-    Ok(Judged { method: method.to_ascii_uppercase(), scheme, host, target, headers })
+    Ok(Judged { method: method.to_ascii_uppercase(), scheme, host, target, headers, remote_addr })
 }
 
 fn allowed(headers: &[(String, String)]) -> Response {
@@ -583,6 +596,15 @@ pub(crate) mod tests {
         assert_eq!(calls.load(Ordering::SeqCst), 2, "an expired answer is fetched again");
     }
 
+    #[test]
+    fn the_client_address_is_the_hop_the_proxy_appended() {
+        use super::forwarded_client;
+        assert_eq!(forwarded_client(["6.6.6.6, 203.0.113.7"].into_iter()), Some("203.0.113.7".into()));
+        assert_eq!(forwarded_client(["6.6.6.6", "203.0.113.7 "].into_iter()), Some("203.0.113.7".into()));
+        assert_eq!(forwarded_client(["203.0.113.7, spoofed"].into_iter()), None);
+        assert_eq!(forwarded_client(std::iter::empty()), None);
+    }
+
     #[tokio::test]
     async fn bad_forwarded_headers_are_400() {
         let (h, _) = harness().await;
@@ -604,7 +626,7 @@ pub(crate) mod tests {
     }
 
     #[tokio::test]
-    async fn id_tokens_are_signed_with_the_key_the_jwks_publishes_and_reused() {
+    async fn id_tokens_are_signed_with_the_key_the_gateway_jwks_publishes_and_reused() {
         use p256::ecdsa::signature::Verifier as _;
         let h = Harness::new().await;
         h.state.rules.replace_admin(&h.state.store, id_token_rule()).await.unwrap();
@@ -614,7 +636,7 @@ pub(crate) mod tests {
 
         let jwks = Harness::send(
             h.public(),
-            axum::http::Request::get("/.well-known/jwks.json").body(axum::body::Body::empty()).unwrap(),
+            axum::http::Request::get("/.well-known/gateway-jwks.json").body(axum::body::Body::empty()).unwrap(),
         )
         .await
         .json();
@@ -643,6 +665,56 @@ pub(crate) mod tests {
         h.clock.advance(24 * 3600);
         let later = get(&h, "/decisions/minted/y", &[("host", "api.test")]).await;
         assert_ne!(bearer(&later), token, "an expiring token is not handed out again");
+    }
+
+    /// Issue 13 #3 (b): a `rules:write` key writes an `id_token` rule claiming the OAuth2
+    /// issuer and a client's audience; what `/decisions` mints must not pass for an ID token.
+    #[tokio::test]
+    async fn a_rules_writer_cannot_mint_tokens_oauth2_relying_parties_accept() {
+        use crate::admin::auth::{Scopes, new_key};
+        use crate::keys::tests::verifies_with_any;
+        let h = Harness::secured().await;
+        let (key, row) = new_key("attacker", &Scopes::parse(["rules:write"]).unwrap(), crate::testing::T0).unwrap();
+        h.state.store.insert_api_key(&row).await.unwrap();
+        let issuer = h.state.config.urls.self_.issuer.clone();
+        let rule = json!([{"id": "forge", "match": {"url": "http://api.test/forge/<.*>", "methods": ["GET"]},
+            "authenticators": [{"handler": "anonymous", "config": {"subject": "victim"}}],
+            "authorizer": {"handler": "allow"},
+            "mutators": [{"handler": "id_token", "config": {"issuer_url": issuer,
+                "claims": "{\"aud\": [\"web\"], \"sid\": \"victim-session\"}"}}]}]);
+        let put = Request::put("/admin/rules")
+            .header("authorization", format!("Bearer {key}"))
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(rule.to_string()))
+            .unwrap();
+        assert_eq!(Harness::send(h.admin(), put).await.status, StatusCode::OK, "rules:write may write rules");
+        let r = get(&h, "/decisions/forge/x", &[("host", "api.test")]).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", String::from_utf8_lossy(&r.bytes));
+        let minted = bearer(&r);
+
+        let oauth2_jwks = h.get("/.well-known/jwks.json", &[]).await.json();
+        assert!(!verifies_with_any(&oauth2_jwks, &minted), "a gateway token verifies with the OAuth2 JWKS");
+        assert!(
+            crate::oauth2::logout::verify_own_id_token(&h.state, &minted).is_none(),
+            "the control plane takes a gateway token for its own ID token"
+        );
+        let gateway_jwks = h.get("/.well-known/gateway-jwks.json", &[]).await.json();
+        assert!(verifies_with_any(&gateway_jwks, &minted), "the gateway JWKS verifies what the gateway mints");
+    }
+
+    /// Issue 13 #3 (b), the other way: an ID token from the token endpoint does not verify
+    /// with the keys published for gateway tokens.
+    #[tokio::test]
+    async fn an_oauth2_id_token_does_not_verify_with_the_gateway_jwks() {
+        use crate::keys::tests::verifies_with_any;
+        let h = Harness::new().await;
+        let answer = crate::oauth2::refresh::tests::first(&h, "openid").await;
+        let id_token = answer["id_token"].as_str().unwrap().to_owned();
+        let oauth2_jwks = h.get("/.well-known/jwks.json", &[]).await.json();
+        assert!(verifies_with_any(&oauth2_jwks, &id_token), "the ID token verifies with the OAuth2 JWKS");
+        let gateway_jwks = h.get("/.well-known/gateway-jwks.json", &[]).await.json();
+        assert!(!gateway_jwks["keys"].as_array().unwrap().is_empty(), "the gateway JWKS lists its key");
+        assert!(!verifies_with_any(&gateway_jwks, &id_token), "an ID token verifies with the gateway JWKS");
     }
 
     #[tokio::test]

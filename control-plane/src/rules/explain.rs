@@ -8,14 +8,14 @@ use std::collections::BTreeMap;
 use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderName;
-use portcullis_shared::matching::{matched_url, normalise_host, normalise_path};
+use portcullis_shared::matching::request_url;
 use portcullis_shared::pipeline::Verdict;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::app::AppState;
 use crate::error::{ApiError, ApiJson};
-use crate::rules::decisions::{CallRecord, Judged, redact};
+use crate::rules::decisions::{CallRecord, Judged, forwarded_client, redact};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -65,8 +65,7 @@ pub async fn handle(
             // same way the pipeline did.
             let rule = decision.rule_id.or_else(|| {
                 let req = &judged;
-                let path = normalise_path(&req.target).ok()?;
-                let url = matched_url(&req.scheme, &normalise_host(&req.scheme, &req.host), &path);
+                let url = request_url(&req.scheme, &req.host, &req.target).ok()?;
                 rules.select(&req.method, &url).map(|(r, _)| r.id.clone())
             });
             json!({
@@ -136,7 +135,8 @@ pub fn judged(body: &ExplainRequest) -> Result<Judged, String> {
     if !headers.iter().any(|(n, _)| n == "host") {
         headers.push(("host".into(), host.clone()));
     }
-    Ok(Judged { method: method.to_ascii_uppercase(), scheme, host, target, headers })
+    let remote_addr = forwarded_client(headers.iter().filter(|(n, _)| n == "x-forwarded-for").map(|(_, v)| v.as_str()));
+    Ok(Judged { method: method.to_ascii_uppercase(), scheme, host, target, headers, remote_addr })
 }
 
 /// `http(s)://host[:port][/path][?query]` → (scheme, host, target). The fragment is dropped, as
@@ -196,8 +196,9 @@ mod tests {
         let text = a.to_string();
         assert!(!text.contains("Bearer good") && !text.contains("secret"), "{text}");
 
-        // The same path as /decisions: the answer is now cached.
-        let again = json!({"url": "https://api.test/private/x", "headers": {"authorization": "Bearer good"}});
+        // The same path as /decisions: the answer to the same call (the cookie is forwarded
+        // too, so it is part of the question) is now cached.
+        let again = json!({"url": "https://api.test/private/x", "headers": {"authorization": "Bearer good", "cookie": "sid=secret"}});
         let a = h.admin_json(Method::POST, "/admin/rules/explain", Some(again)).await.json();
         assert_eq!(a["calls"][0]["cached"], true);
     }

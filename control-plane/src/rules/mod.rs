@@ -13,6 +13,7 @@
 pub mod check;
 pub mod decisions;
 pub mod explain;
+pub mod revocations;
 pub mod snapshot;
 
 use std::collections::BTreeMap;
@@ -39,8 +40,9 @@ pub const REFRESH_INTERVAL: Duration = Duration::from_secs(2);
 /// How often rule files and directories are checked for changes.
 pub const FILE_POLL_INTERVAL: Duration = Duration::from_secs(1);
 
-/// A published snapshot, serialized once. Its body carries the private id_token signing key:
-/// it goes to authenticated filters only, and `Debug` leaves it out.
+/// A published snapshot, serialized once. Its body carries the gateway's private signing key
+/// (set `portcullis.gateway`, never an OAuth2 key): it goes to authenticated filters only, and
+/// `Debug` leaves it out.
 pub struct Published {
     /// First 16 hex chars of sha256 of the serialized rules array.
     pub version: String,
@@ -125,9 +127,10 @@ pub struct Rules {
     cors: Option<CorsSpec>,
     /// Key sets for `jwt` authenticators by URL, as last fetched; pushed in every snapshot.
     jwks: std::sync::Mutex<BTreeMap<String, Value>>,
-    /// Hex SHA-256 of revoked, unexpired tokens; pushed in every snapshot.
-    revoked: std::sync::Mutex<Vec<String>>,
-    /// The key `id_token` mutators sign with; pushed in every snapshot, its kid compiled in.
+    /// Hex SHA-256 of revoked, unexpired tokens; pushed in every snapshot (see `revocations`).
+    revocations: revocations::Revocations,
+    /// The gateway key `id_token` mutators sign with; pushed in every snapshot, its kid
+    /// compiled in. Only ever [`crate::keys::Keys::snapshot_key`] of the gateway set.
     signing_key: std::sync::Mutex<Option<SigningKey>>,
     sources: Mutex<Sources>,
     tx: watch::Sender<Arc<Published>>,
@@ -183,7 +186,7 @@ impl Rules {
             strategy,
             cors: cors.clone(),
             jwks: std::sync::Mutex::new(BTreeMap::new()),
-            revoked: std::sync::Mutex::new(Vec::new()),
+            revocations: revocations::Revocations::default(),
             signing_key: std::sync::Mutex::new(None),
             sources: Mutex::new(Sources { admin_rules, ..sources }),
             tx: watch::Sender::new(Arc::new(publication(&combined, &env, cors.as_ref(), Vec::new(), None))),
@@ -266,15 +269,6 @@ impl Rules {
         Ok(())
     }
 
-    /// Re-reads the revoked tokens and publishes when they changed, so every filter refuses a
-    /// revoked token within one long-poll.
-    pub async fn refresh_revocations(&self, store: &Store, now: i64) -> Result<bool, StoreError> {
-        let revoked = store.revoked_tokens(now).await?;
-        let changed =
-            self.revoked.lock().map(|mut r| std::mem::replace(&mut *r, revoked.clone()) != revoked).unwrap_or(false);
-        Ok(changed && self.publish(&self.active()))
-    }
-
     /// Re-reads the rule repositories if any changed since the last look. A change that
     /// validates replaces the file rules and publishes; one that does not is logged and the
     /// old rules stay. Returns whether new rules were published.
@@ -331,7 +325,7 @@ impl Rules {
                     tracing::warn!(error = %e, "could not re-read the admin rules");
                 }
                 let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
-                if let Err(e) = self.refresh_revocations(&store, now).await {
+                if let Err(e) = self.reload_revocations(&store, now).await {
                     tracing::warn!(error = %e, "could not re-read the revoked tokens");
                 }
             }
@@ -357,8 +351,7 @@ impl Rules {
         let jwks = self.jwks.lock().map(|j| j.clone()).unwrap_or_default();
         // Validated at load: a policy that compiled once compiles again.
         let cors = self.cors.as_ref().and_then(|c| CorsPolicy::compile(c).ok().flatten());
-        let revoked =
-            self.revoked.lock().map(|r| r.iter().filter_map(|h| parse_digest(h)).collect()).unwrap_or_default();
+        let revoked = self.revocations.digests().iter().filter_map(|h| parse_digest(h)).collect();
         let signing_kid = self.signing_key().map(|k| k.kid);
         Environment { strategy: self.strategy, jwks, cors, revoked: Arc::new(revoked), signing_kid }
     }
@@ -417,7 +410,7 @@ impl Rules {
     /// Publishes `rules` (already validated); returns whether the version changed.
     fn publish(&self, rules: &[RuleSpec]) -> bool {
         let env = self.environment();
-        let revoked = self.revoked.lock().map(|r| r.clone()).unwrap_or_default();
+        let revoked = self.revocations.digests();
         let compiled = match RuleSet::compile_in(rules, &env) {
             Ok(c) => c,
             Err(e) => {
@@ -671,11 +664,12 @@ pub(crate) mod tests {
         let rules = Rules::load(&[], &store).await.unwrap();
         let v0 = rules.current().version.clone();
         assert_eq!(rules.rule_set().signing_kid(), None);
-        let signer = crate::keys::Signer::generate().unwrap();
-        assert!(rules.set_signing_key(Some(signer.snapshot_key().clone())).await);
+        let keys = crate::keys::Keys::load(crate::keys::GATEWAY_SET, &Default::default(), &store, 0).await.unwrap();
+        let key = keys.snapshot_key().unwrap();
+        assert!(rules.set_signing_key(Some(key.clone())).await);
         assert_ne!(rules.current().version, v0);
-        assert_eq!(rules.rule_set().signing_kid(), Some(signer.kid()));
-        assert!(!rules.set_signing_key(Some(signer.snapshot_key().clone())).await, "same key, same version");
+        assert_eq!(rules.rule_set().signing_kid(), Some(keys.signer().kid()));
+        assert!(!rules.set_signing_key(Some(key)).await, "same key, same version");
         assert!(rules.set_signing_key(None).await);
         assert_eq!(rules.current().version, v0, "content-addressed");
     }

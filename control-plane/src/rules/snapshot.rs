@@ -1,6 +1,7 @@
 //! `GET /admin/snapshot`: what filters poll. Guarded by the bearer tokens in
-//! `filters.tokens` (compared in constant time), because the snapshot carries the private
-//! id_token signing key; no other endpoint serves its body. Supports long-polling: with
+//! `filters.tokens` (compared in constant time), because the snapshot carries the gateway's
+//! private signing key (set `portcullis.gateway`; never an OAuth2 key, which no filter token
+//! may reach); no other endpoint serves its body. Supports long-polling: with
 //! `If-None-Match: "<version>"` and `wait=<seconds>` the request parks on the watch channel
 //! until the snapshot changes, the wait elapses (304) or the server shuts down (304). It never
 //! re-serializes: the published bytes are sent as they are.
@@ -157,14 +158,14 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_snapshot_carries_the_signing_key_and_nothing_else_echoes_it() {
+    async fn the_snapshot_carries_the_gateway_key_and_nothing_else_echoes_it() {
         let h = Harness::new().await;
         h.admin_json(Method::PUT, "/admin/rules", Some(json!([rule("r1", "http://a/")]))).await;
-        let signer = h.state.keys.signer();
+        let signer = h.state.gateway_keys.signer();
         let reply = get(&h, "", Some(FILTER_TOKEN), None).await;
         let snap: Snapshot = serde_json::from_slice(&reply.bytes).unwrap();
         let key = snap.signing_key.as_ref().expect("the snapshot carries the signing key");
-        assert_eq!(key, signer.snapshot_key());
+        assert_eq!(Some(key), h.state.gateway_keys.snapshot_key().as_ref());
         assert_eq!(snap.compile().unwrap().rules.signing_kid(), Some(signer.kid()), "filters compile its kid in");
         assert_eq!(h.state.rules.rule_set().signing_kid(), Some(signer.kid()), "and so does the decisions API");
 
@@ -174,6 +175,31 @@ mod tests {
             assert!(!String::from_utf8_lossy(&r.bytes).contains(&key.pkcs8), "{path} leaks the private key");
         }
         assert!(!format!("{:?} {:?}", h.state.rules, h.state.rules.current()).contains(&key.pkcs8));
+    }
+
+    /// Issue 13 #3 (a): a filter token is enough to read the snapshot, so the key in it must
+    /// not be one that OAuth2 relying parties trust.
+    #[tokio::test]
+    async fn a_filter_token_holder_gets_no_key_that_oauth2_relying_parties_trust() {
+        use crate::keys::tests::{sign_with_snapshot_key, verifies_with_any};
+        let h = Harness::new().await;
+        let reply = get(&h, "", Some(FILTER_TOKEN), None).await;
+        let snap: Snapshot = serde_json::from_slice(&reply.bytes).unwrap();
+        let key = snap.signing_key.expect("the snapshot carries the gateway's signing key");
+        // An ID token for a victim, addressed to a client, as the OAuth2 server would mint it.
+        let forged = sign_with_snapshot_key(
+            &key,
+            &json!({"iss": h.state.config.urls.self_.issuer, "sub": "victim", "aud": ["web"], "sid": "s",
+                    "iat": crate::testing::T0, "exp": crate::testing::T0 + 600}),
+        );
+        let oauth2_jwks = h.get("/.well-known/jwks.json", &[]).await.json();
+        assert!(!verifies_with_any(&oauth2_jwks, &forged), "the snapshot's key signs tokens the OAuth2 JWKS accepts");
+        assert!(
+            crate::oauth2::logout::verify_own_id_token(&h.state, &forged).is_none(),
+            "the control plane takes the forged token for its own ID token"
+        );
+        let gateway_jwks = h.get("/.well-known/gateway-jwks.json", &[]).await.json();
+        assert!(verifies_with_any(&gateway_jwks, &forged), "the gateway JWKS publishes the snapshot's key");
     }
 
     #[tokio::test]
@@ -192,7 +218,9 @@ mod tests {
         let start = Instant::now();
         let reply = get(&h, "?wait=30", Some(FILTER_TOKEN), Some(&etag)).await;
         assert_eq!(reply.status, StatusCode::OK);
-        assert!(start.elapsed() < Duration::from_secs(5));
+        // Woken by the change, not by the 30 s wait running out; the margin is for a busy
+        // machine running the suite in parallel, not a latency target.
+        assert!(start.elapsed() < Duration::from_secs(20), "{:?}", start.elapsed());
         assert_ne!(reply.header("etag"), etag);
         assert_eq!(reply.json()["rules"][0]["id"], "new");
         assert_eq!(writer.await.unwrap(), StatusCode::OK);

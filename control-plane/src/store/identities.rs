@@ -318,40 +318,41 @@ impl Store {
         rows.iter().map(from_row).collect()
     }
 
-    /// Counts a failed sign-in for `bucket` and returns the failures in the current window.
-    pub async fn record_failure(&self, bucket: &str, now: i64, window: i64) -> Result<i64, StoreError> {
-        let mut tx = self.pool().begin().await?;
-        let row = sqlx::query("SELECT failures, window_start FROM login_attempts WHERE bucket = $1")
-            .bind(bucket)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let (failures, window_start) = match row {
-            Some(r) if now - r.try_get::<i64, _>(1)? < window => (r.try_get::<i64, _>(0)? + 1, r.try_get::<i64, _>(1)?),
-            _ => (1, now),
-        };
-        sqlx::query(
-            "INSERT INTO login_attempts (bucket, failures, window_start) VALUES ($1, $2, $3) \
-             ON CONFLICT (bucket) DO UPDATE SET failures = $2, window_start = $3",
+    /// Takes one attempt from `bucket`'s allowance for the window running at `now` (a new
+    /// window starts when the last one is `window` seconds old) and returns the attempts taken
+    /// in it, this one included, and when the window started. One atomic statement: requests
+    /// racing for the same bucket each see a different count, on SQLite and on PostgreSQL
+    /// shared by several replicas alike, so the check happens before the work it guards.
+    pub async fn reserve_attempt(&self, bucket: &str, now: i64, window: i64) -> Result<(i64, i64), StoreError> {
+        let row = sqlx::query(
+            "INSERT INTO login_attempts (bucket, failures, window_start) VALUES ($1, 1, $2) \
+             ON CONFLICT (bucket) DO UPDATE SET \
+             failures = CASE WHEN login_attempts.window_start > $2 - $3 THEN login_attempts.failures + 1 ELSE 1 END, \
+             window_start = CASE WHEN login_attempts.window_start > $2 - $3 THEN login_attempts.window_start ELSE $2 END \
+             RETURNING failures, window_start",
         )
         .bind(bucket)
-        .bind(failures)
-        .bind(window_start)
-        .execute(&mut *tx)
+        .bind(now)
+        .bind(window)
+        .fetch_one(self.pool())
         .await?;
-        tx.commit().await?;
-        Ok(failures)
+        Ok((row.try_get(0)?, row.try_get(1)?))
     }
 
-    /// Failures recorded for `bucket` within the window that is still running.
-    pub async fn failures(&self, bucket: &str, now: i64, window: i64) -> Result<i64, StoreError> {
-        let row = sqlx::query("SELECT failures, window_start FROM login_attempts WHERE bucket = $1")
+    /// Gives back one attempt taken by [`Store::reserve_attempt`] (it turned out not to count).
+    pub async fn release_attempt(&self, bucket: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE login_attempts SET failures = failures - 1 WHERE bucket = $1 AND failures > 0")
             .bind(bucket)
-            .fetch_optional(self.pool())
+            .execute(self.pool())
             .await?;
-        Ok(match row {
-            Some(r) if now - r.try_get::<i64, _>(1)? < window => r.try_get(0)?,
-            _ => 0,
-        })
+        Ok(())
+    }
+
+    /// Forgets buckets whose window started before `before` (they count nothing any more).
+    pub async fn purge_attempts(&self, before: i64) -> Result<u64, StoreError> {
+        let done =
+            sqlx::query("DELETE FROM login_attempts WHERE window_start < $1").bind(before).execute(self.pool()).await?;
+        Ok(done.rows_affected())
     }
 
     pub async fn clear_failures(&self, bucket: &str) -> Result<(), StoreError> {
@@ -439,15 +440,38 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn failure_windows() {
+    async fn attempt_windows() {
         for (backend, store) in testing::all().await {
-            assert_eq!(store.record_failure("id:x", 100, 60).await.unwrap(), 1, "{backend}");
-            assert_eq!(store.record_failure("id:x", 110, 60).await.unwrap(), 2, "{backend}");
-            assert_eq!(store.failures("id:x", 150, 60).await.unwrap(), 2, "{backend}");
-            assert_eq!(store.failures("id:x", 161, 60).await.unwrap(), 0, "{backend}: the window ran out");
-            assert_eq!(store.record_failure("id:x", 170, 60).await.unwrap(), 1, "{backend}: a new window");
+            assert_eq!(store.reserve_attempt("id:x", 100, 60).await.unwrap(), (1, 100), "{backend}");
+            assert_eq!(store.reserve_attempt("id:x", 110, 60).await.unwrap(), (2, 100), "{backend}");
+            store.release_attempt("id:x").await.unwrap();
+            assert_eq!(
+                store.reserve_attempt("id:x", 150, 60).await.unwrap(),
+                (2, 100),
+                "{backend}: one was given back"
+            );
+            assert_eq!(store.reserve_attempt("id:x", 161, 60).await.unwrap(), (1, 161), "{backend}: a new window");
             store.clear_failures("id:x").await.unwrap();
-            assert_eq!(store.failures("id:x", 171, 60).await.unwrap(), 0, "{backend}");
+            assert_eq!(store.reserve_attempt("id:x", 162, 60).await.unwrap(), (1, 162), "{backend}");
+            assert_eq!(store.purge_attempts(162).await.unwrap(), 0, "{backend}");
+            assert_eq!(store.purge_attempts(163).await.unwrap(), 1, "{backend}");
+        }
+    }
+
+    #[tokio::test]
+    async fn racing_reservations_each_get_their_own_count() {
+        for (backend, store) in testing::all().await {
+            let mut set = tokio::task::JoinSet::new();
+            for _ in 0..20 {
+                let store = store.clone();
+                set.spawn(async move { store.reserve_attempt("id:race", 100, 60).await.unwrap().0 });
+            }
+            let mut counts = Vec::new();
+            while let Some(n) = set.join_next().await {
+                counts.push(n.unwrap());
+            }
+            counts.sort_unstable();
+            assert_eq!(counts, (1..=20).collect::<Vec<_>>(), "{backend}");
         }
     }
 }

@@ -177,6 +177,16 @@ impl Store {
         Ok(done.rows_affected())
     }
 
+    /// How many revocations filters must still be told about at `now`, and when the first of
+    /// them expires.
+    pub async fn revocation_stats(&self, now: i64) -> Result<(i64, Option<i64>), StoreError> {
+        let row = sqlx::query("SELECT COUNT(*), MIN(expires_at) FROM revoked_tokens WHERE expires_at > $1")
+            .bind(now)
+            .fetch_one(self.pool())
+            .await?;
+        Ok((row.try_get(0)?, row.try_get(1)?))
+    }
+
     /// Drops sessions that expired more than `grace` seconds ago.
     pub async fn purge_expired_sessions(&self, now: i64, grace: i64) -> Result<u64, StoreError> {
         let done =
@@ -250,6 +260,9 @@ mod tests {
             let revoked = store.revoked_tokens(15).await.unwrap();
             assert_eq!(revoked.len(), 2, "{backend}: the cookies are pushed to filters as revoked");
             assert!(revoked.contains(&s1.token_hash));
+            assert_eq!(store.revocation_stats(15).await.unwrap(), (2, Some(1010)), "{backend}");
+            assert_eq!(store.revocation_stats(1010).await.unwrap(), (1, Some(1020)), "{backend}: s1 expired");
+            assert_eq!(store.revocation_stats(2000).await.unwrap(), (0, None), "{backend}");
             assert_eq!(store.list_sessions(&mine, None, 10).await.unwrap().len(), 1, "{backend}");
             assert_eq!(store.deactivate_sessions(Deactivate::One("s3"), 15).await.unwrap(), 1, "{backend}");
             assert_eq!(store.deactivate_sessions(Deactivate::One("s3"), 15).await.unwrap(), 0, "{backend}");

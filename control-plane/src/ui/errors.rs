@@ -58,6 +58,19 @@ const CATALOGUE: &[Entry] = &[
         next: Next::SignIn,
     },
     Entry {
+        id: "self_service_flow_busy",
+        title: "The server is busy",
+        text: "Too many people are signing in right now. Wait a moment, then try again.",
+        next: Next::SignIn,
+    },
+    Entry {
+        id: "session_revocation_list_full",
+        title: "Signing in is paused",
+        text: "Signing in is paused for a while to protect the site. Try again later; if it keeps happening, \
+               contact the administrator.",
+        next: Next::SignIn,
+    },
+    Entry {
         id: "self_service_flow_return_to_forbidden",
         title: "This link is not allowed",
         text: "The link that sent you here asked to continue to an address this site does not trust, so it was \
@@ -86,7 +99,7 @@ const CATALOGUE: &[Entry] = &[
     Entry {
         id: "session_refresh_required",
         title: "Please sign in again",
-        text: "For your security, sign in again before changing your password or passkeys.",
+        text: "For your security, sign in again before changing your e-mail address, password or passkeys.",
         next: Next::SignIn,
     },
     Entry {
@@ -135,6 +148,8 @@ mod tests {
             "session_already_available",
             "session_refresh_required",
             "self_service_flow_rate_limited",
+            "self_service_flow_busy",
+            "session_revocation_list_full",
         ] {
             assert_eq!(lookup(id).id, id);
         }

@@ -4,6 +4,7 @@
 //! this URL first".
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -12,7 +13,7 @@ use super::config::{self, CacheSpec, Empty, HandlerError};
 use super::{HttpCall, HttpResponse, Request, Session, SignatureCheck, form_encode, json_path};
 use crate::denial::{BearerError, Denial, DenialKind};
 use crate::introspection::IntrospectionResponse;
-use crate::jwt::{Algorithm, TokenError, UntrustedToken, VerifyingKey};
+use crate::jwt::{self, Algorithm, TokenError, UntrustedToken, VerifyingKey};
 use crate::rule::HandlerSpec;
 use crate::scope::{self, ScopeStrategy};
 
@@ -61,7 +62,8 @@ pub struct ClientCredentials {
 /// pushed in the snapshot, then check its claims.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Jwt {
-    pub keys: Vec<VerifyingKey>,
+    /// Shared with every signature check, which names the keys this rule trusts.
+    pub keys: Vec<Arc<VerifyingKey>>,
     /// Some `jwks_urls` had no keys in the snapshot (not fetched yet, or failing).
     pub keys_missing: bool,
     pub allowed_algorithms: Vec<Algorithm>,
@@ -70,7 +72,15 @@ pub struct Jwt {
     pub target_audience: Vec<String>,
     pub trusted_issuers: Vec<String>,
     pub token_from: TokenSource,
+    /// Portcullis: a token without `exp` is refused unless the rule says `require_exp: false`.
+    pub require_exp: bool,
+    /// Portcullis: the kinds of token accepted ([`jwt::token_kind`]), lower-case; by default
+    /// access tokens (`jwt`, `at+jwt`), never logout tokens.
+    pub allowed_token_types: Vec<String>,
 }
+
+/// The token kinds a `jwt` rule accepts unless it lists its own `allowed_token_types`.
+pub const DEFAULT_TOKEN_TYPES: &[&str] = &["jwt", "at+jwt"];
 
 /// Where a bearer credential is read from (Oathkeeper `token_from`).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -261,8 +271,7 @@ impl Authenticator {
                 None => Outcome::NotResponsible,
             },
             Kind::Jwt(c) => match token(req, &c.token_from) {
-                Some(t) if is_revoked(revoked, &t) => Outcome::Failed(revoked_token()),
-                Some(t) => start_jwt(c, &t, now_ms),
+                Some(t) => start_jwt(c, &t, revoked, now_ms),
                 None => Outcome::NotResponsible,
             },
             Kind::ClientCredentials(c) => match basic_credentials(req) {
@@ -338,8 +347,12 @@ fn revoked_session_cookie(req: &Request<'_>, credential: &Credential, revoked: &
 }
 
 fn is_revoked(revoked: &crate::rule::Revoked, token: &str) -> bool {
+    !revoked.is_empty() && revoked.contains(&sha256(token))
+}
+
+fn sha256(token: &str) -> [u8; 32] {
     use sha2::Digest;
-    !revoked.is_empty() && revoked.contains(&<[u8; 32]>::from(sha2::Sha256::digest(token.as_bytes())))
+    sha2::Sha256::digest(token.as_bytes()).into()
 }
 
 fn revoked_token() -> Denial {
@@ -485,14 +498,9 @@ fn pre_authorization_call(p: &PreAuthorization) -> HttpCall {
             ),
         ],
         body: body.into_bytes(),
-        cache_key: Some(format!(
-            "pre-authorization\n{}\n{}:{}\n{}",
-            p.token_url,
-            p.client_id,
-            p.client_secret,
-            p.scope.join(" ")
-        )),
+        cache_key: None,
     }
+    .cacheable(true)
 }
 
 /// Reads the pre-authorization token response: the access token, and how long to reuse it.
@@ -544,8 +552,9 @@ fn introspection_call(c: &Introspection, req: &Request<'_>, token: &str, bearer:
         url: c.introspection_url.clone(),
         headers,
         body: body.into_bytes(),
-        cache_key: cacheable.then(|| format!("introspect\n{}\n{token}", c.introspection_url)),
+        cache_key: None,
     }
+    .cacheable(cacheable)
 }
 
 fn finish_introspection(
@@ -778,8 +787,9 @@ fn session_check_call(c: &SessionCheck, req: &Request<'_>, credential: String) -
     }
     headers.push(("accept".into(), "application/json".into()));
     let method = c.force_method.clone().unwrap_or_else(|| req.method.to_ascii_uppercase());
-    let cache_key = c.cache_ttl_ms.map(|_| format!("session\n{method}\n{url}\n{credential}"));
-    HttpCall { method, url, headers, body: Vec::new(), cache_key }
+    // Every forwarded header (each Cookie header, Authorization, configured ones) can decide
+    // whom the answer is about, so the key is the whole call, not the first Cookie header.
+    HttpCall { method, url, headers, body: Vec::new(), cache_key: None }.cacheable(c.cache_ttl_ms.is_some())
 }
 
 fn finish_session_check(
@@ -831,6 +841,14 @@ fn compile_jwt(h: &HandlerSpec, jwks: &BTreeMap<String, Value>) -> Result<Jwt, H
         jwks_max_wait: Option<String>,
         #[allow(dead_code)]
         jwks_ttl: Option<String>,
+        /// Portcullis: `false` accepts tokens without `exp` (they are then never cached).
+        #[serde(default = "yes")]
+        require_exp: bool,
+        /// Portcullis: the token kinds accepted (see [`jwt::token_kind`]).
+        allowed_token_types: Option<Vec<String>>,
+    }
+    fn yes() -> bool {
+        true
     }
     let c: Spec = config::config(h)?;
     if c.jwks_urls.is_empty() {
@@ -863,11 +881,33 @@ fn compile_jwt(h: &HandlerSpec, jwks: &BTreeMap<String, Value>) -> Result<Jwt, H
             "required_scope needs a scope strategy (exact, hierarchic or wildcard)".into(),
         ));
     }
+    let allowed_token_types = match c.allowed_token_types {
+        None => DEFAULT_TOKEN_TYPES.iter().map(|t| (*t).to_owned()).collect(),
+        Some(types) => {
+            let mut kinds = Vec::with_capacity(types.len());
+            for (i, t) in types.iter().enumerate() {
+                let field = format!("config.allowed_token_types[{i}]");
+                let kind = t.to_ascii_lowercase();
+                let kind = kind.strip_prefix("application/").unwrap_or(&kind).to_owned();
+                if kind.is_empty() || !kind.bytes().all(config::is_token_byte) {
+                    return Err((field, format!("{t:?} is not a token type")));
+                }
+                if kind == "logout+jwt" {
+                    return Err((field, "logout tokens are never accepted as credentials".into()));
+                }
+                kinds.push(kind);
+            }
+            if kinds.is_empty() {
+                return Err(("config.allowed_token_types".into(), "must list at least one token type".into()));
+            }
+            kinds
+        }
+    };
     let mut keys = Vec::new();
     let mut keys_missing = false;
     for url in &c.jwks_urls {
         match jwks.get(url) {
-            Some(set) => keys.extend(crate::jwt::signing_keys(set)),
+            Some(set) => keys.extend(jwt::signing_keys(set).into_iter().map(Arc::new)),
             None => keys_missing = true,
         }
     }
@@ -880,6 +920,8 @@ fn compile_jwt(h: &HandlerSpec, jwks: &BTreeMap<String, Value>) -> Result<Jwt, H
         target_audience: c.target_audience,
         trusted_issuers: c.trusted_issuers,
         token_from: token_source(c.token_from)?,
+        require_exp: c.require_exp,
+        allowed_token_types,
     })
 }
 
@@ -887,7 +929,7 @@ fn invalid_token(message: &str, reason: &'static str) -> Denial {
     Denial::new(DenialKind::Unauthorized, message).with_bearer_error(BearerError::InvalidToken).with_reason(reason)
 }
 
-fn start_jwt(c: &Jwt, token: &str, now_ms: i64) -> Outcome {
+fn start_jwt(c: &Jwt, token: &str, revoked: &crate::rule::Revoked, now_ms: i64) -> Outcome {
     let parsed = match UntrustedToken::parse(token, &c.allowed_algorithms) {
         Ok(t) => t,
         // An opaque token is someone else's: let introspection or bearer_token have a go.
@@ -898,10 +940,34 @@ fn start_jwt(c: &Jwt, token: &str, now_ms: i64) -> Outcome {
                 "algorithm_not_allowed",
             ));
         }
+        Err(TokenError::Malformed(jwt::TOO_LARGE)) => {
+            return Outcome::Failed(invalid_token(
+                &format!("The token is larger than {} bytes", jwt::MAX_TOKEN_BYTES),
+                "token_too_large",
+            ));
+        }
+        Err(TokenError::Malformed(jwt::CRITICAL)) => {
+            return Outcome::Failed(invalid_token(
+                "The token requires header extensions (crit) this gateway does not understand",
+                "unsupported_critical_header",
+            ));
+        }
         Err(TokenError::Malformed(part)) => {
             return Outcome::Failed(invalid_token(&format!("The token's {part} is malformed"), "malformed_token"));
         }
     };
+    // Bounded by the parser's size limit before it is hashed.
+    let token_digest = sha256(token);
+    if !revoked.is_empty() && revoked.contains(&token_digest) {
+        return Outcome::Failed(revoked_token());
+    }
+    let kind = jwt::token_kind(parsed.typ.as_deref(), &parsed.claims);
+    if !c.allowed_token_types.contains(&kind) {
+        return Outcome::Failed(invalid_token(
+            &format!("A {kind} token is not accepted here"),
+            "token_type_not_allowed",
+        ));
+    }
     let candidates = parsed.candidate_keys(&c.keys);
     if candidates.is_empty() {
         if c.keys_missing && c.keys.is_empty() {
@@ -913,30 +979,51 @@ fn start_jwt(c: &Jwt, token: &str, now_ms: i64) -> Outcome {
         return Outcome::Failed(invalid_token("No known key signed this token", "unknown_key"));
     }
     let cache_until_ms =
-        parsed.claims.get("exp").and_then(Value::as_i64).map(|exp| exp.saturating_mul(1000)).filter(|t| *t > now_ms);
+        numeric_date(&parsed.claims, "exp").ok().flatten().map(|exp| exp.saturating_mul(1000)).filter(|t| *t > now_ms);
     let check = SignatureCheck {
         alg: parsed.alg,
-        keys: candidates.into_iter().map(|k| k.spki_der.clone()).collect(),
+        keys: candidates.into_iter().cloned().collect(),
         message: parsed.signing_input.to_vec(),
         signature: parsed.signature,
-        cache_key: token.to_owned(),
+        token_digest,
         cache_until_ms,
     };
     Outcome::Verify(check, parsed.claims)
 }
 
-/// Claims checks after a good signature: times (60 s leeway for clock skew), issuer, audience,
-/// scope. Oathkeeper answers 401 for all of them.
+/// A NumericDate claim (RFC 7519 §2: seconds, possibly fractional): `Ok(None)` when absent,
+/// `Err` when present but not a number, which is refused rather than ignored.
+fn numeric_date(claims: &Map<String, Value>, name: &str) -> Result<Option<i64>, ()> {
+    match claims.get(name) {
+        None => Ok(None),
+        Some(v) => {
+            v.as_i64().or_else(|| v.as_f64().filter(|f| f.is_finite()).map(|f| f.floor() as i64)).map(Some).ok_or(())
+        }
+    }
+}
+
+/// Claims checks after a good signature: times (60 s leeway for clock skew; `exp` required
+/// unless the rule opts out), issuer, audience, scope. Oathkeeper answers 401 for all of them.
 fn check_claims(c: &Jwt, claims: Map<String, Value>, now: i64) -> Outcome {
     const LEEWAY: i64 = 60;
-    let number = |name: &str| claims.get(name).and_then(Value::as_i64);
-    if number("exp").is_some_and(|exp| exp <= now - LEEWAY) || claims.get("exp").is_some_and(|v| !v.is_i64()) {
-        return Outcome::Failed(invalid_token("The token has expired", "token_expired"));
+    let (Ok(exp), Ok(nbf), Ok(iat)) =
+        (numeric_date(&claims, "exp"), numeric_date(&claims, "nbf"), numeric_date(&claims, "iat"))
+    else {
+        return Outcome::Failed(invalid_token("The token's exp, nbf or iat is not a number", "malformed_claims"));
+    };
+    match exp {
+        None if c.require_exp => {
+            return Outcome::Failed(invalid_token("The token has no expiry (exp)", "token_without_expiry"));
+        }
+        Some(exp) if exp <= now - LEEWAY => {
+            return Outcome::Failed(invalid_token("The token has expired", "token_expired"));
+        }
+        _ => {}
     }
-    if number("nbf").is_some_and(|nbf| nbf > now + LEEWAY) {
+    if nbf.is_some_and(|nbf| nbf > now + LEEWAY) {
         return Outcome::Failed(invalid_token("The token is not valid yet", "token_not_yet_valid"));
     }
-    if number("iat").is_some_and(|iat| iat > now + LEEWAY) {
+    if iat.is_some_and(|iat| iat > now + LEEWAY) {
         return Outcome::Failed(invalid_token("The token was issued in the future", "token_issued_in_future"));
     }
     let iss = claims.get("iss").and_then(Value::as_str);
@@ -1031,10 +1118,9 @@ fn client_credentials_call(c: &ClientCredentials, id: &str, secret: &str) -> Htt
             ("authorization".into(), authorization),
         ],
         body: body.into_bytes(),
-        cache_key: c
-            .cache_ttl_ms
-            .map(|_| format!("client-credentials\n{}\n{}\n{id}:{secret}", c.token_url, c.required_scope.join(" "))),
+        cache_key: None,
     }
+    .cacheable(c.cache_ttl_ms.is_some())
 }
 
 fn finish_client_credentials(

@@ -1,7 +1,9 @@
 //! Authorizers: may this subject do this? `allow`, `deny`, and the call-out authorizers
 //! `remote` and `remote_json` (how Keto v0.6+ permission checks are written in Oathkeeper
 //! rules) and `keto_engine_acp_ory` (the legacy Keto ≤0.5 ACP engine). A call-out answers 200
-//! to allow and 403 to deny; its listed response headers are passed on to the upstream.
+//! to allow and 403 to deny; its listed response headers are passed on to the upstream. The
+//! client address given to Keto is the one the proxy vouches for, never a client-written
+//! `X-Forwarded-For`.
 
 use std::collections::BTreeMap;
 
@@ -137,6 +139,12 @@ impl Authorizer {
         }
     }
 
+    /// Whether this authorizer sends the client's address (Keto's `remoteIpAddress`), which the
+    /// caller then has to read for [`Request::remote_addr`].
+    pub fn needs_client_address(&self) -> bool {
+        matches!(self, Authorizer::Remote(r) if matches!(r.body, Body::Keto { .. }))
+    }
+
     /// Header names this authorizer may set on the upstream request.
     pub fn header_names(&self) -> &[String] {
         match self {
@@ -177,7 +185,8 @@ impl Authorizer {
             Body::Keto { action, resource, subject } => {
                 headers.push(("content-type".into(), "application/json".into()));
                 let subject = subject.as_ref().map_or_else(|| session.subject.clone(), |s| s.render(&ctx));
-                let remote_ip = req.header("x-forwarded-for").and_then(|f| f.split(',').next()).unwrap_or("").trim();
+                // Never X-Forwarded-For: its leftmost entry is whatever the client wrote.
+                let remote_ip = req.remote_addr.unwrap_or("");
                 serde_json::json!({
                     "action": action.render(&ctx),
                     "resource": resource.render(&ctx),

@@ -60,7 +60,8 @@ pub(crate) fn header_templates(
         .collect()
 }
 
-pub(crate) fn is_header_name(name: &str) -> bool {
+/// An HTTP field name (RFC 9110 token): no pseudo-header, no space, no separator.
+pub fn is_header_name(name: &str) -> bool {
     !name.is_empty() && name.bytes().all(is_token_byte)
 }
 

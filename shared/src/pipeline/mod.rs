@@ -21,11 +21,11 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use crate::denial::{Denial, DenialKind, LocalResponse};
-use crate::matching::{matched_url, normalise_host, normalise_path};
+use crate::matching::request_url;
 use crate::rule::{CompiledRule, RuleSet};
 use crate::template::Context;
 
-pub use config::HandlerError;
+pub use config::{HandlerError, is_header_name};
 
 /// The parts of a request the pipeline reads.
 pub struct Request<'a> {
@@ -36,6 +36,10 @@ pub struct Request<'a> {
     pub target: &'a str,
     /// Header names lower-cased.
     pub headers: &'a [(String, String)],
+    /// The client's IP address as the proxy vouches for it (Envoy's `source.address` without
+    /// the port, the peer a trusted proxy names for `/decisions`), never one a client wrote.
+    /// `None` when unknown; read only where [`RuleSet::needs_client_address`] says so.
+    pub remote_addr: Option<&'a str>,
 }
 
 impl Request<'_> {
@@ -119,8 +123,42 @@ pub struct HttpCall {
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
     /// When set, a response may be reused for later calls with the same key (the caller hashes
-    /// it; it contains credentials) until the expiry [`Evaluation::resume`] reports.
+    /// it; it contains credentials) until the expiry [`Evaluation::resume`] reports. The key is
+    /// the call itself (see [`HttpCall::cacheable`]).
     pub cache_key: Option<String>,
+}
+
+impl HttpCall {
+    /// Makes the call's answer reusable (or not) under a key that is the whole call: method,
+    /// URL, every header in order, and the body. Whatever the endpoint can base its answer on
+    /// is in the key, so an answer is reused only for the same question — a second `Cookie`
+    /// header, an `Authorization` header, a tenant header or another audience asks another one.
+    pub(crate) fn cacheable(mut self, cacheable: bool) -> Self {
+        self.cache_key = if cacheable { self.exact_key() } else { None };
+        self
+    }
+
+    /// Length-prefixed parts, so no two calls share a key; `None` (not cacheable) for a body
+    /// that is not UTF-8, which the handlers never build.
+    fn exact_key(&self) -> Option<String> {
+        use std::fmt::Write as _;
+        let body = std::str::from_utf8(&self.body).ok()?;
+        let size = self.headers.iter().map(|(n, v)| n.len() + v.len() + 12).sum::<usize>();
+        let mut key = String::with_capacity(self.method.len() + self.url.len() + body.len() + size + 40);
+        let mut put = |part: &str| {
+            let _ = write!(key, "{}:", part.len());
+            key.push_str(part);
+        };
+        put(&self.method);
+        put(&self.url);
+        put(&self.headers.len().to_string());
+        for (name, value) in &self.headers {
+            put(name);
+            put(value);
+        }
+        put(body);
+        Some(key)
+    }
 }
 
 /// Calls carry credentials (the token being introspected, forwarded cookies): `Debug` shows
@@ -165,23 +203,28 @@ pub enum Verdict {
 
 /// A signature the caller must check (Envoy's `verify_signature` in the filter, RustCrypto in
 /// the control plane) and report with [`Evaluation::resume_verified`].
+///
+/// A caller may remember that a key verified a token (by `token_digest`, until
+/// `cache_until_ms`), but must bind what it remembers to that key's `spki_sha256`, and answer
+/// from memory only when that key is among `keys`: the keys this rule trusts for this token.
+/// A token verified for a rule trusting a partner's key is otherwise "verified" for every rule.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SignatureCheck {
     pub alg: crate::jwt::Algorithm,
-    /// SubjectPublicKeyInfo DER of each key that may have signed; one verifying is enough.
-    pub keys: Vec<Vec<u8>>,
+    /// The keys that may have signed (SPKI DER and its SHA-256); one verifying is enough.
+    pub keys: Vec<Arc<crate::jwt::VerifyingKey>>,
     pub message: Vec<u8>,
     /// DER-encoded for ECDSA.
     pub signature: Vec<u8>,
-    /// The token: a caller may remember a good signature for it (hash it: it is a credential)...
-    pub cache_key: String,
-    /// ...until then (the token's `exp`, unix ms); `None`: do not remember.
+    /// SHA-256 of the token.
+    pub token_digest: [u8; 32],
+    /// Until when a good signature may be remembered (the token's `exp`, unix ms); `None`: do
+    /// not remember.
     pub cache_until_ms: Option<i64>,
 }
 
 impl std::fmt::Debug for SignatureCheck {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // The cache key is the token itself.
         f.debug_struct("SignatureCheck").field("alg", &self.alg).field("keys", &self.keys.len()).finish_non_exhaustive()
     }
 }
@@ -256,15 +299,14 @@ pub struct Resumed {
 /// Starts judging a request. Returns the evaluation to resume when the step is an effect.
 pub fn begin(rules: &RuleSet, req: &Request<'_>, now_ms: i64) -> (Option<Evaluation>, Step) {
     let origin = req.header("origin");
-    let path = match normalise_path(req.target) {
-        Ok(p) => p,
+    let url = match request_url(req.scheme, req.host, req.target) {
+        Ok(url) => url,
         Err(e) => {
-            let denial = Denial::new(DenialKind::BadRequest, e.to_string()).with_reason("unreadable_path");
+            let denial = Denial::new(DenialKind::BadRequest, e.to_string()).with_reason(e.reason());
             let cors = cors_headers(rules.cors_for(None), origin);
             return (None, Step::Done(with_cors(errors::respond(&[], denial, req), &cors)));
         }
     };
-    let url = matched_url(req.scheme, &normalise_host(req.scheme, req.host), &path);
     if let (true, Some(origin), Some(method)) =
         (req.method.eq_ignore_ascii_case("OPTIONS"), origin, req.header("access-control-request-method"))
     {
@@ -486,5 +528,7 @@ pub(crate) fn json_path<'v>(value: &'v Value, path: &str) -> Option<&'v Value> {
     })
 }
 
+#[cfg(test)]
+mod adversarial;
 #[cfg(test)]
 mod tests;

@@ -17,9 +17,19 @@ use crate::template::Template;
 
 pub const HANDLERS: &[&str] = &["noop", "header", "cookie", "hydrator", "id_token"];
 
-/// Headers a mutator may not set: they change framing or routing, not identity.
-const FORBIDDEN_HEADERS: &[&str] =
-    &["host", "content-length", "transfer-encoding", "connection", "upgrade", "te", "trailer", "keep-alive", "cookie"];
+/// Headers no mutator may set: they change framing or routing, not identity.
+const FRAMING_HEADERS: &[&str] =
+    &["host", "content-length", "transfer-encoding", "connection", "upgrade", "te", "trailer", "keep-alive"];
+
+/// Per-request correlation headers (Envoy's `x-request-id`, W3C and B3 tracing) that are not
+/// sent to a hydrator whose answers are cached: they differ on every request, so keeping them
+/// in the call (and so in its cache key) would make every answer a miss, and a cached answer
+/// serves many requests anyway. Every other header is sent, and so is part of the key.
+const CORRELATION_HEADERS: &[&str] = &["x-request-id", "traceparent", "tracestate", "b3", "x-client-trace-id"];
+
+fn is_correlation_header(name: &str) -> bool {
+    CORRELATION_HEADERS.contains(&name) || name.starts_with("x-b3-")
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Mutator {
@@ -89,7 +99,9 @@ impl Mutator {
                 }
                 let c: Spec = config::config(h)?;
                 let headers = config::header_templates("config.headers", c.headers)?;
-                if let Some((name, _)) = headers.iter().find(|(n, _)| FORBIDDEN_HEADERS.contains(&n.as_str())) {
+                if let Some((name, _)) =
+                    headers.iter().find(|(n, _)| FRAMING_HEADERS.contains(&n.as_str()) || n == "cookie")
+                {
                     let hint = if name == "cookie" { " (use the cookie mutator)" } else { "" };
                     return Err((format!("config.headers.{name}"), format!("cannot be set by a mutator{hint}")));
                 }
@@ -154,7 +166,7 @@ impl Mutator {
                 struct Spec {
                     issuer_url: String,
                     /// Accepted for compatibility: the public keys are on the control plane's
-                    /// `/.well-known/jwks.json`.
+                    /// `/.well-known/gateway-jwks.json`.
                     #[allow(dead_code)]
                     jwks_url: Option<String>,
                     ttl: Option<String>,
@@ -240,14 +252,17 @@ impl Mutator {
                     "match_context": {"regexp_capture_groups": captures, "url": req.url(), "method": req.method},
                 })
                 .to_string();
+                let cached = h.cache_ttl_ms.is_some();
                 let mut headers: Vec<(String, String)> = req
                     .headers
                     .iter()
                     .filter(|(n, _)| {
-                        !matches!(
+                        let framing = matches!(
                             n.as_str(),
                             "content-length" | "content-type" | "transfer-encoding" | "connection" | "host"
-                        )
+                        );
+                        let uncacheable = cached && is_correlation_header(n);
+                        !(framing || uncacheable)
                     })
                     .cloned()
                     .collect();
@@ -260,14 +275,10 @@ impl Mutator {
                     Some(q) if !q.is_empty() => format!("{}{}{q}", h.url, if h.url.contains('?') { '&' } else { '?' }),
                     _ => h.url.clone(),
                 };
-                let cache_key = h.cache_ttl_ms.map(|_| format!("hydrate\n{url}\n{body}"));
-                Ok(Some(Effect::Call(HttpCall {
-                    method: "POST".into(),
-                    url,
-                    headers,
-                    body: body.into_bytes(),
-                    cache_key,
-                })))
+                // The hydrator sees the caller's headers (Authorization, cookies, API keys), not only
+                // the session: the key is the whole call.
+                let call = HttpCall { method: "POST".into(), url, headers, body: body.into_bytes(), cache_key: None };
+                Ok(Some(Effect::Call(call.cacheable(cached))))
             }
         }
     }
@@ -312,8 +323,12 @@ impl Mutator {
                     Value::Array(list) => list.first().and_then(Value::as_str),
                     other => other.as_str(),
                 };
-                if let Some(v) = value.filter(|v| !v.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0)) {
-                    session.set_header(&name.to_ascii_lowercase(), v.to_owned());
+                let name = name.to_ascii_lowercase();
+                // Only a real header name (no pseudo-header such as `:path`, no space), never
+                // one that changes framing, and no value that could start another header.
+                let settable = config::is_header_name(&name) && !FRAMING_HEADERS.contains(&name.as_str());
+                if let Some(v) = value.filter(|v| settable && !v.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0)) {
+                    session.set_header(&name, v.to_owned());
                 }
             }
         }
@@ -349,9 +364,10 @@ fn mint_request(
             }
         },
     };
-    // Cached per key, subject and claims: the time fields below are not part of the key.
+    // Cached per key, issuer, lifetime, subject and claims (a JSON array: no two differ only in
+    // where one part ends); the time fields set below follow from the lifetime.
     let cache_key =
-        format!("id_token\n{kid}\n{}\n{}\n{}", t.issuer_url, session.subject, Value::Object(claims.clone()));
+        json!(["id_token", kid, t.issuer_url, t.ttl_ms, session.subject, Value::Object(claims.clone())]).to_string();
     let iat = now_ms / 1000;
     let exp = iat + i64::try_from(t.ttl_ms / 1000).unwrap_or(i64::MAX / 2);
     let jti: [u8; 32] = sha2::Sha256::digest(format!("{cache_key}\n{iat}").as_bytes()).into();

@@ -26,7 +26,7 @@ fn introspect(extra: Value) -> Value {
     json!({"handler": "oauth2_introspection", "config": config})
 }
 
-fn rule(id: &str, path: &str, authenticators: Value, authorizer: Value, mutators: Value) -> Value {
+pub(super) fn rule(id: &str, path: &str, authenticators: Value, authorizer: Value, mutators: Value) -> Value {
     json!({"id": id, "match": {"url": format!("<http|https>://<[^/]+>{path}"), "methods": ["GET", "POST"]},
            "authenticators": authenticators, "authorizer": authorizer, "mutators": mutators})
 }
@@ -47,15 +47,15 @@ fn basic_rules() -> RuleSet {
     ]))
 }
 
-fn headers(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+pub(super) fn headers(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
     pairs.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect()
 }
 
-fn request<'a>(target: &'a str, headers: &'a [(String, String)]) -> Request<'a> {
-    Request { method: "GET", scheme: "http", host: "h", target, headers }
+pub(super) fn request<'a>(target: &'a str, headers: &'a [(String, String)]) -> Request<'a> {
+    Request { method: "GET", scheme: "http", host: "h", target, headers, remote_addr: None }
 }
 
-fn ok(body: Value) -> Result<HttpResponse, String> {
+pub(super) fn ok(body: Value) -> Result<HttpResponse, String> {
     Ok(HttpResponse { status: 200, headers: vec![], body: body.to_string().into_bytes() })
 }
 
@@ -67,21 +67,21 @@ fn active(scope: &str) -> Value {
     json!({"active": true, "sub": "my-client", "client_id": "my-client", "scope": scope, "exp": NOW + 60})
 }
 
-fn denied(step: &Step) -> (u16, &'static str) {
+pub(super) fn denied(step: &Step) -> (u16, &'static str) {
     match step {
         Step::Done(Verdict::Deny { denial, response }) => (response.status, denial.reason),
         other => panic!("expected a denial, got {other:?}"),
     }
 }
 
-fn allowed(step: &Step) -> (&str, &[(String, String)]) {
+pub(super) fn allowed(step: &Step) -> (&str, &[(String, String)]) {
     match step {
         Step::Done(Verdict::Allow { subject, headers, .. }) => (subject, headers),
         other => panic!("expected to be allowed, got {other:?}"),
     }
 }
 
-fn call(step: &Step) -> &HttpCall {
+pub(super) fn call(step: &Step) -> &HttpCall {
     match step {
         Step::Call(c) => c,
         other => panic!("expected a call, got {other:?}"),
@@ -112,7 +112,7 @@ fn bearer_token_is_introspected_then_mutated() {
     let c = call(&step);
     assert_eq!((c.method.as_str(), c.url.as_str()), ("POST", "http://cp/admin/oauth2/introspect"));
     assert_eq!(c.body, b"token=tok%2B1");
-    assert!(c.cache_key.as_deref().unwrap().contains("tok+1"));
+    assert!(c.cache_key.as_deref().unwrap().contains("token=tok%2B1"), "the key is the call, token included");
     let resumed = evaluation.as_mut().unwrap().resume(&req, ok(active("read write")), NOW_MS);
     assert_eq!(resumed.cache_until_ms, Some(NOW_MS + 10_000), "the TTL, as the token lives longer");
     let (subject, set) = allowed(&resumed.step);
@@ -247,7 +247,7 @@ fn cookie_session_asks_the_session_endpoint_like_oathkeeper() {
         {"handler": "header", "config": {"headers": {"X-Email": "{{ .Extra.identity.traits.email }}"}}}])
     )]));
     let h = headers(&[("cookie", "other=1; ory_kratos_session=abc"), ("authorization", "Bearer x"), ("x-other", "no")]);
-    let req = Request { method: "POST", scheme: "http", host: "h", target: "/x?q=1", headers: &h };
+    let req = Request { method: "POST", scheme: "http", host: "h", target: "/x?q=1", headers: &h, remote_addr: None };
     let whoami = json!({"id": "sess", "identity": {"id": "user-1", "traits": {"email": "a@example.com"}}});
     let (step, calls) = run(&rules, &req, vec![ok(whoami)]);
     let c = &calls[0];
@@ -297,7 +297,8 @@ fn bearer_token_reads_sub_and_forwards_the_token() {
     let bearer = json!({"handler": "bearer_token", "config": {"check_session_url": "http://idp/introspect",
         "preserve_path": true, "token_from": {"query_parameter": "token"}}});
     let rules = ruleset(json!([rule("r", "/x", json!([bearer]), json!({"handler": "allow"}), json!([]))]));
-    let req = Request { method: "GET", scheme: "http", host: "h", target: "/x?token=abc", headers: &[] };
+    let req =
+        Request { method: "GET", scheme: "http", host: "h", target: "/x?token=abc", headers: &[], remote_addr: None };
     let (step, calls) = run(&rules, &req, vec![ok(json!({"sub": "alice", "extra": {"role": "admin"}}))]);
     assert!(calls[0].headers.contains(&("authorization".into(), "Bearer abc".into())));
     assert_eq!(allowed(&step).0, "alice");
@@ -343,7 +344,7 @@ fn cookie_mutator_merges_and_hydrator_enriches() {
         json!([hydrator, cookie])
     )]));
     let h = headers(&[("cookie", "user=spoofed; theme=dark")]);
-    let req = Request { method: "GET", scheme: "http", host: "h", target: "/x?a=1", headers: &h };
+    let req = Request { method: "GET", scheme: "http", host: "h", target: "/x?a=1", headers: &h, remote_addr: None };
     let enriched = ok(json!({"subject": "carol", "extra": {"plan": "gold"}}));
     let (step, calls) = run(&rules, &req, vec![enriched]);
     assert_eq!(calls[0].url, "http://hydra.tor/enrich?a=1");
@@ -397,9 +398,20 @@ fn unmatched_unreadable_and_denied_requests() {
     assert_eq!(denied(&begin(&rules, &request("/nothing", &none), NOW_MS).1), (404, "no_rule"));
     assert_eq!(denied(&begin(&rules, &request("/ratings/%zz", &none), NOW_MS).1), (400, "unreadable_path"));
     assert_eq!(denied(&begin(&rules, &request("/closed", &none), NOW_MS).1), (403, "denied_by_rule"));
-    // Dot segments cannot smuggle a protected path past its rule; hosts match case-insensitively.
-    assert_eq!(denied(&begin(&rules, &request("/public/..%2Fratings/1", &none), NOW_MS).1).0, 401);
-    let upper = Request { method: "GET", scheme: "http", host: "H", target: "/public/a", headers: &none };
+    // A path an upstream may read differently is refused, never judged under one reading:
+    // `/ratings/..%2Fpublic/x` is `/ratings/...` to many routers, not the anonymous `/public/x`.
+    for ambiguous in
+        ["/ratings/..%2Fpublic/x", "/public/..%2Fratings/1", "/public/..;/ratings/1", "/public/../ratings/1"]
+    {
+        assert_eq!(
+            denied(&begin(&rules, &request(ambiguous, &none), NOW_MS).1),
+            (400, "ambiguous_path"),
+            "{ambiguous}"
+        );
+    }
+    // Hosts match case-insensitively.
+    let upper =
+        Request { method: "GET", scheme: "http", host: "H", target: "/public/a", headers: &none, remote_addr: None };
     assert_eq!(allowed(&begin(&rules, &upper, NOW_MS).1).0, "anonymous");
 }
 
@@ -415,7 +427,14 @@ fn header_injection_through_claims_is_refused() {
 
 #[test]
 fn tokens_from_query_and_cookie_and_json_paths() {
-    let q = Request { method: "GET", scheme: "http", host: "h", target: "/x?a=1&access_token=a%2Bb+c", headers: &[] };
+    let q = Request {
+        method: "GET",
+        scheme: "http",
+        host: "h",
+        target: "/x?a=1&access_token=a%2Bb+c",
+        headers: &[],
+        remote_addr: None,
+    };
     assert_eq!(q.query_parameter("access_token").as_deref(), Some("a+b c"));
     let h = headers(&[("cookie", "a=1; session=\"abc\"")]);
     let c = request("/x", &h);
@@ -427,7 +446,7 @@ fn tokens_from_query_and_cookie_and_json_paths() {
     assert_eq!(json_path(&doc, "identity.nope"), None);
 }
 
-mod jwt {
+pub(super) mod jwt {
     use super::*;
     use base64::Engine as _;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -457,9 +476,10 @@ mod jwt {
     }
 
     /// What the control plane's verifier does: SPKI DER key, DER signature.
-    fn verify(check: &SignatureCheck) -> bool {
-        check.keys.iter().any(|der| {
-            let (Ok(key), Ok(sig)) = (VerifyingKey::from_public_key_der(der), Signature::from_der(&check.signature))
+    pub(in crate::pipeline) fn verify(check: &SignatureCheck) -> bool {
+        check.keys.iter().any(|k| {
+            let (Ok(key), Ok(sig)) =
+                (VerifyingKey::from_public_key_der(&k.spki_der), Signature::from_der(&check.signature))
             else {
                 return false;
             };
@@ -593,7 +613,8 @@ fn cors_preflights_are_answered_before_authentication() {
             ("access-control-request-method", "POST"),
             ("access-control-request-headers", "authorization"),
         ]);
-        let req = Request { method: "OPTIONS", scheme: "https", host: "gw", target: path, headers: &h };
+        let req =
+            Request { method: "OPTIONS", scheme: "https", host: "gw", target: path, headers: &h, remote_addr: None };
         match begin(&rules, &req, NOW_MS).1 {
             Step::Done(Verdict::Preflight(r)) => r,
             other => panic!("{other:?}"),
@@ -608,8 +629,11 @@ fn cors_preflights_are_answered_before_authentication() {
     assert_eq!(preflight("/no-rule", "https://app.example").status, 204, "global policy even without a rule");
     // The real request is judged as usual, and its denial is readable by the browser.
     let h = headers(&[("origin", "https://app.example")]);
-    let (_, step) =
-        begin(&rules, &Request { method: "POST", scheme: "https", host: "gw", target: "/api/x", headers: &h }, NOW_MS);
+    let (_, step) = begin(
+        &rules,
+        &Request { method: "POST", scheme: "https", host: "gw", target: "/api/x", headers: &h, remote_addr: None },
+        NOW_MS,
+    );
     let Step::Done(Verdict::Deny { response, .. }) = step else { panic!() };
     assert_eq!(response.status, 401);
     assert!(response.headers.contains(&("access-control-allow-origin".into(), "https://app.example".into())));
@@ -786,8 +810,9 @@ fn remote_with_a_body_template_and_legacy_keto() {
         keto,
         json!([])
     )]));
-    let h = headers(&[("x-forwarded-for", "203.0.113.7, 10.0.0.1")]);
-    let req = request("/doc/report", &h);
+    // The address Envoy vouches for, not the client-written X-Forwarded-For.
+    let h = headers(&[("x-forwarded-for", "198.51.100.9, 10.0.0.1")]);
+    let req = Request { remote_addr: Some("203.0.113.7"), ..request("/doc/report", &h) };
     let (step, calls) = run(&rules, &req, vec![ok(json!({"allowed": true}))]);
     assert_eq!(calls[0].url, "http://keto:4456/engines/acp/ory/regex/allowed");
     let sent: Value = serde_json::from_slice(&calls[0].body).unwrap();
@@ -810,7 +835,7 @@ fn a_literal_host_rule_cannot_be_dodged_with_a_trailing_dot_or_default_port() {
     for host in
         ["api.example.com", "API.EXAMPLE.COM", "api.example.com.", "api.example.com:443", "api.example.com.:443"]
     {
-        let req = Request { method: "GET", scheme: "https", host, target: "/admin", headers: &[] };
+        let req = Request { method: "GET", scheme: "https", host, target: "/admin", headers: &[], remote_addr: None };
         assert_eq!(denied(&begin(&rules, &req, NOW_MS).1).0, 401, "{host}");
     }
 }

@@ -1,5 +1,5 @@
-//! The login flow: `password` (rate limited per identifier and per client address, constant
-//! work whether or not the account exists), `code` (e-mail a one-time code, then enter it;
+//! The login flow: `password` (attempts limited per identifier and per client address and
+//! counted before the password is checked, constant work whether or not the account exists), `code` (e-mail a one-time code, then enter it;
 //! the answer never reveals whether an account exists) and `passkey` (see
 //! `identity::passkey`). Every method checks the registration policy and the identity's state,
 //! then runs the `after` login hooks, whose web hooks may refuse the sign-in or change the
@@ -230,14 +230,21 @@ async fn password_login(
     let ip = session::client_ip(headers);
     let ip_bucket = (!ip.is_empty()).then(|| format!("ip:{ip}"));
     let max = i64::from(config.max_failures);
-    let mut locked = state.store.failures(&id_bucket, now, window).await? >= max;
+    // Every guess takes its slot before the password is checked, atomically in the store: N
+    // guesses sent at once see N different counts, so no more than `max` of them are ever
+    // checked, whatever the concurrency or the number of replicas.
+    let (taken, started) = state.store.reserve_attempt(&id_bucket, now, window).await?;
+    let mut locked_until = (taken > max).then_some(started + window);
     if let Some(b) = &ip_bucket {
         // Per address the allowance is larger: many people may share one NAT.
-        locked |= state.store.failures(b, now, window).await? >= max * 5;
+        let (taken, started) = state.store.reserve_attempt(b, now, window).await?;
+        if taken > max * 5 {
+            locked_until = locked_until.max(Some(started + window));
+        }
     }
-    if locked {
-        tracing::warn!(flow_id = %flow.id, "password sign-in refused: too many failures");
-        flow.messages.push(msg::too_many_attempts((window + 59) / 60));
+    if let Some(until) = locked_until {
+        tracing::warn!(flow_id = %flow.id, "password sign-in refused: too many attempts");
+        flow.messages.push(msg::too_many_attempts((until - now + 59).max(60) / 60));
         return Ok(None);
     }
     let identity = find(state, PASSWORD, &identifier).await?;
@@ -252,18 +259,25 @@ async fn password_login(
     let known = stored.is_some();
     let hash = stored.unwrap_or_else(|| DUMMY_HASH.to_owned());
     let presented = pw.to_owned();
-    let verified = tokio::task::spawn_blocking(move || password::verify(&hash, &presented))
-        .await
-        .map_err(|e| FlowError::internal(&e))?;
-    let (Some(identity), true, true) = (identity, known, verified != Verified::No) else {
-        state.store.record_failure(&id_bucket, now, window).await?;
-        if let Some(b) = &ip_bucket {
-            state.store.record_failure(b, now, window).await?;
+    let verified = match state.hashing.run(move || password::verify(&hash, &presented)).await {
+        Ok(v) => v,
+        Err(e) => {
+            // Not checked, so not an attempt: give the slots back.
+            state.store.release_attempt(&id_bucket).await?;
+            if let Some(b) = &ip_bucket {
+                state.store.release_attempt(b).await?;
+            }
+            return Err(FlowError::from_hashing(e));
         }
+    };
+    let (Some(identity), true, true) = (identity, known, verified != Verified::No) else {
         flow.messages.push(msg::invalid_credentials());
         return Ok(None);
     };
     state.store.clear_failures(&id_bucket).await?;
+    if let Some(b) = &ip_bucket {
+        state.store.release_attempt(b).await?;
+    }
     if verified == Verified::YesRehash {
         rehash(state, &identity, pw).await?;
     }
@@ -273,7 +287,8 @@ async fn password_login(
 /// Replaces an imported (bcrypt, weak argon2) hash with argon2id after a successful sign-in.
 async fn rehash(state: &AppState, identity: &Identity, pw: &str) -> Result<(), FlowError> {
     let presented = pw.to_owned();
-    let Ok(Ok(new_hash)) = tokio::task::spawn_blocking(move || password::hash(&presented)).await else {
+    // Best effort: a busy server upgrades the hash at a later sign-in.
+    let Ok(Ok(new_hash)) = state.hashing.run(move || password::hash(&presented)).await else {
         return Ok(());
     };
     if let Some(mut c) = state.store.get_credential(&identity.id, PASSWORD).await? {
@@ -292,7 +307,7 @@ async fn rehash(state: &AppState, identity: &Identity, pw: &str) -> Result<(), F
 async fn code_login(state: &AppState, flow: &mut Flow, form: &Form) -> Result<Option<Identity>, FlowError> {
     let code = form.get("code");
     if flow.state == "sent_email" && code.is_some() && form.get("resend").is_none() {
-        return match crate::identity::code::check(state, flow, code.unwrap_or("")) {
+        return match crate::identity::code::check(state, flow, code.unwrap_or("")).await? {
             crate::identity::code::Check::Valid(Some(id)) => {
                 let identity = state.store.get_identity(&id).await?;
                 if identity.is_none() {

@@ -229,11 +229,31 @@ pub struct FlowError {
     pub reason: String,
     /// Where a browser should go instead (`redirect_browser_to`).
     pub redirect: Option<String>,
+    /// Seconds for `Retry-After` (429, 503).
+    pub retry_after: Option<u64>,
 }
 
 impl FlowError {
     pub fn new(status: StatusCode, id: &'static str, reason: impl Into<String>) -> Self {
-        Self { status, id, reason: reason.into(), redirect: None }
+        Self { status, id, reason: reason.into(), redirect: None, retry_after: None }
+    }
+    /// Every password hashing slot is taken (see [`crate::crypto::Hashing`]).
+    pub fn busy(busy: crate::crypto::Busy) -> Self {
+        tracing::warn!("self-service request refused: every password hashing slot is busy");
+        let mut e = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "self_service_flow_busy",
+            "The server is checking too many passwords at once; try again in a moment.",
+        );
+        e.retry_after = Some(busy.retry_after);
+        e
+    }
+    /// A password hash (or check) through the process-wide hashing bound.
+    pub fn from_hashing(e: crate::crypto::HashError) -> Self {
+        match e {
+            crate::crypto::HashError::Busy(b) => Self::busy(b),
+            crate::crypto::HashError::Failed(e) => Self::internal(&e),
+        }
     }
     pub fn not_found() -> Self {
         Self::new(StatusCode::NOT_FOUND, "self_service_flow_not_found", "The flow does not exist.")
@@ -275,14 +295,19 @@ impl FlowError {
     }
 
     pub fn respond(self, state: &AppState, html: bool) -> Response {
-        if html {
+        let mut response = if html {
             let target = self
                 .redirect
                 .clone()
                 .unwrap_or_else(|| format!("{}/ui/error?id={}", state.config.urls.self_.public_base(), self.id));
-            return see_other(&target);
+            see_other(&target)
+        } else {
+            (self.status, axum::Json(self.body())).into_response()
+        };
+        if let Some(seconds) = self.retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
         }
-        (self.status, axum::Json(self.body())).into_response()
+        response
     }
 }
 
@@ -697,6 +722,37 @@ pub async fn get(
     }
 }
 
+/// An API flow carries no CSRF protection, so a browser must not submit it (Kratos's
+/// `EnsureCSRF` for API flows): a request with an `Origin` header or a cookie (Cloudflare's
+/// own excepted) comes from a browser, possibly driven by another site.
+fn api_flow_from_a_program(headers: &HeaderMap) -> Result<(), FlowError> {
+    const HINT: &str = "The flow however was initiated as an API request. To prevent potential misuse and mitigate \
+                        several attack vectors including CSRF, the request has been blocked; browsers use the \
+                        /self-service/{kind}/browser flows.";
+    if headers.contains_key(header::ORIGIN) {
+        return Err(FlowError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!("The HTTP Request Header included the \"Origin\" key, indicating a browser. {HINT}"),
+        ));
+    }
+    let cookies = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.split_once('=').map(|(name, _)| name.trim()))
+        .any(|name| !name.is_empty() && !["__cf", "_cf", "cf_"].iter().any(|p| name.starts_with(p)));
+    if cookies {
+        return Err(FlowError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!("The HTTP Request Header included the \"Cookie\" key, indicating a browser. {HINT}"),
+        ));
+    }
+    Ok(())
+}
+
 pub fn csrf_cookie_matches(state: &AppState, headers: &HeaderMap, flow: &Flow) -> bool {
     flow.skip_csrf
         || session::cookie(headers, &csrf_cookie_name(state)).is_some_and(|c| crypto::secret_eq(c, &flow.csrf_token))
@@ -719,8 +775,9 @@ pub enum Outcome {
     SignedIn { flow: Box<Flow>, identity: Box<Identity>, issued: Box<Issued> },
     /// Registered without a session (no `session` hook).
     Registered { flow: Flow, identity: Identity },
-    /// The browser must continue elsewhere (recovery → settings), with cookies to set.
-    Continue { flow: Flow, to: String, cookies: Vec<HeaderValue> },
+    /// Continue elsewhere (recovery → settings): a browser with `cookies` set, a native app
+    /// with the new session's token and the settings flow's id.
+    Continue { flow: Flow, to: String, cookies: Vec<HeaderValue>, session_token: String, settings_id: String },
 }
 
 /// `POST /self-service/{kind}?flow=`.
@@ -743,6 +800,9 @@ pub async fn submit(
             return Err(expired(&state, &flow));
         }
         let form = Form::parse(&headers, &body)?;
+        if flow.is_api() {
+            api_flow_from_a_program(&headers)?;
+        }
         if !flow.is_api() && !flow.skip_csrf {
             let sent = form.get("csrf_token").or_else(|| headers.get("x-csrf-token").and_then(|v| v.to_str().ok()));
             let form_ok = sent.is_some_and(|t| crypto::secret_eq(t, &flow.csrf_token));
@@ -819,16 +879,23 @@ async fn respond(state: &AppState, outcome: Outcome, json: bool) -> Response {
                 see_other(&login)
             }
         }
-        Outcome::Continue { flow, to, cookies } => {
-            let mut response = if flow.is_api() {
-                axum::Json(json!({"continue_with": [{"action": "show_settings_ui", "flow": {"url": to}}]}))
-                    .into_response()
-            } else if json {
+        Outcome::Continue { flow, to, cookies, session_token, settings_id } => {
+            if flow.is_api() {
+                // Never a cookie for a native app: a browser posting an API flow (no CSRF token)
+                // must not come away with someone's session.
+                return axum::Json(json!({"continue_with": [
+                    {"action": "set_ory_session_token", "ory_session_token": session_token},
+                    {"action": "show_settings_ui", "flow": {"id": settings_id, "url": to}},
+                ]}))
+                .into_response();
+            }
+            let mut response = if json {
                 let e = FlowError {
                     status: StatusCode::UNPROCESSABLE_ENTITY,
                     id: "browser_location_change_required",
                     reason: "Continue in the browser.".into(),
                     redirect: Some(to.clone()),
+                    retry_after: None,
                 };
                 e.respond(state, false)
             } else {
@@ -854,6 +921,13 @@ pub fn spawn_janitor(state: AppState) -> tokio::task::JoinHandle<()> {
             }
             if let Err(e) = state.store.purge_expired_sessions(now, 7 * 24 * 3600).await {
                 tracing::warn!(error = %e, "could not purge expired sessions");
+            }
+            // A counter whose window ended counts nothing any more.
+            let longest =
+                state.config.selfservice.methods.password.lockout_window.max(state.config.session.rate_limit.window);
+            let horizon = i64::try_from(longest.as_secs()).unwrap_or(i64::MAX / 2);
+            if let Err(e) = state.store.purge_attempts(now.saturating_sub(horizon)).await {
+                tracing::warn!(error = %e, "could not purge old sign-in attempt counters");
             }
         }
     })

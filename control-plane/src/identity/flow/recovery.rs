@@ -81,7 +81,7 @@ pub async fn submit_recovery(
         super::save(state, &mut flow).await?;
         return Ok(Outcome::Again(flow));
     }
-    let identity = match code::check(state, &mut flow, form.get("code").unwrap_or("")) {
+    let identity = match code::check(state, &mut flow, form.get("code").unwrap_or("")).await? {
         Check::Valid(Some(id)) => state.store.get_identity(&id).await?.filter(Identity::is_active),
         Check::Valid(None) | Check::Invalid => None,
         Check::Spent => {
@@ -131,8 +131,16 @@ pub async fn submit_recovery(
     settings.state = "show_form".into();
     settings.messages.push(msg::recovered());
     super::create(state, &settings).await?;
-    cookies.push(session::session_cookie(state, &issued.token, issued.row.expires_at));
-    Ok(Outcome::Continue { flow, to: settings.ui_url(state), cookies })
+    if !flow.is_api() {
+        cookies.push(session::session_cookie(state, &issued.token, issued.row.expires_at));
+    }
+    Ok(Outcome::Continue {
+        flow,
+        to: settings.ui_url(state),
+        cookies,
+        session_token: issued.token,
+        settings_id: settings.id,
+    })
 }
 
 pub async fn submit_verification(state: &AppState, mut flow: Flow, form: &Form) -> Result<Outcome, FlowError> {
@@ -141,7 +149,7 @@ pub async fn submit_verification(state: &AppState, mut flow: Flow, form: &Form) 
         super::save(state, &mut flow).await?;
         return Ok(Outcome::Again(flow));
     }
-    let verified = match code::check(state, &mut flow, form.get("code").unwrap_or("")) {
+    let verified = match code::check(state, &mut flow, form.get("code").unwrap_or("")).await? {
         Check::Valid(Some(id)) => {
             let address = flow.code.as_ref().map(|c| c.address.clone()).unwrap_or_default();
             match state.store.get_identity(&id).await? {

@@ -101,9 +101,11 @@ pub async fn submit(state: &AppState, mut flow: Flow, form: &Form, headers: &Hea
                 return again(state, flow).await;
             }
             let presented = pw.to_owned();
-            let hash = tokio::task::spawn_blocking(move || password::hash(&presented))
+            let hash = state
+                .hashing
+                .run(move || password::hash(&presented))
                 .await
-                .map_err(|e| FlowError::internal(&e))?
+                .map_err(FlowError::from_hashing)?
                 .map_err(|e| FlowError::internal(&e))?;
             let identity = crate::identity::new_identity(&schema, traits.clone(), now);
             let creds = crate::identity::derived_credentials(&schema, &traits, &[], Some(hash), now);
@@ -112,7 +114,7 @@ pub async fn submit(state: &AppState, mut flow: Flow, form: &Form, headers: &Hea
         Some(CODE) if methods.code.passwordless_enabled => {
             let code = form.get("code");
             if flow.state == "sent_email" && code.is_some() && form.get("resend").is_none() {
-                match crate::identity::code::check(state, &mut flow, code.unwrap_or("")) {
+                match crate::identity::code::check(state, &mut flow, code.unwrap_or("")).await? {
                     crate::identity::code::Check::Valid(_) => {}
                     crate::identity::code::Check::Invalid => {
                         flow.field_error("code", msg::registration_code_invalid());

@@ -1,15 +1,21 @@
 //! The settings flow, for the signed-in identity only: `profile` (traits; changed addresses
-//! become unverified and identifiers follow), `password` (needs a recent sign-in:
-//! `session_refresh_required` otherwise) and `passkey` (add or remove). Every submission
-//! re-checks that the caller's session belongs to the flow's identity.
+//! become unverified and identifiers follow), `password` and `passkey` (add or remove). What
+//! could hand the account to someone else — a password, a passkey, a login identifier, a
+//! verifiable or recovery address — needs a recent sign-in (`session_refresh_required`
+//! otherwise, as Kratos), so a stale stolen session cannot take the account over; an address
+//! that stops being the account's is told so by e-mail. Every submission re-checks that the
+//! caller's session belongs to the flow's identity.
+
+use std::collections::BTreeSet;
 
 use axum::http::{HeaderMap, StatusCode};
 
 use super::ui::{self, UiNode, msg};
 use super::{Flow, FlowError, Form, Outcome};
 use crate::app::AppState;
+use crate::courier::NewMessage;
 use crate::identity::session::{self, Authenticated};
-use crate::identity::{PASSWORD, password};
+use crate::identity::{CODE, Credential, Identity, PASSWORD, password};
 
 pub async fn prepare(_state: &AppState, flow: &mut Flow) -> Result<(), FlowError> {
     flow.state = "show_form".into();
@@ -77,9 +83,9 @@ pub async fn submit(state: &AppState, mut flow: Flow, form: &Form, headers: &Hea
     Ok(Outcome::Again(flow))
 }
 
-/// Credential changes need a sign-in younger than `privileged_session_max_age`.
+/// Credential and address changes need a sign-in younger than `privileged_session_max_age`.
 fn privileged(state: &AppState, flow: &Flow, auth: &Authenticated) -> Result<(), FlowError> {
-    let max = i64::try_from(state.config.selfservice.flows.privileged_session_max_age.as_secs()).unwrap_or(3600);
+    let max = i64::try_from(state.config.selfservice.flows.privileged_session_max_age().as_secs()).unwrap_or(900);
     if state.clock.now() - auth.session.authenticated_at <= max {
         return Ok(());
     }
@@ -122,14 +128,92 @@ async fn profile(state: &AppState, flow: &mut Flow, form: &Form, auth: &Authenti
     identity.updated_at = now;
     let existing = state.store.get_credentials(&identity.id).await?;
     let creds = crate::identity::derived_credentials(&schema, &traits, &existing, None, now);
+    // The store replaces only the credential types given; the others (passkeys) stay.
+    let kept = existing.iter().filter(|c| !creds.iter().any(|n| n.kind == c.kind));
+    let before = Protected::of(&auth.identity, &existing);
+    let after = Protected::of(&identity, &kept.chain(&creds).cloned().collect::<Vec<_>>());
+    if before != after {
+        // Kratos's rule (identity.Manager.requiresPrivilegedAccess): a change of credentials'
+        // identifiers or of verifiable or recovery addresses is a credential change.
+        privileged(state, flow, auth)?;
+    }
     match state.store.update_identity(&identity, &creds).await? {
-        Ok(_) => Ok(true),
+        Ok(_) => {
+            notify_removed_addresses(state, &identity, &before, &after, now).await;
+            Ok(true)
+        }
         Err(_) => {
             flow.field_error("traits.email", msg::duplicate());
             Ok(false)
         }
     }
 }
+
+/// What only a privileged session may change: every credential's identifiers and the
+/// verifiable and recovery addresses, each as a sorted set.
+#[derive(PartialEq, Eq)]
+struct Protected {
+    identifiers: BTreeSet<(String, String)>,
+    verifiable: BTreeSet<String>,
+    recovery: BTreeSet<String>,
+}
+
+impl Protected {
+    fn of(identity: &Identity, credentials: &[Credential]) -> Self {
+        let identifiers =
+            credentials.iter().flat_map(|c| c.identifiers.iter().map(|i| (c.kind.clone(), i.clone()))).collect();
+        Self {
+            identifiers,
+            verifiable: identity.body.verifiable_addresses.iter().map(|a| a.value.clone()).collect(),
+            recovery: identity.body.recovery_addresses.iter().map(|a| a.value.clone()).collect(),
+        }
+    }
+
+    /// Every e-mail address the account answered to: code identifiers and addresses.
+    fn addresses(&self) -> BTreeSet<&str> {
+        let codes = self.identifiers.iter().filter(|(kind, _)| kind == CODE).map(|(_, a)| a.as_str());
+        self.verifiable.iter().chain(&self.recovery).map(String::as_str).chain(codes).collect()
+    }
+}
+
+/// Tells each address the account no longer answers to that it was changed, and when. It
+/// names neither the new address nor anything secret: it is the owner's chance to notice a
+/// takeover, and may reach someone who merely mistyped an address once.
+async fn notify_removed_addresses(
+    state: &AppState,
+    identity: &Identity,
+    before: &Protected,
+    after: &Protected,
+    now: i64,
+) {
+    let kept = after.addresses();
+    for old in before.addresses().into_iter().filter(|a| !kept.contains(a) && a.contains('@')) {
+        let body = format!(
+            "Hi,\n\nthe e-mail address of your account was changed on {when} (UTC). This address, {old}, can no \
+             longer be used to sign in to the account or to recover it.\n\nIf you made this change, there is nothing \
+             else to do. If you did not, someone else may be using your account: contact the site's administrator.\n",
+            when = crate::client::rfc3339(now).replace('T', " ").trim_end_matches('Z'),
+        );
+        let message = NewMessage {
+            recipient: old.to_owned(),
+            subject: "The e-mail address of your account was changed".into(),
+            body,
+            template_type: ADDRESS_CHANGED.into(),
+            secret: None,
+        };
+        // The change is stored already: a notice that cannot be queued is logged, not an error
+        // shown to the user who made it.
+        match state.courier.enqueue(&state.store, now, message).await {
+            Ok(_) => tracing::info!(identity_id = %identity.id, "address change notified to the previous address"),
+            Err(e) => {
+                tracing::error!(identity_id = %identity.id, error = %e, "could not queue the address-change notice")
+            }
+        }
+    }
+}
+
+/// The courier template of the message above.
+pub const ADDRESS_CHANGED: &str = "settings_address_changed";
 
 async fn change_password(
     state: &AppState,
@@ -148,9 +232,11 @@ async fn change_password(
         return Ok(false);
     }
     let presented = pw.to_owned();
-    let hash = tokio::task::spawn_blocking(move || password::hash(&presented))
+    let hash = state
+        .hashing
+        .run(move || password::hash(&presented))
         .await
-        .map_err(|e| FlowError::internal(&e))?
+        .map_err(FlowError::from_hashing)?
         .map_err(|e| FlowError::internal(&e))?;
     let now = state.clock.now();
     let existing = state.store.get_credentials(&auth.identity.id).await?;

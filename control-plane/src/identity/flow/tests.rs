@@ -216,6 +216,7 @@ async fn logout_revokes_the_session_and_pushes_the_digest_to_filters() {
 }
 
 /// A browser: starts a flow, keeps the CSRF cookie, posts forms.
+#[derive(Clone)]
 struct Browser {
     cookies: Vec<(String, String)>,
 }
@@ -716,3 +717,5 @@ async fn traits_a_registration_hook_sets_must_pass_the_policy_and_become_the_ide
         assert_eq!(login(&h, "lee@example.com", "violet-tractor-umbrella").await.status, StatusCode::BAD_REQUEST);
     }
 }
+
+mod attacks;

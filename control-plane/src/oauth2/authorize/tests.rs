@@ -992,6 +992,148 @@ async fn the_built_in_logout_page_also_ends_the_portcullis_session() {
     assert_eq!(q(&cb, "error").as_deref(), Some("login_required"));
 }
 
+/// Follows a logout through this server's logout endpoint and page, answering the question
+/// with "yes" as the browser's user would; returns the first answer that goes anywhere else.
+async fn follow(h: &Harness, b: &mut Browser, url: &str) -> Reply {
+    let mut r = b.get(h, url).await;
+    for _ in 0..8 {
+        if r.status == StatusCode::OK && String::from_utf8_lossy(&r.bytes).contains("name=\"logout_challenge\"") {
+            let html = String::from_utf8_lossy(&r.bytes).into_owned();
+            let (challenge, csrf) = (hidden(&html, "logout_challenge"), hidden(&html, "csrf_token"));
+            let pairs = [("logout_challenge", challenge.as_str()), ("csrf_token", csrf.as_str()), ("action", "yes")];
+            r = b.post_form(h, "/ui/oauth2/logout", &pairs).await;
+            continue;
+        }
+        let to = r.header("location").to_owned();
+        let path = to.strip_prefix(PUBLIC).unwrap_or(&to);
+        if !r.status.is_redirection()
+            || !(path.starts_with("/ui/oauth2/logout") || path.starts_with("/oauth2/sessions/logout"))
+        {
+            return r;
+        }
+        r = b.get(h, &to).await;
+    }
+    r
+}
+
+/// Issue 13 #8 (b): whoever holds a victim's ID token (it travels to relying parties, logs,
+/// browser history) calls RP-initiated logout from a browser without the victim's cookies.
+/// Nothing of the victim's may end: only the redirect happens.
+#[tokio::test]
+async fn an_id_token_hint_alone_ends_nobody_s_session() {
+    let h = Harness::new().await;
+    let (bc, mut received) = backchannel_server().await;
+    for skip in [false, true] {
+        let id = format!("web-{skip}");
+        h.client(json!({
+            "client_id": id, "client_secret": "web-secret", "redirect_uris": [CB], "scope": "openid api.*",
+            "post_logout_redirect_uris": ["https://app.example/bye"], "backchannel_logout_uri": bc,
+            "skip_consent": true, "skip_logout_consent": skip,
+        }))
+        .await;
+    }
+    let (victim, token) = identity(&h, "victim@example.com").await;
+    let mut v = signed_in(&h, &token);
+    let mut sids = Vec::new();
+    for skip in [false, true] {
+        let url = auth_url("").replace("client_id=web", &format!("client_id=web-{skip}"));
+        let login = to_login(&h, &mut v, &url).await;
+        let to = location(&v.get(&h, &format!("/ui/oauth2/login?login_challenge={login}")).await);
+        let to = location(&v.get(&h, &to).await);
+        let to = location(&v.get(&h, &to).await);
+        let to = location(&v.get(&h, &to).await);
+        assert!(to.starts_with(CB), "{to}");
+        let Redeemed::Fresh(grant) =
+            code::redeem(&h.state, &q(&to, "code").unwrap(), &format!("web-{skip}")).await.unwrap()
+        else {
+            panic!()
+        };
+        sids.push((format!("web-{skip}"), grant.sid));
+    }
+
+    for (client, sid) in &sids {
+        let hint = id_token(&h, &victim, sid, client);
+        let bye = enc("https://app.example/bye");
+        for url in [
+            format!("/oauth2/sessions/logout?id_token_hint={hint}"),
+            format!("/oauth2/sessions/logout?id_token_hint={hint}&post_logout_redirect_uri={bye}&state=s-123456"),
+        ] {
+            let mut attacker = Browser::default();
+            let r = follow(&h, &mut attacker, &url).await;
+            assert!(r.status.is_redirection(), "{client} {url}: {}", r.status);
+            let to = r.header("location");
+            assert!(
+                to == "https://app.example/bye?state=s-123456" || to.ends_with("/ui/welcome"),
+                "{client}: only a redirect: {to}"
+            );
+        }
+        // The POST form of the same request.
+        let mut attacker = Browser::default();
+        let mut r = attacker.post_form(&h, "/oauth2/sessions/logout", &[("id_token_hint", &hint)]).await;
+        if r.header("location").contains("/ui/oauth2/logout") {
+            let to = r.header("location").to_owned();
+            r = follow(&h, &mut attacker, &to).await;
+        }
+        assert!(r.status.is_redirection() && r.header("location").ends_with("/ui/welcome"), "{client}: {}", r.status);
+    }
+
+    // The victim is still signed in everywhere, and no client was told otherwise.
+    let whoami = h.get("/sessions/whoami", &[("x-session-token", &token)]).await;
+    assert_eq!(whoami.status, StatusCode::OK, "the victim's Portcullis session ended");
+    for (client, sid) in &sids {
+        assert!(h.state.store.get_login_session(sid).await.unwrap().is_some(), "{client}: login session {sid} ended");
+        let url = auth_url("&prompt=none").replace("client_id=web", &format!("client_id={client}"));
+        let mut cb = location(&v.get(&h, &url).await);
+        while cb.starts_with(PUBLIC) {
+            cb = location(&v.get(&h, &cb).await);
+        }
+        assert!(cb.starts_with(CB) && q(&cb, "code").is_some(), "{client}: the victim was signed out of OAuth2: {cb}");
+    }
+    let sent = tokio::time::timeout(std::time::Duration::from_millis(500), received.recv()).await;
+    assert!(sent.is_err(), "a back-channel logout was sent: {sent:?}");
+}
+
+/// The other way to know the browser: no OAuth2 session cookie (a login app may not remember
+/// the login), but the Portcullis session the hinted login session came from. Another
+/// user's Portcullis session with the same hint ends nothing.
+#[tokio::test]
+async fn a_hint_ends_the_login_session_of_the_browser_s_own_portcullis_session_only() {
+    let h = Harness::new().await;
+    h.client(json!({
+        "client_id": "web", "client_secret": "web-secret", "redirect_uris": [CB], "scope": "openid api.*",
+        "skip_consent": true, "skip_logout_consent": true,
+    }))
+    .await;
+    let (victim, token) = identity(&h, "victim@example.com").await;
+    let mut v = signed_in(&h, &token);
+    let login = to_login(&h, &mut v, &auth_url("")).await;
+    let mut to = location(&v.get(&h, &format!("/ui/oauth2/login?login_challenge={login}")).await);
+    while to.starts_with(PUBLIC) {
+        to = location(&v.get(&h, &to).await);
+    }
+    let Redeemed::Fresh(grant) = code::redeem(&h.state, &q(&to, "code").unwrap(), "web").await.unwrap() else {
+        panic!()
+    };
+    let hint = id_token(&h, &victim, &grant.sid, "web");
+    let logout = format!("/oauth2/sessions/logout?id_token_hint={hint}");
+
+    // Someone else's Portcullis session is not the victim's.
+    let (_, other) = identity(&h, "other@example.com").await;
+    let r = follow(&h, &mut signed_in(&h, &other), &logout).await;
+    assert!(r.header("location").ends_with("/ui/welcome"), "{}", r.header("location"));
+    assert!(h.state.store.get_login_session(&grant.sid).await.unwrap().is_some(), "another user ended it");
+
+    // The victim's own browser without the OAuth2 cookie: its Portcullis session names it.
+    v.cookies.retain(|(k, _)| k != "portcullis_oauth2_authentication_session");
+    let r = v.get(&h, &logout).await;
+    assert!(location(&r).starts_with(&format!("{PUBLIC}/ui/oauth2/logout?logout_challenge=")), "{}", location(&r));
+    let r = follow(&h, &mut v, &location(&r)).await;
+    assert!(r.header("location").ends_with("/ui/welcome"), "{}", r.header("location"));
+    assert!(h.state.store.get_login_session(&grant.sid).await.unwrap().is_none(), "the browser's own session ended");
+    let whoami = h.get("/sessions/whoami", &[("x-session-token", &token)]).await;
+    assert_eq!(whoami.status, StatusCode::UNAUTHORIZED, "with the Portcullis session behind it");
+}
+
 #[tokio::test]
 async fn revoking_a_login_session_by_sid_tells_the_clients_and_late_verifiers_go_back_with_an_error() {
     let h = Harness::new().await;
