@@ -99,15 +99,12 @@ fn decode(mut bytes: &[u8]) -> Option<Vec<(u64, Value)>> {
     Some(fields)
 }
 
+/// A base-128 varint, least significant group first, at most ten bytes; read from its last
+/// byte back (the filter reads it front to back, so a shared slip would not cancel out).
 fn varint(bytes: &[u8]) -> Option<(u64, &[u8])> {
-    let mut value = 0u64;
-    for (i, b) in bytes.iter().enumerate().take(10) {
-        value |= u64::from(b & 0x7f) << (7 * i);
-        if b & 0x80 == 0 {
-            return Some((value, &bytes[i + 1..]));
-        }
-    }
-    None
+    let end = bytes.iter().take(10).position(|b| b & 0x80 == 0)?;
+    let value = bytes[..=end].iter().rev().fold(0u64, |acc, b| acc << 7 | u64::from(b & 0x7f));
+    Some((value, &bytes[end + 1..]))
 }
 
 fn put_varint(out: &mut Vec<u8>, mut v: u64) {
