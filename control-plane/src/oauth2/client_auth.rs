@@ -392,6 +392,104 @@ mod private_key_jwt_tests {
         assert!(err(present(&h, &forged).await).description.contains("signature"));
     }
 
+    /// Assertions an attacker can write without the client's private key, each refused with
+    /// `invalid_client` and none of them spending the jti a genuine assertion then uses.
+    #[tokio::test]
+    async fn forged_assertions_are_refused() {
+        use crate::testing::forge;
+        let h = Harness::new().await;
+        let key = Signer::generate().unwrap();
+        let other = Signer::generate().unwrap();
+        for (id, k) in [("pk", &key), ("other", &other)] {
+            h.client(json!({"client_id": id, "token_endpoint_auth_method": "private_key_jwt", "grant_types": ["client_credentials"], "jwks": {"keys": [k.public_jwk()]}})).await;
+        }
+        let genuine = claims("pk", "target");
+        let header = |k: &Signer| json!({"alg": "ES256", "kid": k.kid(), "typ": "JWT"}).to_string();
+        let payload = |edit: &dyn Fn(&mut Value)| {
+            let mut c = genuine.clone();
+            edit(&mut c);
+            c.to_string()
+        };
+        let mut cases: Vec<(String, String)> = vec![
+            (forge::unsigned(&genuine), "is signed with \"none\"".into()),
+            // Another client's key, under its own kid and under pk's.
+            (sign(&other, genuine.clone()), "no ES256 key with kid".into()),
+            (forge::signed_text(&other, &header(&key), &genuine.to_string()), "signature does not verify".into()),
+            (forge::signed_text(&key, &header(&key), &payload(&|c| c["exp"] = json!(T0 - 1))), "expired".into()),
+            (forge::signed_text(&key, &header(&key), &payload(&|c| c["exp"] = json!(T0))), "expired".into()),
+            (forge::signed_text(&key, &header(&key), &payload(&|c| c["nbf"] = json!(T0 + 61))), "nbf".into()),
+            (forge::signed_text(&key, &header(&key), &payload(&|c| c["iat"] = json!(T0 + 61))), "iat".into()),
+            (
+                forge::signed_text(&key, &header(&key), &payload(&|c| drop(c.as_object_mut().unwrap().remove("exp")))),
+                "exp is missing".into(),
+            ),
+            (
+                forge::signed_text(&key, &header(&key), &payload(&|c| c["aud"] = json!("https://rp.example/token"))),
+                "aud".into(),
+            ),
+            // Members a reader could take either of: the first `aud` is someone else's token
+            // endpoint, the last is ours; the first `sub` names another client.
+            (
+                forge::signed_text(
+                    &key,
+                    &header(&key),
+                    &format!(
+                        r#"{{"iss":"pk","sub":"pk","aud":"https://rp.example/token","aud":"{AUD}","exp":{},"iat":{T0},"jti":"dup-aud"}}"#,
+                        T0 + 300
+                    ),
+                ),
+                "malformed payload".into(),
+            ),
+            (
+                forge::signed_text(
+                    &key,
+                    &header(&key),
+                    &format!(
+                        r#"{{"iss":"pk","sub":"other","sub":"pk","aud":"{AUD}","exp":{},"iat":{T0},"jti":"dup-sub"}}"#,
+                        T0 + 300
+                    ),
+                ),
+                "malformed payload".into(),
+            ),
+            (
+                forge::signed_text(
+                    &key,
+                    &format!(r#"{{"alg":"ES256","alg":"none","kid":"{}"}}"#, key.kid()),
+                    &genuine.to_string(),
+                ),
+                "malformed header".into(),
+            ),
+            (
+                forge::signed_text(
+                    &key,
+                    &format!(r#"{{"alg":"ES256","kid":"{}","crit":["exp"],"exp":1}}"#, key.kid()),
+                    &genuine.to_string(),
+                ),
+                "crit".into(),
+            ),
+        ];
+        for token in forge::hmac_keyed_with_public_key(&key.public_jwk(), &genuine) {
+            cases.push((token, "is signed with \"HS256\"; allowed: ES256, RS256".into()));
+        }
+        // With `client_id` too, so that an assertion whose `sub` cannot be read still reaches
+        // the checks of pk's assertion.
+        let state = &h.state;
+        let present_as_pk = |jws: &str| {
+            let params = OAuthParams::new(vec![
+                ("client_id".into(), "pk".into()),
+                ("client_assertion_type".into(), assertion::CLIENT_ASSERTION_TYPE.into()),
+                ("client_assertion".into(), jws.into()),
+            ]);
+            async move { authenticate(state, &HeaderMap::new(), &params).await }
+        };
+        for (token, mention) in &cases {
+            let e = err(present_as_pk(token).await);
+            assert_eq!(e.error, "invalid_client", "{token}: {}", e.description);
+            assert!(e.description.contains(mention.as_str()), "{token}: {} lacks {mention:?}", e.description);
+        }
+        assert!(present(&h, &sign(&key, genuine)).await.is_ok(), "no forgery spent the genuine assertion's jti");
+    }
+
     #[tokio::test]
     async fn wrong_method_either_way_is_invalid_client() {
         let h = Harness::new().await;

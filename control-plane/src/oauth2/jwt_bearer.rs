@@ -255,6 +255,59 @@ mod tests {
         refused(&missing, "invalid_request", "assertion");
     }
 
+    /// Assertions an attacker can write without the trusted issuer's key (expiry, `nbf`,
+    /// audience and a stranger's key are in the test above): each is an `invalid_grant`, and
+    /// none spends the jti of the genuine assertion presented last.
+    #[tokio::test]
+    async fn forged_assertions_are_invalid_grants() {
+        use crate::testing::forge;
+        let s = setup().await;
+        let genuine = claims("alice", "target");
+        let header = json!({"alg": "ES256", "kid": s.key.kid(), "typ": "JWT"}).to_string();
+        let exp = T0 + 600;
+        let mut cases: Vec<(String, &str)> = vec![
+            (forge::unsigned(&genuine), "is signed with \"none\""),
+            // The trust covers alice; a reader taking the last `sub` would mint a token for bob.
+            (
+                forge::signed_text(
+                    &s.key,
+                    &header,
+                    &format!(
+                        r#"{{"iss":"{ISS}","sub":"alice","sub":"bob","aud":"{AUD}","exp":{exp},"iat":{T0},"jti":"dup-sub"}}"#
+                    ),
+                ),
+                "malformed payload",
+            ),
+            (
+                forge::signed_text(
+                    &s.key,
+                    &header,
+                    &format!(
+                        r#"{{"iss":"{ISS}","sub":"alice","aud":"https://rp.example/token","aud":"{AUD}","exp":{exp},"iat":{T0},"jti":"dup-aud"}}"#
+                    ),
+                ),
+                "malformed payload",
+            ),
+            (
+                forge::signed_text(
+                    &s.key,
+                    &format!(r#"{{"alg":"ES256","kid":"{}","crit":["exp"],"exp":1}}"#, s.key.kid()),
+                    &genuine.to_string(),
+                ),
+                "crit",
+            ),
+        ];
+        for token in forge::hmac_keyed_with_public_key(&s.key.public_jwk(), &genuine) {
+            cases.push((token, "is signed with \"HS256\"; allowed: ES256, RS256"));
+        }
+        for (jws, mention) in &cases {
+            let reply = grant(&s, jws, "").await;
+            assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{jws}");
+            refused(&reply, "invalid_grant", mention);
+        }
+        assert_eq!(grant(&s, &sign(&s.key, &genuine), "").await.status, StatusCode::OK, "the genuine jti is unspent");
+    }
+
     #[tokio::test]
     async fn scopes_must_be_in_the_trust_and_the_client() {
         let s = setup().await;
