@@ -109,12 +109,12 @@ async fn verify_client_assertion(
     assertion: &str,
 ) -> Result<(), OAuthError> {
     let fail = |why: String| OAuthError::invalid_client(format!("client_assertion: {why}"));
-    let token = assertion::parse(assertion).map_err(|e| fail(format!("the assertion {e}")))?;
+    let token = assertion::parse(assertion).map_err(fail)?;
+    let alg = token.alg().name();
     let registered_alg = body.extra.get("token_endpoint_auth_signing_alg").and_then(Value::as_str).unwrap_or("");
-    if !registered_alg.is_empty() && registered_alg != assertion::alg_name(token.alg) {
+    if !registered_alg.is_empty() && registered_alg != alg {
         return Err(fail(format!(
-            "signed with {}, but the client's token_endpoint_auth_signing_alg is {registered_alg}",
-            assertion::alg_name(token.alg)
+            "signed with {alg}, but the client's token_endpoint_auth_signing_alg is {registered_alg}"
         )));
     }
     let now = state.clock.now();
@@ -126,14 +126,13 @@ async fn verify_client_assertion(
         return Err(fail("the client has neither jwks nor jwks_uri".into()));
     };
     if !assertion::has_candidate(&token, &keys) {
-        return Err(fail(match &token.kid {
-            Some(kid) => format!("the client has no {} key with kid {kid:?}", assertion::alg_name(token.alg)),
-            None => format!("the client has no {} key", assertion::alg_name(token.alg)),
+        return Err(fail(match token.kid() {
+            Some(kid) => format!("the client has no {alg} key with kid {kid:?}"),
+            None => format!("the client has no {alg} key"),
         }));
     }
-    if !assertion::signature_verifies(&token, &keys) {
-        return Err(fail("the signature does not verify with the client's keys".into()));
-    }
+    let verified =
+        token.verify(&keys).ok_or_else(|| fail("the signature does not verify with the client's keys".into()))?;
     let audiences = assertion::audiences(state);
     let expected = assertion::Expected {
         issuer: client_id,
@@ -142,7 +141,7 @@ async fn verify_client_assertion(
         max_lifetime: assertion::MAX_CLIENT_ASSERTION_LIFETIME,
         now,
     };
-    let claims = assertion::check_claims(&token.claims, &expected).map_err(fail)?;
+    let claims = assertion::check_claims(verified, &expected).map_err(fail)?;
     let key = crate::crypto::sha256_hex(format!("client\0{client_id}\0{}", claims.jti).as_bytes());
     if !state.store.use_assertion_jti(&key, claims.exp, now).await? {
         return Err(fail("its jti has already been used".into()));
@@ -173,9 +172,11 @@ fn credentials(headers: &HeaderMap, params: &OAuthParams) -> Result<Credentials,
         };
         // RFC 7523 §3: the client is the assertion's `sub`; the signature is checked once the
         // client (and so its keys) is known.
-        let sub = assertion::parse(jws)
+        let parsed = assertion::parse(jws);
+        let sub = parsed
+            .as_ref()
             .ok()
-            .and_then(|t| t.claims.get("sub").and_then(Value::as_str).map(str::to_owned))
+            .and_then(|t| t.unverified_claims().get("sub").and_then(Value::as_str).map(str::to_owned))
             .filter(|s| !s.is_empty());
         let client_id = match (post_id, sub) {
             (Some(id), Some(sub)) if id != sub => {
@@ -185,7 +186,11 @@ fn credentials(headers: &HeaderMap, params: &OAuthParams) -> Result<Credentials,
             }
             (_, Some(sub)) => sub,
             (Some(id), None) => id.to_owned(),
-            (None, None) => return Err(OAuthError::invalid_client("client_assertion: claim sub is missing")),
+            // Say why no client could be read from it: an assertion that does not parse has no `sub`.
+            (None, None) => {
+                let why = parsed.err().unwrap_or_else(|| "claim sub is missing".into());
+                return Err(OAuthError::invalid_client(format!("client_assertion: {why}")));
+            }
         };
         return Ok(Credentials { method: "private_key_jwt", client_id, secret: jws.to_owned() });
     }
