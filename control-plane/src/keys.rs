@@ -29,7 +29,7 @@ use p256::elliptic_curve::zeroize::Zeroizing;
 use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey};
 use portcullis_shared::jwt::Algorithm;
 use portcullis_shared::snapshot::SigningKey as SnapshotKey;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use crate::config::Secrets;
 use crate::crypto;
@@ -95,15 +95,10 @@ impl Signer {
         portcullis_shared::jwt::compact_es256(signing_input, &signature.to_bytes())
     }
 
-    /// A compact ES256 JWT of `claims` with this key's `kid` and the JOSE `typ` given
-    /// (`JWT`, `logout+jwt`, ...), or `None` if signing failed.
-    pub fn sign_jwt(&self, typ: &str, claims: &Value) -> Option<String> {
-        let header = json!({"alg": "ES256", "kid": self.kid, "typ": typ});
-        self.sign(&format!(
-            "{}.{}",
-            crypto::b64url(header.to_string().as_bytes()),
-            crypto::b64url(claims.to_string().as_bytes())
-        ))
+    /// A compact ES256 JWT of `claims` (see [`crate::jwt::issue`]) with this key's `kid` and
+    /// the JOSE `typ` given (`JWT`, `logout+jwt`, ...), or `None` if signing failed.
+    pub fn sign_jwt(&self, typ: &str, claims: &jwt_compact::Claims<Map<String, Value>>) -> Option<String> {
+        crate::jwt::sign_es256(&self.key, &self.kid, typ, claims)
     }
 
     /// The public half as a JWK; never any private part.
@@ -680,34 +675,19 @@ pub(crate) mod tests {
     /// Whether `token` (a compact ES256 JWS) verifies with any P-256 key of `jwks`, whatever
     /// its `kid` says: what a lenient relying party would accept.
     pub(crate) fn verifies_with_any(jwks: &Value, token: &str) -> bool {
-        use p256::ecdsa::signature::Verifier as _;
-        let Some((input, signature)) = token.rsplit_once('.') else { return false };
-        let Some(signature) =
-            crypto::b64url_decode(signature).and_then(|s| p256::ecdsa::Signature::from_slice(&s).ok())
-        else {
-            return false;
-        };
-        jwks["keys"].as_array().is_some_and(|keys| {
-            keys.iter()
-                .filter(|k| k["kty"] == "EC")
-                .any(|k| verifying_key(k).verify(input.as_bytes(), &signature).is_ok())
-        })
+        let Ok(token) = crate::jwt::Untrusted::parse(token, &[crate::jwt::Alg::ES256]) else { return false };
+        let mut keys = portcullis_shared::jwt::signing_keys(jwks);
+        keys.iter_mut().for_each(|k| k.kid = token.kid().map(str::to_owned));
+        token.verify(&keys).is_some()
     }
 
     /// A compact ES256 JWS of `claims` signed with the PKCS#8 key of a snapshot, as a filter
     /// token holder could sign it.
     pub(crate) fn sign_with_snapshot_key(key: &SnapshotKey, claims: &Value) -> String {
-        use p256::ecdsa::signature::Signer as _;
         let der = STANDARD.decode(&key.pkcs8).unwrap();
         let sk = EcKey::from_pkcs8_der(&der).unwrap();
-        let header = json!({"alg": "ES256", "kid": key.kid, "typ": "JWT"});
-        let input = format!(
-            "{}.{}",
-            crypto::b64url(header.to_string().as_bytes()),
-            crypto::b64url(claims.to_string().as_bytes())
-        );
-        let signature: p256::ecdsa::Signature = sk.sign(input.as_bytes());
-        format!("{input}.{}", crypto::b64url(&signature.to_bytes()))
+        let claims = jwt_compact::Claims::new(claims.as_object().unwrap().clone());
+        crate::jwt::sign_es256(&sk, &key.kid, "JWT", &claims).unwrap()
     }
 
     /// The verifying key of a public P-256 JWK.

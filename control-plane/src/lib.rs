@@ -17,6 +17,7 @@ pub mod crypto;
 pub mod error;
 pub mod health;
 pub mod identity;
+pub mod jwt;
 pub mod keys;
 pub mod oauth2;
 pub mod paging;

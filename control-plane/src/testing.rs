@@ -177,16 +177,10 @@ impl Harness {
 
     /// The claims of a JWT after checking its ES256 signature against `/.well-known/jwks.json`.
     pub async fn verified_claims(&self, jwt: &str) -> serde_json::Map<String, Value> {
-        use portcullis_shared::jwt::{Algorithm, UntrustedToken, signing_keys};
         let jwks = self.get("/.well-known/jwks.json", &[]).await.json();
-        let keys = signing_keys(&jwks);
-        let token = UntrustedToken::parse(jwt, &[Algorithm::ES256]).expect("an ES256 JWT");
-        let key = token.candidate_keys(&keys).into_iter().next().expect("its kid is in the JWKS");
-        assert!(
-            crate::crypto::verify_signature(Algorithm::ES256, &key.spki_der, &token.signature, token.signing_input),
-            "signature verifies"
-        );
-        token.claims
+        let token = crate::jwt::Untrusted::parse(jwt, &[crate::jwt::Alg::ES256]).expect("an ES256 JWT");
+        let verified = token.verify(&portcullis_shared::jwt::signing_keys(&jwks));
+        verified.expect("signed by a key of the JWKS its kid names").into_json()
     }
 }
 
@@ -275,4 +269,44 @@ pub fn enc(s: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+/// Tokens an attacker writes, for tests of every path that verifies a JWT.
+pub mod forge {
+    use jwt_compact::AlgorithmExt as _;
+    use jwt_compact::alg::{Hs256, Hs256Key};
+    use serde_json::{Value, json};
+
+    use crate::crypto::b64url;
+    use crate::keys::Signer;
+
+    /// A compact JWS of `header` and `payload` written as JSON text (so a test can repeat a
+    /// member, which no JSON builder does), signed with `key`'s ES256.
+    pub fn signed_text(key: &Signer, header: &str, payload: &str) -> String {
+        key.sign(&format!("{}.{}", b64url(header.as_bytes()), b64url(payload.as_bytes()))).unwrap()
+    }
+
+    /// An unsecured JWS (`alg: none`, empty signature) of `claims`.
+    pub fn unsigned(claims: &Value) -> String {
+        format!("{}.{}.", b64url(br#"{"alg":"none","typ":"JWT"}"#), b64url(claims.to_string().as_bytes()))
+    }
+
+    /// HS256 tokens of `claims` whose HMAC key is the public key `jwk` in each form a confused
+    /// verifier might feed to HMAC: the JWK text, its `x`/`n` member, the decoded coordinate or
+    /// modulus, and the SubjectPublicKeyInfo DER. All carry the key's `kid`.
+    pub fn hmac_keyed_with_public_key(jwk: &Value, claims: &Value) -> Vec<String> {
+        let member = jwk.get("x").or_else(|| jwk.get("n")).and_then(Value::as_str).unwrap_or_default();
+        let spki =
+            portcullis_shared::jwt::signing_keys(&json!({"keys": [jwk]})).pop().map(|k| k.spki_der).unwrap_or_default();
+        let secrets: Vec<Vec<u8>> = vec![
+            jwk.to_string().into_bytes(),
+            member.as_bytes().to_vec(),
+            crate::crypto::b64url_decode(member).unwrap_or_default(),
+            spki,
+        ];
+        let header =
+            jwt_compact::Header::empty().with_key_id(jwk["kid"].as_str().unwrap_or_default()).with_token_type("JWT");
+        let claims = jwt_compact::Claims::new(claims.clone());
+        secrets.iter().map(|secret| Hs256.token(&header, &claims, &Hs256Key::new(secret)).unwrap()).collect()
+    }
 }
