@@ -59,12 +59,6 @@ pub struct AppState {
     pub client_jwks: Arc<crate::oauth2::assertion::JwksCache>,
 }
 
-impl std::fmt::Debug for dyn Clock {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Clock({})", self.now())
-    }
-}
-
 impl AppState {
     /// Loads the rule files, the stored admin rules and both signing key sets (generating and
     /// storing a key where a set has none); the store must be migrated.

@@ -13,10 +13,10 @@ use std::process::ExitCode;
 use serde_json::{Map, Value, json};
 
 use crate::admin::auth::{self, Scopes};
-use crate::client::rfc3339;
 use crate::clock::{Clock as _, SystemClock};
 use crate::config::Config;
 use crate::error::StartupError;
+use crate::rfc3339;
 use crate::rules::check;
 use crate::store::Store;
 

@@ -227,7 +227,7 @@ impl Reconciler {
         if let Some(secret) = &secret {
             map.insert("client_secret".into(), json!(secret));
         }
-        let req = ClientRequest::parse(map).map_err(|e| format!("spec: {}", e.description))?;
+        let req = ClientRequest::parse(map).map_err(|e| format!("spec: {e}"))?;
         let body = serde_json::to_string(&req.body).map_err(|e| e.to_string())?;
         let fingerprint = {
             let mut material = format!("{client_id}\0{body}\0").into_bytes();

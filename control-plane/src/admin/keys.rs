@@ -338,7 +338,7 @@ mod tests {
                 let (input, sig) = token.rsplit_once('.').unwrap();
                 let sig = p256::ecdsa::Signature::from_slice(&crate::crypto::b64url_decode(sig).unwrap()).unwrap();
                 use p256::ecdsa::signature::Verifier as _;
-                crate::keys::tests::verifying_key(jwk).verify(input.as_bytes(), &sig).unwrap();
+                crate::keys::testing::verifying_key(jwk).verify(input.as_bytes(), &sig).unwrap();
                 let expected_in_filters = if set == GATEWAY { new_kid.clone() } else { filters_before };
                 assert_eq!(snapshot_kid(&h), expected_in_filters, "{backend} {set}");
 

@@ -427,7 +427,7 @@ fn mask(row: &mut CourierMessageRow) {
 /// Adds one attempt in Kratos's dispatch shape.
 fn append_dispatch(row: &mut CourierMessageRow, error: Option<&str>, now: i64) {
     let mut dispatches: Vec<Value> = serde_json::from_str(&row.dispatches).unwrap_or_default();
-    let at = crate::client::rfc3339(now);
+    let at = crate::rfc3339(now);
     let mut dispatch = json!({
         "id": crate::crypto::uuid_v4(),
         "message_id": row.id,

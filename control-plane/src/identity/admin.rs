@@ -20,7 +20,6 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 
 use crate::app::AppState;
-use crate::client::rfc3339;
 use crate::crypto;
 use crate::error::{ApiError, ApiJson, parse_urlencoded};
 use crate::identity::flow::{self, CodeState, Kind};
@@ -30,6 +29,7 @@ use crate::identity::{
     Body, CODE, Credential, Identity, PASSKEY, PASSWORD, State as IdentityState, View, derived_credentials,
     new_identity, password, sync_addresses,
 };
+use crate::rfc3339;
 use crate::store::identities::IdentityFilter;
 use crate::store::sessions::Deactivate;
 
@@ -1375,7 +1375,7 @@ mod tests {
             assert_eq!(browser.status, StatusCode::CREATED, "{}", browser.json());
             let b = browser.json();
             assert!(b["recovery_link"].as_str().unwrap().contains("/ui/recovery?flow="), "{b}");
-            assert_eq!(b["expires_at"], crate::client::rfc3339(crate::testing::T0 + 5400));
+            assert_eq!(b["expires_at"], crate::rfc3339(crate::testing::T0 + 5400));
             assert_eq!(b["recovery_code"].as_str().unwrap().len(), 6);
 
             let r = h

@@ -12,11 +12,11 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::app::AppState;
-use crate::client::rfc3339;
 use crate::crypto;
 use crate::error::{ApiError, StoreError};
 use crate::identity::flow::FlowError;
 use crate::identity::{Identity, View};
+use crate::rfc3339;
 use crate::store::sessions::{Deactivate, SessionFilter, SessionRow};
 
 pub const SESSION_TOKEN_PREFIX: &str = "pc_st_";
@@ -340,7 +340,7 @@ fn tokenize(state: &AppState, name: &str, s: &SessionRow, session: &Value) -> Re
 }
 
 /// Deactivates sessions and tells every filter at once.
-pub async fn revoke(state: &AppState, which: Deactivate<'_>) -> Result<u64, ApiError> {
+pub async fn revoke(state: &AppState, which: Deactivate<'_>) -> Result<u64, StoreError> {
     let now = state.clock.now();
     let n = state.store.deactivate_sessions(which, now).await?;
     if n > 0 {

@@ -19,7 +19,7 @@ use crate::config::AccessTokenStrategy;
 use crate::crypto;
 use crate::error::OAuthError;
 use crate::store::TokenRow;
-use crate::store::tokens::{ACCESS_TOKEN, REFRESH_TOKEN};
+use crate::store::tokens::TokenUse;
 
 pub const REFRESH_TOKEN_PREFIX: &str = "pc_rt_";
 
@@ -168,21 +168,20 @@ pub async fn mint(state: &AppState, m: &Mint<'_>) -> Result<Minted, OAuthError> 
     let issuer = &state.config.urls.self_.issuer;
     let request_id = crypto::uuid_v4();
     let scope = m.scope.join(" ");
-    let audience = serde_json::to_string(m.audience).map_err(|e| OAuthError::server_error(&e))?;
     let ext = m.grant.map(|g| g.access_token_claims.clone()).unwrap_or_default();
     let grant_body = match m.grant {
         Some(g) => serde_json::to_string(g).map_err(|e| OAuthError::server_error(&e))?,
         None => String::new(),
     };
-    let row = |token: &str, token_use: &str, scope: String, expires_at: i64| TokenRow {
+    let row = |token: &str, token_use: TokenUse, scope: String, expires_at: i64| TokenRow {
         signature: crypto::token_signature(token),
         client_id: m.client_id.to_owned(),
         subject: m.subject.to_owned(),
         scope,
-        audience: audience.clone(),
+        audience: m.audience.to_vec(),
         issued_at: now,
         expires_at,
-        token_use: token_use.to_owned(),
+        token_use,
         request_id: request_id.clone(),
         family_id: m.family_id.to_owned(),
         parent_id: m.parent_id.to_owned(),
@@ -213,7 +212,7 @@ pub async fn mint(state: &AppState, m: &Mint<'_>) -> Result<Minted, OAuthError> 
             sign(state, &claims)?
         }
     };
-    let mut rows = vec![row(&access_token, ACCESS_TOKEN, scope.clone(), now.saturating_add(at_lifespan))];
+    let mut rows = vec![row(&access_token, TokenUse::AccessToken, scope.clone(), now.saturating_add(at_lifespan))];
 
     let mut refresh_token = None;
     let mut id_token = None;
@@ -222,7 +221,7 @@ pub async fn mint(state: &AppState, m: &Mint<'_>) -> Result<Minted, OAuthError> 
             let token = format!("{REFRESH_TOKEN_PREFIX}{}", crypto::b64url(&crypto::random_bytes::<32>()));
             // A refresh token carries the whole grant's scope: narrowing applies per access token.
             let expires_at = now.saturating_add(lifespan(state, m, Kind::Refresh)?);
-            rows.push(row(&token, REFRESH_TOKEN, grant.scope.join(" "), expires_at));
+            rows.push(row(&token, TokenUse::RefreshToken, grant.scope.join(" "), expires_at));
             refresh_token = Some(token);
         }
         if m.scope.iter().any(|s| s == "openid") {

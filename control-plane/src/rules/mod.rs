@@ -220,7 +220,8 @@ impl Rules {
     /// Validates `value` (a JSON array) as the new admin-managed set, stores it and publishes.
     pub async fn replace_admin(&self, store: &Store, value: Value) -> Result<Vec<RuleSpec>, ReplaceError> {
         let specs = parse_rules(value).map_err(|e| ReplaceError::Invalid(e.to_string()))?;
-        let body = serde_json::to_string(&specs).map_err(|e| ReplaceError::Store(StoreError(e.to_string())))?;
+        let body =
+            serde_json::to_string(&specs).map_err(|e| ReplaceError::Store(StoreError::corrupt("rule_set.body", e)))?;
         // Holding the lock across the check and the write keeps store order and publish order
         // the same, and a file reload cannot slip in between.
         let mut sources = self.sources.lock().await;

@@ -58,7 +58,8 @@ impl Store {
         hashes.retain(|h| h != current && h != new_hash);
         hashes.insert(0, current.to_owned());
         hashes.truncate(keep);
-        let encoded = serde_json::to_string(&hashes).map_err(|e| StoreError(e.to_string()))?;
+        let encoded =
+            serde_json::to_string(&hashes).map_err(|e| StoreError::corrupt("client_rotated_secrets.hashes", e))?;
         sqlx::query(
             "INSERT INTO client_rotated_secrets (client_id, hashes, updated_at) VALUES ($1, $2, $3) \
              ON CONFLICT (client_id) DO UPDATE SET hashes = excluded.hashes, updated_at = excluded.updated_at",
@@ -109,13 +110,13 @@ impl Store {
 }
 
 fn decode(text: &str) -> Result<Vec<String>, StoreError> {
-    serde_json::from_str(text).map_err(|e| StoreError(format!("client_rotated_secrets.hashes: {e}")))
+    serde_json::from_str(text).map_err(|e| StoreError::corrupt("client_rotated_secrets.hashes", e))
 }
 
 #[cfg(test)]
 mod tests {
-    use crate::store::ClientRow;
-    use crate::store::testing;
+    use crate::ClientRow;
+    use crate::testing;
 
     fn row(id: &str, hash: &str) -> ClientRow {
         ClientRow {

@@ -1,5 +1,5 @@
 //! The `managed_clients` table: which clients file resource (`<name>/<namespace>`) owns which
-//! client, with its deletion policy. Rows only; the reconciling belongs to `crate::clients_file`.
+//! client, with its deletion policy. Rows only; the reconciling belongs to the OAuth2 crate's `clients_file`.
 
 use sqlx::Row;
 
@@ -62,7 +62,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::testing;
+    use crate::testing;
 
     #[tokio::test]
     async fn managed_clients_are_upserted_listed_and_deleted() {

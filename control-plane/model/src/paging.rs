@@ -3,22 +3,26 @@
 //! query, never an OFFSET. Only the token lives here; each endpoint writes its own `Link`.
 
 use crate::crypto;
-use crate::error::ApiError;
+
+/// A `page_token` this server did not issue; the admin API answers 400 naming the parameter.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("page_token: not a token this server issued")]
+pub struct BadPageToken;
 
 /// The token for the page after the row at `(at, id)`.
 pub fn token(at: i64, id: &str) -> String {
     crypto::b64url(format!("{at}:{id}").as_bytes())
 }
 
-/// Reads a token made by [`token`]; anything else is a 400 naming the parameter.
-pub fn parse_token(token: &str) -> Result<(i64, String), ApiError> {
+/// Reads a token made by [`token`]; anything else is [`BadPageToken`].
+pub fn parse_token(token: &str) -> Result<(i64, String), BadPageToken> {
     crypto::b64url_decode(token)
         .and_then(|b| String::from_utf8(b).ok())
         .and_then(|s| {
             let (at, id) = s.split_once(':')?;
             Some((at.parse().ok()?, id.to_owned()))
         })
-        .ok_or_else(|| ApiError::invalid_request("page_token: not a token this server issued"))
+        .ok_or(BadPageToken)
 }
 
 #[cfg(test)]

@@ -40,7 +40,7 @@ const COLUMNS: &str =
 fn from_row(row: &sqlx::any::AnyRow) -> Result<SessionRow, StoreError> {
     let json = |i: usize| -> Result<Value, StoreError> {
         let text: String = row.try_get(i)?;
-        serde_json::from_str(&text).map_err(|e| StoreError(format!("session column {i}: {e}")))
+        serde_json::from_str(&text).map_err(|e| StoreError::corrupt(format!("sessions column {i}"), e))
     };
     Ok(SessionRow {
         id: row.try_get(0)?,
@@ -210,8 +210,8 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::identity::{Body, Identity, State};
-    use crate::store::testing;
+    use crate::testing;
+    use portcullis_model::identity::{Body, Identity, State};
 
     fn row(id: &str, identity: &str, issued: i64) -> SessionRow {
         SessionRow {

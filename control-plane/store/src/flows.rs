@@ -54,7 +54,7 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use crate::store::testing;
+    use crate::testing;
 
     #[tokio::test]
     async fn updates_are_compare_and_swap() {

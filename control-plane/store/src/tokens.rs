@@ -7,11 +7,10 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+pub use portcullis_model::token::TokenUse;
+
 use super::Store;
 use crate::error::StoreError;
-
-pub const ACCESS_TOKEN: &str = "access_token";
-pub const REFRESH_TOKEN: &str = "refresh_token";
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct TokenRow {
@@ -21,12 +20,11 @@ pub struct TokenRow {
     pub subject: String,
     /// Granted scopes, space separated.
     pub scope: String,
-    /// JSON array of audiences.
-    pub audience: String,
+    /// The audiences granted (stored as a JSON array).
+    pub audience: Vec<String>,
     pub issued_at: i64,
     pub expires_at: i64,
-    /// [`ACCESS_TOKEN`] or [`REFRESH_TOKEN`].
-    pub token_use: String,
+    pub token_use: TokenUse,
     /// One token-endpoint answer: its access and refresh token share it.
     pub request_id: String,
     /// Every token descended from one authorization code; `''` for client_credentials.
@@ -49,10 +47,10 @@ impl Default for TokenRow {
             client_id: String::new(),
             subject: String::new(),
             scope: String::new(),
-            audience: "[]".into(),
+            audience: Vec::new(),
             issued_at: 0,
             expires_at: 0,
-            token_use: ACCESS_TOKEN.into(),
+            token_use: TokenUse::AccessToken,
             request_id: String::new(),
             family_id: String::new(),
             parent_id: String::new(),
@@ -68,15 +66,19 @@ const COLUMNS: &str = "signature, client_id, subject, scope, audience, issued_at
                        request_id, family_id, parent_id, consent_id, ext, grant_body, spent_at";
 
 fn decode(row: &AnyRow) -> Result<TokenRow, StoreError> {
+    let audience: String = row.try_get(4)?;
+    let token_use: String = row.try_get(7)?;
     Ok(TokenRow {
         signature: row.try_get(0)?,
         client_id: row.try_get(1)?,
         subject: row.try_get(2)?,
         scope: row.try_get(3)?,
-        audience: row.try_get(4)?,
+        audience: serde_json::from_str(&audience).map_err(|e| StoreError::corrupt("access_tokens.audience", e))?,
         issued_at: row.try_get(5)?,
         expires_at: row.try_get(6)?,
-        token_use: row.try_get(7)?,
+        token_use: TokenUse::parse(&token_use).ok_or_else(|| {
+            StoreError::corrupt("access_tokens.token_use", format!("unknown token use {token_use:?}"))
+        })?,
         request_id: row.try_get(8)?,
         family_id: row.try_get(9)?,
         parent_id: row.try_get(10)?,
@@ -129,6 +131,8 @@ impl Store {
     pub async fn insert_tokens(&self, tokens: &[TokenRow]) -> Result<(), StoreError> {
         let mut tx = self.pool().begin().await?;
         for t in tokens {
+            let audience =
+                serde_json::to_string(&t.audience).map_err(|e| StoreError::corrupt("access_tokens.audience", e))?;
             sqlx::query(&format!(
                 "INSERT INTO access_tokens ({COLUMNS}) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
@@ -137,10 +141,10 @@ impl Store {
             .bind(&t.client_id)
             .bind(&t.subject)
             .bind(&t.scope)
-            .bind(&t.audience)
+            .bind(audience)
             .bind(t.issued_at)
             .bind(t.expires_at)
-            .bind(&t.token_use)
+            .bind(t.token_use.as_str())
             .bind(&t.request_id)
             .bind(&t.family_id)
             .bind(&t.parent_id)
@@ -189,7 +193,7 @@ impl Store {
     /// would have expired so filters can refuse it.
     pub async fn revoke_token(&self, row: &TokenRow) -> Result<(), StoreError> {
         let mut tx = self.pool().begin().await?;
-        if row.token_use == ACCESS_TOKEN {
+        if row.token_use == TokenUse::AccessToken {
             sqlx::query("INSERT INTO revoked_tokens (signature, expires_at) VALUES ($1, $2) ON CONFLICT DO NOTHING")
                 .bind(&row.signature)
                 .bind(row.expires_at)
@@ -240,18 +244,18 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::testing;
+    use crate::testing;
 
     #[tokio::test]
     async fn insert_lookup_and_purge() {
         for (backend, store) in testing::all().await {
-            let token = crate::crypto::generate_access_token();
+            let token = portcullis_model::crypto::generate_access_token();
             let row = TokenRow {
-                signature: crate::crypto::token_signature(&token),
+                signature: portcullis_model::crypto::token_signature(&token),
                 client_id: "c".into(),
                 subject: "c".into(),
                 scope: "read write".into(),
-                audience: r#"["https://api"]"#.into(),
+                audience: vec!["https://api".into()],
                 issued_at: 100,
                 expires_at: 200,
                 ..TokenRow::default()
@@ -279,15 +283,41 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_row_that_does_not_decode_is_corrupt_and_names_its_column_not_absent() {
+        for (backend, store) in testing::all().await {
+            for (signature, audience, token_use, column) in [
+                ("1", "[]", "id_token", "access_tokens.token_use"),
+                ("2", "not json", "access_token", "access_tokens.audience"),
+            ] {
+                let signature = signature.repeat(64);
+                sqlx::query(&format!(
+                    "INSERT INTO access_tokens ({COLUMNS}) \
+                     VALUES ($1, 'c', 's', '', $2, 1, 2, $3, 'r', '', '', '', '{{}}', '', NULL)"
+                ))
+                .bind(&signature)
+                .bind(audience)
+                .bind(token_use)
+                .execute(store.pool())
+                .await
+                .unwrap();
+                match store.get_token(&signature).await {
+                    Err(StoreError::Corrupt { column: c, .. }) => assert_eq!(c, column, "{backend}"),
+                    other => panic!("{backend}: {other:?}"),
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
     async fn refresh_tokens_spend_once_and_families_revoke_together() {
         for (backend, store) in testing::all().await {
-            let row = |sig: &str, token_use: &str, request: &str, parent: &str| TokenRow {
+            let row = |sig: &str, token_use: TokenUse, request: &str, parent: &str| TokenRow {
                 signature: sig.repeat(64),
                 client_id: "web".into(),
                 subject: "user".into(),
                 issued_at: 10,
                 expires_at: 1000,
-                token_use: token_use.into(),
+                token_use,
                 request_id: request.into(),
                 family_id: "fam".into(),
                 parent_id: parent.into(),
@@ -295,8 +325,9 @@ mod tests {
                 grant_body: "{}".into(),
                 ..TokenRow::default()
             };
-            let (at1, rt1) = (row("a", ACCESS_TOKEN, "r1", ""), row("b", REFRESH_TOKEN, "r1", ""));
-            let (at2, rt2) = (row("c", ACCESS_TOKEN, "r2", "r1"), row("d", REFRESH_TOKEN, "r2", "r1"));
+            let (access, refresh) = (TokenUse::AccessToken, TokenUse::RefreshToken);
+            let (at1, rt1) = (row("a", access, "r1", ""), row("b", refresh, "r1", ""));
+            let (at2, rt2) = (row("c", access, "r2", "r1"), row("d", refresh, "r2", "r1"));
             store.insert_tokens(&[at1.clone(), rt1.clone()]).await.unwrap();
             store.insert_tokens(&[at2.clone(), rt2.clone()]).await.unwrap();
             assert_eq!(store.get_token(&rt1.signature).await.unwrap(), Some(rt1.clone()), "{backend}");

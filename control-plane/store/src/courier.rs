@@ -210,7 +210,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::testing;
+    use crate::testing;
 
     fn message(id: &str, recipient: &str, created_at: i64) -> CourierMessageRow {
         CourierMessageRow {

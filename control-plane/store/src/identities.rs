@@ -7,7 +7,7 @@ use sqlx::Row;
 
 use super::Store;
 use crate::error::StoreError;
-use crate::identity::{Body, Credential, Identity, State};
+use portcullis_model::identity::{Body, Credential, Identity, State};
 
 /// Another identity already answers to this identifier for this credential type.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,7 +32,7 @@ fn from_row(row: &sqlx::any::AnyRow) -> Result<Identity, StoreError> {
     Ok(Identity {
         id: row.try_get(0)?,
         schema_id: row.try_get(1)?,
-        body: serde_json::from_str::<Body>(&body).map_err(|e| StoreError(format!("identity body: {e}")))?,
+        body: serde_json::from_str::<Body>(&body).map_err(|e| StoreError::corrupt("identities.body", e))?,
         state: State::parse(&state).unwrap_or(State::Inactive),
         state_changed_at: row.try_get(4)?,
         created_at: row.try_get(5)?,
@@ -41,7 +41,7 @@ fn from_row(row: &sqlx::any::AnyRow) -> Result<Identity, StoreError> {
 }
 
 fn body_json(i: &Identity) -> Result<String, StoreError> {
-    serde_json::to_string(&i.body).map_err(|e| StoreError(format!("identity body: {e}")))
+    serde_json::to_string(&i.body).map_err(|e| StoreError::corrupt("identities.body", e))
 }
 
 type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
@@ -54,7 +54,8 @@ async fn write_credentials(
     credentials: &[Credential],
 ) -> Result<Result<(), Conflict>, StoreError> {
     for c in credentials {
-        let config = serde_json::to_string(&c.config).map_err(|e| StoreError(e.to_string()))?;
+        let config =
+            serde_json::to_string(&c.config).map_err(|e| StoreError::corrupt("identity_credentials.config", e))?;
         sqlx::query("DELETE FROM identity_credentials WHERE identity_id = $1 AND type = $2")
             .bind(identity_id)
             .bind(&c.kind)
@@ -238,7 +239,8 @@ impl Store {
             out.push(Credential {
                 kind,
                 identifiers,
-                config: serde_json::from_str(&config).map_err(|e| StoreError(format!("credential config: {e}")))?,
+                config: serde_json::from_str(&config)
+                    .map_err(|e| StoreError::corrupt("identity_credentials.config", e))?,
                 version: row.try_get(2)?,
                 created_at: row.try_get(3)?,
                 updated_at: row.try_get(4)?,
@@ -366,7 +368,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::store::testing;
+    use crate::testing;
 
     fn identity(id: &str, email: &str, t: i64) -> Identity {
         Identity {

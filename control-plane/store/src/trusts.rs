@@ -119,7 +119,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::testing;
+    use crate::testing;
 
     fn trust(id: &str, issuer: &str, subject: &str, kid: &str, expires_at: i64) -> TrustRow {
         TrustRow {

@@ -30,7 +30,7 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use crate::store::testing;
+    use crate::testing;
 
     #[tokio::test]
     async fn versions_increase_on_every_put() {

@@ -79,7 +79,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::testing;
+    use crate::testing;
 
     #[tokio::test]
     async fn a_code_is_redeemed_once_on_every_backend() {

@@ -1,7 +1,9 @@
 //! Persistence through one sqlx `AnyPool`, so the same queries and the same migrations serve
 //! SQLite (default, single node) and PostgreSQL (replicas). Every query uses `$N` placeholders
-//! and only TEXT/BIGINT columns. One module per aggregate. This layer returns rows and
-//! [`StoreError`]s; it knows nothing about HTTP, and a failure is never turned into "absent".
+//! and only TEXT/BIGINT columns. One module per aggregate. This layer maps rows to the model's
+//! types and sqlx errors to [`StoreError`]s; it knows nothing about HTTP (no axum, no status
+//! codes), decides nothing (expiry, what a replay means: the callers' business), and a failure
+//! is never turned into "absent".
 
 pub mod api_keys;
 pub mod assertions;
@@ -9,6 +11,7 @@ pub mod client_secrets;
 pub mod clients;
 pub mod codes;
 pub mod courier;
+pub mod error;
 pub mod flows;
 pub mod identities;
 pub mod keys;
@@ -24,7 +27,7 @@ use std::time::Duration;
 use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, Connection as _};
 
-use crate::error::StoreError;
+pub use error::StoreError;
 
 pub use clients::{ClientRow, ListFilter};
 pub use keys::KeyRow;
@@ -103,8 +106,8 @@ impl Store {
     }
 }
 
-#[cfg(test)]
-pub(crate) mod testing {
+#[cfg(any(test, feature = "testing"))]
+pub mod testing {
     //! Fresh stores for tests: always an in-memory SQLite, plus a brand-new PostgreSQL
     //! database when `PORTCULLIS_TEST_POSTGRES_DSN` is set.
 
@@ -145,7 +148,10 @@ pub(crate) mod testing {
 
     async fn postgres(admin_dsn: &str) -> Store {
         sqlx::any::install_default_drivers();
-        let name = format!("portcullis_test_{}", crate::crypto::hex(&crate::crypto::random_bytes::<8>()));
+        let name = format!(
+            "portcullis_test_{}",
+            portcullis_model::crypto::hex(&portcullis_model::crypto::random_bytes::<8>())
+        );
         let admin = AnyPoolOptions::new()
             .max_connections(1)
             .connect(admin_dsn)

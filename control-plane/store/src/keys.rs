@@ -1,7 +1,7 @@
 //! The `signing_keys` table: key sets by name, each key with its encrypted private half and
 //! its public JWK. This module stores and lists rows and keeps the one invariant that must hold
 //! inside a transaction (a set that has keys has an active one: the newest unretired); it never
-//! sees a private key in clear (encryption and validation belong to `crate::keys`).
+//! sees a private key in clear (encryption and validation belong to `portcullis-keys`).
 
 use sqlx::Row;
 
@@ -225,7 +225,7 @@ async fn insert(tx: &mut sqlx::Transaction<'_, sqlx::Any>, k: &KeyRow) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::testing;
+    use crate::testing;
 
     fn row(kid: &str, created_at: i64) -> KeyRow {
         KeyRow {

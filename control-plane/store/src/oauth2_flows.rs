@@ -426,7 +426,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::testing;
+    use crate::testing;
 
     fn flow() -> FlowRow {
         FlowRow {

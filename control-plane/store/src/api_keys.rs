@@ -1,7 +1,7 @@
 //! The `api_keys` table: admin API keys by the SHA-256 of the key, with their scopes and when
 //! they were created, last used and revoked. This module stores and finds rows; it never sees
 //! a key in clear, and scope parsing, caching and the "once a minute" policy for `last_used_at`
-//! belong to `crate::admin::auth`.
+//! belong to the HTTP layer's admin API guard.
 
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -118,7 +118,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::testing;
+    use crate::testing;
 
     fn row(id: &str, hash: &str, created_at: i64) -> ApiKeyRow {
         ApiKeyRow {

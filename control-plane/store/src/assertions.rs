@@ -37,7 +37,7 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use crate::store::testing;
+    use crate::testing;
 
     #[tokio::test]
     async fn a_jti_is_single_use_until_it_expires() {

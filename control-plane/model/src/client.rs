@@ -6,7 +6,16 @@
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
-use crate::error::ApiError;
+use crate::token::AccessTokenStrategy;
+
+/// A client request that cannot be accepted; the message names the field
+/// (`redirect_uris: ...`). The admin API answers it as a 400 `invalid_request`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidClient(pub String);
+
+/// The JWS algorithms accepted for client assertions (`private_key_jwt`) and jwt-bearer grants.
+pub const ASSERTION_ALGORITHM_NAMES: [&str; 2] = ["ES256", "RS256"];
 
 /// Hydra's 51 `oAuth2Client` properties (hydra `client/client.go`).
 pub const HYDRA_FIELDS: [&str; 51] = [
@@ -160,11 +169,9 @@ pub struct ClientRequest {
 }
 
 impl ClientRequest {
-    pub fn parse(mut map: Map<String, Value>) -> Result<Self, ApiError> {
+    pub fn parse(mut map: Map<String, Value>) -> Result<Self, InvalidClient> {
         if let Some(unknown) = map.keys().find(|k| !HYDRA_FIELDS.contains(&k.as_str())) {
-            return Err(ApiError::invalid_request(format!(
-                "unknown field `{unknown}`: not an OAuth 2.0 client property"
-            )));
+            return Err(InvalidClient(format!("unknown field `{unknown}`: not an OAuth 2.0 client property")));
         }
         let client_id = optional_string(&map, "client_id")?;
         let client_secret = optional_string(&map, "client_secret")?;
@@ -173,7 +180,7 @@ impl ClientRequest {
         }
         let mut body: ClientBody = serde_path_to_error::deserialize(Value::Object(map)).map_err(|e| {
             let path = e.path().to_string();
-            ApiError::invalid_request(format!("field `{path}`: {}", e.into_inner()))
+            InvalidClient(format!("field `{path}`: {}", e.into_inner()))
         })?;
         if body.grant_types.is_empty() {
             body.grant_types = vec!["authorization_code".into()];
@@ -189,8 +196,8 @@ impl ClientRequest {
         Ok(request)
     }
 
-    fn validate(&self) -> Result<(), ApiError> {
-        let bad = |field: &str, msg: String| ApiError::invalid_request(format!("{field}: {msg}"));
+    fn validate(&self) -> Result<(), InvalidClient> {
+        let bad = |field: &str, msg: String| InvalidClient(format!("{field}: {msg}"));
         if let Some(id) = &self.client_id {
             validate_client_id(id).map_err(|m| bad("client_id", m))?;
         }
@@ -262,12 +269,11 @@ impl ClientRequest {
         }
         match b.extra.get("token_endpoint_auth_signing_alg") {
             None | Some(Value::Null) => {}
-            Some(Value::String(alg))
-                if alg.is_empty() || crate::oauth2::assertion::ALGORITHM_NAMES.contains(&alg.as_str()) => {}
+            Some(Value::String(alg)) if alg.is_empty() || ASSERTION_ALGORITHM_NAMES.contains(&alg.as_str()) => {}
             Some(other) => {
                 return Err(bad(
                     "token_endpoint_auth_signing_alg",
-                    format!("unsupported {other}; allowed: {}", crate::oauth2::assertion::ALGORITHM_NAMES.join(", ")),
+                    format!("unsupported {other}; allowed: {}", ASSERTION_ALGORITHM_NAMES.join(", ")),
                 ));
             }
         }
@@ -290,7 +296,7 @@ impl ClientRequest {
         }
         match b.extra.get("access_token_strategy") {
             None | Some(Value::Null) => {}
-            Some(Value::String(s)) if s.is_empty() || crate::config::AccessTokenStrategy::parse(s).is_some() => {}
+            Some(Value::String(s)) if s.is_empty() || AccessTokenStrategy::parse(s).is_some() => {}
             Some(other) => {
                 return Err(bad("access_token_strategy", format!("{other} is not supported; allowed: opaque, jwt")));
             }
@@ -303,10 +309,10 @@ impl ClientRequest {
     /// Hydra's URI rules: redirect URIs absolute and without a fragment (native apps may use
     /// their own scheme), the informational and logout URIs http(s), CORS origins bare
     /// `scheme://host[:port]`.
-    fn validate_uris(&self) -> Result<(), ApiError> {
-        let bad = |field: &str, msg: String| ApiError::invalid_request(format!("{field}: {msg}"));
+    fn validate_uris(&self) -> Result<(), InvalidClient> {
+        let bad = |field: &str, msg: String| InvalidClient(format!("{field}: {msg}"));
         let b = &self.body;
-        let strings = |field: &str| -> Result<Vec<String>, ApiError> {
+        let strings = |field: &str| -> Result<Vec<String>, InvalidClient> {
             match b.extra.get(field) {
                 None | Some(Value::Null) => Ok(Vec::new()),
                 Some(Value::Array(items)) => items
@@ -400,12 +406,12 @@ fn is_origin(origin: &str) -> bool {
         && port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.chars().all(|c| c.is_ascii_digit()))
 }
 
-fn optional_string(map: &Map<String, Value>, key: &str) -> Result<Option<String>, ApiError> {
+fn optional_string(map: &Map<String, Value>, key: &str) -> Result<Option<String>, InvalidClient> {
     match map.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if s.is_empty() => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(ApiError::invalid_request(format!("field `{key}`: must be a string"))),
+        Some(_) => Err(InvalidClient(format!("field `{key}`: must be a string"))),
     }
 }
 
@@ -429,13 +435,6 @@ pub fn lifespan_seconds(text: &str) -> Result<i64, String> {
     Ok(secs)
 }
 
-pub fn rfc3339(unix: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(unix)
-        .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
-        .unwrap_or_default()
-}
-
 /// The client as the admin API shows it; `secret` only right after it was set or generated.
 pub fn render(client_id: &str, body: &ClientBody, secret: Option<&str>, created_at: i64, updated_at: i64) -> Value {
     let mut map = match serde_json::to_value(body) {
@@ -444,8 +443,8 @@ pub fn render(client_id: &str, body: &ClientBody, secret: Option<&str>, created_
     };
     map.insert("client_id".into(), client_id.into());
     map.insert("client_secret_expires_at".into(), 0.into());
-    map.insert("created_at".into(), rfc3339(created_at).into());
-    map.insert("updated_at".into(), rfc3339(updated_at).into());
+    map.insert("created_at".into(), crate::rfc3339(created_at).into());
+    map.insert("updated_at".into(), crate::rfc3339(updated_at).into());
     if let Some(secret) = secret {
         map.insert("client_secret".into(), secret.into());
     }
@@ -459,7 +458,7 @@ mod tests {
 
     fn parse(v: Value) -> Result<ClientRequest, String> {
         let Value::Object(m) = v else { panic!() };
-        ClientRequest::parse(m).map_err(|e| e.description)
+        ClientRequest::parse(m).map_err(|e| e.0)
     }
 
     #[test]

@@ -138,7 +138,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::testing;
+    use crate::testing;
 
     fn row(id: &str, owner: &str) -> ClientRow {
         ClientRow {
@@ -184,12 +184,11 @@ mod tests {
             assert!(!store.update_client(&row("nope", "")).await.unwrap());
 
             store
-                .insert_token(&crate::store::TokenRow {
+                .insert_token(&crate::TokenRow {
                     signature: "sig".into(),
                     client_id: "a".into(),
                     subject: "a".into(),
                     scope: String::new(),
-                    audience: "[]".into(),
                     issued_at: 1,
                     expires_at: 2,
                     ..Default::default()
