@@ -368,7 +368,6 @@ fn parse_documents(text: &str) -> Result<Vec<Value>, String> {
 
 /// An `OAuth2Client` resource, `Ok(None)` for other kinds, or the error with the owner when
 /// the resource names itself.
-#[allow(clippy::type_complexity)]
 fn resource(file: &str, doc: Value) -> Result<Option<Resource>, (Option<String>, String)> {
     let Value::Object(mut doc) = doc else {
         return Err((None, format!("{file}: a document that is not a mapping")));

@@ -138,6 +138,12 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<portcullis_keys::ReloadError> for ApiError {
+    fn from(e: portcullis_keys::ReloadError) -> Self {
+        Self::internal(&e)
+    }
+}
+
 impl From<portcullis_model::client::InvalidClient> for ApiError {
     fn from(e: portcullis_model::client::InvalidClient) -> Self {
         Self::invalid_request(e.0)

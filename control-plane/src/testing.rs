@@ -10,9 +10,10 @@ use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::ServiceExt;
 
-use crate::app::{AppState, admin_router, public_router};
+use crate::app::AppState;
 use crate::clock::FixedClock;
 use crate::config::Config;
+use crate::routes::{admin_router, public_router};
 
 pub const T0: i64 = 1_700_000_000;
 pub const FILTER_TOKEN: &str = "filter-token-1";

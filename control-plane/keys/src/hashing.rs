@@ -157,6 +157,7 @@ impl Hashing {
 
     /// Takes every slot until the guard is dropped (tests: a saturated server).
     #[cfg(any(test, feature = "testing"))]
+    #[expect(clippy::expect_used, reason = "test helper: called with every slot free, else the test is wrong")]
     pub fn saturate(&self) -> tokio::sync::SemaphorePermit<'_> {
         let n = u32::try_from(self.capacity).unwrap_or(u32::MAX);
         self.slots.try_acquire_many(n).expect("every hashing slot is free")

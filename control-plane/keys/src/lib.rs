@@ -17,6 +17,11 @@
 //! `secrets.system` nothing is stored and each process signs with its own in-memory key. This
 //! module never logs or formats key material: `Debug` shows key ids only. It does no HTTP.
 
+// Outside tests a failure is a typed error, never a panic (control-plane/clippy.toml lets tests
+// unwrap); exceptions are `#[expect]`ed with a reason, never `#[allow]`ed.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![deny(clippy::allow_attributes, clippy::allow_attributes_without_reason)]
+
 use std::sync::Arc;
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
@@ -35,12 +40,27 @@ pub mod config;
 pub mod hashing;
 pub mod jws;
 #[cfg(any(test, feature = "testing"))]
+#[expect(
+    clippy::unwrap_used,
+    reason = "test helpers (the `testing` feature, dev-dependencies only): a malformed fixture fails the test"
+)]
 pub mod testing;
 
 pub use config::Secrets;
 use portcullis_model::StartupError;
 use portcullis_model::crypto;
-use portcullis_store::{KeyRow, Store};
+use portcullis_store::{KeyRow, Store, StoreError};
+
+/// Why a key set could not be reloaded while serving: the store failed, or a stored key does not
+/// load (no active key, a key no configured secret decrypts, a malformed public JWK). Either way
+/// the set keeps signing with the key it had.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Key(StartupError),
+}
 
 /// The OAuth2 server's set (see the module documentation). Existing deployments keep their
 /// key: this is the set every earlier version signed everything with.
@@ -218,7 +238,7 @@ impl Keys {
     /// Re-reads the set from the store and swaps it in; returns whether the signer changed.
     /// On an error (no active key, a key that does not decrypt) the running view stays: a
     /// server keeps signing with the key it has rather than stop.
-    pub async fn reload(&self, secrets: &Secrets, store: &Store) -> Result<bool, StartupError> {
+    pub async fn reload(&self, secrets: &Secrets, store: &Store) -> Result<bool, ReloadError> {
         if self.ephemeral {
             return Ok(false);
         }
@@ -234,7 +254,7 @@ impl Keys {
         if same_rows && active == Some(old.signer.kid()) {
             return Ok(false);
         }
-        let loaded = loaded_from(self.set, &rows, &secrets.system)?;
+        let loaded = loaded_from(self.set, &rows, &secrets.system).map_err(ReloadError::Key)?;
         // The same kid may now name another key (an import replaced it).
         let changed = loaded.signer.kid() != old.signer.kid() || loaded.signer.key != old.signer.key;
         if changed {

@@ -15,9 +15,12 @@ pub const ACCESS_TOKEN_PREFIX: &str = "pc_at_";
 /// The at-rest prefix of a generated secret's digest.
 pub const SHA256_PREFIX: &str = "sha256$";
 
+#[expect(
+    clippy::expect_used,
+    reason = "without OS randomness no secret can be minted safely and there is no fallback: failing the request is failing closed"
+)]
 pub fn random_bytes<const N: usize>() -> [u8; N] {
     let mut buf = [0u8; N];
-    // Without OS randomness we cannot mint a single secret safely; there is no fallback.
     getrandom::fill(&mut buf).expect("OS random number generator unavailable");
     buf
 }

@@ -8,6 +8,10 @@ use serde_json::{Map, Value, json};
 
 use crate::rfc3339;
 
+/// The UI message id of a registration the operator's policy refused. Kratos has no id for this;
+/// 4000040 is ours, in Kratos's validation range.
+pub const REGISTRATION_POLICY_MESSAGE_ID: u32 = 4_000_040;
+
 /// Credential types this server stores.
 pub const PASSWORD: &str = "password";
 pub const CODE: &str = "code";

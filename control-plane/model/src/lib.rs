@@ -8,6 +8,11 @@
 //! trait, which the caller passes in, and OS randomness for new ids and secrets
 //! ([`crypto::random_bytes`]).
 
+// Outside tests a failure is a typed error, never a panic (control-plane/clippy.toml lets tests
+// unwrap); exceptions are `#[expect]`ed with a reason, never `#[allow]`ed.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![deny(clippy::allow_attributes, clippy::allow_attributes_without_reason)]
+
 pub mod client;
 pub mod clock;
 pub mod crypto;

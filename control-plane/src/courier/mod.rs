@@ -10,7 +10,6 @@
 
 pub mod config;
 pub mod outbox;
-pub mod sink;
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -448,10 +447,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 #[cfg(test)]
 mod tests {
-    use super::sink::{SmtpSink, six_digit_code};
     use super::*;
     use crate::clock::SystemClock;
     use crate::config::CourierConfig;
+    use portcullis_testkit::{SmtpSink, six_digit_code};
 
     fn config(uri: Option<String>, retries: u32) -> CourierConfig {
         let mut c = CourierConfig::default();

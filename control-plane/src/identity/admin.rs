@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
-use axum::handler::Handler;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -42,25 +41,12 @@ const MAX_BATCH: usize = 1000;
 const MAX_BATCH_PLAINTEXT: usize = 200;
 /// A batch body may be this large (the rest of the admin API: 1 MiB): 1000 imported identities
 /// with hashes, addresses and metadata need several MiB, and about 16 KiB each still fits.
-const BATCH_BODY_LIMIT: usize = 16 * 1024 * 1024;
+pub(crate) const BATCH_BODY_LIMIT: usize = 16 * 1024 * 1024;
 /// Kratos's text for a duplicate identifier, which SDK users match on.
 const DUPLICATE: &str = "An account with the same identifier (email, phone, username, ...) exists already.";
 /// What a JSON Patch may not touch (Kratos refuses `id`, `credentials` and `state_changed_at`;
 /// `created_at` is history, not data).
 const FROZEN: &[&str] = &["/id", "/credentials", "/state_changed_at", "/created_at"];
-
-/// The admin listener's identity routes.
-pub fn routes() -> axum::Router<AppState> {
-    use axum::routing::{delete, get, post};
-    axum::Router::new()
-        .route(
-            "/admin/identities",
-            get(list).post(create).patch(batch.layer(axum::extract::DefaultBodyLimit::max(BATCH_BODY_LIMIT))),
-        )
-        .route("/admin/identities/{id}", get(get_one).put(replace).patch(patch).delete(remove))
-        .route("/admin/identities/{id}/credentials/{kind}", delete(remove_credential))
-        .route("/admin/recovery/code", post(recovery_code))
-}
 
 // --- request bodies -------------------------------------------------------------------------
 

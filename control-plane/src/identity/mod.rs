@@ -125,34 +125,3 @@ pub fn rederive_credentials(
     out.extend(credentials.iter().filter(|c| c.kind != PASSWORD && c.kind != CODE).cloned());
     out
 }
-
-/// The public listener's identity routes (Kratos's frontend API).
-pub fn public_routes() -> axum::Router<crate::app::AppState> {
-    use axum::routing::{delete, get, post};
-    axum::Router::new()
-        .route("/sessions/whoami", get(session::whoami))
-        .route("/sessions", get(session::list_mine).delete(session::revoke_others))
-        .route("/sessions/{id}", delete(session::revoke_mine))
-        .route("/self-service/logout/browser", get(session::logout_browser))
-        .route("/self-service/logout/api", delete(session::logout_api))
-        .route("/self-service/logout", get(session::logout))
-        .route("/self-service/{kind}/browser", get(flow::init_browser))
-        .route("/self-service/{kind}/api", get(flow::init_api))
-        .route("/self-service/{kind}/flows", get(flow::get))
-        .route("/self-service/{kind}", post(flow::submit))
-        .route("/.well-known/ory/webauthn.js", get(passkey::script))
-}
-
-/// The admin listener's session routes (identities are in `admin`).
-pub fn admin_routes() -> axum::Router<crate::app::AppState> {
-    use axum::routing::{get, patch};
-    axum::Router::new()
-        .route("/admin/sessions", get(session::admin_list))
-        .route("/admin/sessions/{id}", get(session::admin_get).delete(session::admin_disable))
-        .route("/admin/sessions/{id}/extend", patch(session::admin_extend))
-        .route(
-            "/admin/identities/{id}/sessions",
-            get(session::admin_list_for_identity).delete(session::admin_delete_for_identity),
-        )
-        .merge(admin::routes())
-}

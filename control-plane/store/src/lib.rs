@@ -5,6 +5,11 @@
 //! codes), decides nothing (expiry, what a replay means: the callers' business), and a failure
 //! is never turned into "absent".
 
+// Outside tests a failure is a typed error, never a panic (control-plane/clippy.toml lets tests
+// unwrap); exceptions are `#[expect]`ed with a reason, never `#[allow]`ed.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![deny(clippy::allow_attributes, clippy::allow_attributes_without_reason)]
+
 pub mod api_keys;
 pub mod assertions;
 pub mod client_secrets;
@@ -107,6 +112,12 @@ impl Store {
 }
 
 #[cfg(any(test, feature = "testing"))]
+#[expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test fixtures (the `testing` feature, dev-dependencies only): a store that cannot be made fails the test with the cause"
+)]
 pub mod testing {
     //! Fresh stores for tests: always an in-memory SQLite, plus a brand-new PostgreSQL
     //! database when `PORTCULLIS_TEST_POSTGRES_DSN` is set.

@@ -69,6 +69,7 @@ impl Drop for SmtpSink {
 
 impl SmtpSink {
     /// Binds 127.0.0.1:0 and starts accepting connections.
+    #[expect(clippy::expect_used, reason = "a sink that cannot listen fails the test that started it, with the cause")]
     pub async fn start() -> SmtpSink {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("SMTP sink: bind 127.0.0.1:0");
         let port = listener.local_addr().expect("SMTP sink: local address").port();
