@@ -23,6 +23,7 @@ pub mod rules;
 pub mod ui;
 
 pub use portcullis_keys as keys;
+pub use portcullis_keys::jwt;
 pub use portcullis_model::{client, clock, paging, rfc3339};
 pub use portcullis_store as store;
 

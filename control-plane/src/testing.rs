@@ -178,16 +178,10 @@ impl Harness {
 
     /// The claims of a JWT after checking its ES256 signature against `/.well-known/jwks.json`.
     pub async fn verified_claims(&self, jwt: &str) -> serde_json::Map<String, Value> {
-        use portcullis_shared::jwt::{Algorithm, UntrustedToken, signing_keys};
         let jwks = self.get("/.well-known/jwks.json", &[]).await.json();
-        let keys = signing_keys(&jwks);
-        let token = UntrustedToken::parse(jwt, &[Algorithm::ES256]).expect("an ES256 JWT");
-        let key = token.candidate_keys(&keys).into_iter().next().expect("its kid is in the JWKS");
-        assert!(
-            crate::crypto::verify_signature(Algorithm::ES256, &key.spki_der, &token.signature, token.signing_input),
-            "signature verifies"
-        );
-        token.claims
+        let token = crate::jwt::Untrusted::parse(jwt, &[crate::jwt::Alg::ES256]).expect("an ES256 JWT");
+        let verified = token.verify(&portcullis_shared::jwt::signing_keys(&jwks));
+        verified.expect("signed by a key of the JWKS its kid names").into_json()
     }
 }
 
@@ -277,3 +271,6 @@ pub fn enc(s: &str) -> String {
         })
         .collect()
 }
+
+/// Tokens an attacker writes, for tests of every path that verifies a JWT.
+pub use portcullis_keys::testing::forge;

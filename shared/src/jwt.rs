@@ -226,6 +226,20 @@ fn strict_object(bytes: &[u8]) -> Option<Map<String, Value>> {
     }
 }
 
+/// A JSON object read as strictly as [`UntrustedToken::parse`] reads a token's header and
+/// payload (no member repeated at any depth), for the control plane's other JWT reader.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StrictObject(pub Map<String, Value>);
+
+impl<'de> Deserialize<'de> for StrictObject {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match d.deserialize_map(StrictVisitor)? {
+            Value::Object(map) => Ok(Self(map)),
+            _ => Err(de::Error::custom("expected a JSON object")),
+        }
+    }
+}
+
 /// A `serde_json::Value` builder that fails on duplicate object members.
 struct StrictVisitor;
 

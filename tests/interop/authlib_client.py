@@ -6,12 +6,15 @@ Usage: authlib_client.py PUBLIC_URL ADMIN_URL [ADMIN_API_KEY]
 
 It runs discovery, client_credentials (+ introspection), authorization_code with PKCE S256 driven
 headlessly (login and consent accepted through the admin API), ID token validation against the
-JWKS, userinfo, refresh with rotation and revocation. One line per step; any failure exits 1.
+JWKS, userinfo, refresh with rotation and revocation, and the two grants where Portcullis reads
+JWTs authlib wrote: private_key_jwt client authentication (RS256) and the jwt-bearer grant
+(ES256), each assertion refused when replayed. One line per step; any failure exits 1.
 It never contacts the client's redirect_uri host: it stops at the redirect that points there.
 """
 
 import os
 import sys
+import time
 import warnings
 from urllib.parse import parse_qs, urljoin, urlparse
 
@@ -23,6 +26,7 @@ try:
     from authlib.integrations.requests_client import OAuth2Session
     from authlib.jose import JsonWebKey, jwt
     from authlib.common.security import generate_token
+    from authlib.oauth2.rfc7523 import JWTBearerGrant, PrivateKeyJWT, private_key_jwt_sign
 except ImportError as e:  # the Rust test turns this into "run ./just setup"
     print(f"FAIL: missing Python package ({e}); run ./just setup", file=sys.stderr)
     sys.exit(2)
@@ -85,6 +89,68 @@ def follow(browser, url, stop):
             raise Failure(f"GET {url} answered {r.status_code} without a redirect: {r.text[:300]}")
         url = urljoin(url, r.headers["Location"])
     raise Failure(f"too many redirects, last at {url}")
+
+
+def public_jwk(private, kid):
+    jwk = private.as_dict(is_private=False)
+    jwk["kid"] = kid
+    return jwk
+
+
+def assertions(meta, admin):
+    """Portcullis reading JWTs another library wrote: private_key_jwt and the jwt-bearer grant."""
+    token_endpoint = meta["token_endpoint"]
+    rsa = JsonWebKey.generate_key("RSA", 2048, is_private=True)
+    signer = admin.call("POST", "/admin/clients", json={
+        "client_name": "interop-private-key-jwt", "grant_types": ["client_credentials"], "scope": "read",
+        "token_endpoint_auth_method": "private_key_jwt", "token_endpoint_auth_signing_alg": "RS256",
+        "jwks": {"keys": [public_jwk(rsa, "interop-rsa")]}})
+    private = rsa.as_dict(is_private=True)
+    kid = {"kid": "interop-rsa"}
+    session = OAuth2Session(signer["client_id"], private, scope="read", token_endpoint_auth_method="private_key_jwt")
+    session.register_client_auth_method(PrivateKeyJWT(token_endpoint, headers=kid, alg="RS256"))
+    token = session.fetch_token(token_endpoint, grant_type="client_credentials")
+    check(token.get("access_token"), f"private_key_jwt gave no access token: {token}")
+    step("private_key_jwt: an RS256 assertion authlib signed authenticates the client")
+    # The same assertion twice: its jti is spent.
+    assertion = private_key_jwt_sign(private, signer["client_id"], token_endpoint, alg="RS256", header=kid)
+    assertion = assertion.decode() if isinstance(assertion, bytes) else assertion
+    form = {"grant_type": "client_credentials", "client_id": signer["client_id"],
+            "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            "client_assertion": assertion}
+    first = requests.post(token_endpoint, data=form, timeout=TIMEOUT)
+    check(first.status_code == 200, f"a fresh assertion was refused: {first.status_code} {first.text}")
+    again = requests.post(token_endpoint, data=form, timeout=TIMEOUT)
+    check(again.status_code == 401 and again.json().get("error") == "invalid_client",
+          f"a replayed assertion was not refused: {again.status_code} {again.text}")
+    step("private_key_jwt: the replayed assertion is refused (invalid_client)")
+
+    ec = JsonWebKey.generate_key("EC", "P-256", is_private=True)
+    issuer = "https://idp.interop.invalid"
+    expires = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 86400))
+    admin.call("POST", "/admin/trust/grants/jwt-bearer/issuers", json={
+        "issuer": issuer, "subject": "interop-service", "scope": ["read"],
+        "jwk": public_jwk(ec, "interop-ec"), "expires_at": expires})
+    client = admin.call("POST", "/admin/clients", json={
+        "client_name": "interop-jwt-bearer", "grant_types": [JWTBearerGrant.GRANT_TYPE], "scope": "read",
+        "token_endpoint_auth_method": "client_secret_basic"})
+    private = ec.as_dict(is_private=True)
+    assertion = JWTBearerGrant.sign(private, issuer, token_endpoint, subject="interop-service",
+                                    header={"alg": "ES256", "kid": "interop-ec"})
+    assertion = assertion.decode() if isinstance(assertion, bytes) else assertion
+    form = {"grant_type": JWTBearerGrant.GRANT_TYPE, "assertion": assertion, "scope": "read"}
+    auth = (client["client_id"], client["client_secret"])
+    granted = requests.post(token_endpoint, data=form, auth=auth, timeout=TIMEOUT)
+    check(granted.status_code == 200, f"the jwt-bearer grant was refused: {granted.status_code} {granted.text}")
+    info = requests.post(meta["introspection_endpoint"], data={"token": granted.json()["access_token"]},
+                         auth=auth, timeout=TIMEOUT).json()
+    check(info.get("active") is True and info.get("sub") == "interop-service",
+          f"the jwt-bearer token introspects as {info}")
+    step("jwt-bearer: an ES256 assertion authlib signed is traded for a token of its subject")
+    again = requests.post(token_endpoint, data=form, auth=auth, timeout=TIMEOUT)
+    check(again.status_code == 400 and again.json().get("error") == "invalid_grant",
+          f"a replayed jwt-bearer assertion was not refused: {again.status_code} {again.text}")
+    step("jwt-bearer: the replayed assertion is refused (invalid_grant)")
 
 
 def main():
@@ -212,6 +278,7 @@ def main():
     info = cc.introspect_token(meta["introspection_endpoint"], token=live).json()
     check(info.get("active") is False, f"introspection after revocation: {info}")
     step("revocation: the revoked token introspects inactive")
+    assertions(meta, admin)
     print("interop: all steps passed", flush=True)
 
 

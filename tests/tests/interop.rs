@@ -1,7 +1,9 @@
 //! Interop with a client library not written here: Python authlib (`tests/interop/authlib_client.py`)
 //! runs discovery, client_credentials, authorization_code + PKCE, ID token verification against
-//! the JWKS, userinfo, refresh and revocation against the real `portcullis` binary. This test only
-//! starts the testbed and runs the script; it must not skip when Python or authlib is missing.
+//! the JWKS, userinfo, refresh and revocation, and signs the JWTs Portcullis reads (a
+//! `private_key_jwt` assertion, RS256; a jwt-bearer grant assertion, ES256), against the real
+//! `portcullis` binary. This test only starts the testbed and runs the script; it must not skip
+//! when Python or authlib is missing.
 
 use portcullis_e2e::{Extras, testbed_with, workspace_root};
 use serde_json::json;

@@ -34,11 +34,12 @@ use p256::elliptic_curve::zeroize::Zeroizing;
 use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey};
 use portcullis_shared::jwt::Algorithm;
 use portcullis_shared::snapshot::SigningKey as SnapshotKey;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 pub mod config;
 pub mod hashing;
 pub mod jws;
+pub mod jwt;
 #[cfg(any(test, feature = "testing"))]
 #[expect(
     clippy::unwrap_used,
@@ -121,15 +122,10 @@ impl Signer {
         portcullis_shared::jwt::compact_es256(signing_input, &signature.to_bytes())
     }
 
-    /// A compact ES256 JWT of `claims` with this key's `kid` and the JOSE `typ` given
-    /// (`JWT`, `logout+jwt`, ...), or `None` if signing failed.
-    pub fn sign_jwt(&self, typ: &str, claims: &Value) -> Option<String> {
-        let header = json!({"alg": "ES256", "kid": self.kid, "typ": typ});
-        self.sign(&format!(
-            "{}.{}",
-            crypto::b64url(header.to_string().as_bytes()),
-            crypto::b64url(claims.to_string().as_bytes())
-        ))
+    /// A compact ES256 JWT of `claims` (see [`crate::jwt::issue`]) with this key's `kid` and
+    /// the JOSE `typ` given (`JWT`, `logout+jwt`, ...), or `None` if signing failed.
+    pub fn sign_jwt(&self, typ: &str, claims: &jwt_compact::Claims<Map<String, Value>>) -> Option<String> {
+        crate::jwt::sign_es256(&self.key, &self.kid, typ, claims)
     }
 
     /// The public half as a JWK; never any private part.

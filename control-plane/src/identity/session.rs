@@ -320,22 +320,18 @@ fn tokenize(state: &AppState, name: &str, s: &SessionRow, session: &Value) -> Re
         };
         claims.insert(k.clone(), value);
     }
-    // Registered claims last: a template cannot override them (Kratos protects `sub` too).
+    // Registered claims last: a template cannot override them (Kratos protects `sub` too);
+    // `iat`, `nbf` and `exp` are the library's, set by `issue`, which drops any of the template's.
     for (k, v) in [
         ("jti", json!(crypto::uuid_v4())),
         ("iss", json!(state.config.urls.self_.public_base())),
         ("sub", json!(sub)),
         ("sid", json!(s.id)),
-        ("iat", json!(now)),
-        ("nbf", json!(now)),
-        ("exp", json!(now + ttl)),
     ] {
         claims.insert(k.into(), v);
     }
-    state
-        .keys
-        .signer()
-        .sign_jwt("JWT", &Value::Object(claims))
+    crate::jwt::issue(claims, now, ttl, true)
+        .and_then(|claims| state.keys.signer().sign_jwt("JWT", &claims))
         .ok_or_else(|| ApiError::internal(&"could not sign the session token"))
 }
 

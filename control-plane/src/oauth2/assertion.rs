@@ -1,20 +1,22 @@
 //! JWT assertions presented to the token endpoint (RFC 7523): `private_key_jwt` client
-//! assertions and jwt-bearer grants. It parses, picks keys, checks the signature and the
-//! claims (`iss`, `sub`, `aud`, `exp` with a bounded lifetime, `nbf`, `iat`, `jti`), and caches
-//! fetched `jwks_uri` documents. It must not decide which keys or issuers are trusted, nor
-//! record `jti`s: callers do both, and they turn the messages here into OAuth2 errors.
+//! assertions and jwt-bearer grants. It reads them with [`crate::jwt`] (jwt-compact: ES256 or
+//! RS256 only, the signature, the time claims against the Clock), checks what the library
+//! leaves to its user (`iss`, `sub`, `aud`, a bounded lifetime, `jti`), and caches fetched
+//! `jwks_uri` documents. It must not decide which keys or issuers are trusted, nor record
+//! `jti`s: callers do both, and they turn the messages here into OAuth2 errors.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
-use portcullis_shared::jwt::{Algorithm, UntrustedToken, VerifyingKey, signing_keys};
+use portcullis_shared::jwt::{VerifyingKey, signing_keys};
 use serde_json::{Map, Value};
 
 use crate::app::AppState;
+use crate::jwt::{Alg, ParseError, TimeError, Untrusted, Verified};
 
 pub const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 /// What the server verifies (and what `token_endpoint_auth_signing_alg` may name).
-pub const ALGORITHMS: [Algorithm; 2] = [Algorithm::ES256, Algorithm::RS256];
+pub const ALGORITHMS: [Alg; 2] = [Alg::ES256, Alg::RS256];
 pub const ALGORITHM_NAMES: [&str; 2] = ["ES256", "RS256"];
 /// The longest a client assertion may still be valid for: long-lived assertions are bearer
 /// credentials in all but name, and the `jti` store would have to keep them that long.
@@ -36,6 +38,7 @@ pub struct Expected<'a> {
     pub subject: Option<&'a str>,
     pub audiences: &'a [String],
     pub max_lifetime: i64,
+    /// The Clock's reading for this request: every time claim is judged at this instant.
     pub now: i64,
 }
 
@@ -45,6 +48,7 @@ pub struct Claims {
     pub subject: String,
     pub exp: i64,
     pub jti: String,
+    /// Every claim, the times as unix seconds.
     pub all: Map<String, Value>,
 }
 
@@ -56,45 +60,23 @@ pub fn audiences(state: &AppState) -> Vec<String> {
     vec![format!("{}/oauth2/token", urls.public_base()), issuer.to_owned(), format!("{issuer}/")]
 }
 
-pub fn parse(assertion: &str) -> Result<UntrustedToken<'_>, String> {
-    UntrustedToken::parse(assertion, &ALGORITHMS).map_err(|e| match e {
-        portcullis_shared::jwt::TokenError::NotAJwt => "is not a compact JWS".to_owned(),
-        portcullis_shared::jwt::TokenError::Malformed(part) => format!("has a malformed {part}"),
-        portcullis_shared::jwt::TokenError::AlgorithmNotAllowed(alg) => {
-            format!("is signed with {alg:?}; allowed: {}", ALGORITHM_NAMES.join(", "))
-        }
+/// Reads an assertion; the error is the sentence a client reads.
+pub fn parse(assertion: &str) -> Result<Untrusted<'_>, String> {
+    Untrusted::parse(assertion, &ALGORITHMS).map_err(|e| match e {
+        ParseError::AlgorithmNotAllowed(_) => format!("the assertion {e}; allowed: {}", ALGORITHM_NAMES.join(", ")),
+        ParseError::TimeClaim(name) => format!("claim {name} must be a number of seconds"),
+        _ => format!("the assertion {e}"),
     })
 }
 
-pub fn alg_name(alg: Algorithm) -> String {
-    format!("{alg:?}")
-}
-
-/// Whether one of `keys` that may have signed `token` verifies its signature.
-pub fn signature_verifies(token: &UntrustedToken<'_>, keys: &[VerifyingKey]) -> bool {
-    token
-        .candidate_keys(keys)
-        .into_iter()
-        .any(|k| crate::crypto::verify_signature(token.alg, &k.spki_der, &token.signature, token.signing_input))
-}
-
 /// Whether `keys` has a key `token` could have been signed with (for the refetch decision).
-pub fn has_candidate(token: &UntrustedToken<'_>, keys: &[VerifyingKey]) -> bool {
+pub fn has_candidate(token: &Untrusted<'_>, keys: &[VerifyingKey]) -> bool {
     !token.candidate_keys(keys).is_empty()
 }
 
-pub fn check_claims(claims: &Map<String, Value>, expected: &Expected<'_>) -> Result<Claims, String> {
+pub fn check_claims(verified: Verified, expected: &Expected<'_>) -> Result<Claims, String> {
+    let claims = verified.custom();
     let text = |name: &str| claims.get(name).and_then(Value::as_str).filter(|s| !s.is_empty());
-    let number = |name: &str| -> Result<Option<i64>, String> {
-        match claims.get(name) {
-            None => Ok(None),
-            Some(v) => v
-                .as_i64()
-                .or_else(|| v.as_f64().filter(|f| f.is_finite()).map(|f| f as i64))
-                .map(Some)
-                .ok_or_else(|| format!("claim {name} must be a number of seconds")),
-        }
-    };
     let iss = text("iss").ok_or("claim iss is missing")?;
     if iss != expected.issuer {
         return Err(format!("claim iss {iss:?} is not {:?}", expected.issuer));
@@ -114,21 +96,18 @@ pub fn check_claims(claims: &Map<String, Value>, expected: &Expected<'_>) -> Res
         return Err(format!("claim aud must contain {:?}", expected.audiences.first().map_or("", String::as_str)));
     }
     let now = expected.now;
-    let exp = number("exp")?.ok_or("claim exp is missing")?;
-    if exp <= now {
-        return Err("the assertion has expired (claim exp)".into());
-    }
-    if exp - now > expected.max_lifetime {
+    crate::jwt::check_times(&verified.0, now, SKEW).map_err(|e| match e {
+        TimeError::NoExpiry => "claim exp is missing".to_owned(),
+        TimeError::Expired => "the assertion has expired (claim exp)".to_owned(),
+        TimeError::NotYetValid => "the assertion is not valid yet (claim nbf)".to_owned(),
+        TimeError::IssuedInTheFuture => "claim iat is in the future".to_owned(),
+    })?;
+    let exp = verified.0.expiration.map_or(i64::MAX, |exp| exp.timestamp());
+    if exp.saturating_sub(now) > expected.max_lifetime {
         return Err(format!("claim exp is more than {}s in the future", expected.max_lifetime));
     }
-    if number("nbf")?.is_some_and(|nbf| nbf > now + SKEW) {
-        return Err("the assertion is not valid yet (claim nbf)".into());
-    }
-    if number("iat")?.is_some_and(|iat| iat > now + SKEW) {
-        return Err("claim iat is in the future".into());
-    }
-    let jti = text("jti").ok_or("claim jti is missing")?;
-    Ok(Claims { subject: sub.to_owned(), exp, jti: jti.to_owned(), all: claims.clone() })
+    let (subject, jti) = (sub.to_owned(), text("jti").ok_or("claim jti is missing")?.to_owned());
+    Ok(Claims { subject, exp, jti, all: verified.into_json() })
 }
 
 #[derive(Clone)]
@@ -156,7 +135,7 @@ impl JwksCache {
         &self,
         http: &reqwest::Client,
         uri: &str,
-        token: &UntrustedToken<'_>,
+        token: &Untrusted<'_>,
         now: i64,
     ) -> Result<Vec<VerifyingKey>, String> {
         let cached = self.lock().get(uri).cloned();

@@ -109,12 +109,12 @@ async fn verify_client_assertion(
     assertion: &str,
 ) -> Result<(), OAuthError> {
     let fail = |why: String| OAuthError::invalid_client(format!("client_assertion: {why}"));
-    let token = assertion::parse(assertion).map_err(|e| fail(format!("the assertion {e}")))?;
+    let token = assertion::parse(assertion).map_err(fail)?;
+    let alg = token.alg().name();
     let registered_alg = body.extra.get("token_endpoint_auth_signing_alg").and_then(Value::as_str).unwrap_or("");
-    if !registered_alg.is_empty() && registered_alg != assertion::alg_name(token.alg) {
+    if !registered_alg.is_empty() && registered_alg != alg {
         return Err(fail(format!(
-            "signed with {}, but the client's token_endpoint_auth_signing_alg is {registered_alg}",
-            assertion::alg_name(token.alg)
+            "signed with {alg}, but the client's token_endpoint_auth_signing_alg is {registered_alg}"
         )));
     }
     let now = state.clock.now();
@@ -126,14 +126,13 @@ async fn verify_client_assertion(
         return Err(fail("the client has neither jwks nor jwks_uri".into()));
     };
     if !assertion::has_candidate(&token, &keys) {
-        return Err(fail(match &token.kid {
-            Some(kid) => format!("the client has no {} key with kid {kid:?}", assertion::alg_name(token.alg)),
-            None => format!("the client has no {} key", assertion::alg_name(token.alg)),
+        return Err(fail(match token.kid() {
+            Some(kid) => format!("the client has no {alg} key with kid {kid:?}"),
+            None => format!("the client has no {alg} key"),
         }));
     }
-    if !assertion::signature_verifies(&token, &keys) {
-        return Err(fail("the signature does not verify with the client's keys".into()));
-    }
+    let verified =
+        token.verify(&keys).ok_or_else(|| fail("the signature does not verify with the client's keys".into()))?;
     let audiences = assertion::audiences(state);
     let expected = assertion::Expected {
         issuer: client_id,
@@ -142,7 +141,7 @@ async fn verify_client_assertion(
         max_lifetime: assertion::MAX_CLIENT_ASSERTION_LIFETIME,
         now,
     };
-    let claims = assertion::check_claims(&token.claims, &expected).map_err(fail)?;
+    let claims = assertion::check_claims(verified, &expected).map_err(fail)?;
     let key = crate::crypto::sha256_hex(format!("client\0{client_id}\0{}", claims.jti).as_bytes());
     if !state.store.use_assertion_jti(&key, claims.exp, now).await? {
         return Err(fail("its jti has already been used".into()));
@@ -173,9 +172,11 @@ fn credentials(headers: &HeaderMap, params: &OAuthParams) -> Result<Credentials,
         };
         // RFC 7523 §3: the client is the assertion's `sub`; the signature is checked once the
         // client (and so its keys) is known.
-        let sub = assertion::parse(jws)
+        let parsed = assertion::parse(jws);
+        let sub = parsed
+            .as_ref()
             .ok()
-            .and_then(|t| t.claims.get("sub").and_then(Value::as_str).map(str::to_owned))
+            .and_then(|t| t.unverified_claims().get("sub").and_then(Value::as_str).map(str::to_owned))
             .filter(|s| !s.is_empty());
         let client_id = match (post_id, sub) {
             (Some(id), Some(sub)) if id != sub => {
@@ -185,7 +186,11 @@ fn credentials(headers: &HeaderMap, params: &OAuthParams) -> Result<Credentials,
             }
             (_, Some(sub)) => sub,
             (Some(id), None) => id.to_owned(),
-            (None, None) => return Err(OAuthError::invalid_client("client_assertion: claim sub is missing")),
+            // Say why no client could be read from it: an assertion that does not parse has no `sub`.
+            (None, None) => {
+                let why = parsed.err().unwrap_or_else(|| "claim sub is missing".into());
+                return Err(OAuthError::invalid_client(format!("client_assertion: {why}")));
+            }
         };
         return Ok(Credentials { method: "private_key_jwt", client_id, secret: jws.to_owned() });
     }
@@ -390,6 +395,104 @@ mod private_key_jwt_tests {
             other.sign(&format!("{header}.{payload}")).unwrap()
         };
         assert!(err(present(&h, &forged).await).description.contains("signature"));
+    }
+
+    /// Assertions an attacker can write without the client's private key, each refused with
+    /// `invalid_client` and none of them spending the jti a genuine assertion then uses.
+    #[tokio::test]
+    async fn forged_assertions_are_refused() {
+        use crate::testing::forge;
+        let h = Harness::new().await;
+        let key = Signer::generate().unwrap();
+        let other = Signer::generate().unwrap();
+        for (id, k) in [("pk", &key), ("other", &other)] {
+            h.client(json!({"client_id": id, "token_endpoint_auth_method": "private_key_jwt", "grant_types": ["client_credentials"], "jwks": {"keys": [k.public_jwk()]}})).await;
+        }
+        let genuine = claims("pk", "target");
+        let header = |k: &Signer| json!({"alg": "ES256", "kid": k.kid(), "typ": "JWT"}).to_string();
+        let payload = |edit: &dyn Fn(&mut Value)| {
+            let mut c = genuine.clone();
+            edit(&mut c);
+            c.to_string()
+        };
+        let mut cases: Vec<(String, String)> = vec![
+            (forge::unsigned(&genuine), "is signed with \"none\"".into()),
+            // Another client's key, under its own kid and under pk's.
+            (sign(&other, genuine.clone()), "no ES256 key with kid".into()),
+            (forge::signed_text(&other, &header(&key), &genuine.to_string()), "signature does not verify".into()),
+            (forge::signed_text(&key, &header(&key), &payload(&|c| c["exp"] = json!(T0 - 1))), "expired".into()),
+            (forge::signed_text(&key, &header(&key), &payload(&|c| c["exp"] = json!(T0))), "expired".into()),
+            (forge::signed_text(&key, &header(&key), &payload(&|c| c["nbf"] = json!(T0 + 61))), "nbf".into()),
+            (forge::signed_text(&key, &header(&key), &payload(&|c| c["iat"] = json!(T0 + 61))), "iat".into()),
+            (
+                forge::signed_text(&key, &header(&key), &payload(&|c| drop(c.as_object_mut().unwrap().remove("exp")))),
+                "exp is missing".into(),
+            ),
+            (
+                forge::signed_text(&key, &header(&key), &payload(&|c| c["aud"] = json!("https://rp.example/token"))),
+                "aud".into(),
+            ),
+            // Members a reader could take either of: the first `aud` is someone else's token
+            // endpoint, the last is ours; the first `sub` names another client.
+            (
+                forge::signed_text(
+                    &key,
+                    &header(&key),
+                    &format!(
+                        r#"{{"iss":"pk","sub":"pk","aud":"https://rp.example/token","aud":"{AUD}","exp":{},"iat":{T0},"jti":"dup-aud"}}"#,
+                        T0 + 300
+                    ),
+                ),
+                "malformed payload".into(),
+            ),
+            (
+                forge::signed_text(
+                    &key,
+                    &header(&key),
+                    &format!(
+                        r#"{{"iss":"pk","sub":"other","sub":"pk","aud":"{AUD}","exp":{},"iat":{T0},"jti":"dup-sub"}}"#,
+                        T0 + 300
+                    ),
+                ),
+                "malformed payload".into(),
+            ),
+            (
+                forge::signed_text(
+                    &key,
+                    &format!(r#"{{"alg":"ES256","alg":"none","kid":"{}"}}"#, key.kid()),
+                    &genuine.to_string(),
+                ),
+                "malformed header".into(),
+            ),
+            (
+                forge::signed_text(
+                    &key,
+                    &format!(r#"{{"alg":"ES256","kid":"{}","crit":["exp"],"exp":1}}"#, key.kid()),
+                    &genuine.to_string(),
+                ),
+                "crit".into(),
+            ),
+        ];
+        for token in forge::hmac_keyed_with_public_key(&key.public_jwk(), &genuine) {
+            cases.push((token, "is signed with \"HS256\"; allowed: ES256, RS256".into()));
+        }
+        // With `client_id` too, so that an assertion whose `sub` cannot be read still reaches
+        // the checks of pk's assertion.
+        let state = &h.state;
+        let present_as_pk = |jws: &str| {
+            let params = OAuthParams::new(vec![
+                ("client_id".into(), "pk".into()),
+                ("client_assertion_type".into(), assertion::CLIENT_ASSERTION_TYPE.into()),
+                ("client_assertion".into(), jws.into()),
+            ]);
+            async move { authenticate(state, &HeaderMap::new(), &params).await }
+        };
+        for (token, mention) in &cases {
+            let e = err(present_as_pk(token).await);
+            assert_eq!(e.error, "invalid_client", "{token}: {}", e.description);
+            assert!(e.description.contains(mention.as_str()), "{token}: {} lacks {mention:?}", e.description);
+        }
+        assert!(present(&h, &sign(&key, genuine)).await.is_ok(), "no forgery spent the genuine assertion's jti");
     }
 
     #[tokio::test]

@@ -156,10 +156,19 @@ pub fn at_hash(access_token: &str) -> String {
     crypto::b64url(&crypto::sha256(access_token.as_bytes())[..16])
 }
 
-/// Signs with the OAuth2 set (`portcullis.id-token`), whose keys never leave the control
+/// Signs `claims`, issued at `now` and valid for `lifetime` seconds (and not before `now` when
+/// `with_nbf`), with the OAuth2 set (`portcullis.id-token`), whose keys never leave the control
 /// plane; never with the gateway's, which filters and `rules:write` keys can sign with.
-fn sign(state: &AppState, claims: &Value) -> Result<String, OAuthError> {
-    state.keys.signer().sign_jwt("JWT", claims).ok_or_else(|| OAuthError::server_error(&"could not sign a token"))
+fn sign(
+    state: &AppState,
+    claims: Map<String, Value>,
+    now: i64,
+    lifetime: i64,
+    with_nbf: bool,
+) -> Result<String, OAuthError> {
+    crate::jwt::issue(claims, now, lifetime, with_nbf)
+        .and_then(|claims| state.keys.signer().sign_jwt("JWT", &claims))
+        .ok_or_else(|| OAuthError::server_error(&"could not sign a token"))
 }
 
 /// Mints and stores one answer.
@@ -195,21 +204,19 @@ pub async fn mint(state: &AppState, m: &Mint<'_>) -> Result<Minted, OAuthError> 
     let access_token = match strategy(state, m.client) {
         AccessTokenStrategy::Opaque => crypto::generate_access_token(),
         AccessTokenStrategy::Jwt => {
-            let mut claims = json!({
+            let claims = json!({
                 "iss": issuer,
                 "sub": m.subject,
                 "aud": m.audience,
-                "exp": now.saturating_add(at_lifespan),
-                "iat": now,
-                "nbf": now,
                 "jti": crypto::uuid_v4(),
                 "client_id": m.client_id,
                 "scp": m.scope,
             });
+            let mut claims = claims.as_object().cloned().unwrap_or_default();
             if !ext.is_empty() {
-                claims["ext"] = Value::Object(ext.clone());
+                claims.insert("ext".into(), Value::Object(ext.clone()));
             }
-            sign(state, &claims)?
+            sign(state, claims, now, at_lifespan, true)?
         }
     };
     let mut rows = vec![row(&access_token, TokenUse::AccessToken, scope.clone(), now.saturating_add(at_lifespan))];
@@ -225,20 +232,16 @@ pub async fn mint(state: &AppState, m: &Mint<'_>) -> Result<Minted, OAuthError> 
             refresh_token = Some(token);
         }
         if m.scope.iter().any(|s| s == "openid") {
-            id_token = Some(sign(state, &id_token_claims(state, m, grant, &access_token, now)?)?);
+            let lifetime = lifespan(state, m, Kind::Id)?;
+            id_token = Some(sign(state, id_token_claims(state, m, grant, &access_token), now, lifetime, false)?);
         }
     }
     state.store.insert_tokens(&rows).await?;
     Ok(Minted { access_token, expires_in: at_lifespan, scope, refresh_token, id_token })
 }
 
-fn id_token_claims(
-    state: &AppState,
-    m: &Mint<'_>,
-    grant: &Grant,
-    access_token: &str,
-    now: i64,
-) -> Result<Value, OAuthError> {
+/// The ID token's claims but its times (`iat`, `exp`), which [`sign`] adds.
+fn id_token_claims(state: &AppState, m: &Mint<'_>, grant: &Grant, access_token: &str) -> Map<String, Value> {
     let mut claims = Map::new();
     for (k, v) in &grant.id_token_claims {
         if !RESERVED_ID_TOKEN_CLAIMS.contains(&k.as_str()) {
@@ -251,8 +254,6 @@ fn id_token_claims(
     set("iss", state.config.urls.self_.issuer.clone().into());
     set("sub", m.subject.into());
     set("aud", json!([m.client_id]));
-    set("iat", now.into());
-    set("exp", now.saturating_add(lifespan(state, m, Kind::Id)?).into());
     set("rat", grant.requested_at.into());
     set("auth_time", grant.auth_time.into());
     set("at_hash", at_hash(access_token).into());
@@ -270,5 +271,5 @@ fn id_token_claims(
     if !grant.sid.is_empty() {
         set("sid", grant.sid.clone().into());
     }
-    Ok(Value::Object(claims))
+    claims
 }

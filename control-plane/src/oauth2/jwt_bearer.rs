@@ -82,28 +82,31 @@ pub async fn exchange(state: &AppState, client: &Authenticated, params: &OAuthPa
 /// The trusts (at least one) whose key signed `jws`, and the assertion's checked claims.
 async fn verify(state: &AppState, jws: &str, now: i64) -> Result<(Vec<TrustRow>, assertion::Claims), OAuthError> {
     let fail = |why: String| OAuthError::invalid_grant(format!("assertion: {why}"));
-    let token = assertion::parse(jws).map_err(|e| fail(format!("the assertion {e}")))?;
-    let claim = |name: &str| token.claims.get(name).and_then(Value::as_str).filter(|s| !s.is_empty());
+    let token = assertion::parse(jws).map_err(fail)?;
+    // Not verified yet: only to find the trusts whose keys may verify it.
+    let claim = |name: &str| token.unverified_claims().get(name).and_then(Value::as_str).filter(|s| !s.is_empty());
     let issuer = claim("iss").ok_or_else(|| fail("claim iss is missing".into()))?;
     let subject = claim("sub").ok_or_else(|| fail("claim sub is missing".into()))?;
     let trusts = state.store.trusts_for(issuer, subject, now).await?;
     if trusts.is_empty() {
         return Err(fail(format!("no unexpired trust relationship for issuer {issuer:?} and subject {subject:?}")));
     }
-    let verified: Vec<TrustRow> = trusts
-        .into_iter()
-        .filter(|t| {
-            let jwk: Value = serde_json::from_str(&t.jwk).unwrap_or(Value::Null);
-            assertion::signature_verifies(&token, &signing_keys(&json!({"keys": [jwk]})))
-        })
-        .collect();
-    if verified.is_empty() {
-        return Err(fail(format!("the signature does not verify with a key trusted for issuer {issuer:?}")));
+    let mut verified_claims = None;
+    let mut verified: Vec<TrustRow> = Vec::new();
+    for trust in trusts {
+        let jwk: Value = serde_json::from_str(&trust.jwk).unwrap_or(Value::Null);
+        if let Some(claims) = token.verify(&signing_keys(&json!({"keys": [jwk]}))) {
+            verified_claims.get_or_insert(claims);
+            verified.push(trust);
+        }
     }
+    let Some(verified_claims) = verified_claims else {
+        return Err(fail(format!("the signature does not verify with a key trusted for issuer {issuer:?}")));
+    };
     let audiences = assertion::audiences(state);
     let expected =
         assertion::Expected { issuer, subject: Some(subject), audiences: &audiences, max_lifetime: MAX_TTL, now };
-    let claims = assertion::check_claims(&token.claims, &expected).map_err(fail)?;
+    let claims = assertion::check_claims(verified_claims, &expected).map_err(fail)?;
     // Hydra requires `iat` unless `oauth2.grant.jwt.iat_optional`.
     if !claims.all.contains_key("iat") {
         return Err(fail("claim iat is missing".into()));
@@ -253,6 +256,59 @@ mod tests {
             )
             .await;
         refused(&missing, "invalid_request", "assertion");
+    }
+
+    /// Assertions an attacker can write without the trusted issuer's key (expiry, `nbf`,
+    /// audience and a stranger's key are in the test above): each is an `invalid_grant`, and
+    /// none spends the jti of the genuine assertion presented last.
+    #[tokio::test]
+    async fn forged_assertions_are_invalid_grants() {
+        use crate::testing::forge;
+        let s = setup().await;
+        let genuine = claims("alice", "target");
+        let header = json!({"alg": "ES256", "kid": s.key.kid(), "typ": "JWT"}).to_string();
+        let exp = T0 + 600;
+        let mut cases: Vec<(String, &str)> = vec![
+            (forge::unsigned(&genuine), "is signed with \"none\""),
+            // The trust covers alice; a reader taking the last `sub` would mint a token for bob.
+            (
+                forge::signed_text(
+                    &s.key,
+                    &header,
+                    &format!(
+                        r#"{{"iss":"{ISS}","sub":"alice","sub":"bob","aud":"{AUD}","exp":{exp},"iat":{T0},"jti":"dup-sub"}}"#
+                    ),
+                ),
+                "malformed payload",
+            ),
+            (
+                forge::signed_text(
+                    &s.key,
+                    &header,
+                    &format!(
+                        r#"{{"iss":"{ISS}","sub":"alice","aud":"https://rp.example/token","aud":"{AUD}","exp":{exp},"iat":{T0},"jti":"dup-aud"}}"#
+                    ),
+                ),
+                "malformed payload",
+            ),
+            (
+                forge::signed_text(
+                    &s.key,
+                    &format!(r#"{{"alg":"ES256","kid":"{}","crit":["exp"],"exp":1}}"#, s.key.kid()),
+                    &genuine.to_string(),
+                ),
+                "crit",
+            ),
+        ];
+        for token in forge::hmac_keyed_with_public_key(&s.key.public_jwk(), &genuine) {
+            cases.push((token, "is signed with \"HS256\"; allowed: ES256, RS256"));
+        }
+        for (jws, mention) in &cases {
+            let reply = grant(&s, jws, "").await;
+            assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{jws}");
+            refused(&reply, "invalid_grant", mention);
+        }
+        assert_eq!(grant(&s, &sign(&s.key, &genuine), "").await.status, StatusCode::OK, "the genuine jti is unspent");
     }
 
     #[tokio::test]

@@ -22,7 +22,7 @@ use axum::Json;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use p256::ecdsa::signature::Verifier as _;
+use portcullis_shared::jwt::signing_keys;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -31,6 +31,7 @@ use crate::client::ClientBody;
 use crate::crypto;
 use crate::error::{ApiError, StoreError, parse_urlencoded};
 use crate::identity::session;
+use crate::jwt::{Alg, Untrusted};
 use crate::oauth2::OAuthParams;
 use crate::oauth2::authorize::{AUTH_SESSION_COOKIE, with_query};
 use crate::oauth2::flow::{self, ContractError};
@@ -76,37 +77,17 @@ fn public(state: &AppState) -> &str {
 /// issuer, not a logout token); `None` for anything else, gateway-minted tokens included.
 /// Expiry is not checked: a hint may be expired.
 pub fn verify_own_id_token(state: &AppState, token: &str) -> Option<Value> {
-    let mut parts = token.split('.');
-    let (h, c, s) = (parts.next()?, parts.next()?, parts.next()?);
-    if parts.next().is_some() {
-        return None;
-    }
-    let header: Value = serde_json::from_slice(&crypto::b64url_decode(h)?).ok()?;
+    let token = Untrusted::parse(token, &[Alg::ES256]).ok()?;
     // Our logout tokens are signed with the same key; they are not ID tokens.
-    if header["alg"] != "ES256" || header["typ"] == "logout+jwt" {
+    if token.typ() == Some("logout+jwt") {
         return None;
     }
-    let signature = p256::ecdsa::Signature::from_slice(&crypto::b64url_decode(s)?).ok()?;
-    let message = format!("{h}.{c}");
-    let jwks = state.keys.jwks(state.clock.now());
-    let verified = jwks["keys"].as_array()?.iter().any(|k| {
-        if header["kid"].is_string() && k["kid"] != header["kid"] {
-            return false;
-        }
-        let coord = |n: &str| k[n].as_str().and_then(crypto::b64url_decode).filter(|b| b.len() == 32);
-        let (Some(x), Some(y)) = (coord("x"), coord("y")) else { return false };
-        let point = p256::EncodedPoint::from_affine_coordinates(x.as_slice().into(), y.as_slice().into(), false);
-        p256::ecdsa::VerifyingKey::from_encoded_point(&point)
-            .is_ok_and(|key| key.verify(message.as_bytes(), &signature).is_ok())
-    });
-    if !verified {
-        return None;
-    }
-    let claims: Value = serde_json::from_slice(&crypto::b64url_decode(c)?).ok()?;
+    let keys = signing_keys(&state.keys.jwks(state.clock.now()));
+    let claims = token.verify(&keys)?.into_json();
     let issuer = &state.config.urls.self_.issuer;
-    let iss = claims["iss"].as_str()?;
+    let iss = claims.get("iss").and_then(Value::as_str)?;
     let ours = iss == issuer || iss.trim_end_matches('/') == issuer.trim_end_matches('/');
-    (ours && claims.get("events").is_none()).then_some(claims)
+    (ours && !claims.contains_key("events")).then_some(Value::Object(claims))
 }
 
 pub async fn get(State(state): State<AppState>, RawQuery(query): RawQuery, headers: HeaderMap) -> Response {
@@ -429,13 +410,12 @@ pub fn logout_token(state: &AppState, client_id: &str, sid: &str, subject: &str)
     let claims = json!({
         "iss": state.config.urls.self_.issuer,
         "aud": [client_id],
-        "iat": state.clock.now(),
-        "exp": state.clock.now() + 120,
         "jti": crypto::uuid_v4(),
         "sid": sid,
         "sub": subject,
         "events": {BACKCHANNEL_EVENT: {}},
     });
+    let claims = crate::jwt::issue(claims.as_object().cloned()?, state.clock.now(), 120, false)?;
     state.keys.signer().sign_jwt("logout+jwt", &claims)
 }
 

@@ -817,35 +817,19 @@ async fn backchannel_server() -> (String, tokio::sync::mpsc::UnboundedReceiver<S
 
 /// The claims of a logout token, after checking its signature against the published JWKS.
 fn verify_logout_token(h: &Harness, token: &str) -> Value {
-    use p256::ecdsa::signature::Verifier as _;
-    let parts: Vec<&str> = token.split('.').collect();
-    let header: Value = serde_json::from_slice(&crate::crypto::b64url_decode(parts[0]).unwrap()).unwrap();
-    assert_eq!(header["typ"], "logout+jwt");
-    let jwks = h.state.keys.jwks(h.state.clock.now());
-    let key = jwks["keys"].as_array().unwrap().iter().find(|k| k["kid"] == header["kid"]).unwrap();
-    let coord = |n: &str| crate::crypto::b64url_decode(key[n].as_str().unwrap()).unwrap();
-    let point =
-        p256::EncodedPoint::from_affine_coordinates(coord("x").as_slice().into(), coord("y").as_slice().into(), false);
-    let verifying = p256::ecdsa::VerifyingKey::from_encoded_point(&point).unwrap();
-    let signature = p256::ecdsa::Signature::from_slice(&crate::crypto::b64url_decode(parts[2]).unwrap()).unwrap();
-    verifying.verify(format!("{}.{}", parts[0], parts[1]).as_bytes(), &signature).expect("signed by this server");
-    let claims: Value = serde_json::from_slice(&crate::crypto::b64url_decode(parts[1]).unwrap()).unwrap();
+    let token = crate::jwt::Untrusted::parse(token, &[crate::jwt::Alg::ES256]).unwrap();
+    assert_eq!(token.typ(), Some("logout+jwt"));
+    let keys = portcullis_shared::jwt::signing_keys(&h.state.keys.jwks(h.state.clock.now()));
+    let claims = token.verify(&keys).expect("signed by this server").into_json();
     assert_eq!(claims["iss"], h.state.config.urls.self_.issuer.as_str());
-    claims
+    Value::Object(claims)
 }
 
 /// An ID token as the token endpoint would sign it (this server's key).
 fn id_token(h: &Harness, sub: &str, sid: &str, aud: &str) -> String {
-    let signer = h.state.keys.signer();
-    let header = json!({"alg": "ES256", "kid": signer.kid(), "typ": "JWT"});
-    let claims = json!({"iss": h.state.config.urls.self_.issuer, "sub": sub, "sid": sid, "aud": [aud],
-                        "iat": crate::testing::T0, "exp": crate::testing::T0 + 60});
-    let input = format!(
-        "{}.{}",
-        crate::crypto::b64url(header.to_string().as_bytes()),
-        crate::crypto::b64url(claims.to_string().as_bytes())
-    );
-    signer.sign(&input).unwrap()
+    let claims = json!({"iss": h.state.config.urls.self_.issuer, "sub": sub, "sid": sid, "aud": [aud]});
+    let claims = crate::jwt::issue(claims.as_object().unwrap().clone(), crate::testing::T0, 60, false).unwrap();
+    h.state.keys.signer().sign_jwt("JWT", &claims).unwrap()
 }
 
 #[tokio::test]
