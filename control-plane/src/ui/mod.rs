@@ -9,10 +9,9 @@
 //! CSRF checking and state changes. No inline script (the CSP forbids it), no external assets,
 //! no build step. Every value that reaches HTML goes through [`html::escape`].
 
-pub mod errors;
-pub mod html;
-pub mod layout;
 pub mod oauth2;
+
+pub use portcullis_ui::{UiConfig, errors, html, layout};
 
 use std::fmt::Write as _;
 
@@ -27,9 +26,6 @@ use crate::identity::flow::{self, Kind};
 use crate::identity::session::{self, Authenticated};
 use crate::identity::{Identity, url_segment};
 use html::escape;
-pub use layout::UiConfig;
-
-const STYLE: &str = include_str!("style.css");
 
 /// The route of one self-service flow's page (`/ui/login`, ...).
 pub(crate) fn flow_route(kind: Kind) -> MethodRouter<AppState> {
@@ -334,9 +330,11 @@ fn error_page(state: &AppState, id: &str, status: StatusCode) -> Response {
 
 /// `GET /ui/style.css`.
 pub(crate) async fn style(State(state): State<AppState>) -> Response {
-    let response =
-        ([(header::CONTENT_TYPE, "text/css; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=3600")], STYLE)
-            .into_response();
+    let response = (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=3600")],
+        portcullis_ui::STYLE,
+    )
+        .into_response();
     secure(&state, response)
 }
 

@@ -9,8 +9,9 @@ use std::sync::{Arc, LazyLock};
 
 use serde::Deserialize;
 
-use super::html::escape;
-use crate::error::StartupError;
+use portcullis_model::StartupError;
+
+use crate::html::escape;
 
 const BUILTIN_LAYOUT: &str = include_str!("templates/layout.html");
 const PLACEHOLDERS: [&str; 3] = ["title", "content", "css_href"];
@@ -174,8 +175,10 @@ mod tests {
 
     #[test]
     fn an_operator_layout_replaces_the_built_in_one_and_must_have_every_placeholder() {
-        let dir = std::env::temp_dir()
-            .join(format!("portcullis-ui-{}", crate::crypto::hex(&crate::crypto::random_bytes::<6>())));
+        let dir = std::env::temp_dir().join(format!(
+            "portcullis-ui-{}",
+            portcullis_model::crypto::hex(&portcullis_model::crypto::random_bytes::<6>())
+        ));
         std::fs::create_dir_all(&dir).unwrap();
         let mut ui = UiConfig { templates_dir: Some(dir.display().to_string()), ..UiConfig::default() };
         // A directory without layout.html keeps the built-in shell.
