@@ -490,7 +490,13 @@ async fn store_replacement(
         state.store.delete_credential(&p.identity.id, CODE).await?;
     }
     if p.identity.state == IdentityState::Inactive {
-        let n = revoke(state, Deactivate::Identity { identity_id: &p.identity.id, except: "" }).await?;
+        let n = revoke(
+            &state.store,
+            &state.rules,
+            state.clock.now(),
+            Deactivate::Identity { identity_id: &p.identity.id, except: "" },
+        )
+        .await?;
         if n > 0 {
             tracing::info!(identity_id = %p.identity.id, sessions = n, "identity deactivated: sessions revoked");
         }
@@ -554,7 +560,8 @@ pub async fn remove(State(state): State<AppState>, Path(id): Path<String>) -> Re
     if state.store.get_identity(&id).await?.is_none() {
         return Err(ApiError::not_found());
     }
-    revoke(&state, Deactivate::Identity { identity_id: &id, except: "" }).await?;
+    revoke(&state.store, &state.rules, state.clock.now(), Deactivate::Identity { identity_id: &id, except: "" })
+        .await?;
     if !state.store.delete_identity(&id).await? {
         return Err(ApiError::not_found());
     }

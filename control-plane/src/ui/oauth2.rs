@@ -325,7 +325,8 @@ async fn end_sessions(state: &AppState, challenge: &str, headers: &HeaderMap) ->
         }
     }
     for id in &ids {
-        session::revoke(state, crate::store::sessions::Deactivate::One(id)).await?;
+        session::revoke(&state.store, &state.rules, state.clock.now(), crate::store::sessions::Deactivate::One(id))
+            .await?;
     }
     crate::oauth2::logout::accept(state, challenge).await
 }
