@@ -318,7 +318,11 @@ fn tokenize(state: &AppState, name: &str, s: &SessionRow, session: &Value) -> Re
                     .map_err(|e| ApiError::internal(&format!("tokenizer template {name}, claim {k}: {e}")))?;
                 let ctx =
                     portcullis_shared::template::Context { subject: &sub, extra: &extra, captures: &[], headers: &[] };
-                Value::String(template.render(&ctx))
+                Value::String(
+                    template
+                        .render(&ctx)
+                        .map_err(|e| ApiError::internal(&format!("tokenizer template {name}, claim {k}: {e}")))?,
+                )
             }
             other => other.clone(),
         };
