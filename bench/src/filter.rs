@@ -311,6 +311,16 @@ impl Scenario {
         }
     }
 
+    /// The compiled snapshot the scenario judges with.
+    pub fn snapshot(&self) -> &CompiledSnapshot {
+        &self.snapshot
+    }
+
+    /// The request headers Envoy hands over, pseudo-headers included.
+    pub fn request_headers(&self) -> &[(String, String)] {
+        &self.request
+    }
+
     fn outgoing(&self) -> u32 {
         self.host.outgoing.get()
     }

@@ -181,7 +181,13 @@ pub struct RuleSet {
     revoked: Arc<Revoked>,
     signing_kid: Option<String>,
     needs_client_address: bool,
+    /// Unique per compiled set (0 for the empty default), so a worker's memo of selections
+    /// made in another set is never consulted for this one.
+    generation: u64,
 }
+
+/// The generation the next compiled rule set gets.
+static GENERATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl RuleSet {
     /// Validates and compiles every rule with the `regexp` strategy as the default.
@@ -248,7 +254,13 @@ impl RuleSet {
             revoked: Arc::clone(&env.revoked),
             signing_kid: env.signing_kid.clone(),
             needs_client_address,
+            generation: GENERATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         })
+    }
+
+    /// Which compiled set this is: two sets never share a generation (but the empty default).
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     pub fn len(&self) -> usize {
