@@ -70,6 +70,8 @@ pub struct BenchHost {
     pub calls: Cell<AbiCalls>,
     shared: RefCell<BTreeMap<String, Vec<u8>>>,
     outgoing: Cell<u32>,
+    /// The answer to the outstanding call-out, read by `call_response`.
+    answer: RefCell<Vec<u8>>,
     pub sent: Cell<Option<u16>>,
 }
 
@@ -112,7 +114,7 @@ impl Host for BenchHost {
             c.get_header_map += 1;
             c.buffer += 1;
         });
-        CallResponse::default()
+        CallResponse { status: Some(200), headers: Vec::new(), body: self.answer.take() }
     }
     fn request_headers(&self) -> Vec<(String, String)> {
         self.count(|c| c.get_header_map += 1);
@@ -301,7 +303,9 @@ impl Scenario {
         let mut action = stream.on_request_headers(&self.host);
         if action == Action::Pause && self.host.sent.get().is_none() {
             let body = self.answer.clone().ok_or("a call-out with no answer prepared")?;
-            let response = CallResponse { status: Some(200), headers: Vec::new(), body: body.into_bytes() };
+            let size = body.len();
+            *self.host.answer.borrow_mut() = body.into_bytes();
+            let response = self.host.call_response(1, size);
             action = stream.on_call_response(&self.host, self.outgoing(), response);
         }
         stream.on_response_headers(&self.host);
@@ -334,6 +338,41 @@ impl Scenario {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The host-call budget of an allowed request (issue 15), once the worker has seen the
+    /// credential: one read of the request headers, one clock read, one header written. The
+    /// clock is read for the anonymous rule too (one read per callback, before the rule is
+    /// known). A change that adds a call fails here first.
+    #[test]
+    fn an_allowed_repeated_request_makes_three_abi_calls() {
+        let budget = AbiCalls { get_header_map: 1, clock: 1, set_header: 1, ..AbiCalls::default() };
+        for s in Scenario::all() {
+            s.serve().unwrap_or_else(|e| panic!("{e}"));
+            s.host.take_calls();
+            s.serve().unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(s.host.take_calls(), budget, "{}", s.name);
+        }
+    }
+
+    /// The first request pays for what the next ones reuse: the signature check (JWT), the
+    /// call-out and its shared-data cache entry (introspection, session), the id_token signature.
+    #[test]
+    fn a_first_request_pays_only_for_its_credential() {
+        let first = |name| {
+            let s = Scenario::new(name).unwrap_or_else(|| panic!("{name}"));
+            s.serve().unwrap_or_else(|e| panic!("{e}"));
+            s.host.take_calls()
+        };
+        let base = AbiCalls { get_header_map: 1, clock: 1, set_header: 1, ..AbiCalls::default() };
+        assert_eq!(first("anonymous"), base);
+        assert_eq!(first("jwt"), AbiCalls { foreign_function: 1, ..base });
+        // Call-out: a shared-data read (miss), the call, its response (headers and body), a second
+        // clock read in the callback, the shared-data write, and the resume.
+        let callout =
+            AbiCalls { shared_data: 2, http_call: 1, get_header_map: 2, buffer: 1, clock: 2, resume: 1, ..base };
+        assert_eq!(first("introspection-warm"), callout);
+        assert_eq!(first("session"), AbiCalls { foreign_function: 1, ..callout });
+    }
 
     #[test]
     fn every_scenario_is_allowed_and_names_the_subject() {
