@@ -104,12 +104,13 @@ lint: setup
     cargo clippy --workspace --all-targets -- -D warnings
     cargo clippy -p portcullis-shared -p portcullis-filter --target wasm32-wasip1 -- -D warnings
 
-# Benchmarks: Envoy with and without Portcullis, against jwt_authn and ext_authz, the control
-# plane alone, criterion; writes bench/results.{md,json} and bench/latency.png.
+# Benchmarks: Envoy with and without Portcullis, against a no-op wasm filter (the floor), jwt_authn
+# and ext_authz, the control plane alone, criterion; writes bench/results.{md,json} and bench/latency.png.
 # `just bench --quick` is a smoke check under 2 minutes (`bench/run.py -h` for options).
 bench *ARGS: build-filter
     @command -v wrk >/dev/null || { if [ "$(id -u)" = 0 ]; then apt-get install -y wrk || { apt-get update && apt-get install -y wrk; }; else sudo apt-get install -y wrk; fi; }
     @{{venv}}/bin/python -c "import matplotlib, cryptography" 2>/dev/null || {{venv}}/bin/pip install --quiet --disable-pip-version-check matplotlib cryptography
     cargo build --release -p portcullis-control-plane
+    cargo build -p portcullis-bench-noop --target wasm32-wasip1 --profile wasm-release
     cargo bench -q -p portcullis-bench --bench select --no-run
     {{venv}}/bin/python bench/run.py {{ARGS}}

@@ -41,6 +41,8 @@ LUA = ROOT / "envoy" / "bench"
 ENVOY = ROOT / ".venv" / "bin" / "envoy"
 PORTCULLIS = ROOT / "target" / "release" / "portcullis"
 WASM = ROOT / "target" / "wasm32-wasip1" / "wasm-release" / "portcullis_filter.wasm"
+# The floor: a proxy-wasm filter that reads one header and sets one (bench/noop), same SDK and profile.
+NOOP_WASM = ROOT / "target" / "wasm32-wasip1" / "wasm-release" / "portcullis_bench_noop.wasm"
 FILTER_TOKEN = "bench-filter-token"
 ISSUER = "https://issuer.bench.portcullis.local/"
 CONNECTIONS = 16
@@ -408,6 +410,14 @@ def wasm_filter(vm_id: str, cluster: str, cp: ControlPlane, public_cluster: str 
                                  "code": {"local": {"filename": str(WASM)}}}}}}
 
 
+def noop_filter() -> dict:
+    return {"name": "envoy.filters.http.wasm", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+        "config": {"name": "wasm_noop", "root_id": "noop",
+                   "vm_config": {"vm_id": "wasm_noop", "runtime": "envoy.wasm.runtime.v8",
+                                 "code": {"local": {"filename": str(NOOP_WASM)}}}}}}
+
+
 def jwt_authn_filter(jwks_file: Path) -> dict:
     return {"name": "envoy.filters.http.jwt_authn", "typed_config": {
         "@type": "type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication",
@@ -442,7 +452,7 @@ def cluster(name: str, port: int) -> dict:
 
 
 class Envoy:
-    LISTENERS = ("baseline", "portcullis", "jwt_authn", "ext_authz", "portcullis_10k")
+    LISTENERS = ("baseline", "wasm_noop", "portcullis", "jwt_authn", "ext_authz", "portcullis_10k")
 
     def __init__(self, work: Path, cp: ControlPlane, cp10k: ControlPlane | None, jwks_file: Path) -> None:
         self.dir = work / "envoy"
@@ -451,6 +461,7 @@ class Envoy:
         self.admin = free_port()
         filters = {
             "baseline": [],
+            "wasm_noop": [noop_filter()],
             "portcullis": [wasm_filter("portcullis", "portcullis_admin", cp, "portcullis_public")],
             "jwt_authn": [jwt_authn_filter(jwks_file)],
             "ext_authz": [ext_authz_filter(cp)],
@@ -720,7 +731,7 @@ def fmt(v, digits=2, suffix=""):
 
 
 SCENARIO_FIELDS = ("name", "rps", "p50_ms", "p99_ms", "overhead_p50_ms", "envoy_cpu_s_per_10k",
-                   "control_plane_cpu_s_per_10k")
+                   "control_plane_cpu_s_per_10k", "ratio_to_floor")
 
 
 def json_results(results: dict) -> dict:
@@ -774,8 +785,8 @@ def report(results: dict, out_dir: Path) -> None:
         if note:
             lines.extend([note, ""])
         lines.append("| scenario | requests/s | p50 ms | p99 ms | overhead p50 ms | Envoy CPU s/10k "
-                     "| control plane CPU s/10k | rps ÷ baseline | what |")
-        lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---|")
+                     "| control plane CPU s/10k | rps ÷ baseline | rps ÷ wasm-noop | what |")
+        lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
         for s in names:
             ratio = s["rps"] / base["rps"] if base and group == "envoy" else None
             flag = ""
@@ -784,10 +795,15 @@ def report(results: dict, out_dir: Path) -> None:
             lines.append(
                 f"| {s['name']} | {s['rps']:,.0f} | {s['p50_ms']:.3f} | {s['p99_ms']:.3f} | "
                 f"{fmt(s['overhead_p50_ms'], 3)} | {fmt(s['envoy_cpu_s_per_10k'], 3)} | "
-                f"{fmt(s['control_plane_cpu_s_per_10k'], 3)} | {fmt(ratio, 2)} | {s['what']}{flag} |")
+                f"{fmt(s['control_plane_cpu_s_per_10k'], 3)} | {fmt(ratio, 2)} | {fmt(s['ratio_to_floor'], 2)} | "
+                f"{s['what']}{flag} |")
         lines.append("")
 
-    table("envoy", "Through Envoy")
+    table("envoy", "Through Envoy",
+          "rps ÷ wasm-noop (`ratio_to_floor` in results.json): the row's requests/s over the wasm-noop "
+          "row's, a proxy-wasm filter that reads one header and sets one (bench/noop) on its own listener "
+          "of the same Envoy. Whatever V8 and the ABI cost per request is in both; the gap is the "
+          "filter's own work.")
     table("control-plane", "Control plane alone (no Envoy)",
           "wrk straight at the release binary. Tokens are opaque (Portcullis does not issue JWT access "
           "tokens yet); the client has a generated secret (stored as SHA-256; an operator-chosen "
@@ -804,7 +820,7 @@ def report(results: dict, out_dir: Path) -> None:
                       f"resident ({mem['tcmalloc_allocated_bytes_per_worker']:,} bytes of it through tcmalloc); "
                       f"the fixed part (main-thread VM, code): {mem['rss_kib_fixed']:,} KiB. "
                       f"The `.wasm` is {cfg['wasm_bytes']:,} bytes.", ""])
-    lines.extend(["## Targets (from issue 6) and where this run stands", ""])
+    lines.extend(["## Targets (issues 6 and 15) and where this run stands", ""])
     lines.append("| target | measured | met? |")
     lines.append("|---|---|---|")
     for t in results["targets"]:
@@ -861,6 +877,19 @@ def targets(rows: dict) -> list[dict]:
         out.append({"target": target, "measured": measured,
                     "met": "n/a" if ok is None else ("yes" if ok else "**no**")})
 
+    floor = rows.get("wasm-noop")
+    if floor:
+        for name, goal in [("portcullis-jwt", 0.90), ("portcullis-anonymous", 0.95),
+                           ("portcullis-introspection-warm", 0.85), ("portcullis-session", 0.85)]:
+            if name in rows:
+                r = rows[name]["rps"] / floor["rps"]
+                add(f"{name} requests/s ≥ {goal:.2f} × wasm-noop",
+                    f"{rows[name]['rps']:,.0f} vs {floor['rps']:,.0f} rps = {r:.2f}×", r >= goal)
+    vr, er = rows.get("portcullis-jwt-verify"), rows.get("envoy-jwt_authn-verify")
+    if vr and er:
+        r = er["rps"] / vr["rps"]
+        add("portcullis-jwt-verify within 1.1 × native jwt_authn (time per request, verify every request)",
+            f"{vr['rps']:,.0f} vs {er['rps']:,.0f} rps: {r:.2f}× the native time", r <= 1.1)
     pj, ej = ov("portcullis-jwt"), ov("envoy-jwt_authn")
     if pj is not None and ej is not None:
         ratio = pj / ej if ej > 0 else None
@@ -925,7 +954,7 @@ def main() -> int:
     only = set(args.only.split(",")) if args.only else None
 
     for path, hint in [(ENVOY, "./just setup"), (PORTCULLIS, "cargo build --release -p portcullis-control-plane"),
-                       (WASM, "./just build-filter")]:
+                       (WASM, "./just build-filter"), (NOOP_WASM, "./just build-filter")]:
         if not path.exists():
             print(f"missing {path} ({hint})", file=sys.stderr)
             return 2
@@ -983,7 +1012,7 @@ def main() -> int:
     commands = ["./just bench" + (" --quick" if args.quick else ""),
                 f".venv/bin/python bench/run.py{' --quick' if args.quick else ''}",
                 "cargo build --release -p portcullis-control-plane",
-                "cargo build -p portcullis-filter --target wasm32-wasip1 --profile wasm-release",
+                "cargo build -p portcullis-filter -p portcullis-bench-noop --target wasm32-wasip1 --profile wasm-release",
                 ".venv/bin/envoy -c $WORK/envoy/envoy.json --concurrency 1 --disable-hot-restart -l warning",
                 "target/release/portcullis serve --config $WORK/<cp>/portcullis.yaml"]
     try:
@@ -1028,6 +1057,9 @@ def main() -> int:
         scen = [
             Scenario("baseline", "envoy", envoy.url("baseline", "/jwt/x"), "Envoy, no auth filter",
                      deny_check=False),
+            Scenario("wasm-noop", "envoy", envoy.url("wasm_noop", "/jwt/x"),
+                     "the floor: a proxy-wasm filter that reads one request header and sets one (bench/noop)",
+                     bearer, deny_check=False),
             Scenario("portcullis-jwt", "envoy", envoy.url("portcullis", "/jwt/x"),
                      "filter, ES256 JWT, one token repeated (verified-token cache)", bearer, cps=[cp]),
             Scenario("portcullis-anonymous", "envoy", envoy.url("portcullis", "/public/x"),
@@ -1108,7 +1140,7 @@ def main() -> int:
         elif args.no_postgres:
             notes.append("PostgreSQL rows skipped (--no-postgres).")
         if only:
-            scen = [s for s in scen if s.name in only or s.name == "baseline"]
+            scen = [s for s in scen if s.name in only or s.name in ("baseline", "wasm-noop")]
 
         for s in scen:
             check_scenario(s)
@@ -1139,10 +1171,12 @@ def main() -> int:
                 base_p50 = d["p50_ms"]
             summaries.append(d)
         base_rps = next((d["rps"] for d in summaries if d["name"] == "baseline"), None)
+        floor_rps = next((d["rps"] for d in summaries if d["name"] == "wasm-noop"), None)
         for d in summaries:
             envoy_row = d["group"] == "envoy"
             d["overhead_p50_ms"] = d["p50_ms"] - base_p50 if envoy_row and base_p50 is not None else None
             d["rps_ratio_to_baseline"] = d["rps"] / base_rps if envoy_row and base_rps else None
+            d["ratio_to_floor"] = d["rps"] / floor_rps if envoy_row and floor_rps else None
         stop_all()
 
         crit, crit_cmd = [], None
@@ -1158,6 +1192,7 @@ def main() -> int:
             "config": {"quick": args.quick, "seconds": seconds, "rounds": rounds, "warmup": warmup,
                        "connections": CONNECTIONS, "wrk_threads": THREADS, "envoy_workers": 1,
                        "wasm": str(WASM.relative_to(ROOT)), "wasm_bytes": WASM.stat().st_size,
+                       "noop_wasm_bytes": NOOP_WASM.stat().st_size,
                        "pool_size": pool_size, "verify_pool_size": verify_pool_size, "rules": n_rules,
                        "duration_s": None},
             "scenarios": summaries,

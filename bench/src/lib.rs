@@ -1,6 +1,8 @@
 //! Rule sets and requests for the micro-benchmarks, shared by the criterion benches (native)
 //! and the `wasm-timing` binary (wasm32-wasip1 under Node's V8, like Envoy's runtime).
 
+pub mod filter;
+
 use portcullis_shared::pipeline::Request;
 use portcullis_shared::rule::{RuleSet, parse_rules};
 use serde_json::{Value, json};

@@ -72,6 +72,8 @@ pub struct Answer {
 /// Per-worker caches, shared by the worker's streams (no lock, no copy through shared data).
 #[derive(Debug, Default)]
 pub struct WorkerCaches {
+    /// The pipeline's memory: rule selections and accepted JWTs (see `pipeline::Memo`).
+    pub memo: portcullis_shared::pipeline::Memo,
     pub verified: VerifiedTokens,
     pub minted: MintedTokens,
     pub answers: WorkerAnswers,

@@ -104,7 +104,8 @@ impl Stream {
             self.request.insert(RequestParts { method, scheme, host: authority, target, headers, remote_addr });
         // One clock read per callback: the host call costs more than the drift within one.
         let now = now_ms(host);
-        let (evaluation, step) = pipeline::begin(&snapshot.rules, &request.view(), now);
+        let (evaluation, step) =
+            pipeline::begin_remembering(&snapshot.rules, &request.view(), now, &mut self.caches.borrow_mut().memo);
         self.drive(host, evaluation, step, now)
     }
 
@@ -215,7 +216,8 @@ impl Stream {
                             return reply(host, &denial.to_response());
                         }
                     };
-                    step = current.resume_verified(&request.view(), verified, now);
+                    step =
+                        current.resume_verified_by(&request.view(), verified, now, &mut self.caches.borrow_mut().memo);
                 }
                 Step::Call(call) => {
                     let Some(mut current) = evaluation.take() else {
@@ -287,11 +289,12 @@ impl Stream {
 
     /// Checks a token's signature, or finds it already verified by this worker with a key this
     /// rule trusts: a hit is one lookup and a comparison with each candidate key's digest.
-    fn verify(&self, host: &impl Host, check: &SignatureCheck, now: i64) -> Result<bool, String> {
+    /// Answers the SHA-256 of the SPKI of the key that verified it, `None` when none did.
+    fn verify(&self, host: &impl Host, check: &SignatureCheck, now: i64) -> Result<Option<[u8; 32]>, String> {
         let now = u64::try_from(now).unwrap_or(0);
         if let Some(verified_by) = self.caches.borrow().verified.verified_by(&check.token_digest, now) {
             if check.keys.iter().any(|k| k.spki_sha256 == *verified_by) {
-                return Ok(true);
+                return Ok(Some(*verified_by));
             }
         }
         for key in &check.keys {
@@ -299,10 +302,10 @@ impl Stream {
                 if let Some(until) = check.cache_until_ms.and_then(|t| u64::try_from(t).ok()) {
                     self.caches.borrow_mut().verified.insert(check.token_digest, key.spki_sha256, until, now);
                 }
-                return Ok(true);
+                return Ok(Some(key.spki_sha256));
             }
         }
-        Ok(false)
+        Ok(None)
     }
 
     fn dispatch(&self, host: &impl Host, call: &HttpCall) -> Result<u32, String> {

@@ -117,17 +117,24 @@ pub fn parse_rules(value: Value) -> Result<Vec<RuleSpec>, RuleError> {
         .enumerate()
         .map(|(index, item)| {
             let rule_id = item.get("id").and_then(Value::as_str).map(str::to_owned);
-            serde_path_to_error::deserialize::<_, RuleSpec>(item).map_err(|e| {
-                let field = e.path().to_string();
-                RuleError {
-                    index,
-                    rule_id,
-                    field: if field == "." { String::new() } else { field },
-                    message: e.into_inner().to_string(),
-                }
-            })
+            rule_spec(item).map_err(|(field, message)| RuleError { index, rule_id, field, message })
         })
         .collect()
+}
+
+/// One rule's wire form; on error the field path (empty for the rule itself) and the message.
+#[cfg(feature = "field-paths")]
+fn rule_spec(item: Value) -> Result<RuleSpec, (String, String)> {
+    serde_path_to_error::deserialize::<_, RuleSpec>(item).map_err(|e| {
+        let field = e.path().to_string();
+        (if field == "." { String::new() } else { field }, e.into_inner().to_string())
+    })
+}
+
+/// Without `field-paths` (the filter): serde's message, which names the field it stopped at.
+#[cfg(not(feature = "field-paths"))]
+fn rule_spec(item: Value) -> Result<RuleSpec, (String, String)> {
+    serde_json::from_value(item).map_err(|e| (String::new(), e.to_string()))
 }
 
 /// What compiling a rule set needs besides the rules themselves.
@@ -181,7 +188,13 @@ pub struct RuleSet {
     revoked: Arc<Revoked>,
     signing_kid: Option<String>,
     needs_client_address: bool,
+    /// Unique per compiled set (0 for the empty default), so a worker's memo of selections
+    /// made in another set is never consulted for this one.
+    generation: u64,
 }
+
+/// The generation the next compiled rule set gets.
+static GENERATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl RuleSet {
     /// Validates and compiles every rule with the `regexp` strategy as the default.
@@ -248,7 +261,13 @@ impl RuleSet {
             revoked: Arc::clone(&env.revoked),
             signing_kid: env.signing_kid.clone(),
             needs_client_address,
+            generation: GENERATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         })
+    }
+
+    /// Which compiled set this is: two sets never share a generation (but the empty default).
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     pub fn len(&self) -> usize {

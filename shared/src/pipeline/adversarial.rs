@@ -9,7 +9,7 @@ use p256::ecdsa::signature::Signer;
 use p256::ecdsa::{Signature, SigningKey};
 use serde_json::{Value, json};
 
-use super::tests::jwt::verify;
+use super::tests::jwt::{verified_by, verify};
 use super::tests::{allowed, call, denied, headers, ok, request, rule};
 use super::*;
 use crate::rule::{Environment, parse_rules};
@@ -90,15 +90,115 @@ fn jwt_rules(config: Value) -> RuleSet {
     .unwrap()
 }
 
+/// Judges without a memo, then twice with a fresh worker memo (the second answer may come from
+/// it): every attack in this file must get the same answer whether or not the worker has seen
+/// the token before.
 fn judge_at(rules: &RuleSet, token: &str, now_ms: i64) -> Step {
+    let fresh = judge_path(rules, "/api/x", token, now_ms, None);
+    let mut memo = Memo::default();
+    for round in ["first", "remembered"] {
+        let step = judge_path(rules, "/api/x", token, now_ms, Some(&mut memo));
+        assert_eq!(step, fresh, "the {round} answer with a memo differs from the answer without one");
+    }
+    fresh
+}
+
+fn judge_path(rules: &RuleSet, path: &str, token: &str, now_ms: i64, memo: Option<&mut Memo>) -> Step {
     let bearer = format!("Bearer {token}");
     let h = headers(&[("authorization", &bearer)]);
-    let req = request("/api/x", &h);
-    let (mut evaluation, step) = begin(rules, &req, now_ms);
-    match step {
-        Step::Verify(check) => evaluation.as_mut().unwrap().resume_verified(&req, verify(&check), now_ms),
-        other => other,
+    let req = request(path, &h);
+    match memo {
+        None => {
+            let (mut evaluation, step) = begin(rules, &req, now_ms);
+            match step {
+                Step::Verify(check) => evaluation.as_mut().unwrap().resume_verified(&req, verify(&check), now_ms),
+                other => other,
+            }
+        }
+        Some(memo) => {
+            let (mut evaluation, step) = begin_remembering(rules, &req, now_ms, memo);
+            match step {
+                Step::Verify(check) => {
+                    evaluation.as_mut().unwrap().resume_verified_by(&req, verified_by(&check), now_ms, memo)
+                }
+                other => other,
+            }
+        }
     }
+}
+
+#[test]
+fn a_remembered_token_is_checked_against_the_clock_on_every_hit() {
+    let rules = jwt_rules(json!({}));
+    let token = sign(es256(), with(claims(), json!({"exp": NOW + 300, "nbf": NOW - 5})));
+    let mut memo = Memo::default();
+    assert_eq!(allowed(&judge_path(&rules, "/api/x", &token, NOW_MS, Some(&mut memo))).0, "alice");
+    assert_eq!(memo.len(), (1, 1), "the token is remembered after its first acceptance");
+    // From memory, no signature check: a Verify step here would mean the memo was not used.
+    let (_, step) = begin_remembering(
+        &rules,
+        &request("/api/y", &headers(&[("authorization", &format!("Bearer {token}"))])),
+        NOW_MS,
+        &mut memo,
+    );
+    assert_eq!(allowed(&step).0, "alice");
+    // 300 s later plus the 60 s leeway it has expired, memory or not.
+    let late = NOW_MS + 361_000;
+    assert_eq!(denied(&judge_path(&rules, "/api/x", &token, late, Some(&mut memo))), (401, "token_expired"));
+    assert_eq!(memo.len().1, 0, "an expired token is forgotten");
+}
+
+#[test]
+fn a_token_remembered_for_one_rule_is_judged_afresh_by_another() {
+    // Same keys, same issuer; /admin wants another audience. A token accepted on /api must
+    // not be let through /admin because the worker remembers it.
+    let mut env = Environment::default();
+    env.jwks.insert(JWKS_URL.into(), json!({"keys": [jwk(&key(), "k1")]}));
+    let jwt = |aud: &str| json!([{"handler": "jwt", "config": {"jwks_urls": [JWKS_URL], "trusted_issuers": [ISSUER], "target_audience": [aud]}}]);
+    let rules = compile(
+        json!([
+            rule("api", "/api/<.*>", jwt("api"), json!({"handler": "allow"}), json!([{"handler": "noop"}])),
+            rule("admin", "/admin/<.*>", jwt("admin"), json!({"handler": "allow"}), json!([{"handler": "noop"}])),
+        ]),
+        &env,
+    )
+    .unwrap();
+    let token = sign(es256(), claims());
+    let mut memo = Memo::default();
+    assert_eq!(allowed(&judge_path(&rules, "/api/x", &token, NOW_MS, Some(&mut memo))).0, "alice");
+    assert_eq!(allowed(&judge_path(&rules, "/api/x", &token, NOW_MS, Some(&mut memo))).0, "alice");
+    let (status, _) = denied(&judge_path(&rules, "/admin/x", &token, NOW_MS, Some(&mut memo)));
+    assert_eq!(status, 401, "the admin rule's audience check runs for a token the api rule accepted");
+}
+
+#[test]
+fn a_remembered_token_revoked_or_signed_by_a_removed_key_is_refused_with_the_next_rules() {
+    let token = sign(es256(), claims());
+    let mut memo = Memo::default();
+    assert_eq!(allowed(&judge_path(&jwt_rules(json!({})), "/api/x", &token, NOW_MS, Some(&mut memo))).0, "alice");
+    // The next snapshot revokes it.
+    use sha2::Digest;
+    let mut env = Environment::default();
+    env.jwks.insert(JWKS_URL.into(), json!({"keys": [jwk(&key(), "k1")]}));
+    let digest: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
+    env.revoked = Arc::new(crate::rule::Revoked::from_iter([digest]));
+    let x_user = json!([{"handler": "header", "config": {"headers": {"X-User": "{{ print .Subject }}"}}}]);
+    let config = json!({"jwks_urls": [JWKS_URL], "trusted_issuers": [ISSUER], "target_audience": ["api"]});
+    let spec = json!([rule(
+        "api",
+        "/api/<.*>",
+        json!([{"handler": "jwt", "config": config}]),
+        json!({"handler": "allow"}),
+        x_user
+    )]);
+    let revoked = compile(spec.clone(), &env).unwrap();
+    assert_eq!(denied(&judge_path(&revoked, "/api/x", &token, NOW_MS, Some(&mut memo))), (401, "token_revoked"));
+    // The next snapshot rotates the key away.
+    let other = SigningKey::from_bytes(&[8u8; 32].into()).unwrap();
+    let mut env = Environment::default();
+    env.jwks.insert(JWKS_URL.into(), json!({"keys": [jwk(&other, "k2")]}));
+    let rotated = compile(spec, &env).unwrap();
+    assert_eq!(denied(&judge_path(&rotated, "/api/x", &token, NOW_MS, Some(&mut memo))).0, 401);
 }
 
 fn judge(rules: &RuleSet, token: &str) -> Step {

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::config::{self, CacheSpec, Empty, HandlerError};
+use super::memo::{Accepted, AcceptedTokens};
 use super::{HttpCall, HttpResponse, Request, Session, SignatureCheck, form_encode, json_path};
 use crate::denial::{BearerError, Denial, DenialKind};
 use crate::introspection::IntrospectionResponse;
@@ -42,10 +43,13 @@ pub struct Authenticator {
 pub enum Kind {
     Noop,
     Unauthorized,
-    Anonymous { subject: String },
+    Anonymous {
+        subject: String,
+    },
     OAuth2Introspection(Box<Introspection>),
     SessionCheck(Box<SessionCheck>),
-    Jwt(Box<Jwt>),
+    /// Shared: the memo binds a token it remembers to this very configuration.
+    Jwt(Arc<Jwt>),
     ClientCredentials(Box<ClientCredentials>),
 }
 
@@ -225,7 +229,7 @@ impl Authenticator {
             "oauth2_introspection" => Kind::OAuth2Introspection(Box::new(compile_introspection(h)?)),
             "cookie_session" => Kind::SessionCheck(Box::new(compile_session_check(h, false)?)),
             "bearer_token" => Kind::SessionCheck(Box::new(compile_session_check(h, true)?)),
-            "jwt" => Kind::Jwt(Box::new(compile_jwt(h, jwks)?)),
+            "jwt" => Kind::Jwt(Arc::new(compile_jwt(h, jwks)?)),
             "oauth2_client_credentials" => Kind::ClientCredentials(Box::new(compile_client_credentials(h)?)),
             other => return Err(config::unknown_handler("authenticator", other, HANDLERS)),
         };
@@ -241,7 +245,16 @@ impl Authenticator {
 
     /// `revoked`: digests of tokens revoked before they expired — refused here, before any
     /// call-out or cache, so a revocation pushed in a snapshot takes effect at once.
-    pub fn start(&self, req: &Request<'_>, revoked: &crate::rule::Revoked, now_ms: i64) -> Outcome {
+    ///
+    /// `memo`: tokens this worker's `jwt` authenticators accepted before; a hit answers without
+    /// parsing the token again (its times are checked again, its revocation first).
+    pub(crate) fn start(
+        &self,
+        req: &Request<'_>,
+        revoked: &crate::rule::Revoked,
+        now_ms: i64,
+        memo: Option<&mut AcceptedTokens>,
+    ) -> Outcome {
         match &self.kind {
             Kind::Noop => Outcome::Authenticated(Session::default()),
             Kind::Unauthorized => Outcome::Failed(Denial::unauthorized().with_reason("unauthorized_handler")),
@@ -271,7 +284,7 @@ impl Authenticator {
                 None => Outcome::NotResponsible,
             },
             Kind::Jwt(c) => match token(req, &c.token_from) {
-                Some(t) => start_jwt(c, &t, revoked, now_ms),
+                Some(t) => start_jwt(c, &t, revoked, now_ms, memo),
                 None => Outcome::NotResponsible,
             },
             Kind::ClientCredentials(c) => match basic_credentials(req) {
@@ -281,10 +294,30 @@ impl Authenticator {
         }
     }
 
-    /// Reads the verifier's answer for this authenticator's signature check.
-    pub fn finish_verified(&self, verified: bool, claims: Map<String, Value>, now_ms: i64) -> Outcome {
+    /// Reads the verifier's answer for this authenticator's signature check. `verified_by`:
+    /// the SHA-256 of the SPKI of the key that verified the signature, when the verifier says;
+    /// with a `memo`, an accepted token is then remembered (bound to that key) until its `exp`.
+    pub(crate) fn finish_verified(
+        &self,
+        verified: bool,
+        claims: Map<String, Value>,
+        now_ms: i64,
+        remember: Option<(&mut AcceptedTokens, [u8; 32], [u8; 32])>,
+    ) -> Outcome {
         match &self.kind {
-            Kind::Jwt(c) if verified => check_claims(c, claims, now_ms / 1000),
+            Kind::Jwt(c) if verified => {
+                let times = TokenTimes::read(&claims);
+                let outcome = check_claims(c, claims, now_ms / 1000);
+                if let (Outcome::Authenticated(session), Some((memo, digest, key)), Ok(times)) =
+                    (&outcome, remember, times)
+                {
+                    // Only tokens that expire: the memo never outlives the token.
+                    if times.exp.is_some() {
+                        memo.put(digest, Accepted { by: Arc::clone(c), key, times, session: session.clone() });
+                    }
+                }
+                outcome
+            }
             Kind::Jwt(_) => Outcome::Failed(invalid_token("The token's signature is not valid", "bad_signature")),
             _ => Outcome::Failed(Denial::new(DenialKind::Internal, "unexpected signature result")),
         }
@@ -929,7 +962,31 @@ fn invalid_token(message: &str, reason: &'static str) -> Denial {
     Denial::new(DenialKind::Unauthorized, message).with_bearer_error(BearerError::InvalidToken).with_reason(reason)
 }
 
-fn start_jwt(c: &Jwt, token: &str, revoked: &crate::rule::Revoked, now_ms: i64) -> Outcome {
+fn start_jwt(
+    c: &Arc<Jwt>,
+    token: &str,
+    revoked: &crate::rule::Revoked,
+    now_ms: i64,
+    memo: Option<&mut AcceptedTokens>,
+) -> Outcome {
+    // A token this configuration accepted before: a digest and a lookup, then the checks that
+    // depend on the clock (and the revocations, first). Oversized tokens go to the parser,
+    // which refuses them, and are never hashed.
+    if let Some(memo) = memo.filter(|_| token.len() <= jwt::MAX_TOKEN_BYTES) {
+        let digest = sha256(token);
+        if !revoked.is_empty() && revoked.contains(&digest) {
+            return Outcome::Failed(revoked_token());
+        }
+        if let Some(accepted) = memo.get(&digest, c) {
+            return match accepted.times.check(c, now_ms / 1000) {
+                Ok(()) => Outcome::Authenticated(accepted.session.clone()),
+                Err(denial) => {
+                    memo.forget(&digest, c);
+                    Outcome::Failed(denial)
+                }
+            };
+        }
+    }
     let parsed = match UntrustedToken::parse(token, &c.allowed_algorithms) {
         Ok(t) => t,
         // An opaque token is someone else's: let introspection or bearer_token have a go.
@@ -1002,29 +1059,50 @@ fn numeric_date(claims: &Map<String, Value>, name: &str) -> Result<Option<i64>, 
     }
 }
 
-/// Claims checks after a good signature: times (60 s leeway for clock skew; `exp` required
-/// unless the rule opts out), issuer, audience, scope. Oathkeeper answers 401 for all of them.
+/// A token's `exp`, `nbf` and `iat` (unix seconds), checked after a good signature and again
+/// on every hit of the memo.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TokenTimes {
+    pub(crate) exp: Option<i64>,
+    nbf: Option<i64>,
+    iat: Option<i64>,
+}
+
+impl TokenTimes {
+    fn read(claims: &Map<String, Value>) -> Result<Self, Denial> {
+        let (Ok(exp), Ok(nbf), Ok(iat)) =
+            (numeric_date(claims, "exp"), numeric_date(claims, "nbf"), numeric_date(claims, "iat"))
+        else {
+            return Err(invalid_token("The token's exp, nbf or iat is not a number", "malformed_claims"));
+        };
+        Ok(Self { exp, nbf, iat })
+    }
+
+    /// 60 s leeway for clock skew; `exp` required unless the rule opts out.
+    fn check(&self, c: &Jwt, now: i64) -> Result<(), Denial> {
+        const LEEWAY: i64 = 60;
+        match self.exp {
+            None if c.require_exp => {
+                return Err(invalid_token("The token has no expiry (exp)", "token_without_expiry"));
+            }
+            Some(exp) if exp <= now - LEEWAY => return Err(invalid_token("The token has expired", "token_expired")),
+            _ => {}
+        }
+        if self.nbf.is_some_and(|nbf| nbf > now + LEEWAY) {
+            return Err(invalid_token("The token is not valid yet", "token_not_yet_valid"));
+        }
+        if self.iat.is_some_and(|iat| iat > now + LEEWAY) {
+            return Err(invalid_token("The token was issued in the future", "token_issued_in_future"));
+        }
+        Ok(())
+    }
+}
+
+/// Claims checks after a good signature: times, issuer, audience, scope. Oathkeeper answers
+/// 401 for all of them.
 fn check_claims(c: &Jwt, claims: Map<String, Value>, now: i64) -> Outcome {
-    const LEEWAY: i64 = 60;
-    let (Ok(exp), Ok(nbf), Ok(iat)) =
-        (numeric_date(&claims, "exp"), numeric_date(&claims, "nbf"), numeric_date(&claims, "iat"))
-    else {
-        return Outcome::Failed(invalid_token("The token's exp, nbf or iat is not a number", "malformed_claims"));
-    };
-    match exp {
-        None if c.require_exp => {
-            return Outcome::Failed(invalid_token("The token has no expiry (exp)", "token_without_expiry"));
-        }
-        Some(exp) if exp <= now - LEEWAY => {
-            return Outcome::Failed(invalid_token("The token has expired", "token_expired"));
-        }
-        _ => {}
-    }
-    if nbf.is_some_and(|nbf| nbf > now + LEEWAY) {
-        return Outcome::Failed(invalid_token("The token is not valid yet", "token_not_yet_valid"));
-    }
-    if iat.is_some_and(|iat| iat > now + LEEWAY) {
-        return Outcome::Failed(invalid_token("The token was issued in the future", "token_issued_in_future"));
+    if let Err(denial) = TokenTimes::read(&claims).and_then(|t| t.check(c, now)) {
+        return Outcome::Failed(denial);
     }
     let iss = claims.get("iss").and_then(Value::as_str);
     let aud: Vec<String> = match claims.get("aud") {

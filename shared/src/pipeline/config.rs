@@ -16,12 +16,19 @@ pub(crate) fn config<T: DeserializeOwned>(h: &HandlerSpec) -> Result<T, HandlerE
     from_value(if h.config.is_null() { Value::Object(Default::default()) } else { h.config.clone() })
 }
 
+#[cfg(feature = "field-paths")]
 pub(crate) fn from_value<T: DeserializeOwned>(value: Value) -> Result<T, HandlerError> {
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let field = if path == "." { "config".to_owned() } else { format!("config.{path}") };
         (field, e.into_inner().to_string())
     })
+}
+
+/// Without `field-paths` (the filter): serde's message, which names the field it stopped at.
+#[cfg(not(feature = "field-paths"))]
+pub(crate) fn from_value<T: DeserializeOwned>(value: Value) -> Result<T, HandlerError> {
+    serde_json::from_value(value).map_err(|e| ("config".to_owned(), e.to_string()))
 }
 
 #[derive(Deserialize)]

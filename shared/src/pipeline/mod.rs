@@ -14,6 +14,7 @@ pub mod authn;
 pub mod authz;
 mod config;
 pub mod errors;
+mod memo;
 pub mod mutate;
 
 use std::sync::Arc;
@@ -26,6 +27,7 @@ use crate::rule::{CompiledRule, RuleSet};
 use crate::template::Context;
 
 pub use config::{HandlerError, is_header_name};
+pub use memo::Memo;
 
 /// The parts of a request the pipeline reads.
 pub struct Request<'a> {
@@ -274,7 +276,7 @@ enum Stage {
 #[derive(Debug)]
 pub struct Evaluation {
     rule: Arc<CompiledRule>,
-    captures: Vec<String>,
+    captures: Arc<[String]>,
     session: Session,
     stage: Stage,
     /// CORS headers every answer to this request carries (empty without an allowed Origin).
@@ -284,8 +286,8 @@ pub struct Evaluation {
     now_ms: i64,
     /// How many calls the current authenticator has made for this request.
     phase: u8,
-    /// Claims of a token whose signature is being checked.
-    pending_claims: Option<Map<String, Value>>,
+    /// Claims of a token whose signature is being checked, and the token's SHA-256.
+    pending_claims: Option<(Map<String, Value>, [u8; 32])>,
 }
 
 /// The result of resuming: the next step, and how long the response just handed in may be
@@ -298,28 +300,56 @@ pub struct Resumed {
 
 /// Starts judging a request. Returns the evaluation to resume when the step is an effect.
 pub fn begin(rules: &RuleSet, req: &Request<'_>, now_ms: i64) -> (Option<Evaluation>, Step) {
+    begin_in(rules, req, now_ms, None)
+}
+
+/// [`begin`] with a worker's [`Memo`]: a request line seen before selects its rule from memory,
+/// and a JWT this rule's authenticator accepted before is not parsed or checked again (but for
+/// its times and revocation). Report signature checks with [`Evaluation::resume_verified_by`]
+/// so accepted tokens are remembered.
+pub fn begin_remembering(
+    rules: &RuleSet,
+    req: &Request<'_>,
+    now_ms: i64,
+    memo: &mut Memo,
+) -> (Option<Evaluation>, Step) {
+    begin_in(rules, req, now_ms, Some(memo))
+}
+
+fn begin_in(
+    rules: &RuleSet,
+    req: &Request<'_>,
+    now_ms: i64,
+    mut memo: Option<&mut Memo>,
+) -> (Option<Evaluation>, Step) {
     let origin = req.header("origin");
-    let url = match request_url(req.scheme, req.host, req.target) {
-        Ok(url) => url,
-        Err(e) => {
-            let denial = Denial::new(DenialKind::BadRequest, e.to_string()).with_reason(e.reason());
-            let cors = cors_headers(rules.cors_for(None), origin);
-            return (None, Step::Done(with_cors(errors::respond(&[], denial, req), &cors)));
-        }
+    let line = [req.method, req.scheme, req.host, req.target];
+    let preflight = req.method.eq_ignore_ascii_case("OPTIONS") && origin.is_some();
+    let remembered = match memo.as_deref_mut() {
+        Some(m) if !preflight => m.selections().get(rules, line),
+        _ => None,
     };
-    if let (true, Some(origin), Some(method)) =
-        (req.method.eq_ignore_ascii_case("OPTIONS"), origin, req.header("access-control-request-method"))
-    {
-        // A preflight is judged by the rule of the request it announces, before authentication.
-        let rule = rules.select(method.trim(), &url).map(|(r, _)| r);
-        if let Some(policy) = rules.cors_for(rule.as_deref()) {
-            let response = policy.preflight(origin, method.trim(), req.header("access-control-request-headers"));
-            return (None, Step::Done(Verdict::Preflight(response)));
+    let (rule, captures) = match remembered {
+        Some(Some(selected)) => selected,
+        Some(None) => {
+            let cors = cors_headers(rules.cors_for(None), origin);
+            return (None, Step::Done(with_cors(errors::respond(&[], Denial::no_rule(), req), &cors)));
         }
-    }
-    let Some((rule, captures)) = rules.select(req.method, &url) else {
-        let cors = cors_headers(rules.cors_for(None), origin);
-        return (None, Step::Done(with_cors(errors::respond(&[], Denial::no_rule(), req), &cors)));
+        None => match select(rules, req, origin) {
+            Ok(selected) => {
+                if let Some(m) = memo.as_deref_mut().filter(|_| !preflight) {
+                    m.selections().put(rules, line, &selected);
+                }
+                match selected {
+                    Some(selected) => selected,
+                    None => {
+                        let cors = cors_headers(rules.cors_for(None), origin);
+                        return (None, Step::Done(with_cors(errors::respond(&[], Denial::no_rule(), req), &cors)));
+                    }
+                }
+            }
+            Err(step) => return (None, *step),
+        },
     };
     let cors = cors_headers(rules.cors_for(Some(&rule)), origin);
     let mut evaluation = Evaluation {
@@ -334,11 +364,36 @@ pub fn begin(rules: &RuleSet, req: &Request<'_>, now_ms: i64) -> (Option<Evaluat
         phase: 0,
         pending_claims: None,
     };
-    let step = evaluation.authenticate_from(0, req, now_ms);
+    let step = evaluation.authenticate_from(0, req, now_ms, memo);
     match step {
         Step::Call(_) | Step::Verify(_) | Step::Mint(_) => (Some(evaluation), step),
         Step::Done(_) => (None, step),
     }
+}
+
+/// Selects the rule for a request: `Ok(None)` when none matches, `Err` with the answer when the
+/// request is judged before any rule (a malformed URL, a CORS preflight).
+/// (Boxed: the rare path carries the large value.)
+fn select(rules: &RuleSet, req: &Request<'_>, origin: Option<&str>) -> Result<memo::Selected, Box<Step>> {
+    let url = match request_url(req.scheme, req.host, req.target) {
+        Ok(url) => url,
+        Err(e) => {
+            let denial = Denial::new(DenialKind::BadRequest, e.to_string()).with_reason(e.reason());
+            let cors = cors_headers(rules.cors_for(None), origin);
+            return Err(Box::new(Step::Done(with_cors(errors::respond(&[], denial, req), &cors))));
+        }
+    };
+    if let (true, Some(origin), Some(method)) =
+        (req.method.eq_ignore_ascii_case("OPTIONS"), origin, req.header("access-control-request-method"))
+    {
+        // A preflight is judged by the rule of the request it announces, before authentication.
+        let rule = rules.select(method.trim(), &url).map(|(r, _)| r);
+        if let Some(policy) = rules.cors_for(rule.as_deref()) {
+            let response = policy.preflight(origin, method.trim(), req.header("access-control-request-headers"));
+            return Err(Box::new(Step::Done(Verdict::Preflight(response))));
+        }
+    }
+    Ok(rules.select(req.method, &url).map(|(rule, captures)| (rule, Arc::from(captures))))
 }
 
 fn cors_headers(policy: Option<&crate::cors::CorsPolicy>, origin: Option<&str>) -> Vec<(String, String)> {
@@ -401,15 +456,40 @@ impl Evaluation {
 
     /// Continues with the verifier's answer to the outstanding [`Step::Verify`].
     pub fn resume_verified(&mut self, req: &Request<'_>, verified: bool, now_ms: i64) -> Step {
+        self.verified(req, verified, None, now_ms)
+    }
+
+    /// Continues with the verifier's answer: `verified_by` is the SHA-256 of the SPKI of the
+    /// key that verified the signature (one of the check's keys), `None` when none did. An
+    /// accepted token is remembered in `memo`, bound to that key.
+    pub fn resume_verified_by(
+        &mut self,
+        req: &Request<'_>,
+        verified_by: Option<[u8; 32]>,
+        now_ms: i64,
+        memo: &mut Memo,
+    ) -> Step {
+        let remember = verified_by.map(|key| (memo.tokens(), key));
+        self.verified(req, verified_by.is_some(), remember, now_ms)
+    }
+
+    fn verified(
+        &mut self,
+        req: &Request<'_>,
+        verified: bool,
+        remember: Option<(&mut memo::AcceptedTokens, [u8; 32])>,
+        now_ms: i64,
+    ) -> Step {
         self.now_ms = now_ms;
         let rule = Arc::clone(&self.rule);
-        let (Stage::Authenticator(i), Some(claims)) = (self.stage, self.pending_claims.take()) else {
+        let (Stage::Authenticator(i), Some((claims, digest))) = (self.stage, self.pending_claims.take()) else {
             return self.internal("no signature check was outstanding").step;
         };
         let Some(authenticator) = rule.authenticators.get(i) else {
             return self.internal("no signature check was outstanding").step;
         };
-        self.after_authenticator(i, authenticator.finish_verified(verified, claims, now_ms), req, now_ms)
+        let remember = remember.map(|(memo, key)| (memo, digest, key));
+        self.after_authenticator(i, authenticator.finish_verified(verified, claims, now_ms, remember), req, now_ms)
     }
 
     /// Continues with the token minted for the outstanding [`Step::Mint`], or why it could not
@@ -440,9 +520,9 @@ impl Evaluation {
                 self.session = session;
                 self.authorize(req)
             }
-            authn::Outcome::NotResponsible => self.authenticate_from(i + 1, req, now_ms),
+            authn::Outcome::NotResponsible => self.authenticate_from(i + 1, req, now_ms, None),
             authn::Outcome::Failed(denial) if authenticator.continue_on_invalid(&denial) => {
-                self.authenticate_from(i + 1, req, now_ms)
+                self.authenticate_from(i + 1, req, now_ms, None)
             }
             authn::Outcome::Failed(denial) => self.deny(denial, req),
             authn::Outcome::Call(call) => {
@@ -451,7 +531,7 @@ impl Evaluation {
             }
             authn::Outcome::Verify(check, claims) => {
                 self.stage = Stage::Authenticator(i);
-                self.pending_claims = Some(claims);
+                self.pending_claims = Some((claims, check.token_digest));
                 Step::Verify(check)
             }
         }
@@ -467,11 +547,11 @@ impl Evaluation {
         Step::Done(with_cors(errors::respond(&self.rule.errors, denial, req), &self.cors))
     }
 
-    fn authenticate_from(&mut self, start: usize, req: &Request<'_>, now_ms: i64) -> Step {
+    fn authenticate_from(&mut self, start: usize, req: &Request<'_>, now_ms: i64, mut memo: Option<&mut Memo>) -> Step {
         let rule = Arc::clone(&self.rule);
         for (i, authenticator) in rule.authenticators.iter().enumerate().skip(start) {
             self.phase = 0;
-            match authenticator.start(req, &self.revoked, now_ms) {
+            match authenticator.start(req, &self.revoked, now_ms, memo.as_deref_mut().map(Memo::tokens)) {
                 authn::Outcome::NotResponsible => continue,
                 authn::Outcome::Failed(denial) if authenticator.continue_on_invalid(&denial) => continue,
                 outcome => return self.after_authenticator(i, outcome, req, now_ms),

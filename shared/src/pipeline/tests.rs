@@ -497,13 +497,18 @@ pub(super) mod jwt {
 
     /// What the control plane's verifier does: SPKI DER key, DER signature.
     pub(in crate::pipeline) fn verify(check: &SignatureCheck) -> bool {
-        check.keys.iter().any(|k| {
+        verified_by(check).is_some()
+    }
+
+    /// The SPKI digest of the check's key that verifies the signature, as the filter reports it.
+    pub(in crate::pipeline) fn verified_by(check: &SignatureCheck) -> Option<[u8; 32]> {
+        check.keys.iter().find_map(|k| {
             let (Ok(key), Ok(sig)) =
                 (VerifyingKey::from_public_key_der(&k.spki_der), Signature::from_der(&check.signature))
             else {
-                return false;
+                return None;
             };
-            key.verify(&check.message, &sig).is_ok()
+            key.verify(&check.message, &sig).is_ok().then_some(k.spki_sha256)
         })
     }
 

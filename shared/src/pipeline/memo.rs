@@ -1,0 +1,146 @@
+//! What a gateway worker remembers between requests so that a repeated request costs a lookup,
+//! not the work that first answered it: which rule a request line selects (and its captures),
+//! and which JWTs an authenticator has already verified and accepted (the session they yield).
+//! A `Memo` is plain data owned by one worker (the caller keeps one per thread or wasm VM); the
+//! pipeline reads and fills it, so nothing here locks, reads a clock or does I/O.
+//!
+//! A memory answers only the question that produced it. A selection is bound to the rule set
+//! it was made in (its generation) and to the exact method, scheme, authority and target. An
+//! accepted token is bound to its SHA-256, to the very authenticator configuration that accepted
+//! it (issuers, audiences, scopes, token types, keys: one `Arc`), and to the key that verified
+//! it, which must still be among that authenticator's keys; its `exp`, `nbf` and `iat` are
+//! checked against the clock again on every hit, and revocations are checked before the memo is
+//! read. Both maps are bounded: a full map drops an entry before it takes another.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hash};
+use std::sync::Arc;
+
+use super::Session;
+use super::authn::Jwt;
+use crate::rule::{CompiledRule, RuleSet};
+
+/// Request lines remembered per worker (a gateway serves a bounded set of routes; an attacker
+/// sending unique paths only churns this map).
+const SELECTIONS_CAPACITY: usize = 4_096;
+/// Accepted tokens remembered per worker.
+const TOKENS_CAPACITY: usize = 8_192;
+
+/// A worker's memory; see the module documentation for what binds each entry.
+#[derive(Debug, Default)]
+pub struct Memo {
+    selections: Selections,
+    tokens: AcceptedTokens,
+}
+
+impl Memo {
+    /// How many request lines and tokens are remembered (for tests and metrics).
+    pub fn len(&self) -> (usize, usize) {
+        (self.selections.entries.len(), self.tokens.entries.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == (0, 0)
+    }
+
+    pub(crate) fn selections(&mut self) -> &mut Selections {
+        &mut self.selections
+    }
+
+    pub(crate) fn tokens(&mut self) -> &mut AcceptedTokens {
+        &mut self.tokens
+    }
+}
+
+/// Drops one entry of a full map: which one does not matter for correctness, and a random one
+/// (the hasher's order) keeps the hot entries most of the time without bookkeeping.
+fn make_room<K: Clone + Eq + Hash, V>(map: &mut HashMap<K, V>, capacity: usize) {
+    if map.len() >= capacity {
+        if let Some(key) = map.keys().next().cloned() {
+            map.remove(&key);
+        }
+    }
+}
+
+/// The rule (and its captures) a request line selected; `None`: no rule matched.
+pub(crate) type Selected = Option<(Arc<CompiledRule>, Arc<[String]>)>;
+
+#[derive(Debug, Default)]
+pub(crate) struct Selections {
+    generation: u64,
+    hasher: std::collections::hash_map::RandomState,
+    entries: HashMap<u64, (SelectionKey, Selected)>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct SelectionKey {
+    method: String,
+    scheme: String,
+    host: String,
+    target: String,
+}
+
+impl Selections {
+    fn hash(&self, parts: [&str; 4]) -> u64 {
+        self.hasher.hash_one(parts)
+    }
+
+    /// The remembered selection for this exact request line in `rules`.
+    pub(crate) fn get(&mut self, rules: &RuleSet, parts: [&str; 4]) -> Option<Selected> {
+        if self.generation != rules.generation() {
+            self.entries.clear();
+            self.generation = rules.generation();
+            return None;
+        }
+        let (key, selected) = self.entries.get(&self.hash(parts))?;
+        let [method, scheme, host, target] = parts;
+        (key.method == method && key.scheme == scheme && key.host == host && key.target == target)
+            .then(|| selected.clone())
+    }
+
+    pub(crate) fn put(&mut self, rules: &RuleSet, parts: [&str; 4], selected: &Selected) {
+        if self.generation != rules.generation() {
+            self.entries.clear();
+            self.generation = rules.generation();
+        }
+        let hash = self.hash(parts);
+        make_room(&mut self.entries, SELECTIONS_CAPACITY);
+        let [method, scheme, host, target] = parts.map(str::to_owned);
+        self.entries.insert(hash, (SelectionKey { method, scheme, host, target }, selected.clone()));
+    }
+}
+
+/// A token an authenticator accepted: the session it yields and what must still hold.
+#[derive(Debug)]
+pub(crate) struct Accepted {
+    /// The authenticator configuration that accepted it (held, so its address is not reused).
+    pub(crate) by: Arc<Jwt>,
+    /// SHA-256 of the SPKI of the key that verified the signature.
+    pub(crate) key: [u8; 32],
+    pub(crate) times: super::authn::TokenTimes,
+    pub(crate) session: Session,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct AcceptedTokens {
+    /// By (SHA-256 of the token, address of the accepting configuration).
+    entries: HashMap<([u8; 32], usize), Accepted>,
+}
+
+impl AcceptedTokens {
+    /// What `by` accepted for the token with this digest, when the key that verified it is
+    /// still one of `by`'s keys. The caller checks the times.
+    pub(crate) fn get(&self, digest: &[u8; 32], by: &Arc<Jwt>) -> Option<&Accepted> {
+        let entry = self.entries.get(&(*digest, Arc::as_ptr(by) as usize))?;
+        (Arc::ptr_eq(&entry.by, by) && by.keys.iter().any(|k| k.spki_sha256 == entry.key)).then_some(entry)
+    }
+
+    pub(crate) fn put(&mut self, digest: [u8; 32], accepted: Accepted) {
+        make_room(&mut self.entries, TOKENS_CAPACITY);
+        self.entries.insert((digest, Arc::as_ptr(&accepted.by) as usize), accepted);
+    }
+
+    pub(crate) fn forget(&mut self, digest: &[u8; 32], by: &Arc<Jwt>) {
+        self.entries.remove(&(*digest, Arc::as_ptr(by) as usize));
+    }
+}
