@@ -1,30 +1,22 @@
-//! Application state, the two routers (public :4444, admin :4445) and `serve`. The admin
-//! router rewrites paths lacking `/admin` before routing (Hydra v1 compatibility), except
-//! Oathkeeper's `/decisions[/*]`, which keeps its own path. Handlers
-//! live in their modules; this file only wires them and owns process-level concerns
-//! (listeners, signals, background tasks).
+//! Application state and `serve`: the process-level concerns (listeners, signals, background
+//! tasks). The routes are listed in [`crate::routes`]; handlers live in their modules.
 
 use std::future::Future;
 use std::sync::Arc;
 
-use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request};
-use axum::http::Uri;
-use axum::routing::{any, get, post, put};
+use axum::extract::FromRef;
 use tokio::sync::watch;
 
+use crate::admin;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::crypto::SecretVerifier;
-use crate::error::{ApiError, StartupError};
-use crate::keys::{GATEWAY_JWKS_PATH, GATEWAY_SET, Keys, MANAGED_SETS, OAUTH2_JWKS_PATH, OAUTH2_SET};
+use crate::error::StartupError;
+use crate::keys::{GATEWAY_SET, Keys, MANAGED_SETS, OAUTH2_SET};
+use crate::routes::{admin_router, public_router};
 use crate::rules::Rules;
 use crate::rules::decisions::Decider;
 use crate::store::Store;
-use crate::{admin, health, oauth2, rules};
-
-const PUBLIC_BODY_LIMIT: usize = 64 * 1024;
-const ADMIN_BODY_LIMIT: usize = 1024 * 1024;
 
 #[derive(Clone, Debug)]
 pub struct AppState {
@@ -57,12 +49,6 @@ pub struct AppState {
     pub passkeys: Arc<crate::identity::passkey::Passkeys>,
     /// Clients' `jwks_uri` documents fetched for `private_key_jwt`, with their expiry.
     pub client_jwks: Arc<crate::oauth2::assertion::JwksCache>,
-}
-
-impl std::fmt::Debug for dyn Clock {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Clock({})", self.now())
-    }
 }
 
 impl AppState {
@@ -110,148 +96,40 @@ impl AppState {
     }
 }
 
-async fn not_found() -> ApiError {
-    ApiError::not_found()
-}
+// Sub-states: a handler names only what it uses (`State<Store>`, `State<OAuth2Keys>`...), so its
+// signature says which parts of the server it can reach. Handlers still taking the whole
+// `AppState` are being moved to these one by one.
 
-async fn method_not_allowed() -> ApiError {
-    ApiError::new(
-        axum::http::StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        "The HTTP method is not allowed on this resource",
-    )
-}
-
-pub fn public_router(state: AppState) -> Router {
-    Router::new()
-        .route("/oauth2/auth", get(oauth2::authorize::get).post(oauth2::authorize::post))
-        .route("/oauth2/sessions/logout", get(oauth2::logout::get).post(oauth2::logout::post))
-        .route("/oauth2/token", post(oauth2::token::handle))
-        .route("/oauth2/introspect", post(oauth2::introspect::public))
-        .route("/oauth2/revoke", post(oauth2::revoke::handle))
-        .route(OAUTH2_JWKS_PATH, get(oauth2::jwks::handle))
-        .route(GATEWAY_JWKS_PATH, get(oauth2::jwks::gateway))
-        .route("/.well-known/openid-configuration", get(oauth2::discovery::handle))
-        .route("/.well-known/oauth-authorization-server", get(oauth2::discovery::handle))
-        .route("/userinfo", get(oauth2::userinfo::handle).post(oauth2::userinfo::handle))
-        .route("/schemas", get(crate::identity::schema::list))
-        .route("/schemas/{id}", get(crate::identity::schema::get))
-        .route("/health/alive", get(health::alive))
-        .route("/health/ready", get(health::ready))
-        .merge(crate::identity::public_routes())
-        .merge(crate::ui::routes())
-        .merge(dev_routes(&state))
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(PUBLIC_BODY_LIMIT))
-        .with_state(state)
-}
-
-/// Routes that exist only under `--dev`; without it they are plain 404s.
-fn dev_routes(state: &AppState) -> Router<AppState> {
-    if state.config.dev { Router::new().route("/dev/outbox", get(crate::courier::outbox::page)) } else { Router::new() }
-}
-
-/// Every route of the admin listener but `/decisions*`, as routed after the v1 rewrite and the
-/// API-key guard. One table for the router and for the scope tests
-/// (`admin::scope_escalation`), which enumerate it, so a route cannot be added without a
-/// decision about who may call it.
-pub(crate) fn admin_routes() -> Router<AppState> {
-    Router::new()
-        .route("/admin/clients", get(admin::clients::list).post(admin::clients::create))
-        .route(
-            "/admin/clients/{id}",
-            get(admin::clients::get)
-                .put(admin::clients::replace)
-                .patch(admin::clients::patch)
-                .delete(admin::clients::delete),
-        )
-        .route("/admin/clients/{id}/lifespans", put(admin::clients::set_lifespans))
-        .route(
-            "/admin/clients/{id}/secrets/rotate",
-            post(admin::clients::rotate_secret).delete(admin::clients::drop_rotated_secrets),
-        )
-        .route("/admin/trust/grants/jwt-bearer/issuers", get(admin::trust::list).post(admin::trust::create))
-        .route("/admin/trust/grants/jwt-bearer/issuers/{id}", get(admin::trust::get).delete(admin::trust::delete))
-        .route(
-            "/admin/keys/{set}",
-            get(admin::keys::set).post(admin::keys::create).put(admin::keys::put_set).delete(admin::keys::delete_set),
-        )
-        .route(
-            "/admin/keys/{set}/{kid}",
-            get(admin::keys::key).put(admin::keys::put_key).delete(admin::keys::delete_key),
-        )
-        .route("/admin/oauth2/introspect", post(oauth2::introspect::admin))
-        .route("/admin/oauth2/tokens", axum::routing::delete(admin::tokens::delete_client_tokens))
-        .route("/admin/oauth2/auth/requests/login", get(oauth2::flow::admin_get_login))
-        .route("/admin/oauth2/auth/requests/login/accept", put(oauth2::flow::admin_accept_login))
-        .route("/admin/oauth2/auth/requests/login/reject", put(oauth2::flow::admin_reject_login))
-        .route("/admin/oauth2/auth/requests/consent", get(oauth2::flow::admin_get_consent))
-        .route("/admin/oauth2/auth/requests/consent/accept", put(oauth2::flow::admin_accept_consent))
-        .route("/admin/oauth2/auth/requests/consent/reject", put(oauth2::flow::admin_reject_consent))
-        .route("/admin/oauth2/auth/requests/logout", get(oauth2::logout::admin_get))
-        .route("/admin/oauth2/auth/requests/logout/accept", put(oauth2::logout::admin_accept))
-        .route("/admin/oauth2/auth/requests/logout/reject", put(oauth2::logout::admin_reject))
-        .route(
-            "/admin/oauth2/auth/sessions/consent",
-            get(oauth2::flow::admin_list_consents).delete(oauth2::flow::admin_revoke_consents),
-        )
-        .route("/admin/oauth2/auth/sessions/login", axum::routing::delete(oauth2::flow::admin_revoke_login_sessions))
-        .route("/admin/rules", get(admin::rules::list).put(admin::rules::replace))
-        .route("/admin/rules/explain", post(rules::explain::handle))
-        .route("/admin/rules/{id}", get(admin::rules::get))
-        .route("/admin/api-keys", get(admin::api_keys::list).post(admin::api_keys::create))
-        .route("/admin/api-keys/{id}", axum::routing::delete(admin::api_keys::revoke))
-        .route("/admin/courier/messages", get(admin::courier::list))
-        .route("/admin/courier/messages/{id}", get(admin::courier::get))
-        .merge(crate::identity::admin_routes())
-        .route("/admin/snapshot", get(rules::snapshot::handle))
-        .route("/admin/version", get(admin::version))
-        .route("/admin/health/alive", get(health::alive))
-        .route("/admin/health/ready", get(health::ready))
-}
-
-pub fn admin_router(state: AppState) -> Router {
-    let inner = admin_routes()
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(ADMIN_BODY_LIMIT))
-        .with_state(state.clone());
-    let decisions = any(rules::decisions::handle);
-    // Routing happens inside `inner`, after the rewrite; a layer on `inner` would run too late.
-    // The API-key guard runs between the two, so it judges the path `inner` routes (`/clients`
-    // as `/admin/clients`). The decisions routes sit outside both: their path is the request
-    // being judged, their Authorization header that request's.
-    let guard = axum::middleware::from_fn_with_state(state.clone(), admin::auth::require_api_key);
-    Router::new()
-        .route("/decisions", decisions.clone())
-        .route("/decisions/", decisions.clone())
-        .route("/decisions/{*rest}", decisions.clone())
-        .route("/admin/decisions", decisions.clone())
-        .route("/admin/decisions/", decisions.clone())
-        .route("/admin/decisions/{*rest}", decisions)
-        .with_state(state)
-        .fallback_service(tower::ServiceBuilder::new().map_request(add_admin_prefix).layer(guard).service(inner))
-}
-
-/// `/clients` → `/admin/clients`, as Hydra does for v1 clients.
-fn add_admin_prefix(mut req: Request) -> Request {
-    let path = req.uri().path();
-    if path == "/admin" || path.starts_with("/admin/") {
-        return req;
+impl FromRef<AppState> for Store {
+    fn from_ref(state: &AppState) -> Self {
+        state.store.clone()
     }
-    let path_and_query = match req.uri().query() {
-        Some(q) => format!("/admin{path}?{q}"),
-        None => format!("/admin{path}"),
-    };
-    let mut parts = req.uri().clone().into_parts();
-    if let Ok(pq) = path_and_query.parse() {
-        parts.path_and_query = Some(pq);
-        if let Ok(uri) = Uri::from_parts(parts) {
-            *req.uri_mut() = uri;
-        }
+}
+
+impl FromRef<AppState> for Arc<dyn Clock> {
+    fn from_ref(state: &AppState) -> Self {
+        state.clock.clone()
     }
-    req
+}
+
+/// The OAuth2 server's key set (`portcullis.id-token`) as a sub-state.
+#[derive(Clone, Debug)]
+pub struct OAuth2Keys(pub Arc<Keys>);
+
+impl FromRef<AppState> for OAuth2Keys {
+    fn from_ref(state: &AppState) -> Self {
+        Self(state.keys.clone())
+    }
+}
+
+/// The gateway's key set (`portcullis.gateway`) as a sub-state; never an OAuth2 key.
+#[derive(Clone, Debug)]
+pub struct GatewayKeys(pub Arc<Keys>);
+
+impl FromRef<AppState> for GatewayKeys {
+    fn from_ref(state: &AppState) -> Self {
+        Self(state.gateway_keys.clone())
+    }
 }
 
 /// `portcullis migrate`.
@@ -284,7 +162,7 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + '
     tracing::info!(address = %public_addr, "public listener listening on http://{public_addr}");
     tracing::info!(address = %admin_addr, "admin listener listening on http://{admin_addr}");
 
-    let refresher = state.rules.clone().spawn_refresher(store.clone());
+    let refresher = state.rules.clone().spawn_refresher(store.clone(), state.clock.clone());
     let file_watcher = state.rules.clone().spawn_file_watcher();
     let jwks_refresher = state.rules.clone().spawn_jwks_refresher(state.config.access_rules.jwks_refresh);
     let janitor = spawn_token_janitor(state.clone());
@@ -357,7 +235,7 @@ fn spawn_key_refresher(state: AppState) -> tokio::task::JoinHandle<()> {
             tick.tick().await;
             for set in MANAGED_SETS {
                 if let Err(e) = admin::keys::apply_set(&state, set).await {
-                    tracing::warn!(set, error = %e.description, "could not reload the signing keys");
+                    tracing::warn!(set, error = %e, "could not reload the signing keys");
                 }
             }
         }

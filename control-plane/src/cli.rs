@@ -6,17 +6,17 @@
 //! the server's message (exit 1) when it refuses. They print human-readable lines to stdout and
 //! return the exit code; the binary only parses arguments. A new key goes to stdout alone, so
 //! `KEY=$(portcullis keys create ...)` captures it; everything else about it goes to stderr.
-#![allow(clippy::print_stdout)]
+#![expect(clippy::print_stdout, reason = "a CLI: stdout is its output")]
 
 use std::process::ExitCode;
 
 use serde_json::{Map, Value, json};
 
 use crate::admin::auth::{self, Scopes};
-use crate::client::rfc3339;
 use crate::clock::{Clock as _, SystemClock};
 use crate::config::Config;
 use crate::error::StartupError;
+use crate::rfc3339;
 use crate::rules::check;
 use crate::store::Store;
 

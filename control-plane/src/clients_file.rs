@@ -227,7 +227,7 @@ impl Reconciler {
         if let Some(secret) = &secret {
             map.insert("client_secret".into(), json!(secret));
         }
-        let req = ClientRequest::parse(map).map_err(|e| format!("spec: {}", e.description))?;
+        let req = ClientRequest::parse(map).map_err(|e| format!("spec: {e}"))?;
         let body = serde_json::to_string(&req.body).map_err(|e| e.to_string())?;
         let fingerprint = {
             let mut material = format!("{client_id}\0{body}\0").into_bytes();
@@ -368,7 +368,6 @@ fn parse_documents(text: &str) -> Result<Vec<Value>, String> {
 
 /// An `OAuth2Client` resource, `Ok(None)` for other kinds, or the error with the owner when
 /// the resource names itself.
-#[allow(clippy::type_complexity)]
 fn resource(file: &str, doc: Value) -> Result<Option<Resource>, (Option<String>, String)> {
     let Value::Object(mut doc) = doc else {
         return Err((None, format!("{file}: a document that is not a mapping")));

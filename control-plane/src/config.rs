@@ -14,6 +14,8 @@ pub use crate::courier::config::CourierConfig;
 use crate::error::StartupError;
 pub use crate::identity::config::{IdentityConfig, SchemaSource, SelfService, SessionConfig};
 pub use crate::ui::UiConfig;
+pub use portcullis_keys::config::{MIN_SYSTEM_SECRET_CHARS, Secrets};
+pub use portcullis_model::token::AccessTokenStrategy;
 
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -201,26 +203,6 @@ impl Default for Ttl {
     }
 }
 
-/// Access-token format: `opaque` (`pc_at_…`, checked by introspection) or `jwt` (ES256, checked
-/// by the filter locally with the public JWKS). A client's `access_token_strategy` overrides it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AccessTokenStrategy {
-    #[default]
-    Opaque,
-    Jwt,
-}
-
-impl AccessTokenStrategy {
-    pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "opaque" => Some(Self::Opaque),
-            "jwt" => Some(Self::Jwt),
-            _ => None,
-        }
-    }
-}
-
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Strategies {
@@ -318,39 +300,6 @@ pub struct Filters {
 impl std::fmt::Debug for Filters {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Filters {{ tokens: <{} redacted> }}", self.tokens.len())
-    }
-}
-
-/// Secrets the server keeps (Hydra's `secrets` section).
-#[derive(Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Secrets {
-    /// Encrypts signing keys at rest (AES-256-GCM with the SHA-256 of the secret). The first
-    /// entry encrypts; every entry is tried to decrypt, so a secret is rotated by prepending
-    /// the new one. Empty: signing keys are never stored and live only in memory.
-    pub system: Vec<String>,
-}
-
-/// Shorter secrets are guessable offline from a stolen database; Hydra refuses them too.
-pub const MIN_SYSTEM_SECRET_CHARS: usize = 16;
-
-impl Secrets {
-    /// Refuses a short secret, naming its position but never its value.
-    pub fn validate(&self) -> Result<(), StartupError> {
-        for (i, secret) in self.system.iter().enumerate() {
-            if secret.chars().count() < MIN_SYSTEM_SECRET_CHARS {
-                return Err(StartupError(format!(
-                    "config key secrets.system[{i}]: must be at least {MIN_SYSTEM_SECRET_CHARS} characters long"
-                )));
-            }
-        }
-        Ok(())
-    }
-}
-
-impl std::fmt::Debug for Secrets {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Secrets {{ system: <{} redacted> }}", self.system.len())
     }
 }
 

@@ -14,47 +14,9 @@ use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
-/// A failure of the store; always a 500 to the caller, never "not found" or "inactive".
-#[derive(Debug)]
-pub struct StoreError(pub String);
-
-impl std::fmt::Display for StoreError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "store: {}", self.0)
-    }
-}
-
-impl std::error::Error for StoreError {}
-
-impl From<sqlx::Error> for StoreError {
-    fn from(e: sqlx::Error) -> Self {
-        Self(e.to_string())
-    }
-}
-
-impl From<sqlx::migrate::MigrateError> for StoreError {
-    fn from(e: sqlx::migrate::MigrateError) -> Self {
-        Self(e.to_string())
-    }
-}
-
-/// A fatal problem at start-up (bad config, bad rule file, port taken), shown as one line.
-#[derive(Debug)]
-pub struct StartupError(pub String);
-
-impl std::fmt::Display for StartupError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for StartupError {}
-
-impl From<StoreError> for StartupError {
-    fn from(e: StoreError) -> Self {
-        Self(e.to_string())
-    }
-}
+pub use portcullis_model::StartupError;
+pub use portcullis_model::form::{form_decode, parse_urlencoded};
+pub use portcullis_store::StoreError;
 
 /// An RFC 6749 §5.2 error.
 #[derive(Debug)]
@@ -176,6 +138,24 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<portcullis_keys::ReloadError> for ApiError {
+    fn from(e: portcullis_keys::ReloadError) -> Self {
+        Self::internal(&e)
+    }
+}
+
+impl From<portcullis_model::client::InvalidClient> for ApiError {
+    fn from(e: portcullis_model::client::InvalidClient) -> Self {
+        Self::invalid_request(e.0)
+    }
+}
+
+impl From<portcullis_model::paging::BadPageToken> for ApiError {
+    fn from(e: portcullis_model::paging::BadPageToken) -> Self {
+        Self::invalid_request(e.to_string())
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (
@@ -247,9 +227,7 @@ impl<E> FormParams<E> {
         let mut values = self.0.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str());
         let first = values.next();
         if values.next().is_some() {
-            return Err(OAuthError::invalid_request(format!(
-                "The request parameter '{name}' must not be included more than once."
-            )));
+            return Err(OAuthError::invalid_request(portcullis_model::form::Repeated(name.to_owned()).to_string()));
         }
         Ok(first)
     }
@@ -309,62 +287,5 @@ fn multipart_rejection(e: axum::extract::multipart::MultipartError) -> ParamsRej
         ParamsRejection::TooLarge
     } else {
         ParamsRejection::Malformed(e.body_text())
-    }
-}
-
-/// `application/x-www-form-urlencoded` parsing (WHATWG): `+` is a space, `%XX` a byte.
-pub fn parse_urlencoded(body: &[u8]) -> Vec<(String, String)> {
-    body.split(|&b| b == b'&')
-        .filter(|part| !part.is_empty())
-        .map(|part| {
-            let mut kv = part.splitn(2, |&b| b == b'=');
-            let k = form_decode(kv.next().unwrap_or_default());
-            let v = form_decode(kv.next().unwrap_or_default());
-            (k, v)
-        })
-        .collect()
-}
-
-pub fn form_decode(input: &[u8]) -> String {
-    let mut out = Vec::with_capacity(input.len());
-    let mut i = 0;
-    while i < input.len() {
-        match input[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < input.len() => {
-                let hi = (input[i + 1] as char).to_digit(16);
-                let lo = (input[i + 2] as char).to_digit(16);
-                match (hi, lo) {
-                    (Some(h), Some(l)) => {
-                        out.push((h * 16 + l) as u8);
-                        i += 2;
-                    }
-                    _ => out.push(b'%'),
-                }
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn urlencoded_decoding() {
-        assert_eq!(
-            parse_urlencoded(b"a=1+2&b=%3A%2f&a=&c"),
-            vec![
-                ("a".into(), "1 2".into()),
-                ("b".into(), ":/".into()),
-                ("a".into(), "".into()),
-                ("c".into(), "".into())
-            ]
-        );
-        assert_eq!(form_decode(b"100%"), "100%");
-        assert_eq!(form_decode(b"%4"), "%4");
     }
 }

@@ -6,14 +6,14 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
-use crate::app::AppState;
+use crate::store::Store;
 
 pub async fn alive() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
-    match state.store.ping().await {
+pub async fn ready(State(store): State<Store>) -> (StatusCode, Json<Value>) {
+    match store.ping().await {
         Ok(()) => (StatusCode::OK, Json(json!({"status": "ok"}))),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");

@@ -10,9 +10,10 @@ use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::ServiceExt;
 
-use crate::app::{AppState, admin_router, public_router};
+use crate::app::AppState;
 use crate::clock::FixedClock;
 use crate::config::Config;
+use crate::routes::{admin_router, public_router};
 
 pub const T0: i64 = 1_700_000_000;
 pub const FILTER_TOKEN: &str = "filter-token-1";
@@ -272,41 +273,4 @@ pub fn enc(s: &str) -> String {
 }
 
 /// Tokens an attacker writes, for tests of every path that verifies a JWT.
-pub mod forge {
-    use jwt_compact::AlgorithmExt as _;
-    use jwt_compact::alg::{Hs256, Hs256Key};
-    use serde_json::{Value, json};
-
-    use crate::crypto::b64url;
-    use crate::keys::Signer;
-
-    /// A compact JWS of `header` and `payload` written as JSON text (so a test can repeat a
-    /// member, which no JSON builder does), signed with `key`'s ES256.
-    pub fn signed_text(key: &Signer, header: &str, payload: &str) -> String {
-        key.sign(&format!("{}.{}", b64url(header.as_bytes()), b64url(payload.as_bytes()))).unwrap()
-    }
-
-    /// An unsecured JWS (`alg: none`, empty signature) of `claims`.
-    pub fn unsigned(claims: &Value) -> String {
-        format!("{}.{}.", b64url(br#"{"alg":"none","typ":"JWT"}"#), b64url(claims.to_string().as_bytes()))
-    }
-
-    /// HS256 tokens of `claims` whose HMAC key is the public key `jwk` in each form a confused
-    /// verifier might feed to HMAC: the JWK text, its `x`/`n` member, the decoded coordinate or
-    /// modulus, and the SubjectPublicKeyInfo DER. All carry the key's `kid`.
-    pub fn hmac_keyed_with_public_key(jwk: &Value, claims: &Value) -> Vec<String> {
-        let member = jwk.get("x").or_else(|| jwk.get("n")).and_then(Value::as_str).unwrap_or_default();
-        let spki =
-            portcullis_shared::jwt::signing_keys(&json!({"keys": [jwk]})).pop().map(|k| k.spki_der).unwrap_or_default();
-        let secrets: Vec<Vec<u8>> = vec![
-            jwk.to_string().into_bytes(),
-            member.as_bytes().to_vec(),
-            crate::crypto::b64url_decode(member).unwrap_or_default(),
-            spki,
-        ];
-        let header =
-            jwt_compact::Header::empty().with_key_id(jwk["kid"].as_str().unwrap_or_default()).with_token_type("JWT");
-        let claims = jwt_compact::Claims::new(claims.clone());
-        secrets.iter().map(|secret| Hs256.token(&header, &claims, &Hs256Key::new(secret)).unwrap()).collect()
-    }
-}
+pub use portcullis_keys::testing::forge;

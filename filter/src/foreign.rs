@@ -15,7 +15,8 @@ pub fn sign_arguments(hash: &str, private_key: &[u8], message: &[u8]) -> Vec<u8>
 /// `SignResult { bool result = 1; bytes signature = 2; string error = 3; }` → the signature.
 pub fn sign_result(mut bytes: &[u8]) -> Result<Vec<u8>, String> {
     let (mut ok, mut signature, mut error) = (false, Vec::new(), String::new());
-    while let Some((&tag, rest)) = bytes.split_first() {
+    while !bytes.is_empty() {
+        let (tag, rest) = varint(bytes).ok_or("truncated sign result")?;
         let (value, rest) = varint(rest).ok_or("truncated sign result")?;
         bytes = match tag {
             0x08 => {
@@ -54,7 +55,9 @@ pub fn verify_signature_arguments(hash: &str, public_key: &[u8], signature: &[u8
 /// Reads the result; an absent `result` is false (proto3 default).
 pub fn verify_signature_result(mut bytes: &[u8]) -> Result<bool, String> {
     let mut verified = false;
-    while let Some((&tag, rest)) = bytes.split_first() {
+    // Keys are varints too: a field numbered 16 or more has a key of two bytes or more.
+    while !bytes.is_empty() {
+        let (tag, rest) = varint(bytes).ok_or("truncated verify_signature result")?;
         let (value, rest) = varint(rest).ok_or("truncated verify_signature result")?;
         bytes = match tag {
             0x08 => {
@@ -124,5 +127,17 @@ mod tests {
         assert_eq!(verify_signature_result(&[]), Ok(false));
         assert!(verify_signature_result(&[0x12, 9, b'x']).is_err(), "truncated");
         assert!(verify_signature_result(&[0x15, 0, 0, 0, 0]).is_err(), "unexpected wire type");
+    }
+
+    #[test]
+    fn field_keys_are_varints() {
+        // Found by the `foreign` fuzz target: a key read as one byte made a field numbered 16
+        // or more end at the wrong place, so bytes inside it were read as `result`. Here
+        // field 134 holds 9 bytes ending in `08 01`: not verified.
+        let unknown = [0xb2, 0x08, 0x09, 0, 0, 0, 0, 0, 0, 0, 0x08, 0x01];
+        assert_eq!(verify_signature_result(&unknown), Ok(false));
+        assert_eq!(verify_signature_result(&[&unknown[..], &[0x08, 0x01]].concat()), Ok(true));
+        let signed = [&[0x08, 0x01, 0x12, 0x01, 0xaa][..], &unknown].concat();
+        assert!(sign_result(&signed).is_err(), "SignResult has no field 134");
     }
 }

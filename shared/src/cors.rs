@@ -87,11 +87,19 @@ impl CorsPolicy {
             allowed == "*"
                 || allowed.eq_ignore_ascii_case(origin)
                 || allowed.split_once('*').is_some_and(|(prefix, suffix)| {
+                    // `get`, not indexing: a client's Origin may put a multibyte character
+                    // across either boundary, and that is a mismatch, not a panic.
+                    let end = origin.len().saturating_sub(suffix.len());
+                    let (Some(head), Some(label), Some(tail)) =
+                        (origin.get(..prefix.len()), origin.get(prefix.len()..end), origin.get(end..))
+                    else {
+                        return false;
+                    };
                     origin.len() > prefix.len() + suffix.len()
-                        && origin[..prefix.len()].eq_ignore_ascii_case(prefix)
-                        && origin[origin.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
+                        && head.eq_ignore_ascii_case(prefix)
+                        && tail.eq_ignore_ascii_case(suffix)
                         // The wildcard stands for one DNS label, not "anything".
-                        && !origin[prefix.len()..origin.len() - suffix.len()].contains(['.', '/', ':'])
+                        && !label.contains(['.', '/', ':'])
                 })
         })
     }
@@ -189,6 +197,17 @@ mod tests {
         assert_eq!(header(&h, "access-control-expose-headers"), Some("X-Request-Id"));
         let strict = policy(json!({"allowed_origins": ["https://a.example"]}));
         assert!(strict.response_headers("https://b.example").is_empty());
+    }
+
+    #[test]
+    fn a_multibyte_origin_at_the_wildcard_boundary_is_refused_without_a_panic() {
+        // Caught by the `cors` fuzz target: 'é' straddles the end of the "https://" prefix, and
+        // slicing the origin there panicked (in the filter, a trap on a client's request).
+        let p = policy(json!({"allowed_origins": ["https://*.example.org"]}));
+        assert_eq!(p.preflight("https:/\u{e9}x.example.org", "GET", None).status, 403);
+        assert!(p.response_headers("https:/\u{e9}x.example.org").is_empty());
+        assert!(p.response_headers("https://x.example.or\u{e9}g").is_empty());
+        assert_eq!(p.preflight("https://eu.example.org", "GET", None).status, 204);
     }
 
     #[test]

@@ -440,18 +440,20 @@ pub fn normalise_host(scheme: &str, host: &str) -> Result<String, PathError> {
         _ => None,
     };
     if let Some(port) = default_port {
-        // Not for IPv6 literals without brackets, which have no port to strip anyway.
-        if host.ends_with(port) && (host.starts_with('[') || host.matches(':').count() == 1) {
+        // Not for IPv6 literals without brackets, which have no port to strip anyway; after a
+        // bracketed one, only a port that follows the `]`.
+        let rest = &host[..host.len().saturating_sub(port.len())];
+        if host.ends_with(port) && ((host.starts_with('[') && rest.ends_with(']')) || host.matches(':').count() == 1) {
             host.truncate(host.len() - port.len());
         }
     }
+    // Every trailing dot: `api.example.com..` must not dodge the rules for `api.example.com`.
     match host.rfind(':').filter(|_| !host.ends_with(']')) {
         Some(colon) if host[..colon].ends_with('.') && !host.starts_with('[') => {
-            host.remove(colon - 1);
+            let name = host[..colon].trim_end_matches('.').len();
+            host.replace_range(name..colon, "");
         }
-        None if host.ends_with('.') => {
-            host.pop();
-        }
+        None => host.truncate(host.trim_end_matches('.').len()),
         _ => {}
     }
     Ok(host)
@@ -718,6 +720,26 @@ mod tests {
         for bad in ["h/public", "user@h", "h%2fx", "h;x", "h x", "h?x", "h#x", "h\\x"] {
             assert_eq!(normalise_host("http", bad), Err(PathError::BadAuthority), "{bad}");
         }
+    }
+
+    #[test]
+    fn every_trailing_dot_of_a_host_is_removed() {
+        // Found by the `path` fuzz target (host normalisation was not idempotent): only one
+        // dot was removed, so `api.example.com..` was judged as `api.example.com.` and missed
+        // the rules written for `api.example.com`.
+        let host = |scheme: &str, host: &str| normalise_host(scheme, host).unwrap();
+        assert_eq!(host("https", "API.example.com.."), "api.example.com");
+        assert_eq!(host("https", "api.example.com...:443"), "api.example.com");
+        assert_eq!(host("http", "api.example.com..:8080"), "api.example.com:8080");
+    }
+
+    #[test]
+    fn only_a_port_after_an_ipv6_literal_is_stripped() {
+        // Caught by the `path` fuzz target (host normalisation was not idempotent): each call
+        // stripped one more default port from `[::1]:80:80`.
+        let once = normalise_host("http", "[::1]:80:80").unwrap();
+        assert_eq!(normalise_host("http", &once).unwrap(), once);
+        assert_eq!(normalise_host("http", "[::1]:80").unwrap(), "[::1]");
     }
 
     #[test]

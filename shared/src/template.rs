@@ -14,7 +14,25 @@
 //! Go's `[a b]`. Unknown functions, bad syntax and wrong arities are compile errors with the
 //! byte offset. There is deliberately no `env`: a rule must not read the gateway's environment.
 
+use std::cell::Cell;
+use std::fmt;
+
 use serde_json::{Map, Value};
+
+/// The most bytes one render may produce, its intermediate values included. Each `quote`
+/// doubles the backslashes before it and `join` multiplies a separator by a list, so a short
+/// template could otherwise ask for gigabytes on every request.
+pub const MAX_RENDERED: usize = 256 * 1024;
+
+/// A render that would produce more than [`MAX_RENDERED`] bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TooLarge;
+
+impl fmt::Display for TooLarge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "the template renders more than {MAX_RENDERED} bytes")
+    }
+}
 
 /// A compiled template.
 #[derive(Debug, Clone, PartialEq)]
@@ -437,11 +455,13 @@ impl Template {
         Ok(Self { nodes })
     }
 
-    pub fn render(&self, ctx: &Context<'_>) -> String {
+    /// The rendered text; a missing value renders empty. Fails only when the output, or any
+    /// value computed on the way, would pass [`MAX_RENDERED`] bytes.
+    pub fn render(&self, ctx: &Context<'_>) -> Result<String, TooLarge> {
         let mut out = String::new();
-        let root = Scope { ctx };
+        let root = Scope { ctx, spent: Cell::new(0) };
         render_nodes(&self.nodes, &root, &Val::Root, &mut out);
-        out
+        if root.exhausted() { Err(TooLarge) } else { Ok(out) }
     }
 }
 
@@ -560,6 +580,20 @@ fn check_root_path(path: &[String]) -> Result<(), String> {
 
 struct Scope<'c, 'a> {
     ctx: &'c Context<'a>,
+    /// Bytes produced so far, output and intermediate values alike.
+    spent: Cell<usize>,
+}
+
+impl Scope<'_, '_> {
+    /// Counts `bytes` more against [`MAX_RENDERED`].
+    fn charge(&self, bytes: usize) {
+        self.spent.set(self.spent.get().saturating_add(bytes));
+    }
+
+    /// Past the budget: evaluation stops and the render fails.
+    fn exhausted(&self) -> bool {
+        self.spent.get() > MAX_RENDERED
+    }
 }
 
 /// A value during evaluation, borrowed from the context where possible.
@@ -682,9 +716,19 @@ fn push_value(out: &mut String, v: &Value) {
 
 fn render_nodes<'a>(nodes: &[Node], scope: &Scope<'_, 'a>, dot: &Val<'a>, out: &mut String) {
     for node in nodes {
+        if scope.exhausted() {
+            return;
+        }
         match node {
-            Node::Text(t) => out.push_str(t),
-            Node::Output(p) => eval_pipeline(p, scope, dot).render(scope, out),
+            Node::Text(t) => {
+                scope.charge(t.len());
+                out.push_str(t);
+            }
+            Node::Output(p) => {
+                let before = out.len();
+                eval_pipeline(p, scope, dot).render(scope, out);
+                scope.charge(out.len() - before);
+            }
             Node::If { branches, otherwise } => {
                 let body = branches
                     .iter()
@@ -755,7 +799,18 @@ fn walk<'a>(start: &Val<'a>, path: &[String], scope: &Scope<'_, 'a>) -> Val<'a> 
     current
 }
 
-fn call<'a>(func: Func, mut args: Vec<Val<'a>>, scope: &Scope<'_, 'a>) -> Val<'a> {
+fn call<'a>(func: Func, args: Vec<Val<'a>>, scope: &Scope<'_, 'a>) -> Val<'a> {
+    if scope.exhausted() {
+        return Val::Nil;
+    }
+    let value = apply(func, args, scope);
+    if let Val::Own(Value::String(s)) = &value {
+        scope.charge(s.len());
+    }
+    if scope.exhausted() { Val::Nil } else { value }
+}
+
+fn apply<'a>(func: Func, mut args: Vec<Val<'a>>, scope: &Scope<'_, 'a>) -> Val<'a> {
     let text = |v: &Val<'a>| v.text(scope);
     let string = |s: String| Val::Own(Value::String(s));
     match func {
@@ -799,6 +854,11 @@ fn call<'a>(func: Func, mut args: Vec<Val<'a>>, scope: &Scope<'_, 'a>) -> Val<'a
         Func::Join => {
             let sep = text(&args[0]);
             let joined = match args[1].to_value(scope) {
+                // The separator times the list, counted before it is built.
+                Value::Array(list) if sep.len().saturating_mul(list.len()) > MAX_RENDERED => {
+                    scope.charge(sep.len().saturating_mul(list.len()));
+                    return Val::Nil;
+                }
                 Value::Array(list) => list.iter().map(|v| Val::Ref(v).text(scope)).collect::<Vec<_>>().join(&sep),
                 other => Val::Own(other).text(scope),
             };
@@ -870,12 +930,30 @@ mod tests {
         let extra = extra.as_object().cloned().unwrap_or_default();
         let headers = vec![("x-tenant".to_owned(), "acme".to_owned())];
         let captures = vec!["a".to_owned(), "42".to_owned()];
-        Template::compile(src).unwrap().render(&Context {
-            subject,
-            extra: &extra,
-            captures: &captures,
-            headers: &headers,
-        })
+        Template::compile(src)
+            .unwrap()
+            .render(&Context { subject, extra: &extra, captures: &captures, headers: &headers })
+            .unwrap()
+    }
+
+    #[test]
+    fn output_that_would_grow_without_bound_is_refused() {
+        // Found by the `template` fuzz target: each `quote` escapes the quotes and backslashes
+        // of the one before, so the output doubled per `quote` (24 in a 200-byte template:
+        // ~100 MB per request), and `join` multiplies its separator by a list.
+        let extra = json!({"list": vec!["x"; 1000]}).as_object().cloned().unwrap();
+        let ctx = Context { subject: "a\"b", extra: &extra, captures: &[], headers: &[] };
+        let quoted = format!("{{{{ .Subject{} }}}}", " | quote".repeat(24));
+        assert_eq!(Template::compile(&quoted).unwrap().render(&ctx), Err(TooLarge));
+        let joined = r#"{{ join (join "-----" .Extra.list) .Extra.list }}"#;
+        assert_eq!(Template::compile(joined).unwrap().render(&ctx), Err(TooLarge));
+        let printed = format!("{{{{ print {} }}}}", "(join .Subject .Extra.list) ".repeat(200));
+        assert_eq!(Template::compile(&printed).unwrap().render(&ctx), Err(TooLarge));
+        // Up to the limit, output is whole.
+        let eight = format!("{{{{ .Subject{} }}}}", " | quote".repeat(8));
+        assert!(Template::compile(&eight).unwrap().render(&ctx).is_ok_and(|o| o.len() > 500));
+        let big = "y".repeat(MAX_RENDERED);
+        assert_eq!(Template::compile(&big).unwrap().render(&ctx).map(|o| o.len()), Ok(MAX_RENDERED));
     }
 
     #[test]

@@ -154,8 +154,11 @@ struct Artifact {
     crates: &'static [&'static str],
 }
 
-const PORTCULLIS: Artifact =
-    Artifact { env: "PORTCULLIS_BIN", default: "target/debug/portcullis", crates: &["shared", "control-plane"] };
+const PORTCULLIS: Artifact = Artifact {
+    env: "PORTCULLIS_BIN",
+    default: "target/debug/portcullis",
+    crates: &["shared", "control-plane", "control-plane/model", "control-plane/store", "control-plane/keys"],
+};
 const FILTER_WASM: Artifact = Artifact {
     env: "PORTCULLIS_WASM",
     default: "target/wasm32-wasip1/wasm-release/portcullis_filter.wasm",

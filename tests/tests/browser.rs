@@ -12,9 +12,9 @@
 
 use std::time::{Duration, Instant};
 
-use portcullis_control_plane::courier::sink::{SmtpSink, six_digit_code};
 use portcullis_e2e::browser::{self, Browser};
 use portcullis_e2e::{Extras, Ports, Testbed, fresh_client, put_rules, testbed_with};
+use portcullis_testkit::{SmtpSink, six_digit_code};
 use serde_json::{Value, json};
 
 /// The message id of "Now confirm with your passkey." on the passkey sign-up step.
@@ -22,7 +22,7 @@ const PASSKEY_CONFIRM: u32 = 1_040_901;
 
 /// The message id of the registration policy's refusal ("Only e-mail addresses at ... can be
 /// used here.").
-const POLICY_REFUSED: u32 = portcullis_control_plane::identity::policy::MESSAGE_ID;
+const POLICY_REFUSED: u32 = portcullis_model::identity::REGISTRATION_POLICY_MESSAGE_ID;
 
 /// Strong enough for any length or similarity policy, and in no breach list.
 const PASSWORD: &str = "portcullis-Browser-7f3a9c";

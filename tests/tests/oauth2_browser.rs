@@ -7,10 +7,10 @@
 //! authorization server redirected with, and the test plays the application's back end,
 //! redeeming the code at the token endpoint. Screenshots: `target/browser-screenshots/<test>/`.
 
-use portcullis_control_plane::courier::sink::SmtpSink;
-use portcullis_control_plane::crypto::{b64url, random_bytes, sha256};
 use portcullis_e2e::browser::{self, Browser};
 use portcullis_e2e::{Extras, Testbed, put_rules, send, testbed_with, verified_claims};
+use portcullis_model::crypto::{b64url, random_bytes, sha256};
+use portcullis_testkit::SmtpSink;
 use serde_json::{Value, json};
 
 const PASSWORD: &str = "portcullis-Browser-7f3a9c";

@@ -11,8 +11,8 @@ use serde_json::{Value, json};
 
 use crate::admin::auth::{self, Caller, Scopes};
 use crate::app::AppState;
-use crate::client::rfc3339;
 use crate::error::{ApiError, ApiJson};
+use crate::rfc3339;
 use crate::store::api_keys::ApiKeyRow;
 
 #[derive(Deserialize)]

@@ -10,9 +10,9 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use crate::app::AppState;
-use crate::client::rfc3339;
 use crate::courier::MASK;
 use crate::error::{ApiError, parse_urlencoded};
+use crate::rfc3339;
 use crate::store::courier::{CourierFilter, CourierMessageRow, STATUSES};
 
 const DEFAULT_PAGE_SIZE: i64 = 250;

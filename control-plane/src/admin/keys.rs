@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 
 use crate::app::AppState;
 use crate::error::{ApiError, ApiJson};
-use crate::keys::{GATEWAY_SET, KeyMaterial, Keys, MANAGED_SETS, OAUTH2_SET, validate_name};
+use crate::keys::{GATEWAY_SET, KeyMaterial, Keys, MANAGED_SETS, OAUTH2_SET, ReloadError, validate_name};
 use crate::store::KeyRow;
 
 /// `createJsonWebKeySet`'s body.
@@ -79,9 +79,9 @@ fn fits_managed_set(set: &str, key: &KeyMaterial) -> Result<(), ApiError> {
 
 /// After a change to `set`: when it is a managed set, load it again. A new gateway signer goes
 /// to the decisions API and the filters' snapshot; an OAuth2 signer goes nowhere else.
-pub async fn apply_set(state: &AppState, set: &str) -> Result<(), ApiError> {
+pub async fn apply_set(state: &AppState, set: &str) -> Result<(), ReloadError> {
     let Some(keys) = managed(state, set) else { return Ok(()) };
-    let changed = keys.reload(&state.config.secrets, &state.store).await.map_err(|e| ApiError::internal(&e))?;
+    let changed = keys.reload(&state.config.secrets, &state.store).await?;
     if changed && set == GATEWAY_SET {
         state.rules.set_signing_key(keys.snapshot_key()).await;
         state.decider.set_signer(Some(keys.signer()));
@@ -338,7 +338,7 @@ mod tests {
                 let (input, sig) = token.rsplit_once('.').unwrap();
                 let sig = p256::ecdsa::Signature::from_slice(&crate::crypto::b64url_decode(sig).unwrap()).unwrap();
                 use p256::ecdsa::signature::Verifier as _;
-                crate::keys::tests::verifying_key(jwk).verify(input.as_bytes(), &sig).unwrap();
+                crate::keys::testing::verifying_key(jwk).verify(input.as_bytes(), &sig).unwrap();
                 let expected_in_filters = if set == GATEWAY { new_kid.clone() } else { filters_before };
                 assert_eq!(snapshot_kid(&h), expected_in_filters, "{backend} {set}");
 

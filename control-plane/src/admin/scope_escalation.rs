@@ -1,5 +1,5 @@
 //! The admin API's scope table, tested over the real router (issue 13, hardening): every
-//! route the admin router serves is enumerated from the router itself (`app::admin_routes`,
+//! route the admin router serves is enumerated from the router itself (`routes::admin_routes`,
 //! which `admin_router` is built from, identity routes merged in), each method found by asking
 //! the router, and both are compared with [`TABLE`], the documented scope of every route. Then,
 //! for every route and method: no key → 401, a key holding every scope but the documented one
@@ -111,7 +111,7 @@ fn every_scope() -> Vec<String> {
 /// The route paths the admin router serves, read from the router's own description of its
 /// path table (axum's `Debug` lists every registered path, merged routers included).
 fn served_paths() -> BTreeSet<String> {
-    let described = format!("{:?}", crate::app::admin_routes());
+    let described = format!("{:?}", crate::routes::admin_routes());
     // The routes, not the fallback router (axum describes both, in this order).
     let routes = described
         .split_once("path_router:")

@@ -12,9 +12,9 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
 use crate::app::AppState;
-use crate::client::rfc3339;
 use crate::crypto;
 use crate::error::{ApiError, ApiJson, parse_urlencoded};
+use crate::rfc3339;
 use crate::store::trusts::TrustRow;
 
 const DEFAULT_PAGE_SIZE: i64 = 250;
@@ -218,7 +218,7 @@ mod tests {
         assert_eq!(created["scope"], json!(["read", "write"]));
         assert_eq!(created["public_key"], json!({"set": "https://idp.example", "kid": key.kid()}));
         assert_eq!(created["expires_at"], "2030-01-01T00:00:00Z");
-        assert_eq!(created["created_at"], crate::client::rfc3339(T0));
+        assert_eq!(created["created_at"], crate::rfc3339(T0));
 
         let dup = h.admin_json(Method::POST, PATH, Some(request(&key, json!("alice")))).await;
         assert_eq!(dup.status, StatusCode::CONFLICT);

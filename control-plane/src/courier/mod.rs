@@ -10,7 +10,6 @@
 
 pub mod config;
 pub mod outbox;
-pub mod sink;
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -427,7 +426,7 @@ fn mask(row: &mut CourierMessageRow) {
 /// Adds one attempt in Kratos's dispatch shape.
 fn append_dispatch(row: &mut CourierMessageRow, error: Option<&str>, now: i64) {
     let mut dispatches: Vec<Value> = serde_json::from_str(&row.dispatches).unwrap_or_default();
-    let at = crate::client::rfc3339(now);
+    let at = crate::rfc3339(now);
     let mut dispatch = json!({
         "id": crate::crypto::uuid_v4(),
         "message_id": row.id,
@@ -448,10 +447,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 #[cfg(test)]
 mod tests {
-    use super::sink::{SmtpSink, six_digit_code};
     use super::*;
     use crate::clock::SystemClock;
     use crate::config::CourierConfig;
+    use portcullis_testkit::{SmtpSink, six_digit_code};
 
     fn config(uri: Option<String>, retries: u32) -> CourierConfig {
         let mut c = CourierConfig::default();

@@ -36,7 +36,7 @@ pub async fn page(State(state): State<AppState>) -> Response {
     } else {
         html.push_str(&format!("<ol aria-label=\"{} e-mails\">\n", entries.len()));
         for (n, e) in entries.iter().enumerate() {
-            let when = crate::client::rfc3339(e.sent_at);
+            let when = crate::rfc3339(e.sent_at);
             html.push_str(&format!(
                 "<li><article aria-labelledby=\"m{n}\">\n<h2 id=\"m{n}\">{subject}</h2>\n<dl>\n\
                  <dt>To</dt><dd>{to}</dd>\n<dt>Sent</dt><dd><time datetime=\"{when}\">{when}</time></dd>\n\

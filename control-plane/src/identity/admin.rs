@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
-use axum::handler::Handler;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -20,7 +19,6 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 
 use crate::app::AppState;
-use crate::client::rfc3339;
 use crate::crypto;
 use crate::error::{ApiError, ApiJson, parse_urlencoded};
 use crate::identity::flow::{self, CodeState, Kind};
@@ -30,6 +28,7 @@ use crate::identity::{
     Body, CODE, Credential, Identity, PASSKEY, PASSWORD, State as IdentityState, View, derived_credentials,
     new_identity, password, sync_addresses,
 };
+use crate::rfc3339;
 use crate::store::identities::IdentityFilter;
 use crate::store::sessions::Deactivate;
 
@@ -42,25 +41,12 @@ const MAX_BATCH: usize = 1000;
 const MAX_BATCH_PLAINTEXT: usize = 200;
 /// A batch body may be this large (the rest of the admin API: 1 MiB): 1000 imported identities
 /// with hashes, addresses and metadata need several MiB, and about 16 KiB each still fits.
-const BATCH_BODY_LIMIT: usize = 16 * 1024 * 1024;
+pub(crate) const BATCH_BODY_LIMIT: usize = 16 * 1024 * 1024;
 /// Kratos's text for a duplicate identifier, which SDK users match on.
 const DUPLICATE: &str = "An account with the same identifier (email, phone, username, ...) exists already.";
 /// What a JSON Patch may not touch (Kratos refuses `id`, `credentials` and `state_changed_at`;
 /// `created_at` is history, not data).
 const FROZEN: &[&str] = &["/id", "/credentials", "/state_changed_at", "/created_at"];
-
-/// The admin listener's identity routes.
-pub fn routes() -> axum::Router<AppState> {
-    use axum::routing::{delete, get, post};
-    axum::Router::new()
-        .route(
-            "/admin/identities",
-            get(list).post(create).patch(batch.layer(axum::extract::DefaultBodyLimit::max(BATCH_BODY_LIMIT))),
-        )
-        .route("/admin/identities/{id}", get(get_one).put(replace).patch(patch).delete(remove))
-        .route("/admin/identities/{id}/credentials/{kind}", delete(remove_credential))
-        .route("/admin/recovery/code", post(recovery_code))
-}
 
 // --- request bodies -------------------------------------------------------------------------
 
@@ -504,7 +490,13 @@ async fn store_replacement(
         state.store.delete_credential(&p.identity.id, CODE).await?;
     }
     if p.identity.state == IdentityState::Inactive {
-        let n = revoke(state, Deactivate::Identity { identity_id: &p.identity.id, except: "" }).await?;
+        let n = revoke(
+            &state.store,
+            &state.rules,
+            state.clock.now(),
+            Deactivate::Identity { identity_id: &p.identity.id, except: "" },
+        )
+        .await?;
         if n > 0 {
             tracing::info!(identity_id = %p.identity.id, sessions = n, "identity deactivated: sessions revoked");
         }
@@ -568,7 +560,8 @@ pub async fn remove(State(state): State<AppState>, Path(id): Path<String>) -> Re
     if state.store.get_identity(&id).await?.is_none() {
         return Err(ApiError::not_found());
     }
-    revoke(&state, Deactivate::Identity { identity_id: &id, except: "" }).await?;
+    revoke(&state.store, &state.rules, state.clock.now(), Deactivate::Identity { identity_id: &id, except: "" })
+        .await?;
     if !state.store.delete_identity(&id).await? {
         return Err(ApiError::not_found());
     }
@@ -1375,7 +1368,7 @@ mod tests {
             assert_eq!(browser.status, StatusCode::CREATED, "{}", browser.json());
             let b = browser.json();
             assert!(b["recovery_link"].as_str().unwrap().contains("/ui/recovery?flow="), "{b}");
-            assert_eq!(b["expires_at"], crate::client::rfc3339(crate::testing::T0 + 5400));
+            assert_eq!(b["expires_at"], crate::rfc3339(crate::testing::T0 + 5400));
             assert_eq!(b["recovery_code"].as_str().unwrap().len(), 6);
 
             let r = h

@@ -580,7 +580,7 @@ fn finish_registration(
     let entry = StoredPasskey {
         id: crate::crypto::b64url(passkey.cred_id()),
         display_name: c.display_name.clone().unwrap_or_else(|| display_name(state, identity)),
-        added_at: crate::client::rfc3339(state.clock.now()),
+        added_at: crate::rfc3339(state.clock.now()),
         passkey,
     };
     Ok(Some((entry, user_handle)))

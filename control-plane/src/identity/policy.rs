@@ -5,8 +5,7 @@
 
 use crate::identity::config::RegistrationPolicy;
 
-/// Kratos has no id for this; 4000040 is ours, in Kratos's validation range.
-pub const MESSAGE_ID: u32 = 4_000_040;
+pub use portcullis_model::identity::REGISTRATION_POLICY_MESSAGE_ID as MESSAGE_ID;
 
 impl RegistrationPolicy {
     pub fn is_open(&self) -> bool {

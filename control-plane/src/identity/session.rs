@@ -4,6 +4,8 @@
 //! session list, logout, and the admin session API. Tokens are random 256-bit strings stored
 //! only as SHA-256 digests; revoking a session pushes its digest to every Envoy filter.
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -12,11 +14,13 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::app::AppState;
-use crate::client::rfc3339;
 use crate::crypto;
 use crate::error::{ApiError, StoreError};
 use crate::identity::flow::FlowError;
 use crate::identity::{Identity, View};
+use crate::rfc3339;
+use crate::rules::Rules;
+use crate::store::Store;
 use crate::store::sessions::{Deactivate, SessionFilter, SessionRow};
 
 pub const SESSION_TOKEN_PREFIX: &str = "pc_st_";
@@ -314,7 +318,11 @@ fn tokenize(state: &AppState, name: &str, s: &SessionRow, session: &Value) -> Re
                     .map_err(|e| ApiError::internal(&format!("tokenizer template {name}, claim {k}: {e}")))?;
                 let ctx =
                     portcullis_shared::template::Context { subject: &sub, extra: &extra, captures: &[], headers: &[] };
-                Value::String(template.render(&ctx))
+                Value::String(
+                    template
+                        .render(&ctx)
+                        .map_err(|e| ApiError::internal(&format!("tokenizer template {name}, claim {k}: {e}")))?,
+                )
             }
             other => other.clone(),
         };
@@ -335,12 +343,12 @@ fn tokenize(state: &AppState, name: &str, s: &SessionRow, session: &Value) -> Re
         .ok_or_else(|| ApiError::internal(&"could not sign the session token"))
 }
 
-/// Deactivates sessions and tells every filter at once.
-pub async fn revoke(state: &AppState, which: Deactivate<'_>) -> Result<u64, ApiError> {
-    let now = state.clock.now();
-    let n = state.store.deactivate_sessions(which, now).await?;
+/// Deactivates sessions at `now` and tells every filter at once (through `rules`, which
+/// publishes the revoked tokens). Takes only what it uses, so it is callable without a server.
+pub async fn revoke(store: &Store, rules: &Arc<Rules>, now: i64, which: Deactivate<'_>) -> Result<u64, StoreError> {
+    let n = store.deactivate_sessions(which, now).await?;
     if n > 0 {
-        state.rules.refresh_revocations(&state.store, now).await?;
+        rules.refresh_revocations(store, now).await?;
     }
     Ok(n)
 }
@@ -396,7 +404,13 @@ pub async fn list_mine(
 /// `DELETE /sessions`: revokes all the caller's sessions but this one; `{"count": n}`.
 pub async fn revoke_others(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
     let auth = authenticate(&state, &headers).await?.ok_or_else(session_inactive)?;
-    let n = revoke(&state, Deactivate::Identity { identity_id: &auth.identity.id, except: &auth.session.id }).await?;
+    let n = revoke(
+        &state.store,
+        &state.rules,
+        state.clock.now(),
+        Deactivate::Identity { identity_id: &auth.identity.id, except: &auth.session.id },
+    )
+    .await?;
     Ok(Json(json!({"count": n})))
 }
 
@@ -412,7 +426,7 @@ pub async fn revoke_mine(
     }
     match state.store.get_session(&id).await? {
         Some(s) if s.identity_id == auth.identity.id => {
-            revoke(&state, Deactivate::One(&id)).await?;
+            revoke(&state.store, &state.rules, state.clock.now(), Deactivate::One(&id)).await?;
             Ok(StatusCode::NO_CONTENT)
         }
         _ => Err(ApiError::not_found()),
@@ -474,7 +488,7 @@ pub async fn logout(
         })?,
         None => format!("{}/ui/login", state.config.urls.self_.public_base()),
     };
-    revoke(&state, Deactivate::One(&session.id)).await?;
+    revoke(&state.store, &state.rules, state.clock.now(), Deactivate::One(&session.id)).await?;
     tracing::info!(session_id = %session.id, "signed out");
     let mut response = (StatusCode::SEE_OTHER, [(header::LOCATION, target)]).into_response();
     response.headers_mut().append(header::SET_COOKIE, clear_session_cookie(&state));
@@ -494,7 +508,7 @@ pub async fn logout_api(
     let hash = crypto::sha256_hex(body.session_token.as_bytes());
     match state.store.get_session_by_token(&hash).await? {
         Some(s) if s.active => {
-            revoke(&state, Deactivate::One(&s.id)).await?;
+            revoke(&state.store, &state.rules, state.clock.now(), Deactivate::One(&s.id)).await?;
             Ok(StatusCode::NO_CONTENT)
         }
         _ => Err(ApiError::new(StatusCode::FORBIDDEN, "session_inactive", "The session token is not active.")),
@@ -589,7 +603,7 @@ pub async fn admin_disable(State(state): State<AppState>, Path(id): Path<String>
     if state.store.get_session(&id).await?.is_none() {
         return Err(ApiError::not_found());
     }
-    revoke(&state, Deactivate::One(&id)).await?;
+    revoke(&state.store, &state.rules, state.clock.now(), Deactivate::One(&id)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

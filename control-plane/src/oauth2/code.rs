@@ -80,7 +80,8 @@ pub async fn issue(state: &AppState, grant: &Grant) -> Result<String, StoreError
     let code = generate();
     let now = state.clock.now();
     let lifespan = i64::try_from(state.config.ttl.auth_code.as_secs()).unwrap_or(i64::MAX);
-    let grant_body = serde_json::to_string(grant).map_err(|e| StoreError(format!("encode grant: {e}")))?;
+    let grant_body =
+        serde_json::to_string(grant).map_err(|e| StoreError::corrupt("authorization_codes.grant_body", e))?;
     state
         .store
         .insert_code(&CodeRow {
@@ -119,7 +120,7 @@ pub async fn redeem_if<E>(
         return Ok(Ok(Redeemed::Invalid));
     }
     let grant: Grant =
-        serde_json::from_str(&row.grant_body).map_err(|e| StoreError(format!("stored grant is not valid: {e}")))?;
+        serde_json::from_str(&row.grant_body).map_err(|e| StoreError::corrupt("authorization_codes.grant_body", e))?;
     if row.redeemed_at.is_none() {
         if let Err(e) = check(&grant) {
             return Ok(Err(e));

@@ -18,9 +18,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::app::AppState;
-use crate::client::{ClientBody, rfc3339};
+use crate::client::ClientBody;
 use crate::crypto;
 use crate::error::{ApiError, ApiJson, StoreError, parse_urlencoded};
+use crate::rfc3339;
 use crate::store::ClientRow;
 use crate::store::oauth2_flows::{Advance, ConsentRow, FlowRow, Handle};
 
@@ -241,7 +242,7 @@ fn ttl(state: &AppState) -> i64 {
 }
 
 fn encode(body: &FlowBody) -> Result<String, StoreError> {
-    serde_json::to_string(body).map_err(|e| StoreError(format!("encode flow: {e}")))
+    serde_json::to_string(body).map_err(|e| StoreError::corrupt("oauth2_flows.body", e))
 }
 
 /// Stores a new flow; returns the login challenge. `csrf` is the browser-binding cookie value.
@@ -275,8 +276,7 @@ pub async fn load(state: &AppState, by: Handle, handle: &str) -> Result<Option<F
     let Some(row) = state.store.get_oauth2_flow_by(by, &crypto::token_signature(handle)).await? else {
         return Ok(None);
     };
-    let body: FlowBody =
-        serde_json::from_str(&row.body).map_err(|e| StoreError(format!("stored flow is not valid: {e}")))?;
+    let body: FlowBody = serde_json::from_str(&row.body).map_err(|e| StoreError::corrupt("oauth2_flows.body", e))?;
     Ok(Some(Flow { row, body }))
 }
 

@@ -67,8 +67,6 @@ async fn introspect(
             return Ok(IntrospectionResponse::inactive());
         }
     }
-    let aud: Vec<String> =
-        serde_json::from_str(&row.audience).map_err(|e| StoreError(format!("token audience column: {e}")))?;
     let ext: Option<serde_json::Map<String, serde_json::Value>> = serde_json::from_str(&row.ext).ok();
     Ok(IntrospectionResponse {
         active: true,
@@ -78,11 +76,11 @@ async fn introspect(
         exp: Some(row.expires_at),
         iat: Some(row.issued_at),
         nbf: Some(row.issued_at),
-        aud: Some(aud),
+        aud: Some(row.audience),
         iss: Some(state.config.urls.self_.issuer.clone()),
         token_type: Some("Bearer".into()),
         ext: ext.filter(|e| !e.is_empty()),
-        token_use: Some(row.token_use),
+        token_use: Some(row.token_use.as_str().to_owned()),
         ..IntrospectionResponse::default()
     })
 }

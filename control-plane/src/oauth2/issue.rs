@@ -6,6 +6,9 @@
 //! treat both formats alike and a revoked JWT's digest reaches the filters. One answer is
 //! stored in one transaction. Lifespans come from the client's `*_lifespan` fields, else `ttl.*`.
 //! This module judges nothing: the grant handlers have checked the request before calling it.
+//! The minting itself ([`Minter::mint`]) takes what it reads explicitly (store, clock, the
+//! OAuth2 key set, issuer, `ttl`, the default strategy) and fails with a [`MintError`]; only
+//! [`mint`], the grant handlers' entry, knows `AppState` and maps the error to an RFC body.
 
 use axum::Json;
 use axum::http::{HeaderValue, header};
@@ -15,11 +18,13 @@ use serde_json::{Map, Value, json};
 use super::code::Grant;
 use crate::app::AppState;
 use crate::client::{ClientBody, lifespan_seconds};
-use crate::config::AccessTokenStrategy;
+use crate::clock::Clock;
+use crate::config::{AccessTokenStrategy, Ttl};
 use crate::crypto;
-use crate::error::OAuthError;
-use crate::store::TokenRow;
-use crate::store::tokens::{ACCESS_TOKEN, REFRESH_TOKEN};
+use crate::error::{OAuthError, StoreError};
+use crate::keys::Keys;
+use crate::store::tokens::TokenUse;
+use crate::store::{Store, TokenRow};
 
 pub const REFRESH_TOKEN_PREFIX: &str = "pc_rt_";
 
@@ -109,9 +114,59 @@ impl IntoResponse for Minted {
     }
 }
 
+/// Why an answer could not be minted. Every case is a server fault (the grant handlers judged
+/// the request), so each maps to `server_error` — the store's to its own mapping.
+#[derive(Debug, thiserror::Error)]
+pub enum MintError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A stored client's lifespan override does not parse (clients are validated when written).
+    #[error("client field {field}: {reason}")]
+    ClientLifespan { field: &'static str, reason: String },
+    #[error("could not encode the grant: {0}")]
+    Encode(#[from] serde_json::Error),
+    #[error("could not sign a token")]
+    Sign,
+}
+
+impl From<MintError> for OAuthError {
+    fn from(e: MintError) -> Self {
+        match e {
+            MintError::Store(e) => e.into(),
+            e => OAuthError::server_error(&e),
+        }
+    }
+}
+
+/// What minting reads from the server, passed in rather than taken from `AppState`.
+pub struct Minter<'a> {
+    pub store: &'a Store,
+    pub clock: &'a dyn Clock,
+    /// The OAuth2 set (`portcullis.id-token`), whose keys never leave the control plane; never
+    /// the gateway's, which filters and `rules:write` keys can sign with.
+    pub keys: &'a Keys,
+    pub issuer: &'a str,
+    pub ttl: &'a Ttl,
+    /// `strategies.access_token`, for clients without `access_token_strategy`.
+    pub default_strategy: AccessTokenStrategy,
+}
+
+impl<'a> Minter<'a> {
+    pub fn of(state: &'a AppState) -> Self {
+        Self {
+            store: &state.store,
+            clock: state.clock.as_ref(),
+            keys: &state.keys,
+            issuer: &state.config.urls.self_.issuer,
+            ttl: &state.config.ttl,
+            default_strategy: state.config.strategies.access_token,
+        }
+    }
+}
+
 /// The client's lifespan override `field`, if set. Stored clients were validated, so a bad
 /// value here is a server fault, not the caller's.
-fn client_lifespan(client: &ClientBody, field: &str) -> Result<Option<i64>, OAuthError> {
+fn client_lifespan(client: &ClientBody, field: &'static str) -> Result<Option<i64>, MintError> {
     let text = if field == "client_credentials_grant_access_token_lifespan" {
         client.client_credentials_grant_access_token_lifespan.as_deref()
     } else {
@@ -119,15 +174,16 @@ fn client_lifespan(client: &ClientBody, field: &str) -> Result<Option<i64>, OAut
     };
     match text.filter(|t| !t.is_empty()) {
         None => Ok(None),
-        Some(t) => lifespan_seconds(t).map(Some).map_err(|e| OAuthError::server_error(&format!("{field}: {e}"))),
+        Some(t) => {
+            lifespan_seconds(t).map(Some).map_err(|e| MintError::ClientLifespan { field, reason: e.to_string() })
+        }
     }
 }
 
-fn lifespan(state: &AppState, m: &Mint<'_>, kind: Kind) -> Result<i64, OAuthError> {
+fn lifespan(ttl: &Ttl, m: &Mint<'_>, kind: Kind) -> Result<i64, MintError> {
     if let Some(secs) = m.grant_type.lifespan_field(kind).map(|f| client_lifespan(m.client, f)).transpose()?.flatten() {
         return Ok(secs);
     }
-    let ttl = &state.config.ttl;
     let default = match kind {
         Kind::Access => ttl.access_token,
         Kind::Refresh => ttl.refresh_token,
@@ -137,13 +193,13 @@ fn lifespan(state: &AppState, m: &Mint<'_>, kind: Kind) -> Result<i64, OAuthErro
 }
 
 /// The access-token format for `client`.
-pub fn strategy(state: &AppState, client: &ClientBody) -> AccessTokenStrategy {
+fn strategy(default: AccessTokenStrategy, client: &ClientBody) -> AccessTokenStrategy {
     client
         .extra
         .get("access_token_strategy")
         .and_then(Value::as_str)
         .and_then(AccessTokenStrategy::parse)
-        .unwrap_or(state.config.strategies.access_token)
+        .unwrap_or(default)
 }
 
 /// Whether the granted scopes ask for a refresh token (Hydra accepts both spellings).
@@ -157,92 +213,92 @@ pub fn at_hash(access_token: &str) -> String {
 }
 
 /// Signs `claims`, issued at `now` and valid for `lifetime` seconds (and not before `now` when
-/// `with_nbf`), with the OAuth2 set (`portcullis.id-token`), whose keys never leave the control
-/// plane; never with the gateway's, which filters and `rules:write` keys can sign with.
-fn sign(
-    state: &AppState,
-    claims: Map<String, Value>,
-    now: i64,
-    lifetime: i64,
-    with_nbf: bool,
-) -> Result<String, OAuthError> {
+/// `with_nbf`), with `keys` (the OAuth2 set: see [`Minter::keys`]).
+fn sign(keys: &Keys, claims: Map<String, Value>, now: i64, lifetime: i64, with_nbf: bool) -> Result<String, MintError> {
     crate::jwt::issue(claims, now, lifetime, with_nbf)
-        .and_then(|claims| state.keys.signer().sign_jwt("JWT", &claims))
-        .ok_or_else(|| OAuthError::server_error(&"could not sign a token"))
+        .and_then(|claims| keys.signer().sign_jwt("JWT", &claims))
+        .ok_or(MintError::Sign)
 }
 
-/// Mints and stores one answer.
+/// Mints and stores one answer: the grant handlers' entry.
 pub async fn mint(state: &AppState, m: &Mint<'_>) -> Result<Minted, OAuthError> {
-    let now = state.clock.now();
-    let issuer = &state.config.urls.self_.issuer;
-    let request_id = crypto::uuid_v4();
-    let scope = m.scope.join(" ");
-    let audience = serde_json::to_string(m.audience).map_err(|e| OAuthError::server_error(&e))?;
-    let ext = m.grant.map(|g| g.access_token_claims.clone()).unwrap_or_default();
-    let grant_body = match m.grant {
-        Some(g) => serde_json::to_string(g).map_err(|e| OAuthError::server_error(&e))?,
-        None => String::new(),
-    };
-    let row = |token: &str, token_use: &str, scope: String, expires_at: i64| TokenRow {
-        signature: crypto::token_signature(token),
-        client_id: m.client_id.to_owned(),
-        subject: m.subject.to_owned(),
-        scope,
-        audience: audience.clone(),
-        issued_at: now,
-        expires_at,
-        token_use: token_use.to_owned(),
-        request_id: request_id.clone(),
-        family_id: m.family_id.to_owned(),
-        parent_id: m.parent_id.to_owned(),
-        consent_id: m.grant.map(|g| g.consent_id.clone()).unwrap_or_default(),
-        ext: Value::Object(ext.clone()).to_string(),
-        grant_body: grant_body.clone(),
-        spent_at: None,
-    };
+    Ok(Minter::of(state).mint(m).await?)
+}
 
-    let at_lifespan = lifespan(state, m, Kind::Access)?;
-    let access_token = match strategy(state, m.client) {
-        AccessTokenStrategy::Opaque => crypto::generate_access_token(),
-        AccessTokenStrategy::Jwt => {
-            let claims = json!({
-                "iss": issuer,
-                "sub": m.subject,
-                "aud": m.audience,
-                "jti": crypto::uuid_v4(),
-                "client_id": m.client_id,
-                "scp": m.scope,
-            });
-            let mut claims = claims.as_object().cloned().unwrap_or_default();
-            if !ext.is_empty() {
-                claims.insert("ext".into(), Value::Object(ext.clone()));
+impl Minter<'_> {
+    /// Mints and stores one answer.
+    pub async fn mint(&self, m: &Mint<'_>) -> Result<Minted, MintError> {
+        let now = self.clock.now();
+        let issuer = self.issuer;
+        let request_id = crypto::uuid_v4();
+        let scope = m.scope.join(" ");
+        let ext = m.grant.map(|g| g.access_token_claims.clone()).unwrap_or_default();
+        let grant_body = match m.grant {
+            Some(g) => serde_json::to_string(g)?,
+            None => String::new(),
+        };
+        let row = |token: &str, token_use: TokenUse, scope: String, expires_at: i64| TokenRow {
+            signature: crypto::token_signature(token),
+            client_id: m.client_id.to_owned(),
+            subject: m.subject.to_owned(),
+            scope,
+            audience: m.audience.to_vec(),
+            issued_at: now,
+            expires_at,
+            token_use,
+            request_id: request_id.clone(),
+            family_id: m.family_id.to_owned(),
+            parent_id: m.parent_id.to_owned(),
+            consent_id: m.grant.map(|g| g.consent_id.clone()).unwrap_or_default(),
+            ext: Value::Object(ext.clone()).to_string(),
+            grant_body: grant_body.clone(),
+            spent_at: None,
+        };
+
+        let at_lifespan = lifespan(self.ttl, m, Kind::Access)?;
+        let access_token = match strategy(self.default_strategy, m.client) {
+            AccessTokenStrategy::Opaque => crypto::generate_access_token(),
+            AccessTokenStrategy::Jwt => {
+                let claims = json!({
+                    "iss": issuer,
+                    "sub": m.subject,
+                    "aud": m.audience,
+                    "jti": crypto::uuid_v4(),
+                    "client_id": m.client_id,
+                    "scp": m.scope,
+                });
+                let mut claims = claims.as_object().cloned().unwrap_or_default();
+                if !ext.is_empty() {
+                    claims.insert("ext".into(), Value::Object(ext.clone()));
+                }
+                sign(self.keys, claims, now, at_lifespan, true)?
             }
-            sign(state, claims, now, at_lifespan, true)?
-        }
-    };
-    let mut rows = vec![row(&access_token, ACCESS_TOKEN, scope.clone(), now.saturating_add(at_lifespan))];
+        };
+        let mut rows = vec![row(&access_token, TokenUse::AccessToken, scope.clone(), now.saturating_add(at_lifespan))];
 
-    let mut refresh_token = None;
-    let mut id_token = None;
-    if let Some(grant) = m.grant {
-        if wants_refresh(&grant.scope) && m.client.grant_types.iter().any(|g| g == "refresh_token") {
-            let token = format!("{REFRESH_TOKEN_PREFIX}{}", crypto::b64url(&crypto::random_bytes::<32>()));
-            // A refresh token carries the whole grant's scope: narrowing applies per access token.
-            let expires_at = now.saturating_add(lifespan(state, m, Kind::Refresh)?);
-            rows.push(row(&token, REFRESH_TOKEN, grant.scope.join(" "), expires_at));
-            refresh_token = Some(token);
+        let mut refresh_token = None;
+        let mut id_token = None;
+        if let Some(grant) = m.grant {
+            if wants_refresh(&grant.scope) && m.client.grant_types.iter().any(|g| g == "refresh_token") {
+                let token = format!("{REFRESH_TOKEN_PREFIX}{}", crypto::b64url(&crypto::random_bytes::<32>()));
+                // A refresh token carries the whole grant's scope: narrowing applies per access token.
+                let expires_at = now.saturating_add(lifespan(self.ttl, m, Kind::Refresh)?);
+                rows.push(row(&token, TokenUse::RefreshToken, grant.scope.join(" "), expires_at));
+                refresh_token = Some(token);
+            }
+            if m.scope.iter().any(|s| s == "openid") {
+                let lifetime = lifespan(self.ttl, m, Kind::Id)?;
+                id_token =
+                    Some(sign(self.keys, id_token_claims(issuer, m, grant, &access_token), now, lifetime, false)?);
+            }
         }
-        if m.scope.iter().any(|s| s == "openid") {
-            let lifetime = lifespan(state, m, Kind::Id)?;
-            id_token = Some(sign(state, id_token_claims(state, m, grant, &access_token), now, lifetime, false)?);
-        }
+        self.store.insert_tokens(&rows).await?;
+        Ok(Minted { access_token, expires_in: at_lifespan, scope, refresh_token, id_token })
     }
-    state.store.insert_tokens(&rows).await?;
-    Ok(Minted { access_token, expires_in: at_lifespan, scope, refresh_token, id_token })
 }
 
 /// The ID token's claims but its times (`iat`, `exp`), which [`sign`] adds.
-fn id_token_claims(state: &AppState, m: &Mint<'_>, grant: &Grant, access_token: &str) -> Map<String, Value> {
+fn id_token_claims(issuer: &str, m: &Mint<'_>, grant: &Grant, access_token: &str) -> Map<String, Value> {
     let mut claims = Map::new();
     for (k, v) in &grant.id_token_claims {
         if !RESERVED_ID_TOKEN_CLAIMS.contains(&k.as_str()) {
@@ -252,7 +308,7 @@ fn id_token_claims(state: &AppState, m: &Mint<'_>, grant: &Grant, access_token: 
     let mut set = |k: &str, v: Value| {
         claims.insert(k.into(), v);
     };
-    set("iss", state.config.urls.self_.issuer.clone().into());
+    set("iss", issuer.into());
     set("sub", m.subject.into());
     set("aud", json!([m.client_id]));
     set("rat", grant.requested_at.into());
@@ -273,4 +329,56 @@ fn id_token_claims(state: &AppState, m: &Mint<'_>, grant: &Grant, access_token: 
         set("sid", grant.sid.clone().into());
     }
     claims
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::FixedClock;
+    use crate::keys::{OAUTH2_SET, Secrets};
+
+    fn mint(client: &ClientBody) -> Mint<'_> {
+        Mint {
+            grant_type: GrantType::ClientCredentials,
+            client_id: "svc",
+            client,
+            subject: "svc",
+            scope: &[],
+            audience: &[],
+            grant: None,
+            family_id: "",
+            parent_id: "",
+        }
+    }
+
+    /// Minting is tested here with its explicit inputs only: no `AppState`, no router.
+    #[tokio::test]
+    async fn minting_takes_explicit_inputs_and_a_broken_client_lifespan_is_a_typed_server_fault() {
+        let store = crate::store::testing::sqlite().await;
+        let clock = FixedClock::new(1_000);
+        let keys = Keys::load(OAUTH2_SET, &Secrets::default(), &store, 1_000).await.unwrap();
+        let ttl = Ttl::default();
+        let minter = Minter {
+            store: &store,
+            clock: &clock,
+            keys: &keys,
+            issuer: "https://issuer.example",
+            ttl: &ttl,
+            default_strategy: AccessTokenStrategy::Opaque,
+        };
+        let mut client: ClientBody = serde_json::from_value(json!({"grant_types": ["client_credentials"]})).unwrap();
+        let minted = minter.mint(&mint(&client)).await.unwrap();
+        let row = store.get_token(&crypto::token_signature(&minted.access_token)).await.unwrap().unwrap();
+        assert_eq!((row.token_use, row.expires_at), (TokenUse::AccessToken, 1_000 + minted.expires_in));
+        assert!(minted.refresh_token.is_none() && minted.id_token.is_none(), "no user grant");
+
+        client.client_credentials_grant_access_token_lifespan = Some("forever".into());
+        let e = minter.mint(&mint(&client)).await.unwrap_err();
+        assert!(
+            matches!(e, MintError::ClientLifespan { field: "client_credentials_grant_access_token_lifespan", .. }),
+            "{e:?}"
+        );
+        let e = OAuthError::from(e);
+        assert_eq!((e.status.as_u16(), e.error), (500, "server_error"), "a stored client's fault is the server's");
+    }
 }

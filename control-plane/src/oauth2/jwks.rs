@@ -10,25 +10,28 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
-use crate::app::AppState;
+use std::sync::Arc;
+
+use crate::app::{GatewayKeys, OAuth2Keys};
+use crate::clock::Clock;
 use crate::keys::Keys;
 
 /// Short enough that a rotated-in key is picked up quickly, long enough to spare the server.
 const CACHE_CONTROL: &str = "public, max-age=300";
 
-fn document(state: &AppState, keys: &Keys) -> Response {
-    let body = keys.jwks(state.clock.now()).to_string();
+fn document(clock: &dyn Clock, keys: &Keys) -> Response {
+    let body = keys.jwks(clock.now()).to_string();
     ([(header::CONTENT_TYPE, "application/json"), (header::CACHE_CONTROL, CACHE_CONTROL)], body).into_response()
 }
 
 /// `/.well-known/jwks.json`.
-pub async fn handle(State(state): State<AppState>) -> Response {
-    document(&state, &state.keys)
+pub async fn handle(State(clock): State<Arc<dyn Clock>>, State(OAuth2Keys(keys)): State<OAuth2Keys>) -> Response {
+    document(clock.as_ref(), &keys)
 }
 
 /// `/.well-known/gateway-jwks.json`.
-pub async fn gateway(State(state): State<AppState>) -> Response {
-    document(&state, &state.gateway_keys)
+pub async fn gateway(State(clock): State<Arc<dyn Clock>>, State(GatewayKeys(keys)): State<GatewayKeys>) -> Response {
+    document(clock.as_ref(), &keys)
 }
 
 #[cfg(test)]

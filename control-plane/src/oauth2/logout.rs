@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::app::AppState;
-use crate::client::{ClientBody, rfc3339};
+use crate::client::ClientBody;
 use crate::crypto;
 use crate::error::{ApiError, StoreError, parse_urlencoded};
 use crate::identity::session;
@@ -35,6 +35,7 @@ use crate::jwt::{Alg, Untrusted};
 use crate::oauth2::OAuthParams;
 use crate::oauth2::authorize::{AUTH_SESSION_COOKIE, with_query};
 use crate::oauth2::flow::{self, ContractError};
+use crate::rfc3339;
 use crate::store::oauth2_flows::{LoginSessionRow, LogoutRow};
 
 const REQUESTED: &str = "requested";
@@ -223,7 +224,7 @@ async fn start(
             challenge: crypto::token_signature(&challenge),
             verifier: None,
             stage: REQUESTED.into(),
-            body: serde_json::to_string(&body).map_err(|e| StoreError(format!("encode logout: {e}")))?,
+            body: serde_json::to_string(&body).map_err(|e| StoreError::corrupt("oauth2_logout_requests.body", e))?,
             requested_at: now,
             expires_at: now.saturating_add(ttl),
         })
@@ -274,7 +275,7 @@ pub async fn load(state: &AppState, challenge: &str) -> Result<(LogoutRow, Logou
         .await?
         .ok_or(ContractError::NotFound)?;
     let body: LogoutBody =
-        serde_json::from_str(&row.body).map_err(|e| StoreError(format!("stored logout is not valid: {e}")))?;
+        serde_json::from_str(&row.body).map_err(|e| StoreError::corrupt("oauth2_logout_requests.body", e))?;
     if row.stage != REQUESTED {
         return Err(ContractError::Handled(body.request_url.clone()));
     }
@@ -341,7 +342,7 @@ async fn finish(state: &AppState, verifier: &str) -> Result<Response, StoreError
         return Ok(used());
     }
     let body: LogoutBody =
-        serde_json::from_str(&row.body).map_err(|e| StoreError(format!("stored logout is not valid: {e}")))?;
+        serde_json::from_str(&row.body).map_err(|e| StoreError::corrupt("oauth2_logout_requests.body", e))?;
     end_login_session(state, &body.subject, &body.sid).await?;
     let to = match &body.post_logout_redirect_uri {
         Some(uri) => with_query(uri, &body.state.iter().map(|s| ("state", s.clone())).collect::<Vec<_>>()),

@@ -1,8 +1,11 @@
 //! The public OAuth2 and OpenID Connect endpoints (Hydra paths): `/oauth2/auth` (with the
 //! login and consent contract in [`flow`]), `/oauth2/token` (grants in [`token`] and
 //! [`refresh`], minting in [`issue`]), `/oauth2/introspect`, `/oauth2/revoke`, `/userinfo`,
-//! discovery and `/.well-known/jwks.json`, plus client authentication shared by them. Errors are RFC 6749 shaped ([`crate::error::OAuthError`]).
-//! Nothing here renders admin-API errors or touches rules.
+//! discovery and `/.well-known/jwks.json`, plus client authentication shared by them. Errors on
+//! the public endpoints are RFC 6749 shaped ([`crate::error::OAuthError`]); the admin side of the
+//! login/consent/logout contract and admin introspection answer [`crate::error::ApiError`].
+//! Revoking tokens (revoke, refresh reuse, consent revocation) republishes the revoked digests
+//! to the filters through `state.rules`; nothing here reads or changes access rules.
 
 pub mod assertion;
 pub mod authorize;

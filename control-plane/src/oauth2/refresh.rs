@@ -19,7 +19,7 @@ use super::issue::{self, GrantType, Mint, Minted};
 use crate::app::AppState;
 use crate::crypto;
 use crate::error::{OAuthError, StoreError};
-use crate::store::tokens::{REFRESH_TOKEN, Selector};
+use crate::store::tokens::{Selector, TokenUse};
 
 fn invalid() -> OAuthError {
     OAuthError::invalid_grant(
@@ -35,14 +35,14 @@ pub async fn exchange(state: &AppState, client: &Authenticated, params: &OAuthPa
     let signature = crypto::token_signature(token);
     let Some(row) = state.store.get_token(&signature).await? else { return Err(invalid()) };
     // Another client's token is refused untouched, so a thief cannot revoke the family.
-    if row.token_use != REFRESH_TOKEN || !crypto::secret_eq(&row.client_id, &client.row.client_id) {
+    if row.token_use != TokenUse::RefreshToken || !crypto::secret_eq(&row.client_id, &client.row.client_id) {
         return Err(invalid());
     }
     if row.expires_at <= now {
         return Err(invalid());
     }
-    let grant: Grant = serde_json::from_str(&row.grant_body)
-        .map_err(|e| StoreError(format!("stored grant of a refresh token is not valid: {e}")))?;
+    let grant: Grant =
+        serde_json::from_str(&row.grant_body).map_err(|e| StoreError::corrupt("access_tokens.grant_body", e))?;
 
     // Narrow, never widen (RFC 6749 §6), and never beyond what the client may still ask for.
     let scope = match params.single("scope")? {
@@ -89,8 +89,6 @@ pub async fn exchange(state: &AppState, client: &Authenticated, params: &OAuthPa
     if revoked > 0 {
         state.rules.refresh_revocations(&state.store, now).await?;
     }
-    let audience: Vec<String> =
-        serde_json::from_str(&row.audience).map_err(|e| StoreError(format!("token audience column: {e}")))?;
     issue::mint(
         state,
         &Mint {
@@ -99,7 +97,7 @@ pub async fn exchange(state: &AppState, client: &Authenticated, params: &OAuthPa
             client: &client.body,
             subject: &row.subject,
             scope: &scope,
-            audience: &audience,
+            audience: &row.audience,
             grant: Some(&grant),
             family_id: &row.family_id,
             parent_id: &row.request_id,

@@ -13,7 +13,7 @@ use super::client_auth::authenticate;
 use crate::app::AppState;
 use crate::crypto;
 use crate::error::OAuthError;
-use crate::store::tokens::{REFRESH_TOKEN, Selector};
+use crate::store::tokens::{Selector, TokenUse};
 
 pub async fn handle(
     State(state): State<AppState>,
@@ -32,7 +32,7 @@ pub async fn handle(
     if row.client_id != client.row.client_id || row.expires_at <= state.clock.now() {
         return Ok(StatusCode::OK);
     }
-    if row.token_use == REFRESH_TOKEN {
+    if row.token_use == TokenUse::RefreshToken {
         let which = if row.family_id.is_empty() {
             Selector::Request(&row.request_id)
         } else {

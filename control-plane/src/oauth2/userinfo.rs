@@ -15,7 +15,7 @@ use super::code::Grant;
 use crate::app::AppState;
 use crate::crypto;
 use crate::error::{OAuthError, StoreError};
-use crate::store::tokens::ACCESS_TOKEN;
+use crate::store::tokens::TokenUse;
 
 /// An RFC 6750 error: status, code, description, in the body and in `WWW-Authenticate`.
 struct BearerError(StatusCode, &'static str, &'static str);
@@ -62,7 +62,7 @@ async fn userinfo(state: &AppState, headers: &HeaderMap) -> Result<Result<Value,
         return Ok(Err(BearerError(StatusCode::UNAUTHORIZED, "invalid_request", "No bearer access token was sent.")));
     };
     let Some(row) = state.store.get_token(&crypto::token_signature(token)).await? else { return Ok(Err(INVALID)) };
-    if row.token_use != ACCESS_TOKEN || row.expires_at <= state.clock.now() {
+    if row.token_use != TokenUse::AccessToken || row.expires_at <= state.clock.now() {
         return Ok(Err(INVALID));
     }
     let scope: Vec<&str> = row.scope.split(' ').collect();
@@ -73,8 +73,8 @@ async fn userinfo(state: &AppState, headers: &HeaderMap) -> Result<Result<Value,
             "The access token was not granted the openid scope.",
         )));
     }
-    let grant: Grant = serde_json::from_str(&row.grant_body)
-        .map_err(|e| StoreError(format!("stored grant of an access token is not valid: {e}")))?;
+    let grant: Grant =
+        serde_json::from_str(&row.grant_body).map_err(|e| StoreError::corrupt("access_tokens.grant_body", e))?;
     let mut claims = Map::new();
     if let Some(identity) = state.store.get_identity(&row.subject).await? {
         let traits = &identity.body.traits;

@@ -647,7 +647,7 @@ pub(crate) mod tests {
         assert_eq!(header["alg"], "ES256");
         let jwk = jwks["keys"].as_array().unwrap().iter().find(|k| k["kid"] == header["kid"]).expect("kid in the JWKS");
         let signature = p256::ecdsa::Signature::from_slice(&crypto::b64url_decode(parts[2]).unwrap()).unwrap();
-        crate::keys::tests::verifying_key(jwk)
+        crate::keys::testing::verifying_key(jwk)
             .verify(format!("{}.{}", parts[0], parts[1]).as_bytes(), &signature)
             .expect("the id_token verifies with the published key");
 
@@ -672,7 +672,7 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn a_rules_writer_cannot_mint_tokens_oauth2_relying_parties_accept() {
         use crate::admin::auth::{Scopes, new_key};
-        use crate::keys::tests::verifies_with_any;
+        use crate::keys::testing::verifies_with_any;
         let h = Harness::secured().await;
         let (key, row) = new_key("attacker", &Scopes::parse(["rules:write"]).unwrap(), crate::testing::T0).unwrap();
         h.state.store.insert_api_key(&row).await.unwrap();
@@ -706,7 +706,7 @@ pub(crate) mod tests {
     /// with the keys published for gateway tokens.
     #[tokio::test]
     async fn an_oauth2_id_token_does_not_verify_with_the_gateway_jwks() {
-        use crate::keys::tests::verifies_with_any;
+        use crate::keys::testing::verifies_with_any;
         let h = Harness::new().await;
         let answer = crate::oauth2::refresh::tests::first(&h, "openid").await;
         let id_token = answer["id_token"].as_str().unwrap().to_owned();

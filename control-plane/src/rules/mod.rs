@@ -220,7 +220,8 @@ impl Rules {
     /// Validates `value` (a JSON array) as the new admin-managed set, stores it and publishes.
     pub async fn replace_admin(&self, store: &Store, value: Value) -> Result<Vec<RuleSpec>, ReplaceError> {
         let specs = parse_rules(value).map_err(|e| ReplaceError::Invalid(e.to_string()))?;
-        let body = serde_json::to_string(&specs).map_err(|e| ReplaceError::Store(StoreError(e.to_string())))?;
+        let body =
+            serde_json::to_string(&specs).map_err(|e| ReplaceError::Store(StoreError::corrupt("rule_set.body", e)))?;
         // Holding the lock across the check and the write keeps store order and publish order
         // the same, and a file reload cannot slip in between.
         let mut sources = self.sources.lock().await;
@@ -314,8 +315,13 @@ impl Rules {
         self.publish(&sources.combined(&admin))
     }
 
-    /// Re-reads `rule_set` every [`REFRESH_INTERVAL`] until the process ends.
-    pub fn spawn_refresher(self: Arc<Self>, store: Store) -> tokio::task::JoinHandle<()> {
+    /// Re-reads `rule_set` and the revoked tokens every [`REFRESH_INTERVAL`] until the process
+    /// ends; revocations are dated by `clock`.
+    pub fn spawn_refresher(
+        self: Arc<Self>,
+        store: Store,
+        clock: Arc<dyn crate::clock::Clock>,
+    ) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(REFRESH_INTERVAL);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -324,8 +330,7 @@ impl Rules {
                 if let Err(e) = self.refresh(&store).await {
                     tracing::warn!(error = %e, "could not re-read the admin rules");
                 }
-                let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
-                if let Err(e) = self.reload_revocations(&store, now).await {
+                if let Err(e) = self.reload_revocations(&store, clock.now()).await {
                     tracing::warn!(error = %e, "could not re-read the revoked tokens");
                 }
             }

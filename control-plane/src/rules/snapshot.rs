@@ -181,7 +181,7 @@ mod tests {
     /// not be one that OAuth2 relying parties trust.
     #[tokio::test]
     async fn a_filter_token_holder_gets_no_key_that_oauth2_relying_parties_trust() {
-        use crate::keys::tests::{sign_with_snapshot_key, verifies_with_any};
+        use crate::keys::testing::{sign_with_snapshot_key, verifies_with_any};
         let h = Harness::new().await;
         let reply = get(&h, "", Some(FILTER_TOKEN), None).await;
         let snap: Snapshot = serde_json::from_slice(&reply.bytes).unwrap();

@@ -9,14 +9,12 @@
 //! CSRF checking and state changes. No inline script (the CSP forbids it), no external assets,
 //! no build step. Every value that reaches HTML goes through [`html::escape`].
 
-pub mod errors;
-pub mod html;
-pub mod layout;
 pub mod oauth2;
+
+pub use portcullis_ui::{UiConfig, errors, html, layout};
 
 use std::fmt::Write as _;
 
-use axum::Router;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -28,28 +26,9 @@ use crate::identity::flow::{self, Kind};
 use crate::identity::session::{self, Authenticated};
 use crate::identity::{Identity, url_segment};
 use html::escape;
-pub use layout::UiConfig;
 
-const STYLE: &str = include_str!("style.css");
-
-/// The routes, merged into the public router.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/ui/login", flow_route(Kind::Login))
-        .route("/ui/registration", flow_route(Kind::Registration))
-        .route("/ui/settings", flow_route(Kind::Settings))
-        .route("/ui/recovery", flow_route(Kind::Recovery))
-        .route("/ui/verification", flow_route(Kind::Verification))
-        .route("/ui/welcome", get(welcome))
-        .route("/ui/logout", get(logout))
-        .route("/ui/error", get(error))
-        .route("/ui/oauth2/login", get(oauth2::login))
-        .route("/ui/oauth2/consent", get(oauth2::consent).post(oauth2::decide))
-        .route("/ui/oauth2/logout", get(oauth2::logout).post(oauth2::logout_decide))
-        .route("/ui/style.css", get(style))
-}
-
-fn flow_route(kind: Kind) -> MethodRouter<AppState> {
+/// The route of one self-service flow's page (`/ui/login`, ...).
+pub(crate) fn flow_route(kind: Kind) -> MethodRouter<AppState> {
     get(move |State(state): State<AppState>, RawQuery(query): RawQuery, headers: HeaderMap| async move {
         flow_page(&state, kind, query.as_deref(), &headers).await
     })
@@ -278,7 +257,7 @@ fn with_refreshed_cookie(state: &AppState, auth: &Authenticated, token: &str, mu
 }
 
 /// `GET /ui/welcome`: the account page.
-async fn welcome(State(state): State<AppState>, headers: HeaderMap) -> Response {
+pub(crate) async fn welcome(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let (auth, token) = match browser_session(&state, &headers).await {
         Ok(Some(found)) => found,
         Ok(None) => return redirect(&state, &init_url(&state, "login", None)),
@@ -309,7 +288,7 @@ async fn welcome(State(state): State<AppState>, headers: HeaderMap) -> Response 
 
 /// `GET /ui/logout`: confirms, then links to the logout URL for this browser's session (the
 /// same one `GET /self-service/logout/browser` returns).
-async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Response {
+pub(crate) async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let (auth, token) = match browser_session(&state, &headers).await {
         Ok(Some(found)) => found,
         Ok(None) => return redirect(&state, &init_url(&state, "login", None)),
@@ -329,7 +308,7 @@ async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Response {
 }
 
 /// `GET /ui/error?id=`: texts from [`errors`] only; the query is never shown.
-async fn error(State(state): State<AppState>, RawQuery(query): RawQuery) -> Response {
+pub(crate) async fn error(State(state): State<AppState>, RawQuery(query): RawQuery) -> Response {
     let id = param(query.as_deref(), "id").unwrap_or_default();
     error_page(&state, &id, StatusCode::OK)
 }
@@ -350,10 +329,12 @@ fn error_page(state: &AppState, id: &str, status: StatusCode) -> Response {
 }
 
 /// `GET /ui/style.css`.
-async fn style(State(state): State<AppState>) -> Response {
-    let response =
-        ([(header::CONTENT_TYPE, "text/css; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=3600")], STYLE)
-            .into_response();
+pub(crate) async fn style(State(state): State<AppState>) -> Response {
+    let response = (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=3600")],
+        portcullis_ui::STYLE,
+    )
+        .into_response();
     secure(&state, response)
 }
 

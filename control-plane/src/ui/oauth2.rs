@@ -325,9 +325,8 @@ async fn end_sessions(state: &AppState, challenge: &str, headers: &HeaderMap) ->
         }
     }
     for id in &ids {
-        session::revoke(state, crate::store::sessions::Deactivate::One(id))
-            .await
-            .map_err(|e| ContractError::Store(crate::error::StoreError(e.description)))?;
+        session::revoke(&state.store, &state.rules, state.clock.now(), crate::store::sessions::Deactivate::One(id))
+            .await?;
     }
     crate::oauth2::logout::accept(state, challenge).await
 }

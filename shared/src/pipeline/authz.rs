@@ -14,7 +14,7 @@ use super::config::{self, Empty, HandlerError};
 use super::{HttpCall, HttpResponse, Request, Session};
 use crate::denial::{Denial, DenialKind};
 use crate::rule::HandlerSpec;
-use crate::template::Template;
+use crate::template::{Template, TooLarge};
 
 pub const HANDLERS: &[&str] = &["allow", "deny", "remote", "remote_json", "keto_engine_acp_ory"];
 
@@ -164,57 +164,13 @@ impl Authorizer {
             }
             Authorizer::Remote(r) => r,
         };
-        let ctx = session.context(req, captures);
-        let mut headers: Vec<(String, String)> = Vec::new();
-        let body = match &remote.body {
-            Body::Json(payload) => {
-                let rendered = payload.render(&ctx);
-                if serde_json::from_str::<Value>(&rendered).is_err() {
-                    return Start::Deny(
-                        Denial::new(DenialKind::Internal, "The authorizer payload template did not render valid JSON")
-                            .with_reason("authorizer_payload"),
-                    );
-                }
-                headers.push(("content-type".into(), "application/json".into()));
-                rendered.into_bytes()
-            }
-            Body::Text(template) => {
-                headers.push(("content-type".into(), "text/plain; charset=utf-8".into()));
-                template.render(&ctx).into_bytes()
-            }
-            Body::Keto { action, resource, subject } => {
-                headers.push(("content-type".into(), "application/json".into()));
-                let subject = subject.as_ref().map_or_else(|| session.subject.clone(), |s| s.render(&ctx));
-                // Never X-Forwarded-For: its leftmost entry is whatever the client wrote.
-                let remote_ip = req.remote_addr.unwrap_or("");
-                serde_json::json!({
-                    "action": action.render(&ctx),
-                    "resource": resource.render(&ctx),
-                    "subject": subject,
-                    "context": {"remoteIpAddress": remote_ip},
-                })
-                .to_string()
-                .into_bytes()
-            }
-            Body::Empty => {
-                // `remote`: Oathkeeper streams the request body; the filter decides on headers
-                // alone, so the authorizer gets the request's credentials and type, no body.
-                for name in ["content-type", "authorization"] {
-                    if let Some(v) = req.header(name) {
-                        headers.push((name.into(), v.to_owned()));
-                    }
-                }
-                Vec::new()
-            }
-        };
-        for (name, template) in &remote.headers {
-            let value = template.render(&ctx);
-            if !value.is_empty() {
-                headers.retain(|(n, _)| n != name);
-                headers.push((name.clone(), value));
-            }
+        match remote_call(remote, session, req, captures) {
+            Ok(call) => call,
+            Err(TooLarge) => Start::Deny(
+                Denial::new(DenialKind::Internal, "An authorizer template rendered too much")
+                    .with_reason("template_too_large"),
+            ),
         }
-        Start::Call(HttpCall { method: "POST".into(), url: remote.url.clone(), headers, body, cache_key: None })
     }
 
     pub fn finish(&self, outcome: Result<HttpResponse, String>, session: &mut Session) -> Result<(), Denial> {
@@ -250,4 +206,62 @@ impl Authorizer {
                 .with_reason("authorizer_error")),
         }
     }
+}
+
+/// The call a `remote`/`remote_json`/Keto authorizer makes, its templates rendered.
+fn remote_call(remote: &Remote, session: &Session, req: &Request<'_>, captures: &[String]) -> Result<Start, TooLarge> {
+    let ctx = session.context(req, captures);
+    let mut headers: Vec<(String, String)> = Vec::new();
+    let body = match &remote.body {
+        Body::Json(payload) => {
+            let rendered = payload.render(&ctx)?;
+            if serde_json::from_str::<Value>(&rendered).is_err() {
+                return Ok(Start::Deny(
+                    Denial::new(DenialKind::Internal, "The authorizer payload template did not render valid JSON")
+                        .with_reason("authorizer_payload"),
+                ));
+            }
+            headers.push(("content-type".into(), "application/json".into()));
+            rendered.into_bytes()
+        }
+        Body::Text(template) => {
+            headers.push(("content-type".into(), "text/plain; charset=utf-8".into()));
+            template.render(&ctx)?.into_bytes()
+        }
+        Body::Keto { action, resource, subject } => {
+            headers.push(("content-type".into(), "application/json".into()));
+            let subject = match subject {
+                Some(s) => s.render(&ctx)?,
+                None => session.subject.clone(),
+            };
+            // Never X-Forwarded-For: its leftmost entry is whatever the client wrote.
+            let remote_ip = req.remote_addr.unwrap_or("");
+            serde_json::json!({
+                "action": action.render(&ctx)?,
+                "resource": resource.render(&ctx)?,
+                "subject": subject,
+                "context": {"remoteIpAddress": remote_ip},
+            })
+            .to_string()
+            .into_bytes()
+        }
+        Body::Empty => {
+            // `remote`: Oathkeeper streams the request body; the filter decides on headers
+            // alone, so the authorizer gets the request's credentials and type, no body.
+            for name in ["content-type", "authorization"] {
+                if let Some(v) = req.header(name) {
+                    headers.push((name.into(), v.to_owned()));
+                }
+            }
+            Vec::new()
+        }
+    };
+    for (name, template) in &remote.headers {
+        let value = template.render(&ctx)?;
+        if !value.is_empty() {
+            headers.retain(|(n, _)| n != name);
+            headers.push((name.clone(), value));
+        }
+    }
+    Ok(Start::Call(HttpCall { method: "POST".into(), url: remote.url.clone(), headers, body, cache_key: None }))
 }

@@ -217,7 +217,7 @@ impl Mutator {
             }
             Mutator::Header(templates) => {
                 for (name, template) in templates {
-                    let value = template.render(&session.context(req, captures));
+                    let value = template.render(&session.context(req, captures)).map_err(|_| too_large(name))?;
                     // CR, LF or NUL in a value would let a claim inject headers.
                     if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
                         return Err(invalid_value(name));
@@ -229,7 +229,7 @@ impl Mutator {
             Mutator::Cookie(templates) => {
                 let mut cookies: Vec<(String, String)> = Vec::new();
                 for (name, template) in templates {
-                    let value = template.render(&session.context(req, captures));
+                    let value = template.render(&session.context(req, captures)).map_err(|_| too_large(name))?;
                     if value.bytes().any(|b| b.is_ascii_control() || b == b';' || b == b',') {
                         return Err(invalid_value(name));
                     }
@@ -353,7 +353,9 @@ fn mint_request(
     };
     let mut claims = match &t.claims {
         None => Map::new(),
-        Some(template) => match serde_json::from_str::<Value>(&template.render(&session.context(req, captures))) {
+        Some(template) => match serde_json::from_str::<Value>(
+            &template.render(&session.context(req, captures)).map_err(|_| too_large("the id_token claims"))?,
+        ) {
             Ok(Value::Object(map)) => map,
             _ => {
                 return Err(Denial::new(
@@ -389,6 +391,11 @@ fn mint_request(
     );
     // Reused until a minute before it expires, so the upstream never receives a dying token.
     Ok(MintRequest { kid: kid.to_owned(), signing_input, cache_key, cache_until_ms: (exp - 60) * 1000 })
+}
+
+fn too_large(name: &str) -> Denial {
+    Denial::new(DenialKind::Internal, format!("The mutator's template for {name} rendered too much"))
+        .with_reason("template_too_large")
 }
 
 fn invalid_value(name: &str) -> Denial {

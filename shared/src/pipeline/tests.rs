@@ -426,6 +426,26 @@ fn header_injection_through_claims_is_refused() {
 }
 
 #[test]
+fn a_template_that_renders_too_much_is_refused() {
+    // Found by the `template` fuzz target: each `quote` doubles the escapes of the one before,
+    // so a short rule asked for gigabytes per request. The request is refused, not forwarded
+    // with a cut or missing header.
+    let quoted = format!("{{{{ .Subject{} }}}}", " | quote".repeat(24));
+    let mutator = json!({"handler": "header", "config": {"headers": {"X-User": quoted}}});
+    let rules = ruleset(json!([rule(
+        "ratings",
+        "/ratings/<.*>",
+        json!([introspect(json!({}))]),
+        json!({"handler": "allow"}),
+        json!([mutator])
+    )]));
+    let h = headers(&[("authorization", "Bearer t")]);
+    let mut answer = active("read");
+    answer["sub"] = json!("a\"b");
+    assert_eq!(denied(&run(&rules, &request("/ratings/1", &h), vec![ok(answer)]).0), (500, "template_too_large"));
+}
+
+#[test]
 fn tokens_from_query_and_cookie_and_json_paths() {
     let q = Request {
         method: "GET",

@@ -23,11 +23,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::app::AppState;
-use crate::client::rfc3339;
 use crate::crypto;
 use crate::error::StoreError;
 use crate::identity::session::{self, Issued};
 use crate::identity::{Identity, View};
+use crate::rfc3339;
 use ui::{UiNode, UiText};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -192,7 +192,7 @@ async fn notify_removed_addresses(
             "Hi,\n\nthe e-mail address of your account was changed on {when} (UTC). This address, {old}, can no \
              longer be used to sign in to the account or to recover it.\n\nIf you made this change, there is nothing \
              else to do. If you did not, someone else may be using your account: contact the site's administrator.\n",
-            when = crate::client::rfc3339(now).replace('T', " ").trim_end_matches('Z'),
+            when = crate::rfc3339(now).replace('T', " ").trim_end_matches('Z'),
         );
         let message = NewMessage {
             recipient: old.to_owned(),

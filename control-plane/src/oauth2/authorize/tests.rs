@@ -721,7 +721,9 @@ async fn the_built_in_pages_sign_in_with_the_portcullis_session_and_ask_for_cons
 
     // Signing out of Portcullis ends the OAuth2 login session too.
     crate::identity::session::revoke(
-        &h.state,
+        &h.state.store,
+        &h.state.rules,
+        h.state.clock.now(),
         crate::store::sessions::Deactivate::Identity { identity_id: &id, except: "" },
     )
     .await

@@ -103,7 +103,7 @@ async fn a_stale_session_cannot_move_the_sign_in_address_and_the_old_address_is_
             "{}",
             told[0].body
         );
-        let when = crate::client::rfc3339(T0 + 17 * 60);
+        let when = crate::rfc3339(T0 + 17 * 60);
         assert!(told[0].body.contains(&when[..16].replace('T', " ")), "says when: {}", told[0].body);
         assert!(messages_to(&h, "kim@new.example").await.iter().all(|m| m.template_type != "settings_address_changed"));
     }
