@@ -154,7 +154,9 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + '
     let public_addr = config.serve.public.address();
     let admin_addr = config.serve.admin.address();
     let state = AppState::new(config, store.clone(), Arc::new(SystemClock)).await?;
-    if let Some(warning) = crate::courier::undeliverable_warning(&state.config) {
+    if let Some(warning) =
+        crate::courier::undeliverable_warning(&state.config.courier, &state.config.selfservice, state.config.dev)
+    {
         tracing::warn!("{warning}");
     }
     let public = bind(&public_addr, "serve.public").await?;

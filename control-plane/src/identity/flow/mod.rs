@@ -11,7 +11,7 @@ pub mod login;
 pub mod recovery;
 pub mod registration;
 pub mod settings;
-pub mod ui;
+pub use portcullis_identity::flow::ui;
 
 use std::collections::BTreeMap;
 
