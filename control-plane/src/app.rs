@@ -49,6 +49,8 @@ pub struct AppState {
     pub passkeys: Arc<crate::identity::passkey::Passkeys>,
     /// Clients' `jwks_uri` documents fetched for `private_key_jwt`, with their expiry.
     pub client_jwks: Arc<crate::oauth2::assertion::JwksCache>,
+    /// The identity domain's inputs (store, clock, its config sections, schemas, courier, HTTP).
+    pub identities: portcullis_identity::Identities,
 }
 
 impl AppState {
@@ -75,10 +77,12 @@ impl AppState {
             .build()
             .map_err(|e| StartupError(format!("HTTP client: {e}")))?;
         let hashing = Arc::new(crate::crypto::Hashing::new(&config.hashers.argon2));
+        let identities = crate::identity::identities(&config, &store, &clock, schemas, http);
         Ok(Self {
-            schemas: Arc::new(schemas),
-            http,
-            courier: Arc::new(crate::courier::Courier::new(&config.courier, config.dev)),
+            schemas: identities.schemas.clone(),
+            http: identities.http.clone(),
+            courier: identities.courier.clone(),
+            identities,
             decider: Arc::new(decider),
             keys: Arc::new(keys),
             gateway_keys: Arc::new(gateway_keys),

@@ -1,17 +1,22 @@
 //! The identity domain of the control plane (Kratos's job) without HTTP: identity schemas and
 //! records, passwords and the registration policy, the identity, self-service and session
-//! config sections, the self-service flows' UI nodes, and the courier that delivers one-time
-//! codes. Functions take their inputs explicitly (the store, the clock, their config section)
+//! config sections, the self-service flows' storage, errors and UI nodes, one-time codes, web
+//! hooks, and the courier that delivers codes. Functions take their inputs explicitly (the store, the clock, their config section)
 //! and return typed errors; this crate must not depend on axum or render HTTP error bodies:
 //! the control plane's handlers extract, call in here and map the errors once.
 
 // Exceptions to a lint are `#[expect]`ed with a reason, so a stale one is reported.
 #![deny(clippy::allow_attributes, clippy::allow_attributes_without_reason)]
 
+pub mod code;
 pub mod config;
+pub mod context;
 pub mod courier;
 pub mod flow;
+pub mod hooks;
 pub mod password;
 pub mod policy;
 pub mod record;
 pub mod schema;
+
+pub use context::{Identities, Settings};

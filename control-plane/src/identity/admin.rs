@@ -722,7 +722,7 @@ pub async fn recovery_code(
     let public = state.config.urls.self_.public_base();
     let csrf = if api { String::new() } else { crypto::b64url(&crypto::random_bytes::<32>()) };
     let request_url = format!("{public}/self-service/recovery/{}", if api { "api" } else { "browser" });
-    let mut f = flow::new_flow(&state, Kind::Recovery, api, request_url, None, &csrf);
+    let mut f = flow::new_flow(&state.identities, Kind::Recovery, api, request_url, None, &csrf);
     f.skip_csrf = !api;
     f.expires_at = now + lifespan;
     f.state = "sent_email".into();
@@ -733,19 +733,19 @@ pub async fn recovery_code(
     // nothing about any address.
     f.code = Some(CodeState {
         address: String::new(),
-        hash: crate::identity::code::hash(&state, &f.id, &code),
+        hash: crate::identity::code::hash(&state.identities, &f.id, &code),
         expires_at: f.expires_at,
         attempts: 0,
         sent: 1,
         identity_id: Some(identity.id.clone()),
         used: false,
     });
-    flow::create(&state, &f).await.map_err(|e| ApiError::new(e.status, "internal", e.reason))?;
+    flow::create(&state.store, &f).await.map_err(|e| ApiError::new(e.status, "internal", e.reason))?;
     tracing::info!(identity_id = %identity.id, flow_id = %f.id, "admin recovery code created");
     Ok((
         StatusCode::CREATED,
         Json(json!({
-            "recovery_link": f.ui_url(&state),
+            "recovery_link": f.ui_url(&state.identities),
             "recovery_code": code,
             "expires_at": rfc3339(f.expires_at),
         })),

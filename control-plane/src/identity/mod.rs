@@ -7,7 +7,6 @@
 //! `crate::store::identities`, `sessions` and `flows`.
 
 pub mod admin;
-pub mod code;
 pub mod flow;
 pub mod hooks;
 pub mod passkey;
@@ -15,5 +14,32 @@ pub mod schema;
 pub mod session;
 
 pub use portcullis_identity::record::{derived_credentials, new_identity, rederive_credentials, sync_addresses};
-pub use portcullis_identity::{config, password, policy};
+pub use portcullis_identity::{code, config, password, policy};
 pub use portcullis_model::identity::*;
+
+/// The identity domain's inputs, from the config sections it owns and the two values it needs
+/// from elsewhere (the public URL, the first `secrets.system`).
+pub fn identities(
+    config: &crate::config::Config,
+    store: &crate::store::Store,
+    clock: &std::sync::Arc<dyn crate::clock::Clock>,
+    schemas: schema::Schemas,
+    http: reqwest::Client,
+) -> portcullis_identity::Identities {
+    use std::sync::Arc;
+    let settings = portcullis_identity::Settings::new(
+        config.identity.clone(),
+        config.selfservice.clone(),
+        config.session.clone(),
+        config.urls.self_.public_base(),
+        config.secrets.system.first().map(String::as_str),
+    );
+    portcullis_identity::Identities {
+        store: store.clone(),
+        clock: clock.clone(),
+        config: Arc::new(settings),
+        schemas: Arc::new(schemas),
+        courier: Arc::new(crate::courier::Courier::new(&config.courier, config.dev)),
+        http,
+    }
+}

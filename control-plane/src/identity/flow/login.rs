@@ -55,7 +55,7 @@ pub async fn submit(state: &AppState, mut flow: Flow, form: &Form, headers: &Hea
         Some(CODE) if methods.code.passwordless_enabled => match code_login(state, &mut flow, form).await? {
             Some(i) => Some(i),
             None => {
-                super::save(state, &mut flow).await?;
+                super::save(&state.store, &mut flow).await?;
                 return Ok(Outcome::Again(flow));
             }
         },
@@ -66,7 +66,7 @@ pub async fn submit(state: &AppState, mut flow: Flow, form: &Form, headers: &Hea
         }
     };
     let Some(identity) = identity else {
-        super::save(state, &mut flow).await?;
+        super::save(&state.store, &mut flow).await?;
         return Ok(Outcome::Again(flow));
     };
     let method = method.unwrap_or_default();
@@ -86,18 +86,18 @@ pub async fn sign_in(
     if identity.is_active() && !after.is_empty() {
         flow.active = Some(method.to_owned());
         let before = identity.clone();
-        if !hooks::run_parsing(state, after, &mut flow, &mut identity).await {
-            super::save(state, &mut flow).await?;
+        if !hooks::run_parsing(&state.identities, after, &mut flow, &mut identity).await {
+            super::save(&state.store, &mut flow).await?;
             return Ok(Outcome::Again(flow));
         }
         if identity != before && !store_hook_changes(state, &mut flow, &before, &mut identity).await? {
-            super::save(state, &mut flow).await?;
+            super::save(&state.store, &mut flow).await?;
             return Ok(Outcome::Again(flow));
         }
     }
     let outcome = start_session(state, flow, identity, method, headers).await?;
     if let Outcome::SignedIn { flow, identity, .. } = &outcome {
-        hooks::fire_and_forget(state, after, flow, identity);
+        hooks::fire_and_forget(&state.identities, after, flow, identity);
     }
     Ok(outcome)
 }
@@ -153,18 +153,18 @@ pub async fn start_session(
 ) -> Result<Outcome, FlowError> {
     if !identity.is_active() {
         flow.messages.push(msg::identity_disabled());
-        super::save(state, &mut flow).await?;
+        super::save(&state.store, &mut flow).await?;
         return Ok(Outcome::Again(flow));
     }
     if let Err(text) = check_policy(state, &identity) {
         flow.messages.push(msg::not_allowed(text));
-        super::save(state, &mut flow).await?;
+        super::save(&state.store, &mut flow).await?;
         return Ok(Outcome::Again(flow));
     }
     let issued = session::issue(state, &identity, method, headers).await?;
     flow.state = "success".into();
     flow.active = Some(method.to_owned());
-    super::save(state, &mut flow).await?;
+    super::save(&state.store, &mut flow).await?;
     Ok(Outcome::SignedIn { flow: Box::new(flow), identity: Box::new(identity), issued: Box::new(issued) })
 }
 
@@ -307,7 +307,7 @@ async fn rehash(state: &AppState, identity: &Identity, pw: &str) -> Result<(), F
 async fn code_login(state: &AppState, flow: &mut Flow, form: &Form) -> Result<Option<Identity>, FlowError> {
     let code = form.get("code");
     if flow.state == "sent_email" && code.is_some() && form.get("resend").is_none() {
-        return match crate::identity::code::check(state, flow, code.unwrap_or("")).await? {
+        return match crate::identity::code::check(&state.identities, flow, code.unwrap_or("")).await? {
             crate::identity::code::Check::Valid(Some(id)) => {
                 let identity = state.store.get_identity(&id).await?;
                 if identity.is_none() {
@@ -346,7 +346,7 @@ async fn code_login(state: &AppState, flow: &mut Flow, form: &Form) -> Result<Op
     }
     let identity = find(state, CODE, &address).await?;
     let deliver = identity.as_ref().is_some_and(Identity::is_active);
-    super::super::code::send(state, flow, &address, identity.map(|i| i.id), deliver).await?;
+    super::super::code::send(&state.identities, flow, &address, identity.map(|i| i.id), deliver).await?;
     flow.state = "sent_email".into();
     flow.active = Some(CODE.into());
     flow.messages.push(msg::code_sent());

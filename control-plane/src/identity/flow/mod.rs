@@ -11,149 +11,33 @@ pub mod login;
 pub mod recovery;
 pub mod registration;
 pub mod settings;
-pub use portcullis_identity::flow::ui;
 
-use std::collections::BTreeMap;
+pub use portcullis_identity::flow::*;
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::app::AppState;
 use crate::crypto;
-use crate::error::StoreError;
 use crate::identity::session::{self, Issued};
 use crate::identity::{Identity, View};
 use crate::rfc3339;
-use ui::{UiNode, UiText};
+use ui::UiNode;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Kind {
-    Login,
-    Registration,
-    Settings,
-    Recovery,
-    Verification,
+/// A flow as the HTTP side shows it: its nodes (built by the kinds, still here) and Kratos's
+/// flow JSON. A trait because [`Flow`] is the identity crate's type.
+pub(crate) trait FlowView {
+    async fn nodes(&self, state: &AppState) -> Vec<UiNode>;
+    async fn to_json(&self, state: &AppState) -> Value;
 }
 
-impl Kind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Login => "login",
-            Self::Registration => "registration",
-            Self::Settings => "settings",
-            Self::Recovery => "recovery",
-            Self::Verification => "verification",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "login" => Self::Login,
-            "registration" => Self::Registration,
-            "settings" => Self::Settings,
-            "recovery" => Self::Recovery,
-            "verification" => Self::Verification,
-            _ => return None,
-        })
-    }
-}
-
-/// A one-time code sent for this flow. Only an HMAC of the code is kept.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct CodeState {
-    pub address: String,
-    pub hash: String,
-    pub expires_at: i64,
-    pub attempts: u32,
-    /// How many codes this flow has sent (resends are limited too).
-    pub sent: u32,
-    /// The identity the code signs in (login, recovery); `None` when the address is unknown,
-    /// in which case no code can succeed but the answer looks the same.
-    pub identity_id: Option<String>,
-    pub used: bool,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Flow {
-    pub id: String,
-    pub kind: Kind,
-    /// `browser` or `api`.
-    #[serde(rename = "type")]
-    pub flow_type: String,
-    pub issued_at: i64,
-    pub expires_at: i64,
-    pub request_url: String,
-    #[serde(default)]
-    pub return_to: Option<String>,
-    /// `choose_method`, `sent_email`, `passed_challenge`, `success` (Kratos's states).
-    pub state: String,
-    #[serde(default)]
-    pub active: Option<String>,
-    #[serde(default)]
-    pub csrf_token: String,
-    /// Settings: whose settings; recovery: who is recovering.
-    #[serde(default)]
-    pub identity_id: Option<String>,
-    #[serde(default)]
-    pub refresh: bool,
-    #[serde(default)]
-    pub oauth2_login_challenge: Option<String>,
-    #[serde(default)]
-    pub messages: Vec<UiText>,
-    #[serde(default)]
-    pub field_messages: BTreeMap<String, Vec<UiText>>,
-    /// Values the user typed, shown again (never passwords or codes).
-    #[serde(default)]
-    pub values: BTreeMap<String, String>,
-    #[serde(default)]
-    pub code: Option<CodeState>,
-    /// Traits waiting for a code (registration by code).
-    #[serde(default)]
-    pub pending_traits: Option<Value>,
-    /// WebAuthn ceremony state between challenge and answer.
-    #[serde(default)]
-    pub passkey_state: Option<Value>,
-    /// Created by an operator (`POST /admin/recovery/code`) for a browser that has no CSRF
-    /// cookie yet; the unguessable code is what protects the submission, as in Kratos.
-    #[serde(default)]
-    pub skip_csrf: bool,
-    #[serde(skip)]
-    pub version: i64,
-}
-
-impl Flow {
-    pub fn is_api(&self) -> bool {
-        self.flow_type == "api"
-    }
-
-    pub fn action(&self, state: &AppState) -> String {
-        format!("{}/self-service/{}?flow={}", state.config.urls.self_.public_base(), self.kind.as_str(), self.id)
-    }
-
-    pub fn ui_url(&self, state: &AppState) -> String {
-        format!("{}/ui/{}?flow={}", state.config.urls.self_.public_base(), self.kind.as_str(), self.id)
-    }
-
-    pub fn clear_messages(&mut self) {
-        self.messages.clear();
-        self.field_messages.clear();
-    }
-
-    pub fn field_error(&mut self, name: &str, text: UiText) {
-        self.field_messages.entry(name.to_owned()).or_default().push(text);
-    }
-
-    pub fn has_errors(&self) -> bool {
-        self.messages.iter().chain(self.field_messages.values().flatten()).any(|m| m.kind == "error")
-    }
-
+impl FlowView for Flow {
     /// The nodes for this flow's kind and step, with messages and sticky values applied.
-    pub async fn nodes(&self, state: &AppState) -> Vec<UiNode> {
+    async fn nodes(&self, state: &AppState) -> Vec<UiNode> {
         let mut nodes = vec![];
         if !self.is_api() {
             nodes.push(ui::hidden("default", "csrf_token", &self.csrf_token));
@@ -179,7 +63,7 @@ impl Flow {
     }
 
     /// Kratos's flow JSON.
-    pub async fn to_json(&self, state: &AppState) -> Value {
+    async fn to_json(&self, state: &AppState) -> Value {
         let mut o = json!({
             "id": self.id,
             "type": self.flow_type,
@@ -188,7 +72,7 @@ impl Flow {
             "request_url": self.request_url,
             "state": self.state,
             "ui": {
-                "action": self.action(state),
+                "action": self.action(&state.identities),
                 "method": "POST",
                 "nodes": self.nodes(state).await,
                 "messages": self.messages,
@@ -218,83 +102,14 @@ impl Flow {
     }
 }
 
-// --- errors -----------------------------------------------------------------------------
-
-/// A flow-level error in Kratos's generic error shape (`{"error": {id, code, status, reason,
-/// message}}`); browsers navigating get the error page instead.
-#[derive(Debug)]
-pub struct FlowError {
-    pub status: StatusCode,
-    pub id: &'static str,
-    pub reason: String,
-    /// Where a browser should go instead (`redirect_browser_to`).
-    pub redirect: Option<String>,
-    /// Seconds for `Retry-After` (429, 503).
-    pub retry_after: Option<u64>,
+/// A [`FlowError`] as an answer: the error page for a browser navigating, Kratos's generic
+/// error JSON otherwise. A trait because [`FlowError`] is the identity crate's type.
+pub(crate) trait Respond {
+    fn respond(self, state: &AppState, html: bool) -> Response;
 }
 
-impl FlowError {
-    pub fn new(status: StatusCode, id: &'static str, reason: impl Into<String>) -> Self {
-        Self { status, id, reason: reason.into(), redirect: None, retry_after: None }
-    }
-    /// Every password hashing slot is taken (see [`crate::crypto::Hashing`]).
-    pub fn busy(busy: crate::crypto::Busy) -> Self {
-        tracing::warn!("self-service request refused: every password hashing slot is busy");
-        let mut e = Self::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "self_service_flow_busy",
-            "The server is checking too many passwords at once; try again in a moment.",
-        );
-        e.retry_after = Some(busy.retry_after);
-        e
-    }
-    /// A password hash (or check) through the process-wide hashing bound.
-    pub fn from_hashing(e: crate::crypto::HashError) -> Self {
-        match e {
-            crate::crypto::HashError::Busy(b) => Self::busy(b),
-            crate::crypto::HashError::Failed(e) => Self::internal(&e),
-        }
-    }
-    pub fn not_found() -> Self {
-        Self::new(StatusCode::NOT_FOUND, "self_service_flow_not_found", "The flow does not exist.")
-    }
-    pub fn csrf() -> Self {
-        Self::new(
-            StatusCode::FORBIDDEN,
-            "security_csrf_violation",
-            "The request was rejected to protect you from Cross-Site-Request-Forgery (CSRF): the anti-CSRF cookie \
-             is missing or does not match the flow's csrf_token. Start the flow again from the same browser and \
-             host (127.0.0.1 and localhost are different hosts).",
-        )
-    }
-    pub fn internal(e: &dyn std::fmt::Display) -> Self {
-        tracing::error!(error = %e, "internal error in a self-service flow");
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal_server_error",
-            "An internal error occurred; see the server log.",
-        )
-    }
-
-    fn body(&self) -> Value {
-        let mut e = json!({
-            "id": self.id,
-            "code": self.status.as_u16(),
-            "status": self.status.canonical_reason().unwrap_or(""),
-            "reason": self.reason,
-            "message": self.status.canonical_reason().unwrap_or("error"),
-        });
-        if let Some(r) = &self.redirect {
-            e["details"] = json!({"redirect_to": r});
-        }
-        let mut o = json!({ "error": e });
-        if let Some(r) = &self.redirect {
-            o["redirect_browser_to"] = json!(r);
-        }
-        o
-    }
-
-    pub fn respond(self, state: &AppState, html: bool) -> Response {
+impl Respond for FlowError {
+    fn respond(self, state: &AppState, html: bool) -> Response {
         let mut response = if html {
             let target = self
                 .redirect
@@ -308,12 +123,6 @@ impl FlowError {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
         }
         response
-    }
-}
-
-impl From<StoreError> for FlowError {
-    fn from(e: StoreError) -> Self {
-        Self::internal(&e)
     }
 }
 
@@ -389,157 +198,6 @@ pub fn after_url(state: &AppState, flow: &Flow) -> String {
     if d.is_empty() { format!("{}/ui/welcome", state.config.urls.self_.public_base()) } else { d.clone() }
 }
 
-/// A submitted body: form fields or a JSON object flattened to dotted names
-/// (`{"traits": {"email": …}}` → `traits.email`).
-#[derive(Default)]
-pub struct Form(pub BTreeMap<String, String>);
-
-// Passwords and codes pass through here.
-impl std::fmt::Debug for Form {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(self.0.keys()).finish()
-    }
-}
-
-impl Form {
-    pub fn parse(headers: &HeaderMap, body: &[u8]) -> Result<Self, FlowError> {
-        let content = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-        let mut map = BTreeMap::new();
-        if content.starts_with("application/json") {
-            let v: Value = serde_json::from_slice(body).map_err(|e| {
-                FlowError::new(StatusCode::BAD_REQUEST, "bad_request", format!("The body is not valid JSON: {e}"))
-            })?;
-            flatten("", &v, &mut map);
-        } else {
-            for (k, v) in crate::error::parse_urlencoded(body) {
-                map.insert(k, v);
-            }
-        }
-        Ok(Self(map))
-    }
-
-    pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.get(name).map(String::as_str).filter(|v| !v.is_empty())
-    }
-
-    /// The chosen method: `method`, or what the fields imply when a form without JavaScript
-    /// sent none (a code, a resend, a passkey answer or removal), as Kratos infers it.
-    pub fn method(&self) -> Option<&str> {
-        if let Some(m) = self.get("method") {
-            return Some(m);
-        }
-        if self.0.iter().any(|(k, v)| k.starts_with("passkey_") && !v.is_empty()) {
-            return Some("passkey");
-        }
-        (self.get("code").is_some() || self.get("resend").is_some()).then_some("code")
-    }
-
-    /// `traits.*` as a JSON object; empty strings are left out so optional traits stay unset.
-    pub fn traits(&self) -> Value {
-        let mut o = serde_json::Map::new();
-        for (k, v) in &self.0 {
-            if let Some(name) = k.strip_prefix("traits.") {
-                if !v.is_empty() {
-                    o.insert(name.to_owned(), json!(v.trim()));
-                }
-            }
-        }
-        Value::Object(o)
-    }
-}
-
-fn flatten(prefix: &str, v: &Value, out: &mut BTreeMap<String, String>) {
-    match v {
-        Value::Object(m) => {
-            for (k, v) in m {
-                let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
-                // Passkey answers are JSON objects the ceremony parses as a whole.
-                if k.starts_with("passkey_") && v.is_object() {
-                    out.insert(key, v.to_string());
-                } else {
-                    flatten(&key, v, out);
-                }
-            }
-        }
-        Value::String(s) => {
-            out.insert(prefix.to_owned(), s.clone());
-        }
-        Value::Null => {}
-        other => {
-            out.insert(prefix.to_owned(), other.to_string());
-        }
-    }
-}
-
-// --- storage ----------------------------------------------------------------------------
-
-pub async fn create(state: &AppState, flow: &Flow) -> Result<(), FlowError> {
-    let body = serde_json::to_string(flow).map_err(|e| FlowError::internal(&e))?;
-    state.store.insert_flow(&flow.id, flow.kind.as_str(), &body, flow.expires_at).await?;
-    Ok(())
-}
-
-pub async fn load(state: &AppState, id: &str, kind: Kind) -> Result<Flow, FlowError> {
-    let Some((stored_kind, body, version)) = state.store.get_flow(id).await? else {
-        return Err(FlowError::not_found());
-    };
-    if stored_kind != kind.as_str() {
-        return Err(FlowError::not_found());
-    }
-    let mut flow: Flow = serde_json::from_str(&body).map_err(|e| FlowError::internal(&e))?;
-    flow.version = version;
-    Ok(flow)
-}
-
-/// Writes the flow back; fails with 409 if another request changed it meanwhile.
-pub async fn save(state: &AppState, flow: &mut Flow) -> Result<(), FlowError> {
-    let body = serde_json::to_string(flow).map_err(|e| FlowError::internal(&e))?;
-    if !state.store.update_flow(&flow.id, flow.version, &body).await? {
-        return Err(FlowError::new(
-            StatusCode::CONFLICT,
-            "self_service_flow_replaced",
-            "This flow was submitted twice at the same time; try again.",
-        ));
-    }
-    flow.version += 1;
-    Ok(())
-}
-
-pub(crate) fn new_flow(
-    state: &AppState,
-    kind: Kind,
-    api: bool,
-    request_url: String,
-    return_to: Option<String>,
-    csrf: &str,
-) -> Flow {
-    let now = state.clock.now();
-    let lifespan = i64::try_from(state.config.selfservice.flows.lifespan.as_secs()).unwrap_or(3600);
-    Flow {
-        id: crypto::uuid_v4(),
-        kind,
-        flow_type: if api { "api" } else { "browser" }.into(),
-        issued_at: now,
-        expires_at: now + lifespan,
-        request_url,
-        return_to,
-        state: "choose_method".into(),
-        active: None,
-        csrf_token: csrf.to_owned(),
-        identity_id: None,
-        refresh: false,
-        oauth2_login_challenge: None,
-        messages: Vec::new(),
-        field_messages: BTreeMap::new(),
-        values: BTreeMap::new(),
-        code: None,
-        pending_traits: None,
-        passkey_state: None,
-        skip_csrf: false,
-        version: 0,
-    }
-}
-
 // --- handlers ---------------------------------------------------------------------------
 
 #[derive(Deserialize, Default)]
@@ -565,7 +223,7 @@ pub async fn init_browser(
     match init(&state, &kind, q, &headers, false).await {
         Ok((flow, cookie)) => {
             let mut response = if html {
-                see_other(&flow.ui_url(&state))
+                see_other(&flow.ui_url(&state.identities))
             } else {
                 axum::Json(flow.to_json(&state).await).into_response()
             };
@@ -623,7 +281,7 @@ async fn init(
             }
         }
     };
-    let mut flow = new_flow(state, kind, api, request_url, return_to, &csrf);
+    let mut flow = new_flow(&state.identities, kind, api, request_url, return_to, &csrf);
     flow.refresh = q.refresh.unwrap_or(false);
     flow.oauth2_login_challenge = q.login_challenge.filter(|c| !c.is_empty());
     let current = session::authenticate(state, headers).await?;
@@ -685,7 +343,7 @@ async fn init(
     if kind == Kind::Settings {
         settings::prepare(state, &mut flow).await?;
     }
-    create(state, &flow).await?;
+    create(&state.store, &flow).await?;
     Ok((flow, cookie))
 }
 
@@ -706,7 +364,7 @@ pub async fn get(
         let kind = parse_kind(&kind)?;
         let id =
             q.id.or(q.flow).ok_or_else(|| FlowError::new(StatusCode::BAD_REQUEST, "bad_request", "id is required"))?;
-        let flow = load(&state, &id, kind).await?;
+        let flow = load(&state.store, &id, kind).await?;
         if !flow.is_api() && !csrf_cookie_matches(&state, &headers, &flow) {
             return Err(FlowError::csrf());
         }
@@ -795,7 +453,7 @@ pub async fn submit(
             .flow
             .or(q.id)
             .ok_or_else(|| FlowError::new(StatusCode::BAD_REQUEST, "bad_request", "flow is required"))?;
-        let mut flow = load(&state, &id, kind).await?;
+        let mut flow = load(&state.store, &id, kind).await?;
         if flow.expires_at <= state.clock.now() {
             return Err(expired(&state, &flow));
         }
@@ -836,7 +494,7 @@ async fn respond(state: &AppState, outcome: Outcome, json: bool) -> Response {
                 let status = if flow.has_errors() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
                 (status, axum::Json(flow.to_json(state).await)).into_response()
             } else {
-                see_other(&flow.ui_url(state))
+                see_other(&flow.ui_url(&state.identities))
             }
         }
         Outcome::SignedIn { flow, identity, issued } => {

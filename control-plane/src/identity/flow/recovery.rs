@@ -55,7 +55,7 @@ async fn send(state: &AppState, flow: &mut Flow, form: &Form) -> Result<(), Flow
     }
     let identity = owner(state, &address).await?;
     let deliver = identity.as_ref().is_some_and(Identity::is_active);
-    code::send(state, flow, &address, identity.map(|i| i.id), deliver).await?;
+    code::send(&state.identities, flow, &address, identity.map(|i| i.id), deliver).await?;
     flow.state = "sent_email".into();
     flow.active = Some(CODE.into());
     flow.messages.push(if flow.kind == Kind::Recovery {
@@ -78,10 +78,10 @@ pub async fn submit_recovery(
 ) -> Result<Outcome, FlowError> {
     if !entering_code(&flow, form) {
         send(state, &mut flow, form).await?;
-        super::save(state, &mut flow).await?;
+        super::save(&state.store, &mut flow).await?;
         return Ok(Outcome::Again(flow));
     }
-    let identity = match code::check(state, &mut flow, form.get("code").unwrap_or("")).await? {
+    let identity = match code::check(&state.identities, &mut flow, form.get("code").unwrap_or("")).await? {
         Check::Valid(Some(id)) => state.store.get_identity(&id).await?.filter(Identity::is_active),
         Check::Valid(None) | Check::Invalid => None,
         Check::Spent => {
@@ -92,7 +92,7 @@ pub async fn submit_recovery(
     };
     let Some(mut identity) = identity else {
         flow.field_error("code", msg::recovery_code_invalid());
-        super::save(state, &mut flow).await?;
+        super::save(&state.store, &mut flow).await?;
         return Ok(Outcome::Again(flow));
     };
     // Entering the code proves the address too.
@@ -104,7 +104,7 @@ pub async fn submit_recovery(
         }
     }
     flow.state = "passed_challenge".into();
-    super::save(state, &mut flow).await?;
+    super::save(&state.store, &mut flow).await?;
     let issued = session::issue(state, &identity, "code_recovery", headers).await?;
     tracing::info!(identity_id = %identity.id, "account recovered");
     // A settings flow where the user sets a new password or passkey, bound to this browser's
@@ -120,7 +120,7 @@ pub async fn submit_recovery(
         }
     };
     let mut settings = super::new_flow(
-        state,
+        &state.identities,
         Kind::Settings,
         flow.is_api(),
         format!("{}/self-service/settings/browser", state.config.urls.self_.public_base()),
@@ -130,13 +130,13 @@ pub async fn submit_recovery(
     settings.identity_id = Some(identity.id.clone());
     settings.state = "show_form".into();
     settings.messages.push(msg::recovered());
-    super::create(state, &settings).await?;
+    super::create(&state.store, &settings).await?;
     if !flow.is_api() {
         cookies.push(session::session_cookie(state, &issued.token, issued.row.expires_at));
     }
     Ok(Outcome::Continue {
         flow,
-        to: settings.ui_url(state),
+        to: settings.ui_url(&state.identities),
         cookies,
         session_token: issued.token,
         settings_id: settings.id,
@@ -146,10 +146,10 @@ pub async fn submit_recovery(
 pub async fn submit_verification(state: &AppState, mut flow: Flow, form: &Form) -> Result<Outcome, FlowError> {
     if !entering_code(&flow, form) {
         send(state, &mut flow, form).await?;
-        super::save(state, &mut flow).await?;
+        super::save(&state.store, &mut flow).await?;
         return Ok(Outcome::Again(flow));
     }
-    let verified = match code::check(state, &mut flow, form.get("code").unwrap_or("")).await? {
+    let verified = match code::check(&state.identities, &mut flow, form.get("code").unwrap_or("")).await? {
         Check::Valid(Some(id)) => {
             let address = flow.code.as_ref().map(|c| c.address.clone()).unwrap_or_default();
             match state.store.get_identity(&id).await? {
@@ -175,6 +175,6 @@ pub async fn submit_verification(state: &AppState, mut flow: Flow, form: &Form) 
     } else {
         flow.field_error("code", msg::verification_code_invalid());
     }
-    super::save(state, &mut flow).await?;
+    super::save(&state.store, &mut flow).await?;
     Ok(Outcome::Again(flow))
 }

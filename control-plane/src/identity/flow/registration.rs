@@ -114,7 +114,7 @@ pub async fn submit(state: &AppState, mut flow: Flow, form: &Form, headers: &Hea
         Some(CODE) if methods.code.passwordless_enabled => {
             let code = form.get("code");
             if flow.state == "sent_email" && code.is_some() && form.get("resend").is_none() {
-                match crate::identity::code::check(state, &mut flow, code.unwrap_or("")).await? {
+                match crate::identity::code::check(&state.identities, &mut flow, code.unwrap_or("")).await? {
                     crate::identity::code::Check::Valid(_) => {}
                     crate::identity::code::Check::Invalid => {
                         flow.field_error("code", msg::registration_code_invalid());
@@ -150,7 +150,7 @@ pub async fn submit(state: &AppState, mut flow: Flow, form: &Form, headers: &Hea
                     flow.field_error("traits.email", msg::duplicate());
                     return again(state, flow).await;
                 }
-                crate::identity::code::send(state, &mut flow, &address, None, true).await?;
+                crate::identity::code::send(&state.identities, &mut flow, &address, None, true).await?;
                 flow.pending_traits = Some(traits);
                 flow.state = "sent_email".into();
                 flow.active = Some(CODE.into());
@@ -187,7 +187,7 @@ pub async fn submit(state: &AppState, mut flow: Flow, form: &Form, headers: &Hea
 }
 
 async fn again(state: &AppState, mut flow: Flow) -> Result<Outcome, FlowError> {
-    super::save(state, &mut flow).await?;
+    super::save(&state.store, &mut flow).await?;
     Ok(Outcome::Again(flow))
 }
 
@@ -243,7 +243,7 @@ async fn finish(
 ) -> Result<Outcome, FlowError> {
     let after = &state.config.selfservice.flows.registration.after;
     let traits = identity.body.traits.clone();
-    if !hooks::run_parsing(state, after, &mut flow, &mut identity).await {
+    if !hooks::run_parsing(&state.identities, after, &mut flow, &mut identity).await {
         return again(state, flow).await;
     }
     if identity.body.traits != traits {
@@ -265,11 +265,11 @@ async fn finish(
         return again(state, flow).await;
     }
     tracing::info!(identity_id = %identity.id, method, "identity registered");
-    hooks::fire_and_forget(state, after, &flow, &identity);
-    if hooks::signs_in(state) {
+    hooks::fire_and_forget(&state.identities, after, &flow, &identity);
+    if hooks::signs_in(&state.identities) {
         return super::login::start_session(state, flow, identity, method, headers).await;
     }
     flow.state = "success".into();
-    super::save(state, &mut flow).await?;
+    super::save(&state.store, &mut flow).await?;
     Ok(Outcome::Registered { flow, identity })
 }

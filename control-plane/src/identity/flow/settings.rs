@@ -79,7 +79,7 @@ pub async fn submit(state: &AppState, mut flow: Flow, form: &Form, headers: &Hea
         flow.state = "success".into();
         flow.messages.push(msg::settings_saved());
     }
-    super::save(state, &mut flow).await?;
+    super::save(&state.store, &mut flow).await?;
     Ok(Outcome::Again(flow))
 }
 
@@ -98,7 +98,7 @@ fn privileged(state: &AppState, flow: &Flow, auth: &Authenticated) -> Result<(),
     if !flow.is_api() {
         e.redirect = Some(format!(
             "{public}/self-service/login/browser?refresh=true&return_to={}",
-            crate::identity::url_segment(&flow.ui_url(state))
+            crate::identity::url_segment(&flow.ui_url(&state.identities))
         ));
     }
     Err(e)
