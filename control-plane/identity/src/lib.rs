@@ -18,5 +18,6 @@ pub mod password;
 pub mod policy;
 pub mod record;
 pub mod schema;
+pub mod session;
 
 pub use context::{Identities, Settings};
