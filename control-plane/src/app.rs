@@ -71,17 +71,18 @@ impl AppState {
         let decider = Decider::new(&config.decisions).map_err(StartupError)?;
         decider.set_signer(Some(gateway_keys.signer()));
         let schemas = crate::identity::schema::Schemas::load(&config.identity)?;
-        let passkeys = crate::identity::passkey::Passkeys::from_config(&config)?;
+        let passkeys = crate::identity::passkey::from_config(&config)?;
         let http = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(30))
             .build()
             .map_err(|e| StartupError(format!("HTTP client: {e}")))?;
         let hashing = Arc::new(crate::crypto::Hashing::new(&config.hashers.argon2));
-        let identities = crate::identity::identities(&config, &store, &clock, schemas, http);
+        let identities = crate::identity::identities(&config, &store, &clock, schemas, http, hashing.clone(), passkeys);
         Ok(Self {
             schemas: identities.schemas.clone(),
             http: identities.http.clone(),
             courier: identities.courier.clone(),
+            passkeys: identities.passkeys.clone(),
             identities,
             decider: Arc::new(decider),
             keys: Arc::new(keys),
@@ -94,7 +95,6 @@ impl AppState {
             rules: Arc::new(rules),
             shutdown: Arc::new(watch::Sender::new(false)),
             api_keys: Arc::default(),
-            passkeys: Arc::new(passkeys),
             client_jwks: Arc::default(),
         })
     }

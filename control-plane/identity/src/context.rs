@@ -1,7 +1,7 @@
 //! The identity domain's inputs, handed to the functions that need several of them: the
 //! store, the clock, the domain's config sections (with the public URL and the one-time code
-//! key derived from `secrets.system`), the identity schemas, the courier and the HTTP client
-//! for web hooks. It holds nothing of another domain (no OAuth2 keys, no rules, no admin API
+//! key derived from `secrets.system`), the identity schemas, the courier, the HTTP client
+//! for web hooks, the password hashing bound and the passkey relying party. It holds nothing of another domain (no OAuth2 keys, no rules, no admin API
 //! keys) and must not grow into a second `AppState`: a function that needs one thing takes it.
 
 use std::sync::Arc;
@@ -11,6 +11,7 @@ use portcullis_store::Store;
 
 use crate::config::{IdentityConfig, SelfService, SessionConfig};
 use crate::courier::Courier;
+use crate::passkey::Passkeys;
 use crate::schema::Schemas;
 
 /// What the identity domain reads: cheap to clone (every part is shared).
@@ -23,6 +24,10 @@ pub struct Identities {
     pub courier: Arc<Courier>,
     /// Outbound HTTP for web hooks and the optional breached-password check.
     pub http: reqwest::Client,
+    /// The bound on concurrent password hashing.
+    pub hashing: Arc<portcullis_keys::hashing::Hashing>,
+    /// The passkey relying party (`selfservice.methods.passkey`).
+    pub passkeys: Arc<Passkeys>,
 }
 
 /// The identity domain's configuration: its own sections plus the two values it needs from

@@ -14,10 +14,14 @@ pub mod context;
 pub mod courier;
 pub mod flow;
 pub mod hooks;
+pub mod passkey;
 pub mod password;
 pub mod policy;
 pub mod record;
 pub mod schema;
 pub mod session;
+
+// Encoding, digests and randomness under the name the moved code used in the control plane.
+pub(crate) use portcullis_model::crypto;
 
 pub use context::{Identities, Settings};

@@ -25,6 +25,8 @@ pub fn identities(
     clock: &std::sync::Arc<dyn crate::clock::Clock>,
     schemas: schema::Schemas,
     http: reqwest::Client,
+    hashing: std::sync::Arc<crate::crypto::Hashing>,
+    passkeys: passkey::Passkeys,
 ) -> portcullis_identity::Identities {
     use std::sync::Arc;
     let settings = portcullis_identity::Settings::new(
@@ -41,5 +43,7 @@ pub fn identities(
         schemas: Arc::new(schemas),
         courier: Arc::new(crate::courier::Courier::new(&config.courier, config.dev)),
         http,
+        hashing,
+        passkeys: Arc::new(passkeys),
     }
 }

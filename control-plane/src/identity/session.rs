@@ -15,8 +15,8 @@ use serde_json::{Map, Value, json};
 use crate::app::AppState;
 use crate::crypto;
 use crate::error::{ApiError, StoreError};
-use crate::identity::flow::FlowError;
 use crate::identity::Identity;
+use crate::identity::flow::FlowError;
 use crate::rules::Rules;
 use crate::store::Store;
 use crate::store::sessions::{Deactivate, SessionFilter, SessionRow};
@@ -289,7 +289,7 @@ pub async fn logout(
     };
     // Checked before anything ends: a refused return_to must not cost the user their session.
     let target = match q.return_to.as_deref() {
-        Some(r) => crate::identity::flow::allowed_return_to(&state, r).ok_or_else(|| {
+        Some(r) => crate::identity::flow::allowed_return_to(&state.identities, r).ok_or_else(|| {
             ApiError::invalid_request("return_to: this URL is not in selfservice.allowed_return_urls")
         })?,
         None => format!("{}/ui/login", state.config.urls.self_.public_base()),

@@ -1,9 +1,15 @@
 //! Self-service flows without HTTP: the stored flow (kinds, the one-time code state, messages,
-//! sticky values), the flow-level error with Kratos's ids, submitted bodies (form or JSON)
-//! and loading and saving a flow with compare-and-swap, and the `ui` container and message
-//! catalogue. It must not depend on axum or build answers: the control plane's handlers turn
-//! a [`FlowError`] into a page or JSON and a flow into Kratos's flow JSON.
+//! sticky values), the flow-level error with Kratos's ids, submitted bodies (form or JSON),
+//! loading and saving a flow with compare-and-swap, CSRF cookie names and `return_to` checks,
+//! and the kinds' state machines (`login`, `registration`, `settings`, `recovery` with
+//! verification), each step ending in an [`Outcome`]. It must not depend on axum or build
+//! answers: the control plane's handlers turn an `Outcome` or a [`FlowError`] into a page or
+//! JSON.
 
+pub mod login;
+pub mod recovery;
+pub mod registration;
+pub mod settings;
 pub mod ui;
 
 use std::collections::BTreeMap;
@@ -17,7 +23,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::context::Identities;
+use portcullis_model::identity::Identity;
+use reqwest::header::HeaderValue;
 use ui::UiText;
+
+use crate::session::Issued;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -375,4 +385,68 @@ pub fn new_flow(
         skip_csrf: false,
         version: 0,
     }
+}
+
+// --- request context ---------------------------------------------------------------------
+
+/// The anti-CSRF cookie's name: per public URL, as Kratos (`csrf_token_<hash>`).
+pub fn csrf_cookie_name(state: &Identities) -> String {
+    let digest = crypto::sha256(state.config.public_base.as_bytes());
+    format!("csrf_token_{}", crypto::hex(&digest[..8]))
+}
+
+pub fn csrf_cookie(state: &Identities, token: &str) -> HeaderValue {
+    let mut v = format!("{}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age=31536000", csrf_cookie_name(state));
+    if crate::session::secure_cookies(state) {
+        v.push_str("; Secure");
+    }
+    HeaderValue::from_str(&v).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// `Some(url)` when `return_to` may be used: the public URL itself or a prefix listed in
+/// `selfservice.allowed_return_urls` (compared by origin and path prefix, never by substring).
+pub fn allowed_return_to(state: &Identities, return_to: &str) -> Option<String> {
+    if return_to.is_empty() || return_to.chars().any(|c| c.is_control() || c == '\\') {
+        return None;
+    }
+    let public = state.config.public_base.as_str();
+    let allowed = std::iter::once(public.to_owned())
+        .chain(state.config.selfservice.allowed_return_urls.iter().cloned())
+        .chain(std::iter::once(state.config.selfservice.default_browser_return_url.clone()).filter(|u| !u.is_empty()));
+    for base in allowed {
+        let base = base.trim_end_matches('/');
+        if return_to == base {
+            return Some(return_to.to_owned());
+        }
+        if let Some(rest) = return_to.strip_prefix(base) {
+            // `https://app.example` must not admit `https://app.example.evil`.
+            if rest.starts_with('/') || rest.starts_with('?') || rest.starts_with('#') {
+                return Some(return_to.to_owned());
+            }
+        }
+    }
+    None
+}
+
+/// Where a browser goes after a flow: its `return_to`, the configured default, or the
+/// built-in account page.
+pub fn after_url(state: &Identities, flow: &Flow) -> String {
+    if let Some(r) = &flow.return_to {
+        return r.clone();
+    }
+    let d = &state.config.selfservice.default_browser_return_url;
+    if d.is_empty() { format!("{}/ui/welcome", state.config.public_base.as_str()) } else { d.clone() }
+}
+
+/// What a submitted step produced.
+pub enum Outcome {
+    /// Show the flow again: the next step, or the same step with messages.
+    Again(Flow),
+    /// The user is signed in.
+    SignedIn { flow: Box<Flow>, identity: Box<Identity>, issued: Box<Issued> },
+    /// Registered without a session (no `session` hook).
+    Registered { flow: Flow, identity: Identity },
+    /// Continue elsewhere (recovery → settings): a browser with `cookies` set, a native app
+    /// with the new session's token and the settings flow's id.
+    Continue { flow: Flow, to: String, cookies: Vec<HeaderValue>, session_token: String, settings_id: String },
 }

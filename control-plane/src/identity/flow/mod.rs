@@ -4,13 +4,9 @@
 //! `POST /self-service/{kind}?flow=` (form or JSON). This module owns what every kind shares:
 //! the stored flow, CSRF (double submit: a per-browser cookie and the flow's token must
 //! match), `return_to` checking, request bodies, and turning a step's [`Outcome`] into the
-//! right answer for a browser form, a browser SPA, or a native app. The kinds live in
-//! `login`, `registration`, `settings` and `recovery` (recovery and verification).
-
-pub mod login;
-pub mod recovery;
-pub mod registration;
-pub mod settings;
+//! right answer for a browser form, a browser SPA, or a native app. The stored flow and the
+//! kinds' state machines live in `portcullis_identity::flow` (re-exported here); flow logic
+//! must not be added here.
 
 pub use portcullis_identity::flow::*;
 
@@ -23,8 +19,8 @@ use serde_json::{Value, json};
 
 use crate::app::AppState;
 use crate::crypto;
-use crate::identity::session::{self, Issued};
-use crate::identity::{Identity, View};
+use crate::identity::View;
+use crate::identity::session;
 use crate::rfc3339;
 use ui::UiNode;
 
@@ -43,10 +39,10 @@ impl FlowView for Flow {
             nodes.push(ui::hidden("default", "csrf_token", &self.csrf_token));
         }
         nodes.extend(match self.kind {
-            Kind::Login => login::nodes(state, self),
-            Kind::Registration => registration::nodes(state, self),
-            Kind::Settings => settings::nodes(state, self).await,
-            Kind::Recovery | Kind::Verification => recovery::nodes(state, self),
+            Kind::Login => login::nodes(&state.identities, self),
+            Kind::Registration => registration::nodes(&state.identities, self),
+            Kind::Settings => settings::nodes(&state.identities, self).await,
+            Kind::Recovery | Kind::Verification => recovery::nodes(&state.identities, self),
         });
         for node in &mut nodes {
             let name = node.name().to_owned();
@@ -149,55 +145,6 @@ pub fn wants_json(headers: &HeaderMap) -> bool {
     accept.contains("application/json") || content.starts_with("application/json")
 }
 
-/// The anti-CSRF cookie's name: per public URL, as Kratos (`csrf_token_<hash>`).
-pub fn csrf_cookie_name(state: &AppState) -> String {
-    let digest = crypto::sha256(state.config.urls.self_.public_base().as_bytes());
-    format!("csrf_token_{}", crypto::hex(&digest[..8]))
-}
-
-pub(crate) fn csrf_cookie(state: &AppState, token: &str) -> HeaderValue {
-    let mut v = format!("{}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age=31536000", csrf_cookie_name(state));
-    if session::secure_cookies(state) {
-        v.push_str("; Secure");
-    }
-    HeaderValue::from_str(&v).unwrap_or_else(|_| HeaderValue::from_static(""))
-}
-
-/// `Some(url)` when `return_to` may be used: the public URL itself or a prefix listed in
-/// `selfservice.allowed_return_urls` (compared by origin and path prefix, never by substring).
-pub fn allowed_return_to(state: &AppState, return_to: &str) -> Option<String> {
-    if return_to.is_empty() || return_to.chars().any(|c| c.is_control() || c == '\\') {
-        return None;
-    }
-    let public = state.config.urls.self_.public_base();
-    let allowed = std::iter::once(public.to_owned())
-        .chain(state.config.selfservice.allowed_return_urls.iter().cloned())
-        .chain(std::iter::once(state.config.selfservice.default_browser_return_url.clone()).filter(|u| !u.is_empty()));
-    for base in allowed {
-        let base = base.trim_end_matches('/');
-        if return_to == base {
-            return Some(return_to.to_owned());
-        }
-        if let Some(rest) = return_to.strip_prefix(base) {
-            // `https://app.example` must not admit `https://app.example.evil`.
-            if rest.starts_with('/') || rest.starts_with('?') || rest.starts_with('#') {
-                return Some(return_to.to_owned());
-            }
-        }
-    }
-    None
-}
-
-/// Where a browser goes after a flow: its `return_to`, the configured default, or the
-/// built-in account page.
-pub fn after_url(state: &AppState, flow: &Flow) -> String {
-    if let Some(r) = &flow.return_to {
-        return r.clone();
-    }
-    let d = &state.config.selfservice.default_browser_return_url;
-    if d.is_empty() { format!("{}/ui/welcome", state.config.urls.self_.public_base()) } else { d.clone() }
-}
-
 // --- handlers ---------------------------------------------------------------------------
 
 #[derive(Deserialize, Default)]
@@ -258,7 +205,7 @@ async fn init(
 ) -> Result<(Flow, Option<HeaderValue>), FlowError> {
     let kind = parse_kind(kind)?;
     let return_to = match q.return_to.as_deref().filter(|r| !r.is_empty()) {
-        Some(r) => Some(allowed_return_to(state, r).ok_or_else(|| {
+        Some(r) => Some(allowed_return_to(&state.identities, r).ok_or_else(|| {
             FlowError::new(
                 StatusCode::BAD_REQUEST,
                 "self_service_flow_return_to_forbidden",
@@ -272,11 +219,11 @@ async fn init(
     let (csrf, cookie) = if api {
         (String::new(), None)
     } else {
-        match session::cookie(headers, &csrf_cookie_name(state)).filter(|t| t.len() >= 32) {
+        match session::cookie(headers, &csrf_cookie_name(&state.identities)).filter(|t| t.len() >= 32) {
             Some(existing) => (existing.to_owned(), None),
             None => {
                 let token = crypto::b64url(&crypto::random_bytes::<32>());
-                let cookie = csrf_cookie(state, &token);
+                let cookie = csrf_cookie(&state.identities, &token);
                 (token, Some(cookie))
             }
         }
@@ -293,7 +240,7 @@ async fn init(
                 "A valid session was detected and thus login is not possible. Did you forget to set `?refresh=true`?",
             );
             if !api {
-                e.redirect = Some(after_url(state, &flow));
+                e.redirect = Some(after_url(&state.identities, &flow));
             }
             return Err(e);
         }
@@ -335,13 +282,13 @@ async fn init(
         _ => {}
     }
     if kind == Kind::Login {
-        login::prepare(state, &mut flow);
+        login::prepare(&state.identities, &mut flow);
     }
     if kind == Kind::Registration {
-        registration::prepare(state, &mut flow);
+        registration::prepare(&state.identities, &mut flow);
     }
     if kind == Kind::Settings {
-        settings::prepare(state, &mut flow).await?;
+        settings::prepare(&state.identities, &mut flow).await?;
     }
     create(&state.store, &flow).await?;
     Ok((flow, cookie))
@@ -413,7 +360,8 @@ fn api_flow_from_a_program(headers: &HeaderMap) -> Result<(), FlowError> {
 
 pub fn csrf_cookie_matches(state: &AppState, headers: &HeaderMap, flow: &Flow) -> bool {
     flow.skip_csrf
-        || session::cookie(headers, &csrf_cookie_name(state)).is_some_and(|c| crypto::secret_eq(c, &flow.csrf_token))
+        || session::cookie(headers, &csrf_cookie_name(&state.identities))
+            .is_some_and(|c| crypto::secret_eq(c, &flow.csrf_token))
 }
 
 fn expired(state: &AppState, flow: &Flow) -> FlowError {
@@ -423,19 +371,6 @@ fn expired(state: &AppState, flow: &Flow) -> FlowError {
             Some(format!("{}/self-service/{}/browser", state.config.urls.self_.public_base(), flow.kind.as_str()));
     }
     e
-}
-
-/// What a submitted step produced.
-pub enum Outcome {
-    /// Show the flow again: the next step, or the same step with messages.
-    Again(Flow),
-    /// The user is signed in.
-    SignedIn { flow: Box<Flow>, identity: Box<Identity>, issued: Box<Issued> },
-    /// Registered without a session (no `session` hook).
-    Registered { flow: Flow, identity: Identity },
-    /// Continue elsewhere (recovery → settings): a browser with `cookies` set, a native app
-    /// with the new session's token and the settings flow's id.
-    Continue { flow: Flow, to: String, cookies: Vec<HeaderValue>, session_token: String, settings_id: String },
 }
 
 /// `POST /self-service/{kind}?flow=`.
@@ -470,11 +405,11 @@ pub async fn submit(
         }
         flow.clear_messages();
         match kind {
-            Kind::Login => login::submit(&state, flow, &form, &headers).await,
-            Kind::Registration => registration::submit(&state, flow, &form, &headers).await,
-            Kind::Settings => settings::submit(&state, flow, &form, &headers).await,
-            Kind::Recovery => recovery::submit_recovery(&state, flow, &form, &headers).await,
-            Kind::Verification => recovery::submit_verification(&state, flow, &form).await,
+            Kind::Login => login::submit(&state.identities, flow, &form, &headers).await,
+            Kind::Registration => registration::submit(&state.identities, flow, &form, &headers).await,
+            Kind::Settings => settings::submit(&state.identities, flow, &form, &headers).await,
+            Kind::Recovery => recovery::submit_recovery(&state.identities, flow, &form, &headers).await,
+            Kind::Verification => recovery::submit_verification(&state.identities, flow, &form).await,
         }
     }
     .await;
@@ -499,7 +434,7 @@ async fn respond(state: &AppState, outcome: Outcome, json: bool) -> Response {
         }
         Outcome::SignedIn { flow, identity, issued } => {
             let (flow, identity, issued) = (*flow, *identity, *issued);
-            let after = crate::identity::flow::login::after_sign_in(state, &flow, &identity).await;
+            let after = crate::identity::flow::login::after_sign_in(&state.identities, &flow, &identity).await;
             let session = session::session_json(state, &issued.row, Some(&identity));
             if flow.is_api() {
                 let mut body = json!({"session": session, "session_token": issued.token, "continue_with": [

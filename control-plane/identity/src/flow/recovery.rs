@@ -2,15 +2,16 @@
 //! settings flow to set a new password or passkey. Verification: e-mail → code → the address is
 //! marked verified. Both answer the same whether or not the address belongs to an account.
 
-use axum::http::HeaderMap;
+use reqwest::header::HeaderMap;
 
 use super::ui::{self, UiNode, msg};
 use super::{Flow, FlowError, Form, Kind, Outcome};
-use crate::app::AppState;
-use crate::identity::code::{self, Check};
-use crate::identity::{CODE, Identity, PASSWORD, session};
+use crate::code::{self, Check};
+use crate::context::Identities;
+use crate::session;
+use portcullis_model::identity::{CODE, Identity, PASSWORD};
 
-pub fn nodes(_state: &AppState, flow: &Flow) -> Vec<UiNode> {
+pub fn nodes(_state: &Identities, flow: &Flow) -> Vec<UiNode> {
     match flow.state.as_str() {
         "sent_email" => {
             let address = flow.code.as_ref().map(|c| c.address.as_str()).unwrap_or("");
@@ -30,7 +31,7 @@ pub fn nodes(_state: &AppState, flow: &Flow) -> Vec<UiNode> {
 }
 
 /// The identity with this address as a code or password identifier.
-async fn owner(state: &AppState, address: &str) -> Result<Option<Identity>, FlowError> {
+async fn owner(state: &Identities, address: &str) -> Result<Option<Identity>, FlowError> {
     for kind in [CODE, PASSWORD] {
         if let Some(i) = state.store.find_identity_by_identifier(kind, address).await? {
             return Ok(Some(i));
@@ -40,7 +41,7 @@ async fn owner(state: &AppState, address: &str) -> Result<Option<Identity>, Flow
 }
 
 /// Step one of either flow: send a code to the address.
-async fn send(state: &AppState, flow: &mut Flow, form: &Form) -> Result<(), FlowError> {
+async fn send(state: &Identities, flow: &mut Flow, form: &Form) -> Result<(), FlowError> {
     let address = form
         .get("email")
         .map(str::to_owned)
@@ -55,7 +56,7 @@ async fn send(state: &AppState, flow: &mut Flow, form: &Form) -> Result<(), Flow
     }
     let identity = owner(state, &address).await?;
     let deliver = identity.as_ref().is_some_and(Identity::is_active);
-    code::send(&state.identities, flow, &address, identity.map(|i| i.id), deliver).await?;
+    code::send(state, flow, &address, identity.map(|i| i.id), deliver).await?;
     flow.state = "sent_email".into();
     flow.active = Some(CODE.into());
     flow.messages.push(if flow.kind == Kind::Recovery {
@@ -71,7 +72,7 @@ fn entering_code(flow: &Flow, form: &Form) -> bool {
 }
 
 pub async fn submit_recovery(
-    state: &AppState,
+    state: &Identities,
     mut flow: Flow,
     form: &Form,
     headers: &HeaderMap,
@@ -81,7 +82,7 @@ pub async fn submit_recovery(
         super::save(&state.store, &mut flow).await?;
         return Ok(Outcome::Again(flow));
     }
-    let identity = match code::check(&state.identities, &mut flow, form.get("code").unwrap_or("")).await? {
+    let identity = match code::check(state, &mut flow, form.get("code").unwrap_or("")).await? {
         Check::Valid(Some(id)) => state.store.get_identity(&id).await?.filter(Identity::is_active),
         Check::Valid(None) | Check::Invalid => None,
         Check::Spent => {
@@ -98,7 +99,7 @@ pub async fn submit_recovery(
     // Entering the code proves the address too.
     let now = state.clock.now();
     if let Some(address) = flow.code.as_ref().map(|c| c.address.clone()) {
-        if crate::identity::mark_verified(&mut identity.body, &address, now) {
+        if portcullis_model::identity::mark_verified(&mut identity.body, &address, now) {
             identity.updated_at = now;
             state.store.update_identity(&identity, &[]).await?.ok();
         }
@@ -120,10 +121,10 @@ pub async fn submit_recovery(
         }
     };
     let mut settings = super::new_flow(
-        &state.identities,
+        state,
         Kind::Settings,
         flow.is_api(),
-        format!("{}/self-service/settings/browser", state.config.urls.self_.public_base()),
+        format!("{}/self-service/settings/browser", state.config.public_base.as_str()),
         flow.return_to.clone(),
         &csrf,
     );
@@ -136,26 +137,26 @@ pub async fn submit_recovery(
     }
     Ok(Outcome::Continue {
         flow,
-        to: settings.ui_url(&state.identities),
+        to: settings.ui_url(state),
         cookies,
         session_token: issued.token,
         settings_id: settings.id,
     })
 }
 
-pub async fn submit_verification(state: &AppState, mut flow: Flow, form: &Form) -> Result<Outcome, FlowError> {
+pub async fn submit_verification(state: &Identities, mut flow: Flow, form: &Form) -> Result<Outcome, FlowError> {
     if !entering_code(&flow, form) {
         send(state, &mut flow, form).await?;
         super::save(&state.store, &mut flow).await?;
         return Ok(Outcome::Again(flow));
     }
-    let verified = match code::check(&state.identities, &mut flow, form.get("code").unwrap_or("")).await? {
+    let verified = match code::check(state, &mut flow, form.get("code").unwrap_or("")).await? {
         Check::Valid(Some(id)) => {
             let address = flow.code.as_ref().map(|c| c.address.clone()).unwrap_or_default();
             match state.store.get_identity(&id).await? {
                 Some(mut identity) => {
                     let now = state.clock.now();
-                    crate::identity::mark_verified(&mut identity.body, &address, now);
+                    portcullis_model::identity::mark_verified(&mut identity.body, &address, now);
                     identity.updated_at = now;
                     state.store.update_identity(&identity, &[]).await?.is_ok()
                 }
