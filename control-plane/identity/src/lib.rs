@@ -8,6 +8,7 @@
 // Exceptions to a lint are `#[expect]`ed with a reason, so a stale one is reported.
 #![deny(clippy::allow_attributes, clippy::allow_attributes_without_reason)]
 
+pub mod admin;
 pub mod code;
 pub mod config;
 pub mod context;
