@@ -1,10 +1,12 @@
-//! Identities (Kratos's job): the identity record and its JSON shapes, identity schemas,
-//! passwords, the registration policy, sessions, self-service flows and passkeys.
+//! Identities (Kratos's job) over HTTP: the handlers of the self-service flows, sessions,
+//! passkeys' script, schemas and the admin identity API. The logic they call lives in
+//! `portcullis_identity` (re-exported here under the old paths), persistence in
+//! `crate::store::identities`, `sessions` and `flows`. Handlers extract, call the core, map its
+//! errors once and render; identity logic must not be added here.
 //!
 //! An identity is `traits` validated by an identity JSON Schema, plus admin-only metadata and
 //! credentials. Credentials keep only verifiers (argon2id hashes, passkey public keys) and are
-//! never part of a public JSON shape. Handlers live in the submodules; persistence lives in
-//! `crate::store::identities`, `sessions` and `flows`.
+//! never part of a public JSON shape.
 
 pub mod admin;
 pub mod flow;

@@ -1,12 +1,12 @@
 //! Self-service flows with Kratos's endpoints and flow object: `/self-service/{kind}/browser`
 //! (303 to the UI, or the flow as JSON for `Accept: application/json`), `/self-service/{kind}/api`
 //! (native apps: JSON, no cookies, no CSRF), `/self-service/{kind}/flows?id=` and
-//! `POST /self-service/{kind}?flow=` (form or JSON). This module owns what every kind shares:
-//! the stored flow, CSRF (double submit: a per-browser cookie and the flow's token must
-//! match), `return_to` checking, request bodies, and turning a step's [`Outcome`] into the
-//! right answer for a browser form, a browser SPA, or a native app. The stored flow and the
-//! kinds' state machines live in `portcullis_identity::flow` (re-exported here); flow logic
-//! must not be added here.
+//! `POST /self-service/{kind}?flow=` (form or JSON). This module is their HTTP side: starting a
+//! flow (CSRF double submit: a per-browser cookie and the flow's token must match), reading
+//! the body, running the kind's step and turning its [`Outcome`] or [`FlowError`] into the
+//! right answer for a browser form, a browser SPA, or a native app. The stored flow, the
+//! `return_to` check and the kinds' state machines live in `portcullis_identity::flow`
+//! (re-exported here); flow logic must not be added here.
 
 pub use portcullis_identity::flow::*;
 
