@@ -11,6 +11,9 @@
 //! HTTP handlers (`/decisions`, `/admin/rules/explain`, `/admin/snapshot`) live in the
 //! control plane's `rules` module and call into this crate.
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![deny(clippy::allow_attributes, clippy::allow_attributes_without_reason)]
+
 pub mod check;
 pub mod config;
 pub mod decider;
