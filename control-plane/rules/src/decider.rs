@@ -138,7 +138,7 @@ impl Decider {
         if signer.kid() != mint.kid {
             return Err(format!("signing key {:?} is not available", mint.kid));
         }
-        let token = signer.sign(&mint.signing_input).ok_or("signing failed")?;
+        let token = signer.sign(&mint.signing_input()?).ok_or("signing failed")?;
         if mint.cache_until_ms > now_ms {
             self.minted.insert(key, token.clone(), mint.cache_until_ms, now_ms);
         }
