@@ -2,14 +2,17 @@
 //! against the identity's schema, hashing or importing its password within the hashing bound,
 //! applying address verification, building the identity and its trait-derived credentials,
 //! inserting it, and the admin JSON of an identity (credential configs without verifiers).
-//! Errors are an [`IdentityError`]; this module must not answer HTTP (the control plane maps
-//! the errors to its API bodies) or revoke sessions.
+//! Storing a replacement revokes a deactivated identity's sessions (through the rules, so the
+//! filters drop them at once). Errors are an [`IdentityError`]; this module must not answer
+//! HTTP: the control plane maps the errors to its API bodies.
 
 use std::sync::Arc;
 
 use portcullis_keys::hashing::HashError;
-use portcullis_model::identity::{Body, Credential, Identity, PASSWORD, State as IdentityState, View};
+use portcullis_model::identity::{Body, CODE, Credential, Identity, PASSWORD, State as IdentityState, View};
+use portcullis_rules::Rules;
 use portcullis_store::StoreError;
+use portcullis_store::sessions::Deactivate;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
@@ -18,6 +21,7 @@ use crate::context::Identities;
 use crate::password;
 use crate::record::{derived_credentials, new_identity, sync_addresses};
 use crate::schema::Schema;
+use crate::session::revoke;
 
 /// Why an identity could not be created or changed.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +38,9 @@ pub enum IdentityError {
     /// Hashing the password failed.
     #[error("password hashing failed: {0}")]
     Hashing(String),
+    /// The identity to replace no longer exists.
+    #[error("the identity does not exist")]
+    NotFound,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -366,4 +373,40 @@ pub fn render(
         }
     }
     v
+}
+
+/// Stores a replacement for `old` and deals with the consequences: stale credentials go, and
+/// an inactive identity's sessions are revoked at once (filters included).
+pub async fn store_replacement(
+    state: &Identities,
+    rules: &Arc<Rules>,
+    old_credentials: &[Credential],
+    p: &Prepared,
+) -> Result<Vec<Credential>, IdentityError> {
+    match state.store.update_identity(&p.identity, &p.credentials).await? {
+        Err(conflict) => {
+            tracing::info!(kind = %conflict.kind, "admin identity update refused: identifier exists");
+            return Err(conflict_error(&conflict));
+        }
+        Ok(false) => return Err(IdentityError::NotFound),
+        Ok(true) => {}
+    }
+    // `code` identifiers come only from traits: none left means no code credential.
+    if old_credentials.iter().any(|c| c.kind == CODE) && !p.credentials.iter().any(|c| c.kind == CODE) {
+        state.store.delete_credential(&p.identity.id, CODE).await?;
+    }
+    if p.identity.state == IdentityState::Inactive {
+        let n = revoke(
+            &state.store,
+            rules,
+            state.clock.now(),
+            Deactivate::Identity { identity_id: &p.identity.id, except: "" },
+        )
+        .await?;
+        if n > 0 {
+            tracing::info!(identity_id = %p.identity.id, sessions = n, "identity deactivated: sessions revoked");
+        }
+    }
+    tracing::info!(identity_id = %p.identity.id, "identity updated through the admin API");
+    Ok(state.store.get_credentials(&p.identity.id).await?)
 }

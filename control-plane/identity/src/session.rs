@@ -1,13 +1,17 @@
 //! Sessions: issuing one after a successful flow (within the rate limits and while the
 //! revocation list has room), reading it from a request (`X-Session-Token`, the session cookie,
 //! `Authorization: Bearer`) with sliding refresh, the session cookie and Kratos's session JSON.
-//! Tokens are random 256-bit strings stored only as SHA-256 digests. This module must not
-//! answer HTTP requests or revoke sessions (revocation tells the filters, through the rules).
+//! Tokens are random 256-bit strings stored only as SHA-256 digests; revoking sessions tells
+//! every filter at once, through the rules. This module must not answer HTTP requests.
 
 use portcullis_model::identity::{Identity, View};
 use portcullis_model::{crypto, rfc3339};
-use portcullis_store::StoreError;
+use std::sync::Arc;
+
+use portcullis_rules::Rules;
+use portcullis_store::sessions::Deactivate;
 use portcullis_store::sessions::SessionRow;
+use portcullis_store::{Store, StoreError};
 use reqwest::StatusCode;
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use serde_json::{Value, json};
@@ -258,4 +262,14 @@ pub fn session_json(state: &Identities, s: &SessionRow, identity: Option<&Identi
 pub fn logout_token_for(session: &SessionRow, session_token: &str) -> String {
     let digest = crypto::sha256(format!("logout:{}:{session_token}", session.id).as_bytes());
     format!("{LOGOUT_TOKEN_PREFIX}{}.{}", session.id, crypto::b64url(&digest))
+}
+
+/// Deactivates sessions at `now` and tells every filter at once (through `rules`, which
+/// publishes the revoked tokens). Takes only what it uses, so it is callable without a server.
+pub async fn revoke(store: &Store, rules: &Arc<Rules>, now: i64, which: Deactivate<'_>) -> Result<u64, StoreError> {
+    let n = store.deactivate_sessions(which, now).await?;
+    if n > 0 {
+        rules.refresh_revocations(store, now).await?;
+    }
+    Ok(n)
 }

@@ -23,7 +23,7 @@ use crate::crypto;
 use crate::error::{ApiError, ApiJson, parse_urlencoded};
 use crate::identity::flow::{self, CodeState, Kind};
 use crate::identity::session::revoke;
-use crate::identity::{CODE, Credential, PASSKEY, PASSWORD, State as IdentityState, View};
+use crate::identity::{CODE, PASSKEY, PASSWORD, View};
 use crate::rfc3339;
 use crate::store::identities::IdentityFilter;
 use crate::store::sessions::Deactivate;
@@ -69,6 +69,7 @@ impl From<IdentityError> for ApiError {
                 "Every password hashing slot is busy; retry in a moment, or import hashed_password.",
             ),
             IdentityError::Hashing(e) => ApiError::internal(&e),
+            IdentityError::NotFound => ApiError::not_found(),
             IdentityError::Store(e) => ApiError::from(e),
         }
     }
@@ -159,41 +160,6 @@ pub async fn get_one(
     Ok(Json(render(&state.identities, &identity, Some(&creds), &include)))
 }
 
-/// Stores a replacement for `old` and deals with the consequences: stale credentials go, and
-/// an inactive identity's sessions are revoked at once (filters included).
-async fn store_replacement(
-    state: &AppState,
-    old_credentials: &[Credential],
-    p: &Prepared,
-) -> Result<Vec<Credential>, ApiError> {
-    match state.store.update_identity(&p.identity, &p.credentials).await? {
-        Err(conflict) => {
-            tracing::info!(kind = %conflict.kind, "admin identity update refused: identifier exists");
-            return Err(conflict_error(&conflict).into());
-        }
-        Ok(false) => return Err(ApiError::not_found()),
-        Ok(true) => {}
-    }
-    // `code` identifiers come only from traits: none left means no code credential.
-    if old_credentials.iter().any(|c| c.kind == CODE) && !p.credentials.iter().any(|c| c.kind == CODE) {
-        state.store.delete_credential(&p.identity.id, CODE).await?;
-    }
-    if p.identity.state == IdentityState::Inactive {
-        let n = revoke(
-            &state.store,
-            &state.rules,
-            state.clock.now(),
-            Deactivate::Identity { identity_id: &p.identity.id, except: "" },
-        )
-        .await?;
-        if n > 0 {
-            tracing::info!(identity_id = %p.identity.id, sessions = n, "identity deactivated: sessions revoked");
-        }
-    }
-    tracing::info!(identity_id = %p.identity.id, "identity updated through the admin API");
-    Ok(state.store.get_credentials(&p.identity.id).await?)
-}
-
 /// `PUT /admin/identities/{id}`: `schema_id`, `traits` and `state` required.
 pub async fn replace(
     State(state): State<AppState>,
@@ -204,7 +170,7 @@ pub async fn replace(
     let old = state.store.get_identity(&id).await?.ok_or_else(ApiError::not_found)?;
     let old_credentials = state.store.get_credentials(&id).await?;
     let p = prepare(&state.identities, input, Some((&old, &old_credentials))).await?;
-    let creds = store_replacement(&state, &old_credentials, &p).await?;
+    let creds = store_replacement(&state.identities, &state.rules, &old_credentials, &p).await?;
     Ok(Json(render(&state.identities, &p.identity, Some(&creds), &[])))
 }
 
@@ -240,7 +206,7 @@ pub async fn patch(
         .map_err(|e| ApiError::invalid_request(format!("the patch does not apply: {e}")))?;
     let input: IdentityIn = parse(doc, "")?;
     let p = prepare(&state.identities, input, Some((&old, &old_credentials))).await?;
-    let creds = store_replacement(&state, &old_credentials, &p).await?;
+    let creds = store_replacement(&state.identities, &state.rules, &old_credentials, &p).await?;
     Ok(Json(render(&state.identities, &p.identity, Some(&creds), &[])))
 }
 

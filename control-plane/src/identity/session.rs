@@ -3,8 +3,6 @@
 //! reading a request's session, cookies, Kratos's JSON). Revoking a session pushes its digest
 //! to every Envoy filter. Session logic must not be added here.
 
-use std::sync::Arc;
-
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -17,13 +15,12 @@ use crate::crypto;
 use crate::error::{ApiError, StoreError};
 use crate::identity::Identity;
 use crate::identity::flow::FlowError;
-use crate::rules::Rules;
-use crate::store::Store;
 use crate::store::sessions::{Deactivate, SessionFilter, SessionRow};
 use portcullis_identity::session as core;
 
 pub use portcullis_identity::session::{
-    Authenticated, Issued, LOGOUT_TOKEN_PREFIX, SESSION_TOKEN_PREFIX, client_ip, cookie, logout_token_for, method_entry,
+    Authenticated, Issued, LOGOUT_TOKEN_PREFIX, SESSION_TOKEN_PREFIX, client_ip, cookie, logout_token_for,
+    method_entry, revoke,
 };
 
 // The session logic lives in `portcullis_identity::session`; these keep the signatures the
@@ -155,16 +152,6 @@ fn tokenize(state: &AppState, name: &str, s: &SessionRow, session: &Value) -> Re
     crate::jwt::issue(claims, now, ttl, true)
         .and_then(|claims| state.keys.signer().sign_jwt("JWT", &claims))
         .ok_or_else(|| ApiError::internal(&"could not sign the session token"))
-}
-
-/// Deactivates sessions at `now` and tells every filter at once (through `rules`, which
-/// publishes the revoked tokens). Takes only what it uses, so it is callable without a server.
-pub async fn revoke(store: &Store, rules: &Arc<Rules>, now: i64, which: Deactivate<'_>) -> Result<u64, StoreError> {
-    let n = store.deactivate_sessions(which, now).await?;
-    if n > 0 {
-        rules.refresh_revocations(store, now).await?;
-    }
-    Ok(n)
 }
 
 #[derive(Deserialize)]
