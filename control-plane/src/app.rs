@@ -49,6 +49,8 @@ pub struct AppState {
     pub passkeys: Arc<crate::identity::passkey::Passkeys>,
     /// Clients' `jwks_uri` documents fetched for `private_key_jwt`, with their expiry.
     pub client_jwks: Arc<crate::oauth2::assertion::JwksCache>,
+    /// The identity domain's inputs (store, clock, its config sections, schemas, courier, HTTP).
+    pub identities: portcullis_identity::Identities,
 }
 
 impl AppState {
@@ -69,16 +71,19 @@ impl AppState {
         let decider = Decider::new(&config.decisions).map_err(StartupError)?;
         decider.set_signer(Some(gateway_keys.signer()));
         let schemas = crate::identity::schema::Schemas::load(&config.identity)?;
-        let passkeys = crate::identity::passkey::Passkeys::from_config(&config)?;
+        let passkeys = crate::identity::passkey::from_config(&config)?;
         let http = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(30))
             .build()
             .map_err(|e| StartupError(format!("HTTP client: {e}")))?;
         let hashing = Arc::new(crate::crypto::Hashing::new(&config.hashers.argon2));
+        let identities = crate::identity::identities(&config, &store, &clock, schemas, http, hashing.clone(), passkeys);
         Ok(Self {
-            schemas: Arc::new(schemas),
-            http,
-            courier: Arc::new(crate::courier::Courier::new(&config.courier, config.dev)),
+            schemas: identities.schemas.clone(),
+            http: identities.http.clone(),
+            courier: identities.courier.clone(),
+            passkeys: identities.passkeys.clone(),
+            identities,
             decider: Arc::new(decider),
             keys: Arc::new(keys),
             gateway_keys: Arc::new(gateway_keys),
@@ -90,7 +95,6 @@ impl AppState {
             rules: Arc::new(rules),
             shutdown: Arc::new(watch::Sender::new(false)),
             api_keys: Arc::default(),
-            passkeys: Arc::new(passkeys),
             client_jwks: Arc::default(),
         })
     }
@@ -154,7 +158,9 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + '
     let public_addr = config.serve.public.address();
     let admin_addr = config.serve.admin.address();
     let state = AppState::new(config, store.clone(), Arc::new(SystemClock)).await?;
-    if let Some(warning) = crate::courier::undeliverable_warning(&state.config) {
+    if let Some(warning) =
+        crate::courier::undeliverable_warning(&state.config.courier, &state.config.selfservice, state.config.dev)
+    {
         tracing::warn!("{warning}");
     }
     let public = bind(&public_addr, "serve.public").await?;

@@ -3,8 +3,9 @@
 //! credential removal, batch create, and admin recovery codes (invites and resets).
 //!
 //! Every write validates `traits` against the identity's schema and recomputes the login
-//! identifiers from them, so what the admin API stores is what a self-service flow would have
-//! stored. Deactivating or deleting an identity revokes its sessions and pushes their digests
+//! identifiers from them (`portcullis_identity::admin`, re-exported here, whose
+//! `IdentityError` is mapped to `ApiError` once, below), so what the admin API stores is what a
+//! self-service flow would have stored; building identities must not be added here. Deactivating or deleting an identity revokes its sessions and pushes their digests
 //! to the filters at once. Passwords and hashes come in but never go out: not in responses,
 //! not in logs, not in `Debug`.
 
@@ -15,22 +16,18 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use crate::app::AppState;
 use crate::crypto;
 use crate::error::{ApiError, ApiJson, parse_urlencoded};
 use crate::identity::flow::{self, CodeState, Kind};
-use crate::identity::schema::Schema;
 use crate::identity::session::revoke;
-use crate::identity::{
-    Body, CODE, Credential, Identity, PASSKEY, PASSWORD, State as IdentityState, View, derived_credentials,
-    new_identity, password, sync_addresses,
-};
+use crate::identity::{CODE, PASSKEY, PASSWORD, View};
 use crate::rfc3339;
 use crate::store::identities::IdentityFilter;
 use crate::store::sessions::Deactivate;
+pub use portcullis_identity::admin::*;
 
 const DEFAULT_PAGE_SIZE: i64 = 250;
 const MAX_PAGE_SIZE: i64 = 500;
@@ -42,334 +39,9 @@ const MAX_BATCH_PLAINTEXT: usize = 200;
 /// A batch body may be this large (the rest of the admin API: 1 MiB): 1000 imported identities
 /// with hashes, addresses and metadata need several MiB, and about 16 KiB each still fits.
 pub(crate) const BATCH_BODY_LIMIT: usize = 16 * 1024 * 1024;
-/// Kratos's text for a duplicate identifier, which SDK users match on.
-const DUPLICATE: &str = "An account with the same identifier (email, phone, username, ...) exists already.";
 /// What a JSON Patch may not touch (Kratos refuses `id`, `credentials` and `state_changed_at`;
 /// `created_at` is history, not data).
 const FROZEN: &[&str] = &["/id", "/credentials", "/state_changed_at", "/created_at"];
-
-// --- request bodies -------------------------------------------------------------------------
-
-/// An address as sent by an importer or as found in a patched identity (the extra fields of
-/// the output shape — `id`, `via`, timestamps — are accepted and ignored).
-#[derive(Deserialize)]
-struct AddressIn {
-    value: String,
-    #[serde(default)]
-    verified: bool,
-    #[serde(default)]
-    status: Option<String>,
-    #[serde(default)]
-    verified_at: Option<String>,
-}
-
-/// `credentials.password.config`. No `Debug`: it carries a password or its hash.
-#[derive(Deserialize, Default)]
-struct PasswordConfigIn {
-    #[serde(default)]
-    password: Option<String>,
-    #[serde(default)]
-    hashed_password: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct PasswordIn {
-    #[serde(default)]
-    config: PasswordConfigIn,
-}
-
-/// The body of create and replace, and what a JSON Patch must leave behind. Fields Kratos
-/// has and we do not use (`organization_id`, `recovery_addresses`, `schema_url`, …) are
-/// ignored; recovery addresses always follow the traits.
-#[derive(Deserialize, Default)]
-struct IdentityIn {
-    #[serde(default)]
-    schema_id: Option<String>,
-    #[serde(default)]
-    traits: Option<Value>,
-    #[serde(default)]
-    state: Option<IdentityState>,
-    #[serde(default)]
-    metadata_public: Value,
-    #[serde(default)]
-    metadata_admin: Value,
-    #[serde(default)]
-    verifiable_addresses: Option<Vec<AddressIn>>,
-    #[serde(default)]
-    external_id: Option<String>,
-    #[serde(default)]
-    credentials: Option<Map<String, Value>>,
-}
-
-/// Whether `credentials` carry a plaintext password (batch limits depend on it).
-fn plaintext_in(credentials: Option<&Map<String, Value>>) -> bool {
-    credentials.and_then(|c| c.get(PASSWORD)).is_some_and(|p| p["config"]["password"].is_string())
-}
-
-/// Deserializes `v`, naming the offending field (`prefix` + serde's path) in the 400.
-fn parse<T: DeserializeOwned>(v: Value, prefix: &str) -> Result<T, ApiError> {
-    serde_path_to_error::deserialize(v).map_err(|e| {
-        let path = e.path().to_string();
-        let field = match (prefix.trim_end_matches('.'), path.as_str()) {
-            ("", ".") => String::new(),
-            (p, ".") => format!("{p}: "),
-            ("", rest) => format!("{rest}: "),
-            (p, rest) => format!("{p}.{rest}: "),
-        };
-        ApiError::invalid_request(format!("{field}{}", e.inner()))
-    })
-}
-
-// --- building an identity -------------------------------------------------------------------
-
-/// What a create or replace will store, checked and hashed.
-struct Prepared {
-    identity: Identity,
-    credentials: Vec<Credential>,
-}
-
-/// `traits.email: is not a valid e-mail address` from the schema's `/traits/email` errors.
-fn trait_errors(errors: &[crate::identity::schema::TraitError]) -> ApiError {
-    let text = errors
-        .iter()
-        .map(|e| {
-            let field = e.pointer.trim_start_matches('/').replace('/', ".");
-            let field = if field.is_empty() { "traits".to_owned() } else { field };
-            format!("{field}: {}", e.text)
-        })
-        .collect::<Vec<_>>()
-        .join("; ");
-    ApiError::invalid_request(text)
-}
-
-fn schema_for(state: &AppState, id: Option<&str>) -> Result<std::sync::Arc<Schema>, ApiError> {
-    match id.filter(|s| !s.is_empty()) {
-        None => Ok(state.schemas.default_schema()),
-        Some(id) => state.schemas.get(id).ok_or_else(|| {
-            ApiError::invalid_request(format!(
-                "schema_id: there is no identity schema with id {id:?} (see GET /schemas)"
-            ))
-        }),
-    }
-}
-
-/// The argon2id (or imported) hash for `credentials.password`, if one was given. Imports skip
-/// the password policy, as Kratos: the user chose the password somewhere else.
-async fn password_hash(state: &AppState, credentials: Option<&Map<String, Value>>) -> Result<Option<String>, ApiError> {
-    let Some(credentials) = credentials else {
-        return Ok(None);
-    };
-    let mut hash = None;
-    for (kind, value) in credentials {
-        if value.is_null() {
-            continue;
-        }
-        if kind != PASSWORD {
-            return Err(ApiError::invalid_request(format!(
-                "credentials.{kind}: only password credentials can be imported; passkeys and codes are set up by the user"
-            )));
-        }
-        let p: PasswordIn = parse(value.clone(), "credentials.password")?;
-        hash = match (p.config.password, p.config.hashed_password) {
-            (Some(_), Some(_)) => {
-                return Err(ApiError::invalid_request(
-                    "credentials.password.config: give either password or hashed_password, not both",
-                ));
-            }
-            (None, Some(h)) => {
-                if !password::is_supported_hash(&h) {
-                    return Err(ApiError::invalid_request(
-                        "credentials.password.config.hashed_password: unsupported hash format; import argon2 \
-                         (PHC string, $argon2id$…) or bcrypt ($2a$/$2b$/$2y$) hashes",
-                    ));
-                }
-                Some(h)
-            }
-            (Some(pw), None) => {
-                if pw.is_empty() || pw.len() > password::MAX_PASSWORD_BYTES {
-                    return Err(ApiError::invalid_request(format!(
-                        "credentials.password.config.password: must be 1 to {} bytes long",
-                        password::MAX_PASSWORD_BYTES
-                    )));
-                }
-                let hashed = match state.hashing.run(move || password::hash(&pw)).await {
-                    Ok(h) => h.map_err(|e| ApiError::internal(&e))?,
-                    Err(crate::crypto::HashError::Busy(_)) => {
-                        return Err(ApiError::new(
-                            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                            "temporarily_unavailable",
-                            "Every password hashing slot is busy; retry in a moment, or import hashed_password.",
-                        ));
-                    }
-                    Err(crate::crypto::HashError::Failed(e)) => return Err(ApiError::internal(&e)),
-                };
-                Some(hashed)
-            }
-            (None, None) => {
-                return Err(ApiError::invalid_request(
-                    "credentials.password.config: give password (plaintext) or hashed_password",
-                ));
-            }
-        };
-    }
-    Ok(hash)
-}
-
-/// Applies what the caller says about verification to the addresses derived from the traits
-/// (an import keeps verified addresses verified). Addresses that are not traits are dropped,
-/// as Kratos does.
-fn apply_verification(body: &mut Body, given: &[AddressIn], now: i64) -> Result<(), ApiError> {
-    for (i, g) in given.iter().enumerate() {
-        if let Some(s) = g.status.as_deref() {
-            if !matches!(s, "pending" | "sent" | "completed") {
-                return Err(ApiError::invalid_request(format!(
-                    "verifiable_addresses[{i}].status: must be pending, sent or completed"
-                )));
-            }
-        }
-        let verified_at = match g.verified_at.as_deref().filter(|s| !s.is_empty()) {
-            None => None,
-            Some(s) => Some(
-                time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
-                    .map_err(|_| {
-                        ApiError::invalid_request(format!(
-                            "verifiable_addresses[{i}].verified_at: not an RFC 3339 time"
-                        ))
-                    })?
-                    .unix_timestamp(),
-            ),
-        };
-        let Some(a) = body.verifiable_addresses.iter_mut().find(|a| a.value.eq_ignore_ascii_case(g.value.trim()))
-        else {
-            continue;
-        };
-        let before = a.clone();
-        if g.verified {
-            a.verified = true;
-            a.status = "completed".into();
-            a.verified_at = verified_at.or(a.verified_at).or(Some(now));
-        } else {
-            a.verified = false;
-            a.verified_at = None;
-            a.status = match g.status.as_deref() {
-                Some(s @ ("pending" | "sent")) => s.to_owned(),
-                _ if before.verified => "pending".into(),
-                _ => before.status.clone(),
-            };
-        }
-        if *a != before {
-            a.updated_at = now;
-        }
-    }
-    Ok(())
-}
-
-/// Checks `input` and builds the identity to store: a new one, or `existing` replaced (its
-/// id, creation time and other credential types kept).
-async fn prepare(
-    state: &AppState,
-    input: IdentityIn,
-    existing: Option<(&Identity, &[Credential])>,
-) -> Result<Prepared, ApiError> {
-    if existing.is_some() {
-        for (present, field) in [
-            (input.schema_id.is_some(), "schema_id"),
-            (input.traits.is_some(), "traits"),
-            (input.state.is_some(), "state"),
-        ] {
-            if !present {
-                return Err(ApiError::invalid_request(format!("{field}: required when replacing an identity")));
-            }
-        }
-    }
-    let schema = schema_for(state, input.schema_id.as_deref())?;
-    let traits = input.traits.ok_or_else(|| ApiError::invalid_request("traits: required"))?;
-    schema.validate(&traits).map_err(|e| trait_errors(&e))?;
-    let new_hash = password_hash(state, input.credentials.as_ref()).await?;
-    if new_hash.is_some() && schema.values(&traits, |f| f.password_identifier).is_empty() {
-        return Err(ApiError::invalid_request(format!(
-            "credentials.password: schema {:?} marks no trait as a password identifier, so nobody could sign in \
-             with this password",
-            schema.id
-        )));
-    }
-    let now = state.clock.now();
-    let new_state = input.state.unwrap_or(IdentityState::Active);
-    let mut identity = match existing {
-        None => {
-            let mut i = new_identity(&schema, traits.clone(), now);
-            i.state = new_state;
-            i
-        }
-        Some((old, _)) => {
-            let mut i = old.clone();
-            i.schema_id = schema.id.clone();
-            i.body.traits = traits.clone();
-            sync_addresses(&schema, &mut i.body, now);
-            if i.state != new_state {
-                i.state = new_state;
-                i.state_changed_at = now;
-            }
-            i.updated_at = now;
-            i
-        }
-    };
-    identity.body.metadata_public = input.metadata_public;
-    identity.body.metadata_admin = input.metadata_admin;
-    identity.body.external_id = input.external_id.filter(|e| !e.is_empty());
-    if let Some(given) = &input.verifiable_addresses {
-        apply_verification(&mut identity.body, given, now)?;
-    }
-    let old_credentials = existing.map_or(&[][..], |(_, c)| c);
-    let credentials = derived_credentials(&schema, &traits, old_credentials, new_hash, now);
-    Ok(Prepared { identity, credentials })
-}
-
-/// A taken identifier is Kratos's 409 with Kratos's text; a taken `external_id` says so.
-fn conflict_error(conflict: &crate::store::identities::Conflict) -> ApiError {
-    if conflict.kind == crate::store::identities::EXTERNAL_ID {
-        return ApiError::conflict("external_id: another identity already has this external_id");
-    }
-    ApiError::conflict(DUPLICATE)
-}
-
-/// Inserts a prepared identity; a taken identifier is Kratos's 409.
-async fn insert(state: &AppState, p: &Prepared) -> Result<(), ApiError> {
-    if let Err(conflict) = state.store.insert_identity(&p.identity, &p.credentials).await? {
-        tracing::info!(kind = %conflict.kind, "admin identity create refused: identifier exists");
-        return Err(conflict_error(&conflict));
-    }
-    tracing::info!(identity_id = %p.identity.id, "identity created through the admin API");
-    Ok(())
-}
-
-// --- rendering ------------------------------------------------------------------------------
-
-/// A credential's config without its verifier: `include_credential` shows what a credential
-/// is set up with, never the material an offline attack needs.
-fn public_config(c: &Credential) -> Value {
-    match &c.config {
-        Value::Object(m) => Value::Object(
-            m.iter()
-                .filter(|(k, _)| !k.contains("hash") && !k.contains("secret") && k.as_str() != "password")
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-        ),
-        _ => json!({}),
-    }
-}
-
-/// The admin JSON of `identity`; with `credentials`, their types and identifiers, plus the
-/// (verifier-free) configs of the types named in `include`.
-fn render(state: &AppState, identity: &Identity, credentials: Option<&[Credential]>, include: &[String]) -> Value {
-    let mut v = identity.to_json(state.config.urls.self_.public_base(), View::Admin, credentials);
-    for c in credentials.unwrap_or_default() {
-        if include.contains(&c.kind) {
-            v["credentials"][&c.kind]["config"] = public_config(c);
-        }
-    }
-    v
-}
 
 fn query_pairs(query: Option<String>) -> Vec<(String, String)> {
     parse_urlencoded(query.unwrap_or_default().as_bytes())
@@ -385,6 +57,24 @@ fn include_list(pairs: &[(String, String)]) -> Vec<String> {
         .collect()
 }
 
+/// The identity admin errors as the admin API answers them.
+impl From<IdentityError> for ApiError {
+    fn from(e: IdentityError) -> Self {
+        match e {
+            IdentityError::Invalid(text) => ApiError::invalid_request(text),
+            IdentityError::Conflict(text) => ApiError::conflict(text),
+            IdentityError::Busy => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                "Every password hashing slot is busy; retry in a moment, or import hashed_password.",
+            ),
+            IdentityError::Hashing(e) => ApiError::internal(&e),
+            IdentityError::NotFound => ApiError::not_found(),
+            IdentityError::Store(e) => ApiError::from(e),
+        }
+    }
+}
+
 // --- handlers -------------------------------------------------------------------------------
 
 /// `POST /admin/identities` → 201.
@@ -393,9 +83,9 @@ pub async fn create(
     ApiJson(body): ApiJson<Value>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let input: IdentityIn = parse(body, "")?;
-    let p = prepare(&state, input, None).await?;
-    insert(&state, &p).await?;
-    Ok((StatusCode::CREATED, Json(render(&state, &p.identity, Some(&p.credentials), &[]))))
+    let p = prepare(&state.identities, input, None).await?;
+    insert(&state.identities, &p).await?;
+    Ok((StatusCode::CREATED, Json(render(&state.identities, &p.identity, Some(&p.credentials), &[]))))
 }
 
 /// `GET /admin/identities?page_size=&page_token=&ids=&credentials_identifier=&include_credential=`.
@@ -434,7 +124,7 @@ pub async fn list(State(state): State<AppState>, RawQuery(query): RawQuery) -> R
     let mut items = Vec::with_capacity(rows.len());
     for i in &rows {
         let creds = if include.is_empty() { None } else { Some(state.store.get_credentials(&i.id).await?) };
-        items.push(render(&state, i, creds.as_deref(), &include));
+        items.push(render(&state.identities, i, creds.as_deref(), &include));
     }
     let mut base = format!("/admin/identities?page_size={page_size}");
     for id in &filter.ids {
@@ -467,42 +157,7 @@ pub async fn get_one(
     let include = include_list(&query_pairs(query));
     let identity = state.store.get_identity(&id).await?.ok_or_else(ApiError::not_found)?;
     let creds = state.store.get_credentials(&id).await?;
-    Ok(Json(render(&state, &identity, Some(&creds), &include)))
-}
-
-/// Stores a replacement for `old` and deals with the consequences: stale credentials go, and
-/// an inactive identity's sessions are revoked at once (filters included).
-async fn store_replacement(
-    state: &AppState,
-    old_credentials: &[Credential],
-    p: &Prepared,
-) -> Result<Vec<Credential>, ApiError> {
-    match state.store.update_identity(&p.identity, &p.credentials).await? {
-        Err(conflict) => {
-            tracing::info!(kind = %conflict.kind, "admin identity update refused: identifier exists");
-            return Err(conflict_error(&conflict));
-        }
-        Ok(false) => return Err(ApiError::not_found()),
-        Ok(true) => {}
-    }
-    // `code` identifiers come only from traits: none left means no code credential.
-    if old_credentials.iter().any(|c| c.kind == CODE) && !p.credentials.iter().any(|c| c.kind == CODE) {
-        state.store.delete_credential(&p.identity.id, CODE).await?;
-    }
-    if p.identity.state == IdentityState::Inactive {
-        let n = revoke(
-            &state.store,
-            &state.rules,
-            state.clock.now(),
-            Deactivate::Identity { identity_id: &p.identity.id, except: "" },
-        )
-        .await?;
-        if n > 0 {
-            tracing::info!(identity_id = %p.identity.id, sessions = n, "identity deactivated: sessions revoked");
-        }
-    }
-    tracing::info!(identity_id = %p.identity.id, "identity updated through the admin API");
-    Ok(state.store.get_credentials(&p.identity.id).await?)
+    Ok(Json(render(&state.identities, &identity, Some(&creds), &include)))
 }
 
 /// `PUT /admin/identities/{id}`: `schema_id`, `traits` and `state` required.
@@ -514,9 +169,9 @@ pub async fn replace(
     let input: IdentityIn = parse(body, "")?;
     let old = state.store.get_identity(&id).await?.ok_or_else(ApiError::not_found)?;
     let old_credentials = state.store.get_credentials(&id).await?;
-    let p = prepare(&state, input, Some((&old, &old_credentials))).await?;
-    let creds = store_replacement(&state, &old_credentials, &p).await?;
-    Ok(Json(render(&state, &p.identity, Some(&creds), &[])))
+    let p = prepare(&state.identities, input, Some((&old, &old_credentials))).await?;
+    let creds = store_replacement(&state.identities, &state.rules, &old_credentials, &p).await?;
+    Ok(Json(render(&state.identities, &p.identity, Some(&creds), &[])))
 }
 
 /// `PATCH /admin/identities/{id}`: RFC 6902 against the admin JSON, then validated as a `PUT`.
@@ -550,9 +205,9 @@ pub async fn patch(
     json_patch::patch(&mut doc, &ops.0)
         .map_err(|e| ApiError::invalid_request(format!("the patch does not apply: {e}")))?;
     let input: IdentityIn = parse(doc, "")?;
-    let p = prepare(&state, input, Some((&old, &old_credentials))).await?;
-    let creds = store_replacement(&state, &old_credentials, &p).await?;
-    Ok(Json(render(&state, &p.identity, Some(&creds), &[])))
+    let p = prepare(&state.identities, input, Some((&old, &old_credentials))).await?;
+    let creds = store_replacement(&state.identities, &state.rules, &old_credentials, &p).await?;
+    Ok(Json(render(&state.identities, &p.identity, Some(&creds), &[])))
 }
 
 /// `DELETE /admin/identities/{id}` → 204; its sessions are revoked (and pushed) first.
@@ -650,8 +305,8 @@ pub async fn batch(
         let outcome = async {
             let create = item.create.ok_or_else(|| ApiError::invalid_request("create: required"))?;
             let parsed: IdentityIn = parse(create, "create")?;
-            let p = prepare(&state, parsed, None).await?;
-            insert(&state, &p).await?;
+            let p = prepare(&state.identities, parsed, None).await?;
+            insert(&state.identities, &p).await?;
             Ok::<_, ApiError>(p.identity.id)
         }
         .await;
@@ -722,7 +377,7 @@ pub async fn recovery_code(
     let public = state.config.urls.self_.public_base();
     let csrf = if api { String::new() } else { crypto::b64url(&crypto::random_bytes::<32>()) };
     let request_url = format!("{public}/self-service/recovery/{}", if api { "api" } else { "browser" });
-    let mut f = flow::new_flow(&state, Kind::Recovery, api, request_url, None, &csrf);
+    let mut f = flow::new_flow(&state.identities, Kind::Recovery, api, request_url, None, &csrf);
     f.skip_csrf = !api;
     f.expires_at = now + lifespan;
     f.state = "sent_email".into();
@@ -733,19 +388,19 @@ pub async fn recovery_code(
     // nothing about any address.
     f.code = Some(CodeState {
         address: String::new(),
-        hash: crate::identity::code::hash(&state, &f.id, &code),
+        hash: crate::identity::code::hash(&state.identities, &f.id, &code),
         expires_at: f.expires_at,
         attempts: 0,
         sent: 1,
         identity_id: Some(identity.id.clone()),
         used: false,
     });
-    flow::create(&state, &f).await.map_err(|e| ApiError::new(e.status, "internal", e.reason))?;
+    flow::create(&state.store, &f).await.map_err(|e| ApiError::new(e.status, "internal", e.reason))?;
     tracing::info!(identity_id = %identity.id, flow_id = %f.id, "admin recovery code created");
     Ok((
         StatusCode::CREATED,
         Json(json!({
-            "recovery_link": f.ui_url(&state),
+            "recovery_link": f.ui_url(&state.identities),
             "recovery_code": code,
             "expires_at": rfc3339(f.expires_at),
         })),

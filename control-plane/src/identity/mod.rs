@@ -1,127 +1,51 @@
-//! Identities (Kratos's job): the identity record and its JSON shapes, identity schemas,
-//! passwords, the registration policy, sessions, self-service flows and passkeys.
+//! Identities (Kratos's job) over HTTP: the handlers of the self-service flows, sessions,
+//! passkeys' script, schemas and the admin identity API. The logic they call lives in
+//! `portcullis_identity` (re-exported here under the old paths), persistence in
+//! `crate::store::identities`, `sessions` and `flows`. Handlers extract, call the core, map its
+//! errors once and render; identity logic must not be added here.
 //!
 //! An identity is `traits` validated by an identity JSON Schema, plus admin-only metadata and
 //! credentials. Credentials keep only verifiers (argon2id hashes, passkey public keys) and are
-//! never part of a public JSON shape. Handlers live in the submodules; persistence lives in
-//! `crate::store::identities`, `sessions` and `flows`.
+//! never part of a public JSON shape.
 
 pub mod admin;
-pub mod code;
-pub mod config;
 pub mod flow;
 pub mod hooks;
 pub mod passkey;
-pub mod password;
-pub mod policy;
 pub mod schema;
 pub mod session;
 
-use serde_json::json;
-
+pub use portcullis_identity::record::{derived_credentials, new_identity, rederive_credentials, sync_addresses};
+pub use portcullis_identity::{code, config, password, policy};
 pub use portcullis_model::identity::*;
 
-/// A new identity for `traits` under `schema`, with its verifiable and recovery addresses.
-pub fn new_identity(schema: &schema::Schema, traits: serde_json::Value, now: i64) -> Identity {
-    let mut body = Body { traits, ..Body::default() };
-    sync_addresses(schema, &mut body, now);
-    Identity {
-        id: crate::crypto::uuid_v4(),
-        schema_id: schema.id.clone(),
-        state: State::Active,
-        state_changed_at: now,
-        created_at: now,
-        updated_at: now,
-        body,
+/// The identity domain's inputs, from the config sections it owns and the two values it needs
+/// from elsewhere (the public URL, the first `secrets.system`).
+pub fn identities(
+    config: &crate::config::Config,
+    store: &crate::store::Store,
+    clock: &std::sync::Arc<dyn crate::clock::Clock>,
+    schemas: schema::Schemas,
+    http: reqwest::Client,
+    hashing: std::sync::Arc<crate::crypto::Hashing>,
+    passkeys: passkey::Passkeys,
+) -> portcullis_identity::Identities {
+    use std::sync::Arc;
+    let settings = portcullis_identity::Settings::new(
+        config.identity.clone(),
+        config.selfservice.clone(),
+        config.session.clone(),
+        config.urls.self_.public_base(),
+        config.secrets.system.first().map(String::as_str),
+    );
+    portcullis_identity::Identities {
+        store: store.clone(),
+        clock: clock.clone(),
+        config: Arc::new(settings),
+        schemas: Arc::new(schemas),
+        courier: Arc::new(crate::courier::Courier::new(&config.courier, config.dev)),
+        http,
+        hashing,
+        passkeys: Arc::new(passkeys),
     }
-}
-
-/// Makes the address lists follow the traits: new addresses start unverified, removed ones
-/// go, kept ones keep their verification.
-pub fn sync_addresses(schema: &schema::Schema, body: &mut Body, now: i64) {
-    let verifiable = schema.values(&body.traits, |f| f.verifiable);
-    let old = std::mem::take(&mut body.verifiable_addresses);
-    body.verifiable_addresses = verifiable
-        .into_iter()
-        .map(|value| {
-            old.iter().find(|a| a.value == value).cloned().unwrap_or_else(|| VerifiableAddress {
-                id: crate::crypto::uuid_v4(),
-                value,
-                verified: false,
-                via: "email".into(),
-                status: "pending".into(),
-                verified_at: None,
-                created_at: now,
-                updated_at: now,
-            })
-        })
-        .collect();
-    let recovery = schema.values(&body.traits, |f| f.recovery);
-    let old = std::mem::take(&mut body.recovery_addresses);
-    body.recovery_addresses = recovery
-        .into_iter()
-        .map(|value| {
-            old.iter().find(|a| a.value == value).cloned().unwrap_or_else(|| RecoveryAddress {
-                id: crate::crypto::uuid_v4(),
-                value,
-                via: "email".into(),
-                created_at: now,
-                updated_at: now,
-            })
-        })
-        .collect();
-}
-
-/// The credentials whose identifiers come from traits — `password` (when `hashed_password`
-/// is given or already exists) and `code` — recomputed for `traits`. Existing configs are kept.
-pub fn derived_credentials(
-    schema: &schema::Schema,
-    traits: &serde_json::Value,
-    existing: &[Credential],
-    new_password_hash: Option<String>,
-    now: i64,
-) -> Vec<Credential> {
-    let mut out = Vec::new();
-    let old = |kind: &str| existing.iter().find(|c| c.kind == kind);
-    let password_ids = schema.values(traits, |f| f.password_identifier);
-    let password_config = match (&new_password_hash, old(PASSWORD)) {
-        (Some(h), _) => Some(json!({"hashed_password": h})),
-        (None, Some(c)) => Some(c.config.clone()),
-        (None, None) => None,
-    };
-    if let Some(config) = password_config {
-        out.push(Credential {
-            kind: PASSWORD.into(),
-            identifiers: password_ids,
-            config,
-            version: 0,
-            created_at: old(PASSWORD).map_or(now, |c| c.created_at),
-            updated_at: now,
-        });
-    }
-    let code_ids = schema.values(traits, |f| f.code_identifier);
-    if !code_ids.is_empty() {
-        out.push(Credential {
-            kind: CODE.into(),
-            config: json!({"addresses": code_ids.iter().map(|a| json!({"channel": "email", "address": a})).collect::<Vec<_>>()}),
-            identifiers: code_ids,
-            version: 0,
-            created_at: old(CODE).map_or(now, |c| c.created_at),
-            updated_at: now,
-        });
-    }
-    out
-}
-
-/// `credentials` after a change of traits: the derived ones (`password`, `code`) follow the
-/// new traits, keeping their configs; the others (passkeys) are kept as they are.
-pub fn rederive_credentials(
-    schema: &schema::Schema,
-    traits: &serde_json::Value,
-    credentials: &[Credential],
-    now: i64,
-) -> Vec<Credential> {
-    let mut out = derived_credentials(schema, traits, credentials, None, now);
-    out.extend(credentials.iter().filter(|c| c.kind != PASSWORD && c.kind != CODE).cloned());
-    out
 }

@@ -22,7 +22,7 @@ use axum::routing::{MethodRouter, get};
 use serde_json::Value;
 
 use crate::app::AppState;
-use crate::identity::flow::{self, Kind};
+use crate::identity::flow::{self, FlowView as _, Kind};
 use crate::identity::session::{self, Authenticated};
 use crate::identity::{Identity, url_segment};
 use html::escape;
@@ -145,7 +145,7 @@ async fn flow_page(state: &AppState, kind: Kind, query: Option<&str>, headers: &
     let Some(id) = param(query, "flow") else {
         return restart(return_to.as_deref());
     };
-    let flow = match flow::load(state, &id, kind).await {
+    let flow = match flow::load(&state.store, &id, kind).await {
         Ok(f) => f,
         Err(e) if e.status == StatusCode::NOT_FOUND => return restart(return_to.as_deref()),
         Err(e) => return redirect(state, &error_url(state, e.id)),

@@ -98,7 +98,7 @@ async fn login_page_renders_the_flow_as_a_form_that_works_without_javascript() {
         body.contains(&format!("<form method=\"POST\" action=\"{PUBLIC}/self-service/login?flow={id}\">")),
         "{body}"
     );
-    let stored = flow::load(&h.state, &id, Kind::Login).await.unwrap();
+    let stored = flow::load(&h.state.store, &id, Kind::Login).await.unwrap();
     assert_eq!(hidden_value(&body, "csrf_token"), stored.csrf_token);
     assert!(
         body.contains("<label for=\"identifier\">E-mail</label><input id=\"identifier\" name=\"identifier\" type=\"text\" value=\"\" required autocomplete=\"email\">"),
@@ -191,10 +191,10 @@ async fn script_in_a_trait_value_or_a_message_is_escaped() {
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     assert_eq!(path_of(r.header("location")), format!("/ui/registration?flow={id}"));
     // A message carrying markup, as a web hook might send.
-    let mut stored = flow::load(&h.state, &id, Kind::Registration).await.unwrap();
+    let mut stored = flow::load(&h.state.store, &id, Kind::Registration).await.unwrap();
     stored.messages.push(UiText::error(4_000_001, evil));
     stored.field_error("traits.name", UiText::error(4_000_001, evil));
-    flow::save(&h.state, &mut stored).await.unwrap();
+    flow::save(&h.state.store, &mut stored).await.unwrap();
 
     let body = html(&get(&h, &format!("/ui/registration?flow={id}"), &jar).await);
     assert!(!body.contains("<script>"), "{body}");

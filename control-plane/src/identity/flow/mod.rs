@@ -1,168 +1,48 @@
 //! Self-service flows with Kratos's endpoints and flow object: `/self-service/{kind}/browser`
 //! (303 to the UI, or the flow as JSON for `Accept: application/json`), `/self-service/{kind}/api`
 //! (native apps: JSON, no cookies, no CSRF), `/self-service/{kind}/flows?id=` and
-//! `POST /self-service/{kind}?flow=` (form or JSON). This module owns what every kind shares:
-//! the stored flow, CSRF (double submit: a per-browser cookie and the flow's token must
-//! match), `return_to` checking, request bodies, and turning a step's [`Outcome`] into the
-//! right answer for a browser form, a browser SPA, or a native app. The kinds live in
-//! `login`, `registration`, `settings` and `recovery` (recovery and verification).
+//! `POST /self-service/{kind}?flow=` (form or JSON). This module is their HTTP side: starting a
+//! flow (CSRF double submit: a per-browser cookie and the flow's token must match), reading
+//! the body, running the kind's step and turning its [`Outcome`] or [`FlowError`] into the
+//! right answer for a browser form, a browser SPA, or a native app. The stored flow, the
+//! `return_to` check and the kinds' state machines live in `portcullis_identity::flow`
+//! (re-exported here); flow logic must not be added here.
 
-pub mod login;
-pub mod recovery;
-pub mod registration;
-pub mod settings;
-pub mod ui;
-
-use std::collections::BTreeMap;
+pub use portcullis_identity::flow::*;
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::app::AppState;
 use crate::crypto;
-use crate::error::StoreError;
-use crate::identity::session::{self, Issued};
-use crate::identity::{Identity, View};
+use crate::identity::View;
+use crate::identity::session;
 use crate::rfc3339;
-use ui::{UiNode, UiText};
+use ui::UiNode;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Kind {
-    Login,
-    Registration,
-    Settings,
-    Recovery,
-    Verification,
+/// A flow as the HTTP side shows it: its nodes (built by the kinds, still here) and Kratos's
+/// flow JSON. A trait because [`Flow`] is the identity crate's type.
+pub(crate) trait FlowView {
+    async fn nodes(&self, state: &AppState) -> Vec<UiNode>;
+    async fn to_json(&self, state: &AppState) -> Value;
 }
 
-impl Kind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Login => "login",
-            Self::Registration => "registration",
-            Self::Settings => "settings",
-            Self::Recovery => "recovery",
-            Self::Verification => "verification",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "login" => Self::Login,
-            "registration" => Self::Registration,
-            "settings" => Self::Settings,
-            "recovery" => Self::Recovery,
-            "verification" => Self::Verification,
-            _ => return None,
-        })
-    }
-}
-
-/// A one-time code sent for this flow. Only an HMAC of the code is kept.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct CodeState {
-    pub address: String,
-    pub hash: String,
-    pub expires_at: i64,
-    pub attempts: u32,
-    /// How many codes this flow has sent (resends are limited too).
-    pub sent: u32,
-    /// The identity the code signs in (login, recovery); `None` when the address is unknown,
-    /// in which case no code can succeed but the answer looks the same.
-    pub identity_id: Option<String>,
-    pub used: bool,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Flow {
-    pub id: String,
-    pub kind: Kind,
-    /// `browser` or `api`.
-    #[serde(rename = "type")]
-    pub flow_type: String,
-    pub issued_at: i64,
-    pub expires_at: i64,
-    pub request_url: String,
-    #[serde(default)]
-    pub return_to: Option<String>,
-    /// `choose_method`, `sent_email`, `passed_challenge`, `success` (Kratos's states).
-    pub state: String,
-    #[serde(default)]
-    pub active: Option<String>,
-    #[serde(default)]
-    pub csrf_token: String,
-    /// Settings: whose settings; recovery: who is recovering.
-    #[serde(default)]
-    pub identity_id: Option<String>,
-    #[serde(default)]
-    pub refresh: bool,
-    #[serde(default)]
-    pub oauth2_login_challenge: Option<String>,
-    #[serde(default)]
-    pub messages: Vec<UiText>,
-    #[serde(default)]
-    pub field_messages: BTreeMap<String, Vec<UiText>>,
-    /// Values the user typed, shown again (never passwords or codes).
-    #[serde(default)]
-    pub values: BTreeMap<String, String>,
-    #[serde(default)]
-    pub code: Option<CodeState>,
-    /// Traits waiting for a code (registration by code).
-    #[serde(default)]
-    pub pending_traits: Option<Value>,
-    /// WebAuthn ceremony state between challenge and answer.
-    #[serde(default)]
-    pub passkey_state: Option<Value>,
-    /// Created by an operator (`POST /admin/recovery/code`) for a browser that has no CSRF
-    /// cookie yet; the unguessable code is what protects the submission, as in Kratos.
-    #[serde(default)]
-    pub skip_csrf: bool,
-    #[serde(skip)]
-    pub version: i64,
-}
-
-impl Flow {
-    pub fn is_api(&self) -> bool {
-        self.flow_type == "api"
-    }
-
-    pub fn action(&self, state: &AppState) -> String {
-        format!("{}/self-service/{}?flow={}", state.config.urls.self_.public_base(), self.kind.as_str(), self.id)
-    }
-
-    pub fn ui_url(&self, state: &AppState) -> String {
-        format!("{}/ui/{}?flow={}", state.config.urls.self_.public_base(), self.kind.as_str(), self.id)
-    }
-
-    pub fn clear_messages(&mut self) {
-        self.messages.clear();
-        self.field_messages.clear();
-    }
-
-    pub fn field_error(&mut self, name: &str, text: UiText) {
-        self.field_messages.entry(name.to_owned()).or_default().push(text);
-    }
-
-    pub fn has_errors(&self) -> bool {
-        self.messages.iter().chain(self.field_messages.values().flatten()).any(|m| m.kind == "error")
-    }
-
+impl FlowView for Flow {
     /// The nodes for this flow's kind and step, with messages and sticky values applied.
-    pub async fn nodes(&self, state: &AppState) -> Vec<UiNode> {
+    async fn nodes(&self, state: &AppState) -> Vec<UiNode> {
         let mut nodes = vec![];
         if !self.is_api() {
             nodes.push(ui::hidden("default", "csrf_token", &self.csrf_token));
         }
         nodes.extend(match self.kind {
-            Kind::Login => login::nodes(state, self),
-            Kind::Registration => registration::nodes(state, self),
-            Kind::Settings => settings::nodes(state, self).await,
-            Kind::Recovery | Kind::Verification => recovery::nodes(state, self),
+            Kind::Login => login::nodes(&state.identities, self),
+            Kind::Registration => registration::nodes(&state.identities, self),
+            Kind::Settings => settings::nodes(&state.identities, self).await,
+            Kind::Recovery | Kind::Verification => recovery::nodes(&state.identities, self),
         });
         for node in &mut nodes {
             let name = node.name().to_owned();
@@ -179,7 +59,7 @@ impl Flow {
     }
 
     /// Kratos's flow JSON.
-    pub async fn to_json(&self, state: &AppState) -> Value {
+    async fn to_json(&self, state: &AppState) -> Value {
         let mut o = json!({
             "id": self.id,
             "type": self.flow_type,
@@ -188,7 +68,7 @@ impl Flow {
             "request_url": self.request_url,
             "state": self.state,
             "ui": {
-                "action": self.action(state),
+                "action": self.action(&state.identities),
                 "method": "POST",
                 "nodes": self.nodes(state).await,
                 "messages": self.messages,
@@ -218,83 +98,14 @@ impl Flow {
     }
 }
 
-// --- errors -----------------------------------------------------------------------------
-
-/// A flow-level error in Kratos's generic error shape (`{"error": {id, code, status, reason,
-/// message}}`); browsers navigating get the error page instead.
-#[derive(Debug)]
-pub struct FlowError {
-    pub status: StatusCode,
-    pub id: &'static str,
-    pub reason: String,
-    /// Where a browser should go instead (`redirect_browser_to`).
-    pub redirect: Option<String>,
-    /// Seconds for `Retry-After` (429, 503).
-    pub retry_after: Option<u64>,
+/// A [`FlowError`] as an answer: the error page for a browser navigating, Kratos's generic
+/// error JSON otherwise. A trait because [`FlowError`] is the identity crate's type.
+pub(crate) trait Respond {
+    fn respond(self, state: &AppState, html: bool) -> Response;
 }
 
-impl FlowError {
-    pub fn new(status: StatusCode, id: &'static str, reason: impl Into<String>) -> Self {
-        Self { status, id, reason: reason.into(), redirect: None, retry_after: None }
-    }
-    /// Every password hashing slot is taken (see [`crate::crypto::Hashing`]).
-    pub fn busy(busy: crate::crypto::Busy) -> Self {
-        tracing::warn!("self-service request refused: every password hashing slot is busy");
-        let mut e = Self::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "self_service_flow_busy",
-            "The server is checking too many passwords at once; try again in a moment.",
-        );
-        e.retry_after = Some(busy.retry_after);
-        e
-    }
-    /// A password hash (or check) through the process-wide hashing bound.
-    pub fn from_hashing(e: crate::crypto::HashError) -> Self {
-        match e {
-            crate::crypto::HashError::Busy(b) => Self::busy(b),
-            crate::crypto::HashError::Failed(e) => Self::internal(&e),
-        }
-    }
-    pub fn not_found() -> Self {
-        Self::new(StatusCode::NOT_FOUND, "self_service_flow_not_found", "The flow does not exist.")
-    }
-    pub fn csrf() -> Self {
-        Self::new(
-            StatusCode::FORBIDDEN,
-            "security_csrf_violation",
-            "The request was rejected to protect you from Cross-Site-Request-Forgery (CSRF): the anti-CSRF cookie \
-             is missing or does not match the flow's csrf_token. Start the flow again from the same browser and \
-             host (127.0.0.1 and localhost are different hosts).",
-        )
-    }
-    pub fn internal(e: &dyn std::fmt::Display) -> Self {
-        tracing::error!(error = %e, "internal error in a self-service flow");
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal_server_error",
-            "An internal error occurred; see the server log.",
-        )
-    }
-
-    fn body(&self) -> Value {
-        let mut e = json!({
-            "id": self.id,
-            "code": self.status.as_u16(),
-            "status": self.status.canonical_reason().unwrap_or(""),
-            "reason": self.reason,
-            "message": self.status.canonical_reason().unwrap_or("error"),
-        });
-        if let Some(r) = &self.redirect {
-            e["details"] = json!({"redirect_to": r});
-        }
-        let mut o = json!({ "error": e });
-        if let Some(r) = &self.redirect {
-            o["redirect_browser_to"] = json!(r);
-        }
-        o
-    }
-
-    pub fn respond(self, state: &AppState, html: bool) -> Response {
+impl Respond for FlowError {
+    fn respond(self, state: &AppState, html: bool) -> Response {
         let mut response = if html {
             let target = self
                 .redirect
@@ -308,12 +119,6 @@ impl FlowError {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
         }
         response
-    }
-}
-
-impl From<StoreError> for FlowError {
-    fn from(e: StoreError) -> Self {
-        Self::internal(&e)
     }
 }
 
@@ -338,206 +143,6 @@ pub fn wants_json(headers: &HeaderMap) -> bool {
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
     let content = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     accept.contains("application/json") || content.starts_with("application/json")
-}
-
-/// The anti-CSRF cookie's name: per public URL, as Kratos (`csrf_token_<hash>`).
-pub fn csrf_cookie_name(state: &AppState) -> String {
-    let digest = crypto::sha256(state.config.urls.self_.public_base().as_bytes());
-    format!("csrf_token_{}", crypto::hex(&digest[..8]))
-}
-
-pub(crate) fn csrf_cookie(state: &AppState, token: &str) -> HeaderValue {
-    let mut v = format!("{}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age=31536000", csrf_cookie_name(state));
-    if session::secure_cookies(state) {
-        v.push_str("; Secure");
-    }
-    HeaderValue::from_str(&v).unwrap_or_else(|_| HeaderValue::from_static(""))
-}
-
-/// `Some(url)` when `return_to` may be used: the public URL itself or a prefix listed in
-/// `selfservice.allowed_return_urls` (compared by origin and path prefix, never by substring).
-pub fn allowed_return_to(state: &AppState, return_to: &str) -> Option<String> {
-    if return_to.is_empty() || return_to.chars().any(|c| c.is_control() || c == '\\') {
-        return None;
-    }
-    let public = state.config.urls.self_.public_base();
-    let allowed = std::iter::once(public.to_owned())
-        .chain(state.config.selfservice.allowed_return_urls.iter().cloned())
-        .chain(std::iter::once(state.config.selfservice.default_browser_return_url.clone()).filter(|u| !u.is_empty()));
-    for base in allowed {
-        let base = base.trim_end_matches('/');
-        if return_to == base {
-            return Some(return_to.to_owned());
-        }
-        if let Some(rest) = return_to.strip_prefix(base) {
-            // `https://app.example` must not admit `https://app.example.evil`.
-            if rest.starts_with('/') || rest.starts_with('?') || rest.starts_with('#') {
-                return Some(return_to.to_owned());
-            }
-        }
-    }
-    None
-}
-
-/// Where a browser goes after a flow: its `return_to`, the configured default, or the
-/// built-in account page.
-pub fn after_url(state: &AppState, flow: &Flow) -> String {
-    if let Some(r) = &flow.return_to {
-        return r.clone();
-    }
-    let d = &state.config.selfservice.default_browser_return_url;
-    if d.is_empty() { format!("{}/ui/welcome", state.config.urls.self_.public_base()) } else { d.clone() }
-}
-
-/// A submitted body: form fields or a JSON object flattened to dotted names
-/// (`{"traits": {"email": …}}` → `traits.email`).
-#[derive(Default)]
-pub struct Form(pub BTreeMap<String, String>);
-
-// Passwords and codes pass through here.
-impl std::fmt::Debug for Form {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(self.0.keys()).finish()
-    }
-}
-
-impl Form {
-    pub fn parse(headers: &HeaderMap, body: &[u8]) -> Result<Self, FlowError> {
-        let content = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-        let mut map = BTreeMap::new();
-        if content.starts_with("application/json") {
-            let v: Value = serde_json::from_slice(body).map_err(|e| {
-                FlowError::new(StatusCode::BAD_REQUEST, "bad_request", format!("The body is not valid JSON: {e}"))
-            })?;
-            flatten("", &v, &mut map);
-        } else {
-            for (k, v) in crate::error::parse_urlencoded(body) {
-                map.insert(k, v);
-            }
-        }
-        Ok(Self(map))
-    }
-
-    pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.get(name).map(String::as_str).filter(|v| !v.is_empty())
-    }
-
-    /// The chosen method: `method`, or what the fields imply when a form without JavaScript
-    /// sent none (a code, a resend, a passkey answer or removal), as Kratos infers it.
-    pub fn method(&self) -> Option<&str> {
-        if let Some(m) = self.get("method") {
-            return Some(m);
-        }
-        if self.0.iter().any(|(k, v)| k.starts_with("passkey_") && !v.is_empty()) {
-            return Some("passkey");
-        }
-        (self.get("code").is_some() || self.get("resend").is_some()).then_some("code")
-    }
-
-    /// `traits.*` as a JSON object; empty strings are left out so optional traits stay unset.
-    pub fn traits(&self) -> Value {
-        let mut o = serde_json::Map::new();
-        for (k, v) in &self.0 {
-            if let Some(name) = k.strip_prefix("traits.") {
-                if !v.is_empty() {
-                    o.insert(name.to_owned(), json!(v.trim()));
-                }
-            }
-        }
-        Value::Object(o)
-    }
-}
-
-fn flatten(prefix: &str, v: &Value, out: &mut BTreeMap<String, String>) {
-    match v {
-        Value::Object(m) => {
-            for (k, v) in m {
-                let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
-                // Passkey answers are JSON objects the ceremony parses as a whole.
-                if k.starts_with("passkey_") && v.is_object() {
-                    out.insert(key, v.to_string());
-                } else {
-                    flatten(&key, v, out);
-                }
-            }
-        }
-        Value::String(s) => {
-            out.insert(prefix.to_owned(), s.clone());
-        }
-        Value::Null => {}
-        other => {
-            out.insert(prefix.to_owned(), other.to_string());
-        }
-    }
-}
-
-// --- storage ----------------------------------------------------------------------------
-
-pub async fn create(state: &AppState, flow: &Flow) -> Result<(), FlowError> {
-    let body = serde_json::to_string(flow).map_err(|e| FlowError::internal(&e))?;
-    state.store.insert_flow(&flow.id, flow.kind.as_str(), &body, flow.expires_at).await?;
-    Ok(())
-}
-
-pub async fn load(state: &AppState, id: &str, kind: Kind) -> Result<Flow, FlowError> {
-    let Some((stored_kind, body, version)) = state.store.get_flow(id).await? else {
-        return Err(FlowError::not_found());
-    };
-    if stored_kind != kind.as_str() {
-        return Err(FlowError::not_found());
-    }
-    let mut flow: Flow = serde_json::from_str(&body).map_err(|e| FlowError::internal(&e))?;
-    flow.version = version;
-    Ok(flow)
-}
-
-/// Writes the flow back; fails with 409 if another request changed it meanwhile.
-pub async fn save(state: &AppState, flow: &mut Flow) -> Result<(), FlowError> {
-    let body = serde_json::to_string(flow).map_err(|e| FlowError::internal(&e))?;
-    if !state.store.update_flow(&flow.id, flow.version, &body).await? {
-        return Err(FlowError::new(
-            StatusCode::CONFLICT,
-            "self_service_flow_replaced",
-            "This flow was submitted twice at the same time; try again.",
-        ));
-    }
-    flow.version += 1;
-    Ok(())
-}
-
-pub(crate) fn new_flow(
-    state: &AppState,
-    kind: Kind,
-    api: bool,
-    request_url: String,
-    return_to: Option<String>,
-    csrf: &str,
-) -> Flow {
-    let now = state.clock.now();
-    let lifespan = i64::try_from(state.config.selfservice.flows.lifespan.as_secs()).unwrap_or(3600);
-    Flow {
-        id: crypto::uuid_v4(),
-        kind,
-        flow_type: if api { "api" } else { "browser" }.into(),
-        issued_at: now,
-        expires_at: now + lifespan,
-        request_url,
-        return_to,
-        state: "choose_method".into(),
-        active: None,
-        csrf_token: csrf.to_owned(),
-        identity_id: None,
-        refresh: false,
-        oauth2_login_challenge: None,
-        messages: Vec::new(),
-        field_messages: BTreeMap::new(),
-        values: BTreeMap::new(),
-        code: None,
-        pending_traits: None,
-        passkey_state: None,
-        skip_csrf: false,
-        version: 0,
-    }
 }
 
 // --- handlers ---------------------------------------------------------------------------
@@ -565,7 +170,7 @@ pub async fn init_browser(
     match init(&state, &kind, q, &headers, false).await {
         Ok((flow, cookie)) => {
             let mut response = if html {
-                see_other(&flow.ui_url(&state))
+                see_other(&flow.ui_url(&state.identities))
             } else {
                 axum::Json(flow.to_json(&state).await).into_response()
             };
@@ -600,7 +205,7 @@ async fn init(
 ) -> Result<(Flow, Option<HeaderValue>), FlowError> {
     let kind = parse_kind(kind)?;
     let return_to = match q.return_to.as_deref().filter(|r| !r.is_empty()) {
-        Some(r) => Some(allowed_return_to(state, r).ok_or_else(|| {
+        Some(r) => Some(allowed_return_to(&state.identities, r).ok_or_else(|| {
             FlowError::new(
                 StatusCode::BAD_REQUEST,
                 "self_service_flow_return_to_forbidden",
@@ -614,16 +219,16 @@ async fn init(
     let (csrf, cookie) = if api {
         (String::new(), None)
     } else {
-        match session::cookie(headers, &csrf_cookie_name(state)).filter(|t| t.len() >= 32) {
+        match session::cookie(headers, &csrf_cookie_name(&state.identities)).filter(|t| t.len() >= 32) {
             Some(existing) => (existing.to_owned(), None),
             None => {
                 let token = crypto::b64url(&crypto::random_bytes::<32>());
-                let cookie = csrf_cookie(state, &token);
+                let cookie = csrf_cookie(&state.identities, &token);
                 (token, Some(cookie))
             }
         }
     };
-    let mut flow = new_flow(state, kind, api, request_url, return_to, &csrf);
+    let mut flow = new_flow(&state.identities, kind, api, request_url, return_to, &csrf);
     flow.refresh = q.refresh.unwrap_or(false);
     flow.oauth2_login_challenge = q.login_challenge.filter(|c| !c.is_empty());
     let current = session::authenticate(state, headers).await?;
@@ -635,7 +240,7 @@ async fn init(
                 "A valid session was detected and thus login is not possible. Did you forget to set `?refresh=true`?",
             );
             if !api {
-                e.redirect = Some(after_url(state, &flow));
+                e.redirect = Some(after_url(&state.identities, &flow));
             }
             return Err(e);
         }
@@ -677,15 +282,15 @@ async fn init(
         _ => {}
     }
     if kind == Kind::Login {
-        login::prepare(state, &mut flow);
+        login::prepare(&state.identities, &mut flow);
     }
     if kind == Kind::Registration {
-        registration::prepare(state, &mut flow);
+        registration::prepare(&state.identities, &mut flow);
     }
     if kind == Kind::Settings {
-        settings::prepare(state, &mut flow).await?;
+        settings::prepare(&state.identities, &mut flow).await?;
     }
-    create(state, &flow).await?;
+    create(&state.store, &flow).await?;
     Ok((flow, cookie))
 }
 
@@ -706,7 +311,7 @@ pub async fn get(
         let kind = parse_kind(&kind)?;
         let id =
             q.id.or(q.flow).ok_or_else(|| FlowError::new(StatusCode::BAD_REQUEST, "bad_request", "id is required"))?;
-        let flow = load(&state, &id, kind).await?;
+        let flow = load(&state.store, &id, kind).await?;
         if !flow.is_api() && !csrf_cookie_matches(&state, &headers, &flow) {
             return Err(FlowError::csrf());
         }
@@ -755,7 +360,8 @@ fn api_flow_from_a_program(headers: &HeaderMap) -> Result<(), FlowError> {
 
 pub fn csrf_cookie_matches(state: &AppState, headers: &HeaderMap, flow: &Flow) -> bool {
     flow.skip_csrf
-        || session::cookie(headers, &csrf_cookie_name(state)).is_some_and(|c| crypto::secret_eq(c, &flow.csrf_token))
+        || session::cookie(headers, &csrf_cookie_name(&state.identities))
+            .is_some_and(|c| crypto::secret_eq(c, &flow.csrf_token))
 }
 
 fn expired(state: &AppState, flow: &Flow) -> FlowError {
@@ -765,19 +371,6 @@ fn expired(state: &AppState, flow: &Flow) -> FlowError {
             Some(format!("{}/self-service/{}/browser", state.config.urls.self_.public_base(), flow.kind.as_str()));
     }
     e
-}
-
-/// What a submitted step produced.
-pub enum Outcome {
-    /// Show the flow again: the next step, or the same step with messages.
-    Again(Flow),
-    /// The user is signed in.
-    SignedIn { flow: Box<Flow>, identity: Box<Identity>, issued: Box<Issued> },
-    /// Registered without a session (no `session` hook).
-    Registered { flow: Flow, identity: Identity },
-    /// Continue elsewhere (recovery → settings): a browser with `cookies` set, a native app
-    /// with the new session's token and the settings flow's id.
-    Continue { flow: Flow, to: String, cookies: Vec<HeaderValue>, session_token: String, settings_id: String },
 }
 
 /// `POST /self-service/{kind}?flow=`.
@@ -795,7 +388,7 @@ pub async fn submit(
             .flow
             .or(q.id)
             .ok_or_else(|| FlowError::new(StatusCode::BAD_REQUEST, "bad_request", "flow is required"))?;
-        let mut flow = load(&state, &id, kind).await?;
+        let mut flow = load(&state.store, &id, kind).await?;
         if flow.expires_at <= state.clock.now() {
             return Err(expired(&state, &flow));
         }
@@ -812,11 +405,11 @@ pub async fn submit(
         }
         flow.clear_messages();
         match kind {
-            Kind::Login => login::submit(&state, flow, &form, &headers).await,
-            Kind::Registration => registration::submit(&state, flow, &form, &headers).await,
-            Kind::Settings => settings::submit(&state, flow, &form, &headers).await,
-            Kind::Recovery => recovery::submit_recovery(&state, flow, &form, &headers).await,
-            Kind::Verification => recovery::submit_verification(&state, flow, &form).await,
+            Kind::Login => login::submit(&state.identities, flow, &form, &headers).await,
+            Kind::Registration => registration::submit(&state.identities, flow, &form, &headers).await,
+            Kind::Settings => settings::submit(&state.identities, flow, &form, &headers).await,
+            Kind::Recovery => recovery::submit_recovery(&state.identities, flow, &form, &headers).await,
+            Kind::Verification => recovery::submit_verification(&state.identities, flow, &form).await,
         }
     }
     .await;
@@ -836,12 +429,12 @@ async fn respond(state: &AppState, outcome: Outcome, json: bool) -> Response {
                 let status = if flow.has_errors() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
                 (status, axum::Json(flow.to_json(state).await)).into_response()
             } else {
-                see_other(&flow.ui_url(state))
+                see_other(&flow.ui_url(&state.identities))
             }
         }
         Outcome::SignedIn { flow, identity, issued } => {
             let (flow, identity, issued) = (*flow, *identity, *issued);
-            let after = crate::identity::flow::login::after_sign_in(state, &flow, &identity).await;
+            let after = crate::identity::flow::login::after_sign_in(&state.identities, &flow, &identity).await;
             let session = session::session_json(state, &issued.row, Some(&identity));
             if flow.is_api() {
                 let mut body = json!({"session": session, "session_token": issued.token, "continue_with": [

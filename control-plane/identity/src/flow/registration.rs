@@ -4,17 +4,18 @@
 //! anything is sent or stored, `after` web hooks may refuse or amend the identity, and the
 //! `session` hook signs the new user in.
 
-use axum::http::HeaderMap;
+use reqwest::header::HeaderMap;
 use serde_json::Value;
 
 use super::ui::{self, UiNode, msg};
 use super::{Flow, FlowError, Form, Outcome};
-use crate::app::AppState;
-use crate::identity::schema::Schema;
-use crate::identity::{CODE, Credential, Identity, PASSWORD, hooks, password};
+use crate::context::Identities;
+use crate::schema::Schema;
+use crate::{hooks, password};
+use portcullis_model::identity::{CODE, Credential, Identity, PASSWORD};
 
-pub fn prepare(state: &AppState, flow: &mut Flow) {
-    crate::identity::passkey::prepare_registration(state, flow);
+pub fn prepare(state: &Identities, flow: &mut Flow) {
+    crate::passkey::prepare_registration(state, flow);
 }
 
 /// The trait inputs for `schema` (group `default`, as Kratos's profile-first style).
@@ -40,7 +41,7 @@ pub fn trait_nodes(schema: &Schema) -> Vec<UiNode> {
         .collect()
 }
 
-pub fn nodes(state: &AppState, flow: &Flow) -> Vec<UiNode> {
+pub fn nodes(state: &Identities, flow: &Flow) -> Vec<UiNode> {
     let methods = &state.config.selfservice.methods;
     let schema = state.schemas.default_schema();
     if flow.state == "sent_email" {
@@ -51,13 +52,13 @@ pub fn nodes(state: &AppState, flow: &Flow) -> Vec<UiNode> {
         ];
     }
     let mut nodes = trait_nodes(&schema);
-    if crate::identity::passkey::confirming(flow) {
+    if crate::passkey::confirming(flow) {
         // The traits are taken and the ceremony is waiting: show what is being registered,
         // the one button that finishes, and a way back to change the details or the method.
         for n in &mut nodes {
             n.attributes["disabled"] = Value::Bool(true);
         }
-        nodes.extend(crate::identity::passkey::registration_nodes(state, flow));
+        nodes.extend(crate::passkey::registration_nodes(state, flow));
         nodes.push(ui::button("default", "screen", "previous", msg::back()));
         return nodes;
     }
@@ -71,11 +72,16 @@ pub fn nodes(state: &AppState, flow: &Flow) -> Vec<UiNode> {
     if methods.code.passwordless_enabled {
         nodes.push(ui::submit("code", CODE, msg::sign_up_with_code()));
     }
-    nodes.extend(crate::identity::passkey::registration_nodes(state, flow));
+    nodes.extend(crate::passkey::registration_nodes(state, flow));
     nodes
 }
 
-pub async fn submit(state: &AppState, mut flow: Flow, form: &Form, headers: &HeaderMap) -> Result<Outcome, FlowError> {
+pub async fn submit(
+    state: &Identities,
+    mut flow: Flow,
+    form: &Form,
+    headers: &HeaderMap,
+) -> Result<Outcome, FlowError> {
     let methods = &state.config.selfservice.methods;
     let method = form.method().map(str::to_owned);
     let schema = state.schemas.default_schema();
@@ -107,20 +113,20 @@ pub async fn submit(state: &AppState, mut flow: Flow, form: &Form, headers: &Hea
                 .await
                 .map_err(FlowError::from_hashing)?
                 .map_err(|e| FlowError::internal(&e))?;
-            let identity = crate::identity::new_identity(&schema, traits.clone(), now);
-            let creds = crate::identity::derived_credentials(&schema, &traits, &[], Some(hash), now);
+            let identity = crate::record::new_identity(&schema, traits.clone(), now);
+            let creds = crate::record::derived_credentials(&schema, &traits, &[], Some(hash), now);
             (identity, creds)
         }
         Some(CODE) if methods.code.passwordless_enabled => {
             let code = form.get("code");
             if flow.state == "sent_email" && code.is_some() && form.get("resend").is_none() {
-                match crate::identity::code::check(state, &mut flow, code.unwrap_or("")).await? {
-                    crate::identity::code::Check::Valid(_) => {}
-                    crate::identity::code::Check::Invalid => {
+                match crate::code::check(state, &mut flow, code.unwrap_or("")).await? {
+                    crate::code::Check::Valid(_) => {}
+                    crate::code::Check::Invalid => {
                         flow.field_error("code", msg::registration_code_invalid());
                         return again(state, flow).await;
                     }
-                    crate::identity::code::Check::Spent => {
+                    crate::code::Check::Spent => {
                         flow.state = "choose_method".into();
                         flow.code = None;
                         flow.messages.push(msg::registration_code_invalid());
@@ -129,9 +135,9 @@ pub async fn submit(state: &AppState, mut flow: Flow, form: &Form, headers: &Hea
                 }
                 let traits = flow.pending_traits.clone().unwrap_or(Value::Null);
                 let address = flow.code.as_ref().map(|c| c.address.clone()).unwrap_or_default();
-                let mut identity = crate::identity::new_identity(&schema, traits.clone(), now);
-                crate::identity::mark_verified(&mut identity.body, &address, now);
-                let creds = crate::identity::derived_credentials(&schema, &traits, &[], None, now);
+                let mut identity = crate::record::new_identity(&schema, traits.clone(), now);
+                portcullis_model::identity::mark_verified(&mut identity.body, &address, now);
+                let creds = crate::record::derived_credentials(&schema, &traits, &[], None, now);
                 (identity, creds)
             } else {
                 let traits = if form.get("resend").is_some() {
@@ -150,7 +156,7 @@ pub async fn submit(state: &AppState, mut flow: Flow, form: &Form, headers: &Hea
                     flow.field_error("traits.email", msg::duplicate());
                     return again(state, flow).await;
                 }
-                crate::identity::code::send(state, &mut flow, &address, None, true).await?;
+                crate::code::send(state, &mut flow, &address, None, true).await?;
                 flow.pending_traits = Some(traits);
                 flow.state = "sent_email".into();
                 flow.active = Some(CODE.into());
@@ -166,15 +172,15 @@ pub async fn submit(state: &AppState, mut flow: Flow, form: &Form, headers: &Hea
             let Some(traits) = traits else {
                 return again(state, flow).await;
             };
-            let mut identity = crate::identity::new_identity(&schema, traits.clone(), now);
-            if let Some(id) = crate::identity::passkey::pending_user(&flow) {
+            let mut identity = crate::record::new_identity(&schema, traits.clone(), now);
+            if let Some(id) = crate::passkey::pending_user(&flow) {
                 identity.id = id;
             }
             flow.pending_traits = Some(traits.clone());
-            let Some(passkey) = crate::identity::passkey::register(state, &mut flow, form, &identity).await? else {
+            let Some(passkey) = crate::passkey::register(state, &mut flow, form, &identity).await? else {
                 return again(state, flow).await;
             };
-            let mut creds = crate::identity::derived_credentials(&schema, &traits, &[], None, now);
+            let mut creds = crate::record::derived_credentials(&schema, &traits, &[], None, now);
             creds.push(passkey);
             (identity, creds)
         }
@@ -186,13 +192,13 @@ pub async fn submit(state: &AppState, mut flow: Flow, form: &Form, headers: &Hea
     finish(state, flow, identity, credentials, method.as_deref().unwrap_or(PASSWORD), headers).await
 }
 
-async fn again(state: &AppState, mut flow: Flow) -> Result<Outcome, FlowError> {
-    super::save(state, &mut flow).await?;
+async fn again(state: &Identities, mut flow: Flow) -> Result<Outcome, FlowError> {
+    super::save(&state.store, &mut flow).await?;
     Ok(Outcome::Again(flow))
 }
 
 /// Validated traits that the policy allows, or `None` with messages on the flow.
-fn checked_traits(state: &AppState, flow: &mut Flow, form: &Form, schema: &Schema) -> Option<Value> {
+fn checked_traits(state: &Identities, flow: &mut Flow, form: &Form, schema: &Schema) -> Option<Value> {
     let traits = form.traits();
     for (k, v) in traits.as_object().into_iter().flatten() {
         if let Some(s) = v.as_str() {
@@ -218,7 +224,7 @@ fn checked_traits(state: &AppState, flow: &mut Flow, form: &Form, schema: &Schem
 }
 
 /// Whether another identity already answers to one of these traits' identifiers.
-async fn taken(state: &AppState, schema: &Schema, traits: &Value) -> Result<bool, FlowError> {
+async fn taken(state: &Identities, schema: &Schema, traits: &Value) -> Result<bool, FlowError> {
     for (kind, ids) in [
         (PASSWORD, schema.values(traits, |f| f.password_identifier)),
         (CODE, schema.values(traits, |f| f.code_identifier)),
@@ -234,7 +240,7 @@ async fn taken(state: &AppState, schema: &Schema, traits: &Value) -> Result<bool
 
 /// Hooks, storage, and the session if the `session` hook is on.
 async fn finish(
-    state: &AppState,
+    state: &Identities,
     mut flow: Flow,
     mut identity: Identity,
     credentials: Vec<Credential>,
@@ -255,7 +261,7 @@ async fn finish(
     }
     let credentials = match state.schemas.get(&identity.schema_id) {
         Some(schema) if identity.body.traits != traits => {
-            crate::identity::rederive_credentials(&schema, &identity.body.traits, &credentials, state.clock.now())
+            crate::record::rederive_credentials(&schema, &identity.body.traits, &credentials, state.clock.now())
         }
         _ => credentials,
     };
@@ -270,6 +276,6 @@ async fn finish(
         return super::login::start_session(state, flow, identity, method, headers).await;
     }
     flow.state = "success".into();
-    super::save(state, &mut flow).await?;
+    super::save(&state.store, &mut flow).await?;
     Ok(Outcome::Registered { flow, identity })
 }

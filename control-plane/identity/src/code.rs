@@ -5,13 +5,13 @@
 
 use std::sync::OnceLock;
 
-use axum::http::StatusCode;
+use portcullis_model::crypto;
+use reqwest::StatusCode;
 use sha2::{Digest, Sha256};
 
-use crate::app::AppState;
+use crate::context::Identities;
 use crate::courier::NewMessage;
-use crate::crypto;
-use crate::identity::flow::{CodeState, Flow, FlowError, Kind};
+use crate::flow::{CodeState, Flow, FlowError, Kind};
 
 /// Codes one flow may send; more means someone is using the form to spam an inbox.
 const MAX_SENDS: u32 = 5;
@@ -27,9 +27,10 @@ pub fn generate() -> String {
     }
 }
 
-fn key(state: &AppState) -> [u8; 32] {
+/// The key codes are kept under, from the first `secrets.system` entry.
+pub(crate) fn key(system_secret: Option<&str>) -> [u8; 32] {
     static EPHEMERAL: OnceLock<[u8; 32]> = OnceLock::new();
-    match state.config.secrets.system.first() {
+    match system_secret {
         Some(secret) => crypto::sha256(format!("portcullis one-time codes\0{secret}").as_bytes()),
         // Without secrets.system codes are valid only until this process restarts.
         None => *EPHEMERAL.get_or_init(crypto::random_bytes::<32>),
@@ -47,14 +48,14 @@ fn hmac(key: &[u8; 32], message: &[u8]) -> [u8; 32] {
     Sha256::new().chain_update(opad).chain_update(inner).finalize().into()
 }
 
-pub fn hash(state: &AppState, flow_id: &str, code: &str) -> String {
-    crypto::hex(&hmac(&key(state), format!("{flow_id}:{code}").as_bytes()))
+pub fn hash(state: &Identities, flow_id: &str, code: &str) -> String {
+    crypto::hex(&hmac(&state.config.code_key, format!("{flow_id}:{code}").as_bytes()))
 }
 
 /// Sends a fresh code for `flow` to `address` (nothing is sent when `identity_id` is `None`
 /// for login and recovery: the answer must not reveal whether an account exists).
 pub async fn send(
-    state: &AppState,
+    state: &Identities,
     flow: &mut Flow,
     address: &str,
     identity_id: Option<String>,
@@ -127,7 +128,7 @@ pub enum Check {
 /// flow's version: of the requests racing on one flow, one compares and the others get 409),
 /// so no more than `max_submissions` guesses are ever compared per code, and a code that
 /// matches is stored as used before the caller acts on it.
-pub async fn check(state: &AppState, flow: &mut Flow, code: &str) -> Result<Check, FlowError> {
+pub async fn check(state: &Identities, flow: &mut Flow, code: &str) -> Result<Check, FlowError> {
     let max = state.config.selfservice.methods.code.max_submissions;
     let now = state.clock.now();
     let expected = hash(state, &flow.id, code.trim());
@@ -138,7 +139,7 @@ pub async fn check(state: &AppState, flow: &mut Flow, code: &str) -> Result<Chec
         return Ok(Check::Spent);
     }
     c.attempts += 1;
-    crate::identity::flow::save(state, flow).await?;
+    crate::flow::save(&state.store, flow).await?;
     let Some(c) = flow.code.as_mut() else {
         return Ok(Check::Spent);
     };
@@ -151,7 +152,7 @@ pub async fn check(state: &AppState, flow: &mut Flow, code: &str) -> Result<Chec
         None if flow.kind == Kind::Registration || flow.kind == Kind::Verification => Check::Valid(None),
         None => Check::Invalid,
     };
-    crate::identity::flow::save(state, flow).await?;
+    crate::flow::save(&state.store, flow).await?;
     Ok(found)
 }
 

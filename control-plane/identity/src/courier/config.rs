@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::error::StartupError;
+use portcullis_model::StartupError;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -213,25 +213,25 @@ fn redact_uri(uri: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-
     use super::*;
-    use crate::config::Config;
 
-    fn load(yaml: &str) -> Result<Config, String> {
-        let dir = std::env::temp_dir()
-            .join(format!("portcullis-courier-config-{}", crate::crypto::hex(&crate::crypto::random_bytes::<6>())));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("c.yaml");
-        std::fs::write(&path, yaml).unwrap();
-        let result = Config::load(Some(Path::new(&path))).map_err(|e| e.to_string());
-        let _ = std::fs::remove_dir_all(&dir);
-        result
+    /// The `courier` section as the server's config file gives it: unknown keys refused, then
+    /// validated (the whole file's loading is tested where it is assembled).
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct File {
+        courier: CourierConfig,
+    }
+
+    fn load(yaml: &str) -> Result<File, String> {
+        let file: File = serde_yaml::from_str(yaml).map_err(|e| e.to_string())?;
+        file.courier.validate().map_err(|e| e.0)?;
+        Ok(file)
     }
 
     #[test]
     fn courier_config_defaults_match_kratos() {
-        let c = Config::default().courier;
+        let c = CourierConfig::default();
         assert_eq!(c.message_retries, 5);
         assert_eq!(c.worker.pull_wait, Duration::from_secs(1));
         assert_eq!(c.worker.pull_count, 10);

@@ -3,7 +3,7 @@
 //! when the caller asks. Kratos leaves this to a web hook or a schema `pattern` that leaks
 //! its regex into the error; here it is configuration with a readable message.
 
-use crate::identity::config::RegistrationPolicy;
+use crate::config::RegistrationPolicy;
 
 pub use portcullis_model::identity::REGISTRATION_POLICY_MESSAGE_ID as MESSAGE_ID;
 

@@ -5,26 +5,27 @@
 //! then runs the `after` login hooks, whose web hooks may refuse the sign-in or change the
 //! identity's traits and metadata (stored before the session is issued).
 
-use axum::http::HeaderMap;
+use reqwest::header::HeaderMap;
 use serde_json::Value;
 
 use super::ui::{self, UiNode, msg};
 use super::{Flow, FlowError, Form, Outcome};
-use crate::app::AppState;
-use crate::identity::password::{self, Verified};
-use crate::identity::session;
-use crate::identity::{CODE, Identity, PASSWORD, hooks};
+use crate::context::Identities;
+use crate::hooks;
+use crate::password::{self, Verified};
+use crate::session;
+use portcullis_model::identity::{CODE, Identity, PASSWORD};
 
 /// A well-formed argon2id hash of a random password: verifying against it when the account
 /// does not exist costs the same as a real check, so timing does not reveal accounts.
 const DUMMY_HASH: &str =
     "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$Lh2I3kq4Ah8Pru6r3HUdFtEGq1YfiBcS4dq5P3Xj6ZA";
 
-pub fn prepare(state: &AppState, flow: &mut Flow) {
-    crate::identity::passkey::prepare_login(state, flow);
+pub fn prepare(state: &Identities, flow: &mut Flow) {
+    crate::passkey::prepare_login(state, flow);
 }
 
-pub fn nodes(state: &AppState, flow: &Flow) -> Vec<UiNode> {
+pub fn nodes(state: &Identities, flow: &Flow) -> Vec<UiNode> {
     let methods = &state.config.selfservice.methods;
     let mut nodes = Vec::new();
     if flow.state == "sent_email" {
@@ -43,11 +44,16 @@ pub fn nodes(state: &AppState, flow: &Flow) -> Vec<UiNode> {
     if methods.code.passwordless_enabled {
         nodes.push(ui::submit("code", CODE, msg::sign_in_with_code()));
     }
-    nodes.extend(crate::identity::passkey::login_nodes(state, flow));
+    nodes.extend(crate::passkey::login_nodes(state, flow));
     nodes
 }
 
-pub async fn submit(state: &AppState, mut flow: Flow, form: &Form, headers: &HeaderMap) -> Result<Outcome, FlowError> {
+pub async fn submit(
+    state: &Identities,
+    mut flow: Flow,
+    form: &Form,
+    headers: &HeaderMap,
+) -> Result<Outcome, FlowError> {
     let method = form.method().map(str::to_owned);
     let methods = &state.config.selfservice.methods;
     let identity = match method.as_deref() {
@@ -55,18 +61,18 @@ pub async fn submit(state: &AppState, mut flow: Flow, form: &Form, headers: &Hea
         Some(CODE) if methods.code.passwordless_enabled => match code_login(state, &mut flow, form).await? {
             Some(i) => Some(i),
             None => {
-                super::save(state, &mut flow).await?;
+                super::save(&state.store, &mut flow).await?;
                 return Ok(Outcome::Again(flow));
             }
         },
-        Some("passkey") if methods.passkey.enabled => crate::identity::passkey::login(state, &mut flow, form).await?,
+        Some("passkey") if methods.passkey.enabled => crate::passkey::login(state, &mut flow, form).await?,
         _ => {
             flow.messages.push(msg::no_strategy());
             None
         }
     };
     let Some(identity) = identity else {
-        super::save(state, &mut flow).await?;
+        super::save(&state.store, &mut flow).await?;
         return Ok(Outcome::Again(flow));
     };
     let method = method.unwrap_or_default();
@@ -76,7 +82,7 @@ pub async fn submit(state: &AppState, mut flow: Flow, form: &Form, headers: &Hea
 /// The `after` login hooks of `method` (which may change the identity, stored before the
 /// session is issued), then the session.
 pub async fn sign_in(
-    state: &AppState,
+    state: &Identities,
     mut flow: Flow,
     mut identity: Identity,
     method: &str,
@@ -87,11 +93,11 @@ pub async fn sign_in(
         flow.active = Some(method.to_owned());
         let before = identity.clone();
         if !hooks::run_parsing(state, after, &mut flow, &mut identity).await {
-            super::save(state, &mut flow).await?;
+            super::save(&state.store, &mut flow).await?;
             return Ok(Outcome::Again(flow));
         }
         if identity != before && !store_hook_changes(state, &mut flow, &before, &mut identity).await? {
-            super::save(state, &mut flow).await?;
+            super::save(&state.store, &mut flow).await?;
             return Ok(Outcome::Again(flow));
         }
     }
@@ -105,7 +111,7 @@ pub async fn sign_in(
 /// Stores what a login hook changed, if the result may still sign in; `false` with a message
 /// on the flow (and nothing stored) otherwise.
 async fn store_hook_changes(
-    state: &AppState,
+    state: &Identities,
     flow: &mut Flow,
     before: &Identity,
     identity: &mut Identity,
@@ -119,7 +125,7 @@ async fn store_hook_changes(
     let old = state.store.get_credentials(&identity.id).await?;
     let credentials = match state.schemas.get(&identity.schema_id) {
         Some(schema) if identity.body.traits != before.body.traits => {
-            crate::identity::rederive_credentials(&schema, &identity.body.traits, &old, now)
+            crate::record::rederive_credentials(&schema, &identity.body.traits, &old, now)
         }
         _ => old.clone(),
     };
@@ -145,7 +151,7 @@ async fn store_hook_changes(
 
 /// Final checks shared by every method (and by registration's `session` hook), then the session.
 pub async fn start_session(
-    state: &AppState,
+    state: &Identities,
     mut flow: Flow,
     identity: Identity,
     method: &str,
@@ -153,24 +159,24 @@ pub async fn start_session(
 ) -> Result<Outcome, FlowError> {
     if !identity.is_active() {
         flow.messages.push(msg::identity_disabled());
-        super::save(state, &mut flow).await?;
+        super::save(&state.store, &mut flow).await?;
         return Ok(Outcome::Again(flow));
     }
     if let Err(text) = check_policy(state, &identity) {
         flow.messages.push(msg::not_allowed(text));
-        super::save(state, &mut flow).await?;
+        super::save(&state.store, &mut flow).await?;
         return Ok(Outcome::Again(flow));
     }
     let issued = session::issue(state, &identity, method, headers).await?;
     flow.state = "success".into();
     flow.active = Some(method.to_owned());
-    super::save(state, &mut flow).await?;
+    super::save(&state.store, &mut flow).await?;
     Ok(Outcome::SignedIn { flow: Box::new(flow), identity: Box::new(identity), issued: Box::new(issued) })
 }
 
 /// The registration policy applies to sign-in too: an address removed from the allow-list
 /// can no longer sign in, whatever the method.
-pub fn check_policy(state: &AppState, identity: &Identity) -> Result<(), String> {
+pub fn check_policy(state: &Identities, identity: &Identity) -> Result<(), String> {
     let policy = &state.config.selfservice.policy;
     if policy.is_open() {
         return Ok(());
@@ -186,7 +192,7 @@ pub fn check_policy(state: &AppState, identity: &Identity) -> Result<(), String>
 }
 
 /// Where the browser goes after signing in.
-pub async fn after_sign_in(state: &AppState, flow: &Flow, _identity: &Identity) -> String {
+pub async fn after_sign_in(state: &Identities, flow: &Flow, _identity: &Identity) -> String {
     super::after_url(state, flow)
 }
 
@@ -196,7 +202,7 @@ fn identifier_candidates(raw: &str) -> Vec<String> {
     if lower == trimmed { vec![trimmed] } else { vec![lower, trimmed] }
 }
 
-async fn find(state: &AppState, kind: &str, identifier: &str) -> Result<Option<Identity>, FlowError> {
+async fn find(state: &Identities, kind: &str, identifier: &str) -> Result<Option<Identity>, FlowError> {
     for candidate in identifier_candidates(identifier) {
         if let Some(i) = state.store.find_identity_by_identifier(kind, &candidate).await? {
             return Ok(Some(i));
@@ -206,7 +212,7 @@ async fn find(state: &AppState, kind: &str, identifier: &str) -> Result<Option<I
 }
 
 async fn password_login(
-    state: &AppState,
+    state: &Identities,
     flow: &mut Flow,
     form: &Form,
     headers: &HeaderMap,
@@ -285,7 +291,7 @@ async fn password_login(
 }
 
 /// Replaces an imported (bcrypt, weak argon2) hash with argon2id after a successful sign-in.
-async fn rehash(state: &AppState, identity: &Identity, pw: &str) -> Result<(), FlowError> {
+async fn rehash(state: &Identities, identity: &Identity, pw: &str) -> Result<(), FlowError> {
     let presented = pw.to_owned();
     // Best effort: a busy server upgrades the hash at a later sign-in.
     let Ok(Ok(new_hash)) = state.hashing.run(move || password::hash(&presented)).await else {
@@ -304,22 +310,22 @@ async fn rehash(state: &AppState, identity: &Identity, pw: &str) -> Result<(), F
 }
 
 /// Step one sends a code; step two checks it. `Ok(None)`: show the flow again.
-async fn code_login(state: &AppState, flow: &mut Flow, form: &Form) -> Result<Option<Identity>, FlowError> {
+async fn code_login(state: &Identities, flow: &mut Flow, form: &Form) -> Result<Option<Identity>, FlowError> {
     let code = form.get("code");
     if flow.state == "sent_email" && code.is_some() && form.get("resend").is_none() {
-        return match crate::identity::code::check(state, flow, code.unwrap_or("")).await? {
-            crate::identity::code::Check::Valid(Some(id)) => {
+        return match crate::code::check(state, flow, code.unwrap_or("")).await? {
+            crate::code::Check::Valid(Some(id)) => {
                 let identity = state.store.get_identity(&id).await?;
                 if identity.is_none() {
                     flow.field_error("code", msg::login_code_invalid());
                 }
                 Ok(identity)
             }
-            crate::identity::code::Check::Valid(None) | crate::identity::code::Check::Invalid => {
+            crate::code::Check::Valid(None) | crate::code::Check::Invalid => {
                 flow.field_error("code", msg::login_code_invalid());
                 Ok(None)
             }
-            crate::identity::code::Check::Spent => {
+            crate::code::Check::Spent => {
                 flow.state = "choose_method".into();
                 flow.code = None;
                 flow.messages.push(msg::login_code_invalid());
@@ -346,7 +352,7 @@ async fn code_login(state: &AppState, flow: &mut Flow, form: &Form) -> Result<Op
     }
     let identity = find(state, CODE, &address).await?;
     let deliver = identity.as_ref().is_some_and(Identity::is_active);
-    super::super::code::send(state, flow, &address, identity.map(|i| i.id), deliver).await?;
+    crate::code::send(state, flow, &address, identity.map(|i| i.id), deliver).await?;
     flow.state = "sent_email".into();
     flow.active = Some(CODE.into());
     flow.messages.push(msg::code_sent());

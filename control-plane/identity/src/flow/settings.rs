@@ -8,21 +8,23 @@
 
 use std::collections::BTreeSet;
 
-use axum::http::{HeaderMap, StatusCode};
+use reqwest::StatusCode;
+use reqwest::header::HeaderMap;
 
 use super::ui::{self, UiNode, msg};
 use super::{Flow, FlowError, Form, Outcome};
-use crate::app::AppState;
+use crate::context::Identities;
 use crate::courier::NewMessage;
-use crate::identity::session::{self, Authenticated};
-use crate::identity::{CODE, Credential, Identity, PASSWORD, password};
+use crate::password;
+use crate::session::{self, Authenticated};
+use portcullis_model::identity::{CODE, Credential, Identity, PASSWORD};
 
-pub async fn prepare(_state: &AppState, flow: &mut Flow) -> Result<(), FlowError> {
+pub async fn prepare(_state: &Identities, flow: &mut Flow) -> Result<(), FlowError> {
     flow.state = "show_form".into();
     Ok(())
 }
 
-pub async fn nodes(state: &AppState, flow: &Flow) -> Vec<UiNode> {
+pub async fn nodes(state: &Identities, flow: &Flow) -> Vec<UiNode> {
     let Some(id) = &flow.identity_id else { return Vec::new() };
     let Ok(Some(identity)) = state.store.get_identity(id).await else { return Vec::new() };
     let schema = state.schemas.get(&identity.schema_id).unwrap_or_else(|| state.schemas.default_schema());
@@ -45,11 +47,16 @@ pub async fn nodes(state: &AppState, flow: &Flow) -> Vec<UiNode> {
         nodes.push(ui::submit("password", PASSWORD, msg::save()));
     }
     let credentials = state.store.get_credentials(id).await.unwrap_or_default();
-    nodes.extend(crate::identity::passkey::settings_nodes(state, flow, &identity, &credentials));
+    nodes.extend(crate::passkey::settings_nodes(state, flow, &identity, &credentials));
     nodes
 }
 
-pub async fn submit(state: &AppState, mut flow: Flow, form: &Form, headers: &HeaderMap) -> Result<Outcome, FlowError> {
+pub async fn submit(
+    state: &Identities,
+    mut flow: Flow,
+    form: &Form,
+    headers: &HeaderMap,
+) -> Result<Outcome, FlowError> {
     let Some(auth) = session::authenticate(state, headers).await? else {
         return Err(FlowError::new(StatusCode::UNAUTHORIZED, "session_inactive", "Sign in to change your settings."));
     };
@@ -68,7 +75,7 @@ pub async fn submit(state: &AppState, mut flow: Flow, form: &Form, headers: &Hea
         }
         Some("passkey") if state.config.selfservice.methods.passkey.enabled => {
             privileged(state, &flow, &auth)?;
-            crate::identity::passkey::settings(state, &mut flow, form, &auth.identity).await?
+            crate::passkey::settings(state, &mut flow, form, &auth.identity).await?
         }
         _ => {
             flow.messages.push(msg::no_strategy());
@@ -79,17 +86,17 @@ pub async fn submit(state: &AppState, mut flow: Flow, form: &Form, headers: &Hea
         flow.state = "success".into();
         flow.messages.push(msg::settings_saved());
     }
-    super::save(state, &mut flow).await?;
+    super::save(&state.store, &mut flow).await?;
     Ok(Outcome::Again(flow))
 }
 
 /// Credential and address changes need a sign-in younger than `privileged_session_max_age`.
-fn privileged(state: &AppState, flow: &Flow, auth: &Authenticated) -> Result<(), FlowError> {
+fn privileged(state: &Identities, flow: &Flow, auth: &Authenticated) -> Result<(), FlowError> {
     let max = i64::try_from(state.config.selfservice.flows.privileged_session_max_age().as_secs()).unwrap_or(900);
     if state.clock.now() - auth.session.authenticated_at <= max {
         return Ok(());
     }
-    let public = state.config.urls.self_.public_base();
+    let public = state.config.public_base.as_str();
     let mut e = FlowError::new(
         StatusCode::FORBIDDEN,
         "session_refresh_required",
@@ -98,13 +105,13 @@ fn privileged(state: &AppState, flow: &Flow, auth: &Authenticated) -> Result<(),
     if !flow.is_api() {
         e.redirect = Some(format!(
             "{public}/self-service/login/browser?refresh=true&return_to={}",
-            crate::identity::url_segment(&flow.ui_url(state))
+            portcullis_model::identity::url_segment(&flow.ui_url(state))
         ));
     }
     Err(e)
 }
 
-async fn profile(state: &AppState, flow: &mut Flow, form: &Form, auth: &Authenticated) -> Result<bool, FlowError> {
+async fn profile(state: &Identities, flow: &mut Flow, form: &Form, auth: &Authenticated) -> Result<bool, FlowError> {
     let mut identity = auth.identity.clone();
     let schema = state.schemas.get(&identity.schema_id).unwrap_or_else(|| state.schemas.default_schema());
     let traits = form.traits();
@@ -124,10 +131,10 @@ async fn profile(state: &AppState, flow: &mut Flow, form: &Form, auth: &Authenti
     }
     let now = state.clock.now();
     identity.body.traits = traits.clone();
-    crate::identity::sync_addresses(&schema, &mut identity.body, now);
+    crate::record::sync_addresses(&schema, &mut identity.body, now);
     identity.updated_at = now;
     let existing = state.store.get_credentials(&identity.id).await?;
-    let creds = crate::identity::derived_credentials(&schema, &traits, &existing, None, now);
+    let creds = crate::record::derived_credentials(&schema, &traits, &existing, None, now);
     // The store replaces only the credential types given; the others (passkeys) stay.
     let kept = existing.iter().filter(|c| !creds.iter().any(|n| n.kind == c.kind));
     let before = Protected::of(&auth.identity, &existing);
@@ -180,7 +187,7 @@ impl Protected {
 /// names neither the new address nor anything secret: it is the owner's chance to notice a
 /// takeover, and may reach someone who merely mistyped an address once.
 async fn notify_removed_addresses(
-    state: &AppState,
+    state: &Identities,
     identity: &Identity,
     before: &Protected,
     after: &Protected,
@@ -192,7 +199,7 @@ async fn notify_removed_addresses(
             "Hi,\n\nthe e-mail address of your account was changed on {when} (UTC). This address, {old}, can no \
              longer be used to sign in to the account or to recover it.\n\nIf you made this change, there is nothing \
              else to do. If you did not, someone else may be using your account: contact the site's administrator.\n",
-            when = crate::rfc3339(now).replace('T', " ").trim_end_matches('Z'),
+            when = portcullis_model::rfc3339(now).replace('T', " ").trim_end_matches('Z'),
         );
         let message = NewMessage {
             recipient: old.to_owned(),
@@ -216,7 +223,7 @@ async fn notify_removed_addresses(
 pub const ADDRESS_CHANGED: &str = "settings_address_changed";
 
 async fn change_password(
-    state: &AppState,
+    state: &Identities,
     flow: &mut Flow,
     form: &Form,
     auth: &Authenticated,
@@ -240,7 +247,7 @@ async fn change_password(
         .map_err(|e| FlowError::internal(&e))?;
     let now = state.clock.now();
     let existing = state.store.get_credentials(&auth.identity.id).await?;
-    let creds = crate::identity::derived_credentials(&schema, &auth.identity.body.traits, &existing, Some(hash), now);
+    let creds = crate::record::derived_credentials(&schema, &auth.identity.body.traits, &existing, Some(hash), now);
     let mut identity = auth.identity.clone();
     identity.updated_at = now;
     if state.store.update_identity(&identity, &creds).await?.is_err() {

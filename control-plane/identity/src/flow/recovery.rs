@@ -2,15 +2,16 @@
 //! settings flow to set a new password or passkey. Verification: e-mail → code → the address is
 //! marked verified. Both answer the same whether or not the address belongs to an account.
 
-use axum::http::HeaderMap;
+use reqwest::header::HeaderMap;
 
 use super::ui::{self, UiNode, msg};
 use super::{Flow, FlowError, Form, Kind, Outcome};
-use crate::app::AppState;
-use crate::identity::code::{self, Check};
-use crate::identity::{CODE, Identity, PASSWORD, session};
+use crate::code::{self, Check};
+use crate::context::Identities;
+use crate::session;
+use portcullis_model::identity::{CODE, Identity, PASSWORD};
 
-pub fn nodes(_state: &AppState, flow: &Flow) -> Vec<UiNode> {
+pub fn nodes(_state: &Identities, flow: &Flow) -> Vec<UiNode> {
     match flow.state.as_str() {
         "sent_email" => {
             let address = flow.code.as_ref().map(|c| c.address.as_str()).unwrap_or("");
@@ -30,7 +31,7 @@ pub fn nodes(_state: &AppState, flow: &Flow) -> Vec<UiNode> {
 }
 
 /// The identity with this address as a code or password identifier.
-async fn owner(state: &AppState, address: &str) -> Result<Option<Identity>, FlowError> {
+async fn owner(state: &Identities, address: &str) -> Result<Option<Identity>, FlowError> {
     for kind in [CODE, PASSWORD] {
         if let Some(i) = state.store.find_identity_by_identifier(kind, address).await? {
             return Ok(Some(i));
@@ -40,7 +41,7 @@ async fn owner(state: &AppState, address: &str) -> Result<Option<Identity>, Flow
 }
 
 /// Step one of either flow: send a code to the address.
-async fn send(state: &AppState, flow: &mut Flow, form: &Form) -> Result<(), FlowError> {
+async fn send(state: &Identities, flow: &mut Flow, form: &Form) -> Result<(), FlowError> {
     let address = form
         .get("email")
         .map(str::to_owned)
@@ -71,14 +72,14 @@ fn entering_code(flow: &Flow, form: &Form) -> bool {
 }
 
 pub async fn submit_recovery(
-    state: &AppState,
+    state: &Identities,
     mut flow: Flow,
     form: &Form,
     headers: &HeaderMap,
 ) -> Result<Outcome, FlowError> {
     if !entering_code(&flow, form) {
         send(state, &mut flow, form).await?;
-        super::save(state, &mut flow).await?;
+        super::save(&state.store, &mut flow).await?;
         return Ok(Outcome::Again(flow));
     }
     let identity = match code::check(state, &mut flow, form.get("code").unwrap_or("")).await? {
@@ -92,19 +93,19 @@ pub async fn submit_recovery(
     };
     let Some(mut identity) = identity else {
         flow.field_error("code", msg::recovery_code_invalid());
-        super::save(state, &mut flow).await?;
+        super::save(&state.store, &mut flow).await?;
         return Ok(Outcome::Again(flow));
     };
     // Entering the code proves the address too.
     let now = state.clock.now();
     if let Some(address) = flow.code.as_ref().map(|c| c.address.clone()) {
-        if crate::identity::mark_verified(&mut identity.body, &address, now) {
+        if portcullis_model::identity::mark_verified(&mut identity.body, &address, now) {
             identity.updated_at = now;
             state.store.update_identity(&identity, &[]).await?.ok();
         }
     }
     flow.state = "passed_challenge".into();
-    super::save(state, &mut flow).await?;
+    super::save(&state.store, &mut flow).await?;
     let issued = session::issue(state, &identity, "code_recovery", headers).await?;
     tracing::info!(identity_id = %identity.id, "account recovered");
     // A settings flow where the user sets a new password or passkey, bound to this browser's
@@ -123,14 +124,14 @@ pub async fn submit_recovery(
         state,
         Kind::Settings,
         flow.is_api(),
-        format!("{}/self-service/settings/browser", state.config.urls.self_.public_base()),
+        format!("{}/self-service/settings/browser", state.config.public_base.as_str()),
         flow.return_to.clone(),
         &csrf,
     );
     settings.identity_id = Some(identity.id.clone());
     settings.state = "show_form".into();
     settings.messages.push(msg::recovered());
-    super::create(state, &settings).await?;
+    super::create(&state.store, &settings).await?;
     if !flow.is_api() {
         cookies.push(session::session_cookie(state, &issued.token, issued.row.expires_at));
     }
@@ -143,10 +144,10 @@ pub async fn submit_recovery(
     })
 }
 
-pub async fn submit_verification(state: &AppState, mut flow: Flow, form: &Form) -> Result<Outcome, FlowError> {
+pub async fn submit_verification(state: &Identities, mut flow: Flow, form: &Form) -> Result<Outcome, FlowError> {
     if !entering_code(&flow, form) {
         send(state, &mut flow, form).await?;
-        super::save(state, &mut flow).await?;
+        super::save(&state.store, &mut flow).await?;
         return Ok(Outcome::Again(flow));
     }
     let verified = match code::check(state, &mut flow, form.get("code").unwrap_or("")).await? {
@@ -155,7 +156,7 @@ pub async fn submit_verification(state: &AppState, mut flow: Flow, form: &Form) 
             match state.store.get_identity(&id).await? {
                 Some(mut identity) => {
                     let now = state.clock.now();
-                    crate::identity::mark_verified(&mut identity.body, &address, now);
+                    portcullis_model::identity::mark_verified(&mut identity.body, &address, now);
                     identity.updated_at = now;
                     state.store.update_identity(&identity, &[]).await?.is_ok()
                 }
@@ -175,6 +176,6 @@ pub async fn submit_verification(state: &AppState, mut flow: Flow, form: &Form) 
     } else {
         flow.field_error("code", msg::verification_code_invalid());
     }
-    super::save(state, &mut flow).await?;
+    super::save(&state.store, &mut flow).await?;
     Ok(Outcome::Again(flow))
 }

@@ -7,7 +7,7 @@
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 
-use crate::identity::config::PasswordMethod;
+use crate::config::PasswordMethod;
 
 /// Longer inputs only cost hashing time; no real password is this long.
 pub const MAX_PASSWORD_BYTES: usize = 1024;
@@ -25,7 +25,7 @@ fn hasher() -> Argon2<'static> {
 
 /// An argon2id PHC string for `password`.
 pub fn hash(password: &str) -> Result<String, String> {
-    let salt = SaltString::encode_b64(&crate::crypto::random_bytes::<16>()).map_err(|e| e.to_string())?;
+    let salt = SaltString::encode_b64(&portcullis_model::crypto::random_bytes::<16>()).map_err(|e| e.to_string())?;
     hasher().hash_password(password.as_bytes(), &salt).map(|h| h.to_string()).map_err(|e| e.to_string())
 }
 

@@ -254,6 +254,6 @@ pub mod msg {
         )
     }
     pub fn not_allowed(text: String) -> UiText {
-        UiText::error(crate::identity::policy::MESSAGE_ID, text)
+        UiText::error(crate::policy::MESSAGE_ID, text)
     }
 }
