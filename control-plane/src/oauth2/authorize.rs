@@ -676,7 +676,7 @@ async fn after_consent(state: &AppState, verifier: &str, headers: &HeaderMap) ->
         id_token_claims: consent.session.id_token.clone(),
         requested_at: flow.row.requested_at,
     };
-    let code = code::issue(state, &grant).await?;
+    let code = code::issue(&state.oauth2(), &grant).await?;
     let mut pairs = vec![("code", code), ("scope", granted.join(" "))];
     if let Some(s) = &r.state {
         pairs.push(("state", s.clone()));

@@ -133,7 +133,7 @@ async fn verify_client_assertion(
     }
     let verified =
         token.verify(&keys).ok_or_else(|| fail("the signature does not verify with the client's keys".into()))?;
-    let audiences = assertion::audiences(state);
+    let audiences = assertion::audiences(&state.config.urls.self_);
     let expected = assertion::Expected {
         issuer: client_id,
         subject: Some(client_id),

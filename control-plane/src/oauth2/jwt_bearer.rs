@@ -62,9 +62,8 @@ pub async fn exchange(state: &AppState, client: &Authenticated, params: &OAuthPa
     if !state.store.use_assertion_jti(&key, claims.exp, now).await? {
         return Err(OAuthError::invalid_grant("The assertion's jti has already been used."));
     }
-    issue::mint(
-        state,
-        &Mint {
+    Ok(issue::Minter::of(&state.oauth2())
+        .mint(&Mint {
             grant_type: GrantType::JwtBearer,
             client_id: &client.row.client_id,
             client: body,
@@ -74,9 +73,8 @@ pub async fn exchange(state: &AppState, client: &Authenticated, params: &OAuthPa
             grant: None,
             family_id: "",
             parent_id: "",
-        },
-    )
-    .await
+        })
+        .await?)
 }
 
 /// The trusts (at least one) whose key signed `jws`, and the assertion's checked claims.
@@ -103,7 +101,7 @@ async fn verify(state: &AppState, jws: &str, now: i64) -> Result<(Vec<TrustRow>,
     let Some(verified_claims) = verified_claims else {
         return Err(fail(format!("the signature does not verify with a key trusted for issuer {issuer:?}")));
     };
-    let audiences = assertion::audiences(state);
+    let audiences = assertion::audiences(&state.config.urls.self_);
     let expected =
         assertion::Expected { issuer, subject: Some(subject), audiences: &audiences, max_lifetime: MAX_TTL, now };
     let claims = assertion::check_claims(verified_claims, &expected).map_err(fail)?;

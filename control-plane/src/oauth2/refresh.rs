@@ -89,9 +89,8 @@ pub async fn exchange(state: &AppState, client: &Authenticated, params: &OAuthPa
     if revoked > 0 {
         state.rules.refresh_revocations(&state.store, now).await?;
     }
-    issue::mint(
-        state,
-        &Mint {
+    Ok(issue::Minter::of(&state.oauth2())
+        .mint(&Mint {
             grant_type: GrantType::RefreshToken,
             client_id: &client.row.client_id,
             client: &client.body,
@@ -101,9 +100,8 @@ pub async fn exchange(state: &AppState, client: &Authenticated, params: &OAuthPa
             grant: Some(&grant),
             family_id: &row.family_id,
             parent_id: &row.request_id,
-        },
-    )
-    .await
+        })
+        .await?)
 }
 
 #[cfg(test)]

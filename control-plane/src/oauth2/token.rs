@@ -5,7 +5,7 @@
 
 use axum::extract::State;
 use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use portcullis_shared::scope::{self, ScopeStrategy};
 
 use super::OAuthParams;
@@ -49,7 +49,7 @@ pub async fn handle(
         super::jwt_bearer::GRANT_TYPE => super::jwt_bearer::exchange(&state, &client, &params).await?,
         _ => client_credentials(&state, &client, &params).await?,
     };
-    Ok(minted.into_response())
+    Ok(super::token_response(minted))
 }
 
 async fn client_credentials(
@@ -72,9 +72,8 @@ async fn client_credentials(
     }
 
     let audience = requested_audience(body, params)?;
-    issue::mint(
-        state,
-        &Mint {
+    Ok(issue::Minter::of(&state.oauth2())
+        .mint(&Mint {
             grant_type: GrantType::ClientCredentials,
             client_id: &client.row.client_id,
             client: body,
@@ -85,9 +84,8 @@ async fn client_credentials(
             grant: None,
             family_id: "",
             parent_id: "",
-        },
-    )
-    .await
+        })
+        .await?)
 }
 
 /// The `audience` parameters (repeated or space-separated), each on the client's allow-list.
@@ -162,8 +160,10 @@ async fn authorization_code(
     };
     // Every token descended from this code shares its digest as the family id.
     let family_id = crypto::token_signature(code);
-    let grant = match code::redeem_if(state, code, &client.row.client_id, |g| check_code_request(client, g, params))
-        .await??
+    let grant = match code::redeem_if(&state.oauth2(), code, &client.row.client_id, |g| {
+        check_code_request(client, g, params)
+    })
+    .await??
     {
         Redeemed::Fresh(grant) => grant,
         Redeemed::Invalid => {
@@ -181,9 +181,8 @@ async fn authorization_code(
             ));
         }
     };
-    issue::mint(
-        state,
-        &Mint {
+    Ok(issue::Minter::of(&state.oauth2())
+        .mint(&Mint {
             grant_type: GrantType::AuthorizationCode,
             client_id: &client.row.client_id,
             client: &client.body,
@@ -193,9 +192,8 @@ async fn authorization_code(
             grant: Some(&grant),
             family_id: &family_id,
             parent_id: "",
-        },
-    )
-    .await
+        })
+        .await?)
 }
 
 #[cfg(test)]
