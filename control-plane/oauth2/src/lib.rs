@@ -14,12 +14,20 @@
 #![deny(clippy::allow_attributes, clippy::allow_attributes_without_reason)]
 
 pub mod assertion;
+pub mod client_auth;
 pub mod code;
 pub mod config;
 pub mod context;
+pub mod discovery;
 pub mod error;
+pub mod introspect;
 pub mod issue;
+pub mod jwt_bearer;
 pub mod params;
+pub mod refresh;
+pub mod revoke;
+pub mod token;
+pub mod userinfo;
 
 pub use context::{Ctx, Revocations};
 pub use error::{ErrorCode, OAuth2Error};
@@ -29,8 +37,9 @@ use portcullis_keys::jwt;
 use portcullis_model::{client, clock};
 use portcullis_store as store;
 
-/// Encoding, digests and randomness under the name the moved code uses.
+/// Encoding, digests, randomness and secret hashing under one name.
 mod crypto {
+    pub use portcullis_keys::hashing::*;
     pub use portcullis_model::crypto::*;
 }
 

@@ -3,13 +3,13 @@
 
 use crate::OAuth2Error;
 
-/// Request parameters: `(name, value)` pairs as sent.
-#[derive(Debug, Clone, Default)]
-pub struct Params(pub Vec<(String, String)>);
+/// Request parameters: `(name, value)` pairs as sent, borrowed from the decoded request.
+#[derive(Debug, Clone, Copy)]
+pub struct Params<'a>(pub &'a [(String, String)]);
 
-impl Params {
+impl<'a> Params<'a> {
     /// The single value of `name`; a repeated parameter is a malformed request (RFC 6749 §3.1).
-    pub fn single(&self, name: &str) -> Result<Option<&str>, OAuth2Error> {
+    pub fn single(&self, name: &str) -> Result<Option<&'a str>, OAuth2Error> {
         let mut values = self.0.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str());
         let first = values.next();
         if values.next().is_some() {
@@ -18,7 +18,10 @@ impl Params {
         Ok(first)
     }
 
-    pub fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    pub fn all<'n>(&self, name: &'n str) -> impl Iterator<Item = &'a str> + 'n
+    where
+        'a: 'n,
+    {
         self.0.iter().filter(move |(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 }

@@ -13,9 +13,11 @@ pub mod discovery;
 pub mod flow;
 pub mod introspect;
 pub mod jwks;
-pub mod jwt_bearer;
+#[cfg(test)]
+mod jwt_bearer;
 pub mod logout;
-pub mod refresh;
+#[cfg(test)]
+pub(crate) mod refresh;
 pub mod revoke;
 pub mod token;
 pub mod userinfo;
