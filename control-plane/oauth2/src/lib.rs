@@ -20,6 +20,7 @@ pub mod config;
 pub mod context;
 pub mod discovery;
 pub mod error;
+pub mod flow;
 pub mod introspect;
 pub mod issue;
 pub mod jwt_bearer;
@@ -34,7 +35,7 @@ pub use error::{ErrorCode, OAuth2Error};
 pub use params::Params;
 
 use portcullis_keys::jwt;
-use portcullis_model::{client, clock};
+use portcullis_model::{client, clock, rfc3339};
 use portcullis_store as store;
 
 /// Encoding, digests, randomness and secret hashing under one name.

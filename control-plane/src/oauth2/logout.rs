@@ -433,7 +433,7 @@ pub async fn admin_get(State(state): State<AppState>, RawQuery(q): RawQuery) -> 
     match challenge_of(q.as_deref()) {
         Ok(c) => match request_json(&state, &c).await {
             Ok((_, json)) => Json(json).into_response(),
-            Err(e) => e.into_response(),
+            Err(e) => flow::contract_response(e),
         },
         Err(e) => e.into_response(),
     }
@@ -443,7 +443,7 @@ pub async fn admin_accept(State(state): State<AppState>, RawQuery(q): RawQuery) 
     match challenge_of(q.as_deref()) {
         Ok(c) => match accept(&state, &c).await {
             Ok(to) => Json(json!({"redirect_to": to})).into_response(),
-            Err(e) => e.into_response(),
+            Err(e) => flow::contract_response(e),
         },
         Err(e) => e.into_response(),
     }
@@ -453,7 +453,7 @@ pub async fn admin_reject(State(state): State<AppState>, RawQuery(q): RawQuery) 
     match challenge_of(q.as_deref()) {
         Ok(c) => match reject(&state, &c).await {
             Ok(()) => StatusCode::NO_CONTENT.into_response(),
-            Err(e) => e.into_response(),
+            Err(e) => flow::contract_response(e),
         },
         Err(e) => e.into_response(),
     }

@@ -177,7 +177,7 @@ pub(crate) mod tests {
     async fn revoking_a_consent_revokes_its_tokens() {
         let h = Harness::new().await;
         let one = first(&h, "offline_access read").await;
-        crate::oauth2::flow::revoke_tokens_for_consents(&h.state, &["consent-1".into()]).await.unwrap();
+        crate::oauth2::flow::revoke_tokens_for_consents(&h.state.oauth2(), &["consent-1".into()]).await.unwrap();
         assert!(!active(&h, &one["access_token"]).await && !active(&h, &one["refresh_token"]).await);
         let snapshot: Value = serde_json::from_slice(&h.state.rules.current().body).unwrap();
         assert_eq!(snapshot["revoked"].as_array().unwrap().len(), 1);
