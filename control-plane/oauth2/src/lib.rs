@@ -24,6 +24,7 @@ pub mod flow;
 pub mod introspect;
 pub mod issue;
 pub mod jwt_bearer;
+pub mod logout;
 pub mod params;
 pub mod refresh;
 pub mod revoke;

@@ -345,7 +345,7 @@ async fn validate(state: &AppState, p: &OAuthParams) -> Result<AuthRequest, Fail
     // the client expects; the login app sees its claims.
     let hint_claims = match single("id_token_hint")? {
         None => Value::Null,
-        Some(hint) => crate::oauth2::logout::verify_own_id_token(state, hint)
+        Some(hint) => crate::oauth2::logout::verify_own_id_token(&state.oauth2(), hint)
             .ok_or_else(|| fail("invalid_request", "id_token_hint: not an ID token issued by this server.".into()))?,
     };
     let list = |v: Option<&str>| -> Vec<String> { scope::split(v.unwrap_or("")).map(str::to_owned).collect() };

@@ -201,7 +201,7 @@ pub async fn admin_revoke_login_sessions(
         // Hydra: by sid, the clients are told over the back channel; by subject, they are not.
         (None, Some(sid)) => {
             if let Some(s) = state.store.get_login_session(sid).await? {
-                crate::oauth2::logout::end_login_session(&state, &s.subject, sid).await?;
+                crate::oauth2::logout::end_login_session(&state.oauth2(), &s.subject, sid).await?;
             }
         }
         _ => {

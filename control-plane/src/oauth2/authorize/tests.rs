@@ -905,7 +905,7 @@ async fn rp_initiated_logout_ends_the_login_session_and_tells_clients_over_the_b
     let token = tokio::time::timeout(std::time::Duration::from_secs(30), received.recv()).await.unwrap().unwrap();
     let claims = verify_logout_token(&h, &token);
     assert!(
-        crate::oauth2::logout::verify_own_id_token(&h.state, &token).is_none(),
+        crate::oauth2::logout::verify_own_id_token(&h.state.oauth2(), &token).is_none(),
         "a logout token is no ID token hint"
     );
     assert_eq!(claims["sid"], json!(grant.sid));
