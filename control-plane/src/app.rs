@@ -15,7 +15,7 @@ use crate::error::StartupError;
 use crate::keys::{GATEWAY_SET, Keys, MANAGED_SETS, OAUTH2_SET};
 use crate::routes::{admin_router, public_router};
 use crate::rules::Rules;
-use crate::rules::decisions::Decider;
+use crate::rules::decider::Decider;
 use crate::store::Store;
 
 #[derive(Clone, Debug)]

@@ -278,9 +278,10 @@ impl Stream {
         }
         let key = self.snapshot.as_ref().and_then(|s| s.signing_key.as_ref()).filter(|k| k.kid == request.kid);
         let key = key.ok_or("the snapshot has no signing key with that kid")?;
-        let signature = host.sign("sha256", &key.pkcs8_der, request.signing_input.as_bytes())?;
-        let token = jwt::compact_es256(&request.signing_input, &signature)
-            .ok_or("the signer returned a malformed signature")?;
+        let signing_input = request.signing_input()?;
+        let signature = host.sign("sha256", &key.pkcs8_der, signing_input.as_bytes())?;
+        let token =
+            jwt::compact_es256(&signing_input, &signature).ok_or("the signer returned a malformed signature")?;
         if let Ok(until) = u64::try_from(request.cache_until_ms) {
             self.caches.borrow_mut().minted.insert(digest, token.clone(), until, now);
         }

@@ -38,8 +38,8 @@ mod tests {
     use axum::http::{Method, StatusCode};
     use serde_json::json;
 
-    use crate::rules::tests::rule;
     use crate::testing::Harness;
+    use portcullis_rules::testing::rule;
 
     #[tokio::test]
     async fn put_valid_rules_then_read_them_back() {

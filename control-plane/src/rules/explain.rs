@@ -15,7 +15,7 @@ use serde_json::{Map, Value, json};
 
 use crate::app::AppState;
 use crate::error::{ApiError, ApiJson};
-use crate::rules::decisions::{CallRecord, Judged, forwarded_client, redact};
+use crate::rules::decider::{CallRecord, Judged, forwarded_client, redact};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -107,8 +107,8 @@ mod tests {
     use portcullis_shared::snapshot::Snapshot;
     use serde_json::json;
 
-    use crate::rules::tests::rule;
     use crate::testing::{FILTER_TOKEN, Harness, Reply};
+    use portcullis_rules::testing::rule;
 
     async fn get(h: &Harness, query: &str, auth: Option<&str>, etag: Option<&str>) -> Reply {
         let mut req = Request::get(format!("/admin/snapshot{query}"));

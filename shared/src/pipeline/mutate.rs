@@ -58,16 +58,53 @@ pub enum Effect {
     Mint(MintRequest),
 }
 
-/// A token to sign (or to take from the caller's cache): `signing_input` is
-/// `base64url(header).base64url(claims)`; the caller signs it with the key `kid`.
+/// A token to sign, or to take from the caller's cache: a hit on `cache_key` needs nothing
+/// else, so the claims are only assembled and encoded ([`MintRequest::signing_input`]) when
+/// the caller has no live token for the key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MintRequest {
     pub kid: String,
-    pub signing_input: String,
-    /// Same subject, claims and key: the caller may hand back a token it minted before...
+    /// Same key, issuer, lifetime, subject and rendered claims: the caller may hand back a
+    /// token it minted before...
     pub cache_key: String,
     /// ...until then (unix ms).
     pub cache_until_ms: i64,
+    /// The claims template's output, already checked to be one JSON object (`{}` without a
+    /// template).
+    claims: String,
+    issuer: String,
+    subject: String,
+    iat: i64,
+    exp: i64,
+}
+
+impl MintRequest {
+    /// `base64url(header).base64url(claims)`, for the caller to sign with the key `kid`; the
+    /// registered claims (`iss`, `sub`, `iat`, `nbf`, `exp`, `jti`) override the template's.
+    pub fn signing_input(&self) -> Result<String, String> {
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        use sha2::Digest;
+        let Ok(Value::Object(mut claims)) = serde_json::from_str::<Value>(&self.claims) else {
+            return Err("the claims are not a JSON object".into());
+        };
+        let jti: [u8; 32] = sha2::Sha256::digest(format!("{}\n{}", self.cache_key, self.iat).as_bytes()).into();
+        for (name, value) in [
+            ("iss", Value::from(self.issuer.as_str())),
+            ("sub", Value::from(self.subject.as_str())),
+            ("iat", Value::from(self.iat)),
+            ("nbf", Value::from(self.iat)),
+            ("exp", Value::from(self.exp)),
+            ("jti", Value::from(URL_SAFE_NO_PAD.encode(&jti[..16]))),
+        ] {
+            claims.insert(name.into(), value);
+        }
+        let header = json!({"alg": "ES256", "typ": "JWT", "kid": self.kid});
+        Ok(format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header.to_string()),
+            URL_SAFE_NO_PAD.encode(Value::Object(claims).to_string())
+        ))
+    }
 }
 
 #[derive(Clone, PartialEq)]
@@ -345,52 +382,45 @@ fn mint_request(
     now_ms: i64,
     signing_kid: Option<&str>,
 ) -> Result<MintRequest, Denial> {
-    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    use sha2::Digest;
     let Some(kid) = signing_kid else {
         return Err(Denial::new(DenialKind::Unavailable, "The gateway has no signing key for id tokens yet")
             .with_reason("signing_key_unavailable"));
     };
-    let mut claims = match &t.claims {
-        None => Map::new(),
-        Some(template) => match serde_json::from_str::<Value>(
-            &template.render(&session.context(req, captures)).map_err(|_| too_large("the id_token claims"))?,
-        ) {
-            Ok(Value::Object(map)) => map,
-            _ => {
+    let claims = match &t.claims {
+        None => "{}".to_owned(),
+        Some(template) => {
+            let text =
+                template.render(&session.context(req, captures)).map_err(|_| too_large("the id_token claims"))?;
+            // Checked here, without building the object: on a cache hit it is never built.
+            let object =
+                text.trim_start().starts_with('{') && serde_json::from_str::<serde::de::IgnoredAny>(&text).is_ok();
+            if !object {
                 return Err(Denial::new(
                     DenialKind::Internal,
                     "The id_token claims template did not render a JSON object",
                 )
                 .with_reason("mutator_invalid_value"));
             }
-        },
+            text
+        }
     };
-    // Cached per key, issuer, lifetime, subject and claims (a JSON array: no two differ only in
-    // where one part ends); the time fields set below follow from the lifetime.
-    let cache_key =
-        json!(["id_token", kid, t.issuer_url, t.ttl_ms, session.subject, Value::Object(claims.clone())]).to_string();
+    // A JSON array, so no two keys differ only in where one part ends; the time fields follow
+    // from the lifetime.
+    let cache_key = serde_json::to_string(&("id_token", kid, &t.issuer_url, t.ttl_ms, &session.subject, &claims))
+        .map_err(|_| too_large("the id_token claims"))?;
     let iat = now_ms / 1000;
     let exp = iat + i64::try_from(t.ttl_ms / 1000).unwrap_or(i64::MAX / 2);
-    let jti: [u8; 32] = sha2::Sha256::digest(format!("{cache_key}\n{iat}").as_bytes()).into();
-    for (name, value) in [
-        ("iss", Value::from(t.issuer_url.clone())),
-        ("sub", Value::from(session.subject.clone())),
-        ("iat", Value::from(iat)),
-        ("nbf", Value::from(iat)),
-        ("exp", Value::from(exp)),
-        ("jti", Value::from(URL_SAFE_NO_PAD.encode(&jti[..16]))),
-    ] {
-        claims.insert(name.into(), value);
-    }
-    let header = json!({"alg": "ES256", "typ": "JWT", "kid": kid});
-    let signing_input = format!(
-        "{}.{}",
-        URL_SAFE_NO_PAD.encode(header.to_string()),
-        URL_SAFE_NO_PAD.encode(Value::Object(claims).to_string())
-    );
-    // Reused until a minute before it expires, so the upstream never receives a dying token.
-    Ok(MintRequest { kid: kid.to_owned(), signing_input, cache_key, cache_until_ms: (exp - 60) * 1000 })
+    Ok(MintRequest {
+        kid: kid.to_owned(),
+        cache_key,
+        // Reused until a minute before it expires, so the upstream never receives a dying token.
+        cache_until_ms: (exp - 60) * 1000,
+        claims,
+        issuer: t.issuer_url.clone(),
+        subject: session.subject.clone(),
+        iat,
+        exp,
+    })
 }
 
 fn too_large(name: &str) -> Denial {

@@ -755,7 +755,8 @@ fn id_token_mutator_asks_for_a_signed_token_and_forwards_it() {
     assert_eq!(m.kid, "k9");
     assert_eq!(m.cache_until_ms, (NOW + 600 - 60) * 1000);
     use base64::Engine as _;
-    let (header, claims) = m.signing_input.split_once('.').unwrap();
+    let signing_input = m.signing_input().unwrap();
+    let (header, claims) = signing_input.split_once('.').unwrap();
     let header: Value =
         serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(header).unwrap()).unwrap();
     assert_eq!(header, json!({"alg": "ES256", "typ": "JWT", "kid": "k9"}));

@@ -5,7 +5,7 @@
 
 use portcullis_shared::rule::{RuleSet, RuleSpec};
 
-use crate::rules::{FileRules, read_repository};
+use crate::{FileRules, read_repository};
 
 /// What `rules check` found: each line names the file, the rule and, for errors, the field.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -51,7 +51,7 @@ pub fn check(paths: &[String]) -> Report {
     }
     if report.errors.is_empty() {
         // Anything only the whole set can reveal, with the server's own message.
-        if let Err(e) = crate::rules::compile_files(&files, portcullis_shared::matching::Strategy::Regexp) {
+        if let Err(e) = crate::compile_files(&files, portcullis_shared::matching::Strategy::Regexp) {
             report.errors.push(e);
         }
     }
@@ -93,8 +93,10 @@ mod tests {
     use super::*;
 
     fn dir_with(files: &[(&str, &str)]) -> std::path::PathBuf {
-        let dir = std::env::temp_dir()
-            .join(format!("portcullis-check-{}", crate::crypto::hex(&crate::crypto::random_bytes::<6>())));
+        let dir = std::env::temp_dir().join(format!(
+            "portcullis-check-{}",
+            portcullis_model::crypto::hex(&portcullis_model::crypto::random_bytes::<6>())
+        ));
         std::fs::create_dir_all(&dir).unwrap();
         for (name, text) in files {
             std::fs::write(dir.join(name), text).unwrap();

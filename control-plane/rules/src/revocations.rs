@@ -17,8 +17,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::Rules;
-use crate::error::StoreError;
-use crate::store::Store;
+use portcullis_store::{Store, StoreError};
 
 /// Revocations arriving within this time of the last publication are published together.
 pub const PUBLISH_DEBOUNCE: Duration = Duration::from_millis(250);
