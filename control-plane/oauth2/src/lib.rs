@@ -15,6 +15,7 @@
 
 pub mod assertion;
 pub mod client_auth;
+pub mod clients;
 pub mod clients_file;
 pub mod code;
 pub mod config;
