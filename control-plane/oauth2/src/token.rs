@@ -187,3 +187,70 @@ async fn authorization_code(
         })
         .await?)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+
+    use base64::Engine as _;
+    use serde_json::{Value, json};
+
+    use crate::client::ClientRequest;
+    use crate::testing::Fixture;
+    use crate::{ErrorCode, Params, clients};
+
+    fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
+        p.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    fn basic(id: &str, secret: &str) -> String {
+        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}")))
+    }
+
+    async fn client(f: &Fixture, body: Value) -> String {
+        let Value::Object(map) = body else { panic!("not an object") };
+        let created = clients::create(&f.ctx(), &ClientRequest::parse(map).unwrap()).await.unwrap();
+        created["client_secret"].as_str().unwrap_or_default().to_owned()
+    }
+
+    /// The grants run here without a router: client authentication, grant checks, minting and
+    /// revocation publishing, with the RFC 6749 code as a plain value.
+    #[tokio::test]
+    async fn client_credentials_is_minted_and_refusals_carry_their_code() {
+        let f = Fixture::new().await;
+        let ctx = f.ctx();
+        let secret =
+            client(&f, json!({"client_id": "svc", "grant_types": ["client_credentials"], "scope": "read"})).await;
+        let ok = pairs(&[("grant_type", "client_credentials"), ("scope", "read")]);
+        let minted = super::exchange(&ctx, Some(&basic("svc", &secret)), &Params(&ok)).await.unwrap();
+        assert_eq!(minted.scope, "read");
+
+        let code = |r: Result<crate::issue::Minted, crate::OAuth2Error>| r.unwrap_err().code();
+        let wrong = super::exchange(&ctx, Some(&basic("svc", "guess")), &Params(&ok)).await;
+        let unknown = super::exchange(&ctx, Some(&basic("nobody", "guess")), &Params(&ok)).await;
+        let (wrong, unknown) = (wrong.unwrap_err(), unknown.unwrap_err());
+        assert_eq!(wrong.code(), Some(ErrorCode::InvalidClient));
+        assert_eq!(wrong.to_string(), unknown.to_string(), "an unknown client and a wrong secret look alike");
+        let wide = pairs(&[("grant_type", "client_credentials"), ("scope", "write")]);
+        assert_eq!(
+            code(super::exchange(&ctx, Some(&basic("svc", &secret)), &Params(&wide)).await),
+            Some(ErrorCode::InvalidScope)
+        );
+        let other = pairs(&[("grant_type", "authorization_code"), ("code", "x")]);
+        assert_eq!(
+            code(super::exchange(&ctx, Some(&basic("svc", &secret)), &Params(&other)).await),
+            Some(ErrorCode::UnauthorizedClient)
+        );
+        let twice = pairs(&[("grant_type", "client_credentials"), ("grant_type", "client_credentials")]);
+        assert_eq!(
+            code(super::exchange(&ctx, Some(&basic("svc", &secret)), &Params(&twice)).await),
+            Some(ErrorCode::InvalidRequest)
+        );
+
+        // Revoking publishes at once; the token is then inactive.
+        let revoke = pairs(&[("token", &minted.access_token)]);
+        crate::revoke::revoke(&ctx, Some(&basic("svc", &secret)), &Params(&revoke)).await.unwrap();
+        assert_eq!(f.published.0.load(Ordering::SeqCst), 1);
+        assert!(!crate::introspect::introspect(&ctx, &minted.access_token, None).await.unwrap().active);
+    }
+}

@@ -1,11 +1,13 @@
-//! The public OAuth2 and OpenID Connect endpoints (Hydra paths): `/oauth2/auth` (with the
-//! login and consent contract in [`flow`]), `/oauth2/token` (grants in [`token`] and
-//! [`refresh`], minting in [`issue`]), `/oauth2/introspect`, `/oauth2/revoke`, `/userinfo`,
-//! discovery and `/.well-known/jwks.json`, plus client authentication shared by them. Errors on
-//! the public endpoints are RFC 6749 shaped ([`crate::error::OAuthError`]); the admin side of the
-//! login/consent/logout contract and admin introspection answer [`crate::error::ApiError`].
-//! Revoking tokens (revoke, refresh reuse, consent revocation) republishes the revoked digests
-//! to the filters through `state.rules`; nothing here reads or changes access rules.
+//! The public OAuth2 and OpenID Connect endpoints (Hydra paths) and the admin side of the
+//! login/consent/logout contract, as axum handlers over [`portcullis_oauth2`], which holds the
+//! logic (grants, minting, client authentication, the contract, introspection, revocation,
+//! discovery, userinfo claims). A handler extracts the request, builds the domain's inputs
+//! ([`AppState::oauth2`]), calls in and answers; the domain's errors are mapped here once, to
+//! RFC 6749 bodies ([`crate::error::OAuthError`]) or, on the admin side, to
+//! [`crate::error::ApiError`]. `authorize` and `logout` also read the browser's cookies and
+//! identity session, which the domain must not. Nothing here reads or changes access rules:
+//! revocations are published through [`portcullis_oauth2::Revocations`], which `AppState`
+//! implements with the rules' snapshot.
 
 pub mod authorize;
 pub mod client_auth;
