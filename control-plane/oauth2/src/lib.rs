@@ -10,7 +10,9 @@
 //! crate must not depend on axum, on the control plane, or on identity (a login session is an
 //! input the caller read); it must not render HTML.
 
-// Exceptions to a lint are `#[expect]`ed with a reason, so a stale one is reported.
+// Outside tests a failure is a typed error, never a panic (control-plane/clippy.toml lets tests
+// unwrap); exceptions are `#[expect]`ed with a reason, never `#[allow]`ed.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 #![deny(clippy::allow_attributes, clippy::allow_attributes_without_reason)]
 
 pub mod assertion;
