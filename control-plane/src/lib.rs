@@ -5,7 +5,9 @@
 //! rule it shares with the filter to `portcullis-shared`; it must not re-implement rule
 //! compilation or scope matching. The binary (`portcullis`) is a thin CLI over [`app`].
 
-// Exceptions to a lint are `#[expect]`ed with a reason, so a stale one is reported.
+// Exceptions to a lint are `#[expect]`ed with a reason, so a stale one is reported; outside
+// tests a failure is an error value, never a panic.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 #![deny(clippy::allow_attributes, clippy::allow_attributes_without_reason)]
 
 pub mod admin;

@@ -2,6 +2,9 @@
 //! config and hands over to the library; it holds no logic of its own. Failures print one line
 //! to stderr and exit non-zero.
 
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![deny(clippy::allow_attributes, clippy::allow_attributes_without_reason)]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 

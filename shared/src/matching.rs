@@ -39,8 +39,11 @@ impl UrlPattern {
             let Some(fragment) = fragment else { continue };
             match strategy {
                 Strategy::Regexp => {
-                    Regex::new(&format!("^(?:{fragment})$"))
-                        .map_err(|e| format!("invalid regular expression <{fragment}>: {e}"))?;
+                    // Compiled on its own: only a fragment whose groups all close inside it
+                    // stays inside the group it gets below. `a)|(.*` compiles wrapped in
+                    // parentheses, and would turn the whole pattern into an alternation that
+                    // matches every URL.
+                    Regex::new(fragment).map_err(|e| format!("invalid regular expression <{fragment}>: {e}"))?;
                     out.push('(');
                     out.push_str(fragment);
                     out.push(')');
@@ -487,6 +490,22 @@ pub fn request_url(scheme: &str, host: &str, target: &str) -> Result<String, Pat
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fragment_cannot_close_its_group_and_escape_the_anchors() {
+        // `<a)|(.*>` would become `^http://api\.example/(a)|(.*)$`: a top-level alternative
+        // that matches every URL of every host, under a rule written for one host. Found by
+        // the `index` fuzz target (the index filed the rule under its host, the regex matched
+        // `ftp://a.example`).
+        for pattern in ["http://api.example/<a)|(.*>", "http://api.example/<x)|(>", "<a)|(b>/c", "http://h/<a))|((b>"] {
+            let err = UrlPattern::compile(pattern).err();
+            assert!(err.as_deref().is_some_and(|e| e.contains("invalid regular expression")), "{pattern}: {err:?}");
+        }
+        // Balanced alternatives stay inside their group.
+        let p = UrlPattern::compile("http://api.example/<a|b>").unwrap();
+        assert!(p.is_match("http://api.example/b"));
+        assert!(!p.is_match("ftp://other.example/b"));
+    }
 
     #[test]
     fn regexp_pattern_is_anchored_and_literal_outside_delimiters() {
