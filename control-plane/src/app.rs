@@ -173,7 +173,7 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + '
     let jwks_refresher = state.rules.clone().spawn_jwks_refresher(state.config.access_rules.jwks_refresh);
     let janitor = spawn_token_janitor(state.clone());
     let key_refresher = spawn_key_refresher(state.clone());
-    let clients_file = crate::clients_file::Reconciler::spawn(state.clone());
+    let clients_file = crate::clients_file::spawn(state.clone());
     let courier = state.courier.clone().spawn_worker(store.clone(), state.clock.clone());
     let stop = state.shutdown.clone();
     tokio::spawn(async move {

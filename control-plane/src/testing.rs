@@ -166,7 +166,7 @@ impl Harness {
 
     /// An authorization code for `grant`, as `/oauth2/auth` would hand it out.
     pub async fn code(&self, grant: &crate::oauth2::code::Grant) -> String {
-        crate::oauth2::code::issue(&self.state, grant).await.unwrap()
+        crate::oauth2::code::issue(&self.state.oauth2(), grant).await.unwrap()
     }
 
     /// `POST /oauth2/token` as client `web` with `pairs`.

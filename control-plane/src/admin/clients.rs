@@ -1,12 +1,15 @@
 //! `/admin/clients`: create, list (keyset pagination with a Hydra `Link` header), get, replace,
 //! JSON-Patch, set lifespans, rotate secrets and delete OAuth2 clients. Secrets are hashed before they reach the store and shown only in
-//! the response that set or generated them.
+//! the response that set or generated them. What a write does to the store and to secrets is
+//! [`portcullis_oauth2::clients`]; these handlers parse, call it and answer.
 
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value};
+
+use portcullis_oauth2::clients::{self, ClientError};
 
 use crate::app::AppState;
 use crate::client::{ClientBody, ClientRequest, LIFESPAN_FIELDS, render};
@@ -16,24 +19,13 @@ use crate::store::{ClientRow, ListFilter};
 
 const DEFAULT_PAGE_SIZE: i64 = 250;
 const MAX_PAGE_SIZE: i64 = 1000;
-/// Previous secrets still accepted after rotations (Hydra keeps five).
-const ROTATED_SECRETS_KEPT: usize = 5;
 
 pub async fn create(
     State(state): State<AppState>,
     ApiJson(map): ApiJson<Map<String, Value>>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let req = ClientRequest::parse(map)?;
-    let client_id = req.client_id.clone().unwrap_or_else(crypto::uuid_v4);
-    let (secret, secret_hash) = new_secret(&req).await?;
-    let now = state.clock.now();
-    let row = to_row(&client_id, secret_hash, &req.body, now, now)?;
-    if !state.store.insert_client(&row).await? {
-        return Err(ApiError::conflict(format!(
-            "Unable to insert or update resource because a resource with that value exists already: client_id {client_id:?} is taken."
-        )));
-    }
-    Ok((StatusCode::CREATED, Json(render(&client_id, &req.body, secret.as_deref(), now, now))))
+    Ok((StatusCode::CREATED, Json(clients::create(&state.oauth2(), &req).await?)))
 }
 
 pub async fn list(
@@ -158,27 +150,7 @@ pub async fn set_lifespans(
 /// previous one (and up to four before it) keeps working until dropped, so a deployment can
 /// switch over without downtime.
 pub async fn rotate_secret(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    let existing = state.store.get_client(&id).await?.ok_or_else(ApiError::not_found)?;
-    let body = body_of(&existing)?;
-    let Some(current) = existing.secret_hash.as_deref().filter(|_| !keyless(&body)) else {
-        return Err(ApiError::invalid_request(format!(
-            "token_endpoint_auth_method: a client using {:?} has no secret to rotate",
-            body.token_endpoint_auth_method
-        )));
-    };
-    let secret = crypto::generate_client_secret();
-    let now = state.clock.now();
-    let rotated = state
-        .store
-        .rotate_client_secret(&id, current, &crypto::hash_generated_secret(&secret), ROTATED_SECRETS_KEPT, now)
-        .await?;
-    if !rotated {
-        return Err(ApiError::conflict(
-            "The client changed while its secret was being rotated; read it again and retry.",
-        ));
-    }
-    state.secrets.forget(&id);
-    Ok(Json(render(&id, &body, Some(&secret), existing.created_at, now)))
+    Ok(Json(clients::rotate_secret(&state.oauth2(), &id).await?))
 }
 
 /// `DELETE /admin/clients/{id}/secrets/rotate`: only the current secret works from now on.
@@ -191,78 +163,29 @@ pub async fn drop_rotated_secrets(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Writes a validated replacement of `existing` (PUT, PATCH, lifespans). The current secret
-/// is kept unless the request sets one or the client no longer uses one; any change of the
-/// secret ends the rotated secrets in the same write.
 async fn store_replacement(state: &AppState, existing: ClientRow, req: ClientRequest) -> Result<Json<Value>, ApiError> {
-    let id = existing.client_id.clone();
-    let (secret, secret_hash) = match (&req.client_secret, &existing.secret_hash) {
-        (None, Some(hash)) if !keyless(&req.body) => (None, Some(hash.clone())),
-        _ => new_secret(&req).await?,
-    };
-    let secret_changed = secret_hash != existing.secret_hash;
-    let now = state.clock.now();
-    let row = to_row(&id, secret_hash, &req.body, existing.created_at, now)?;
-    state.secrets.forget(&id);
-    if !state.store.update_client_with_rotation(&row, secret_changed).await? {
-        return Err(ApiError::not_found());
-    }
-    state.secrets.forget(&id);
-    Ok(Json(render(&id, &req.body, secret.as_deref(), existing.created_at, now)))
+    Ok(Json(clients::replace(&state.oauth2(), existing, req).await?))
 }
 
 pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
-    state.secrets.forget(&id);
-    if state.store.delete_client(&id).await? { Ok(StatusCode::NO_CONTENT) } else { Err(ApiError::not_found()) }
-}
-
-/// Public and `private_key_jwt` clients have no secret: one would only be a credential to leak.
-fn keyless(body: &ClientBody) -> bool {
-    matches!(body.token_endpoint_auth_method.as_str(), "none" | "private_key_jwt")
-}
-
-/// `(secret to show once, hash to store)` for a create/replace request.
-async fn new_secret(req: &ClientRequest) -> Result<(Option<String>, Option<String>), ApiError> {
-    if keyless(&req.body) {
-        return Ok((None, None));
-    }
-    match &req.client_secret {
-        Some(secret) => {
-            let owned = secret.clone();
-            let hash = tokio::task::spawn_blocking(move || crypto::hash_operator_secret(&owned))
-                .await
-                .map_err(|e| ApiError::internal(&e))?
-                .map_err(|e| ApiError::internal(&e))?;
-            Ok((Some(secret.clone()), Some(hash)))
-        }
-        None => {
-            let secret = crypto::generate_client_secret();
-            let hash = crypto::hash_generated_secret(&secret);
-            Ok((Some(secret), Some(hash)))
-        }
-    }
-}
-
-fn to_row(
-    client_id: &str,
-    secret_hash: Option<String>,
-    body: &ClientBody,
-    created_at: i64,
-    updated_at: i64,
-) -> Result<ClientRow, ApiError> {
-    Ok(ClientRow {
-        client_id: client_id.to_owned(),
-        secret_hash,
-        client_name: body.client_name.clone(),
-        owner: body.owner.clone(),
-        body: serde_json::to_string(body).map_err(|e| ApiError::internal(&e))?,
-        created_at,
-        updated_at,
-    })
+    if clients::delete(&state.oauth2(), &id).await? { Ok(StatusCode::NO_CONTENT) } else { Err(ApiError::not_found()) }
 }
 
 fn body_of(row: &ClientRow) -> Result<ClientBody, ApiError> {
-    serde_json::from_str(&row.body).map_err(|e| ApiError::internal(&format!("client {:?} body: {e}", row.client_id)))
+    Ok(clients::body_of(row)?)
+}
+
+/// The one mapping of client operations' errors to admin API answers.
+impl From<ClientError> for ApiError {
+    fn from(e: ClientError) -> Self {
+        match e {
+            ClientError::NotFound => ApiError::not_found(),
+            ClientError::Conflict(m) => ApiError::conflict(m),
+            ClientError::Invalid(m) => ApiError::invalid_request(m),
+            ClientError::Store(e) => e.into(),
+            e @ ClientError::Internal(_) => ApiError::internal(&e),
+        }
+    }
 }
 
 fn link_base(headers: &HeaderMap, page_size: i64, filter: &ListFilter) -> String {

@@ -2,7 +2,9 @@ use std::path::PathBuf;
 
 use super::*;
 use crate::config::Config;
+use crate::crypto;
 use crate::testing::Harness;
+use serde_json::json;
 
 fn temp_dir() -> PathBuf {
     let dir = std::env::temp_dir().join(format!("portcullis-clients-{}", crypto::hex(&crypto::random_bytes::<6>())));
@@ -46,7 +48,7 @@ async fn resources_become_clients_with_credentials_written_once() {
         let _ = std::fs::remove_dir_all(dir.join("secrets"));
         std::fs::write(dir.join("clients/web.yaml"), WEB).unwrap();
         let mut rec = Reconciler::default();
-        let report = rec.pass(&h.state, false).await.unwrap();
+        let report = rec.pass(&h.state.oauth2(), false).await.unwrap();
         assert!(report.errors.is_empty(), "{backend}: {:?}", report.errors);
         assert_eq!(report.applied, ["web/shop"], "{backend}");
 
@@ -75,21 +77,21 @@ async fn resources_become_clients_with_credentials_written_once() {
         assert_eq!(token.status, axum::http::StatusCode::OK, "{backend}: {}", String::from_utf8_lossy(&token.bytes));
 
         // Unchanged files: no pass; a forced pass changes nothing and keeps the credentials.
-        assert!(rec.pass(&h.state, false).await.is_none(), "{backend}");
-        let report = rec.pass(&h.state, true).await.unwrap();
+        assert!(rec.pass(&h.state.oauth2(), false).await.is_none(), "{backend}");
+        let report = rec.pass(&h.state.oauth2(), true).await.unwrap();
         assert_eq!(report.unchanged, ["web/shop"], "{backend}");
         assert_eq!(credentials(&path), (id.clone(), secret.clone()), "{backend}: written once");
 
         // An update applies to the same client.
         std::fs::write(dir.join("clients/web.yaml"), WEB.replace("Web shop", "Shop")).unwrap();
-        let report = rec.pass(&h.state, false).await.unwrap();
+        let report = rec.pass(&h.state.oauth2(), false).await.unwrap();
         assert_eq!(report.applied, ["web/shop"], "{backend}");
         assert_eq!(h.state.store.get_client(&id).await.unwrap().unwrap().client_name, "Shop", "{backend}");
         assert_eq!(credentials(&path).0, id);
 
         // Removing the resource deletes the client and the file written for it.
         std::fs::remove_file(dir.join("clients/web.yaml")).unwrap();
-        let report = rec.pass(&h.state, false).await.unwrap();
+        let report = rec.pass(&h.state.oauth2(), false).await.unwrap();
         assert_eq!(report.deleted, ["web/shop"], "{backend}");
         assert!(h.state.store.get_client(&id).await.unwrap().is_none(), "{backend}");
         assert!(!path.exists(), "{backend}");
@@ -116,7 +118,7 @@ async fn user_provided_credentials_orphans_and_bad_resources() {
         std::fs::write(dir.join("clients/all.yaml"), format!("{WEB}---\n{orphan}---\n{bad}---\nkind: ConfigMap\n"))
             .unwrap();
         let mut rec = Reconciler::default();
-        let report = rec.pass(&h.state, false).await.unwrap();
+        let report = rec.pass(&h.state.oauth2(), false).await.unwrap();
         assert_eq!(report.applied, ["web/shop", "batch/shop"], "{backend}: {:?}", report.errors);
         assert_eq!(report.errors.len(), 1, "{backend}");
         assert!(
@@ -138,14 +140,14 @@ async fn user_provided_credentials_orphans_and_bad_resources() {
 
         // A file that does not parse changes and deletes nothing.
         std::fs::write(dir.join("clients/all.yaml"), "kind: OAuth2Client\n  spec: [unclosed\n").unwrap();
-        let report = rec.pass(&h.state, false).await.unwrap();
+        let report = rec.pass(&h.state.oauth2(), false).await.unwrap();
         assert!(report.errors[0].contains("no client was changed"), "{:?}", report.errors);
         assert!(report.deleted.is_empty() && report.applied.is_empty());
         assert!(h.state.store.get_client("web-id").await.unwrap().is_some(), "{backend}");
 
         // Emptied for real: the orphan's client stays, the other goes.
         std::fs::write(dir.join("clients/all.yaml"), "").unwrap();
-        let report = rec.pass(&h.state, false).await.unwrap();
+        let report = rec.pass(&h.state.oauth2(), false).await.unwrap();
         assert_eq!(report.deleted, ["web/shop"], "{backend}");
         assert_eq!(report.orphaned, ["batch/shop"], "{backend}");
         assert!(h.state.store.get_client("web-id").await.unwrap().is_none(), "{backend}");

@@ -345,7 +345,7 @@ async fn validate(state: &AppState, p: &OAuthParams) -> Result<AuthRequest, Fail
     // the client expects; the login app sees its claims.
     let hint_claims = match single("id_token_hint")? {
         None => Value::Null,
-        Some(hint) => crate::oauth2::logout::verify_own_id_token(state, hint)
+        Some(hint) => crate::oauth2::logout::verify_own_id_token(&state.oauth2(), hint)
             .ok_or_else(|| fail("invalid_request", "id_token_hint: not an ID token issued by this server.".into()))?,
     };
     let list = |v: Option<&str>| -> Vec<String> { scope::split(v.unwrap_or("")).map(str::to_owned).collect() };
@@ -476,7 +476,7 @@ async fn start(state: &AppState, p: &OAuthParams, headers: &HeaderMap) -> Result
     };
     let id = crypto::uuid_v4();
     let csrf = flow::handle();
-    let challenge = flow::create(state, &body, &csrf, &id).await?;
+    let challenge = flow::create(&state.oauth2(), &body, &csrf, &id).await?;
     let login = app_url(&state.config.urls.login, state, "/ui/oauth2/login");
     let mut r = found(&with_query(&login, &[("login_challenge", challenge)]));
     r.headers_mut().append(header::SET_COOKIE, cookie(state, &flow_cookie_name(&id), &csrf, Some(ttl(state) * 2)));
@@ -508,7 +508,7 @@ async fn builtin_login_would_accept(
 
 /// Loads the flow a verifier names and checks that this browser started it.
 async fn flow_for_verifier(state: &AppState, by: Handle, verifier: &str, headers: &HeaderMap) -> Result<Flow, Failure> {
-    let Some(flow) = flow::load(state, by, verifier).await? else {
+    let Some(flow) = flow::load(&state.oauth2(), by, verifier).await? else {
         return Err(page_error(
             StatusCode::BAD_REQUEST,
             "invalid_request",
@@ -565,7 +565,7 @@ async fn after_login(state: &AppState, verifier: &str, headers: &HeaderMap) -> R
             client.and_then(|c| serde_json::from_str::<ClientBody>(&c.body).ok()).is_some_and(|c| c.skip_consent);
         first_party
             || flow::remembered_consent_covers(
-                state,
+                &state.oauth2(),
                 &login.accept.subject,
                 &flow.row.client_id,
                 &request.scope,
@@ -587,7 +587,9 @@ async fn after_login(state: &AppState, verifier: &str, headers: &HeaderMap) -> R
             "prompt=none was requested, but the user has not consented to this client and these scopes.",
         ));
     }
-    let Some(challenge) = flow::start_consent(state, &mut flow, skip_consent).await? else { return Err(used()) };
+    let Some(challenge) = flow::start_consent(&state.oauth2(), &mut flow, skip_consent).await? else {
+        return Err(used());
+    };
     let session_cookie = establish_login_session(state, &flow, &login).await?;
     let consent = app_url(&state.config.urls.consent, state, "/ui/oauth2/consent");
     let mut r = found(&with_query(&consent, &[("consent_challenge", challenge)]));
@@ -650,7 +652,7 @@ async fn after_consent(state: &AppState, verifier: &str, headers: &HeaderMap) ->
     {
         return Err(used());
     }
-    flow::record_consent(state, &flow, &consent).await?;
+    flow::record_consent(&state.oauth2(), &flow, &consent).await?;
     let r = &flow.body.request;
     let mut granted: Vec<String> = Vec::new();
     for s in &consent.grant_scope {
@@ -676,7 +678,7 @@ async fn after_consent(state: &AppState, verifier: &str, headers: &HeaderMap) ->
         id_token_claims: consent.session.id_token.clone(),
         requested_at: flow.row.requested_at,
     };
-    let code = code::issue(state, &grant).await?;
+    let code = code::issue(&state.oauth2(), &grant).await?;
     let mut pairs = vec![("code", code), ("scope", granted.join(" "))];
     if let Some(s) = &r.state {
         pairs.push(("state", s.clone()));

@@ -1,19 +1,19 @@
 //! RFC 7662 introspection, on the public listener (client authentication required) and the
 //! admin listener (none). Unknown, expired or malformed tokens, and tokens lacking a scope the
 //! caller asked about, are `{"active":false}`; a store failure is a 500, never inactive, so a
-//! database outage cannot masquerade as "token revoked" (or the reverse).
+//! database outage cannot masquerade as "token revoked" (or the reverse). The answer is
+//! [`portcullis_oauth2::introspect`]'s; these handlers only extract and authenticate.
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
+use portcullis_oauth2::introspect::introspect;
 use portcullis_shared::introspection::IntrospectionResponse;
-use portcullis_shared::scope::{self, ScopeStrategy};
 
 use super::OAuthParams;
 use super::client_auth::authenticate;
 use crate::app::AppState;
-use crate::crypto;
-use crate::error::{ApiError, FormParams, OAuthError, StoreError};
+use crate::error::{ApiError, FormParams, OAuthError};
 
 /// `POST /oauth2/introspect` on the public listener.
 pub async fn public(
@@ -26,7 +26,7 @@ pub async fn public(
         return Err(OAuthError::invalid_request("The request is missing a required parameter: token."));
     };
     let scope = params.single("scope")?;
-    Ok(Json(introspect(&state, token, scope).await?))
+    Ok(Json(introspect(&state.oauth2(), token, scope).await?))
 }
 
 /// `POST /admin/oauth2/introspect` (and `/oauth2/introspect` on the admin listener).
@@ -39,50 +39,7 @@ pub async fn admin(
         return Err(ApiError::invalid_request("The request is missing a required parameter: token."));
     };
     let scope = single("scope")?;
-    Ok(Json(introspect(&state, token, scope).await?))
-}
-
-async fn introspect(
-    state: &AppState,
-    token: &str,
-    required_scope: Option<&str>,
-) -> Result<IntrospectionResponse, StoreError> {
-    // Opaque tokens carry our prefixes; anything else must at least look like a JWS.
-    let ours = token.starts_with(crypto::ACCESS_TOKEN_PREFIX)
-        || token.starts_with(super::issue::REFRESH_TOKEN_PREFIX)
-        || token.bytes().filter(|&b| b == b'.').count() == 2;
-    if !ours {
-        return Ok(IntrospectionResponse::inactive());
-    }
-    let Some(row) = state.store.get_token(&crypto::token_signature(token)).await? else {
-        return Ok(IntrospectionResponse::inactive());
-    };
-    // A spent refresh token is kept only for reuse detection: it is not active.
-    if row.expires_at <= state.clock.now() || row.spent_at.is_some() {
-        return Ok(IntrospectionResponse::inactive());
-    }
-    let granted: Vec<&str> = scope::split(&row.scope).collect();
-    if let Some(required) = required_scope {
-        if !ScopeStrategy::Wildcard.covers_all(&granted, scope::split(required)) {
-            return Ok(IntrospectionResponse::inactive());
-        }
-    }
-    let ext: Option<serde_json::Map<String, serde_json::Value>> = serde_json::from_str(&row.ext).ok();
-    Ok(IntrospectionResponse {
-        active: true,
-        client_id: Some(row.client_id),
-        sub: Some(row.subject),
-        scope: Some(row.scope),
-        exp: Some(row.expires_at),
-        iat: Some(row.issued_at),
-        nbf: Some(row.issued_at),
-        aud: Some(row.audience),
-        iss: Some(state.config.urls.self_.issuer.clone()),
-        token_type: Some("Bearer".into()),
-        ext: ext.filter(|e| !e.is_empty()),
-        token_use: Some(row.token_use.as_str().to_owned()),
-        ..IntrospectionResponse::default()
-    })
+    Ok(Json(introspect(&state.oauth2(), token, scope).await?))
 }
 
 #[cfg(test)]

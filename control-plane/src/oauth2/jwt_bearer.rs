@@ -1,120 +1,5 @@
-//! The RFC 7523 §2.1 jwt-bearer grant (`grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer`):
-//! an authenticated client trades a JWT assertion, signed by an issuer an operator trusts
-//! (`/admin/trust/grants/jwt-bearer/issuers`), for an access token (opaque or JWT, per the client) whose
-//! subject is the assertion's `sub`. The assertion must be signed by the trusted key, unexpired (at most
-//! [`MAX_TTL`] ahead), addressed to this server, carry `iat` and a single-use `jti`; the scopes
-//! must be allowed by the trust and by the client. It must not accept an assertion a trust
-//! does not cover, nor record a `jti` before the signature verified (that would let anyone
-//! burn other issuers' ids).
+//! Router tests of the jwt-bearer grant; the grant is [`portcullis_oauth2::jwt_bearer`].
 
-use portcullis_shared::jwt::signing_keys;
-use portcullis_shared::scope::{self, ScopeStrategy};
-use serde_json::{Value, json};
-
-use super::client_auth::Authenticated;
-use super::issue::{self, GrantType, Mint, Minted};
-use super::{OAuthParams, assertion};
-use crate::app::AppState;
-use crate::crypto;
-use crate::error::OAuthError;
-use crate::store::trusts::TrustRow;
-
-pub const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
-/// The furthest ahead an assertion's `exp` may be (Hydra's `oauth2.grant.jwt.max_ttl`
-/// default, 720h); `jti`s are kept that long.
-pub const MAX_TTL: i64 = 720 * 3600;
-
-/// Exchanges the `assertion` of an authenticated client already allowed this grant.
-pub async fn exchange(state: &AppState, client: &Authenticated, params: &OAuthParams) -> Result<Minted, OAuthError> {
-    let body = &client.body;
-    let Some(jws) = params.single("assertion")?.filter(|a| !a.is_empty()) else {
-        return Err(OAuthError::invalid_request("The request is missing a required parameter: assertion."));
-    };
-    let now = state.clock.now();
-    let (trusts, claims) = verify(state, jws, now).await?;
-    let issuer = trusts.first().map(|t| t.issuer.clone()).unwrap_or_default();
-
-    // Each requested scope must be allowed by a trust the assertion verified under (several
-    // can cover one issuer, subject and key) and by the client.
-    let trusted: Vec<String> =
-        trusts.iter().flat_map(|t| serde_json::from_str::<Vec<String>>(&t.scope).unwrap_or_default()).collect();
-    let allowed: Vec<&str> = scope::split(&body.scope).collect();
-    let mut granted: Vec<String> = Vec::new();
-    for s in scope::split(params.single("scope")?.unwrap_or("")) {
-        if !ScopeStrategy::Wildcard.covers(trusted.iter().map(String::as_str), s) {
-            return Err(OAuthError::invalid_scope(format!(
-                "The trust relationship for issuer '{issuer}' does not allow scope '{s}'."
-            )));
-        }
-        if !ScopeStrategy::Wildcard.covers(allowed.iter().copied(), s) {
-            return Err(OAuthError::invalid_scope(format!(
-                "The OAuth 2.0 Client is not allowed to request scope '{s}'."
-            )));
-        }
-        if !granted.iter().any(|g| g == s) {
-            granted.push(s.to_owned());
-        }
-    }
-    let audience = super::token::requested_audience(body, params)?;
-
-    // Single use, recorded only now that the assertion is known to be genuine and usable.
-    let key = crypto::sha256_hex(format!("jwt-bearer\0{issuer}\0{}", claims.jti).as_bytes());
-    if !state.store.use_assertion_jti(&key, claims.exp, now).await? {
-        return Err(OAuthError::invalid_grant("The assertion's jti has already been used."));
-    }
-    issue::mint(
-        state,
-        &Mint {
-            grant_type: GrantType::JwtBearer,
-            client_id: &client.row.client_id,
-            client: body,
-            subject: &claims.subject,
-            scope: &granted,
-            audience: &audience,
-            grant: None,
-            family_id: "",
-            parent_id: "",
-        },
-    )
-    .await
-}
-
-/// The trusts (at least one) whose key signed `jws`, and the assertion's checked claims.
-async fn verify(state: &AppState, jws: &str, now: i64) -> Result<(Vec<TrustRow>, assertion::Claims), OAuthError> {
-    let fail = |why: String| OAuthError::invalid_grant(format!("assertion: {why}"));
-    let token = assertion::parse(jws).map_err(fail)?;
-    // Not verified yet: only to find the trusts whose keys may verify it.
-    let claim = |name: &str| token.unverified_claims().get(name).and_then(Value::as_str).filter(|s| !s.is_empty());
-    let issuer = claim("iss").ok_or_else(|| fail("claim iss is missing".into()))?;
-    let subject = claim("sub").ok_or_else(|| fail("claim sub is missing".into()))?;
-    let trusts = state.store.trusts_for(issuer, subject, now).await?;
-    if trusts.is_empty() {
-        return Err(fail(format!("no unexpired trust relationship for issuer {issuer:?} and subject {subject:?}")));
-    }
-    let mut verified_claims = None;
-    let mut verified: Vec<TrustRow> = Vec::new();
-    for trust in trusts {
-        let jwk: Value = serde_json::from_str(&trust.jwk).unwrap_or(Value::Null);
-        if let Some(claims) = token.verify(&signing_keys(&json!({"keys": [jwk]}))) {
-            verified_claims.get_or_insert(claims);
-            verified.push(trust);
-        }
-    }
-    let Some(verified_claims) = verified_claims else {
-        return Err(fail(format!("the signature does not verify with a key trusted for issuer {issuer:?}")));
-    };
-    let audiences = assertion::audiences(state);
-    let expected =
-        assertion::Expected { issuer, subject: Some(subject), audiences: &audiences, max_lifetime: MAX_TTL, now };
-    let claims = assertion::check_claims(verified_claims, &expected).map_err(fail)?;
-    // Hydra requires `iat` unless `oauth2.grant.jwt.iat_optional`.
-    if !claims.all.contains_key("iat") {
-        return Err(fail("claim iat is missing".into()));
-    }
-    Ok((verified, claims))
-}
-
-#[cfg(test)]
 mod tests {
     use axum::http::{Method, StatusCode};
     use serde_json::{Value, json};
@@ -156,7 +41,7 @@ mod tests {
     }
 
     async fn grant(s: &Setup, jws: &str, scope: &str) -> Reply {
-        let pairs = [("grant_type", super::GRANT_TYPE), ("assertion", jws), ("scope", scope)];
+        let pairs = [("grant_type", portcullis_oauth2::jwt_bearer::GRANT_TYPE), ("assertion", jws), ("scope", scope)];
         s.h.form(false, "/oauth2/token", &pairs, &[("authorization", &basic("app", &s.secret))]).await
     }
 
@@ -221,7 +106,7 @@ mod tests {
             (with("exp-past", &|c| c["exp"] = json!(T0 - 1)), "assertion: the assertion has expired (claim exp)"),
             (with("exp-now", &|c| c["exp"] = json!(T0)), "assertion: the assertion has expired (claim exp)"),
             (
-                with("exp-far", &|c| c["exp"] = json!(T0 + super::MAX_TTL + 1)),
+                with("exp-far", &|c| c["exp"] = json!(T0 + portcullis_oauth2::jwt_bearer::MAX_TTL + 1)),
                 "assertion: claim exp is more than 2592000s in the future",
             ),
             (
@@ -240,7 +125,7 @@ mod tests {
             );
         }
         // The furthest `exp` allowed is accepted.
-        let at_limit = with("exp-limit", &|c| c["exp"] = json!(T0 + super::MAX_TTL));
+        let at_limit = with("exp-limit", &|c| c["exp"] = json!(T0 + portcullis_oauth2::jwt_bearer::MAX_TTL));
         assert_eq!(grant(&s, &at_limit, "").await.status, StatusCode::OK, "exp exactly MAX_TTL ahead is allowed");
         // A forged assertion did not use up the jti of a genuine one.
         let forged = sign(&stranger, &claims("alice", "genuine"));
@@ -251,7 +136,7 @@ mod tests {
             s.h.form(
                 false,
                 "/oauth2/token",
-                &[("grant_type", super::GRANT_TYPE)],
+                &[("grant_type", portcullis_oauth2::jwt_bearer::GRANT_TYPE)],
                 &[("authorization", &basic("app", &s.secret))],
             )
             .await;
@@ -353,7 +238,7 @@ mod tests {
     async fn the_client_must_authenticate_and_be_allowed_the_grant() {
         let s = setup().await;
         let jws = sign(&s.key, &claims("alice", "c1"));
-        let pairs = [("grant_type", super::GRANT_TYPE), ("assertion", jws.as_str())];
+        let pairs = [("grant_type", portcullis_oauth2::jwt_bearer::GRANT_TYPE), ("assertion", jws.as_str())];
         let anonymous = s.h.form(false, "/oauth2/token", &pairs, &[]).await;
         assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
         let wrong = s.h.form(false, "/oauth2/token", &pairs, &[("authorization", &basic("app", "wrong-secret"))]).await;
@@ -378,7 +263,7 @@ mod tests {
         // The same jti in both assertions: they are different kinds, neither replays the other.
         let (ca, grant_assertion) = (client_assertion("same"), sign(&s.key, &claims("alice", "same")));
         let pairs = [
-            ("grant_type", super::GRANT_TYPE),
+            ("grant_type", portcullis_oauth2::jwt_bearer::GRANT_TYPE),
             ("assertion", grant_assertion.as_str()),
             ("scope", "read"),
             ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),

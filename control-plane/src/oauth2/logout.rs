@@ -16,45 +16,25 @@
 //! browser holds. Without one, an ID token alone (it travels to clients, logs, histories) ends
 //! nothing and tells no client: the browser is only redirected. A hint naming another user than
 //! the browser's is refused with a page. This module does not end Portcullis identity
-//! sessions; the built-in logout page does.
+//! sessions; the built-in logout page does. The contract's logic (requests, accept/reject,
+//! back-channel logout, hint checks) is [`portcullis_oauth2::logout`], re-exported here; this
+//! module reads the browser's cookies and session, redirects and renders pages.
 
 use axum::Json;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use portcullis_shared::jwt::signing_keys;
-use serde::{Deserialize, Serialize};
+pub use portcullis_oauth2::logout::*;
 use serde_json::{Value, json};
 
 use crate::app::AppState;
-use crate::client::ClientBody;
 use crate::crypto;
 use crate::error::{ApiError, StoreError, parse_urlencoded};
 use crate::identity::session;
-use crate::jwt::{Alg, Untrusted};
 use crate::oauth2::OAuthParams;
 use crate::oauth2::authorize::{AUTH_SESSION_COOKIE, with_query};
-use crate::oauth2::flow::{self, ContractError};
-use crate::rfc3339;
-use crate::store::oauth2_flows::{LoginSessionRow, LogoutRow};
-
-const REQUESTED: &str = "requested";
-const ACCEPTED: &str = "accepted";
-const REJECTED: &str = "rejected";
-const DONE: &str = "done";
-pub const BACKCHANNEL_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
-
-/// What a logout request carries (the row's `body`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct LogoutBody {
-    pub subject: String,
-    pub sid: String,
-    pub client_id: Option<String>,
-    pub post_logout_redirect_uri: Option<String>,
-    pub state: Option<String>,
-    pub rp_initiated: bool,
-    pub request_url: String,
-}
+use crate::oauth2::flow;
+use crate::store::oauth2_flows::LoginSessionRow;
 
 fn page(state: &AppState, status: StatusCode, error: &'static str, description: &str) -> Response {
     crate::ui::oauth2::error_page(state, status, error, description)
@@ -71,23 +51,6 @@ fn found(location: &str) -> Response {
 
 fn public(state: &AppState) -> &str {
     state.config.urls.self_.public_base()
-}
-
-/// The claims of an ID token this server signed (ES256, a key of the OAuth2 set's JWKS, our
-/// issuer, not a logout token); `None` for anything else, gateway-minted tokens included.
-/// Expiry is not checked: a hint may be expired.
-pub fn verify_own_id_token(state: &AppState, token: &str) -> Option<Value> {
-    let token = Untrusted::parse(token, &[Alg::ES256]).ok()?;
-    // Our logout tokens are signed with the same key; they are not ID tokens.
-    if token.typ() == Some("logout+jwt") {
-        return None;
-    }
-    let keys = signing_keys(&state.keys.jwks(state.clock.now()));
-    let claims = token.verify(&keys)?.into_json();
-    let issuer = &state.config.urls.self_.issuer;
-    let iss = claims.get("iss").and_then(Value::as_str)?;
-    let ours = iss == issuer || iss.trim_end_matches('/') == issuer.trim_end_matches('/');
-    (ours && !claims.contains_key("events")).then_some(Value::Object(claims))
 }
 
 pub async fn get(State(state): State<AppState>, RawQuery(query): RawQuery, headers: HeaderMap) -> Response {
@@ -142,7 +105,7 @@ async fn start(
     let mut client_id = None;
     let mut hinted: Option<(String, String)> = None;
     if let Some(h) = &hint {
-        let Some(claims) = verify_own_id_token(state, h) else {
+        let Some(claims) = verify_own_id_token(&state.oauth2(), h) else {
             return Ok(page(
                 state,
                 StatusCode::BAD_REQUEST,
@@ -163,16 +126,7 @@ async fn start(
     }
     if let Some(uri) = &redirect {
         let registered = match &client_id {
-            Some(id) => state
-                .store
-                .get_client(id)
-                .await?
-                .and_then(|row| serde_json::from_str::<ClientBody>(&row.body).ok())
-                .is_some_and(|c| {
-                    c.extra["post_logout_redirect_uris"]
-                        .as_array()
-                        .is_some_and(|a| a.iter().any(|v| v.as_str() == Some(uri.as_str())))
-                }),
+            Some(id) => registered_post_logout_uri(&state.oauth2(), id, uri).await?,
             None => false,
         };
         if !registered {
@@ -215,25 +169,8 @@ async fn start(
         rp_initiated: hint.is_some(),
         request_url: with_query(&format!("{}/oauth2/sessions/logout", public(state)), &query),
     };
-    let challenge = flow::handle();
-    let now = state.clock.now();
-    let ttl = i64::try_from(state.config.ttl.login_consent_request.as_secs()).unwrap_or(i64::MAX / 4);
-    state
-        .store
-        .insert_logout_request(&LogoutRow {
-            challenge: crypto::token_signature(&challenge),
-            verifier: None,
-            stage: REQUESTED.into(),
-            body: serde_json::to_string(&body).map_err(|e| StoreError::corrupt("oauth2_logout_requests.body", e))?,
-            requested_at: now,
-            expires_at: now.saturating_add(ttl),
-        })
-        .await?;
-    let app = if state.config.urls.logout.is_empty() {
-        format!("{}/ui/oauth2/logout", public(state))
-    } else {
-        state.config.urls.logout.clone()
-    };
+    let challenge = create(&state.oauth2(), &body).await?;
+    let app = logout_app(&state.oauth2());
     Ok(found(&with_query(&app, &[("logout_challenge", challenge)])))
 }
 
@@ -264,86 +201,15 @@ async fn browser_login_session(
     Ok((own.session.id == login.identity_provider_session_id && own.identity.id == login.subject).then_some(login))
 }
 
-/// A logout request by its challenge, still open.
-pub async fn load(state: &AppState, challenge: &str) -> Result<(LogoutRow, LogoutBody), ContractError> {
-    if challenge.is_empty() || challenge.len() > 128 {
-        return Err(ContractError::NotFound);
-    }
-    let row = state
-        .store
-        .get_logout_request(&crypto::token_signature(challenge), false)
-        .await?
-        .ok_or(ContractError::NotFound)?;
-    let body: LogoutBody =
-        serde_json::from_str(&row.body).map_err(|e| StoreError::corrupt("oauth2_logout_requests.body", e))?;
-    if row.stage != REQUESTED {
-        return Err(ContractError::Handled(body.request_url.clone()));
-    }
-    if row.expires_at <= state.clock.now() {
-        return Err(ContractError::Expired);
-    }
-    Ok((row, body))
-}
-
-/// `oAuth2LogoutRequest`.
-pub async fn request_json(state: &AppState, challenge: &str) -> Result<(LogoutBody, Value), ContractError> {
-    let (row, body) = load(state, challenge).await?;
-    let client = match &body.client_id {
-        Some(id) => state.store.get_client(id).await?.map(|c| flow::client_json(&c)).unwrap_or(Value::Null),
-        None => Value::Null,
-    };
-    let json = json!({
-        "challenge": challenge,
-        "subject": body.subject,
-        "sid": body.sid,
-        "request_url": body.request_url,
-        "rp_initiated": body.rp_initiated,
-        "client": client,
-        "requested_at": rfc3339(row.requested_at),
-        "expires_at": rfc3339(row.expires_at),
-    });
-    Ok((body, json))
-}
-
-pub async fn accept(state: &AppState, challenge: &str) -> Result<String, ContractError> {
-    let (row, body) = load(state, challenge).await?;
-    let verifier = flow::handle();
-    let hash = crypto::token_signature(&verifier);
-    if !state.store.advance_logout_request(&row.challenge, REQUESTED, ACCEPTED, Some(&hash)).await? {
-        return Err(ContractError::Handled(body.request_url));
-    }
-    Ok(format!("{}/oauth2/sessions/logout?logout_verifier={verifier}", public(state)))
-}
-
-pub async fn reject(state: &AppState, challenge: &str) -> Result<(), ContractError> {
-    let (row, body) = load(state, challenge).await?;
-    if !state.store.advance_logout_request(&row.challenge, REQUESTED, REJECTED, None).await? {
-        return Err(ContractError::Handled(body.request_url));
-    }
-    Ok(())
-}
-
 async fn finish(state: &AppState, verifier: &str) -> Result<Response, StoreError> {
-    let used = || {
-        page(
+    let Some(body) = complete(&state.oauth2(), verifier).await? else {
+        return Ok(page(
             state,
             StatusCode::BAD_REQUEST,
             "invalid_request",
             "The logout verifier is unknown or has been used already.",
-        )
+        ));
     };
-    if verifier.len() > 128 {
-        return Ok(used());
-    }
-    let Some(row) = state.store.get_logout_request(&crypto::token_signature(verifier), true).await? else {
-        return Ok(used());
-    };
-    if row.stage != ACCEPTED || !state.store.advance_logout_request(&row.challenge, ACCEPTED, DONE, None).await? {
-        return Ok(used());
-    }
-    let body: LogoutBody =
-        serde_json::from_str(&row.body).map_err(|e| StoreError::corrupt("oauth2_logout_requests.body", e))?;
-    end_login_session(state, &body.subject, &body.sid).await?;
     let to = match &body.post_logout_redirect_uri {
         Some(uri) => with_query(uri, &body.state.iter().map(|s| ("state", s.clone())).collect::<Vec<_>>()),
         None => default_after_logout(state),
@@ -359,68 +225,6 @@ async fn finish(state: &AppState, verifier: &str) -> Result<Response, StoreError
     Ok(r)
 }
 
-/// Deletes the login session `sid` of `subject` and sends a back-channel `logout_token` to each
-/// client with a consent under it (in the background: nobody waits for the clients).
-pub async fn end_login_session(state: &AppState, subject: &str, sid: &str) -> Result<(), StoreError> {
-    let body = LogoutBody { subject: subject.to_owned(), sid: sid.to_owned(), ..LogoutBody::default() };
-    let clients = backchannel_clients(state, &body).await?;
-    state.store.delete_login_sessions(None, Some(sid)).await?;
-    for (client_id, uri) in clients {
-        if let Some(token) = logout_token(state, &client_id, sid, subject) {
-            let http = state.http.clone();
-            // The browser does not wait for the clients; a failure is logged, not retried.
-            tokio::spawn(async move {
-                let sent = http
-                    .post(&uri)
-                    .timeout(std::time::Duration::from_secs(10))
-                    .form(&[("logout_token", token)])
-                    .send()
-                    .await;
-                match sent {
-                    Ok(r) if r.status().is_success() => {}
-                    Ok(r) => tracing::warn!(client_id, status = %r.status(), "back-channel logout refused"),
-                    Err(e) => tracing::warn!(client_id, error = %e, "back-channel logout failed"),
-                }
-            });
-        }
-    }
-    Ok(())
-}
-
-/// `(client_id, backchannel_logout_uri)` of every client with a consent under the session.
-async fn backchannel_clients(state: &AppState, body: &LogoutBody) -> Result<Vec<(String, String)>, StoreError> {
-    let mut out: Vec<(String, String)> = Vec::new();
-    for consent in state.store.list_consents(&body.subject, Some(&body.sid), None, 1000).await? {
-        if out.iter().any(|(id, _)| *id == consent.client_id) {
-            continue;
-        }
-        let Some(row) = state.store.get_client(&consent.client_id).await? else { continue };
-        let Ok(client) = serde_json::from_str::<ClientBody>(&row.body) else { continue };
-        if let Some(uri) = client.extra.get("backchannel_logout_uri").and_then(Value::as_str).filter(|u| !u.is_empty())
-        {
-            out.push((consent.client_id.clone(), uri.to_owned()));
-        }
-    }
-    Ok(out)
-}
-
-/// An OIDC Back-Channel Logout 1.0 `logout_token`, signed with the OAuth2 set (the clients
-/// verify it at `/.well-known/jwks.json`, like their ID tokens).
-pub fn logout_token(state: &AppState, client_id: &str, sid: &str, subject: &str) -> Option<String> {
-    let claims = json!({
-        "iss": state.config.urls.self_.issuer,
-        "aud": [client_id],
-        "jti": crypto::uuid_v4(),
-        "sid": sid,
-        "sub": subject,
-        "events": {BACKCHANNEL_EVENT: {}},
-    });
-    let claims = crate::jwt::issue(claims.as_object().cloned()?, state.clock.now(), 120, false)?;
-    state.keys.signer().sign_jwt("logout+jwt", &claims)
-}
-
-// --- admin ----------------------------------------------------------------------------
-
 fn challenge_of(q: Option<&str>) -> Result<String, ApiError> {
     parse_urlencoded(q.unwrap_or("").as_bytes())
         .into_iter()
@@ -431,9 +235,9 @@ fn challenge_of(q: Option<&str>) -> Result<String, ApiError> {
 
 pub async fn admin_get(State(state): State<AppState>, RawQuery(q): RawQuery) -> Response {
     match challenge_of(q.as_deref()) {
-        Ok(c) => match request_json(&state, &c).await {
+        Ok(c) => match request_json(&state.oauth2(), &c).await {
             Ok((_, json)) => Json(json).into_response(),
-            Err(e) => e.into_response(),
+            Err(e) => flow::contract_response(e),
         },
         Err(e) => e.into_response(),
     }
@@ -441,9 +245,9 @@ pub async fn admin_get(State(state): State<AppState>, RawQuery(q): RawQuery) -> 
 
 pub async fn admin_accept(State(state): State<AppState>, RawQuery(q): RawQuery) -> Response {
     match challenge_of(q.as_deref()) {
-        Ok(c) => match accept(&state, &c).await {
+        Ok(c) => match accept(&state.oauth2(), &c).await {
             Ok(to) => Json(json!({"redirect_to": to})).into_response(),
-            Err(e) => e.into_response(),
+            Err(e) => flow::contract_response(e),
         },
         Err(e) => e.into_response(),
     }
@@ -451,9 +255,9 @@ pub async fn admin_accept(State(state): State<AppState>, RawQuery(q): RawQuery) 
 
 pub async fn admin_reject(State(state): State<AppState>, RawQuery(q): RawQuery) -> Response {
     match challenge_of(q.as_deref()) {
-        Ok(c) => match reject(&state, &c).await {
+        Ok(c) => match reject(&state.oauth2(), &c).await {
             Ok(()) => StatusCode::NO_CONTENT.into_response(),
-            Err(e) => e.into_response(),
+            Err(e) => flow::contract_response(e),
         },
         Err(e) => e.into_response(),
     }

@@ -1,49 +1,22 @@
-//! RFC 7009 token revocation at `POST /oauth2/revoke` (Hydra's path), client-authenticated.
-//! A client may revoke only its own tokens; every outcome but an authentication or request
-//! error is 200, so the endpoint does not reveal which tokens exist. The revocation is
-//! published at once: filters refuse the token on their next snapshot, cached or not.
-//! Revoking a refresh token revokes its whole grant (RFC 7009 §2.1: the access tokens issued
-//! under the same authorization grant go with it); revoking an access token revokes only it.
+//! `POST /oauth2/revoke` (RFC 7009): extracts the request, runs
+//! [`portcullis_oauth2::revoke::revoke`] and answers 200 or the RFC 6749 error. No revocation
+//! logic lives here.
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
+use portcullis_oauth2::Params;
 
 use super::OAuthParams;
-use super::client_auth::authenticate;
+use super::client_auth::authorization;
 use crate::app::AppState;
-use crate::crypto;
 use crate::error::OAuthError;
-use crate::store::tokens::{Selector, TokenUse};
 
 pub async fn handle(
     State(state): State<AppState>,
     headers: HeaderMap,
     params: OAuthParams,
 ) -> Result<StatusCode, OAuthError> {
-    let client = authenticate(&state, &headers, &params).await?;
-    let Some(token) = params.single("token")?.filter(|t| !t.is_empty()) else {
-        return Err(OAuthError::invalid_request("The request is missing a required parameter: token."));
-    };
-    // RFC 7009 §2.1: the hint only speeds up the lookup, and one lookup finds both kinds.
-    let _ = params.single("token_type_hint")?;
-    let Some(row) = state.store.get_token(&crypto::token_signature(token)).await? else {
-        return Ok(StatusCode::OK);
-    };
-    if row.client_id != client.row.client_id || row.expires_at <= state.clock.now() {
-        return Ok(StatusCode::OK);
-    }
-    if row.token_use == TokenUse::RefreshToken {
-        let which = if row.family_id.is_empty() {
-            Selector::Request(&row.request_id)
-        } else {
-            Selector::Family(&row.family_id)
-        };
-        state.store.revoke_tokens(which).await?;
-    } else {
-        state.store.revoke_token(&row).await?;
-    }
-    state.rules.refresh_revocations(&state.store, state.clock.now()).await?;
-    tracing::info!(client_id = %row.client_id, token_use = %row.token_use, "token revoked");
+    portcullis_oauth2::revoke::revoke(&state.oauth2(), authorization(&headers), &Params(&params.0)).await?;
     Ok(StatusCode::OK)
 }
 

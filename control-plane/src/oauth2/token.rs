@@ -1,201 +1,25 @@
-//! `POST /oauth2/token`: grant dispatch and the `authorization_code` (RFC 6749 §4.1.3, PKCE
-//! RFC 7636) and `client_credentials` grants; `refresh_token` is in [`super::refresh`], minting
-//! in [`super::issue`]. The client authenticates first, then must be allowed the grant it uses;
-//! every refusal is an RFC 6749 §5.2 error.
+//! `POST /oauth2/token`: extracts the request, runs [`portcullis_oauth2::token::exchange`]
+//! (grant dispatch, client authentication, the grants, minting) and writes the answer or the
+//! RFC 6749 §5.2 error. No grant logic lives here; the tests drive the router.
 
 use axum::extract::State;
 use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Response};
-use portcullis_shared::scope::{self, ScopeStrategy};
+use axum::response::Response;
+use portcullis_oauth2::Params;
 
 use super::OAuthParams;
-use super::client_auth::{Authenticated, authenticate};
-use super::code::{self, Grant, Redeemed};
-use super::issue::{self, GrantType, Mint};
+use super::client_auth::authorization;
 use crate::app::AppState;
-use crate::client::ClientBody;
-use crate::crypto;
 use crate::error::OAuthError;
-use crate::store::tokens::Selector;
-
-const SUPPORTED: &str =
-    "authorization_code, refresh_token, client_credentials, urn:ietf:params:oauth:grant-type:jwt-bearer";
 
 pub async fn handle(
     State(state): State<AppState>,
     headers: HeaderMap,
     params: OAuthParams,
 ) -> Result<Response, OAuthError> {
-    let grant_type = match params.single("grant_type")? {
-        None | Some("") => {
-            return Err(OAuthError::invalid_request("The request is missing a required parameter: grant_type."));
-        }
-        Some(g @ ("client_credentials" | "authorization_code" | "refresh_token" | super::jwt_bearer::GRANT_TYPE)) => g,
-        Some(other) => {
-            return Err(OAuthError::unsupported_grant_type(format!(
-                "The authorization grant type '{other}' is not supported by this server; supported: {SUPPORTED}."
-            )));
-        }
-    };
-    let client = authenticate(&state, &headers, &params).await?;
-    if !client.body.grant_types.iter().any(|g| g == grant_type) {
-        return Err(OAuthError::unauthorized_client(format!(
-            "The OAuth 2.0 Client is not allowed to use authorization grant '{grant_type}'."
-        )));
-    }
-    let minted = match grant_type {
-        "authorization_code" => authorization_code(&state, &client, &params).await?,
-        "refresh_token" => super::refresh::exchange(&state, &client, &params).await?,
-        super::jwt_bearer::GRANT_TYPE => super::jwt_bearer::exchange(&state, &client, &params).await?,
-        _ => client_credentials(&state, &client, &params).await?,
-    };
-    Ok(minted.into_response())
-}
-
-async fn client_credentials(
-    state: &AppState,
-    client: &Authenticated,
-    params: &OAuthParams,
-) -> Result<issue::Minted, OAuthError> {
-    let body = &client.body;
-    let allowed: Vec<&str> = scope::split(&body.scope).collect();
-    let mut granted: Vec<String> = Vec::new();
-    for s in scope::split(params.single("scope")?.unwrap_or("")) {
-        if !ScopeStrategy::Wildcard.covers(allowed.iter().copied(), s) {
-            return Err(OAuthError::invalid_scope(format!(
-                "The OAuth 2.0 Client is not allowed to request scope '{s}'."
-            )));
-        }
-        if !granted.iter().any(|g| g == s) {
-            granted.push(s.to_owned());
-        }
-    }
-
-    let audience = requested_audience(body, params)?;
-    issue::mint(
-        state,
-        &Mint {
-            grant_type: GrantType::ClientCredentials,
-            client_id: &client.row.client_id,
-            client: body,
-            // client_credentials: the client acts on its own behalf.
-            subject: &client.row.client_id,
-            scope: &granted,
-            audience: &audience,
-            grant: None,
-            family_id: "",
-            parent_id: "",
-        },
-    )
-    .await
-}
-
-/// The `audience` parameters (repeated or space-separated), each on the client's allow-list.
-pub(super) fn requested_audience(body: &ClientBody, params: &OAuthParams) -> Result<Vec<String>, OAuthError> {
-    let mut audience: Vec<String> = Vec::new();
-    for a in params.all("audience").flat_map(scope::split) {
-        if !body.audience.iter().any(|allowed| allowed == a) {
-            return Err(OAuthError::invalid_request(format!(
-                "Requested audience '{a}' has not been whitelisted by the OAuth 2.0 Client."
-            )));
-        }
-        if !audience.iter().any(|x| x == a) {
-            audience.push(a.to_owned());
-        }
-    }
-    Ok(audience)
-}
-
-/// RFC 7636 §4.1: 43 to 128 characters of `[A-Za-z0-9-._~]`.
-fn valid_verifier(v: &str) -> bool {
-    (43..=128).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
-}
-
-/// Checks the token request against what the authorization request recorded.
-fn check_code_request(client: &Authenticated, grant: &Grant, params: &OAuthParams) -> Result<(), OAuthError> {
-    let redirect_uri = params.single("redirect_uri")?;
-    match (&grant.redirect_uri, redirect_uri) {
-        (Some(expected), Some(sent)) if expected == sent => {}
-        (Some(_), None) => {
-            return Err(OAuthError::invalid_grant(
-                "The 'redirect_uri' parameter is required because the authorization request included it.",
-            ));
-        }
-        // Omitted at /oauth2/auth (the client has one URI): a repeat must be that URI.
-        (None, None) => {}
-        (None, Some(sent)) if client.body.redirect_uris.len() == 1 && client.body.redirect_uris[0] == sent => {}
-        _ => {
-            return Err(OAuthError::invalid_grant(
-                "The 'redirect_uri' parameter does not match the one used in the authorization request.",
-            ));
-        }
-    }
-    let verifier = params.single("code_verifier")?;
-    match (&grant.code_challenge, verifier) {
-        (None, None) => Ok(()),
-        (None, Some(_)) => Err(OAuthError::invalid_grant(
-            "The 'code_verifier' parameter was sent, but the authorization request had no code_challenge.",
-        )),
-        (Some(_), None) => Err(OAuthError::invalid_grant(
-            "The PKCE code_verifier is required because the authorization request included a code_challenge.",
-        )),
-        (Some(_), Some(v)) if !valid_verifier(v) => Err(OAuthError::invalid_grant(
-            "The PKCE code_verifier must be 43 to 128 characters of A-Z a-z 0-9 - . _ ~.",
-        )),
-        (Some(challenge), Some(v)) => {
-            if crypto::secret_eq(&crypto::b64url(&crypto::sha256(v.as_bytes())), challenge) {
-                Ok(())
-            } else {
-                Err(OAuthError::invalid_grant("The PKCE code_verifier does not match the code_challenge."))
-            }
-        }
-    }
-}
-
-async fn authorization_code(
-    state: &AppState,
-    client: &Authenticated,
-    params: &OAuthParams,
-) -> Result<issue::Minted, OAuthError> {
-    let Some(code) = params.single("code")?.filter(|c| !c.is_empty()) else {
-        return Err(OAuthError::invalid_request("The request is missing a required parameter: code."));
-    };
-    // Every token descended from this code shares its digest as the family id.
-    let family_id = crypto::token_signature(code);
-    let grant = match code::redeem_if(state, code, &client.row.client_id, |g| check_code_request(client, g, params))
-        .await??
-    {
-        Redeemed::Fresh(grant) => grant,
-        Redeemed::Invalid => {
-            return Err(OAuthError::invalid_grant(
-                "The provided authorization grant is invalid, expired, revoked, or was issued to another client.",
-            ));
-        }
-        Redeemed::Replayed(_) => {
-            // RFC 6749 §4.1.2: a code used twice may be stolen; revoke what it produced.
-            let n = state.store.revoke_tokens(Selector::Family(&family_id)).await?;
-            state.rules.refresh_revocations(&state.store, state.clock.now()).await?;
-            tracing::warn!(client_id = %client.row.client_id, revoked = n, "authorization code replayed; its tokens were revoked");
-            return Err(OAuthError::invalid_grant(
-                "The authorization code has already been used; the tokens issued for it were revoked.",
-            ));
-        }
-    };
-    issue::mint(
-        state,
-        &Mint {
-            grant_type: GrantType::AuthorizationCode,
-            client_id: &client.row.client_id,
-            client: &client.body,
-            subject: &grant.subject,
-            scope: &grant.scope,
-            audience: &grant.audience,
-            grant: Some(&grant),
-            family_id: &family_id,
-            parent_id: "",
-        },
-    )
-    .await
+    let minted =
+        portcullis_oauth2::token::exchange(&state.oauth2(), authorization(&headers), &Params(&params.0)).await?;
+    Ok(super::token_response(minted))
 }
 
 #[cfg(test)]

@@ -3,19 +3,19 @@
 //! `session.id_token` claims, and — when the subject is a Portcullis identity — standard claims
 //! from its traits by granted scope: `email` (+ `email_verified` from its verifiable
 //! addresses) and `profile` (`name`). Errors are RFC 6750 §3 bearer errors with
-//! `WWW-Authenticate`; a store failure stays a 500, never "invalid token".
+//! `WWW-Authenticate`; a store failure stays a 500, never "invalid token". The claims are
+//! [`portcullis_oauth2::userinfo::claims`]'; this handler reads the bearer token and writes the answer.
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Map, Value, json};
+use serde_json::json;
 
-use super::code::Grant;
 use crate::app::AppState;
-use crate::crypto;
-use crate::error::{OAuthError, StoreError};
-use crate::store::tokens::TokenUse;
+use portcullis_oauth2::userinfo::{self, BearerRefusal};
+
+use crate::error::OAuthError;
 
 /// An RFC 6750 error: status, code, description, in the body and in `WWW-Authenticate`.
 struct BearerError(StatusCode, &'static str, &'static str);
@@ -32,75 +32,42 @@ impl IntoResponse for BearerError {
     }
 }
 
-const INVALID: BearerError = BearerError(
-    StatusCode::UNAUTHORIZED,
-    "invalid_token",
-    "The access token is missing, malformed, expired or revoked.",
-);
-
-pub async fn handle(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    match userinfo(&state, &headers).await {
-        Ok(Ok(claims)) => {
-            let mut res = Json(claims).into_response();
-            res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            res
+impl From<BearerRefusal> for BearerError {
+    fn from(r: BearerRefusal) -> Self {
+        match r {
+            BearerRefusal::Missing => {
+                BearerError(StatusCode::UNAUTHORIZED, "invalid_request", "No bearer access token was sent.")
+            }
+            BearerRefusal::Invalid => BearerError(
+                StatusCode::UNAUTHORIZED,
+                "invalid_token",
+                "The access token is missing, malformed, expired or revoked.",
+            ),
+            BearerRefusal::InsufficientScope => BearerError(
+                StatusCode::FORBIDDEN,
+                "insufficient_scope",
+                "The access token was not granted the openid scope.",
+            ),
         }
-        Ok(Err(e)) => e.into_response(),
-        Err(e) => OAuthError::from(e).into_response(),
     }
 }
 
-async fn userinfo(state: &AppState, headers: &HeaderMap) -> Result<Result<Value, BearerError>, StoreError> {
+pub async fn handle(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, t)| t.trim())
-        .filter(|t| !t.is_empty());
-    let Some(token) = token else {
-        return Ok(Err(BearerError(StatusCode::UNAUTHORIZED, "invalid_request", "No bearer access token was sent.")));
-    };
-    let Some(row) = state.store.get_token(&crypto::token_signature(token)).await? else { return Ok(Err(INVALID)) };
-    if row.token_use != TokenUse::AccessToken || row.expires_at <= state.clock.now() {
-        return Ok(Err(INVALID));
-    }
-    let scope: Vec<&str> = row.scope.split(' ').collect();
-    if row.grant_body.is_empty() || !scope.contains(&"openid") {
-        return Ok(Err(BearerError(
-            StatusCode::FORBIDDEN,
-            "insufficient_scope",
-            "The access token was not granted the openid scope.",
-        )));
-    }
-    let grant: Grant =
-        serde_json::from_str(&row.grant_body).map_err(|e| StoreError::corrupt("access_tokens.grant_body", e))?;
-    let mut claims = Map::new();
-    if let Some(identity) = state.store.get_identity(&row.subject).await? {
-        let traits = &identity.body.traits;
-        if scope.contains(&"email") {
-            if let Some(email) = traits.get("email").and_then(Value::as_str) {
-                let verified = identity
-                    .body
-                    .verifiable_addresses
-                    .iter()
-                    .any(|a| a.verified && a.value.eq_ignore_ascii_case(email));
-                claims.insert("email".into(), email.into());
-                claims.insert("email_verified".into(), verified.into());
-            }
+        .map(|(_, t)| t);
+    match userinfo::claims(&state.oauth2(), token).await {
+        Ok(Ok(claims)) => {
+            let mut res = Json(claims).into_response();
+            res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            res
         }
-        if scope.contains(&"profile") {
-            if let Some(name) = traits.get("name").filter(|n| !n.is_null()) {
-                claims.insert("name".into(), name.clone());
-            }
-        }
+        Ok(Err(e)) => BearerError::from(e).into_response(),
+        Err(e) => OAuthError::from(e).into_response(),
     }
-    // What the consent granted wins over what the traits say.
-    for (k, v) in grant.id_token_claims {
-        claims.insert(k, v);
-    }
-    claims.insert("sub".into(), row.subject.into());
-    Ok(Ok(Value::Object(claims)))
 }
 
 #[cfg(test)]

@@ -360,7 +360,7 @@ pub(crate) mod tests {
         let oauth2_jwks = h.get("/.well-known/jwks.json", &[]).await.json();
         assert!(!verifies_with_any(&oauth2_jwks, &minted), "a gateway token verifies with the OAuth2 JWKS");
         assert!(
-            crate::oauth2::logout::verify_own_id_token(&h.state, &minted).is_none(),
+            crate::oauth2::logout::verify_own_id_token(&h.state.oauth2(), &minted).is_none(),
             "the control plane takes a gateway token for its own ID token"
         );
         let gateway_jwks = h.get("/.well-known/gateway-jwks.json", &[]).await.json();

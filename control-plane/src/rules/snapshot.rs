@@ -195,7 +195,7 @@ mod tests {
         let oauth2_jwks = h.get("/.well-known/jwks.json", &[]).await.json();
         assert!(!verifies_with_any(&oauth2_jwks, &forged), "the snapshot's key signs tokens the OAuth2 JWKS accepts");
         assert!(
-            crate::oauth2::logout::verify_own_id_token(&h.state, &forged).is_none(),
+            crate::oauth2::logout::verify_own_id_token(&h.state.oauth2(), &forged).is_none(),
             "the control plane takes the forged token for its own ID token"
         );
         let gateway_jwks = h.get("/.well-known/gateway-jwks.json", &[]).await.json();

@@ -84,13 +84,13 @@ pub async fn login(State(state): State<AppState>, RawQuery(query): RawQuery, hea
     let Some(challenge) = param(query.as_deref(), "login_challenge") else {
         return contract_failure(&state, ContractError::NotFound);
     };
-    let (flow, _) = match flow::login_request(&state, &challenge).await {
+    let (flow, _) = match flow::login_request(&state.oauth2(), &challenge).await {
         Ok(found) => found,
         Err(e) => return contract_failure(&state, e),
     };
     if flow.body.login_skip {
         let accept = LoginAccept { subject: flow.body.login_subject.clone(), ..LoginAccept::default() };
-        return match flow::accept_login(&state, &challenge, accept, None, false).await {
+        return match flow::accept_login(&state.oauth2(), &challenge, accept, None, false).await {
             Ok(to) => redirect(&state, &to),
             Err(e) => contract_failure(&state, e),
         };
@@ -119,7 +119,7 @@ pub async fn login(State(state): State<AppState>, RawQuery(query): RawQuery, hea
                 identity_provider_session_id: s.id.clone(),
                 ..LoginAccept::default()
             };
-            return match flow::accept_login(&state, &challenge, accept, Some(s.authenticated_at), true).await {
+            return match flow::accept_login(&state.oauth2(), &challenge, accept, Some(s.authenticated_at), true).await {
                 Ok(to) => redirect(&state, &to),
                 Err(e) => contract_failure(&state, e),
             };
@@ -193,7 +193,7 @@ pub async fn consent(State(state): State<AppState>, RawQuery(query): RawQuery, h
     let Some(challenge) = param(query.as_deref(), "consent_challenge") else {
         return contract_failure(&state, ContractError::NotFound);
     };
-    let (flow, json) = match flow::consent_request(&state, &challenge).await {
+    let (flow, json) = match flow::consent_request(&state.oauth2(), &challenge).await {
         Ok(found) => found,
         Err(e) => return contract_failure(&state, e),
     };
@@ -202,7 +202,7 @@ pub async fn consent(State(state): State<AppState>, RawQuery(query): RawQuery, h
             Ok(a) => a,
             Err(e) => return internal(&state, &e),
         };
-        return match flow::accept_consent(&state, &challenge, accept).await {
+        return match flow::accept_consent(&state.oauth2(), &challenge, accept).await {
             Ok(to) => redirect(&state, &to),
             Err(e) => contract_failure(&state, e),
         };
@@ -276,7 +276,7 @@ pub async fn decide(State(state): State<AppState>, headers: HeaderMap, form: For
     if !cookie_ok {
         return super::error_page(&state, "security_csrf_violation", StatusCode::FORBIDDEN);
     }
-    let flow = match flow::consent_request(&state, &challenge).await {
+    let flow = match flow::consent_request(&state.oauth2(), &challenge).await {
         Ok((flow, _)) => flow,
         Err(e) => return contract_failure(&state, e),
     };
@@ -287,7 +287,7 @@ pub async fn decide(State(state): State<AppState>, headers: HeaderMap, form: For
     }
     let result = match field("action").as_str() {
         "allow" => match everything_requested(&state, &flow, field("remember") == "true").await {
-            Ok(accept) => flow::accept_consent(&state, &challenge, accept).await,
+            Ok(accept) => flow::accept_consent(&state.oauth2(), &challenge, accept).await,
             Err(e) => return internal(&state, &e),
         },
         "deny" => {
@@ -296,7 +296,7 @@ pub async fn decide(State(state): State<AppState>, headers: HeaderMap, form: For
                 error_description: "The user denied the request.".into(),
                 ..Reject::default()
             };
-            flow::reject_consent(&state, &challenge, reject).await
+            flow::reject_consent(&state.oauth2(), &challenge, reject).await
         }
         _ => return error_page(&state, StatusCode::BAD_REQUEST, "invalid_request", "action: must be allow or deny."),
     };
@@ -312,7 +312,7 @@ const LOGOUT_CSRF_COOKIE: &str = "portcullis_oauth2_logout_csrf";
 /// Ends the Portcullis identity session behind the OAuth2 login session (and this browser's),
 /// then accepts the logout; returns where to send the browser.
 async fn end_sessions(state: &AppState, challenge: &str, headers: &HeaderMap) -> Result<String, ContractError> {
-    let (_, body) = crate::oauth2::logout::load(state, challenge).await?;
+    let (_, body) = crate::oauth2::logout::load(&state.oauth2(), challenge).await?;
     let mut ids: Vec<String> = Vec::new();
     if let Some(s) = state.store.get_login_session(&body.sid).await? {
         if !s.identity_provider_session_id.is_empty() {
@@ -328,7 +328,7 @@ async fn end_sessions(state: &AppState, challenge: &str, headers: &HeaderMap) ->
         session::revoke(&state.store, &state.rules, state.clock.now(), crate::store::sessions::Deactivate::One(id))
             .await?;
     }
-    crate::oauth2::logout::accept(state, challenge).await
+    crate::oauth2::logout::accept(&state.oauth2(), challenge).await
 }
 
 fn signed_out(state: &AppState, to: &str) -> Response {
@@ -342,7 +342,7 @@ pub async fn logout(State(state): State<AppState>, RawQuery(query): RawQuery, he
     let Some(challenge) = param(query.as_deref(), "logout_challenge") else {
         return contract_failure(&state, ContractError::NotFound);
     };
-    let (body, json) = match crate::oauth2::logout::request_json(&state, &challenge).await {
+    let (body, json) = match crate::oauth2::logout::request_json(&state.oauth2(), &challenge).await {
         Ok(found) => found,
         Err(e) => return contract_failure(&state, e),
     };
@@ -398,14 +398,16 @@ pub async fn logout_decide(
     if !cookie_ok {
         return super::error_page(&state, "security_csrf_violation", StatusCode::FORBIDDEN);
     }
-    let target =
-        crate::oauth2::logout::load(&state, &challenge).await.ok().and_then(|(_, b)| b.post_logout_redirect_uri);
+    let target = crate::oauth2::logout::load(&state.oauth2(), &challenge)
+        .await
+        .ok()
+        .and_then(|(_, b)| b.post_logout_redirect_uri);
     let response = match field("action").as_str() {
         "yes" => match end_sessions(&state, &challenge, &headers).await {
             Ok(to) => signed_out(&state, &to),
             Err(e) => return contract_failure(&state, e),
         },
-        "no" => match crate::oauth2::logout::reject(&state, &challenge).await {
+        "no" => match crate::oauth2::logout::reject(&state.oauth2(), &challenge).await {
             Ok(()) => redirect(&state, &format!("{}/ui/welcome", public(&state))),
             Err(e) => return contract_failure(&state, e),
         },

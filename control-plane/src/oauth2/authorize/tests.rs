@@ -273,7 +273,7 @@ async fn the_full_dance_ends_with_a_code_that_redeems_to_the_grant() {
     let replay = b.get(&h, &to).await;
     assert!(replay.status.is_client_error() && replay.header("location").is_empty(), "a consent verifier works once");
 
-    let Redeemed::Fresh(grant) = code::redeem(&h.state, &code, "web").await.unwrap() else {
+    let Redeemed::Fresh(grant) = code::redeem(&h.state.oauth2(), &code, "web").await.unwrap() else {
         panic!("code not redeemable")
     };
     assert_eq!(grant.subject, "alice");
@@ -444,7 +444,7 @@ async fn remembered_login_and_consent_skip_and_prompt_none_works_only_then() {
     assert_eq!(creq["skip"], true, "the remembered consent covers openid api.read");
     let to = accept_consent(&h, &consent, json!({"grant_scope": ["openid", "api.read"]})).await;
     let code = q(&to_client(&h, &mut b, &to).await, "code").unwrap();
-    let Redeemed::Fresh(grant) = code::redeem(&h.state, &code, "web").await.unwrap() else { panic!() };
+    let Redeemed::Fresh(grant) = code::redeem(&h.state.oauth2(), &code, "web").await.unwrap() else { panic!() };
     assert_eq!(grant.auth_time, crate::testing::T0, "the remembered login's time, not now");
     assert_eq!(grant.amr, ["pwd"], "the remembered login's methods");
 
@@ -685,7 +685,7 @@ async fn the_built_in_pages_sign_in_with_the_portcullis_session_and_ask_for_cons
     let to = location(&r);
     assert!(to.starts_with(&format!("{PUBLIC}/oauth2/auth?consent_verifier=")), "{to}");
     let code = q(&to_client(&h, &mut b, &to).await, "code").unwrap();
-    let Redeemed::Fresh(grant) = code::redeem(&h.state, &code, "web").await.unwrap() else { panic!() };
+    let Redeemed::Fresh(grant) = code::redeem(&h.state.oauth2(), &code, "web").await.unwrap() else { panic!() };
     assert_eq!(grant.subject, id);
     assert_eq!(grant.amr, ["pwd"]);
     assert_eq!(grant.acr, "aal1");
@@ -770,7 +770,7 @@ async fn the_built_in_consent_page_can_deny_and_first_party_clients_skip_it() {
     let consent = to_consent(&h, &mut b, &to).await;
     let to = location(&b.get(&h, &format!("/ui/oauth2/consent?consent_challenge={consent}")).await);
     let code = q(&to_client(&h, &mut b, &to).await, "code").expect("skip_consent: no page");
-    let Redeemed::Fresh(grant) = code::redeem(&h.state, &code, "portal").await.unwrap() else { panic!() };
+    let Redeemed::Fresh(grant) = code::redeem(&h.state.oauth2(), &code, "portal").await.unwrap() else { panic!() };
     assert_eq!(grant.id_token_claims["email"], "bob@example.com", "the email scope brings the address");
     assert_eq!(grant.id_token_claims["email_verified"], false);
 }
@@ -846,7 +846,7 @@ async fn rp_initiated_logout_ends_the_login_session_and_tells_clients_over_the_b
     .await;
     let mut b = Browser::default();
     let code = q(&full_dance(&h, &mut b, true).await, "code").unwrap();
-    let Redeemed::Fresh(grant) = code::redeem(&h.state, &code, "web").await.unwrap() else { panic!() };
+    let Redeemed::Fresh(grant) = code::redeem(&h.state.oauth2(), &code, "web").await.unwrap() else { panic!() };
     let hint = id_token(&h, "alice", &grant.sid, "web");
     h.clock.advance(3600); // an expired hint is still a hint
 
@@ -905,7 +905,7 @@ async fn rp_initiated_logout_ends_the_login_session_and_tells_clients_over_the_b
     let token = tokio::time::timeout(std::time::Duration::from_secs(30), received.recv()).await.unwrap().unwrap();
     let claims = verify_logout_token(&h, &token);
     assert!(
-        crate::oauth2::logout::verify_own_id_token(&h.state, &token).is_none(),
+        crate::oauth2::logout::verify_own_id_token(&h.state.oauth2(), &token).is_none(),
         "a logout token is no ID token hint"
     );
     assert_eq!(claims["sid"], json!(grant.sid));
@@ -1030,7 +1030,7 @@ async fn an_id_token_hint_alone_ends_nobody_s_session() {
         let to = location(&v.get(&h, &to).await);
         assert!(to.starts_with(CB), "{to}");
         let Redeemed::Fresh(grant) =
-            code::redeem(&h.state, &q(&to, "code").unwrap(), &format!("web-{skip}")).await.unwrap()
+            code::redeem(&h.state.oauth2(), &q(&to, "code").unwrap(), &format!("web-{skip}")).await.unwrap()
         else {
             panic!()
         };
@@ -1097,7 +1097,7 @@ async fn a_hint_ends_the_login_session_of_the_browser_s_own_portcullis_session_o
     while to.starts_with(PUBLIC) {
         to = location(&v.get(&h, &to).await);
     }
-    let Redeemed::Fresh(grant) = code::redeem(&h.state, &q(&to, "code").unwrap(), "web").await.unwrap() else {
+    let Redeemed::Fresh(grant) = code::redeem(&h.state.oauth2(), &q(&to, "code").unwrap(), "web").await.unwrap() else {
         panic!()
     };
     let hint = id_token(&h, &victim, &grant.sid, "web");
@@ -1128,7 +1128,7 @@ async fn revoking_a_login_session_by_sid_tells_the_clients_and_late_verifiers_go
         .await;
     let mut b = Browser::default();
     let code = q(&full_dance(&h, &mut b, true).await, "code").unwrap();
-    let Redeemed::Fresh(grant) = code::redeem(&h.state, &code, "web").await.unwrap() else { panic!() };
+    let Redeemed::Fresh(grant) = code::redeem(&h.state.oauth2(), &code, "web").await.unwrap() else { panic!() };
     let r = admin(&h, Method::DELETE, &format!("/admin/oauth2/auth/sessions/login?sid={}", grant.sid), None).await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
     let token = tokio::time::timeout(std::time::Duration::from_secs(30), received.recv()).await.unwrap().unwrap();

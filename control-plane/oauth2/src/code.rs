@@ -11,9 +11,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::app::AppState;
+use crate::Ctx;
 use crate::crypto;
-use crate::error::StoreError;
+use crate::store::StoreError;
 use crate::store::codes::CodeRow;
 
 pub const CODE_PREFIX: &str = "pc_ac_";
@@ -76,14 +76,13 @@ fn generate() -> String {
 }
 
 /// Stores `grant` and returns the code to put in the redirect.
-pub async fn issue(state: &AppState, grant: &Grant) -> Result<String, StoreError> {
+pub async fn issue(ctx: &Ctx<'_>, grant: &Grant) -> Result<String, StoreError> {
     let code = generate();
-    let now = state.clock.now();
-    let lifespan = i64::try_from(state.config.ttl.auth_code.as_secs()).unwrap_or(i64::MAX);
+    let now = ctx.clock.now();
+    let lifespan = i64::try_from(ctx.ttl.auth_code.as_secs()).unwrap_or(i64::MAX);
     let grant_body =
         serde_json::to_string(grant).map_err(|e| StoreError::corrupt("authorization_codes.grant_body", e))?;
-    state
-        .store
+    ctx.store
         .insert_code(&CodeRow {
             signature: crypto::token_signature(&code),
             client_id: grant.client_id.clone(),
@@ -98,8 +97,8 @@ pub async fn issue(state: &AppState, grant: &Grant) -> Result<String, StoreError
 
 /// Spends `code` for `client_id`. A code presented by another client is [`Redeemed::Invalid`]
 /// and stays unspent, so a stolen code cannot be burnt by the thief.
-pub async fn redeem(state: &AppState, code: &str, client_id: &str) -> Result<Redeemed, StoreError> {
-    match redeem_if(state, code, client_id, |_| Ok::<(), std::convert::Infallible>(())).await? {
+pub async fn redeem(ctx: &Ctx<'_>, code: &str, client_id: &str) -> Result<Redeemed, StoreError> {
+    match redeem_if(ctx, code, client_id, |_| Ok::<(), std::convert::Infallible>(())).await? {
         Ok(redeemed) => Ok(redeemed),
         Err(never) => match never {},
     }
@@ -109,14 +108,14 @@ pub async fn redeem(state: &AppState, code: &str, client_id: &str) -> Result<Red
 /// grant (redirect_uri, PKCE): a request that fails the check burns nothing, so whoever holds a
 /// code without its verifier cannot spoil the real client's exchange.
 pub async fn redeem_if<E>(
-    state: &AppState,
+    ctx: &Ctx<'_>,
     code: &str,
     client_id: &str,
     check: impl FnOnce(&Grant) -> Result<(), E>,
 ) -> Result<Result<Redeemed, E>, StoreError> {
     let signature = crypto::token_signature(code);
-    let Some(row) = state.store.get_code(&signature).await? else { return Ok(Ok(Redeemed::Invalid)) };
-    if !crypto::secret_eq(&row.client_id, client_id) || row.expires_at <= state.clock.now() {
+    let Some(row) = ctx.store.get_code(&signature).await? else { return Ok(Ok(Redeemed::Invalid)) };
+    if !crypto::secret_eq(&row.client_id, client_id) || row.expires_at <= ctx.clock.now() {
         return Ok(Ok(Redeemed::Invalid));
     }
     let grant: Grant =
@@ -126,7 +125,7 @@ pub async fn redeem_if<E>(
             return Ok(Err(e));
         }
     }
-    if state.store.redeem_code(&signature, state.clock.now()).await? {
+    if ctx.store.redeem_code(&signature, ctx.clock.now()).await? {
         Ok(Ok(Redeemed::Fresh(grant)))
     } else {
         Ok(Ok(Redeemed::Replayed(grant)))
@@ -136,7 +135,7 @@ pub async fn redeem_if<E>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::Harness;
+    use crate::testing::Fixture;
 
     fn grant() -> Grant {
         Grant {
@@ -161,25 +160,26 @@ mod tests {
 
     #[tokio::test]
     async fn a_code_is_single_use_bound_to_its_client_and_expires() {
-        let h = Harness::new().await;
-        let code = issue(&h.state, &grant()).await.unwrap();
+        let f = Fixture::new().await;
+        let ctx = f.ctx();
+        let code = issue(&ctx, &grant()).await.unwrap();
         assert!(code.starts_with(CODE_PREFIX));
-        assert_eq!(redeem(&h.state, &code, "other").await.unwrap(), Redeemed::Invalid, "another client");
-        assert_eq!(redeem(&h.state, &code, "web").await.unwrap(), Redeemed::Fresh(grant()), "the thief burnt nothing");
-        assert_eq!(redeem(&h.state, &code, "web").await.unwrap(), Redeemed::Replayed(grant()));
-        assert_eq!(redeem(&h.state, "pc_ac_unknown", "web").await.unwrap(), Redeemed::Invalid);
+        assert_eq!(redeem(&ctx, &code, "other").await.unwrap(), Redeemed::Invalid, "another client");
+        assert_eq!(redeem(&ctx, &code, "web").await.unwrap(), Redeemed::Fresh(grant()), "the thief burnt nothing");
+        assert_eq!(redeem(&ctx, &code, "web").await.unwrap(), Redeemed::Replayed(grant()));
+        assert_eq!(redeem(&ctx, "pc_ac_unknown", "web").await.unwrap(), Redeemed::Invalid);
 
-        let checked = issue(&h.state, &grant()).await.unwrap();
-        let refused = redeem_if(&h.state, &checked, "web", |_| Err("wrong verifier")).await.unwrap();
+        let checked = issue(&ctx, &grant()).await.unwrap();
+        let refused = redeem_if(&ctx, &checked, "web", |_| Err("wrong verifier")).await.unwrap();
         assert_eq!(refused, Err("wrong verifier"));
         assert_eq!(
-            redeem(&h.state, &checked, "web").await.unwrap(),
+            redeem(&ctx, &checked, "web").await.unwrap(),
             Redeemed::Fresh(grant()),
             "a failed check burns nothing"
         );
 
-        let late = issue(&h.state, &grant()).await.unwrap();
-        h.clock.advance(600);
-        assert_eq!(redeem(&h.state, &late, "web").await.unwrap(), Redeemed::Invalid, "10 minutes by default");
+        let late = issue(&ctx, &grant()).await.unwrap();
+        f.clock.advance(600);
+        assert_eq!(redeem(&ctx, &late, "web").await.unwrap(), Redeemed::Invalid, "10 minutes by default");
     }
 }

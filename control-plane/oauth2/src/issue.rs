@@ -7,24 +7,21 @@
 //! stored in one transaction. Lifespans come from the client's `*_lifespan` fields, else `ttl.*`.
 //! This module judges nothing: the grant handlers have checked the request before calling it.
 //! The minting itself ([`Minter::mint`]) takes what it reads explicitly (store, clock, the
-//! OAuth2 key set, issuer, `ttl`, the default strategy) and fails with a [`MintError`]; only
-//! [`mint`], the grant handlers' entry, knows `AppState` and maps the error to an RFC body.
+//! OAuth2 key set, issuer, `ttl`, the default strategy) and fails with a [`MintError`]; the
+//! HTTP edge turns a [`Minted`] into the token endpoint's JSON and a `MintError` into an RFC body.
 
-use axum::Json;
-use axum::http::{HeaderValue, header};
-use axum::response::{IntoResponse, Response};
+use portcullis_keys::Keys;
+use portcullis_model::token::AccessTokenStrategy;
 use serde_json::{Map, Value, json};
 
-use super::code::Grant;
-use crate::app::AppState;
+use crate::Ctx;
 use crate::client::{ClientBody, lifespan_seconds};
 use crate::clock::Clock;
-use crate::config::{AccessTokenStrategy, Ttl};
+use crate::code::Grant;
+use crate::config::Ttl;
 use crate::crypto;
-use crate::error::{OAuthError, StoreError};
-use crate::keys::Keys;
 use crate::store::tokens::TokenUse;
-use crate::store::{Store, TokenRow};
+use crate::store::{Store, StoreError, TokenRow};
 
 pub const REFRESH_TOKEN_PREFIX: &str = "pc_rt_";
 
@@ -83,7 +80,7 @@ pub struct Mint<'a> {
     pub parent_id: &'a str,
 }
 
-/// A token-endpoint answer (RFC 6749 §5.1), served with `Cache-Control: no-store`.
+/// A token-endpoint answer (RFC 6749 §5.1); the edge serves it with `Cache-Control: no-store`.
 #[derive(Debug)]
 pub struct Minted {
     pub access_token: String,
@@ -91,27 +88,6 @@ pub struct Minted {
     pub scope: String,
     pub refresh_token: Option<String>,
     pub id_token: Option<String>,
-}
-
-impl IntoResponse for Minted {
-    fn into_response(self) -> Response {
-        let mut body = json!({
-            "access_token": self.access_token,
-            "token_type": "bearer",
-            "expires_in": self.expires_in,
-            "scope": self.scope,
-        });
-        if let Some(rt) = self.refresh_token {
-            body["refresh_token"] = rt.into();
-        }
-        if let Some(id) = self.id_token {
-            body["id_token"] = id.into();
-        }
-        let mut res = Json(body).into_response();
-        res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        res.headers_mut().insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-        res
-    }
 }
 
 /// Why an answer could not be minted. Every case is a server fault (the grant handlers judged
@@ -129,16 +105,7 @@ pub enum MintError {
     Sign,
 }
 
-impl From<MintError> for OAuthError {
-    fn from(e: MintError) -> Self {
-        match e {
-            MintError::Store(e) => e.into(),
-            e => OAuthError::server_error(&e),
-        }
-    }
-}
-
-/// What minting reads from the server, passed in rather than taken from `AppState`.
+/// What minting reads from the server, passed in (or taken from a [`Ctx`]).
 pub struct Minter<'a> {
     pub store: &'a Store,
     pub clock: &'a dyn Clock,
@@ -152,14 +119,14 @@ pub struct Minter<'a> {
 }
 
 impl<'a> Minter<'a> {
-    pub fn of(state: &'a AppState) -> Self {
+    pub fn of(ctx: &Ctx<'a>) -> Self {
         Self {
-            store: &state.store,
-            clock: state.clock.as_ref(),
-            keys: &state.keys,
-            issuer: &state.config.urls.self_.issuer,
-            ttl: &state.config.ttl,
-            default_strategy: state.config.strategies.access_token,
+            store: ctx.store,
+            clock: ctx.clock,
+            keys: ctx.keys,
+            issuer: &ctx.urls.self_.issuer,
+            ttl: ctx.ttl,
+            default_strategy: ctx.strategies.access_token,
         }
     }
 }
@@ -218,11 +185,6 @@ fn sign(keys: &Keys, claims: Map<String, Value>, now: i64, lifetime: i64, with_n
     crate::jwt::issue(claims, now, lifetime, with_nbf)
         .and_then(|claims| keys.signer().sign_jwt("JWT", &claims))
         .ok_or(MintError::Sign)
-}
-
-/// Mints and stores one answer: the grant handlers' entry.
-pub async fn mint(state: &AppState, m: &Mint<'_>) -> Result<Minted, OAuthError> {
-    Ok(Minter::of(state).mint(m).await?)
 }
 
 impl Minter<'_> {
@@ -335,7 +297,8 @@ fn id_token_claims(issuer: &str, m: &Mint<'_>, grant: &Grant, access_token: &str
 mod tests {
     use super::*;
     use crate::clock::FixedClock;
-    use crate::keys::{OAUTH2_SET, Secrets};
+    use portcullis_keys::OAUTH2_SET;
+    use portcullis_keys::config::Secrets;
 
     fn mint(client: &ClientBody) -> Mint<'_> {
         Mint {
@@ -351,7 +314,7 @@ mod tests {
         }
     }
 
-    /// Minting is tested here with its explicit inputs only: no `AppState`, no router.
+    /// Minting is tested here with its explicit inputs only: no server state, no router.
     #[tokio::test]
     async fn minting_takes_explicit_inputs_and_a_broken_client_lifespan_is_a_typed_server_fault() {
         let store = crate::store::testing::sqlite().await;
@@ -378,7 +341,5 @@ mod tests {
             matches!(e, MintError::ClientLifespan { field: "client_credentials_grant_access_token_lifespan", .. }),
             "{e:?}"
         );
-        let e = OAuthError::from(e);
-        assert_eq!((e.status.as_u16(), e.error), (500, "server_error"), "a stored client's fault is the server's");
     }
 }

@@ -11,7 +11,7 @@ use std::sync::{Mutex, MutexGuard};
 use portcullis_shared::jwt::{VerifyingKey, signing_keys};
 use serde_json::{Map, Value};
 
-use crate::app::AppState;
+use crate::config::SelfUrls;
 use crate::jwt::{Alg, ParseError, TimeError, Untrusted, Verified};
 
 pub const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -54,8 +54,7 @@ pub struct Claims {
 
 /// The audiences the server answers to: its token endpoint and its issuer URL (with or
 /// without the trailing slash).
-pub fn audiences(state: &AppState) -> Vec<String> {
-    let urls = &state.config.urls.self_;
+pub fn audiences(urls: &SelfUrls) -> Vec<String> {
     let issuer = urls.issuer.trim_end_matches('/');
     vec![format!("{}/oauth2/token", urls.public_base()), issuer.to_owned(), format!("{issuer}/")]
 }
