@@ -28,11 +28,13 @@ pub mod flow;
 pub mod introspect;
 pub mod issue;
 pub mod jwt_bearer;
+pub mod keyset;
 pub mod logout;
 pub mod params;
 pub mod refresh;
 pub mod revoke;
 pub mod token;
+pub mod trust;
 pub mod userinfo;
 
 pub use context::{Ctx, Revocations};
