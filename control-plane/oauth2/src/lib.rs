@@ -16,6 +16,7 @@
 #![deny(clippy::allow_attributes, clippy::allow_attributes_without_reason)]
 
 pub mod assertion;
+pub mod authorize;
 pub mod client_auth;
 pub mod clients;
 pub mod clients_file;
