@@ -337,6 +337,51 @@ pub async fn consent_skippable(ctx: &Ctx<'_>, flow: &Flow, subject: &str) -> Res
             .await?)
 }
 
+/// What the browser's remembered-login cookie should become after a login.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SessionCookie {
+    /// The login was skipped (a remembered session was used): leave the cookie alone.
+    Keep,
+    /// Set it to this token; `Some(seconds)` for a persistent cookie, `None` for the browser's session.
+    Set(String, Option<i64>),
+    /// Not remembered: a login session remembered earlier in this browser must not linger.
+    Clear,
+}
+
+/// Stores the login session behind the flow's `sid` (at most `cap` seconds unless the login
+/// app chose `remember_for`) and says what to do with the cookie.
+pub async fn establish_login_session(
+    ctx: &Ctx<'_>,
+    flow: &Flow,
+    login: &LoginOutcome,
+    cap: i64,
+) -> Result<SessionCookie, StoreError> {
+    if flow.body.login_skip {
+        return Ok(SessionCookie::Keep);
+    }
+    let a = &login.accept;
+    let lifetime = if a.remember_for > 0 { a.remember_for } else { cap };
+    let token = a.remember.then(flow::handle);
+    ctx.store
+        .upsert_login_session(&LoginSessionRow {
+            id: flow.body.session_id.clone(),
+            token_hash: token.as_deref().map(crypto::token_signature).unwrap_or_default(),
+            subject: a.subject.clone(),
+            remember: a.remember,
+            authenticated_at: login.auth_time,
+            expires_at: ctx.clock.now().saturating_add(lifetime),
+            identity_provider_session_id: a.identity_provider_session_id.clone(),
+            body: json!({"acr": a.acr, "amr": a.amr, "local_identity_session": login.local_identity_session})
+                .to_string(),
+        })
+        .await?;
+    Ok(match token {
+        // remember_for 0: a browser-session cookie.
+        Some(t) => SessionCookie::Set(t, (a.remember_for > 0).then_some(a.remember_for)),
+        None => SessionCookie::Clear,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,7 +13,6 @@
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 
 use crate::app::AppState;
 use crate::crypto;
@@ -22,9 +21,9 @@ use crate::identity::session;
 use crate::oauth2::OAuthParams;
 use crate::oauth2::code::{self, Grant};
 use crate::oauth2::flow::{self, AuthRequest, Flow, FlowBody, LoginOutcome, Reject};
-use crate::store::oauth2_flows::{Handle, LoginSessionRow};
+use crate::store::oauth2_flows::Handle;
 pub use portcullis_oauth2::authorize::with_query;
-use portcullis_oauth2::authorize::{Rejected, consent_skippable, outcome_of, validate};
+use portcullis_oauth2::authorize::{Rejected, SessionCookie, consent_skippable, outcome_of, validate};
 use portcullis_oauth2::{OAuth2Error, Params};
 
 /// The remembered OAuth2 login session (Hydra's `ory_hydra_session`).
@@ -313,40 +312,19 @@ async fn after_login(state: &AppState, verifier: &str, headers: &HeaderMap) -> R
     Ok(r)
 }
 
-/// Stores the login session behind `sid` and returns the cookie to set (or clear).
+/// Stores the login session ([`portcullis_oauth2::authorize::establish_login_session`]) and
+/// returns the cookie to set (or clear).
 async fn establish_login_session(
     state: &AppState,
     flow: &Flow,
     login: &LoginOutcome,
 ) -> Result<Option<HeaderValue>, StoreError> {
-    if flow.body.login_skip {
-        return Ok(None);
-    }
-    let now = state.clock.now();
-    let a = &login.accept;
     let cap = i64::try_from(state.config.session.lifespan.as_secs()).unwrap_or(i64::MAX / 4);
-    let lifetime = if a.remember_for > 0 { a.remember_for } else { cap };
-    let token = a.remember.then(flow::handle);
-    state
-        .store
-        .upsert_login_session(&LoginSessionRow {
-            id: flow.body.session_id.clone(),
-            token_hash: token.as_deref().map(crypto::token_signature).unwrap_or_default(),
-            subject: a.subject.clone(),
-            remember: a.remember,
-            authenticated_at: login.auth_time,
-            expires_at: now.saturating_add(lifetime),
-            identity_provider_session_id: a.identity_provider_session_id.clone(),
-            body: json!({"acr": a.acr, "amr": a.amr, "local_identity_session": login.local_identity_session})
-                .to_string(),
-        })
-        .await?;
-    Ok(Some(match token {
-        // remember_for 0: a browser-session cookie.
-        Some(t) => cookie(state, AUTH_SESSION_COOKIE, &t, (a.remember_for > 0).then_some(a.remember_for)),
-        // Not remembered: a login session remembered earlier in this browser must not linger.
-        None => cookie(state, AUTH_SESSION_COOKIE, "", Some(0)),
-    }))
+    Ok(match portcullis_oauth2::authorize::establish_login_session(&state.oauth2(), flow, login, cap).await? {
+        SessionCookie::Keep => None,
+        SessionCookie::Set(t, max_age) => Some(cookie(state, AUTH_SESSION_COOKIE, &t, max_age)),
+        SessionCookie::Clear => Some(cookie(state, AUTH_SESSION_COOKIE, "", Some(0))),
+    })
 }
 
 async fn after_consent(state: &AppState, verifier: &str, headers: &HeaderMap) -> Result<Response, Failure> {
