@@ -13,6 +13,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
+use portcullis_model::identity::url_segment;
+
 use crate::Ctx;
 use crate::client::ClientBody;
 use crate::crypto;
@@ -539,4 +541,66 @@ pub async fn revoke_consents(
     let ids = ctx.store.delete_consents(subject, client, consent_id).await?;
     revoke_tokens_for_consents(ctx, &ids).await?;
     Ok(ids)
+}
+
+/// A request for a subject's remembered consents (`oAuth2ConsentSession`s), newest first:
+/// optionally one login session's, paged by `(handled_at, id)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsentList {
+    pub subject: String,
+    pub login_session_id: Option<String>,
+    pub page_size: i64,
+    pub after: Option<(i64, String)>,
+}
+
+impl ConsentList {
+    /// Reads `subject` (required), `login_session_id`, `page_size` and `page_token`.
+    pub fn parse(pairs: &[(String, String)]) -> Result<Self, ContractError> {
+        let get = |name: &str| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty());
+        let subject = get("subject")
+            .ok_or_else(|| ContractError::Invalid("subject: the query parameter is required".into()))?
+            .to_owned();
+        let page_size = match get("page_size") {
+            None => crate::keyset::DEFAULT_PAGE_SIZE,
+            Some(v) => {
+                v.parse::<i64>().ok().filter(|n| (1..=crate::keyset::MAX_PAGE_SIZE).contains(n)).ok_or_else(|| {
+                    ContractError::Invalid(format!(
+                        "page_size: must be a number from 1 to {}",
+                        crate::keyset::MAX_PAGE_SIZE
+                    ))
+                })?
+            }
+        };
+        let after = match get("page_token") {
+            Some(t) => {
+                Some(portcullis_model::paging::parse_token(t).map_err(|e| ContractError::Invalid(e.to_string()))?)
+            }
+            None => None,
+        };
+        Ok(Self { subject, login_session_id: get("login_session_id").map(str::to_owned), page_size, after })
+    }
+
+    /// The `Link` header value on `url` (scheme, host and path), `next` when there is more.
+    pub fn link(&self, url: &str, next: Option<&str>) -> String {
+        let base = format!("{url}?subject={}&page_size={}", url_segment(&self.subject), self.page_size);
+        let mut link = format!("<{base}&page_token=>; rel=\"first\"");
+        if let Some(next) = next {
+            link.push_str(&format!(",<{base}&page_token={next}>; rel=\"next\""));
+        }
+        link
+    }
+}
+
+/// One page of the consents `q` asks for, and the next page's token when there is more.
+pub async fn list_consent_sessions(ctx: &Ctx<'_>, q: &ConsentList) -> Result<(Vec<Value>, Option<String>), StoreError> {
+    let position = q.after.as_ref().map(|(at, id)| (*at, id.as_str()));
+    let mut rows = ctx
+        .store
+        .list_consents(&q.subject, q.login_session_id.as_deref(), position, q.page_size.saturating_add(1))
+        .await?;
+    let size = usize::try_from(q.page_size).unwrap_or(0);
+    let more = rows.len() > size;
+    rows.truncate(size);
+    let next = rows.last().filter(|_| more).map(|last| portcullis_model::paging::token(last.handled_at, &last.id));
+    Ok((rows.iter().filter_map(|r| serde_json::from_str(&r.body).ok()).collect(), next))
 }

@@ -16,6 +16,7 @@
 #![deny(clippy::allow_attributes, clippy::allow_attributes_without_reason)]
 
 pub mod assertion;
+pub mod authorize;
 pub mod client_auth;
 pub mod clients;
 pub mod clients_file;
@@ -28,11 +29,13 @@ pub mod flow;
 pub mod introspect;
 pub mod issue;
 pub mod jwt_bearer;
+pub mod keyset;
 pub mod logout;
 pub mod params;
 pub mod refresh;
 pub mod revoke;
 pub mod token;
+pub mod trust;
 pub mod userinfo;
 
 pub use context::{Ctx, Revocations};

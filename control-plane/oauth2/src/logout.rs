@@ -228,3 +228,52 @@ pub fn logout_token(ctx: &Ctx<'_>, client_id: &str, sid: &str, subject: &str) ->
     let claims = crate::jwt::issue(claims.as_object().cloned()?, ctx.clock.now(), 120, false)?;
     ctx.keys.signer().sign_jwt("logout+jwt", &claims)
 }
+
+/// Who an RP-initiated logout request names: the client its `id_token_hint` was issued to and
+/// the hint's `(sub, sid)`; both `None` without a hint.
+#[derive(Debug, Default)]
+pub struct Hinted {
+    pub client_id: Option<String>,
+    pub subject_sid: Option<(String, String)>,
+}
+
+/// Checks an RP-initiated logout request (OIDC RP-Initiated Logout §2): `post_logout_redirect_uri`
+/// and `state` need an `id_token_hint` issued by this server, and the URI must be one the
+/// hinted client registered. `Ok(Err(sentence))` is a refusal for the browser's error page.
+pub async fn check_request(
+    ctx: &Ctx<'_>,
+    hint: Option<&str>,
+    redirect: Option<&str>,
+    has_state: bool,
+) -> Result<Result<Hinted, &'static str>, StoreError> {
+    let Some(hint) = hint else {
+        if redirect.is_some() || has_state {
+            return Ok(Err("post_logout_redirect_uri and state need an id_token_hint naming the client."));
+        }
+        return Ok(Ok(Hinted::default()));
+    };
+    let Some(claims) = verify_own_id_token(ctx, hint) else {
+        return Ok(Err("id_token_hint: not an ID token issued by this server."));
+    };
+    let client_id = match &claims["aud"] {
+        Value::String(s) => Some(s.clone()),
+        Value::Array(a) => a.first().and_then(Value::as_str).map(str::to_owned),
+        _ => None,
+    };
+    let subject_sid = Some((
+        claims["sub"].as_str().unwrap_or_default().to_owned(),
+        claims["sid"].as_str().unwrap_or_default().to_owned(),
+    ));
+    if let Some(uri) = redirect {
+        let registered = match &client_id {
+            Some(id) => registered_post_logout_uri(ctx, id, uri).await?,
+            None => false,
+        };
+        if !registered {
+            return Ok(Err(
+                "post_logout_redirect_uri: does not exactly match any of the client's post_logout_redirect_uris.",
+            ));
+        }
+    }
+    Ok(Ok(Hinted { client_id, subject_sid }))
+}

@@ -9,16 +9,11 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value};
 
-use portcullis_oauth2::clients::{self, ClientError};
+use portcullis_oauth2::clients::{self, ClientError, ListQuery};
 
 use crate::app::AppState;
-use crate::client::{ClientBody, ClientRequest, LIFESPAN_FIELDS, render};
-use crate::crypto;
+use crate::client::ClientRequest;
 use crate::error::{ApiError, ApiJson, parse_urlencoded};
-use crate::store::{ClientRow, ListFilter};
-
-const DEFAULT_PAGE_SIZE: i64 = 250;
-const MAX_PAGE_SIZE: i64 = 1000;
 
 pub async fn create(
     State(state): State<AppState>,
@@ -33,40 +28,12 @@ pub async fn list(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
-    let mut page_size = DEFAULT_PAGE_SIZE;
-    let mut after = String::new();
-    let mut filter = ListFilter::default();
-    for (key, value) in parse_urlencoded(query.unwrap_or_default().as_bytes()) {
-        match key.as_str() {
-            "page_size" => {
-                page_size = value.parse::<i64>().ok().filter(|n| (1..=MAX_PAGE_SIZE).contains(n)).ok_or_else(|| {
-                    ApiError::invalid_request(format!("page_size: must be a number from 1 to {MAX_PAGE_SIZE}"))
-                })?;
-            }
-            "page_token" if !value.is_empty() => {
-                after = crypto::b64url_decode(&value)
-                    .and_then(|b| String::from_utf8(b).ok())
-                    .ok_or_else(|| ApiError::invalid_request("page_token: malformed"))?;
-            }
-            "client_name" => filter.client_name = Some(value),
-            "owner" => filter.owner = Some(value),
-            _ => {}
-        }
-    }
-    let mut rows = state.store.list_clients(&after, page_size + 1, &filter).await?;
-    let more = rows.len() as i64 > page_size;
-    rows.truncate(page_size as usize);
-    let mut items = Vec::with_capacity(rows.len());
-    for row in &rows {
-        let body = body_of(row)?;
-        items.push(render(&row.client_id, &body, None, row.created_at, row.updated_at));
-    }
-    let base = link_base(&headers, page_size, &filter);
-    let mut link = format!("<{base}&page_token=>; rel=\"first\"");
-    if let (true, Some(last)) = (more, rows.last()) {
-        let token = crypto::b64url(last.client_id.as_bytes());
-        link.push_str(&format!(",<{base}&page_token={token}>; rel=\"next\""));
-    }
+    let q = ListQuery::parse(&parse_urlencoded(query.unwrap_or_default().as_bytes()))?;
+    let (items, next) = clients::list(&state.store, &q).await?;
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("localhost");
+    let scheme =
+        headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok()).filter(|p| *p == "https").unwrap_or("http");
+    let link = q.link(&format!("{scheme}://{host}/admin/clients"), next.as_deref());
     let mut res = Json(items).into_response();
     if let Ok(v) = HeaderValue::from_str(&link) {
         res.headers_mut().insert(header::LINK, v);
@@ -75,9 +42,7 @@ pub async fn list(
 }
 
 pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    let row = state.store.get_client(&id).await?.ok_or_else(ApiError::not_found)?;
-    let body = body_of(&row)?;
-    Ok(Json(render(&id, &body, None, row.created_at, row.updated_at)))
+    Ok(Json(clients::get(&state.store, &id).await?))
 }
 
 pub async fn replace(
@@ -85,65 +50,25 @@ pub async fn replace(
     Path(id): Path<String>,
     ApiJson(map): ApiJson<Map<String, Value>>,
 ) -> Result<Json<Value>, ApiError> {
-    let req = ClientRequest::parse(map)?;
-    if req.client_id.as_deref().is_some_and(|body_id| body_id != id) {
-        return Err(ApiError::invalid_request("client_id: must be absent or equal to the client id in the path"));
-    }
-    let existing = state.store.get_client(&id).await?.ok_or_else(ApiError::not_found)?;
-    store_replacement(&state, existing, req).await
+    Ok(Json(clients::replace_with(&state.oauth2(), &id, map).await?))
 }
 
-/// `PATCH /admin/clients/{id}`: an RFC 6902 JSON Patch applied to the client as GET shows it.
-/// `client_id` and `created_at` cannot change; adding `/client_secret` sets a new secret
-/// (shown once) and, like PUT, ends the rotated ones.
+/// `PATCH /admin/clients/{id}`: an RFC 6902 JSON Patch ([`clients::patch`]).
 pub async fn patch(
     State(state): State<AppState>,
     Path(id): Path<String>,
     ApiJson(ops): ApiJson<Value>,
 ) -> Result<Json<Value>, ApiError> {
-    let ops: json_patch::Patch = serde_path_to_error::deserialize(ops).map_err(|e| {
-        let path = e.path().to_string();
-        ApiError::invalid_request(format!("body: not a JSON Patch (RFC 6902) array at `{path}`: {}", e.into_inner()))
-    })?;
-    let existing = state.store.get_client(&id).await?.ok_or_else(ApiError::not_found)?;
-    let mut doc = render(&id, &body_of(&existing)?, None, existing.created_at, existing.updated_at);
-    let before = doc.clone();
-    json_patch::patch(&mut doc, &ops).map_err(|e| ApiError::invalid_request(format!("patch: {e}")))?;
-    for field in ["client_id", "created_at"] {
-        if doc.get(field) != before.get(field) {
-            return Err(ApiError::invalid_request(format!("{field}: cannot be changed")));
-        }
-    }
-    let Value::Object(map) = doc else {
-        return Err(ApiError::invalid_request("patch: the result must be a JSON object"));
-    };
-    let req = ClientRequest::parse(map)?;
-    store_replacement(&state, existing, req).await
+    Ok(Json(clients::patch(&state.oauth2(), &id, ops).await?))
 }
 
-/// `PUT /admin/clients/{id}/lifespans`: sets the 13 per-grant token lifespans (absent ones
-/// become null, i.e. the global `ttl.*`) and leaves everything else alone.
+/// `PUT /admin/clients/{id}/lifespans` ([`clients::set_lifespans`]).
 pub async fn set_lifespans(
     State(state): State<AppState>,
     Path(id): Path<String>,
     ApiJson(input): ApiJson<Map<String, Value>>,
 ) -> Result<Json<Value>, ApiError> {
-    if let Some(unknown) = input.keys().find(|k| !LIFESPAN_FIELDS.contains(&k.as_str())) {
-        return Err(ApiError::invalid_request(format!(
-            "unknown field `{unknown}`: not a token lifespan; allowed: {}",
-            LIFESPAN_FIELDS.join(", ")
-        )));
-    }
-    let existing = state.store.get_client(&id).await?.ok_or_else(ApiError::not_found)?;
-    let Value::Object(mut map) = render(&id, &body_of(&existing)?, None, existing.created_at, existing.updated_at)
-    else {
-        return Err(ApiError::internal(&"client did not render as an object"));
-    };
-    for field in LIFESPAN_FIELDS {
-        map.insert(field.into(), input.get(field).cloned().unwrap_or(Value::Null));
-    }
-    let req = ClientRequest::parse(map)?;
-    store_replacement(&state, existing, req).await
+    Ok(Json(clients::set_lifespans(&state.oauth2(), &id, &input).await?))
 }
 
 /// `POST /admin/clients/{id}/secrets/rotate`: a new generated secret, shown once; the
@@ -158,21 +83,12 @@ pub async fn drop_rotated_secrets(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    state.store.get_client(&id).await?.ok_or_else(ApiError::not_found)?;
-    state.store.clear_rotated_client_secrets(&id).await?;
+    clients::drop_rotated_secrets(&state.store, &id).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-async fn store_replacement(state: &AppState, existing: ClientRow, req: ClientRequest) -> Result<Json<Value>, ApiError> {
-    Ok(Json(clients::replace(&state.oauth2(), existing, req).await?))
 }
 
 pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
     if clients::delete(&state.oauth2(), &id).await? { Ok(StatusCode::NO_CONTENT) } else { Err(ApiError::not_found()) }
-}
-
-fn body_of(row: &ClientRow) -> Result<ClientBody, ApiError> {
-    Ok(clients::body_of(row)?)
 }
 
 /// The one mapping of client operations' errors to admin API answers.
@@ -186,20 +102,6 @@ impl From<ClientError> for ApiError {
             e @ ClientError::Internal(_) => ApiError::internal(&e),
         }
     }
-}
-
-fn link_base(headers: &HeaderMap, page_size: i64, filter: &ListFilter) -> String {
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("localhost");
-    let scheme =
-        headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok()).filter(|p| *p == "https").unwrap_or("http");
-    let mut base = format!("{scheme}://{host}/admin/clients?page_size={page_size}");
-    if let Some(name) = &filter.client_name {
-        base.push_str(&format!("&client_name={}", portcullis_shared::pipeline::form_encode(name)));
-    }
-    if let Some(owner) = &filter.owner {
-        base.push_str(&format!("&owner={}", portcullis_shared::pipeline::form_encode(owner)));
-    }
-    base
 }
 
 #[cfg(test)]

@@ -13,28 +13,23 @@
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
 
 use crate::app::AppState;
-use crate::client::ClientBody;
 use crate::crypto;
 use crate::error::{OAuthError, StoreError};
 use crate::identity::session;
-use crate::identity::url_segment;
 use crate::oauth2::OAuthParams;
 use crate::oauth2::code::{self, Grant};
 use crate::oauth2::flow::{self, AuthRequest, Flow, FlowBody, LoginOutcome, Reject};
-use crate::store::oauth2_flows::{Handle, LoginSessionRow};
-use portcullis_shared::scope::{self, ScopeStrategy};
+use crate::store::oauth2_flows::Handle;
+pub use portcullis_oauth2::authorize::with_query;
+use portcullis_oauth2::authorize::{Rejected, SessionCookie, consent_skippable, outcome_of, validate};
+use portcullis_oauth2::{OAuth2Error, Params};
 
 /// The remembered OAuth2 login session (Hydra's `ory_hydra_session`).
 pub const AUTH_SESSION_COOKIE: &str = "portcullis_oauth2_authentication_session";
 /// Prefix of the per-flow cookie that binds a flow to its browser (Hydra's login CSRF cookie).
 pub const FLOW_COOKIE_PREFIX: &str = "portcullis_oauth2_flow_";
-/// fosite's `MinParameterEntropy`.
-const MIN_STATE_LEN: usize = 8;
-const PROMPTS: [&str; 4] = ["none", "login", "consent", "select_account"];
-const DISPLAYS: [&str; 4] = ["page", "popup", "touch", "wap"];
 
 /// Why the endpoint stopped.
 #[derive(Debug)]
@@ -48,6 +43,21 @@ enum Failure {
 impl From<StoreError> for Failure {
     fn from(e: StoreError) -> Self {
         Failure::Page(OAuthError::server_error(&e))
+    }
+}
+
+/// The one mapping of the core's refusals: a page is a 400 naming the RFC code.
+impl From<Rejected> for Failure {
+    fn from(r: Rejected) -> Self {
+        match r {
+            Rejected::Page(OAuth2Error::Refused { code, description }) => {
+                page_error(StatusCode::BAD_REQUEST, code.as_str(), description)
+            }
+            Rejected::Page(e) => Failure::Page(OAuthError::server_error(&e)),
+            Rejected::Redirect { redirect_uri, state, error, description } => {
+                Failure::Redirect { redirect_uri, state, error, description }
+            }
+        }
     }
 }
 
@@ -112,26 +122,6 @@ fn issuer(state: &AppState) -> String {
     state.config.urls.self_.issuer.clone()
 }
 
-/// `uri` with `pairs` added to its query (before any fragment).
-pub fn with_query(uri: &str, pairs: &[(&str, String)]) -> String {
-    let (base, fragment) = uri.split_once('#').map_or((uri, None), |(b, f)| (b, Some(f)));
-    let mut out = base.to_owned();
-    let mut sep =
-        if base.contains('?') { if base.ends_with('?') || base.ends_with('&') { "" } else { "&" } } else { "?" };
-    for (k, v) in pairs {
-        out.push_str(sep);
-        out.push_str(k);
-        out.push('=');
-        out.push_str(&url_segment(v));
-        sep = "&";
-    }
-    if let Some(f) = fragment {
-        out.push('#');
-        out.push_str(f);
-    }
-    out
-}
-
 fn found(location: &str) -> Response {
     let mut r = StatusCode::FOUND.into_response();
     if let Ok(v) = HeaderValue::from_str(location) {
@@ -167,230 +157,6 @@ fn ttl(state: &AppState) -> i64 {
     i64::try_from(state.config.ttl.login_consent_request.as_secs()).unwrap_or(i64::MAX / 4)
 }
 
-// --- the request ------------------------------------------------------------------------
-
-/// Validates an authorization request; see the module docs for which errors redirect.
-async fn validate(state: &AppState, p: &OAuthParams) -> Result<AuthRequest, Failure> {
-    let client_id = p.single("client_id").map_err(Failure::Page)?.unwrap_or_default();
-    let redirect_param = p.single("redirect_uri").map_err(Failure::Page)?.filter(|v| !v.is_empty());
-    if client_id.is_empty() {
-        return Err(page_error(StatusCode::BAD_REQUEST, "invalid_request", "client_id: the parameter is missing."));
-    }
-    let Some(row) = state.store.get_client(client_id).await? else {
-        return Err(page_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_client",
-            "client_id: no OAuth 2.0 client with this id is registered.",
-        ));
-    };
-    let client: ClientBody = serde_json::from_str(&row.body)
-        .map_err(|e| Failure::Page(OAuthError::server_error(&format!("stored client is not valid: {e}"))))?;
-    let redirect_uri = match redirect_param {
-        // RFC 6749 §3.1.2.3 and OAuth 2.1: exact string comparison, nothing else.
-        Some(uri) if client.redirect_uris.iter().any(|r| r == uri) => uri.to_owned(),
-        Some(_) => {
-            return Err(page_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                "redirect_uri: does not exactly match any of the client's registered redirect_uris.",
-            ));
-        }
-        None if client.redirect_uris.len() == 1 => client.redirect_uris[0].clone(),
-        None => {
-            return Err(page_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                "redirect_uri: required, because the client has not exactly one registered redirect_uri.",
-            ));
-        }
-    };
-
-    // From here on errors go to the client.
-    let state_param = p.single("state").ok().flatten().map(str::to_owned);
-    let fail = |error: &str, description: String| Failure::Redirect {
-        redirect_uri: redirect_uri.clone(),
-        state: state_param.clone(),
-        error: error.to_owned(),
-        description,
-    };
-    let single = |name: &str| {
-        p.single(name).map_err(|e| fail("invalid_request", e.description)).map(|v| v.filter(|s| !s.is_empty()))
-    };
-
-    match single("response_type")? {
-        None => return Err(fail("invalid_request", "response_type: the parameter is missing.".into())),
-        Some("code") => {}
-        Some(other) => {
-            return Err(fail(
-                "unsupported_response_type",
-                format!("response_type: {other:?} is not supported; only \"code\" is."),
-            ));
-        }
-    }
-    if !client.response_types.iter().any(|r| r == "code") {
-        return Err(fail("unauthorized_client", "The client is not allowed to use response_type \"code\".".into()));
-    }
-    if !client.grant_types.iter().any(|g| g == "authorization_code") {
-        return Err(fail(
-            "unauthorized_client",
-            "The client is not allowed to use the authorization_code grant.".into(),
-        ));
-    }
-    match single("response_mode")? {
-        None | Some("query") => {}
-        Some(other) => {
-            return Err(fail(
-                "invalid_request",
-                format!("response_mode: {other:?} is not supported; only \"query\" is."),
-            ));
-        }
-    }
-    if single("request")?.is_some() {
-        return Err(fail("request_not_supported", "request: request objects are not supported.".into()));
-    }
-    if single("request_uri")?.is_some() {
-        return Err(fail("request_uri_not_supported", "request_uri: request objects are not supported.".into()));
-    }
-    let st = single("state")?;
-    if st.is_none_or(|s| s.chars().count() < MIN_STATE_LEN) {
-        return Err(fail(
-            "invalid_state",
-            format!("state: is missing or has fewer than {MIN_STATE_LEN} characters, too weak to prevent CSRF."),
-        ));
-    }
-
-    let allowed: Vec<&str> = scope::split(&client.scope).collect();
-    let mut scopes: Vec<String> = Vec::new();
-    for s in scope::split(single("scope")?.unwrap_or("")) {
-        if !scope::is_valid_token(s) {
-            return Err(fail("invalid_scope", format!("scope: {s:?} is not a valid scope token.")));
-        }
-        if !ScopeStrategy::Wildcard.covers(allowed.iter().copied(), s) {
-            return Err(fail("invalid_scope", format!("scope: the client is not allowed to request {s:?}.")));
-        }
-        if !scopes.iter().any(|x| x == s) {
-            scopes.push(s.to_owned());
-        }
-    }
-    let mut audience: Vec<String> = Vec::new();
-    for a in p.all("audience").flat_map(scope::split) {
-        if !client.audience.iter().any(|allowed| audience_matches(allowed, a)) {
-            return Err(fail(
-                "invalid_request",
-                format!("audience: {a:?} is not in the client's audience allow-list."),
-            ));
-        }
-        if !audience.iter().any(|x| x == a) {
-            audience.push(a.to_owned());
-        }
-    }
-
-    let challenge = single("code_challenge")?;
-    let method = single("code_challenge_method")?;
-    match (challenge, method) {
-        (None, Some(_)) => {
-            return Err(fail(
-                "invalid_request",
-                "code_challenge: is required when code_challenge_method is sent.".into(),
-            ));
-        }
-        (Some(_), None | Some("plain")) => {
-            return Err(fail(
-                "invalid_request",
-                "code_challenge_method: \"plain\" (the default) is not allowed; use S256.".into(),
-            ));
-        }
-        (Some(_), Some(m)) if m != "S256" => {
-            return Err(fail("invalid_request", format!("code_challenge_method: {m:?} is not supported; use S256.")));
-        }
-        (Some(c), _) if !valid_challenge(c) => {
-            return Err(fail(
-                "invalid_request",
-                "code_challenge: must be 43 to 128 characters of A-Z a-z 0-9 - . _ ~ (base64url of the SHA-256)."
-                    .into(),
-            ));
-        }
-        (None, None) if client.token_endpoint_auth_method == "none" => {
-            return Err(fail(
-                "invalid_request",
-                "code_challenge: PKCE with S256 is required for public clients (token_endpoint_auth_method none)."
-                    .into(),
-            ));
-        }
-        _ => {}
-    }
-
-    let prompt: Vec<String> = scope::split(single("prompt")?.unwrap_or("")).map(str::to_owned).collect();
-    if let Some(bad) = prompt.iter().find(|x| !PROMPTS.contains(&x.as_str())) {
-        return Err(fail("invalid_request", format!("prompt: {bad:?} is not supported; use {}.", PROMPTS.join(", "))));
-    }
-    if prompt.iter().any(|x| x == "none") && prompt.len() > 1 {
-        return Err(fail("invalid_request", "prompt: \"none\" cannot be combined with other values.".into()));
-    }
-    let max_age = match single("max_age")? {
-        None => None,
-        Some(v) => Some(
-            v.parse::<i64>()
-                .ok()
-                .filter(|n| *n >= 0)
-                .ok_or_else(|| fail("invalid_request", "max_age: must be a non-negative number of seconds.".into()))?,
-        ),
-    };
-    let display = single("display")?;
-    if let Some(d) = display.filter(|d| !DISPLAYS.contains(d)) {
-        return Err(fail("invalid_request", format!("display: {d:?} is not one of {}.", DISPLAYS.join(", "))));
-    }
-    let nonce = single("nonce")?;
-    // OIDC Core §3.1.2.1: an ID token this server issued (it may be expired), naming the user
-    // the client expects; the login app sees its claims.
-    let hint_claims = match single("id_token_hint")? {
-        None => Value::Null,
-        Some(hint) => crate::oauth2::logout::verify_own_id_token(&state.oauth2(), hint)
-            .ok_or_else(|| fail("invalid_request", "id_token_hint: not an ID token issued by this server.".into()))?,
-    };
-    let list = |v: Option<&str>| -> Vec<String> { scope::split(v.unwrap_or("")).map(str::to_owned).collect() };
-    let oidc_context = json!({
-        "acr_values": list(single("acr_values")?),
-        "display": display.unwrap_or(""),
-        "id_token_hint_claims": hint_claims,
-        "login_hint": single("login_hint")?.unwrap_or(""),
-        "ui_locales": list(single("ui_locales")?),
-    });
-    let query: Vec<(&str, String)> =
-        p.0.iter()
-            .filter(|(k, _)| k != "login_verifier" && k != "consent_verifier")
-            .map(|(k, v)| (k.as_str(), v.clone()))
-            .collect();
-    let request_url = with_query(&format!("{}/oauth2/auth", state.config.urls.self_.public_base()), &query);
-    Ok(AuthRequest {
-        client_id: row.client_id.clone(),
-        redirect_uri,
-        redirect_uri_param: redirect_param.map(str::to_owned),
-        scope: scopes,
-        audience,
-        state: st.map(str::to_owned),
-        nonce: nonce.map(str::to_owned),
-        code_challenge: challenge.map(str::to_owned),
-        code_challenge_method: challenge.and(method).map(str::to_owned),
-        prompt,
-        max_age,
-        oidc_context,
-        request_url,
-    })
-}
-
-/// Hydra's audience matching: the allowed URL itself or anything below it, by path segment.
-fn audience_matches(allowed: &str, requested: &str) -> bool {
-    let base = allowed.trim_end_matches('/');
-    requested == allowed
-        || requested == base
-        || requested.strip_prefix(base).is_some_and(|rest| rest.starts_with('/') && !base.is_empty())
-}
-
-fn valid_challenge(c: &str) -> bool {
-    (43..=128).contains(&c.len()) && c.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
-}
-
 fn redirect_error(flow: &Flow, error: &str, description: impl Into<String>) -> Failure {
     Failure::Redirect {
         redirect_uri: flow.body.request.redirect_uri.clone(),
@@ -400,50 +166,12 @@ fn redirect_error(flow: &Flow, error: &str, description: impl Into<String>) -> F
     }
 }
 
-/// The browser's remembered login session, if it is still good.
-async fn remembered_login(state: &AppState, headers: &HeaderMap) -> Result<Option<LoginSessionRow>, StoreError> {
-    let Some(token) = session::cookie(headers, AUTH_SESSION_COOKIE) else { return Ok(None) };
-    let Some(s) = state.store.get_login_session_by_token(&crypto::token_signature(token)).await? else {
-        return Ok(None);
-    };
-    let now = state.clock.now();
-    if !s.remember || s.expires_at <= now {
-        return Ok(None);
-    }
-    let body: Value = serde_json::from_str(&s.body).unwrap_or(Value::Null);
-    if body["local_identity_session"] == true {
-        // Signed out of Portcullis means signed out of OAuth2 too.
-        match state.store.get_session(&s.identity_provider_session_id).await? {
-            Some(id) if id.active && id.expires_at > now => {}
-            _ => return Ok(None),
-        }
-    }
-    Ok(Some(s))
-}
-
-fn outcome_of(s: &LoginSessionRow) -> LoginOutcome {
-    let body: Value = serde_json::from_str(&s.body).unwrap_or(Value::Null);
-    LoginOutcome {
-        accept: flow::LoginAccept {
-            subject: s.subject.clone(),
-            acr: body["acr"].as_str().unwrap_or_default().to_owned(),
-            amr: body["amr"]
-                .as_array()
-                .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
-                .unwrap_or_default(),
-            identity_provider_session_id: s.identity_provider_session_id.clone(),
-            ..flow::LoginAccept::default()
-        },
-        auth_time: s.authenticated_at,
-        local_identity_session: body["local_identity_session"] == true,
-    }
-}
-
 async fn start(state: &AppState, p: &OAuthParams, headers: &HeaderMap) -> Result<Response, Failure> {
-    let request = validate(state, p).await?;
+    let request = validate(&state.oauth2(), Params(&p.0)).await?;
     let now = state.clock.now();
     let hinted_subject = request.oidc_context["id_token_hint_claims"]["sub"].as_str().map(str::to_owned);
-    let remembered = remembered_login(state, headers).await?.filter(|s| {
+    let token = session::cookie(headers, AUTH_SESSION_COOKIE);
+    let remembered = portcullis_oauth2::authorize::remembered_login(&state.oauth2(), token).await?.filter(|s| {
         // A hint for another user means this browser's login does not count.
         hinted_subject.as_ref().is_none_or(|sub| *sub == s.subject)
             && !request.prompts("login")
@@ -557,22 +285,7 @@ async fn after_login(state: &AppState, verifier: &str, headers: &HeaderMap) -> R
     }
     let Some(login) = flow.body.login.clone() else { return Err(used()) };
     let request = flow.body.request.clone();
-    let skip_consent = if request.prompts("consent") {
-        false
-    } else {
-        let client = state.store.get_client(&flow.row.client_id).await?;
-        let first_party =
-            client.and_then(|c| serde_json::from_str::<ClientBody>(&c.body).ok()).is_some_and(|c| c.skip_consent);
-        first_party
-            || flow::remembered_consent_covers(
-                &state.oauth2(),
-                &login.accept.subject,
-                &flow.row.client_id,
-                &request.scope,
-                &request.audience,
-            )
-            .await?
-    };
+    let skip_consent = consent_skippable(&state.oauth2(), &flow, &login.accept.subject).await?;
     if request.prompts("none") && !skip_consent {
         if !state
             .store
@@ -599,40 +312,19 @@ async fn after_login(state: &AppState, verifier: &str, headers: &HeaderMap) -> R
     Ok(r)
 }
 
-/// Stores the login session behind `sid` and returns the cookie to set (or clear).
+/// Stores the login session ([`portcullis_oauth2::authorize::establish_login_session`]) and
+/// returns the cookie to set (or clear).
 async fn establish_login_session(
     state: &AppState,
     flow: &Flow,
     login: &LoginOutcome,
 ) -> Result<Option<HeaderValue>, StoreError> {
-    if flow.body.login_skip {
-        return Ok(None);
-    }
-    let now = state.clock.now();
-    let a = &login.accept;
     let cap = i64::try_from(state.config.session.lifespan.as_secs()).unwrap_or(i64::MAX / 4);
-    let lifetime = if a.remember_for > 0 { a.remember_for } else { cap };
-    let token = a.remember.then(flow::handle);
-    state
-        .store
-        .upsert_login_session(&LoginSessionRow {
-            id: flow.body.session_id.clone(),
-            token_hash: token.as_deref().map(crypto::token_signature).unwrap_or_default(),
-            subject: a.subject.clone(),
-            remember: a.remember,
-            authenticated_at: login.auth_time,
-            expires_at: now.saturating_add(lifetime),
-            identity_provider_session_id: a.identity_provider_session_id.clone(),
-            body: json!({"acr": a.acr, "amr": a.amr, "local_identity_session": login.local_identity_session})
-                .to_string(),
-        })
-        .await?;
-    Ok(Some(match token {
-        // remember_for 0: a browser-session cookie.
-        Some(t) => cookie(state, AUTH_SESSION_COOKIE, &t, (a.remember_for > 0).then_some(a.remember_for)),
-        // Not remembered: a login session remembered earlier in this browser must not linger.
-        None => cookie(state, AUTH_SESSION_COOKIE, "", Some(0)),
-    }))
+    Ok(match portcullis_oauth2::authorize::establish_login_session(&state.oauth2(), flow, login, cap).await? {
+        SessionCookie::Keep => None,
+        SessionCookie::Set(t, max_age) => Some(cookie(state, AUTH_SESSION_COOKIE, &t, max_age)),
+        SessionCookie::Clear => Some(cookie(state, AUTH_SESSION_COOKIE, "", Some(0))),
+    })
 }
 
 async fn after_consent(state: &AppState, verifier: &str, headers: &HeaderMap) -> Result<Response, Failure> {

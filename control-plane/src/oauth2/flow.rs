@@ -9,7 +9,7 @@ use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 pub use portcullis_oauth2::flow::*;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::app::AppState;
 use crate::error::{ApiError, ApiJson, parse_urlencoded};
@@ -114,50 +114,23 @@ pub async fn admin_reject_consent(
     }
 }
 
-const DEFAULT_PAGE_SIZE: i64 = 250;
-const MAX_PAGE_SIZE: i64 = 1000;
-
 /// `GET /admin/oauth2/auth/sessions/consent?subject=`: `[oAuth2ConsentSession]`, newest first.
-pub async fn admin_list_consents(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-) -> Result<Response, ApiError> {
-    let q = q.as_deref();
-    let subject = required(q, "subject")?;
-    let login_session_id = query_param(q, "login_session_id").filter(|v| !v.is_empty());
-    let page_size = match query_param(q, "page_size").filter(|v| !v.is_empty()) {
-        None => DEFAULT_PAGE_SIZE,
-        Some(v) => v.parse::<i64>().ok().filter(|n| (1..=MAX_PAGE_SIZE).contains(n)).ok_or_else(|| {
-            ApiError::invalid_request(format!("page_size: must be a number from 1 to {MAX_PAGE_SIZE}"))
-        })?,
+pub async fn admin_list_consents(State(state): State<AppState>, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
+    let q = match ConsentList::parse(&parse_urlencoded(q.unwrap_or_default().as_bytes())) {
+        Ok(q) => q,
+        Err(e) => return contract_response(e),
     };
-    let after = match query_param(q, "page_token").filter(|v| !v.is_empty()) {
-        Some(t) => Some(crate::paging::parse_token(&t)?),
-        None => None,
+    let (items, next) = match list_consent_sessions(&state.oauth2(), &q).await {
+        Ok(page) => page,
+        Err(e) => return ApiError::from(e).into_response(),
     };
-    let position = after.as_ref().map(|(at, id)| (*at, id.as_str()));
-    let mut rows = state.store.list_consents(&subject, login_session_id.as_deref(), position, page_size + 1).await?;
-    let more = rows.len() as i64 > page_size;
-    rows.truncate(usize::try_from(page_size).unwrap_or(0));
-    let items: Vec<Value> = rows.iter().filter_map(|r| serde_json::from_str(&r.body).ok()).collect();
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("localhost");
-    let base = format!(
-        "http://{host}/admin/oauth2/auth/sessions/consent?subject={}&page_size={page_size}",
-        crate::identity::url_segment(&subject)
-    );
-    let mut link = format!("<{base}&page_token=>; rel=\"first\"");
-    if let (true, Some(last)) = (more, rows.last()) {
-        link.push_str(&format!(
-            ",<{base}&page_token={}>; rel=\"next\"",
-            crate::paging::token(last.handled_at, &last.id)
-        ));
-    }
+    let link = q.link(&format!("http://{host}/admin/oauth2/auth/sessions/consent"), next.as_deref());
     let mut res = Json(items).into_response();
     if let Ok(v) = HeaderValue::from_str(&link) {
         res.headers_mut().insert(header::LINK, v);
     }
-    Ok(res)
+    res
 }
 
 /// `DELETE /admin/oauth2/auth/sessions/consent?subject=&client=|consent_request_id=|all=true`: 204.

@@ -25,7 +25,7 @@ use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 pub use portcullis_oauth2::logout::*;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::app::AppState;
 use crate::crypto;
@@ -94,50 +94,11 @@ async fn start(
     headers: &HeaderMap,
     p: &OAuthParams,
 ) -> Result<Response, StoreError> {
-    if hint.is_none() && (redirect.is_some() || st.is_some()) {
-        return Ok(page(
-            state,
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "post_logout_redirect_uri and state need an id_token_hint naming the client.",
-        ));
-    }
-    let mut client_id = None;
-    let mut hinted: Option<(String, String)> = None;
-    if let Some(h) = &hint {
-        let Some(claims) = verify_own_id_token(&state.oauth2(), h) else {
-            return Ok(page(
-                state,
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                "id_token_hint: not an ID token issued by this server.",
-            ));
-        };
-        let aud = match &claims["aud"] {
-            Value::String(s) => Some(s.clone()),
-            Value::Array(a) => a.first().and_then(Value::as_str).map(str::to_owned),
-            _ => None,
-        };
-        client_id = aud;
-        hinted = Some((
-            claims["sub"].as_str().unwrap_or_default().to_owned(),
-            claims["sid"].as_str().unwrap_or_default().to_owned(),
-        ));
-    }
-    if let Some(uri) = &redirect {
-        let registered = match &client_id {
-            Some(id) => registered_post_logout_uri(&state.oauth2(), id, uri).await?,
-            None => false,
-        };
-        if !registered {
-            return Ok(page(
-                state,
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                "post_logout_redirect_uri: does not exactly match any of the client's post_logout_redirect_uris.",
-            ));
-        }
-    }
+    let checked = check_request(&state.oauth2(), hint.as_deref(), redirect.as_deref(), st.is_some()).await?;
+    let Hinted { client_id, subject_sid: hinted } = match checked {
+        Ok(h) => h,
+        Err(sentence) => return Ok(page(state, StatusCode::BAD_REQUEST, "invalid_request", sentence)),
+    };
     let hinted_sid = hinted.as_ref().map(|(_, sid)| sid.as_str());
     let (subject, sid) = match (browser_login_session(state, headers, hinted_sid).await?, &hinted) {
         (Some(s), Some((sub, _))) if !sub.is_empty() && *sub != s.subject => {
