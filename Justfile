@@ -26,7 +26,7 @@ build-filter: setup
 
 # Build the filter, the portcullis binary and the testbed.
 build: build-filter
-    cargo build -p portcullis-control-plane -p portcullis-e2e --bins
+    cargo build -p portcullis -p portcullis-e2e --bins
 
 # Run Portcullis: control plane (SQLite in .run/), Envoy with the filter on :8080, echo upstream.
 run: build
@@ -110,7 +110,7 @@ lint: setup
 bench *ARGS: build-filter
     @command -v wrk >/dev/null || { if [ "$(id -u)" = 0 ]; then apt-get install -y wrk || { apt-get update && apt-get install -y wrk; }; else sudo apt-get install -y wrk; fi; }
     @{{venv}}/bin/python -c "import matplotlib, cryptography" 2>/dev/null || {{venv}}/bin/pip install --quiet --disable-pip-version-check matplotlib cryptography
-    cargo build --release -p portcullis-control-plane
+    cargo build --release -p portcullis
     cargo build -p portcullis-bench-noop --target wasm32-wasip1 --profile wasm-release
     cargo bench -q -p portcullis-bench --bench select --no-run
     {{venv}}/bin/python bench/run.py {{ARGS}}

@@ -987,7 +987,7 @@ def main() -> int:
     pool_size, verify_pool_size, n_rules = 10_000, 40_000, 10_000
     only = set(args.only.split(",")) if args.only else None
 
-    for path, hint in [(ENVOY, "./just setup"), (PORTCULLIS, "cargo build --release -p portcullis-control-plane"),
+    for path, hint in [(ENVOY, "./just setup"), (PORTCULLIS, "cargo build --release -p portcullis"),
                        (WASM, "./just build-filter"), (NOOP_WASM, "./just build-filter")]:
         if not path.exists():
             print(f"missing {path} ({hint})", file=sys.stderr)
@@ -1045,7 +1045,7 @@ def main() -> int:
     ]
     commands = ["./just bench" + (" --quick" if args.quick else ""),
                 f".venv/bin/python bench/run.py{' --quick' if args.quick else ''}",
-                "cargo build --release -p portcullis-control-plane",
+                "cargo build --release -p portcullis",
                 "cargo build -p portcullis-filter -p portcullis-bench-noop --target wasm32-wasip1 --profile wasm-release",
                 ".venv/bin/envoy -c $WORK/envoy/envoy.json --concurrency 1 --disable-hot-restart -l warning",
                 "target/release/portcullis serve --config $WORK/<cp>/portcullis.yaml"]

@@ -144,7 +144,7 @@ pub async fn migrate(config: &Config) -> Result<(), StartupError> {
     Ok(())
 }
 
-pub(crate) async fn connect(config: &Config) -> Result<Store, StartupError> {
+pub async fn connect(config: &Config) -> Result<Store, StartupError> {
     Store::connect(&config.dsn)
         .await
         .map_err(|e| StartupError(format!("config key dsn: cannot open the database: {e}")))

@@ -3,7 +3,8 @@
 //!
 //! This crate does I/O (HTTP, database, files, clock, randomness) and delegates every decision
 //! rule it shares with the filter to `portcullis-shared`; it must not re-implement rule
-//! compilation or scope matching. The binary (`portcullis`) is a thin CLI over [`app`].
+//! compilation or scope matching. The binary (`portcullis`, control-plane/bin) is a thin CLI over
+//! [`app`].
 
 // Exceptions to a lint are `#[expect]`ed with a reason, so a stale one is reported; outside
 // tests a failure is an error value, never a panic.
@@ -12,7 +13,6 @@
 
 pub mod admin;
 pub mod app;
-pub mod cli;
 pub mod clients_file;
 pub mod config;
 pub mod courier;
@@ -37,5 +37,14 @@ pub mod crypto {
     pub use portcullis_model::crypto::*;
 }
 
-#[cfg(test)]
-pub(crate) mod testing;
+#[cfg(any(test, feature = "testing"))]
+#[cfg_attr(
+    not(test),
+    expect(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        reason = "test fixtures (the `testing` feature, dev-dependencies only): a harness that cannot be built fails the test with the cause"
+    )
+)]
+pub mod testing;

@@ -157,7 +157,18 @@ struct Artifact {
 const PORTCULLIS: Artifact = Artifact {
     env: "PORTCULLIS_BIN",
     default: "target/debug/portcullis",
-    crates: &["shared", "control-plane", "control-plane/model", "control-plane/store", "control-plane/keys"],
+    crates: &[
+        "shared",
+        "control-plane",
+        "control-plane/bin",
+        "control-plane/model",
+        "control-plane/store",
+        "control-plane/keys",
+        "control-plane/ui",
+        "control-plane/rules",
+        "control-plane/identity",
+        "control-plane/oauth2",
+    ],
 };
 const FILTER_WASM: Artifact = Artifact {
     env: "PORTCULLIS_WASM",

@@ -1,6 +1,7 @@
 //! `portcullis`: the control-plane binary. Parses the command line, sets up logging, loads the
-//! config and hands over to the library; it holds no logic of its own. Failures print one line
-//! to stderr and exit non-zero.
+//! config and hands `serve` and `migrate` over to the library (`portcullis-control-plane`); the
+//! other commands are thin clients in [`cli`]. It holds no HTTP handler or domain rule of its own.
+//! Failures print one line to stderr and exit non-zero.
 
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![deny(clippy::allow_attributes, clippy::allow_attributes_without_reason)]
@@ -9,7 +10,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use portcullis_control_plane::{app, cli, config::Config};
+use portcullis_control_plane::{app, config::Config};
+
+mod cli;
 
 #[derive(Parser)]
 #[command(name = "portcullis", version, about = "Portcullis control plane")]

@@ -12,13 +12,13 @@ use std::process::ExitCode;
 
 use serde_json::{Map, Value, json};
 
-use crate::admin::auth::{self, Scopes};
-use crate::clock::{Clock as _, SystemClock};
-use crate::config::Config;
-use crate::error::StartupError;
-use crate::rfc3339;
-use crate::rules::check;
-use crate::store::Store;
+use portcullis_control_plane::admin::auth::{self, Scopes};
+use portcullis_control_plane::clock::{Clock as _, SystemClock};
+use portcullis_control_plane::config::Config;
+use portcullis_control_plane::error::StartupError;
+use portcullis_control_plane::rfc3339;
+use portcullis_control_plane::rules::check;
+use portcullis_control_plane::store::Store;
 
 /// `portcullis rules check FILE...`: exit 1 on any error, 0 otherwise (warnings included).
 pub fn rules_check(paths: &[String]) -> ExitCode {
@@ -91,7 +91,7 @@ async fn explain(
 }
 
 async fn open_store(config: &Config) -> Result<Store, StartupError> {
-    let store = crate::app::connect(config).await?;
+    let store = portcullis_control_plane::app::connect(config).await?;
     store.migrate().await?;
     Ok(store)
 }
@@ -123,7 +123,7 @@ pub async fn keys_list(config: &Config) -> Result<ExitCode, StartupError> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn key_table(rows: &[crate::store::api_keys::ApiKeyRow]) -> String {
+fn key_table(rows: &[portcullis_control_plane::store::api_keys::ApiKeyRow]) -> String {
     let mut out =
         format!("{:<36}  {:<20}  {:<20}  {:<20}  {:<20}  SCOPES\n", "ID", "NAME", "CREATED", "LAST USED", "REVOKED");
     for r in rows {
@@ -478,8 +478,10 @@ mod tests {
 
     #[tokio::test]
     async fn keys_are_created_listed_and_revoked_in_the_configured_database() {
-        let dir = std::env::temp_dir()
-            .join(format!("portcullis-cli-{}", crate::crypto::hex(&crate::crypto::random_bytes::<6>())));
+        let dir = std::env::temp_dir().join(format!(
+            "portcullis-cli-{}",
+            portcullis_control_plane::crypto::hex(&portcullis_control_plane::crypto::random_bytes::<6>())
+        ));
         std::fs::create_dir_all(&dir).unwrap();
         let config =
             Config { dsn: format!("sqlite://{}?mode=rwc", dir.join("p.sqlite").display()), ..Config::default() };
@@ -504,7 +506,7 @@ mod tests {
     }
 
     /// Both routers of a harness on loopback ports: `(admin_url, public_url)`.
-    async fn serve(h: &crate::testing::Harness) -> (String, String) {
+    async fn serve(h: &portcullis_control_plane::testing::Harness) -> (String, String) {
         let mut urls = Vec::new();
         for router in [h.admin(), h.public()] {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -516,7 +518,7 @@ mod tests {
 
     #[tokio::test]
     async fn clients_and_tokens_through_a_running_server() {
-        let h = crate::testing::Harness::new().await;
+        let h = portcullis_control_plane::testing::Harness::new().await;
         let (admin_url, public_url) = serve(&h).await;
         let remote = Remote { admin_url, public_url, api_key: None };
         let new = NewClient {
