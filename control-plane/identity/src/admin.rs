@@ -54,6 +54,9 @@ pub enum IdentityError {
     /// The identity has no credential of this type to remove.
     #[error("the identity has no {0} credential")]
     NoCredential(String),
+    /// Something on the server failed (a tokenizer template, signing); the text is for the log.
+    #[error("{0}")]
+    Internal(String),
     /// Storing the recovery flow failed.
     #[error("{}", .0.reason)]
     Flow(FlowError),

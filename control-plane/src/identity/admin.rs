@@ -44,6 +44,7 @@ impl From<IdentityError> for ApiError {
                 "not_found",
                 format!("You tried to remove a {kind} but this user has no {kind} set up."),
             ),
+            IdentityError::Internal(text) => ApiError::internal(&text),
             IdentityError::Flow(e) => ApiError::new(e.status, "internal", e.reason),
             IdentityError::Store(e) => ApiError::from(e),
         }
