@@ -147,14 +147,6 @@ pub fn wants_json(headers: &HeaderMap) -> bool {
 
 // --- handlers ---------------------------------------------------------------------------
 
-#[derive(Deserialize, Default)]
-pub struct InitQuery {
-    pub return_to: Option<String>,
-    #[serde(default)]
-    pub refresh: Option<bool>,
-    pub login_challenge: Option<String>,
-}
-
 fn parse_kind(kind: &str) -> Result<Kind, FlowError> {
     Kind::parse(kind).ok_or_else(FlowError::not_found)
 }
@@ -203,95 +195,7 @@ async fn init(
     headers: &HeaderMap,
     api: bool,
 ) -> Result<(Flow, Option<HeaderValue>), FlowError> {
-    let kind = parse_kind(kind)?;
-    let return_to = match q.return_to.as_deref().filter(|r| !r.is_empty()) {
-        Some(r) => Some(allowed_return_to(&state.identities, r).ok_or_else(|| {
-            FlowError::new(
-                StatusCode::BAD_REQUEST,
-                "self_service_flow_return_to_forbidden",
-                "The return_to address is not allowed: add its origin to selfservice.allowed_return_urls.",
-            )
-        })?),
-        None => None,
-    };
-    let public = state.config.urls.self_.public_base();
-    let request_url = format!("{public}/self-service/{}/{}", kind.as_str(), if api { "api" } else { "browser" });
-    let (csrf, cookie) = if api {
-        (String::new(), None)
-    } else {
-        match session::cookie(headers, &csrf_cookie_name(&state.identities)).filter(|t| t.len() >= 32) {
-            Some(existing) => (existing.to_owned(), None),
-            None => {
-                let token = crypto::b64url(&crypto::random_bytes::<32>());
-                let cookie = csrf_cookie(&state.identities, &token);
-                (token, Some(cookie))
-            }
-        }
-    };
-    let mut flow = new_flow(&state.identities, kind, api, request_url, return_to, &csrf);
-    flow.refresh = q.refresh.unwrap_or(false);
-    flow.oauth2_login_challenge = q.login_challenge.filter(|c| !c.is_empty());
-    let current = session::authenticate(state, headers).await?;
-    match kind {
-        Kind::Login | Kind::Registration if current.is_some() && !flow.refresh => {
-            let mut e = FlowError::new(
-                StatusCode::BAD_REQUEST,
-                "session_already_available",
-                "A valid session was detected and thus login is not possible. Did you forget to set `?refresh=true`?",
-            );
-            if !api {
-                e.redirect = Some(after_url(&state.identities, &flow));
-            }
-            return Err(e);
-        }
-        Kind::Registration if !state.config.selfservice.flows.registration.enabled => {
-            return Err(FlowError::new(
-                StatusCode::BAD_REQUEST,
-                "self_service_flow_disabled",
-                "Registration is not enabled.",
-            ));
-        }
-        Kind::Recovery if !state.config.selfservice.flows.recovery.enabled => {
-            return Err(FlowError::new(
-                StatusCode::BAD_REQUEST,
-                "self_service_flow_disabled",
-                "Recovery is not enabled.",
-            ));
-        }
-        Kind::Verification if !state.config.selfservice.flows.verification.enabled => {
-            return Err(FlowError::new(
-                StatusCode::BAD_REQUEST,
-                "self_service_flow_disabled",
-                "Verification is not enabled.",
-            ));
-        }
-        Kind::Settings => {
-            let Some(auth) = current else {
-                let mut e =
-                    FlowError::new(StatusCode::UNAUTHORIZED, "session_inactive", "Sign in to change your settings.");
-                if !api {
-                    e.redirect = Some(format!(
-                        "{public}/self-service/login/browser?return_to={}",
-                        crate::identity::url_segment(&format!("{public}/self-service/settings/browser"))
-                    ));
-                }
-                return Err(e);
-            };
-            flow.identity_id = Some(auth.identity.id.clone());
-        }
-        _ => {}
-    }
-    if kind == Kind::Login {
-        login::prepare(&state.identities, &mut flow);
-    }
-    if kind == Kind::Registration {
-        registration::prepare(&state.identities, &mut flow);
-    }
-    if kind == Kind::Settings {
-        settings::prepare(&state.identities, &mut flow).await?;
-    }
-    create(&state.store, &flow).await?;
-    Ok((flow, cookie))
+    start(&state.identities, parse_kind(kind)?, q, headers, api).await
 }
 
 #[derive(Deserialize)]
