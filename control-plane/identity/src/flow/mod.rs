@@ -11,6 +11,7 @@ pub mod recovery;
 pub mod registration;
 pub mod settings;
 pub mod start;
+pub mod submit;
 pub mod ui;
 
 use std::collections::BTreeMap;
