@@ -3,21 +3,31 @@
 //! applying address verification, building the identity and its trait-derived credentials,
 //! inserting it, and the admin JSON of an identity (credential configs without verifiers).
 //! Storing a replacement revokes a deactivated identity's sessions (through the rules, so the
-//! filters drop them at once). Errors are an [`IdentityError`]; this module must not answer
-//! HTTP: the control plane maps the errors to its API bodies.
+//! filters drop them at once). The admin API's operations are here too, as functions of a
+//! JSON body or query pairs: list filtering and keyset pages, JSON Patch (frozen paths
+//! refused), delete, credential removal, the batch loop within Kratos's limits, and admin
+//! recovery codes. Errors are an [`IdentityError`]; this module must not answer HTTP: the
+//! control plane maps the errors to its API bodies.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use portcullis_keys::hashing::HashError;
-use portcullis_model::identity::{Body, CODE, Credential, Identity, PASSWORD, State as IdentityState, View};
+use portcullis_model::identity::{
+    Body, CODE, Credential, Identity, PASSKEY, PASSWORD, State as IdentityState, View, url_segment,
+};
+use portcullis_model::paging;
 use portcullis_rules::Rules;
 use portcullis_store::StoreError;
+use portcullis_store::identities::IdentityFilter;
 use portcullis_store::sessions::Deactivate;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 
 use crate::context::Identities;
+use crate::crypto;
+use crate::flow::{self, CodeState, FlowError, Kind};
 use crate::password;
 use crate::record::{derived_credentials, new_identity, sync_addresses};
 use crate::schema::Schema;
@@ -41,6 +51,15 @@ pub enum IdentityError {
     /// The identity to replace no longer exists.
     #[error("the identity does not exist")]
     NotFound,
+    /// The identity has no credential of this type to remove.
+    #[error("the identity has no {0} credential")]
+    NoCredential(String),
+    /// Something on the server failed (a tokenizer template, signing); the text is for the log.
+    #[error("{0}")]
+    Internal(String),
+    /// Storing the recovery flow failed.
+    #[error("{}", .0.reason)]
+    Flow(FlowError),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -409,4 +428,346 @@ pub async fn store_replacement(
     }
     tracing::info!(identity_id = %p.identity.id, "identity updated through the admin API");
     Ok(state.store.get_credentials(&p.identity.id).await?)
+}
+
+// --- the admin API's operations ---------------------------------------------------------------
+
+const DEFAULT_PAGE_SIZE: i64 = 250;
+const MAX_PAGE_SIZE: i64 = 500;
+/// More ids than this in one list request would exceed what every SQL backend binds.
+const MAX_IDS: usize = 500;
+/// Kratos's batch limits: hashing a plaintext password costs ~50 ms of CPU, a hash costs nothing.
+const MAX_BATCH: usize = 1000;
+const MAX_BATCH_PLAINTEXT: usize = 200;
+/// What a JSON Patch may not touch (Kratos refuses `id`, `credentials` and `state_changed_at`;
+/// `created_at` is history, not data).
+const FROZEN: &[&str] = &["/id", "/credentials", "/state_changed_at", "/created_at"];
+
+/// The credential types named by `include_credential` (repeated or comma-separated).
+pub fn include_list(pairs: &[(String, String)]) -> Vec<String> {
+    pairs
+        .iter()
+        .filter(|(k, _)| k == "include_credential")
+        .flat_map(|(_, v)| v.split(','))
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+/// One page of the identity list and its `Link` header value (`first`, and `next` when more).
+#[derive(Debug)]
+pub struct Page {
+    pub items: Vec<Value>,
+    pub link: String,
+}
+
+/// `GET /admin/identities`' query (`page_size`, `page_token`, `ids`, `credentials_identifier`,
+/// `include_credential`) answered as one keyset page.
+pub async fn list(state: &Identities, pairs: &[(String, String)]) -> Result<Page, IdentityError> {
+    let mut page_size = DEFAULT_PAGE_SIZE;
+    let mut after = None;
+    let mut filter = IdentityFilter::default();
+    for (key, value) in pairs {
+        match key.as_str() {
+            "page_size" => {
+                page_size = value.parse::<i64>().ok().filter(|n| (1..=MAX_PAGE_SIZE).contains(n)).ok_or_else(|| {
+                    IdentityError::invalid(format!("page_size: must be a number from 1 to {MAX_PAGE_SIZE}"))
+                })?;
+            }
+            "page_token" if !value.is_empty() => {
+                after = Some(paging::parse_token(value).map_err(|e| IdentityError::invalid(e.to_string()))?);
+            }
+            "ids" if !value.is_empty() => filter.ids.push(value.clone()),
+            "credentials_identifier" if !value.is_empty() => {
+                // Identifiers are stored normalised; e-mail addresses lower-cased.
+                let v = value.trim();
+                filter.credentials_identifier = Some(if v.contains('@') { v.to_lowercase() } else { v.to_owned() });
+            }
+            _ => {}
+        }
+    }
+    if filter.ids.len() > MAX_IDS {
+        return Err(IdentityError::invalid(format!("ids: at most {MAX_IDS} per request")));
+    }
+    if !filter.ids.is_empty() && filter.credentials_identifier.is_some() {
+        return Err(IdentityError::invalid("ids and credentials_identifier cannot be combined (as in Kratos)"));
+    }
+    let include = include_list(pairs);
+    let mut rows = state.store.list_identities(&filter, after, page_size + 1).await?;
+    let more = rows.len() as i64 > page_size;
+    rows.truncate(usize::try_from(page_size).unwrap_or(0));
+    let mut items = Vec::with_capacity(rows.len());
+    for i in &rows {
+        let creds = if include.is_empty() { None } else { Some(state.store.get_credentials(&i.id).await?) };
+        items.push(render(state, i, creds.as_deref(), &include));
+    }
+    let mut base = format!("/admin/identities?page_size={page_size}");
+    for id in &filter.ids {
+        base.push_str(&format!("&ids={}", url_segment(id)));
+    }
+    if let Some(c) = &filter.credentials_identifier {
+        base.push_str(&format!("&credentials_identifier={}", url_segment(c)));
+    }
+    for k in &include {
+        base.push_str(&format!("&include_credential={}", url_segment(k)));
+    }
+    let mut link = format!("<{base}>; rel=\"first\"");
+    if let (true, Some(last)) = (more, rows.last()) {
+        let token = paging::token(last.created_at, &last.id);
+        link.push_str(&format!(",<{base}&page_token={token}>; rel=\"next\""));
+    }
+    Ok(Page { items, link })
+}
+
+/// The admin JSON of identity `id` with the credential configs named in `include`.
+pub async fn get(state: &Identities, id: &str, include: &[String]) -> Result<Value, IdentityError> {
+    let identity = state.store.get_identity(id).await?.ok_or(IdentityError::NotFound)?;
+    let creds = state.store.get_credentials(id).await?;
+    Ok(render(state, &identity, Some(&creds), include))
+}
+
+/// Creates an identity from an admin body; its admin JSON.
+pub async fn create(state: &Identities, body: Value) -> Result<Value, IdentityError> {
+    let input: IdentityIn = parse(body, "")?;
+    let p = prepare(state, input, None).await?;
+    insert(state, &p).await?;
+    Ok(render(state, &p.identity, Some(&p.credentials), &[]))
+}
+
+/// Replaces identity `id` with `input` (a `PUT`, or a patched document); its admin JSON.
+pub async fn replace(state: &Identities, rules: &Arc<Rules>, id: &str, body: Value) -> Result<Value, IdentityError> {
+    let input: IdentityIn = parse(body, "")?;
+    let old = state.store.get_identity(id).await?.ok_or(IdentityError::NotFound)?;
+    let old_credentials = state.store.get_credentials(id).await?;
+    let p = prepare(state, input, Some((&old, &old_credentials))).await?;
+    let creds = store_replacement(state, rules, &old_credentials, &p).await?;
+    Ok(render(state, &p.identity, Some(&creds), &[]))
+}
+
+/// Refuses a JSON Patch that touches a [`FROZEN`] path (or the whole document).
+fn check_patch(ops: &json_patch::Patch) -> Result<(), IdentityError> {
+    for (i, op) in ops.0.iter().enumerate() {
+        let mut touched = Vec::new();
+        match op {
+            json_patch::PatchOperation::Test(_) => {}
+            json_patch::PatchOperation::Move(m) => {
+                touched.push(m.from.as_str());
+                touched.push(m.path.as_str());
+            }
+            other => touched.push(other.path().as_str()),
+        }
+        for path in touched {
+            let frozen = path.is_empty() || FROZEN.iter().any(|f| path == *f || path.starts_with(&format!("{f}/")));
+            if frozen {
+                let what = if path.is_empty() { "the whole identity" } else { path };
+                return Err(IdentityError::invalid(format!("[{i}].path: {what} cannot be patched")));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Applies an RFC 6902 patch to identity `id`'s admin JSON, then stores it as a replacement.
+pub async fn patch(state: &Identities, rules: &Arc<Rules>, id: &str, body: Value) -> Result<Value, IdentityError> {
+    let ops: json_patch::Patch = parse(body, "")?;
+    check_patch(&ops)?;
+    let old = state.store.get_identity(id).await?.ok_or(IdentityError::NotFound)?;
+    let mut doc = old.to_json(&state.config.public_base, View::Admin, None);
+    json_patch::patch(&mut doc, &ops.0)
+        .map_err(|e| IdentityError::invalid(format!("the patch does not apply: {e}")))?;
+    replace(state, rules, id, doc).await
+}
+
+/// Deletes identity `id` after revoking its sessions (and pushing the revocations).
+pub async fn delete(state: &Identities, rules: &Arc<Rules>, id: &str) -> Result<(), IdentityError> {
+    if state.store.get_identity(id).await?.is_none() {
+        return Err(IdentityError::NotFound);
+    }
+    revoke(&state.store, rules, state.clock.now(), Deactivate::Identity { identity_id: id, except: "" }).await?;
+    if !state.store.delete_identity(id).await? {
+        return Err(IdentityError::NotFound);
+    }
+    tracing::info!(identity_id = %id, "identity deleted through the admin API");
+    Ok(())
+}
+
+/// Removes identity `id`'s credential of type `kind` (password only, as Kratos refuses
+/// passkeys and codes here).
+pub async fn delete_credential(state: &Identities, id: &str, kind: &str) -> Result<(), IdentityError> {
+    if kind == PASSKEY || kind == CODE {
+        return Err(IdentityError::invalid(format!(
+            "You cannot remove {kind} credentials using this API: they follow the identity's traits or belong to \
+             the user's devices."
+        )));
+    }
+    if state.store.get_identity(id).await?.is_none() {
+        return Err(IdentityError::NotFound);
+    }
+    if kind != PASSWORD || !state.store.delete_credential(id, kind).await? {
+        return Err(IdentityError::NoCredential(kind.to_owned()));
+    }
+    tracing::info!(identity_id = %id, kind = %kind, "credential removed through the admin API");
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct BatchItem {
+    #[serde(default)]
+    patch_id: Option<String>,
+    #[serde(default)]
+    create: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct BatchIn {
+    identities: Vec<BatchItem>,
+}
+
+/// One item's outcome in a batch: the created identity's id or why it failed.
+#[derive(Debug)]
+pub struct BatchResult {
+    pub patch_id: Option<String>,
+    pub outcome: Result<String, IdentityError>,
+}
+
+/// `{identities: [{patch_id?, create}]}`: each item created on its own (one failing does not
+/// stop the others), within Kratos's limits on the batch's size.
+pub async fn batch(state: &Identities, body: Value) -> Result<Vec<BatchResult>, IdentityError> {
+    let input: BatchIn = parse(body, "")?;
+    let n = input.identities.len();
+    let plaintext = input.identities.iter().any(|i| {
+        i.create.as_ref().is_some_and(|c| c["credentials"].as_object().is_some_and(|m| plaintext_in(Some(m))))
+    });
+    let limit = if plaintext { MAX_BATCH_PLAINTEXT } else { MAX_BATCH };
+    if n > limit {
+        return Err(IdentityError::invalid(format!(
+            "identities: at most {limit} per request{} (got {n})",
+            if plaintext { " when any password is in plaintext" } else { "" }
+        )));
+    }
+    let mut results = Vec::with_capacity(n);
+    for item in input.identities {
+        let outcome = async {
+            let create = item.create.ok_or_else(|| IdentityError::invalid("create: required"))?;
+            let parsed: IdentityIn = parse(create, "create")?;
+            let p = prepare(state, parsed, None).await?;
+            insert(state, &p).await?;
+            Ok(p.identity.id)
+        }
+        .await;
+        results.push(BatchResult { patch_id: item.patch_id, outcome });
+    }
+    Ok(results)
+}
+
+#[derive(Deserialize)]
+struct RecoveryCodeIn {
+    identity_id: String,
+    #[serde(default)]
+    expires_in: Option<String>,
+    #[serde(default)]
+    flow_type: Option<String>,
+}
+
+/// Go's duration syntax as Kratos takes it (`1h`, `30m`, `1h30m`, `90s`).
+fn parse_expires_in(s: &str) -> Result<i64, IdentityError> {
+    let bad = || {
+        IdentityError::invalid(format!(
+            "expires_in: {s:?} is not a duration like 1h, 30m or 1h30m; it must be in the future"
+        ))
+    };
+    let d: Duration = humantime_serde::re::humantime::parse_duration(s.trim()).map_err(|_| bad())?;
+    let secs = i64::try_from(d.as_secs()).map_err(|_| bad())?;
+    // A year is longer than any invitation should live; the cap also keeps the sum in range.
+    if secs == 0 || secs > 366 * 24 * 3600 { Err(bad()) } else { Ok(secs) }
+}
+
+/// `{identity_id, expires_in?, flow_type?}` → `{recovery_link, recovery_code, expires_at}`: a
+/// recovery flow already waiting for this code, for an operator to hand to the user (an
+/// invite, or a reset). Nothing is e-mailed.
+pub async fn recovery_code(state: &Identities, body: Value) -> Result<Value, IdentityError> {
+    let input: RecoveryCodeIn = parse(body, "")?;
+    let config = &state.config.selfservice;
+    if !config.flows.recovery.enabled {
+        return Err(IdentityError::invalid("Recovery is not enabled (selfservice.flows.recovery.enabled)."));
+    }
+    let api = match input.flow_type.as_deref().unwrap_or("browser") {
+        "browser" => false,
+        "api" => true,
+        other => return Err(IdentityError::invalid(format!("flow_type: must be browser or api, not {other:?}"))),
+    };
+    let lifespan = match input.expires_in.as_deref().filter(|s| !s.is_empty()) {
+        Some(s) => parse_expires_in(s)?,
+        None => i64::try_from(config.methods.code.lifespan.as_secs()).unwrap_or(900),
+    };
+    let identity = state.store.get_identity(&input.identity_id).await?.ok_or(IdentityError::NotFound)?;
+    if !identity.is_active() {
+        return Err(IdentityError::invalid(
+            "identity_id: the identity is inactive, so a recovery code could not sign it in; activate it first",
+        ));
+    }
+    let now = state.clock.now();
+    let csrf = if api { String::new() } else { crypto::b64url(&crypto::random_bytes::<32>()) };
+    let request_url =
+        format!("{}/self-service/recovery/{}", state.config.public_base, if api { "api" } else { "browser" });
+    let mut f = flow::new_flow(state, Kind::Recovery, api, request_url, None, &csrf);
+    f.skip_csrf = !api;
+    f.expires_at = now + lifespan;
+    f.state = "sent_email".into();
+    f.active = Some(CODE.into());
+    f.identity_id = Some(identity.id.clone());
+    let code = crate::code::generate();
+    // No address: the operator, not a mailbox, delivered this code, so entering it proves
+    // nothing about any address.
+    f.code = Some(CodeState {
+        address: String::new(),
+        hash: crate::code::hash(state, &f.id, &code),
+        expires_at: f.expires_at,
+        attempts: 0,
+        sent: 1,
+        identity_id: Some(identity.id.clone()),
+        used: false,
+    });
+    flow::create(&state.store, &f).await.map_err(IdentityError::Flow)?;
+    tracing::info!(identity_id = %identity.id, flow_id = %f.id, "admin recovery code created");
+    Ok(json!({
+        "recovery_link": f.ui_url(state),
+        "recovery_code": code,
+        "expires_at": portcullis_model::rfc3339(f.expires_at),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expires_in_takes_go_durations() {
+        assert_eq!(parse_expires_in("1h").unwrap(), 3600);
+        assert_eq!(parse_expires_in("1h30m").unwrap(), 5400);
+        assert_eq!(parse_expires_in("90s").unwrap(), 90);
+        assert!(parse_expires_in("-1h").is_err());
+        assert!(parse_expires_in("9000h").is_err());
+    }
+
+    #[test]
+    fn include_credential_is_repeated_or_comma_separated() {
+        let pairs = [("include_credential", "password, passkey"), ("include_credential", ""), ("x", "code")]
+            .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        assert_eq!(include_list(&pairs), ["password", "passkey"]);
+    }
+
+    #[test]
+    fn a_patch_may_not_touch_frozen_paths() {
+        let patch = |v: Value| -> json_patch::Patch { serde_json::from_value(v).unwrap() };
+        assert!(check_patch(&patch(json!([{"op": "replace", "path": "/traits/email", "value": "a@b.c"}]))).is_ok());
+        for bad in [
+            json!([{"op": "replace", "path": "/id", "value": "x"}]),
+            json!([{"op": "remove", "path": "/credentials/password"}]),
+            json!([{"op": "move", "from": "/created_at", "path": "/metadata_admin"}]),
+            json!([{"op": "replace", "path": "", "value": {}}]),
+        ] {
+            assert!(matches!(check_patch(&patch(bad.clone())), Err(IdentityError::Invalid(_))), "{bad}");
+        }
+    }
 }

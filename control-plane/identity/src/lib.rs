@@ -25,6 +25,7 @@ pub mod policy;
 pub mod record;
 pub mod schema;
 pub mod session;
+pub mod sessions;
 
 // Encoding, digests and randomness under the name the moved code used in the control plane.
 pub(crate) use portcullis_model::crypto;

@@ -1,111 +1,43 @@
-//! `/admin/courier/messages`: the courier's queue in Kratos's shape, listed newest first with
-//! keyset pagination (`page_token`, `Link` header) and filters `status` and `recipient`, or one
-//! message by id. Read-only. A one-time code is masked here even while its message is still
-//! queued: the admin API is not a way to read codes (use the mail server, or `/dev/outbox`).
+//! `/admin/courier/messages`: the courier's queue in Kratos's shape (newest first, keyset
+//! pages with a `Link` header, filters `status` and `recipient`), or one message by id.
+//! Read-only; codes are masked. The handlers extract the query and the origin the `Link` URLs
+//! start with, call `portcullis_identity::courier::admin` and map its errors once; listing
+//! logic must not be added here.
 
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use portcullis_identity::courier::admin;
+use serde_json::Value;
 
 use crate::app::AppState;
-use crate::courier::MASK;
 use crate::error::{ApiError, parse_urlencoded};
-use crate::rfc3339;
-use crate::store::courier::{CourierFilter, CourierMessageRow, STATUSES};
-
-const DEFAULT_PAGE_SIZE: i64 = 250;
-const MAX_PAGE_SIZE: i64 = 1000;
 
 pub async fn list(
     State(state): State<AppState>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
-    let mut page_size = DEFAULT_PAGE_SIZE;
-    let mut after: Option<(i64, String)> = None;
-    let mut filter = CourierFilter::default();
-    for (key, value) in parse_urlencoded(query.unwrap_or_default().as_bytes()) {
-        match key.as_str() {
-            "page_size" => {
-                page_size = value.parse::<i64>().ok().filter(|n| (1..=MAX_PAGE_SIZE).contains(n)).ok_or_else(|| {
-                    ApiError::invalid_request(format!("page_size: must be a number from 1 to {MAX_PAGE_SIZE}"))
-                })?;
-            }
-            "page_token" if !value.is_empty() => after = Some(crate::paging::parse_token(&value)?),
-            "status" if !value.is_empty() => {
-                if !STATUSES.contains(&value.as_str()) {
-                    return Err(ApiError::invalid_request(format!(
-                        "status: must be one of {}, not {value:?}",
-                        STATUSES.join(", ")
-                    )));
-                }
-                filter.status = Some(value);
-            }
-            "recipient" if !value.is_empty() => filter.recipient = Some(value),
-            _ => {}
-        }
-    }
-    let position = after.as_ref().map(|(at, id)| (*at, id.as_str()));
-    let mut rows = state.store.list_courier_messages(&filter, position, page_size + 1).await?;
-    let more = rows.len() as i64 > page_size;
-    rows.truncate(page_size as usize);
-    let items: Vec<Value> = rows.iter().map(render).collect();
-    let base = link_base(&headers, page_size, &filter);
-    let mut link = format!("<{base}&page_token=>; rel=\"first\"");
-    if let (true, Some(last)) = (more, rows.last()) {
-        link.push_str(&format!(
-            ",<{base}&page_token={}>; rel=\"next\"",
-            crate::paging::token(last.created_at, &last.id)
-        ));
-    }
-    let mut res = Json(items).into_response();
-    if let Ok(v) = HeaderValue::from_str(&link) {
+    let pairs = parse_urlencoded(query.unwrap_or_default().as_bytes());
+    let page = admin::list(&state.store, &pairs, &origin(&headers)).await?;
+    let mut res = Json(page.items).into_response();
+    if let Ok(v) = HeaderValue::from_str(&page.link) {
         res.headers_mut().insert(header::LINK, v);
     }
     Ok(res)
 }
 
 pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    let row = state.store.get_courier_message(&id).await?.ok_or_else(ApiError::not_found)?;
-    Ok(Json(render(&row)))
+    Ok(Json(admin::get(&state.store, &id).await?))
 }
 
-/// Kratos's `courierMessage`.
-fn render(row: &CourierMessageRow) -> Value {
-    let masked = |text: &str| match &row.secret {
-        Some(secret) => text.replace(secret.as_str(), MASK),
-        None => text.to_owned(),
-    };
-    let dispatches: Value = serde_json::from_str(&row.dispatches).unwrap_or_else(|_| json!([]));
-    json!({
-        "id": row.id,
-        "status": row.status,
-        "type": row.kind,
-        "recipient": row.recipient,
-        "subject": masked(&row.subject),
-        "body": masked(&row.body),
-        "template_type": row.template_type,
-        "send_count": row.send_count,
-        "created_at": rfc3339(row.created_at),
-        "updated_at": rfc3339(row.updated_at),
-        "dispatches": dispatches,
-    })
-}
-
-fn link_base(headers: &HeaderMap, page_size: i64, filter: &CourierFilter) -> String {
+/// `scheme://host` of this request, for the `Link` URLs.
+fn origin(headers: &HeaderMap) -> String {
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("localhost");
     let scheme =
         headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok()).filter(|p| *p == "https").unwrap_or("http");
-    let mut base = format!("{scheme}://{host}/admin/courier/messages?page_size={page_size}");
-    if let Some(status) = &filter.status {
-        base.push_str(&format!("&status={status}"));
-    }
-    if let Some(recipient) = &filter.recipient {
-        base.push_str(&format!("&recipient={}", portcullis_shared::pipeline::form_encode(recipient)));
-    }
-    base
+    format!("{scheme}://{host}")
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Sessions over HTTP: `/sessions/whoami` (with `?tokenize_as=` → a signed JWT), the user's own
 //! session list, logout, and the admin session API, over `portcullis_identity::session` (issuing,
-//! reading a request's session, cookies, Kratos's JSON). Revoking a session pushes its digest
+//! reading a request's session, cookies, Kratos's JSON) and `portcullis_identity::sessions`
+//! (lists and pages, extend, whoami's tokenizer, given the OAuth2 signer). Revoking a session pushes its digest
 //! to every Envoy filter. Session logic must not be added here.
 
 use axum::Json;
@@ -8,15 +9,16 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use crate::app::AppState;
 use crate::crypto;
 use crate::error::{ApiError, StoreError};
 use crate::identity::Identity;
 use crate::identity::flow::FlowError;
-use crate::store::sessions::{Deactivate, SessionFilter, SessionRow};
+use crate::store::sessions::{Deactivate, SessionRow};
 use portcullis_identity::session as core;
+use portcullis_identity::sessions::{self, PageQuery};
 
 pub use portcullis_identity::session::{
     Authenticated, Issued, LOGOUT_TOKEN_PREFIX, SESSION_TOKEN_PREFIX, client_ip, cookie, logout_token_for,
@@ -34,10 +36,6 @@ pub async fn issue(
     headers: &HeaderMap,
 ) -> Result<Issued, FlowError> {
     core::issue(&state.identities, identity, method, headers).await
-}
-
-fn lifespan(state: &AppState) -> i64 {
-    core::lifespan(&state.identities)
 }
 
 /// Whether cookies must carry `Secure` (the public URL is https).
@@ -90,7 +88,8 @@ pub async fn whoami(
     };
     let mut body = session_json(&state, &auth.session, Some(&auth.identity));
     if let Some(name) = q.tokenize_as.filter(|n| !n.is_empty()) {
-        body["tokenized"] = json!(tokenize(&state, &name, &auth.session, &body)?);
+        body["tokenized"] =
+            json!(sessions::tokenize(&state.identities, &state.keys.signer(), &name, &auth.session, &body)?);
     }
     let mut response = Json(body).into_response();
     let h = response.headers_mut();
@@ -107,82 +106,11 @@ pub async fn whoami(
     Ok(response)
 }
 
-/// A short-lived JWT for the session, from template `name` (`session.whoami.tokenizer`).
-fn tokenize(state: &AppState, name: &str, s: &SessionRow, session: &Value) -> Result<String, ApiError> {
-    let Some(t) = state.config.session.whoami.tokenizer.templates.get(name) else {
-        return Err(ApiError::invalid_request(format!(
-            "tokenize_as: there is no template {name:?} in session.whoami.tokenizer.templates"
-        )));
-    };
-    let now = state.clock.now();
-    let ttl = i64::try_from(t.ttl.as_secs()).unwrap_or(60).max(1);
-    let sub = match t.subject_source.as_deref() {
-        Some("external_id") => session["identity"]["external_id"].as_str().unwrap_or_default().to_owned(),
-        _ => s.identity_id.clone(),
-    };
-    let extra = session.as_object().cloned().unwrap_or_default();
-    let mut claims = Map::new();
-    for (k, v) in &t.claims {
-        let value = match v {
-            Value::String(src) => {
-                let template = portcullis_shared::template::Template::compile(src)
-                    .map_err(|e| ApiError::internal(&format!("tokenizer template {name}, claim {k}: {e}")))?;
-                let ctx =
-                    portcullis_shared::template::Context { subject: &sub, extra: &extra, captures: &[], headers: &[] };
-                Value::String(
-                    template
-                        .render(&ctx)
-                        .map_err(|e| ApiError::internal(&format!("tokenizer template {name}, claim {k}: {e}")))?,
-                )
-            }
-            other => other.clone(),
-        };
-        claims.insert(k.clone(), value);
-    }
-    // Registered claims last: a template cannot override them (Kratos protects `sub` too);
-    // `iat`, `nbf` and `exp` are the library's, set by `issue`, which drops any of the template's.
-    for (k, v) in [
-        ("jti", json!(crypto::uuid_v4())),
-        ("iss", json!(state.config.urls.self_.public_base())),
-        ("sub", json!(sub)),
-        ("sid", json!(s.id)),
-    ] {
-        claims.insert(k.into(), v);
-    }
-    crate::jwt::issue(claims, now, ttl, true)
-        .and_then(|claims| state.keys.signer().sign_jwt("JWT", &claims))
-        .ok_or_else(|| ApiError::internal(&"could not sign the session token"))
-}
-
-#[derive(Deserialize)]
-pub struct PageQuery {
-    page_size: Option<i64>,
-    page_token: Option<String>,
-    active: Option<bool>,
-    expand: Option<String>,
-}
-
-fn page_bounds(q: &PageQuery) -> Result<(i64, Option<(i64, String)>), ApiError> {
-    let size = q.page_size.unwrap_or(250);
-    if !(1..=1000).contains(&size) {
-        return Err(ApiError::invalid_request("page_size: must be between 1 and 1000"));
-    }
-    let before = q.page_token.as_deref().map(crate::paging::parse_token).transpose()?;
-    Ok((size, before))
-}
-
-/// A JSON array with Kratos's `Link: <…>; rel="next"` when there may be more.
-fn paged(state: &AppState, path: &str, rows: Vec<SessionRow>, size: i64, identities: &[Identity]) -> Response {
-    let next =
-        (rows.len() as i64 == size).then(|| rows.last().map(|s| crate::paging::token(s.issued_at, &s.id))).flatten();
-    let items: Vec<Value> =
-        rows.iter().map(|s| session_json(state, s, identities.iter().find(|i| i.id == s.identity_id))).collect();
-    let mut response = Json(items).into_response();
-    if let Some(n) = next {
-        let link = format!("<{path}?page_size={size}&page_token={n}>; rel=\"next\"");
-        if let Ok(v) = HeaderValue::from_str(&link) {
-            response.headers_mut().insert(header::LINK, v);
-        }
+/// A session page as a JSON array with Kratos's `Link: <…>; rel="next"` when there may be more.
+fn paged(page: sessions::SessionPage) -> Response {
+    let mut response = Json(page.items).into_response();
+    if let Some(v) = page.link.and_then(|l| HeaderValue::from_str(&l).ok()) {
+        response.headers_mut().insert(header::LINK, v);
     }
     response
 }
@@ -194,12 +122,7 @@ pub async fn list_mine(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let auth = authenticate(&state, &headers).await?.ok_or_else(session_inactive)?;
-    let (size, before) = page_bounds(&q)?;
-    let filter =
-        SessionFilter { identity_id: Some(auth.identity.id.clone()), active: Some(true), now: state.clock.now() };
-    let mut rows = state.store.list_sessions(&filter, before, size).await?;
-    rows.retain(|s| s.id != auth.session.id);
-    Ok(paged(&state, "/sessions", rows, size, &[]))
+    Ok(paged(sessions::list_mine(&state.identities, &auth, &q).await?))
 }
 
 /// `DELETE /sessions`: revokes all the caller's sessions but this one; `{"count": n}`.
@@ -310,31 +233,9 @@ pub async fn logout_api(
 
 // --- admin ----------------------------------------------------------------------------
 
-async fn identities_for(state: &AppState, rows: &[SessionRow], expand: bool) -> Result<Vec<Identity>, ApiError> {
-    let mut out: Vec<Identity> = Vec::new();
-    if expand {
-        for r in rows {
-            if !out.iter().any(|i| i.id == r.identity_id) {
-                if let Some(i) = state.store.get_identity(&r.identity_id).await? {
-                    out.push(i);
-                }
-            }
-        }
-    }
-    Ok(out)
-}
-
-fn expands_identity(q: &PageQuery) -> bool {
-    q.expand.as_deref().is_some_and(|e| e.split(',').any(|x| x.trim() == "identity"))
-}
-
 /// `GET /admin/sessions?active=&expand=identity`.
 pub async fn admin_list(State(state): State<AppState>, Query(q): Query<PageQuery>) -> Result<Response, ApiError> {
-    let (size, before) = page_bounds(&q)?;
-    let filter = SessionFilter { identity_id: None, active: q.active, now: state.clock.now() };
-    let rows = state.store.list_sessions(&filter, before, size).await?;
-    let identities = identities_for(&state, &rows, expands_identity(&q)).await?;
-    Ok(paged(&state, "/admin/sessions", rows, size, &identities))
+    Ok(paged(sessions::admin_list(&state.identities, &q).await?))
 }
 
 /// `GET /admin/identities/{id}/sessions?active=`.
@@ -343,18 +244,7 @@ pub async fn admin_list_for_identity(
     Path(id): Path<String>,
     Query(q): Query<PageQuery>,
 ) -> Result<Response, ApiError> {
-    let identity = state.store.get_identity(&id).await?.ok_or_else(ApiError::not_found)?;
-    let (size, before) = page_bounds(&q)?;
-    let filter = SessionFilter { identity_id: Some(id.clone()), active: q.active, now: state.clock.now() };
-    let rows = state.store.list_sessions(&filter, before, size).await?;
-    let identities = if expands_identity(&q) { vec![identity] } else { vec![] };
-    Ok(paged(
-        &state,
-        &format!("/admin/identities/{}/sessions", crate::identity::url_segment(&id)),
-        rows,
-        size,
-        &identities,
-    ))
+    Ok(paged(sessions::admin_list_for_identity(&state.identities, &id, &q).await?))
 }
 
 /// `DELETE /admin/identities/{id}/sessions` → 204.
@@ -382,13 +272,7 @@ pub async fn admin_get(
     Path(id): Path<String>,
     Query(q): Query<ExpandQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let s = state.store.get_session(&id).await?.ok_or_else(ApiError::not_found)?;
-    let identity = if q.expand.as_deref().is_some_and(|e| e.contains("identity")) {
-        state.store.get_identity(&s.identity_id).await?
-    } else {
-        None
-    };
-    Ok(Json(session_json(&state, &s, identity.as_ref())))
+    Ok(Json(sessions::admin_get(&state.identities, &id, q.expand.as_deref()).await?))
 }
 
 /// `DELETE /admin/sessions/{id}`: deactivates → 204.
@@ -402,11 +286,5 @@ pub async fn admin_disable(State(state): State<AppState>, Path(id): Path<String>
 
 /// `PATCH /admin/sessions/{id}/extend`: a full lifespan from now → 200 with the session.
 pub async fn admin_extend(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    let mut s = state.store.get_session(&id).await?.ok_or_else(ApiError::not_found)?;
-    if !s.active {
-        return Err(ApiError::not_found());
-    }
-    s.expires_at = state.clock.now() + lifespan(&state);
-    state.store.set_session_expiry(&s.id, s.expires_at).await?;
-    Ok(Json(session_json(&state, &s, None)))
+    Ok(Json(sessions::extend(&state.identities, &id).await?))
 }

@@ -8,6 +8,7 @@
 //! `/dev/outbox` and marked `sent`; outside `--dev` they are `abandoned` with the reason, since
 //! nobody received them. This module must not render templates or decide what to send; callers do.
 
+pub mod admin;
 pub mod config;
 
 use std::collections::VecDeque;

@@ -10,6 +10,8 @@ pub mod login;
 pub mod recovery;
 pub mod registration;
 pub mod settings;
+pub mod start;
+pub mod submit;
 pub mod ui;
 
 use std::collections::BTreeMap;
@@ -28,6 +30,7 @@ use reqwest::header::HeaderValue;
 use ui::UiText;
 
 use crate::session::Issued;
+pub use start::{InitQuery, start};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -18,7 +18,6 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::app::AppState;
-use crate::crypto;
 use crate::identity::View;
 use crate::identity::session;
 use crate::rfc3339;
@@ -147,14 +146,6 @@ pub fn wants_json(headers: &HeaderMap) -> bool {
 
 // --- handlers ---------------------------------------------------------------------------
 
-#[derive(Deserialize, Default)]
-pub struct InitQuery {
-    pub return_to: Option<String>,
-    #[serde(default)]
-    pub refresh: Option<bool>,
-    pub login_challenge: Option<String>,
-}
-
 fn parse_kind(kind: &str) -> Result<Kind, FlowError> {
     Kind::parse(kind).ok_or_else(FlowError::not_found)
 }
@@ -203,95 +194,7 @@ async fn init(
     headers: &HeaderMap,
     api: bool,
 ) -> Result<(Flow, Option<HeaderValue>), FlowError> {
-    let kind = parse_kind(kind)?;
-    let return_to = match q.return_to.as_deref().filter(|r| !r.is_empty()) {
-        Some(r) => Some(allowed_return_to(&state.identities, r).ok_or_else(|| {
-            FlowError::new(
-                StatusCode::BAD_REQUEST,
-                "self_service_flow_return_to_forbidden",
-                "The return_to address is not allowed: add its origin to selfservice.allowed_return_urls.",
-            )
-        })?),
-        None => None,
-    };
-    let public = state.config.urls.self_.public_base();
-    let request_url = format!("{public}/self-service/{}/{}", kind.as_str(), if api { "api" } else { "browser" });
-    let (csrf, cookie) = if api {
-        (String::new(), None)
-    } else {
-        match session::cookie(headers, &csrf_cookie_name(&state.identities)).filter(|t| t.len() >= 32) {
-            Some(existing) => (existing.to_owned(), None),
-            None => {
-                let token = crypto::b64url(&crypto::random_bytes::<32>());
-                let cookie = csrf_cookie(&state.identities, &token);
-                (token, Some(cookie))
-            }
-        }
-    };
-    let mut flow = new_flow(&state.identities, kind, api, request_url, return_to, &csrf);
-    flow.refresh = q.refresh.unwrap_or(false);
-    flow.oauth2_login_challenge = q.login_challenge.filter(|c| !c.is_empty());
-    let current = session::authenticate(state, headers).await?;
-    match kind {
-        Kind::Login | Kind::Registration if current.is_some() && !flow.refresh => {
-            let mut e = FlowError::new(
-                StatusCode::BAD_REQUEST,
-                "session_already_available",
-                "A valid session was detected and thus login is not possible. Did you forget to set `?refresh=true`?",
-            );
-            if !api {
-                e.redirect = Some(after_url(&state.identities, &flow));
-            }
-            return Err(e);
-        }
-        Kind::Registration if !state.config.selfservice.flows.registration.enabled => {
-            return Err(FlowError::new(
-                StatusCode::BAD_REQUEST,
-                "self_service_flow_disabled",
-                "Registration is not enabled.",
-            ));
-        }
-        Kind::Recovery if !state.config.selfservice.flows.recovery.enabled => {
-            return Err(FlowError::new(
-                StatusCode::BAD_REQUEST,
-                "self_service_flow_disabled",
-                "Recovery is not enabled.",
-            ));
-        }
-        Kind::Verification if !state.config.selfservice.flows.verification.enabled => {
-            return Err(FlowError::new(
-                StatusCode::BAD_REQUEST,
-                "self_service_flow_disabled",
-                "Verification is not enabled.",
-            ));
-        }
-        Kind::Settings => {
-            let Some(auth) = current else {
-                let mut e =
-                    FlowError::new(StatusCode::UNAUTHORIZED, "session_inactive", "Sign in to change your settings.");
-                if !api {
-                    e.redirect = Some(format!(
-                        "{public}/self-service/login/browser?return_to={}",
-                        crate::identity::url_segment(&format!("{public}/self-service/settings/browser"))
-                    ));
-                }
-                return Err(e);
-            };
-            flow.identity_id = Some(auth.identity.id.clone());
-        }
-        _ => {}
-    }
-    if kind == Kind::Login {
-        login::prepare(&state.identities, &mut flow);
-    }
-    if kind == Kind::Registration {
-        registration::prepare(&state.identities, &mut flow);
-    }
-    if kind == Kind::Settings {
-        settings::prepare(&state.identities, &mut flow).await?;
-    }
-    create(&state.store, &flow).await?;
-    Ok((flow, cookie))
+    start(&state.identities, parse_kind(kind)?, q, headers, api).await
 }
 
 #[derive(Deserialize)]
@@ -330,47 +233,12 @@ pub async fn get(
 /// An API flow carries no CSRF protection, so a browser must not submit it (Kratos's
 /// `EnsureCSRF` for API flows): a request with an `Origin` header or a cookie (Cloudflare's
 /// own excepted) comes from a browser, possibly driven by another site.
-fn api_flow_from_a_program(headers: &HeaderMap) -> Result<(), FlowError> {
-    const HINT: &str = "The flow however was initiated as an API request. To prevent potential misuse and mitigate \
-                        several attack vectors including CSRF, the request has been blocked; browsers use the \
-                        /self-service/{kind}/browser flows.";
-    if headers.contains_key(header::ORIGIN) {
-        return Err(FlowError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            format!("The HTTP Request Header included the \"Origin\" key, indicating a browser. {HINT}"),
-        ));
-    }
-    let cookies = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.split_once('=').map(|(name, _)| name.trim()))
-        .any(|name| !name.is_empty() && !["__cf", "_cf", "cf_"].iter().any(|p| name.starts_with(p)));
-    if cookies {
-        return Err(FlowError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            format!("The HTTP Request Header included the \"Cookie\" key, indicating a browser. {HINT}"),
-        ));
-    }
-    Ok(())
-}
-
 pub fn csrf_cookie_matches(state: &AppState, headers: &HeaderMap, flow: &Flow) -> bool {
-    flow.skip_csrf
-        || session::cookie(headers, &csrf_cookie_name(&state.identities))
-            .is_some_and(|c| crypto::secret_eq(c, &flow.csrf_token))
+    submit::csrf_cookie_matches(&state.identities, headers, flow)
 }
 
 fn expired(state: &AppState, flow: &Flow) -> FlowError {
-    let mut e = FlowError::new(StatusCode::GONE, "self_service_flow_expired", "The flow expired; start a new one.");
-    if !flow.is_api() {
-        e.redirect =
-            Some(format!("{}/self-service/{}/browser", state.config.urls.self_.public_base(), flow.kind.as_str()));
-    }
-    e
+    submit::expired(&state.identities, flow)
 }
 
 /// `POST /self-service/{kind}?flow=`.
@@ -388,29 +256,7 @@ pub async fn submit(
             .flow
             .or(q.id)
             .ok_or_else(|| FlowError::new(StatusCode::BAD_REQUEST, "bad_request", "flow is required"))?;
-        let mut flow = load(&state.store, &id, kind).await?;
-        if flow.expires_at <= state.clock.now() {
-            return Err(expired(&state, &flow));
-        }
-        let form = Form::parse(&headers, &body)?;
-        if flow.is_api() {
-            api_flow_from_a_program(&headers)?;
-        }
-        if !flow.is_api() && !flow.skip_csrf {
-            let sent = form.get("csrf_token").or_else(|| headers.get("x-csrf-token").and_then(|v| v.to_str().ok()));
-            let form_ok = sent.is_some_and(|t| crypto::secret_eq(t, &flow.csrf_token));
-            if !form_ok || !csrf_cookie_matches(&state, &headers, &flow) {
-                return Err(FlowError::csrf());
-            }
-        }
-        flow.clear_messages();
-        match kind {
-            Kind::Login => login::submit(&state.identities, flow, &form, &headers).await,
-            Kind::Registration => registration::submit(&state.identities, flow, &form, &headers).await,
-            Kind::Settings => settings::submit(&state.identities, flow, &form, &headers).await,
-            Kind::Recovery => recovery::submit_recovery(&state.identities, flow, &form, &headers).await,
-            Kind::Verification => recovery::submit_verification(&state.identities, flow, &form).await,
-        }
+        submit::submit(&state.identities, kind, &id, &headers, &body).await
     }
     .await;
     match result {
