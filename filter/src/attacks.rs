@@ -372,6 +372,48 @@ fn minted_id_tokens_are_never_handed_to_another_subject() {
     assert_eq!(host.signatures(), 2, "alice's second request reuses her token, bob gets his own");
 }
 
+#[test]
+fn a_minted_id_token_is_never_reused_for_other_claims_of_the_same_subject() {
+    // The cache key is the rendered claims, so a claim taken from the request (here a tenant
+    // header) can never come back from another request's token.
+    use p256::pkcs8::EncodePrivateKey;
+    let signing = key(5);
+    let snapshot = Snapshot {
+        version: "v1".into(),
+        rules: serde_json::from_value(json!([{"id": "t", "match": {"url": "http://gw/t/<.*>", "methods": ["GET"]},
+            "authenticators": [{"handler": "anonymous"}],
+            "authorizer": {"handler": "allow"},
+            "mutators": [{"handler": "id_token", "config": {"issuer_url": "https://gw.example/",
+                "claims": "{\"tenant\": {{ .MatchContext.Header.Get \"x-tenant\" | toJson }}}"}}]}]))
+        .unwrap(),
+        signing_key: Some(portcullis_shared::snapshot::SigningKey {
+            kid: "id-1".into(),
+            alg: portcullis_shared::jwt::Algorithm::ES256,
+            pkcs8: base64::engine::general_purpose::STANDARD.encode(signing.to_pkcs8_der().unwrap().as_bytes()),
+        }),
+        ..Snapshot::default()
+    };
+    let worker = Worker::new(Rc::new(snapshot.compile().unwrap()));
+    let host = MockHost::default();
+    let claims_of = |host: &MockHost| -> Value {
+        let bearer = host.request_header("authorization").unwrap();
+        let payload = bearer.strip_prefix("Bearer ").unwrap().split('.').nth(1).unwrap().to_owned();
+        serde_json::from_slice::<Value>(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+    };
+    for tenant in ["acme", "evil", "acme", "evil"] {
+        let (_s, action) = worker.send(&host, "/t/x", &[("x-tenant", tenant)]);
+        assert_eq!(action, Action::Continue);
+        assert_eq!(claims_of(&host)["tenant"], json!(tenant));
+    }
+    assert_eq!(host.signatures(), 2, "one token per tenant, each reused for its own tenant only");
+    // A header that would break out of the JSON string is escaped by toJson; one that renders
+    // no object is refused, not signed.
+    let (_s, action) = worker.send(&host, "/t/x", &[("x-tenant", "x\", \"sub\": \"admin")]);
+    assert_eq!(action, Action::Continue);
+    assert_eq!(claims_of(&host)["tenant"], json!("x\", \"sub\": \"admin"));
+    assert_eq!(claims_of(&host)["sub"], json!("anonymous"));
+}
+
 // --- bypass 6: the address Keto is told ----------------------------------------------------
 
 fn keto_rules() -> Rc<CompiledSnapshot> {
