@@ -334,33 +334,42 @@ fn every_cache_tells_two_callers_apart() {
     assert_eq!(refusal(&host).0, 401);
 }
 
-#[test]
-fn minted_id_tokens_are_never_handed_to_another_subject() {
+/// A worker for `rules`, whose snapshot carries a gateway signing key made from `seed`.
+fn id_token_worker(rules: Value, seed: u8) -> Worker {
     use p256::pkcs8::EncodePrivateKey;
-    let signing = key(4);
     let snapshot = Snapshot {
         version: "v1".into(),
-        rules: serde_json::from_value(json!([{"id": "p", "match": {"url": "http://gw/p/<.*>", "methods": ["GET"]},
+        rules: serde_json::from_value(rules).unwrap(),
+        signing_key: Some(portcullis_shared::snapshot::SigningKey {
+            kid: "id-1".into(),
+            alg: portcullis_shared::jwt::Algorithm::ES256,
+            pkcs8: base64::engine::general_purpose::STANDARD.encode(key(seed).to_pkcs8_der().unwrap().as_bytes()),
+        }),
+        ..Snapshot::default()
+    };
+    Worker::new(Rc::new(snapshot.compile().unwrap()))
+}
+
+/// The claims of the bearer token the filter forwarded upstream.
+fn forwarded_claims(host: &MockHost) -> Value {
+    let bearer = host.request_header("authorization").unwrap();
+    let payload = bearer.strip_prefix("Bearer ").unwrap().split('.').nth(1).unwrap().to_owned();
+    serde_json::from_slice::<Value>(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+}
+
+#[test]
+fn minted_id_tokens_are_never_handed_to_another_subject() {
+    let worker = id_token_worker(
+        json!([{"id": "p", "match": {"url": "http://gw/p/<.*>", "methods": ["GET"]},
             "authenticators": [{"handler": "bearer_token", "config": {
                 "check_session_url": "http://idp.example:443/whoami", "preserve_path": true,
                 "cache": {"enabled": true, "ttl": "60s"}}}],
             "authorizer": {"handler": "allow"},
-            "mutators": [{"handler": "id_token", "config": {"issuer_url": "https://gw.example/"}}]}]))
-        .unwrap(),
-        signing_key: Some(portcullis_shared::snapshot::SigningKey {
-            kid: "id-1".into(),
-            alg: portcullis_shared::jwt::Algorithm::ES256,
-            pkcs8: base64::engine::general_purpose::STANDARD.encode(signing.to_pkcs8_der().unwrap().as_bytes()),
-        }),
-        ..Snapshot::default()
-    };
-    let worker = Worker::new(Rc::new(snapshot.compile().unwrap()));
+            "mutators": [{"handler": "id_token", "config": {"issuer_url": "https://gw.example/"}}]}]),
+        4,
+    );
     let host = MockHost::default();
-    let subject_of = |host: &MockHost| -> Value {
-        let bearer = host.request_header("authorization").unwrap();
-        let payload = bearer.strip_prefix("Bearer ").unwrap().split('.').nth(1).unwrap().to_owned();
-        serde_json::from_slice::<Value>(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()["sub"].clone()
-    };
+    let subject_of = |host: &MockHost| forwarded_claims(host)["sub"].clone();
     for user in ["alice", "bob", "alice"] {
         let token = format!("Bearer {user}-token");
         let (mut s, action) = worker.send(&host, "/p/x", &[("authorization", &token)]);
@@ -376,30 +385,16 @@ fn minted_id_tokens_are_never_handed_to_another_subject() {
 fn a_minted_id_token_is_never_reused_for_other_claims_of_the_same_subject() {
     // The cache key is the rendered claims, so a claim taken from the request (here a tenant
     // header) can never come back from another request's token.
-    use p256::pkcs8::EncodePrivateKey;
-    let signing = key(5);
-    let snapshot = Snapshot {
-        version: "v1".into(),
-        rules: serde_json::from_value(json!([{"id": "t", "match": {"url": "http://gw/t/<.*>", "methods": ["GET"]},
+    let worker = id_token_worker(
+        json!([{"id": "t", "match": {"url": "http://gw/t/<.*>", "methods": ["GET"]},
             "authenticators": [{"handler": "anonymous"}],
             "authorizer": {"handler": "allow"},
             "mutators": [{"handler": "id_token", "config": {"issuer_url": "https://gw.example/",
-                "claims": "{\"tenant\": {{ .MatchContext.Header.Get \"x-tenant\" | toJson }}}"}}]}]))
-        .unwrap(),
-        signing_key: Some(portcullis_shared::snapshot::SigningKey {
-            kid: "id-1".into(),
-            alg: portcullis_shared::jwt::Algorithm::ES256,
-            pkcs8: base64::engine::general_purpose::STANDARD.encode(signing.to_pkcs8_der().unwrap().as_bytes()),
-        }),
-        ..Snapshot::default()
-    };
-    let worker = Worker::new(Rc::new(snapshot.compile().unwrap()));
+                "claims": "{\"tenant\": {{ .MatchContext.Header.Get \"x-tenant\" | toJson }}}"}}]}]),
+        5,
+    );
     let host = MockHost::default();
-    let claims_of = |host: &MockHost| -> Value {
-        let bearer = host.request_header("authorization").unwrap();
-        let payload = bearer.strip_prefix("Bearer ").unwrap().split('.').nth(1).unwrap().to_owned();
-        serde_json::from_slice::<Value>(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
-    };
+    let claims_of = forwarded_claims;
     for tenant in ["acme", "evil", "acme", "evil"] {
         let (_s, action) = worker.send(&host, "/t/x", &[("x-tenant", tenant)]);
         assert_eq!(action, Action::Continue);
