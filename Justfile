@@ -98,11 +98,17 @@ fuzz-smoke: fuzz-setup
     done
     echo "fuzz smoke: $((SECONDS - started)) s"
 
-# Formatting and clippy, for the host and for wasm32.
-lint: setup
+# Formatting, clippy for the host and for wasm32, and the dependency policy (deny).
+lint: setup deny
     cargo fmt --all --check
     cargo clippy --workspace --all-targets -- -D warnings
     cargo clippy -p portcullis-shared -p portcullis-filter --target wasm32-wasip1 -- -D warnings
+
+# Dependencies: licences we can ship, crates.io only, no crate in two versions unless deny.toml
+# says why (cargo-deny, installed if missing: ~5 minutes of compiling the first time).
+deny:
+    @cargo deny --version >/dev/null 2>&1 || cargo install cargo-deny --locked
+    cargo deny --log-level error check licenses bans sources
 
 # Benchmarks: Envoy with and without Portcullis, against a no-op wasm filter (the floor), jwt_authn
 # and ext_authz, the control plane alone, criterion; writes bench/results.{md,json} and bench/latency.png.

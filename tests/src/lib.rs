@@ -991,6 +991,14 @@ pub async fn issue_token(t: &Testbed, id: &str, secret: &str, scope: &str) -> St
     body["access_token"].as_str().unwrap().to_owned()
 }
 
+/// Seconds since the epoch on the real clock, which the Envoy and the control plane under test
+/// also read (tokens minted here must be current for them).
+#[expect(clippy::disallowed_methods, reason = "a black-box test shares the processes' real clock")]
+pub fn now_secs() -> i64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    i64::try_from(since.as_secs()).unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use std::fs::{File, create_dir_all, write};
@@ -998,6 +1006,7 @@ mod tests {
 
     use super::fresh;
 
+    #[expect(clippy::disallowed_methods, reason = "file ages are compared with the real clock")]
     fn set_age(path: &std::path::Path, age_secs: u64) {
         let at = SystemTime::now() - Duration::from_secs(age_secs);
         File::options().write(true).open(path).and_then(|f| f.set_modified(at)).unwrap();

@@ -9,7 +9,7 @@ use portcullis_e2e::{Extras, testbed_with, workspace_root};
 use serde_json::json;
 
 // The script's one line per step is this test's report: shown with --no-capture and on failure.
-#[allow(clippy::print_stdout, clippy::print_stderr)]
+#[expect(clippy::print_stdout, reason = "the script's step lines are this test's report")]
 #[tokio::test]
 async fn authlib_completes_every_grant_against_portcullis() {
     let python = workspace_root().join(".venv/bin/python");

@@ -3,20 +3,14 @@
 //! cache), and a cached session answer offered to a caller who differs in a credential the
 //! session endpoint reads; also spoofed identity headers sent twice.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use p256::ecdsa::signature::Signer;
 use p256::ecdsa::{Signature, SigningKey};
-use portcullis_e2e::{Testbed, put_rules, send, testbed};
+use portcullis_e2e::{Testbed, now_secs, put_rules, send, testbed};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
-
-fn now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default().try_into().unwrap()
-}
 
 fn b64(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
@@ -134,7 +128,7 @@ async fn a_token_verified_for_a_partner_rule_is_refused_by_our_rule_on_the_same_
         ]),
     )
     .await;
-    let exp = now() + 3600;
+    let exp = now_secs() + 3600;
     let ours =
         es256(&own, &json!({"alg": "ES256", "kid": "own-1"}), &json!({"sub": "alice", "iss": OWN_ISSUER, "exp": exp}));
     let theirs =

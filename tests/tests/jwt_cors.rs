@@ -1,17 +1,11 @@
 //! `jwt` tokens verified in a real Envoy (ES256, `verify_signature`) and the decisions API; CORS preflight before authn
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use p256::ecdsa::signature::Signer;
 use p256::ecdsa::{Signature, SigningKey};
-use portcullis_e2e::{Testbed, put_rules, send, testbed};
+use portcullis_e2e::{Testbed, now_secs, put_rules, send, testbed};
 use serde_json::{Value, json};
-
-fn now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default().try_into().unwrap()
-}
 
 fn b64(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
@@ -42,7 +36,7 @@ fn es256(key: &SigningKey, claims: &Value) -> String {
 const ISSUER: &str = "https://issuer.test/";
 
 fn claims(sub: &str, iss: &str, scope: &str, exp: i64) -> Value {
-    json!({"sub": sub, "iss": iss, "scope": scope, "iat": now() - 5, "exp": exp})
+    json!({"sub": sub, "iss": iss, "scope": scope, "iat": now_secs() - 5, "exp": exp})
 }
 
 fn envoy_log_lines(t: &Testbed, needles: &[&str]) -> String {
@@ -73,7 +67,7 @@ async fn jwt_tokens_are_verified_in_envoy() {
     )
     .await;
 
-    let in_an_hour = now() + 3600;
+    let in_an_hour = now_secs() + 3600;
     let good = es256(&issuer_key, &claims("user-42", ISSUER, "read profile", in_an_hour));
     let good_auth = format!("Bearer {good}");
     let url = t.gateway("/jwt/x");
@@ -101,7 +95,7 @@ async fn jwt_tokens_are_verified_in_envoy() {
     assert_eq!(again.upstream("x-user"), json!(["user-42"]));
 
     let forged = es256(&key(9), &claims("user-42", ISSUER, "read", in_an_hour));
-    let expired = es256(&issuer_key, &claims("user-42", ISSUER, "read", now() - 600));
+    let expired = es256(&issuer_key, &claims("user-42", ISSUER, "read", now_secs() - 600));
     let wrong_issuer = es256(&issuer_key, &claims("user-42", "https://evil.test/", "read", in_an_hour));
     let write_only = es256(&issuer_key, &claims("user-42", ISSUER, "write", in_an_hour));
     let unsigned = format!(

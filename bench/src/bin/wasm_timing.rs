@@ -3,9 +3,8 @@
 //! in Envoy). Prints one line per rule count (nanoseconds per selection), then one per filter
 //! scenario: nanoseconds per allowed request (the filter's own work, host calls answered from
 //! memory) and the ABI calls it stands for. `wasm-timing filter` prints the scenarios only.
-#![allow(clippy::print_stdout)]
-// The counting allocator below is the only unsafe code: it forwards to the system allocator.
-#![allow(unsafe_code)]
+#![expect(clippy::print_stdout, reason = "a measuring tool: its output is the measurement")]
+#![expect(unsafe_code, reason = "the counting allocator forwards to the system allocator")]
 
 use portcullis_bench::filter::Scenario;
 use portcullis_bench::{last_url, rule_set};

@@ -443,7 +443,7 @@ fn compile_introspection(h: &HandlerSpec) -> Result<Introspection, HandlerError>
         cache: Option<CacheSpec>,
         /// Accepted for compatibility; the filter's call-out timeout is set in its plugin config.
         #[serde(default)]
-        #[allow(dead_code)]
+        #[expect(dead_code, reason = "an Oathkeeper option Portcullis accepts and does not need")]
         retry: Option<Value>,
         #[serde(default)]
         pre_authorization: Option<PreAuthorizationSpec>,
@@ -870,9 +870,9 @@ fn compile_jwt(h: &HandlerSpec, jwks: &BTreeMap<String, Value>) -> Result<Jwt, H
         trusted_issuers: Vec<String>,
         token_from: Option<TokenFromSpec>,
         /// Accepted for compatibility: the control plane fetches and refreshes key sets.
-        #[allow(dead_code)]
+        #[expect(dead_code, reason = "an Oathkeeper option Portcullis accepts and does not need")]
         jwks_max_wait: Option<String>,
-        #[allow(dead_code)]
+        #[expect(dead_code, reason = "an Oathkeeper option Portcullis accepts and does not need")]
         jwks_ttl: Option<String>,
         /// Portcullis: `false` accepts tokens without `exp` (they are then never cached).
         #[serde(default = "yes")]
@@ -1147,7 +1147,7 @@ fn compile_client_credentials(h: &HandlerSpec) -> Result<ClientCredentials, Hand
         #[serde(default)]
         required_scope: Vec<String>,
         cache: Option<CacheSpec>,
-        #[allow(dead_code)]
+        #[expect(dead_code, reason = "an Oathkeeper option Portcullis accepts and does not need")]
         retry: Option<Value>,
     }
     let c: Spec = config::config(h)?;

@@ -75,7 +75,7 @@ impl Authorizer {
             #[serde(default)]
             forward_response_headers_to_upstream: Vec<String>,
             #[serde(default)]
-            #[allow(dead_code)]
+            #[expect(dead_code, reason = "an Oathkeeper option Portcullis accepts and does not need")]
             retry: Option<Value>,
         }
         match h.handler.as_str() {

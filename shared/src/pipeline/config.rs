@@ -84,9 +84,9 @@ pub(crate) struct CacheSpec {
     pub enabled: bool,
     pub ttl: Option<String>,
     /// Accepted for compatibility: the filter's cache is bounded by slots, not cost.
-    #[allow(dead_code)]
+    #[expect(dead_code, reason = "an Oathkeeper option Portcullis accepts and does not need")]
     pub max_cost: Option<i64>,
-    #[allow(dead_code)]
+    #[expect(dead_code, reason = "an Oathkeeper option Portcullis accepts and does not need")]
     pub max_tokens: Option<i64>,
 }
 

@@ -68,7 +68,7 @@ impl ErrorHandler {
             #[serde(default)]
             when: Vec<WhenSpec>,
             /// `json`: accepted for compatibility; reason codes are always included.
-            #[allow(dead_code)]
+            #[expect(dead_code, reason = "read by Oathkeeper only; accepted so its rule files load")]
             verbose: Option<bool>,
             to: Option<String>,
             code: Option<u16>,

@@ -173,7 +173,7 @@ impl Mutator {
                 struct Api {
                     url: String,
                     auth: Option<Auth>,
-                    #[allow(dead_code)]
+                    #[expect(dead_code, reason = "an Oathkeeper option Portcullis accepts and does not need")]
                     retry: Option<Value>,
                 }
                 #[derive(Deserialize)]
@@ -204,7 +204,7 @@ impl Mutator {
                     issuer_url: String,
                     /// Accepted for compatibility: the public keys are on the control plane's
                     /// `/.well-known/gateway-jwks.json`.
-                    #[allow(dead_code)]
+                    #[expect(dead_code, reason = "an Oathkeeper option Portcullis accepts and does not need")]
                     jwks_url: Option<String>,
                     ttl: Option<String>,
                     claims: Option<String>,
