@@ -11,6 +11,7 @@ use p256::ecdsa::signature::Signer;
 use p256::ecdsa::{Signature, SigningKey};
 use portcullis_shared::snapshot::{CompiledSnapshot, Snapshot};
 use serde_json::{Value, json};
+use sha2::Digest as _;
 
 use crate::cache::WorkerCaches;
 use crate::config::test_config;
@@ -332,6 +333,75 @@ fn every_cache_tells_two_callers_apart() {
     assert_eq!((action, host.calls().len()), (Action::Pause, calls + 1), "a wrong secret is asked about");
     assert_eq!(answer(&host, &mut s, 401, &json!({"error": "invalid_client"})), Action::Pause);
     assert_eq!(refusal(&host).0, 401);
+}
+
+// --- remembered conclusions: a parsed answer is reused only where it was concluded ---------
+
+/// Two rules that send the very same introspection call (so they share its cached answer) but
+/// ask different scopes of the token.
+fn scoped_introspection(revoked: &[&str]) -> Rc<CompiledSnapshot> {
+    let rule = |id: &str, scope: &str| {
+        json!({"id": id, "match": {"url": format!("http://gw/{id}/<.*>"), "methods": ["GET"]},
+            "authenticators": [{"handler": "oauth2_introspection", "config": {
+                "introspection_url": "http://idp.example:443/introspect", "scope_strategy": "exact",
+                "required_scope": [scope], "cache": {"enabled": true, "ttl": "60s"}}}],
+            "authorizer": {"handler": "allow"}, "mutators": [x_user()]})
+    };
+    let snapshot = Snapshot {
+        version: "v1".into(),
+        rules: serde_json::from_value(json!([rule("read", "read"), rule("admin", "admin")])).unwrap(),
+        revoked: revoked
+            .iter()
+            .map(|t| sha2::Sha256::digest(t.as_bytes()).iter().map(|b| format!("{b:02x}")).collect())
+            .collect(),
+        ..Snapshot::default()
+    };
+    Rc::new(snapshot.compile().unwrap())
+}
+
+#[test]
+fn a_session_one_rule_concluded_from_a_shared_answer_is_not_accepted_by_a_rule_that_asks_more() {
+    let worker = Worker::new(scoped_introspection(&[]));
+    let host = MockHost::default();
+    let auth = [("authorization", "Bearer reader-token")];
+    let (mut stream, _) = worker.send(&host, "/read/x", &auth);
+    let reader = json!({"active": true, "sub": "alice", "scope": "read", "exp": NOW + 600});
+    assert_eq!(answer(&host, &mut stream, 200, &reader), Action::Continue);
+    let (_, action) = worker.send(&host, "/read/y", &auth);
+    assert_eq!((action, host.calls().len()), (Action::Continue, 1), "the read rule remembers its conclusion");
+
+    // The admin rule sends the same call, so the cached answer is reused without a call-out;
+    // what the read rule concluded from it is not.
+    let (_, action) = worker.send(&host, "/admin/x", &auth);
+    assert_eq!((action, host.calls().len()), (Action::Pause, 1));
+    assert_eq!(refusal(&host), (403, "insufficient_scope".to_owned()));
+}
+
+#[test]
+fn a_remembered_session_ends_with_the_cached_answer_and_with_a_revocation() {
+    let worker = Worker::new(scoped_introspection(&[]));
+    let host = MockHost::default();
+    let auth = [("authorization", "Bearer reader-token")];
+    let (mut stream, _) = worker.send(&host, "/read/x", &auth);
+    let reader = json!({"active": true, "sub": "alice", "scope": "read", "exp": NOW + 600});
+    assert_eq!(answer(&host, &mut stream, 200, &reader), Action::Continue);
+
+    // A minute later (the cache's ttl) the endpoint is asked again, and its answer counts.
+    host.set_request(&[(":method", "GET"), (":scheme", "http"), (":authority", "gw"), (":path", "/read/x"), auth[0]]);
+    host.set_now(NOW_MS + 60_000);
+    let mut stream = worker.stream();
+    assert_eq!(stream.on_request_headers(&host), Action::Pause, "the remembered session ended with the answer");
+    assert_eq!(answer(&host, &mut stream, 200, &json!({"active": false})), Action::Pause);
+    assert_eq!(refusal(&host), (401, "token_inactive".to_owned()));
+
+    // A revocation in the next snapshot refuses a token whose session is remembered.
+    let (mut stream, _) = worker.send(&host, "/read/x", &[("authorization", "Bearer other-token")]);
+    let other = json!({"active": true, "sub": "bob", "scope": "read", "exp": NOW + 600});
+    assert_eq!(answer(&host, &mut stream, 200, &other), Action::Continue);
+    let revoked = Worker { snapshot: scoped_introspection(&["other-token"]), caches: Rc::clone(&worker.caches) };
+    let (_, action) = revoked.send(&host, "/read/x", &[("authorization", "Bearer other-token")]);
+    assert_eq!(action, Action::Pause);
+    assert_eq!(refusal(&host), (401, "token_revoked".to_owned()));
 }
 
 /// A worker for `rules`, whose snapshot carries a gateway signing key made from `seed`.

@@ -131,7 +131,16 @@ impl Stream {
         let mut evaluation = pending.evaluation;
         let Some(request) = &self.request else { return Action::Pause };
         let now = now_ms(host);
-        let resumed = evaluation.resume(&request.view(), outcome, now);
+        let resumed = match &pending.cache {
+            Some(lookup) => evaluation.resume_remembering(
+                &request.view(),
+                outcome,
+                now,
+                (lookup.digest(), None),
+                &mut self.caches.borrow_mut().memo,
+            ),
+            None => evaluation.resume(&request.view(), outcome, now),
+        };
         if let (Some(lookup), Some(until), Some((status, body))) = (&pending.cache, resumed.cache_until_ms, cached) {
             let (now, until_ms) = (u64::try_from(now).unwrap_or(0), u64::try_from(until).unwrap_or(0));
             lookup.put(host, now, until_ms, status, &body);
@@ -227,11 +236,35 @@ impl Stream {
                     let Some(request) = &self.request else { return Action::Pause };
                     let cache =
                         call.cache_key.as_deref().map(|key| Lookup::new(self.config.introspection_cache_slots, key));
-                    if let Some(answer) = cache.as_ref().and_then(|c| self.cached_answer(host, c, now)) {
-                        let cached = HttpResponse { status: answer.status, headers: Vec::new(), body: answer.body };
-                        step = current.resume(&request.view(), Ok(cached), now).step;
-                        evaluation = Some(current);
-                        continue;
+                    if let Some(lookup) = &cache {
+                        // What an authenticator concluded from this answer before: no copy of
+                        // the answer, no parsing, no checks again.
+                        let remembered = current.resume_remembered(
+                            &request.view(),
+                            lookup.digest(),
+                            now,
+                            &mut self.caches.borrow_mut().memo,
+                        );
+                        if let Some(next) = remembered {
+                            step = next;
+                            evaluation = Some(current);
+                            continue;
+                        }
+                        if let Some(answer) = self.cached_answer(host, lookup, now) {
+                            let until = i64::try_from(answer.until_ms).ok();
+                            let cached = HttpResponse { status: answer.status, headers: Vec::new(), body: answer.body };
+                            step = current
+                                .resume_remembering(
+                                    &request.view(),
+                                    Ok(cached),
+                                    now,
+                                    (lookup.digest(), until),
+                                    &mut self.caches.borrow_mut().memo,
+                                )
+                                .step;
+                            evaluation = Some(current);
+                            continue;
+                        }
                     }
                     return match self.dispatch(host, &call) {
                         Ok(token) => {

@@ -1,6 +1,8 @@
 //! What a gateway worker remembers between requests so that a repeated request costs a lookup,
 //! not the work that first answered it: which rule a request line selects (and its captures),
-//! and which JWTs an authenticator has already verified and accepted (the session they yield).
+//! which JWTs an authenticator has already verified and accepted (the session they yield), and
+//! the session an authenticator concluded from a cacheable call-out answer (introspection, a
+//! session check), so a cached answer is not parsed and checked again on every request.
 //! A `Memo` is plain data owned by one worker (the caller keeps one per thread or wasm VM); the
 //! pipeline reads and fills it, so nothing here locks, reads a clock or does I/O.
 //!
@@ -10,7 +12,11 @@
 //! it (issuers, audiences, scopes, token types, keys: one `Arc`), and to the key that verified
 //! it, which must still be among that authenticator's keys; its `exp`, `nbf` and `iat` are
 //! checked against the clock again on every hit, and revocations are checked before the memo is
-//! read. Both maps are bounded: a full map drops an entry before it takes another.
+//! read. A concluded answer is bound to the SHA-256 of the call's cache key (which covers
+//! everything the answer depends on), to the very rule and authenticator that read it and the
+//! call's phase, and to the rule set's generation; it lives no longer than the cached answer
+//! it came from, and revocations are checked before the call is even built. Every map is
+//! bounded: a full map drops an entry before it takes another.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash};
@@ -25,22 +31,30 @@ use crate::rule::{CompiledRule, RuleSet};
 const SELECTIONS_CAPACITY: usize = 4_096;
 /// Accepted tokens remembered per worker.
 const TOKENS_CAPACITY: usize = 8_192;
+/// Concluded call-out answers remembered per worker (a session's `extra` can be a few kB).
+const CONCLUSIONS_CAPACITY: usize = 1_024;
 
 /// A worker's memory; see the module documentation for what binds each entry.
 #[derive(Debug, Default)]
 pub struct Memo {
     selections: Selections,
     tokens: AcceptedTokens,
+    conclusions: Conclusions,
 }
 
 impl Memo {
-    /// How many request lines and tokens are remembered (for tests and metrics).
-    pub fn len(&self) -> (usize, usize) {
-        (self.selections.entries.len(), self.tokens.entries.len())
+    /// How many request lines, tokens and concluded call-out answers are remembered (for tests
+    /// and metrics).
+    pub fn len(&self) -> (usize, usize, usize) {
+        (self.selections.entries.len(), self.tokens.entries.len(), self.conclusions.entries.len())
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len() == (0, 0)
+        self.len() == (0, 0, 0)
+    }
+
+    pub(crate) fn conclusions(&mut self) -> &mut Conclusions {
+        &mut self.conclusions
     }
 
     pub(crate) fn selections(&mut self) -> &mut Selections {
@@ -142,5 +156,59 @@ impl AcceptedTokens {
 
     pub(crate) fn forget(&mut self, digest: &[u8; 32], by: &Arc<Jwt>) {
         self.entries.remove(&(*digest, Arc::as_ptr(by) as usize));
+    }
+}
+
+/// Which authenticator read a call-out answer: the rule (held, so its address is not reused),
+/// the authenticator's index in it, and the call's phase (a `pre_authorization` call comes
+/// before the introspection call).
+#[derive(Debug, Clone)]
+pub(crate) struct Reader {
+    pub(crate) rule: Arc<CompiledRule>,
+    pub(crate) index: usize,
+    pub(crate) phase: u8,
+}
+
+impl Reader {
+    fn key(&self, digest: &[u8; 32]) -> ([u8; 32], usize, usize, u8) {
+        (*digest, Arc::as_ptr(&self.rule) as usize, self.index, self.phase)
+    }
+}
+
+/// The session an authenticator concluded from a call-out answer, until the answer expires.
+#[derive(Debug)]
+struct Concluded {
+    reader: Reader,
+    until_ms: i64,
+    session: Session,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Conclusions {
+    generation: u64,
+    entries: HashMap<([u8; 32], usize, usize, u8), Concluded>,
+}
+
+impl Conclusions {
+    /// Forgets everything concluded under another rule set, so old rules are not kept alive.
+    fn align(&mut self, generation: u64) {
+        if self.generation != generation {
+            self.entries.clear();
+            self.generation = generation;
+        }
+    }
+
+    /// The session `reader` concluded from the answer to the call whose cache key has this
+    /// SHA-256, while that answer lives.
+    pub(crate) fn get(&mut self, generation: u64, digest: &[u8; 32], reader: &Reader, now_ms: i64) -> Option<Session> {
+        self.align(generation);
+        let entry = self.entries.get(&reader.key(digest))?;
+        (Arc::ptr_eq(&entry.reader.rule, &reader.rule) && entry.until_ms > now_ms).then(|| entry.session.clone())
+    }
+
+    pub(crate) fn put(&mut self, generation: u64, digest: &[u8; 32], reader: Reader, until_ms: i64, session: Session) {
+        self.align(generation);
+        make_room(&mut self.entries, CONCLUSIONS_CAPACITY);
+        self.entries.insert(reader.key(digest), Concluded { reader, until_ms, session });
     }
 }

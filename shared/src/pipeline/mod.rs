@@ -241,17 +241,34 @@ pub enum Step {
     Done(Verdict),
 }
 
+/// One empty `extra` for every session without one (an anonymous caller, a request still being
+/// authenticated): no allocation per request.
+fn no_extra() -> Arc<Map<String, Value>> {
+    static EMPTY: std::sync::LazyLock<Arc<Map<String, Value>>> = std::sync::LazyLock::new(Arc::default);
+    Arc::clone(&EMPTY)
+}
+
+impl Default for Session {
+    fn default() -> Self {
+        Self { subject: String::new(), extra: no_extra(), header: Vec::new() }
+    }
+}
+
 /// What the handlers learn about the caller, and what they pass to the upstream.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Session {
     pub subject: String,
-    pub extra: Map<String, Value>,
+    /// Shared, because a remembered session (an accepted JWT's claims, a cached whoami answer
+    /// of a few kB) is handed to every request that repeats the credential: a reference
+    /// count, not a deep copy. Handlers that change it replace it whole.
+    pub extra: Arc<Map<String, Value>>,
     /// Headers to set on the upstream request (names lower-cased, last write wins).
     pub header: Vec<(String, String)>,
 }
 
 impl Session {
     pub fn new(subject: impl Into<String>, extra: Map<String, Value>) -> Self {
+        let extra = if extra.is_empty() { no_extra() } else { Arc::new(extra) };
         Self { subject: subject.into(), extra, header: Vec::new() }
     }
 
@@ -283,6 +300,8 @@ pub struct Evaluation {
     cors: Vec<(String, String)>,
     revoked: Arc<crate::rule::Revoked>,
     signing_kid: Option<String>,
+    /// The generation of the rule set the rule came from (what a memory is bound to).
+    generation: u64,
     now_ms: i64,
     /// How many calls the current authenticator has made for this request.
     phase: u8,
@@ -360,6 +379,7 @@ fn begin_in(
         cors,
         revoked: Arc::clone(rules.revoked()),
         signing_kid: rules.signing_kid().map(str::to_owned),
+        generation: rules.generation(),
         now_ms,
         phase: 0,
         pending_claims: None,
@@ -422,6 +442,48 @@ impl Evaluation {
     /// Continues with the outcome of the outstanding call: its response, or why it failed
     /// (unreachable, timeout, refused by the host).
     pub fn resume(&mut self, req: &Request<'_>, outcome: Result<HttpResponse, String>, now_ms: i64) -> Resumed {
+        self.resume_in(req, outcome, now_ms, None)
+    }
+
+    /// [`Evaluation::resume`] for the answer to a cacheable call whose cache key has the SHA-256
+    /// `digest`: a session an authenticator concludes from it is remembered in `memo` until the
+    /// answer may no longer be used, which is when the cache says (`cached_until_ms`, unix
+    /// ms; `None` for an answer that just arrived) or earlier.
+    pub fn resume_remembering(
+        &mut self,
+        req: &Request<'_>,
+        outcome: Result<HttpResponse, String>,
+        now_ms: i64,
+        (digest, cached_until_ms): (&[u8; 32], Option<i64>),
+        memo: &mut Memo,
+    ) -> Resumed {
+        self.resume_in(req, outcome, now_ms, Some((memo, digest, cached_until_ms)))
+    }
+
+    /// The next step without the call, when an authenticator has already concluded a session
+    /// from a live answer to the same call (cache key SHA-256 `digest`); `None` otherwise.
+    pub fn resume_remembered(
+        &mut self,
+        req: &Request<'_>,
+        digest: &[u8; 32],
+        now_ms: i64,
+        memo: &mut Memo,
+    ) -> Option<Step> {
+        let Stage::Authenticator(i) = self.stage else { return None };
+        let reader = memo::Reader { rule: Arc::clone(&self.rule), index: i, phase: self.phase };
+        let session = memo.conclusions().get(self.generation, digest, &reader, now_ms)?;
+        self.now_ms = now_ms;
+        self.phase = 0;
+        Some(self.after_authenticator(i, authn::Outcome::Authenticated(session), req, now_ms))
+    }
+
+    fn resume_in(
+        &mut self,
+        req: &Request<'_>,
+        outcome: Result<HttpResponse, String>,
+        now_ms: i64,
+        remember: Option<(&mut Memo, &[u8; 32], Option<i64>)>,
+    ) -> Resumed {
         self.now_ms = now_ms;
         let rule = Arc::clone(&self.rule);
         match self.stage {
@@ -430,6 +492,13 @@ impl Evaluation {
                     return self.internal("no authenticator call was outstanding");
                 };
                 let (result, cache_until_ms) = authenticator.finish(req, outcome, now_ms, self.phase);
+                if let (authn::Outcome::Authenticated(session), Some(until), Some((memo, digest, cached_until))) =
+                    (&result, cache_until_ms, remember)
+                {
+                    let reader = memo::Reader { rule: Arc::clone(&rule), index: i, phase: self.phase };
+                    let until = cached_until.map_or(until, |c| c.min(until));
+                    memo.conclusions().put(self.generation, digest, reader, until, session.clone());
+                }
                 self.phase = if matches!(result, authn::Outcome::Call(_)) { self.phase.saturating_add(1) } else { 0 };
                 Resumed { step: self.after_authenticator(i, result, req, now_ms), cache_until_ms }
             }

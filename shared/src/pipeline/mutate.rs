@@ -3,6 +3,7 @@
 //! (an API that may enrich the session's `extra` before the other mutators run).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -284,7 +285,7 @@ impl Mutator {
             Mutator::Hydrator(h) => {
                 let body = json!({
                     "subject": session.subject,
-                    "extra": session.extra,
+                    "extra": *session.extra,
                     "header": header_map(&session.header),
                     "match_context": {"regexp_capture_groups": captures, "url": req.url(), "method": req.method},
                 })
@@ -350,8 +351,8 @@ impl Mutator {
             return error(DenialKind::Internal, "The hydrator changed the session's subject");
         }
         match answer.get("extra") {
-            Some(Value::Object(extra)) => session.extra = extra.clone(),
-            None | Some(Value::Null) => session.extra = Map::new(),
+            Some(Value::Object(extra)) => session.extra = Arc::new(extra.clone()),
+            None | Some(Value::Null) => session.extra = Session::default().extra,
             Some(_) => return error(DenialKind::Internal, "The hydrator's extra is not an object"),
         }
         if let Some(Value::Object(header)) = answer.get("header") {
