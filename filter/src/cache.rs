@@ -14,17 +14,21 @@ use crate::host::Host;
 const PREFIX: &str = "portcullis.cache.";
 
 pub struct Lookup {
-    key: String,
+    slot: u32,
     digest: [u8; 32],
 }
 
 impl Lookup {
-    pub fn new(slots: u32, key: &str) -> Self {
-        let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
+    /// The entry for the call whose cache key has the SHA-256 `digest`, among `slots`.
+    pub fn new(slots: u32, digest: [u8; 32]) -> Self {
         let mut head = [0u8; 4];
         head.copy_from_slice(&digest[..4]);
-        let slot = u32::from_le_bytes(head) % slots.max(1);
-        Self { key: format!("{PREFIX}{slot}"), digest }
+        Self { slot: u32::from_le_bytes(head) % slots.max(1), digest }
+    }
+
+    /// The shared-data key of the slot (made only when shared data is read or written).
+    fn key(&self) -> String {
+        format!("{PREFIX}{}", self.slot)
     }
 
     /// SHA-256 of the pipeline's cache key.
@@ -34,7 +38,7 @@ impl Lookup {
 
     /// The cached entry (expiry, status, body), if this exact key has a live one at `now_ms`.
     pub fn get(&self, host: &impl Host, now_ms: u64) -> Option<Answer> {
-        let (value, _) = host.shared_get(&self.key)?;
+        let (value, _) = host.shared_get(&self.key())?;
         let (digest, rest) = value.split_first_chunk::<32>()?;
         let (expiry, rest) = rest.split_first_chunk::<8>()?;
         let (status, body) = rest.split_first_chunk::<2>()?;
@@ -57,7 +61,7 @@ impl Lookup {
         value.extend_from_slice(&status.to_le_bytes());
         value.extend_from_slice(body);
         // A failed write only costs a future call-out.
-        let _ = host.shared_set(&self.key, &value, None);
+        let _ = host.shared_set(&self.key(), &value, None);
     }
 }
 
@@ -184,11 +188,11 @@ mod tests {
     fn entries_live_until_their_expiry_and_only_for_their_token() {
         let host = MockHost::default();
         host.set_now(1_000);
-        let a = Lookup::new(16, "introspect\nhttp://cp/i\ntoken-a");
+        let a = Lookup::new(16, VerifiedTokens::digest("introspect\nhttp://cp/i\ntoken-a"));
         a.put(&host, 1_000, 5_000, 200, b"{\"active\":true}");
         let hit = Answer { until_ms: 5_000, status: 200, body: b"{\"active\":true}".to_vec() };
         assert_eq!(a.get(&host, 1_000), Some(hit));
-        let other = Lookup::new(16, "introspect\nhttp://cp/i\ntoken-b");
+        let other = Lookup::new(16, VerifiedTokens::digest("introspect\nhttp://cp/i\ntoken-b"));
         assert_eq!(other.get(&host, 1_000), None);
         assert_eq!(a.get(&host, 5_000), None);
     }
@@ -196,7 +200,13 @@ mod tests {
     #[test]
     fn the_token_itself_is_never_stored() {
         let host = MockHost::default();
-        Lookup::new(4, "introspect\nhttp://cp/i\nsecret-token").put(&host, 0, u64::MAX, 200, b"{}");
+        Lookup::new(4, VerifiedTokens::digest("introspect\nhttp://cp/i\nsecret-token")).put(
+            &host,
+            0,
+            u64::MAX,
+            200,
+            b"{}",
+        );
         assert!(host.shared_values().iter().all(|v| !v.windows(12).any(|w| w == b"secret-token")));
     }
 
@@ -233,7 +243,7 @@ mod tests {
     fn slots_bound_memory() {
         let host = MockHost::default();
         for i in 0..200 {
-            Lookup::new(8, &format!("t{i}")).put(&host, 0, u64::MAX, 200, b"{}");
+            Lookup::new(8, VerifiedTokens::digest(&format!("t{i}"))).put(&host, 0, u64::MAX, 200, b"{}");
         }
         assert!(host.shared_values().len() <= 8);
     }

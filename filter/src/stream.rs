@@ -12,7 +12,7 @@ use portcullis_shared::snapshot::CompiledSnapshot;
 
 use std::cell::RefCell;
 
-use crate::cache::{Answer, Lookup, VerifiedTokens, WorkerCaches};
+use crate::cache::{Answer, Lookup, WorkerCaches};
 use crate::config::Config;
 use crate::host::{CallResponse, Host, Level};
 
@@ -234,8 +234,10 @@ impl Stream {
                         return reply(host, &denial.to_response());
                     };
                     let Some(request) = &self.request else { return Action::Pause };
-                    let cache =
-                        call.cache_key.as_deref().map(|key| Lookup::new(self.config.introspection_cache_slots, key));
+                    let cache = call.cache_key.as_deref().map(|key| {
+                        let digest = self.caches.borrow_mut().memo.sha256(key);
+                        Lookup::new(self.config.introspection_cache_slots, digest)
+                    });
                     if let Some(lookup) = &cache {
                         // What an authenticator concluded from this answer before: no copy of
                         // the answer, no parsing, no checks again.
@@ -304,7 +306,7 @@ impl Stream {
     /// Signs an id_token with the snapshot's key, or reuses one this worker signed for the same
     /// key, subject and claims.
     fn mint(&self, host: &impl Host, request: &MintRequest, now: i64) -> Result<String, String> {
-        let digest = VerifiedTokens::digest(&request.cache_key);
+        let digest = self.caches.borrow_mut().memo.sha256(&request.cache_key);
         let now = u64::try_from(now).unwrap_or(0);
         if let Some(token) = self.caches.borrow().minted.get(&digest, now) {
             return Ok(token.to_owned());

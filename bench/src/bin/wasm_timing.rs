@@ -53,6 +53,17 @@ fn time(iterations: u32, mut f: impl FnMut()) -> u128 {
 /// The sans-IO steps of one request, each timed alone (`wasm-timing steps`).
 fn steps() {
     use portcullis_shared::pipeline::{Memo, Request, begin, begin_remembering};
+    use std::hash::BuildHasher as _;
+    // What keying a memory on a token costs: a digest, or a keyed hash (then compared).
+    let token = "x".repeat(300);
+    let sha = time(20_000, || {
+        black_box(<sha2::Sha256 as sha2::Digest>::digest(black_box(token.as_bytes())));
+    });
+    let state = std::collections::hash_map::RandomState::new();
+    let sip = time(20_000, || {
+        black_box(state.hash_one(black_box(token.as_str())));
+    });
+    println!("steps: SHA-256 of 300 bytes {sha} ns, SipHash-1-3 of 300 bytes {sip} ns");
     for scenario in Scenario::all() {
         let rules = &scenario.snapshot().rules;
         let all = scenario.request_headers();

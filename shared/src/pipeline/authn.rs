@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::config::{self, CacheSpec, Empty, HandlerError};
-use super::memo::{Accepted, AcceptedTokens};
+use super::memo::{self, Accepted, AcceptedTokens, Memo};
 use super::{HttpCall, HttpResponse, Request, Session, SignatureCheck, form_encode, json_path};
 use crate::denial::{BearerError, Denial, DenialKind};
 use crate::introspection::IntrospectionResponse;
@@ -253,8 +253,9 @@ impl Authenticator {
         req: &Request<'_>,
         revoked: &crate::rule::Revoked,
         now_ms: i64,
-        memo: Option<&mut AcceptedTokens>,
+        mut memo: Option<&mut Memo>,
     ) -> Outcome {
+        let memo = &mut memo;
         match &self.kind {
             Kind::Noop => Outcome::Authenticated(Session::default()),
             Kind::Unauthorized => Outcome::Failed(Denial::unauthorized().with_reason("unauthorized_handler")),
@@ -266,7 +267,7 @@ impl Authenticator {
                 }
             }
             Kind::OAuth2Introspection(c) => match token(req, &c.token_from) {
-                Some(t) if is_revoked(revoked, &t) => Outcome::Failed(revoked_token()),
+                Some(t) if is_revoked(revoked, &t, memo) => Outcome::Failed(revoked_token()),
                 Some(t) if t.starts_with(c.prefix.as_str()) => match &c.pre_authorization {
                     Some(p) => Outcome::Call(pre_authorization_call(p)),
                     None => Outcome::Call(introspection_call(c, req, &t, None)),
@@ -275,16 +276,18 @@ impl Authenticator {
             },
             Kind::SessionCheck(c) => match session_credential(req, &c.credential) {
                 Some(credential)
-                    if matches!(c.credential, Credential::Bearer { .. }) && is_revoked(revoked, &credential) =>
+                    if matches!(c.credential, Credential::Bearer { .. }) && is_revoked(revoked, &credential, memo) =>
                 {
                     Outcome::Failed(revoked_token())
                 }
-                Some(_) if revoked_session_cookie(req, &c.credential, revoked) => Outcome::Failed(revoked_token()),
+                Some(_) if revoked_session_cookie(req, &c.credential, revoked, memo) => {
+                    Outcome::Failed(revoked_token())
+                }
                 Some(credential) => Outcome::Call(session_check_call(c, req, credential)),
                 None => Outcome::NotResponsible,
             },
             Kind::Jwt(c) => match token(req, &c.token_from) {
-                Some(t) => start_jwt(c, &t, revoked, now_ms, memo),
+                Some(t) => start_jwt(c, &t, revoked, now_ms, memo.as_deref_mut()),
                 None => Outcome::NotResponsible,
             },
             Kind::ClientCredentials(c) => match basic_credentials(req) {
@@ -371,21 +374,29 @@ fn token(req: &Request<'_>, source: &TokenSource) -> Option<String> {
 
 /// A session cookie whose value is a revoked token (a signed-out Portcullis session): refused
 /// before the cached whoami answer can let it through.
-fn revoked_session_cookie(req: &Request<'_>, credential: &Credential, revoked: &crate::rule::Revoked) -> bool {
+fn revoked_session_cookie(
+    req: &Request<'_>,
+    credential: &Credential,
+    revoked: &crate::rule::Revoked,
+    memo: &mut Option<&mut Memo>,
+) -> bool {
     let Credential::Cookie { only } = credential else { return false };
     !revoked.is_empty()
-        && req
-            .cookies()
-            .any(|(name, value)| (only.is_empty() || only.iter().any(|o| o == name)) && is_revoked(revoked, value))
+        && req.cookies().any(|(name, value)| {
+            (only.is_empty() || only.iter().any(|o| o == name)) && is_revoked(revoked, value, memo)
+        })
 }
 
-fn is_revoked(revoked: &crate::rule::Revoked, token: &str) -> bool {
-    !revoked.is_empty() && revoked.contains(&sha256(token))
+fn is_revoked(revoked: &crate::rule::Revoked, token: &str, memo: &mut Option<&mut Memo>) -> bool {
+    !revoked.is_empty() && revoked.contains(&sha256(token, memo))
 }
 
-fn sha256(token: &str) -> [u8; 32] {
-    use sha2::Digest;
-    sha2::Sha256::digest(token.as_bytes()).into()
+/// The token's SHA-256, from the worker's memory when there is one.
+fn sha256(token: &str, memo: &mut Option<&mut Memo>) -> [u8; 32] {
+    match memo {
+        Some(memo) => memo.sha256(token),
+        None => memo::sha256(token),
+    }
 }
 
 fn revoked_token() -> Denial {
@@ -967,21 +978,22 @@ fn start_jwt(
     token: &str,
     revoked: &crate::rule::Revoked,
     now_ms: i64,
-    memo: Option<&mut AcceptedTokens>,
+    mut memo: Option<&mut Memo>,
 ) -> Outcome {
     // A token this configuration accepted before: a digest and a lookup, then the checks that
     // depend on the clock (and the revocations, first). Oversized tokens go to the parser,
     // which refuses them, and are never hashed.
-    if let Some(memo) = memo.filter(|_| token.len() <= jwt::MAX_TOKEN_BYTES) {
-        let digest = sha256(token);
+    if let Some(memo) = memo.as_deref_mut().filter(|_| token.len() <= jwt::MAX_TOKEN_BYTES) {
+        let digest = memo.sha256(token);
         if !revoked.is_empty() && revoked.contains(&digest) {
             return Outcome::Failed(revoked_token());
         }
-        if let Some(accepted) = memo.get(&digest, c) {
+        let tokens: &mut AcceptedTokens = memo.tokens();
+        if let Some(accepted) = tokens.get(&digest, c) {
             return match accepted.times.check(c, now_ms / 1000) {
                 Ok(()) => Outcome::Authenticated(accepted.session.clone()),
                 Err(denial) => {
-                    memo.forget(&digest, c);
+                    tokens.forget(&digest, c);
                     Outcome::Failed(denial)
                 }
             };
@@ -1014,7 +1026,7 @@ fn start_jwt(
         }
     };
     // Bounded by the parser's size limit before it is hashed.
-    let token_digest = sha256(token);
+    let token_digest = sha256(token, &mut memo);
     if !revoked.is_empty() && revoked.contains(&token_digest) {
         return Outcome::Failed(revoked_token());
     }

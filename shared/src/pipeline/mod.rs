@@ -620,7 +620,7 @@ impl Evaluation {
         let rule = Arc::clone(&self.rule);
         for (i, authenticator) in rule.authenticators.iter().enumerate().skip(start) {
             self.phase = 0;
-            match authenticator.start(req, &self.revoked, now_ms, memo.as_deref_mut().map(Memo::tokens)) {
+            match authenticator.start(req, &self.revoked, now_ms, memo.as_deref_mut()) {
                 authn::Outcome::NotResponsible => continue,
                 authn::Outcome::Failed(denial) if authenticator.continue_on_invalid(&denial) => continue,
                 outcome => return self.after_authenticator(i, outcome, req, now_ms),
