@@ -911,6 +911,8 @@ def targets(rows: dict) -> list[dict]:
         out.append({"target": target, "measured": measured,
                     "met": "n/a" if ok is None else ("yes" if ok else "**no**")})
 
+    size = WASM.stat().st_size
+    add("filter .wasm ≤ 1,000,000 bytes", f"{size:,} bytes", size <= 1_000_000)
     floor = rows.get("wasm-noop")
     if floor:
         for name, goal in [("portcullis-jwt", 0.90), ("portcullis-anonymous", 0.95),
