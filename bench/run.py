@@ -854,7 +854,8 @@ def report(results: dict, out_dir: Path) -> None:
                       f"`{results['filter_profile_command']}`", "",
                       "bench/src/filter.rs drives the filter's `Stream` through each scenario's repeated request "
                       "against an in-memory host (Node's V8, the engine Envoy embeds); the host's own copies "
-                      "are counted too (about 19 of the allocations: the request handed in, the header set). "
+                      "are counted too (the header map's buffer, as Envoy allocates it in the filter's memory, and two strings "
+                      "for the header set). "
                       "ABI calls: what the glue would call in Envoy.", "",
                       "| scenario | ns per request | allocations | ABI calls |", "|---|---:|---:|---:|"])
         for r in results["filter_profile"]:

@@ -22,7 +22,7 @@ fn selection(c: &mut Criterion) {
 fn decision(c: &mut Criterion) {
     let set = rule_set(1_000);
     let url = last_url(1_000);
-    let headers = vec![("accept".to_owned(), "*/*".to_owned())];
+    let headers = vec![("accept", "*/*")];
     c.bench_function("decide/anonymous+header/1000-rules", |b| {
         b.iter(|| black_box(begin(&set, &request(black_box(&url), &headers), 0)))
     });

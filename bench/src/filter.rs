@@ -17,6 +17,7 @@ use p256::ecdsa::{Signature, SigningKey, VerifyingKey};
 use p256::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey};
 use portcullis_filter::cache::WorkerCaches;
 use portcullis_filter::config::Config;
+use portcullis_filter::headers::HeaderBlock;
 use portcullis_filter::host::{CallResponse, Host, Level, SharedSetError};
 use portcullis_filter::stream::{Action, Stream};
 use portcullis_shared::snapshot::{CompiledSnapshot, Snapshot};
@@ -67,6 +68,8 @@ impl AbiCalls {
 #[derive(Default)]
 pub struct BenchHost {
     pub headers: RefCell<Vec<(String, String)>>,
+    /// The request's header map serialised as Envoy hands it over.
+    serialized: RefCell<Vec<u8>>,
     pub calls: Cell<AbiCalls>,
     shared: RefCell<BTreeMap<String, Vec<u8>>>,
     outgoing: Cell<u32>,
@@ -116,9 +119,10 @@ impl Host for BenchHost {
         });
         CallResponse { status: Some(200), headers: Vec::new(), body: self.answer.take() }
     }
-    fn request_headers(&self) -> Vec<(String, String)> {
+    fn request_headers(&self) -> Vec<u8> {
         self.count(|c| c.get_header_map += 1);
-        self.headers.borrow().clone()
+        // One buffer, as Envoy allocates it in the filter's memory and copies the map into it.
+        self.serialized.borrow().clone()
     }
     fn source_address(&self) -> Option<String> {
         self.count(|c| c.property += 1);
@@ -283,21 +287,16 @@ impl Scenario {
             ),
             _ => return None,
         };
-        Some(Scenario {
-            name,
-            config: Rc::new(config),
-            snapshot,
-            caches: Rc::default(),
-            request,
-            answer,
-            host: BenchHost::default(),
-        })
+        let host = BenchHost::default();
+        *host.serialized.borrow_mut() = HeaderBlock::serialize(request.iter().map(|(n, v)| (n.as_str(), v.as_bytes())));
+        Some(Scenario { name, config: Rc::new(config), snapshot, caches: Rc::default(), request, answer, host })
     }
 
     /// Serves the scenario's request once, as Envoy would on a new stream (the call-out, if
     /// any, answered at once); `Err` with what happened when it is not allowed.
     pub fn serve(&self) -> Result<(), String> {
-        *self.host.headers.borrow_mut() = self.request.clone();
+        // The upstream's view starts as the request (reusing the last request's strings).
+        self.host.headers.borrow_mut().clone_from(&self.request);
         self.host.sent.set(None);
         let mut stream = Stream::new(Rc::clone(&self.config), Some(Rc::clone(&self.snapshot)), Rc::clone(&self.caches));
         let mut action = stream.on_request_headers(&self.host);

@@ -38,7 +38,7 @@ pub fn last_url(n: usize) -> String {
 }
 
 /// Splits a URL into the request the pipeline sees.
-pub fn request<'a>(url: &'a str, headers: &'a [(String, String)]) -> Request<'a> {
+pub fn request<'a>(url: &'a str, headers: &'a [(&'a str, &'a str)]) -> Request<'a> {
     let (scheme, rest) = url.split_once("://").unwrap_or(("http", url));
     let slash = rest.find('/').unwrap_or(rest.len());
     Request { method: "GET", scheme, host: &rest[..slash], target: &rest[slash..], headers, remote_addr: None }

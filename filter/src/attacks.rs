@@ -508,6 +508,35 @@ fn keto_is_told_the_address_envoy_vouches_for_not_x_forwarded_for() {
     assert_eq!((action, host.source_reads()), (Action::Pause, 0));
 }
 
+// --- header bytes the filter cannot read as text ------------------------------------------
+
+#[test]
+fn a_header_value_that_is_not_utf8_is_refused_with_its_name_and_the_worker_goes_on() {
+    let worker = Worker::new(compile(
+        json!([{"id": "public", "match": {"url": "http://gw/public/<.*>", "methods": ["GET"]},
+            "authenticators": [{"handler": "anonymous"}], "authorizer": {"handler": "allow"},
+            "mutators": [x_user()]}]),
+        &[],
+    ));
+    let host = MockHost::default();
+    for (name, value) in [("x-name", &b"caf\xe9"[..]), ("authorization", b"Bearer \xff\xfe"), ("x-user", b"r\xf6ot")] {
+        host.set_raw_request(&[
+            (":method", b"GET"),
+            (":scheme", b"http"),
+            (":authority", b"gw"),
+            (":path", b"/public/x"),
+            (name, value),
+        ]);
+        let mut stream = worker.stream();
+        assert_eq!(stream.on_request_headers(&host), Action::Pause, "{name}");
+        assert_eq!(refusal(&host), (400, "header_not_utf8".to_owned()), "{name}");
+        let (status, _, body) = host.sent().unwrap();
+        assert!(body.contains(name), "{status}: the answer names the header: {body}");
+    }
+    let (_, action) = worker.send(&host, "/public/x", &[("x-name", "café")]);
+    assert_eq!((action, host.request_header("x-user").as_deref()), (Action::Continue, Some("anonymous")));
+}
+
 // --- spoofed identity headers and header injection ----------------------------------------
 
 #[test]

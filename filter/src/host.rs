@@ -44,8 +44,9 @@ pub trait Host {
     /// The response of the call whose callback is running (`num_headers == 0` means it failed).
     fn call_response(&self, num_headers: usize, body_size: usize) -> CallResponse;
 
-    /// Request headers, pseudo-headers (`:path`, `:method`, ...) included, names lower-case.
-    fn request_headers(&self) -> Vec<(String, String)>;
+    /// Request headers, pseudo-headers (`:path`, `:method`, ...) included, names lower-case,
+    /// serialised as the host hands them over (read with [`crate::headers::HeaderBlock`]).
+    fn request_headers(&self) -> Vec<u8>;
     /// The client address Envoy vouches for (its `source.address` property: the peer, or the
     /// address its `xff_num_trusted_hops` / original-IP detection settled on), as `ip:port`.
     fn source_address(&self) -> Option<String>;

@@ -12,6 +12,7 @@
 pub mod cache;
 pub mod config;
 pub mod foreign;
+pub mod headers;
 pub mod host;
 pub mod stream;
 pub mod sync;

@@ -4,6 +4,7 @@
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 
+use crate::headers::HeaderBlock;
 use crate::host::{CallResponse, Host, Level, SharedSetError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +34,8 @@ struct State {
     fail_calls: bool,
     response: CallResponse,
     request_headers: Vec<(String, String)>,
+    /// Bytes a test hands over instead of `request_headers` (values that are not UTF-8).
+    raw_request: Option<Vec<u8>>,
     source_address: Option<String>,
     source_reads: usize,
     sent: Option<Sent>,
@@ -55,8 +58,14 @@ impl MockHost {
     pub fn set_request(&self, headers: &[(&str, &str)]) {
         let mut s = self.state.borrow_mut();
         s.request_headers = headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect();
+        s.raw_request = None;
         s.sent = None;
         s.resumed = false;
+    }
+    /// A request whose header values are any bytes, as Envoy may hand them over.
+    pub fn set_raw_request(&self, headers: &[(&str, &[u8])]) {
+        self.set_request(&[]);
+        self.state.borrow_mut().raw_request = Some(HeaderBlock::serialize(headers.iter().copied()));
     }
     pub fn set_source_address(&self, address: &str) {
         self.state.borrow_mut().source_address = Some(address.to_owned());
@@ -151,8 +160,11 @@ impl Host for MockHost {
     fn call_response(&self, _num_headers: usize, _body_size: usize) -> CallResponse {
         self.state.borrow().response.clone()
     }
-    fn request_headers(&self) -> Vec<(String, String)> {
-        self.state.borrow().request_headers.clone()
+    fn request_headers(&self) -> Vec<u8> {
+        let s = self.state.borrow();
+        s.raw_request.clone().unwrap_or_else(|| {
+            HeaderBlock::serialize(s.request_headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())))
+        })
     }
     fn source_address(&self) -> Option<String> {
         let mut s = self.state.borrow_mut();

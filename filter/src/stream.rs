@@ -14,6 +14,7 @@ use std::cell::RefCell;
 
 use crate::cache::{Answer, Lookup, WorkerCaches};
 use crate::config::Config;
+use crate::headers::{HeaderBlock, HeaderError};
 use crate::host::{CallResponse, Host, Level};
 
 /// What the host should do with the request after a callback.
@@ -23,25 +24,32 @@ pub enum Action {
     Pause,
 }
 
-/// The request as read once in `on_http_request_headers`, kept while a call-out is pending.
+/// The request as read once in `on_http_request_headers`, kept while a call-out is pending:
+/// Envoy's header map in one block, and which of its pairs the pipeline sees.
 struct RequestParts {
-    method: String,
-    scheme: String,
-    host: String,
-    target: String,
-    headers: Vec<(String, String)>,
+    block: HeaderBlock,
+    /// Where `:method`, `:scheme`, `:authority` and `:path` are in the block.
+    pseudo: [Option<usize>; 4],
+    /// The other pairs, minus those a mutator owns (removed from the request).
+    visible: Vec<usize>,
     /// The client IP Envoy vouches for, read only when a rule sends it somewhere.
     remote_addr: Option<String>,
 }
 
 impl RequestParts {
-    fn view(&self) -> Request<'_> {
+    /// The headers the pipeline sees, borrowed from the block (one vector per callback).
+    fn headers(&self) -> Vec<(&str, &str)> {
+        self.visible.iter().filter_map(|&i| self.block.get(i)).collect()
+    }
+
+    fn view<'a>(&'a self, headers: &'a [(&'a str, &'a str)]) -> Request<'a> {
+        let pseudo = |i: usize| self.pseudo[i].and_then(|at| self.block.get(at)).map_or("", |(_, v)| v);
         Request {
-            method: &self.method,
-            scheme: &self.scheme,
-            host: &self.host,
-            target: &self.target,
-            headers: &self.headers,
+            method: pseudo(0),
+            scheme: pseudo(1),
+            host: pseudo(2),
+            target: pseudo(3),
+            headers,
             remote_addr: self.remote_addr.as_deref(),
         }
     }
@@ -77,35 +85,41 @@ impl Stream {
                     .to_response(),
             );
         };
-        let mut pseudo = (String::new(), String::new(), String::new(), String::new());
-        let mut headers = Vec::new();
-        for (name, value) in host.request_headers() {
-            match name.as_str() {
-                ":method" => pseudo.0 = value,
-                ":scheme" => pseudo.1 = value,
-                ":authority" => pseudo.2 = value,
-                ":path" => pseudo.3 = value,
+        let block = match HeaderBlock::parse(&host.request_headers()) {
+            Ok(block) => block,
+            Err(e) => return refuse_headers(host, &e),
+        };
+        let (mut pseudo, mut visible) = ([None; 4], Vec::new());
+        for (i, (name, _)) in block.pairs().enumerate() {
+            match name {
+                ":method" => pseudo[0] = Some(i),
+                ":scheme" => pseudo[1] = Some(i),
+                ":authority" => pseudo[2] = Some(i),
+                ":path" => pseudo[3] = Some(i),
                 // Sorted and deduplicated when the rules are compiled.
-                _ if snapshot.rules.guarded_headers().binary_search(&name).is_ok() => {
+                _ if snapshot.rules.guarded_headers().binary_search_by(|g| g.as_str().cmp(name)).is_ok() => {
                     // A client-sent X-User (or any header a mutator owns) never reaches upstream.
-                    host.set_request_header(&name, None);
+                    host.set_request_header(name, None);
                 }
-                _ => headers.push((name, value)),
+                _ => visible.push(i),
             }
         }
-        let (method, scheme, authority, target) = pseudo;
         // A host call per request only for rule sets that need it (Keto's remoteIpAddress).
         let remote_addr = if snapshot.rules.needs_client_address() {
             host.source_address().as_deref().and_then(client_ip).map(str::to_owned)
         } else {
             None
         };
-        let request =
-            self.request.insert(RequestParts { method, scheme, host: authority, target, headers, remote_addr });
+        let request = self.request.insert(RequestParts { block, pseudo, visible, remote_addr });
         // One clock read per callback: the host call costs more than the drift within one.
         let now = now_ms(host);
-        let (evaluation, step) =
-            pipeline::begin_remembering(&snapshot.rules, &request.view(), now, &mut self.caches.borrow_mut().memo);
+        let headers = request.headers();
+        let (evaluation, step) = pipeline::begin_remembering(
+            &snapshot.rules,
+            &request.view(&headers),
+            now,
+            &mut self.caches.borrow_mut().memo,
+        );
         self.drive(host, evaluation, step, now)
     }
 
@@ -131,15 +145,16 @@ impl Stream {
         let mut evaluation = pending.evaluation;
         let Some(request) = &self.request else { return Action::Pause };
         let now = now_ms(host);
+        let headers = request.headers();
         let resumed = match &pending.cache {
             Some(lookup) => evaluation.resume_remembering(
-                &request.view(),
+                &request.view(&headers),
                 outcome,
                 now,
                 (lookup.digest(), None),
                 &mut self.caches.borrow_mut().memo,
             ),
-            None => evaluation.resume(&request.view(), outcome, now),
+            None => evaluation.resume(&request.view(&headers), outcome, now),
         };
         if let (Some(lookup), Some(until), Some((status, body))) = (&pending.cache, resumed.cache_until_ms, cached) {
             let (now, until_ms) = (u64::try_from(now).unwrap_or(0), u64::try_from(until).unwrap_or(0));
@@ -180,16 +195,17 @@ impl Stream {
                     // One line per denial, so a 401/403 can be explained from the gateway's log.
                     let rule = evaluation.as_ref().map_or("-", |e| e.rule_id());
                     let request = self.request.as_ref();
-                    let id = request.and_then(|r| r.view().header("x-request-id").map(str::to_owned));
+                    let headers = request.map(RequestParts::headers).unwrap_or_default();
+                    let view = request.map(|r| r.view(&headers));
                     host.log(
                         Level::Info,
                         &format!(
                             "denied {} {} status={} rule={rule} reason={} request_id={}",
-                            request.map_or("", |r| r.method.as_str()),
-                            request.map_or("", |r| r.target.split('?').next().unwrap_or("")),
+                            view.as_ref().map_or("", |v| v.method),
+                            view.as_ref().map_or("", |v| v.path()),
                             response.status,
                             if denial.reason.is_empty() { "-" } else { denial.reason },
-                            id.as_deref().unwrap_or("-"),
+                            view.as_ref().and_then(|v| v.header("x-request-id")).unwrap_or("-"),
                         ),
                     );
                     return reply(host, &response);
@@ -204,7 +220,7 @@ impl Stream {
                     if let Err(e) = &token {
                         host.log(Level::Error, &format!("rule {}: cannot sign an id_token: {e}", current.rule_id()));
                     }
-                    step = current.resume_minted(&parts.view(), token, now);
+                    step = current.resume_minted(&parts.view(&parts.headers()), token, now);
                 }
                 Step::Verify(check) => {
                     let Some(request) = &self.request else { return Action::Pause };
@@ -225,8 +241,12 @@ impl Stream {
                             return reply(host, &denial.to_response());
                         }
                     };
-                    step =
-                        current.resume_verified_by(&request.view(), verified, now, &mut self.caches.borrow_mut().memo);
+                    step = current.resume_verified_by(
+                        &request.view(&request.headers()),
+                        verified,
+                        now,
+                        &mut self.caches.borrow_mut().memo,
+                    );
                 }
                 Step::Call(call) => {
                     let Some(mut current) = evaluation.take() else {
@@ -239,10 +259,11 @@ impl Stream {
                         Lookup::new(self.config.introspection_cache_slots, digest)
                     });
                     if let Some(lookup) = &cache {
+                        let headers = request.headers();
                         // What an authenticator concluded from this answer before: no copy of
                         // the answer, no parsing, no checks again.
                         let remembered = current.resume_remembered(
-                            &request.view(),
+                            &request.view(&headers),
                             lookup.digest(),
                             now,
                             &mut self.caches.borrow_mut().memo,
@@ -257,7 +278,7 @@ impl Stream {
                             let cached = HttpResponse { status: answer.status, headers: Vec::new(), body: answer.body };
                             step = current
                                 .resume_remembering(
-                                    &request.view(),
+                                    &request.view(&headers),
                                     Ok(cached),
                                     now,
                                     (lookup.digest(), until),
@@ -352,6 +373,23 @@ impl Stream {
         headers.extend(call.headers.iter().filter(|(n, _)| !n.starts_with(':')).map(|(n, v)| (n.as_str(), v.as_str())));
         host.http_call(target.cluster, &headers, &call.body, self.config.call_timeout_ms)
     }
+}
+
+/// A request whose header map the filter cannot read as text is refused, never judged on a
+/// value the upstream would read differently (see `headers`).
+fn refuse_headers(host: &impl Host, error: &HeaderError) -> Action {
+    let denial = match error {
+        HeaderError::NotUtf8 { name } => {
+            host.log(Level::Info, &format!("refused a request: header {name:?} is not UTF-8"));
+            Denial::new(DenialKind::BadRequest, format!("The value of the request header {name} is not valid UTF-8"))
+                .with_reason("header_not_utf8")
+        }
+        HeaderError::Malformed => {
+            host.log(Level::Error, "the host handed over a malformed header map");
+            Denial::new(DenialKind::Internal, "The request headers cannot be read").with_reason("headers_unreadable")
+        }
+    };
+    reply(host, &denial.to_response())
 }
 
 fn reply(host: &impl Host, response: &LocalResponse) -> Action {

@@ -31,6 +31,34 @@ proxy_wasm::main! {{
 
 struct WasmHost;
 
+/// The one host call the SDK offers only in a form the filter cannot use: its header-map reader
+/// makes two strings per header and panics on a value that is not UTF-8, which Envoy passes on
+/// (obs-text). This reads the serialised map as bytes; `headers::HeaderBlock` reads those.
+#[expect(unsafe_code, reason = "an ABI import and the buffer it hands over")]
+mod raw {
+    use proxy_wasm::types::{MapType, Status};
+
+    #[link(wasm_import_module = "env")]
+    unsafe extern "C" {
+        fn proxy_get_header_map_pairs(map_type: MapType, data: *mut *mut u8, size: *mut usize) -> Status;
+    }
+
+    /// The request's header map as the host serialises it; empty when it cannot be read.
+    pub(super) fn request_header_map() -> Vec<u8> {
+        let (mut data, mut size) = (std::ptr::null_mut::<u8>(), 0usize);
+        // SAFETY: the host writes a pointer and a size into the two locations. The buffer was
+        // allocated in this module's memory through the SDK's `proxy_on_memory_allocate`
+        // (`Vec::with_capacity(size)`, forgotten), so it is owned here and freed by the `Vec`,
+        // as the SDK's own readers do.
+        unsafe {
+            match proxy_get_header_map_pairs(MapType::HttpRequestHeaders, &mut data, &mut size) {
+                Status::Ok if !data.is_null() => Vec::from_raw_parts(data, size, size),
+                _ => Vec::new(),
+            }
+        }
+    }
+}
+
 impl Host for WasmHost {
     fn now_ms(&self) -> u64 {
         hostcalls::get_current_time()
@@ -79,8 +107,8 @@ impl Host for WasmHost {
         CallResponse { status, headers, body }
     }
 
-    fn request_headers(&self) -> Vec<(String, String)> {
-        hostcalls::get_map(MapType::HttpRequestHeaders).unwrap_or_default()
+    fn request_headers(&self) -> Vec<u8> {
+        raw::request_header_map()
     }
 
     fn source_address(&self) -> Option<String> {

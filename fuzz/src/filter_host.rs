@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, VecDeque};
 use arbitrary::{Result, Unstructured};
 use portcullis_filter::cache::{Answer, Lookup, VerifiedTokens};
 use portcullis_filter::config::Config;
+use portcullis_filter::headers::HeaderBlock;
 use portcullis_filter::host::{CallResponse, Host, Level, SharedSetError};
 use portcullis_filter::sync::SnapshotSync;
 use portcullis_shared::snapshot::Snapshot;
@@ -82,8 +83,9 @@ impl Host for FuzzHost {
     fn call_response(&self, _num_headers: usize, _body_size: usize) -> CallResponse {
         CallResponse::default()
     }
-    fn request_headers(&self) -> Vec<(String, String)> {
-        self.request_headers.borrow().clone()
+    fn request_headers(&self) -> Vec<u8> {
+        let headers = self.request_headers.borrow();
+        HeaderBlock::serialize(headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())))
     }
     fn source_address(&self) -> Option<String> {
         self.source_address.borrow().clone()

@@ -31,6 +31,7 @@ pub fn run(data: &[u8]) {
         .and_then(Value::as_object)
         .map(|o| o.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.as_str().unwrap_or("").to_owned())).collect())
         .unwrap_or_default();
+    let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
     let ctx = Context { subject, extra: &extra, captures: &captures, headers: &headers };
 
     let out = template.render(&ctx);

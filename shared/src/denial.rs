@@ -90,14 +90,15 @@ impl Denial {
 
     /// The JSON error response.
     pub fn to_response(&self) -> LocalResponse {
-        let body = serde_json::json!({
-            "error": {
-                "code": self.kind.status(),
-                "status": self.kind.reason(),
-                "message": self.message,
-            }
-        })
-        .to_string();
+        let mut error = serde_json::json!({
+            "code": self.kind.status(),
+            "status": self.kind.reason(),
+            "message": self.message,
+        });
+        if !self.reason.is_empty() {
+            error["reason"] = serde_json::json!(self.reason);
+        }
+        let body = serde_json::json!({ "error": error }).to_string();
         let mut headers = vec![
             ("content-type".to_owned(), "application/json; charset=utf-8".to_owned()),
             ("cache-control".to_owned(), "no-store".to_owned()),

@@ -46,7 +46,7 @@ pub struct Context<'a> {
     pub extra: &'a Map<String, Value>,
     pub captures: &'a [String],
     /// Request headers, names lower-cased.
-    pub headers: &'a [(String, String)],
+    pub headers: &'a [(&'a str, &'a str)],
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -647,9 +647,8 @@ impl<'a> Val<'a> {
             Val::Headers => {
                 let mut map = Map::new();
                 for (n, v) in scope.ctx.headers {
-                    map.entry(n.clone()).or_insert_with(|| Value::Array(Vec::new()));
-                    if let Some(Value::Array(list)) = map.get_mut(n) {
-                        list.push(Value::String(v.clone()));
+                    if let Value::Array(list) = map.entry(*n).or_insert_with(|| Value::Array(Vec::new())) {
+                        list.push(Value::String((*v).to_owned()));
                     }
                 }
                 Value::Object(map)
@@ -928,7 +927,7 @@ mod tests {
 
     fn render(src: &str, subject: &str, extra: Value) -> String {
         let extra = extra.as_object().cloned().unwrap_or_default();
-        let headers = vec![("x-tenant".to_owned(), "acme".to_owned())];
+        let headers = vec![("x-tenant", "acme")];
         let captures = vec!["a".to_owned(), "42".to_owned()];
         Template::compile(src)
             .unwrap()

@@ -253,3 +253,34 @@ async fn identity_headers_sent_twice_never_reach_the_upstream() {
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert_eq!(reply.body["headers"]["x-user"], json!(["anonymous"]), "{}", reply.body);
 }
+
+/// Sends one HTTP/1.1 request made of raw bytes and answers its status.
+async fn raw_status(t: &Testbed, request: &[u8]) -> u16 {
+    let authority = format!("127.0.0.1:{}", t.ports.gateway);
+    let mut stream = TcpStream::connect(&authority).await.unwrap_or_else(|e| panic!("connect {authority}: {e}"));
+    stream.write_all(request).await.unwrap_or_else(|e| panic!("write: {e}"));
+    let mut status_line = String::new();
+    BufReader::new(stream).read_line(&mut status_line).await.unwrap_or_else(|e| panic!("read: {e}"));
+    status_line.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("no status: {status_line:?}"))
+}
+
+#[tokio::test]
+async fn a_header_value_that_is_not_utf8_neither_crashes_the_filter_nor_passes_it() {
+    let t = testbed().await;
+    let host = format!("127.0.0.1:{}", t.ports.gateway);
+    // HTTP allows bytes above 0x7f in a value (obs-text, e.g. Latin-1); Envoy forwards them.
+    // Filters that read the header map as UTF-8 strings panic on them, and a wasm panic takes
+    // the filter's VM down for every request that follows.
+    for (name, path) in [("x-name", "/public/x"), ("authorization", "/ratings/x"), ("cookie", "/public/x")] {
+        let mut request = format!("GET {path} HTTP/1.1\r\nhost: {host}\r\n{name}: caf").into_bytes();
+        request.extend_from_slice(b"\xe9 \xff\r\nconnection: close\r\n\r\n");
+        let status = raw_status(&t, &request).await;
+        assert!(status < 500, "{name}: a value with Latin-1 bytes was answered {status}");
+        let after =
+            raw_status(&t, format!("GET /public/x HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\r\n").as_bytes())
+                .await;
+        assert_eq!(after, 200, "{name}: the filter still serves the next request");
+    }
+    let denied = format!("GET /ratings/x HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\r\n");
+    assert_eq!(raw_status(&t, denied.as_bytes()).await, 401, "and still refuses what it must");
+}

@@ -68,7 +68,8 @@ fn steps() {
         let rules = &scenario.snapshot().rules;
         let all = scenario.request_headers();
         let pseudo = |n: &str| all.iter().find(|(k, _)| k == n).map_or("", |(_, v)| v.as_str());
-        let headers: Vec<(String, String)> = all.iter().filter(|(n, _)| !n.starts_with(':')).cloned().collect();
+        let headers: Vec<(&str, &str)> =
+            all.iter().filter(|(n, _)| !n.starts_with(':')).map(|(n, v)| (n.as_str(), v.as_str())).collect();
         let req = Request {
             method: pseudo(":method"),
             scheme: pseudo(":scheme"),
@@ -81,6 +82,12 @@ fn steps() {
         let copy = time(n, || {
             black_box(all.to_vec());
         });
+        let serialized =
+            portcullis_filter::headers::HeaderBlock::serialize(all.iter().map(|(n, v)| (n.as_str(), v.as_bytes())));
+        let block = time(n, || {
+            black_box(portcullis_filter::headers::HeaderBlock::parse(black_box(&serialized)).ok());
+        });
+        println!("steps/{}: header block parse {block} ns", scenario.name);
         let url = time(n, || {
             black_box(portcullis_shared::matching::request_url(req.scheme, req.host, req.target).ok());
         });

@@ -82,13 +82,18 @@ pub struct Judged {
 }
 
 impl Judged {
-    fn view(&self) -> pipeline::Request<'_> {
+    /// The headers as the pipeline borrows them.
+    fn header_pairs(&self) -> Vec<(&str, &str)> {
+        self.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect()
+    }
+
+    fn view<'a>(&'a self, headers: &'a [(&'a str, &'a str)]) -> pipeline::Request<'a> {
         pipeline::Request {
             method: &self.method,
             scheme: &self.scheme,
             host: &self.host,
             target: &self.target,
-            headers: &self.headers,
+            headers,
             remote_addr: self.remote_addr.as_deref(),
         }
     }
@@ -154,7 +159,8 @@ impl Decider {
         clock: &dyn Clock,
         mut record: Option<&mut Vec<CallRecord>>,
     ) -> Decision {
-        let req = judged.view();
+        let headers = judged.header_pairs();
+        let req = judged.view(&headers);
         let (mut evaluation, mut step) = pipeline::begin(rules, &req, clock.now_ms());
         let rule_id = evaluation.as_ref().map(|e| e.rule_id().to_owned());
         let mut calls = 0;

@@ -10,7 +10,7 @@ use p256::ecdsa::{Signature, SigningKey};
 use serde_json::{Value, json};
 
 use super::tests::jwt::{verified_by, verify};
-use super::tests::{allowed, call, denied, headers, ok, request, rule};
+use super::tests::{allowed, call, denied, headers, ok, owned, request, rule};
 use super::*;
 use crate::rule::{Environment, parse_rules};
 
@@ -614,5 +614,5 @@ fn a_hydrator_cannot_inject_a_header_either() {
     let answer =
         json!({"subject": "anonymous", "header": {"X-Admin": ["1\r\nX-Root: 1"], "X-Ok": ["fine"], "Bad Name": ["x"]}});
     let step = evaluation.as_mut().unwrap().resume(&req, ok(answer), NOW_MS).step;
-    assert_eq!(allowed(&step).1, headers(&[("x-ok", "fine")]));
+    assert_eq!(allowed(&step).1, owned(&[("x-ok", "fine")]));
 }

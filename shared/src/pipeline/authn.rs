@@ -817,8 +817,12 @@ fn session_check_call(c: &SessionCheck, req: &Request<'_>, credential: String) -
         url.push('?');
         url.push_str(q);
     }
-    let mut headers: Vec<(String, String)> =
-        req.headers.iter().filter(|(n, _)| c.forward_headers.contains(n)).cloned().collect();
+    let mut headers: Vec<(String, String)> = req
+        .headers
+        .iter()
+        .filter(|(n, _)| c.forward_headers.iter().any(|f| f == n))
+        .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+        .collect();
     if let Credential::Bearer { token_from, .. } = &c.credential {
         if *token_from != TokenSource::AuthorizationBearer {
             headers.retain(|(n, _)| n != "authorization");

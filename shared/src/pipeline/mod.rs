@@ -37,7 +37,7 @@ pub struct Request<'a> {
     /// The raw request target: path and query, as received.
     pub target: &'a str,
     /// Header names lower-cased.
-    pub headers: &'a [(String, String)],
+    pub headers: &'a [(&'a str, &'a str)],
     /// The client's IP address as the proxy vouches for it (Envoy's `source.address` without
     /// the port, the peer a trusted proxy names for `/decisions`), never one a client wrote.
     /// `None` when unknown; read only where [`RuleSet::needs_client_address`] says so.
@@ -46,7 +46,7 @@ pub struct Request<'a> {
 
 impl Request<'_> {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
     }
 
     pub fn path(&self) -> &str {
@@ -66,7 +66,7 @@ impl Request<'_> {
     }
 
     pub(crate) fn cookies(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.headers.iter().filter(|(n, _)| n == "cookie").flat_map(|(_, v)| v.split(';')).filter_map(|c| {
+        self.headers.iter().filter(|(n, _)| *n == "cookie").flat_map(|(_, v)| v.split(';')).filter_map(|c| {
             let (k, v) = c.trim().split_once('=')?;
             Some((k.trim(), v.trim().trim_matches('"')))
         })

@@ -296,13 +296,13 @@ impl Mutator {
                     .iter()
                     .filter(|(n, _)| {
                         let framing = matches!(
-                            n.as_str(),
+                            *n,
                             "content-length" | "content-type" | "transfer-encoding" | "connection" | "host"
                         );
                         let uncacheable = cached && is_correlation_header(n);
                         !(framing || uncacheable)
                     })
-                    .cloned()
+                    .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
                     .collect();
                 headers.push(("content-type".into(), "application/json".into()));
                 if let Some(auth) = &h.basic_auth {

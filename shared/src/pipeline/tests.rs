@@ -47,11 +47,16 @@ fn basic_rules() -> RuleSet {
     ]))
 }
 
-pub(super) fn headers(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect()
+pub(super) fn headers<'a>(pairs: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    pairs.to_vec()
 }
 
-pub(super) fn request<'a>(target: &'a str, headers: &'a [(String, String)]) -> Request<'a> {
+/// Header pairs as the pipeline hands them out (to set, to send).
+pub(super) fn owned(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs.iter().map(|(n, v)| ((*n).to_owned(), (*v).to_owned())).collect()
+}
+
+pub(super) fn request<'a>(target: &'a str, headers: &'a [(&'a str, &'a str)]) -> Request<'a> {
     Request { method: "GET", scheme: "http", host: "h", target, headers, remote_addr: None }
 }
 
@@ -117,7 +122,7 @@ fn bearer_token_is_introspected_then_mutated() {
     assert_eq!(resumed.cache_until_ms, Some(NOW_MS + 10_000), "the TTL, as the token lives longer");
     let (subject, set) = allowed(&resumed.step);
     assert_eq!(subject, "my-client");
-    assert_eq!(set, headers(&[("x-scope", "read write"), ("x-user", "my-client")]));
+    assert_eq!(set, owned(&[("x-scope", "read write"), ("x-user", "my-client")]));
 }
 
 #[test]
@@ -258,7 +263,7 @@ fn cookie_session_asks_the_session_endpoint_like_oathkeeper() {
     assert!(c.cache_key.is_some());
     let (subject, set) = allowed(&step);
     assert_eq!(subject, "user-1");
-    assert_eq!(set, headers(&[("x-email", "a@example.com")]));
+    assert_eq!(set, owned(&[("x-email", "a@example.com")]));
 
     // Not responsible without one of the `only` cookies.
     let h = headers(&[("cookie", "other=1")]);
@@ -319,12 +324,12 @@ fn remote_json_authorizer_keto_style() {
     )]));
     let h = headers(&[("x-tenant", "acme")]);
     let req = request("/files/report", &h);
-    let granted = Ok(HttpResponse { status: 200, headers: headers(&[("X-Permission", "view")]), body: vec![] });
+    let granted = Ok(HttpResponse { status: 200, headers: owned(&[("X-Permission", "view")]), body: vec![] });
     let (step, calls) = run(&rules, &req, vec![granted]);
     let payload: Value = serde_json::from_slice(&calls[0].body).unwrap();
     assert_eq!(payload, json!({"namespace": "files", "object": "report", "relation": "view", "subject_id": "bob"}));
     assert!(calls[0].headers.contains(&("x-tenant".into(), "acme".into())));
-    assert_eq!(allowed(&step).1, headers(&[("x-permission", "view")]));
+    assert_eq!(allowed(&step).1, owned(&[("x-permission", "view")]));
     assert_eq!(denied(&run(&rules, &req, vec![status(403)]).0), (403, "denied_by_authorizer"));
     assert_eq!(denied(&run(&rules, &req, vec![status(404)]).0).0, 500);
     assert_eq!(denied(&run(&rules, &req, vec![Err("timeout".into())]).0).0, 503);
@@ -351,7 +356,7 @@ fn cookie_mutator_merges_and_hydrator_enriches() {
     assert!(calls[0].headers.contains(&("authorization".into(), "Basic dTpw".into())));
     let sent: Value = serde_json::from_slice(&calls[0].body).unwrap();
     assert_eq!(sent["subject"], "carol");
-    assert_eq!(allowed(&step).1, headers(&[("cookie", "plan=gold; user=carol; theme=dark")]));
+    assert_eq!(allowed(&step).1, owned(&[("cookie", "plan=gold; user=carol; theme=dark")]));
     let changed = ok(json!({"subject": "mallory", "extra": {}}));
     assert_eq!(denied(&run(&rules, &req, vec![changed]).0), (500, "hydrator_error"));
 }
@@ -549,7 +554,7 @@ pub(super) mod jwt {
         let claims = json!({"sub": "user-9", "iss": "https://issuer.example/", "aud": ["api"], "scope": "read write",
             "exp": NOW + 300, "iat": NOW});
         let step = judge(&rules, &token(claims, Some("k1")));
-        assert_eq!(allowed(&step), ("user-9", &headers(&[("x-scope", "read write"), ("x-user", "user-9")])[..]));
+        assert_eq!(allowed(&step), ("user-9", &owned(&[("x-scope", "read write"), ("x-user", "user-9")])[..]));
         // No kid: every EC key is tried.
         let step = judge(
             &rules,
@@ -766,7 +771,7 @@ fn id_token_mutator_asks_for_a_signed_token_and_forwards_it() {
     assert_eq!(claims["exp"], NOW + 600);
     assert_eq!(claims["email"], "", "null-safe: a missing value renders empty");
     let step = evaluation.as_mut().unwrap().resume_minted(&req, Ok("h.p.s".into()), NOW_MS);
-    assert_eq!(allowed(&step).1, headers(&[("authorization", "Bearer h.p.s")]));
+    assert_eq!(allowed(&step).1, owned(&[("authorization", "Bearer h.p.s")]));
     // No key yet: closed, with a reason.
     let keyless = RuleSet::compile(&specs).unwrap();
     assert_eq!(denied(&begin(&keyless, &req, NOW_MS).1), (503, "signing_key_unavailable"));
