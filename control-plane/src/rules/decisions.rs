@@ -19,10 +19,7 @@ use crate::app::AppState;
 pub async fn handle(State(state): State<AppState>, request: Request) -> Response {
     let judged = match from_request(request.uri(), request.method().as_str(), request.headers()) {
         Ok(j) => j,
-        Err(message) => {
-            let denial = Denial::new(DenialKind::BadRequest, message).with_reason("bad_forwarded_headers");
-            return local_response(denial.to_response());
-        }
+        Err(denial) => return local_response(denial.to_response()),
     };
     let rules = state.rules.rule_set();
     let decision = state.decider.decide(&rules, &judged, state.clock.as_ref(), None).await;
@@ -48,25 +45,28 @@ pub async fn handle(State(state): State<AppState>, request: Request) -> Response
 }
 
 /// The request to judge, per Oathkeeper's decision API: `X-Forwarded-*` first, else the
-/// request itself with the `/decisions` prefix removed from its path.
-pub fn from_request(uri: &axum::http::Uri, method: &str, headers: &HeaderMap) -> Result<Judged, String> {
-    let header = |name: &str| -> Result<Option<String>, String> {
-        match headers.get(name) {
-            None => Ok(None),
-            Some(v) => v
-                .to_str()
-                .map(|s| Some(s.trim().to_owned()))
-                .map_err(|_| format!("the {name} header is not valid text")),
-        }
+/// request itself with the `/decisions` prefix removed from its path. A 400 when the forwarded
+/// headers do not describe a request, or when a header value is not UTF-8: a value the rules
+/// cannot read is not an absent one (the upstream still gets it), as in the filter.
+pub fn from_request(uri: &axum::http::Uri, method: &str, headers: &HeaderMap) -> Result<Judged, Denial> {
+    let bad = |message: String| Denial::new(DenialKind::BadRequest, message).with_reason("bad_forwarded_headers");
+    let text = |name: &str, value: &HeaderValue| -> Result<String, Denial> {
+        std::str::from_utf8(value.as_bytes()).map(str::to_owned).map_err(|_| {
+            Denial::new(DenialKind::BadRequest, format!("The value of the request header {name} is not valid UTF-8"))
+                .with_reason("header_not_utf8")
+        })
+    };
+    let header = |name: &str| -> Result<Option<String>, Denial> {
+        headers.get(name).map(|v| text(name, v).map(|s| s.trim().to_owned())).transpose()
     };
     let method = header("x-forwarded-method")?.filter(|m| !m.is_empty()).unwrap_or_else(|| method.to_owned());
     if !method.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)) {
-        return Err("X-Forwarded-Method is not an HTTP method".into());
+        return Err(bad("X-Forwarded-Method is not an HTTP method".into()));
     }
     let scheme = match header("x-forwarded-proto")? {
         Some(p) if p.eq_ignore_ascii_case("https") => "https".to_owned(),
         Some(p) if p.eq_ignore_ascii_case("http") || p.is_empty() => "http".to_owned(),
-        Some(_) => return Err("X-Forwarded-Proto must be http or https".into()),
+        Some(_) => return Err(bad("X-Forwarded-Proto must be http or https".into())),
         None => "http".to_owned(),
     };
     let host = match header("x-forwarded-host")?.filter(|h| !h.is_empty()) {
@@ -86,9 +86,11 @@ pub fn from_request(uri: &axum::http::Uri, method: &str, headers: &HeaderMap) ->
             }
         }
     };
-    let remote_addr = forwarded_client(headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()));
-    let headers =
-        headers.iter().filter_map(|(n, v)| Some((n.as_str().to_owned(), v.to_str().ok()?.to_owned()))).collect();
+    let headers = headers
+        .iter()
+        .map(|(n, v)| Ok((n.as_str().to_owned(), text(n.as_str(), v)?)))
+        .collect::<Result<Vec<_>, Denial>>()?;
+    let remote_addr = forwarded_client(headers.iter().filter(|(n, _)| n == "x-forwarded-for").map(|(_, v)| v.as_str()));
     Ok(Judged { method: method.to_ascii_uppercase(), scheme, host, target, headers, remote_addr })
 }
 
@@ -128,7 +130,7 @@ pub(crate) mod tests {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    use axum::http::{Method, Request, StatusCode};
+    use axum::http::{HeaderValue, Method, Request, StatusCode};
     use serde_json::{Value, json};
 
     use crate::crypto;
@@ -276,6 +278,27 @@ pub(crate) mod tests {
         let r = get(&h, "/decisions/public/x", &[("host", "api.test"), ("x-forwarded-proto", "gopher")]).await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST);
         assert!(r.json()["error"]["message"].as_str().unwrap().contains("X-Forwarded-Proto"));
+    }
+
+    #[tokio::test]
+    async fn a_header_value_that_is_not_utf8_is_400_not_judged_as_absent() {
+        let (h, _) = harness().await;
+        // The public rule is anonymous: it is responsible only when no Authorization is sent.
+        // A value the API cannot read is not "no value": the upstream still gets the header.
+        let req = Request::builder()
+            .method(Method::GET)
+            .uri("/decisions/public/x")
+            .header("host", "api.test")
+            .header("authorization", HeaderValue::from_bytes(b"Bearer caf\xe9").unwrap())
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let r = Harness::send(h.admin(), req).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST);
+        assert_eq!(r.json()["error"]["reason"], "header_not_utf8");
+        assert!(r.json()["error"]["message"].as_str().unwrap().contains("authorization"));
+        // UTF-8 beyond ASCII is text: judged as sent.
+        let r = get(&h, "/decisions/public/x", &[("host", "api.test"), ("x-name", "café")]).await;
+        assert_eq!(r.status, StatusCode::OK);
     }
 
     fn id_token_rule() -> Value {
