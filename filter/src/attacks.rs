@@ -247,6 +247,29 @@ fn a_cached_bearer_answer_is_not_served_for_another_cookie() {
     assert_eq!(host.calls().len(), 2);
 }
 
+#[test]
+fn a_cached_session_answer_is_not_used_after_the_session_itself_expires() {
+    let worker = Worker::new(session_rules("cookie_session", json!({})));
+    let host = MockHost::default();
+    let cookie = [("cookie", "ory_kratos_session=s1")];
+    let (mut stream, _) = worker.send(&host, "/app/x", &cookie);
+    // The session ends in 10 s; the rule would cache the answer for 60 s.
+    let ends = "2023-11-14T22:13:30Z";
+    assert_eq!(portcullis_shared::timestamp::unix_ms(ends), Some(NOW_MS as i64 + 10_000));
+    let session = json!({"active": true, "expires_at": ends, "identity": {"id": "alice"}});
+    assert_eq!(answer(&host, &mut stream, 200, &session), Action::Continue);
+    let (_, action) = worker.send(&host, "/app/x", &cookie);
+    assert_eq!((action, host.calls().len()), (Action::Continue, 1), "cached while the session lives");
+
+    host.set_request(&[(":method", "GET"), (":scheme", "http"), (":authority", "gw"), (":path", "/app/x"), cookie[0]]);
+    host.set_now(NOW_MS + 10_000);
+    let mut stream = worker.stream();
+    assert_eq!(stream.on_request_headers(&host), Action::Pause, "the session endpoint is asked again");
+    assert_eq!(host.calls().len(), 2);
+    assert_eq!(answer(&host, &mut stream, 401, &json!({"error": "expired"})), Action::Pause);
+    assert_eq!(refusal(&host).0, 401);
+}
+
 // --- other caches: everything that decided the answer is in the key -----------------------
 
 #[test]

@@ -19,3 +19,4 @@ pub mod rule;
 pub mod scope;
 pub mod snapshot;
 pub mod template;
+pub mod timestamp;

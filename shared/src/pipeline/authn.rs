@@ -864,6 +864,10 @@ fn finish_session_check(
         Some(_) => return forbidden("The session endpoint's extra is not a JSON object"),
     };
     let cache_until = c.cache_ttl_ms.map(|ttl| now_ms.saturating_add(i64::try_from(ttl).unwrap_or(i64::MAX)));
+    // A Kratos session says when it ends (`expires_at`): its answer is never used past that,
+    // whatever the rule's ttl (as introspection answers end at the token's `exp`).
+    let ends = body.get("expires_at").and_then(Value::as_str).and_then(crate::timestamp::unix_ms);
+    let cache_until = cache_until.map(|until| ends.map_or(until, |ends| until.min(ends)));
     (Outcome::Authenticated(Session::new(subject, extra)), cache_until)
 }
 
