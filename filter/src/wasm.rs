@@ -15,6 +15,7 @@ use std::cell::RefCell;
 use crate::cache::WorkerCaches;
 use crate::config::Config;
 use crate::foreign;
+use crate::headers::HeaderBlock;
 use crate::host::{CallResponse, Host, Level, SharedSetError};
 use crate::stream::{Action, Stream};
 use crate::sync::SnapshotSync;
@@ -33,7 +34,8 @@ struct WasmHost;
 
 /// The one host call the SDK offers only in a form the filter cannot use: its header-map reader
 /// makes two strings per header and panics on a value that is not UTF-8, which Envoy passes on
-/// (obs-text). This reads the serialised map as bytes; `headers::HeaderBlock` reads those.
+/// (obs-text), in a request or in a call-out's answer. This reads the serialised map as bytes;
+/// `headers::HeaderBlock` reads those.
 #[expect(unsafe_code, reason = "an ABI import and the buffer it hands over")]
 mod raw {
     use proxy_wasm::types::{MapType, Status};
@@ -43,15 +45,15 @@ mod raw {
         fn proxy_get_header_map_pairs(map_type: MapType, data: *mut *mut u8, size: *mut usize) -> Status;
     }
 
-    /// The request's header map as the host serialises it; empty when it cannot be read.
-    pub(super) fn request_header_map() -> Vec<u8> {
+    /// A header map as the host serialises it; empty when it cannot be read.
+    pub(super) fn header_map(map: MapType) -> Vec<u8> {
         let (mut data, mut size) = (std::ptr::null_mut::<u8>(), 0usize);
         // SAFETY: the host writes a pointer and a size into the two locations. The buffer was
         // allocated in this module's memory through the SDK's `proxy_on_memory_allocate`
         // (`Vec::with_capacity(size)`, forgotten), so it is owned here and freed by the `Vec`,
         // as the SDK's own readers do.
         unsafe {
-            match proxy_get_header_map_pairs(MapType::HttpRequestHeaders, &mut data, &mut size) {
+            match proxy_get_header_map_pairs(map, &mut data, &mut size) {
                 Status::Ok if !data.is_null() => Vec::from_raw_parts(data, size, size),
                 _ => Vec::new(),
             }
@@ -100,7 +102,13 @@ impl Host for WasmHost {
         if num_headers == 0 {
             return CallResponse::default();
         }
-        let headers = hostcalls::get_map(MapType::HttpCallResponseHeaders).unwrap_or_default();
+        // A header the filter cannot read as text makes the answer unusable, as no answer
+        // would be (the SDK's reader would panic on it).
+        let Ok(block) = HeaderBlock::parse(&raw::header_map(MapType::HttpCallResponseHeaders)) else {
+            self.log(Level::Warn, "a call-out answer carried a header that is not UTF-8");
+            return CallResponse::default();
+        };
+        let headers: Vec<(String, String)> = block.pairs().map(|(n, v)| (n.to_owned(), v.to_owned())).collect();
         let status = headers.iter().find(|(n, _)| n == ":status").and_then(|(_, v)| v.parse().ok());
         let body =
             hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size).ok().flatten().unwrap_or_default();
@@ -108,7 +116,7 @@ impl Host for WasmHost {
     }
 
     fn request_headers(&self) -> Vec<u8> {
-        raw::request_header_map()
+        raw::header_map(MapType::HttpRequestHeaders)
     }
 
     fn source_address(&self) -> Option<String> {

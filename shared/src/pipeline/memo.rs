@@ -17,11 +17,11 @@
 //! read. A concluded answer is bound to the SHA-256 of the call's cache key (which covers
 //! everything the answer depends on), to the very rule and authenticator that read it and the
 //! call's phase, and to the rule set's generation; it lives no longer than the cached answer
-//! it came from, and revocations are checked before the call is even built. Every map is
-//! bounded: a full map drops an entry before it takes another.
+//! it came from, and revocations are checked before the call is even built. Every memory is a
+//! fixed number of slots (see `Slots`): a new entry replaces the one in its slot, so memory is
+//! bounded whatever clients send, and a lost entry only costs the work it saved.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash};
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use super::Session;
@@ -33,9 +33,9 @@ use crate::rule::{CompiledRule, RuleSet};
 const SELECTIONS_CAPACITY: usize = 4_096;
 /// Accepted tokens remembered per worker.
 const TOKENS_CAPACITY: usize = 8_192;
-/// Concluded call-out answers remembered per worker (a session's `extra` can be a few kB).
+/// Concluded call-out answers remembered per worker (slots; a power of two).
 const CONCLUSIONS_CAPACITY: usize = 1_024;
-/// Digests remembered per worker, and the bytes of input they may hold in all.
+/// Digests remembered per worker (slots; a power of two), and the bytes of input they hold in all.
 const DIGESTS_CAPACITY: usize = 4_096;
 const DIGESTS_BYTES: usize = 1 << 20;
 /// Longer inputs are hashed each time (they would crowd out the common ones).
@@ -81,16 +81,6 @@ impl Memo {
     }
 }
 
-/// Drops one entry of a full map: which one does not matter for correctness, and a random one
-/// (the hasher's order) keeps the hot entries most of the time without bookkeeping.
-fn make_room<K: Clone + Eq + Hash, V>(map: &mut HashMap<K, V>, capacity: usize) {
-    if map.len() >= capacity {
-        if let Some(key) = map.keys().next().cloned() {
-            map.remove(&key);
-        }
-    }
-}
-
 /// The rule (and its captures) a request line selected; `None`: no rule matched.
 pub(crate) type Selected = Option<(Arc<CompiledRule>, Arc<[String]>)>;
 
@@ -98,7 +88,7 @@ pub(crate) type Selected = Option<(Arc<CompiledRule>, Arc<[String]>)>;
 pub(crate) struct Selections {
     generation: u64,
     hasher: std::collections::hash_map::RandomState,
-    entries: HashMap<u64, (SelectionKey, Selected)>,
+    entries: Slots<(SelectionKey, Selected)>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -114,28 +104,28 @@ impl Selections {
         self.hasher.hash_one(parts)
     }
 
-    /// The remembered selection for this exact request line in `rules`.
-    pub(crate) fn get(&mut self, rules: &RuleSet, parts: [&str; 4]) -> Option<Selected> {
+    /// Forgets the selections made in another rule set.
+    fn align(&mut self, rules: &RuleSet) {
         if self.generation != rules.generation() {
             self.entries.clear();
             self.generation = rules.generation();
-            return None;
         }
-        let (key, selected) = self.entries.get(&self.hash(parts))?;
+    }
+
+    /// The remembered selection for this exact request line in `rules`.
+    pub(crate) fn get(&mut self, rules: &RuleSet, parts: [&str; 4]) -> Option<Selected> {
+        self.align(rules);
+        let (key, selected) = self.entries.get(self.hash(parts))?;
         let [method, scheme, host, target] = parts;
         (key.method == method && key.scheme == scheme && key.host == host && key.target == target)
             .then(|| selected.clone())
     }
 
     pub(crate) fn put(&mut self, rules: &RuleSet, parts: [&str; 4], selected: &Selected) {
-        if self.generation != rules.generation() {
-            self.entries.clear();
-            self.generation = rules.generation();
-        }
+        self.align(rules);
         let hash = self.hash(parts);
-        make_room(&mut self.entries, SELECTIONS_CAPACITY);
         let [method, scheme, host, target] = parts.map(str::to_owned);
-        self.entries.insert(hash, (SelectionKey { method, scheme, host, target }, selected.clone()));
+        self.entries.put(hash, (SelectionKey { method, scheme, host, target }, selected.clone()), SELECTIONS_CAPACITY);
     }
 }
 
@@ -152,25 +142,34 @@ pub(crate) struct Accepted {
 
 #[derive(Debug, Default)]
 pub(crate) struct AcceptedTokens {
-    /// By (SHA-256 of the token, address of the accepting configuration).
-    entries: HashMap<([u8; 32], usize), Accepted>,
+    /// SHA-256 of the token, and what the configuration `Accepted::by` made of it.
+    entries: Slots<([u8; 32], Accepted)>,
 }
 
 impl AcceptedTokens {
+    /// A token accepted by two configurations (two rules) takes two slots.
+    fn hash(digest: &[u8; 32], by: &Arc<Jwt>) -> u64 {
+        head(digest) ^ (Arc::as_ptr(by) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    }
+
     /// What `by` accepted for the token with this digest, when the key that verified it is
     /// still one of `by`'s keys. The caller checks the times.
     pub(crate) fn get(&self, digest: &[u8; 32], by: &Arc<Jwt>) -> Option<&Accepted> {
-        let entry = self.entries.get(&(*digest, Arc::as_ptr(by) as usize))?;
-        (Arc::ptr_eq(&entry.by, by) && by.keys.iter().any(|k| k.spki_sha256 == entry.key)).then_some(entry)
+        let (stored, entry) = self.entries.get(Self::hash(digest, by))?;
+        (stored == digest && Arc::ptr_eq(&entry.by, by) && by.keys.iter().any(|k| k.spki_sha256 == entry.key))
+            .then_some(entry)
     }
 
     pub(crate) fn put(&mut self, digest: [u8; 32], accepted: Accepted) {
-        make_room(&mut self.entries, TOKENS_CAPACITY);
-        self.entries.insert((digest, Arc::as_ptr(&accepted.by) as usize), accepted);
+        let hash = Self::hash(&digest, &accepted.by);
+        self.entries.put(hash, (digest, accepted), TOKENS_CAPACITY);
     }
 
     pub(crate) fn forget(&mut self, digest: &[u8; 32], by: &Arc<Jwt>) {
-        self.entries.remove(&(*digest, Arc::as_ptr(by) as usize));
+        let hash = Self::hash(digest, by);
+        if self.get(digest, by).is_some() {
+            self.entries.take(hash);
+        }
     }
 }
 
@@ -185,14 +184,73 @@ pub(crate) struct Reader {
 }
 
 impl Reader {
-    fn key(&self, digest: &[u8; 32]) -> ([u8; 32], usize, usize, u8) {
-        (*digest, Arc::as_ptr(&self.rule) as usize, self.index, self.phase)
+    fn is(&self, other: &Reader) -> bool {
+        Arc::ptr_eq(&self.rule, &other.rule) && self.index == other.index && self.phase == other.phase
     }
+}
+
+/// A direct-mapped cache: a fixed number of slots, allocated on first use; an entry goes to the
+/// slot its hash names and replaces what was there. Memory is bounded by construction, nothing
+/// is ever scanned or rehashed, and a hit still compares the whole key, so two keys that share
+/// a slot only cost each other a recomputation.
+#[derive(Debug)]
+struct Slots<T> {
+    slots: Vec<Option<T>>,
+}
+
+impl<T> Default for Slots<T> {
+    fn default() -> Self {
+        Self { slots: Vec::new() }
+    }
+}
+
+impl<T> Slots<T> {
+    fn slot(&self, hash: u64, capacity: usize) -> usize {
+        // Capacities are powers of two: the low bits of the hash pick the slot (masked as a
+        // u64 first: `usize` is 32 bits in wasm).
+        let mask = u64::try_from(capacity.saturating_sub(1)).unwrap_or(u64::MAX);
+        usize::try_from(hash & mask).unwrap_or(0)
+    }
+
+    fn get(&self, hash: u64) -> Option<&T> {
+        let i = self.slot(hash, self.slots.len().max(1));
+        self.slots.get(i)?.as_ref()
+    }
+
+    /// Puts `entry` in its slot; answers what it replaced.
+    fn put(&mut self, hash: u64, entry: T, capacity: usize) -> Option<T> {
+        if self.slots.is_empty() {
+            self.slots.resize_with(capacity, || None);
+        }
+        let i = self.slot(hash, self.slots.len());
+        self.slots.get_mut(i)?.replace(entry)
+    }
+
+    fn take(&mut self, hash: u64) -> Option<T> {
+        let i = self.slot(hash, self.slots.len().max(1));
+        self.slots.get_mut(i)?.take()
+    }
+
+    fn clear(&mut self) {
+        self.slots.iter_mut().for_each(|s| *s = None);
+    }
+
+    fn len(&self) -> usize {
+        self.slots.iter().filter(|s| s.is_some()).count()
+    }
+}
+
+/// The first eight bytes of a digest, as a slot hash.
+fn head(digest: &[u8; 32]) -> u64 {
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&digest[..8]);
+    u64::from_le_bytes(bytes)
 }
 
 /// The session an authenticator concluded from a call-out answer, until the answer expires.
 #[derive(Debug)]
 struct Concluded {
+    digest: [u8; 32],
     reader: Reader,
     until_ms: i64,
     session: Session,
@@ -201,7 +259,7 @@ struct Concluded {
 #[derive(Debug, Default)]
 pub(crate) struct Conclusions {
     generation: u64,
-    entries: HashMap<([u8; 32], usize, usize, u8), Concluded>,
+    entries: Slots<Concluded>,
 }
 
 impl Conclusions {
@@ -217,14 +275,14 @@ impl Conclusions {
     /// SHA-256, while that answer lives.
     pub(crate) fn get(&mut self, generation: u64, digest: &[u8; 32], reader: &Reader, now_ms: i64) -> Option<Session> {
         self.align(generation);
-        let entry = self.entries.get(&reader.key(digest))?;
-        (Arc::ptr_eq(&entry.reader.rule, &reader.rule) && entry.until_ms > now_ms).then(|| entry.session.clone())
+        let entry = self.entries.get(head(digest))?;
+        (entry.digest == *digest && entry.reader.is(reader) && entry.until_ms > now_ms).then(|| entry.session.clone())
     }
 
     pub(crate) fn put(&mut self, generation: u64, digest: &[u8; 32], reader: Reader, until_ms: i64, session: Session) {
         self.align(generation);
-        make_room(&mut self.entries, CONCLUSIONS_CAPACITY);
-        self.entries.insert(reader.key(digest), Concluded { reader, until_ms, session });
+        let entry = Concluded { digest: *digest, reader, until_ms, session };
+        self.entries.put(head(digest), entry, CONCLUSIONS_CAPACITY);
     }
 }
 
@@ -233,14 +291,14 @@ pub(crate) fn sha256(input: &str) -> [u8; 32] {
     sha2::Sha256::digest(input.as_bytes()).into()
 }
 
-/// Inputs and their SHA-256, by a SipHash of the input under this worker's random key. The
-/// key never leaves the worker, so nobody can aim an input at another's entry; and a hit also
-/// needs the stored input to be equal, so a collision costs a recomputation, never a wrong
-/// digest.
+/// Inputs and their SHA-256, in the slot a SipHash of the input under this worker's random key
+/// names. The key never leaves the worker, so nobody can aim an input at another's slot; and a
+/// hit also needs the stored input to be equal, so a shared slot costs a recomputation, never
+/// a wrong digest. The inputs held are bounded in bytes as well as in number.
 #[derive(Debug, Default)]
 struct Digests {
     hasher: std::collections::hash_map::RandomState,
-    entries: HashMap<u64, (Box<str>, [u8; 32])>,
+    entries: Slots<(Box<str>, [u8; 32])>,
     bytes: usize,
 }
 
@@ -250,22 +308,17 @@ impl Digests {
             return sha256(input);
         }
         let hash = self.hasher.hash_one(input);
-        if let Some((stored, digest)) = self.entries.get(&hash) {
+        if let Some((stored, digest)) = self.entries.get(hash) {
             if **stored == *input {
                 return *digest;
             }
         }
         let digest = sha256(input);
-        while self.entries.len() >= DIGESTS_CAPACITY || self.bytes + input.len() > DIGESTS_BYTES {
-            let Some(key) = self.entries.keys().next().copied() else { break };
-            if let Some((old, _)) = self.entries.remove(&key) {
-                self.bytes -= old.len();
-            }
+        let held = self.entries.get(hash).map_or(0, |(old, _)| old.len());
+        if self.bytes - held + input.len() <= DIGESTS_BYTES {
+            self.entries.put(hash, (input.into(), digest), DIGESTS_CAPACITY);
+            self.bytes = self.bytes - held + input.len();
         }
-        if let Some((old, _)) = self.entries.insert(hash, (input.into(), digest)) {
-            self.bytes -= old.len();
-        }
-        self.bytes += input.len();
         digest
     }
 }
@@ -275,21 +328,33 @@ mod tests {
     use super::*;
 
     #[test]
+    fn slots_are_picked_by_the_low_bits_of_a_64_bit_hash_on_32_bit_targets_too() {
+        let mut slots = Slots::default();
+        for i in 0..16u64 {
+            assert_eq!(slots.put((0xdead_beef << 32) | i, i, 16), None, "slot {i} was free");
+        }
+        assert_eq!(slots.len(), 16);
+        assert_eq!(slots.get((7 << 40) | 3), Some(&3));
+    }
+
+    #[test]
     fn a_remembered_digest_is_the_digest_of_that_very_input_and_memory_stays_bounded() {
         let mut d = Digests::default();
         assert_eq!(d.sha256("token-a"), sha256("token-a"));
         assert_eq!(d.sha256("token-a"), sha256("token-a"), "a hit answers the same digest");
         assert_eq!(d.sha256("token-b"), sha256("token-b"));
-        // Force a collision: the entry for token-a's hash holds another input.
+        // Another input in token-a's slot (a shared slot): its digest is not token-a's.
         let hash = d.hasher.hash_one("token-a");
-        d.entries.insert(hash, ("forged".into(), [0; 32]));
+        d.entries.put(hash, ("forged".into(), [0; 32]), DIGESTS_CAPACITY);
         d.bytes = d.bytes - "token-a".len() + "forged".len();
-        assert_eq!(d.sha256("token-a"), sha256("token-a"), "another input under the same hash is not used");
+        assert_eq!(d.sha256("token-a"), sha256("token-a"), "another input in the same slot is not used");
         let big = "x".repeat(DIGEST_INPUT_MAX);
-        for i in 0..600 {
-            d.sha256(&format!("{i}{big}")[..DIGEST_INPUT_MAX]);
+        for i in 0..2_000 {
+            let input = format!("{i}{big}");
+            assert_eq!(d.sha256(&input[..DIGEST_INPUT_MAX]), sha256(&input[..DIGEST_INPUT_MAX]));
         }
         assert!(d.bytes <= DIGESTS_BYTES && d.entries.len() <= DIGESTS_CAPACITY);
-        assert_eq!(d.bytes, d.entries.values().map(|(s, _)| s.len()).sum::<usize>());
+        let held: usize = d.entries.slots.iter().flatten().map(|(s, _)| s.len()).sum();
+        assert_eq!(d.bytes, held);
     }
 }
