@@ -195,7 +195,8 @@ impl Reader {
 /// a slot only cost each other a recomputation.
 #[derive(Debug)]
 struct Slots<T> {
-    slots: Vec<Option<T>>,
+    /// Boxed, so an empty slot costs a pointer: the slots are allocated whole on first use.
+    slots: Vec<Option<Box<T>>>,
 }
 
 impl<T> Default for Slots<T> {
@@ -214,19 +215,19 @@ impl<T> Slots<T> {
 
     fn get(&self, hash: u64) -> Option<&T> {
         let i = self.slot(hash, self.slots.len().max(1));
-        self.slots.get(i)?.as_ref()
+        self.slots.get(i)?.as_deref()
     }
 
     /// Puts `entry` in its slot; answers what it replaced.
-    fn put(&mut self, hash: u64, entry: T, capacity: usize) -> Option<T> {
+    fn put(&mut self, hash: u64, entry: T, capacity: usize) -> Option<Box<T>> {
         if self.slots.is_empty() {
             self.slots.resize_with(capacity, || None);
         }
         let i = self.slot(hash, self.slots.len());
-        self.slots.get_mut(i)?.replace(entry)
+        self.slots.get_mut(i)?.replace(Box::new(entry))
     }
 
-    fn take(&mut self, hash: u64) -> Option<T> {
+    fn take(&mut self, hash: u64) -> Option<Box<T>> {
         let i = self.slot(hash, self.slots.len().max(1));
         self.slots.get_mut(i)?.take()
     }
@@ -331,7 +332,7 @@ mod tests {
     fn slots_are_picked_by_the_low_bits_of_a_64_bit_hash_on_32_bit_targets_too() {
         let mut slots = Slots::default();
         for i in 0..16u64 {
-            assert_eq!(slots.put((0xdead_beef << 32) | i, i, 16), None, "slot {i} was free");
+            assert!(slots.put((0xdead_beef << 32) | i, i, 16).is_none(), "slot {i} was free");
         }
         assert_eq!(slots.len(), 16);
         assert_eq!(slots.get((7 << 40) | 3), Some(&3));
@@ -354,7 +355,7 @@ mod tests {
             assert_eq!(d.sha256(&input[..DIGEST_INPUT_MAX]), sha256(&input[..DIGEST_INPUT_MAX]));
         }
         assert!(d.bytes <= DIGESTS_BYTES && d.entries.len() <= DIGESTS_CAPACITY);
-        let held: usize = d.entries.slots.iter().flatten().map(|(s, _)| s.len()).sum();
+        let held: usize = d.entries.slots.iter().flatten().map(|e| e.0.len()).sum();
         assert_eq!(d.bytes, held);
     }
 }
