@@ -991,8 +991,9 @@ fn start_jwt(
     // A token this configuration accepted before: a digest and a lookup, then the checks that
     // depend on the clock (and the revocations, first). Oversized tokens go to the parser,
     // which refuses them, and are never hashed.
+    let mut known_digest = None;
     if let Some(memo) = memo.as_deref_mut().filter(|_| token.len() <= jwt::MAX_TOKEN_BYTES) {
-        let digest = memo.sha256(token);
+        let digest = *known_digest.insert(memo.sha256(token));
         if !revoked.is_empty() && revoked.contains(&digest) {
             return Outcome::Failed(revoked_token());
         }
@@ -1033,8 +1034,8 @@ fn start_jwt(
             return Outcome::Failed(invalid_token(&format!("The token's {part} is malformed"), "malformed_token"));
         }
     };
-    // Bounded by the parser's size limit before it is hashed.
-    let token_digest = sha256(token, &mut memo);
+    // Bounded by the parser's size limit before it is hashed (once per request).
+    let token_digest = known_digest.unwrap_or_else(|| sha256(token, &mut memo));
     if !revoked.is_empty() && revoked.contains(&token_digest) {
         return Outcome::Failed(revoked_token());
     }
