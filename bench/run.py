@@ -1003,6 +1003,9 @@ def main() -> int:
     signal.signal(signal.SIGINT, on_signal)
     started = time.time()
     work = Path(tempfile.mkdtemp(prefix="portcullis-bench-"))
+    # mkdtemp makes it 0700; the PostgreSQL server runs as `postgres` and must reach its data
+    # directory inside (traverse only: the tokens here stay unlistable).
+    work.chmod(0o711)
     pg_started = False
     pg_env = {**os.environ, "PORTCULLIS_TEST_POSTGRES_PORT": os.environ.get("PORTCULLIS_BENCH_POSTGRES_PORT", "55491")}
     notes = [
