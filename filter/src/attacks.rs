@@ -382,14 +382,22 @@ fn scoped_introspection(revoked: &[&str]) -> Rc<CompiledSnapshot> {
     Rc::new(snapshot.compile().unwrap())
 }
 
-#[test]
-fn a_session_one_rule_concluded_from_a_shared_answer_is_not_accepted_by_a_rule_that_asks_more() {
+const READER: [(&str, &str); 1] = [("authorization", "Bearer reader-token")];
+
+/// A worker whose read rule has accepted `READER` (scope `read`) through an introspection call.
+fn reader_accepted() -> (Worker, MockHost) {
     let worker = Worker::new(scoped_introspection(&[]));
     let host = MockHost::default();
-    let auth = [("authorization", "Bearer reader-token")];
-    let (mut stream, _) = worker.send(&host, "/read/x", &auth);
+    let (mut stream, _) = worker.send(&host, "/read/x", &READER);
     let reader = json!({"active": true, "sub": "alice", "scope": "read", "exp": NOW + 600});
     assert_eq!(answer(&host, &mut stream, 200, &reader), Action::Continue);
+    (worker, host)
+}
+
+#[test]
+fn a_session_one_rule_concluded_from_a_shared_answer_is_not_accepted_by_a_rule_that_asks_more() {
+    let (worker, host) = reader_accepted();
+    let auth = READER;
     let (_, action) = worker.send(&host, "/read/y", &auth);
     assert_eq!((action, host.calls().len()), (Action::Continue, 1), "the read rule remembers its conclusion");
 
@@ -402,12 +410,8 @@ fn a_session_one_rule_concluded_from_a_shared_answer_is_not_accepted_by_a_rule_t
 
 #[test]
 fn a_remembered_session_ends_with_the_cached_answer_and_with_a_revocation() {
-    let worker = Worker::new(scoped_introspection(&[]));
-    let host = MockHost::default();
-    let auth = [("authorization", "Bearer reader-token")];
-    let (mut stream, _) = worker.send(&host, "/read/x", &auth);
-    let reader = json!({"active": true, "sub": "alice", "scope": "read", "exp": NOW + 600});
-    assert_eq!(answer(&host, &mut stream, 200, &reader), Action::Continue);
+    let (worker, host) = reader_accepted();
+    let auth = READER;
 
     // A minute later (the cache's ttl) the endpoint is asked again, and its answer counts.
     host.set_request(&[(":method", "GET"), (":scheme", "http"), (":authority", "gw"), (":path", "/read/x"), auth[0]]);
