@@ -173,16 +173,27 @@ pub enum Format {
 }
 
 /// The flags of `portcullis clients create`, as Hydra's `hydra create oauth2-client`.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, clap::Args)]
 pub struct NewClient {
+    #[arg(long)]
     pub id: Option<String>,
+    #[arg(long)]
     pub name: Option<String>,
+    /// Repeatable or comma-separated, e.g. `client_credentials`.
+    #[arg(long = "grant-type")]
     pub grant_types: Vec<String>,
+    #[arg(long = "response-type")]
     pub response_types: Vec<String>,
+    #[arg(long)]
     pub scope: Vec<String>,
+    #[arg(long)]
     pub audience: Vec<String>,
+    #[arg(long = "redirect-uri")]
     pub redirect_uris: Vec<String>,
+    #[arg(long)]
     pub token_endpoint_auth_method: Option<String>,
+    /// The secret to set (otherwise one is generated).
+    #[arg(long)]
     pub secret: Option<String>,
 }
 

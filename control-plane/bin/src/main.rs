@@ -93,28 +93,7 @@ impl RemoteArgs {
 #[derive(Subcommand)]
 enum ClientsCommand {
     /// Create a client (flags as `hydra create oauth2-client`); a generated secret is shown once.
-    Create {
-        #[arg(long)]
-        id: Option<String>,
-        #[arg(long)]
-        name: Option<String>,
-        /// Repeatable or comma-separated, e.g. `client_credentials`.
-        #[arg(long = "grant-type")]
-        grant_types: Vec<String>,
-        #[arg(long = "response-type")]
-        response_types: Vec<String>,
-        #[arg(long)]
-        scope: Vec<String>,
-        #[arg(long)]
-        audience: Vec<String>,
-        #[arg(long = "redirect-uri")]
-        redirect_uris: Vec<String>,
-        #[arg(long)]
-        token_endpoint_auth_method: Option<String>,
-        /// The secret to set (otherwise one is generated).
-        #[arg(long)]
-        secret: Option<String>,
-    },
+    Create(cli::NewClient),
     /// List clients (up to 1000).
     List,
     /// Show one client.
@@ -224,30 +203,7 @@ fn main() -> ExitCode {
             Command::Clients { remote, command } => {
                 let (r, format) = (remote.remote(), remote.format);
                 Ok(match command {
-                    ClientsCommand::Create {
-                        id,
-                        name,
-                        grant_types,
-                        response_types,
-                        scope,
-                        audience,
-                        redirect_uris,
-                        token_endpoint_auth_method,
-                        secret,
-                    } => {
-                        let c = cli::NewClient {
-                            id,
-                            name,
-                            grant_types,
-                            response_types,
-                            scope,
-                            audience,
-                            redirect_uris,
-                            token_endpoint_auth_method,
-                            secret,
-                        };
-                        cli::clients_create(&r, &c, format).await
-                    }
+                    ClientsCommand::Create(c) => cli::clients_create(&r, &c, format).await,
                     ClientsCommand::List => cli::clients_list(&r, format).await,
                     ClientsCommand::Get { id } => cli::clients_get(&r, &id, format).await,
                     ClientsCommand::Delete { id } => cli::clients_delete(&r, &id).await,
