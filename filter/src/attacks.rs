@@ -11,7 +11,6 @@ use p256::ecdsa::signature::Signer;
 use p256::ecdsa::{Signature, SigningKey};
 use portcullis_shared::snapshot::{CompiledSnapshot, Snapshot};
 use serde_json::{Value, json};
-use sha2::Digest as _;
 
 use crate::cache::WorkerCaches;
 use crate::config::test_config;
@@ -375,7 +374,7 @@ fn scoped_introspection(revoked: &[&str]) -> Rc<CompiledSnapshot> {
         rules: serde_json::from_value(json!([rule("read", "read"), rule("admin", "admin")])).unwrap(),
         revoked: revoked
             .iter()
-            .map(|t| sha2::Sha256::digest(t.as_bytes()).iter().map(|b| format!("{b:02x}")).collect())
+            .map(|t| portcullis_shared::pipeline::sha256(t).iter().map(|b| format!("{b:02x}")).collect())
             .collect(),
         ..Snapshot::default()
     };

@@ -5,8 +5,6 @@
 //! SHA-256 of the pipeline's cache key — never the credential in it — the expiry the pipeline
 //! decided (never past a token's `exp`), and the response's status and body.
 
-use sha2::{Digest, Sha256};
-
 use std::collections::HashMap;
 
 use crate::host::Host;
@@ -158,10 +156,6 @@ struct Verified {
 const VERIFIED_CAPACITY: usize = 16_384;
 
 impl VerifiedTokens {
-    pub fn digest(token: &str) -> [u8; 32] {
-        Sha256::digest(token.as_bytes()).into()
-    }
-
     /// The SPKI digest of the key that verified this token, while the entry lives.
     pub fn verified_by(&self, token: &[u8; 32], now_ms: u64) -> Option<&[u8; 32]> {
         self.until.get(token).filter(|v| v.until_ms > now_ms).map(|v| &v.key)
@@ -183,16 +177,17 @@ impl VerifiedTokens {
 mod tests {
     use super::*;
     use crate::mock::MockHost;
+    use portcullis_shared::pipeline::sha256;
 
     #[test]
     fn entries_live_until_their_expiry_and_only_for_their_token() {
         let host = MockHost::default();
         host.set_now(1_000);
-        let a = Lookup::new(16, VerifiedTokens::digest("introspect\nhttp://cp/i\ntoken-a"));
+        let a = Lookup::new(16, sha256("introspect\nhttp://cp/i\ntoken-a"));
         a.put(&host, 1_000, 5_000, 200, b"{\"active\":true}");
         let hit = Answer { until_ms: 5_000, status: 200, body: b"{\"active\":true}".to_vec() };
         assert_eq!(a.get(&host, 1_000), Some(hit));
-        let other = Lookup::new(16, VerifiedTokens::digest("introspect\nhttp://cp/i\ntoken-b"));
+        let other = Lookup::new(16, sha256("introspect\nhttp://cp/i\ntoken-b"));
         assert_eq!(other.get(&host, 1_000), None);
         assert_eq!(a.get(&host, 5_000), None);
     }
@@ -200,25 +195,19 @@ mod tests {
     #[test]
     fn the_token_itself_is_never_stored() {
         let host = MockHost::default();
-        Lookup::new(4, VerifiedTokens::digest("introspect\nhttp://cp/i\nsecret-token")).put(
-            &host,
-            0,
-            u64::MAX,
-            200,
-            b"{}",
-        );
+        Lookup::new(4, sha256("introspect\nhttp://cp/i\nsecret-token")).put(&host, 0, u64::MAX, 200, b"{}");
         assert!(host.shared_values().iter().all(|v| !v.windows(12).any(|w| w == b"secret-token")));
     }
 
     #[test]
     fn verified_tokens_expire_name_their_key_and_stay_bounded() {
         let mut v = VerifiedTokens::default();
-        let (d, key) = (VerifiedTokens::digest("t"), VerifiedTokens::digest("spki"));
+        let (d, key) = (sha256("t"), sha256("spki"));
         v.insert(d, key, 1_000, 0);
         assert_eq!(v.verified_by(&d, 999), Some(&key));
         assert_eq!(v.verified_by(&d, 1_000), None);
         for i in 0..(VERIFIED_CAPACITY + 10) {
-            v.insert(VerifiedTokens::digest(&i.to_string()), key, u64::MAX, 0);
+            v.insert(sha256(&i.to_string()), key, u64::MAX, 0);
         }
         assert!(v.until.len() <= VERIFIED_CAPACITY);
     }
@@ -226,15 +215,15 @@ mod tests {
     #[test]
     fn worker_answers_expire_with_the_shared_entry_and_stay_bounded() {
         let mut w = WorkerAnswers::default();
-        let d = VerifiedTokens::digest("k");
+        let d = sha256("k");
         w.insert(d, Answer { until_ms: 1_000, status: 200, body: b"{}".to_vec() }, 0);
         assert_eq!(w.get(&d, 999).map(|a| a.status), Some(200));
         assert!(w.get(&d, 1_000).is_none(), "not a millisecond past the shared entry's expiry");
-        w.insert(VerifiedTokens::digest("dead"), Answer { until_ms: 5, status: 200, body: vec![] }, 10);
-        assert!(w.get(&VerifiedTokens::digest("dead"), 0).is_none(), "an expired answer is not kept");
+        w.insert(sha256("dead"), Answer { until_ms: 5, status: 200, body: vec![] }, 10);
+        assert!(w.get(&sha256("dead"), 0).is_none(), "an expired answer is not kept");
         for i in 0..(ANSWERS_CAPACITY + 10) {
             let a = Answer { until_ms: u64::MAX, status: 200, body: vec![] };
-            w.insert(VerifiedTokens::digest(&i.to_string()), a, 0);
+            w.insert(sha256(&i.to_string()), a, 0);
         }
         assert!(w.entries.len() <= ANSWERS_CAPACITY);
     }
@@ -243,7 +232,7 @@ mod tests {
     fn slots_bound_memory() {
         let host = MockHost::default();
         for i in 0..200 {
-            Lookup::new(8, VerifiedTokens::digest(&format!("t{i}"))).put(&host, 0, u64::MAX, 200, b"{}");
+            Lookup::new(8, sha256(&format!("t{i}"))).put(&host, 0, u64::MAX, 200, b"{}");
         }
         assert!(host.shared_values().len() <= 8);
     }

@@ -11,7 +11,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, VecDeque};
 
 use arbitrary::{Result, Unstructured};
-use portcullis_filter::cache::{Answer, Lookup, VerifiedTokens};
+use portcullis_filter::cache::{Answer, Lookup};
 use portcullis_filter::config::Config;
 use portcullis_filter::headers::HeaderBlock;
 use portcullis_filter::host::{CallResponse, Host, Level, SharedSetError};
@@ -194,7 +194,7 @@ fn scenario(u: &mut Unstructured<'_>) -> Result<()> {
     }
 
     // The call-out cache entry another worker left in the slot.
-    let lookup = Lookup::new(config.introspection_cache_slots, VerifiedTokens::digest(key));
+    let lookup = Lookup::new(config.introspection_cache_slots, portcullis_shared::pipeline::sha256(key));
     if let Some(answer) = lookup.get(&host, now) {
         let stored = host.shared.borrow().iter().map(|(_, (v, _))| v.clone()).find(|v| v.starts_with(lookup.digest()));
         let stored = stored.unwrap_or_else(|| panic!("an answer for a digest that is not stored"));

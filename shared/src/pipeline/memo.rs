@@ -281,7 +281,9 @@ impl Conclusions {
     }
 }
 
-pub(crate) fn sha256(input: &str) -> [u8; 32] {
+/// SHA-256 of a credential or a call's cache key: what the worker's memories, the revocation
+/// list and the filter's shared cache are keyed by.
+pub fn sha256(input: &str) -> [u8; 32] {
     use sha2::Digest as _;
     sha2::Sha256::digest(input.as_bytes()).into()
 }

@@ -27,7 +27,7 @@ use crate::rule::{CompiledRule, RuleSet};
 use crate::template::Context;
 
 pub use config::{HandlerError, is_header_name};
-pub use memo::Memo;
+pub use memo::{Memo, sha256};
 
 /// The parts of a request the pipeline reads.
 pub struct Request<'a> {
